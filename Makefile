@@ -1,0 +1,46 @@
+# Migrator — the two commands: `make run` and `make test` (both set up .venv on demand).
+PY ?= python3.11
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export PYTHONUNBUFFERED := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: run test test-fast bench venv legacy-envs proto demo screenshots package package-check lint clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found (Migrator needs Python 3.11)"; exit 2; }
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[gui,opencv,dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/migrator-gui
+
+test: $(STAMP)
+	$(VPY) -m tests.setup_envs
+	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q
+
+test-fast: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(VPY) -m benchmarks.run
+
+legacy-envs: $(STAMP)
+	$(VPY) -m tests.setup_envs
+
+proto: $(STAMP)
+	$(VPY) -m grpc_tools.protoc -Imigrator/core/importers/caffe_proto --python_out=migrator/core/importers/caffe_proto migrator/core/importers/caffe_proto/migrator_caffe.proto
+
+demo: $(STAMP)
+	$(VPY) -m resources.make_demos
+
+lint: $(STAMP)
+	$(VPY) -m ruff check migrator tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist

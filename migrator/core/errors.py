@@ -1,0 +1,52 @@
+"""Error types shared by the whole core.
+
+``MigratorError`` is a *user* error (bad file, bad option, unsupported layer): the CLI
+prints ``str(err)`` as one line and exits 2; the GUI shows it in a message box.
+``VerificationFailed`` means the comparison ran but did not pass (exit 3).
+Anything else escaping the core is an internal error (exit 1).
+"""
+from __future__ import annotations
+
+
+class MigratorError(Exception):
+    """A user-facing error with the file and (where known) the layer it concerns."""
+
+    def __init__(self, message: str, *, file: str | None = None, layer: str | None = None,
+                 key: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.layer = layer
+        self.key = key
+
+    def __str__(self) -> str:  # one line, always
+        where = []
+        if self.file:
+            where.append(str(self.file))
+        if self.layer:
+            where.append(f"layer '{self.layer}'")
+        prefix = ": ".join(where)
+        msg = " ".join(str(self.message).split())  # collapse newlines
+        return f"{prefix}: {msg}" if prefix else msg
+
+
+class UnsupportedLayerError(MigratorError):
+    """One or more layers have no conversion rule.  ``layers`` lists (name, type)."""
+
+    def __init__(self, layers: list[tuple[str, str]], *, file: str | None = None):
+        names = ", ".join(f"'{n}' (type {t})" for n, t in layers)
+        super().__init__(f"unsupported layer type: {names}", file=file,
+                         layer=layers[0][0] if len(layers) == 1 else None)
+        self.layers = layers
+
+
+class VerificationFailed(Exception):
+    """The comparison ran and did not pass; carries the comparison result."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
+
+
+class Cancelled(Exception):
+    """Long work was cancelled by the user."""
