@@ -1,0 +1,78 @@
+"""IR graph + overrides -> :class:`~migrator.core.mapping.plan.Plan`.
+
+Walks the nodes in order, resolves each node's options (rule defaults, then overrides
+for its kind, then overrides for the layer), and asks the node's rule for a
+:class:`NodeMapping`.  Per-node problems are collected (``supported=False`` with the
+reason) rather than aborting, so a user sees every unsupported layer at once.
+"""
+from __future__ import annotations
+
+from ..errors import MigratorError
+from ..ir import Graph
+from .plan import NodeMapping, Plan
+from .registry import RULES, MapContext
+
+
+def _load_rules() -> None:
+    # importing the rules package registers every rule
+    from . import rules  # noqa: F401
+
+
+def resolve_options(node, rule, overrides) -> tuple[dict, set]:
+    opts = {k: o.default for k, o in rule.options.items()}
+    overridden: set[str] = set()
+    if overrides is not None:
+        vals = overrides.for_node(node.name, node.op)
+        for k, v in vals.items():
+            if k not in rule.options:
+                raise MigratorError(f"unknown override key '{k}' for a {node.op} layer "
+                                    f"(known: {', '.join(sorted(rule.options)) or 'none'})",
+                                    layer=node.name, key=k)
+            opts[k] = rule.options[k].validate(k, v)
+            overridden.add(k)
+    return opts, overridden
+
+
+def make_plan(graph: Graph, overrides=None) -> Plan:
+    _load_rules()
+    if overrides is not None:
+        overrides.check_against(graph)
+    plan = Plan(graph=graph, overrides=overrides)
+    ctx = MapContext(graph=graph, options={})
+    for node in graph.nodes:
+        if node.name in ctx.absorbed:
+            into = ctx.absorbed[node.name]
+            host = plan.mapping(into)
+            m = NodeMapping(source=node.name, source_type=node.source_type, rule=host.rule,
+                            keras_output=host.keras_output, layout=host.layout,
+                            rows=ctx.extra_rows.get(node.name, []),
+                            notes=[f"computed by the Keras layer of '{into}' (fused)"])
+            # the host's Keras layer outputs *this* node's value (e.g. BN+Scale fused: the
+            # Scale node's output); the host itself then has no Keras output of its own.
+            host.fused_into = node.name
+            host.keras_output = None
+            plan.mappings.append(m)
+            continue
+        rule = RULES.get(node.op)
+        if rule is None or node.op == "Custom":
+            plan.mappings.append(NodeMapping(
+                source=node.name, source_type=node.source_type, rule="unsupported",
+                supported=False,
+                error=f"unsupported layer type {node.source_type!r}"
+                      + (f" (params: {', '.join(f'{k}{list(p.shape)}' for k, p in node.params.items())})"
+                         if node.params else "")))
+            continue
+        opts, overridden = resolve_options(node, rule, overrides)
+        ctx.options = opts
+        try:
+            m = rule.map(node, ctx)
+        except MigratorError as e:
+            if e.layer is None:
+                e.layer = node.name
+            raise
+        m.options = dict(opts)
+        for r in m.rows:
+            if r.option and r.option in overridden:
+                r.overridden = True
+        plan.mappings.append(m)
+    return plan
