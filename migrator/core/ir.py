@@ -32,7 +32,8 @@ from .errors import MigratorError
 OPS: dict[str, str] = {
     "Input": "attrs: shape (tuple, NCHW incl. batch; batch may be None).",
     "Conv": (
-        "attrs: kernel (kh, kw), stride (sh, sw), pad (ph, pw) symmetric, dilation (dh, dw), group, "
+        "attrs: num_output (O), kernel (kh, kw), stride (sh, sw), pad (ph, pw) symmetric, "
+        "dilation (dh, dw), group, "
         "bias (bool), flip (bool: True = true convolution, i.e. the kernel must be rotated 180deg "
         "for cross-correlation; Caffe False, Lasagne per layer), activation (None or an Activation "
         "kind dict, see 'Activation'; Lasagne folds nonlinearities into layers). "
