@@ -33,6 +33,18 @@ def resolve_options(node, rule, overrides) -> tuple[dict, set]:
     return opts, overridden
 
 
+def _record_tensor_layers(m: NodeMapping, node, ctx: MapContext) -> None:
+    """Remember which Keras layer produces each tensor; a node mapped only by aliases
+    (Split, Identity, ...) gets the Keras layer of its aliased tensor as keras_output."""
+    for spec in m.layers:
+        ctx.tensor_layer[spec.output] = spec.name
+    for out, src in m.aliases.items():
+        if src in ctx.tensor_layer:
+            ctx.tensor_layer[out] = ctx.tensor_layer[src]
+    if m.keras_output is None and m.supported and not m.fused_into and node.outputs:
+        m.keras_output = ctx.tensor_layer.get(node.outputs[0])
+
+
 def make_plan(graph: Graph, overrides=None) -> Plan:
     _load_rules()
     if overrides is not None:
@@ -74,5 +86,6 @@ def make_plan(graph: Graph, overrides=None) -> Plan:
         for r in m.rows:
             if r.option and r.option in overridden:
                 r.overridden = True
+        _record_tensor_layers(m, node, ctx)
         plan.mappings.append(m)
     return plan

@@ -90,6 +90,9 @@ class MapContext:
     absorbed: dict[str, str] = field(default_factory=dict)   # node name -> absorbing node name
     extra_rows: dict[str, list] = field(default_factory=dict)  # rows to attach to absorbed nodes
     keras_names: set[str] = field(default_factory=set)
+    # tensor id -> name of the Keras layer producing it (filled by the planner after each
+    # mapping, aliases followed); lets a rule name the Keras layer of an upstream tensor
+    tensor_layer: dict[str, str] = field(default_factory=dict)
 
     def consumers(self, tensor_id: str) -> list[Node]:
         return self.graph.consumers(tensor_id)
