@@ -1,0 +1,356 @@
+"""Command line: ``migrator inspect | convert | compare``.
+
+Exit codes (a contract scripts rely on): 0 success; 2 bad input or usage (one line naming
+the file and, where known, the layer — no traceback); 3 verification failed; 1 internal
+error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_VERIFY = 0, 1, 2, 3
+
+
+def _quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="+", metavar="MODEL",
+                   help="Caffe: deploy.prototxt weights.caffemodel; Lasagne: builder.py params.pkl|.npz")
+    p.add_argument("--builder-function", default="build_model",
+                   help="Lasagne: the function in the builder script that builds the network "
+                        "(default: build_model)")
+    p.add_argument("--output-layer", default=None,
+                   help="Lasagne: key of the output layer when the builder returns a dict")
+    p.add_argument("--mapping", metavar="FILE", help="mapping file (JSON overrides) to apply")
+
+
+def _compare_args(p: argparse.ArgumentParser, *, inputs: bool) -> None:
+    if inputs:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--input", metavar="X.npy", help="input array in the source layout (NCHW)")
+        g.add_argument("--image", metavar="IMG", help="an image file, preprocessed as documented")
+        p.add_argument("--channel-order", choices=("BGR", "RGB"), default=None,
+                       help="image channel order fed to the network (default: BGR for Caffe, RGB for Lasagne)")
+        p.add_argument("--mean", default=None,
+                       help="per-channel mean to subtract, e.g. '104,117,123' (default: the model's "
+                            "stored mean when it has one)")
+        p.add_argument("--scale", type=float, default=1.0, help="multiply after mean subtraction")
+        p.add_argument("--resize", default=None, help="HxW to resize the image to (default: model input)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    p.add_argument("--runtime", default="builtin", choices=("builtin", "opencv", "legacy"),
+                   help="reference runtime for the source semantics")
+    p.add_argument("--legacy-python", metavar="CMD",
+                   help="command starting a Python in the legacy environment (runtime legacy), "
+                        "e.g. 'conda run -n old python' or 'chroot /srv/old python3'")
+    p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-5)")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="tolerance relative to each layer's max |reference| (default 1e-4)")
+    p.add_argument("--layer-tolerance", action="append", default=[], metavar="LAYER=ATOL,RTOL",
+                   help="per-layer tolerance override (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    ap = argparse.ArgumentParser(prog="migrator",
+                                 description="Convert Caffe and Lasagne/Theano models to Keras 3 and "
+                                             "verify them layer by layer.")
+    ap.add_argument("--version", action="store_true", help="print versions and TensorFlow devices")
+    sub = ap.add_subparsers(dest="cmd")
+
+    pi = sub.add_parser("inspect", help="show the layer table and the Keras mapping")
+    _model_args(pi)
+    pi.add_argument("--json", action="store_true", help="machine-readable output")
+
+    pc = sub.add_parser("convert", help="convert, verify on a seeded random input, save if it passes")
+    _model_args(pc)
+    pc.add_argument("-o", "--output", required=True, metavar="OUT.keras",
+                    help="output model (.keras, .h5 or .weights.h5)")
+    pc.add_argument("--also", action="append", default=[], choices=("keras", "h5", "weights"),
+                    help="also write this format next to OUT (repeatable)")
+    pc.add_argument("--report", metavar="FILE.json",
+                    help="report path (default: OUT's name + .report.json); .md and .html twins are written too")
+    pc.add_argument("--force", action="store_true", help="overwrite existing files")
+    pc.add_argument("--accept-mismatch", action="store_true",
+                    help="save even when verification fails (recorded in the report)")
+    _compare_args(pc, inputs=False)
+
+    pm = sub.add_parser("compare", help="compare the source semantics with the Keras model, layer by layer")
+    _model_args(pm)
+    pm.add_argument("--report", metavar="FILE.json", help="write the report here")
+    pm.add_argument("--force", action="store_true", help="overwrite an existing report")
+    pm.add_argument("--all", action="store_true", help="show every layer, not only compared ones")
+    _compare_args(pm, inputs=True)
+    ap.__version__ = __version__
+    return ap
+
+
+def _versions_text() -> str:
+    from . import __version__
+    _quiet_tf()
+    lines = [f"migrator {__version__}"]
+    try:
+        from .core.report import tool_versions
+        v = tool_versions()
+        lines.append(", ".join(f"{k} {v[k]}" for k in ("python", "numpy", "tensorflow", "keras",
+                                                       "protobuf", "h5py", "cv2") if k in v))
+        import tensorflow as tf
+        devs = tf.config.list_physical_devices()
+        lines.append("TensorFlow devices: " + (", ".join(f"{d.device_type}:{d.name}" for d in devs) or "none"))
+        if not tf.config.list_physical_devices("GPU"):
+            lines.append("No GPU found by TensorFlow: Keras runs on the CPU (pip install migrator[gpu] "
+                         "for CUDA support)")
+    except Exception as e:  # noqa: BLE001
+        lines.append(f"(could not query TensorFlow: {e})")
+    return "\n".join(lines)
+
+
+def _tolerances(args):
+    from .core.compare.metrics import Tolerance, Tolerances
+    from .core.errors import MigratorError
+    d = Tolerance()
+    if args.atol is not None:
+        d.atol = args.atol
+    if args.rtol is not None:
+        d.rtol = args.rtol
+    per = {}
+    for spec in args.layer_tolerance:
+        try:
+            name, vals = spec.split("=", 1)
+            a, r = vals.split(",")
+            per[name] = Tolerance(float(a), float(r))
+        except ValueError:
+            raise MigratorError(f"--layer-tolerance expects LAYER=ATOL,RTOL, got {spec!r}") from None
+    return Tolerances(default=d, per_layer=per)
+
+
+def _load(args):
+    from .core import pipeline
+    graph = pipeline.open_model(args.model, builder_function=args.builder_function,
+                                output_layer=args.output_layer)
+    overrides = pipeline.load_overrides(args.mapping)
+    plan = pipeline.make_plan(graph, overrides)
+    return graph, overrides, plan
+
+
+def _check_tolerance_layers(graph, tols):
+    from .core.errors import MigratorError
+    for name in tols.per_layer:
+        if name not in graph:
+            raise MigratorError("--layer-tolerance names an unknown layer", layer=name)
+
+
+def _runtime_settings(args) -> dict:
+    if args.runtime == "legacy":
+        from .core.errors import MigratorError
+        if not args.legacy_python:
+            raise MigratorError("--runtime legacy needs --legacy-python CMD")
+        return {"command": args.legacy_python}
+    return {}
+
+
+def _fmt(v) -> str:
+    if v is None or v != v:
+        return "-"
+    return f"{v:.2e}"
+
+
+def print_table(result, *, show_all: bool, out=sys.stdout) -> None:
+    rows = [r for r in result.layers if show_all or r.status in ("pass", "fail")]
+    w = max([len(r.source) for r in rows] + [12])
+    wk = max([len(r.keras or "-") for r in rows] + [11])
+    print(f"{'source layer':<{w}}  {'type':<14} {'keras layer':<{wk}}  {'max abs':>9} {'max rel':>9} "
+          f"{'need rtol':>9}  status", file=out)
+    for r in rows:
+        print(f"{r.source:<{w}}  {r.source_type[:14]:<14} {(r.keras or '-'):<{wk}}  {_fmt(r.max_abs):>9} "
+              f"{_fmt(r.max_rel):>9} {_fmt(r.needed_rtol):>9}  {r.status.upper() if r.status == 'fail' else r.status}"
+              + (f"  ({r.note})" if r.note and r.status == "fail" else ""), file=out)
+    s = result.to_dict()
+    c = s["counts"]
+    rt = result.runtime
+    print(f"\nreference: {rt.get('name')} ({rt.get('framework', '')}); Keras device: {result.device}", file=out)
+    print(f"compared {c['pass'] + c['fail']} layers: {c['pass']} passed, {c['fail']} failed"
+          f" ({c['fused']} fused, {c['not-compared']} not compared)", file=out)
+    fd = result.first_divergent
+    if fd:
+        print(f"first divergent layer: {fd.source} ({fd.source_type}) max abs {_fmt(fd.max_abs)}, "
+              f"max rel {_fmt(fd.max_rel)}, worst channel {fd.worst_channel}", file=out)
+    print(f"smallest rtol that would pass every layer: {_fmt(result.needed_rtol)}", file=out)
+    if result.topk:
+        t = result.topk
+        print(f"top-1 agreement {t['top1_agreement']:.3f}, top-{t['k']} overlap {t['topk_overlap']:.3f}",
+              file=out)
+    print("VERIFICATION PASSED" if result.passed else "VERIFICATION FAILED", file=out)
+
+
+def cmd_inspect(args) -> int:
+    graph, overrides, plan = _load(args)
+    rows = []
+    for node, m in zip(graph.nodes, plan.mappings):
+        rows.append({"source": node.name, "type": node.source_type, "op": node.op,
+                     "inputs": node.inputs,
+                     "shape": list(node.out_shape) if node.out_shape else None,
+                     "params": {k: list(p.shape) for k, p in node.params.items()},
+                     "param_count": node.param_count(),
+                     "keras": m.keras_output, "keras_layers": [s.name for s in m.layers],
+                     "keras_classes": [s.class_name for s in m.layers], "fused_into": m.fused_into,
+                     "supported": m.supported, "error": m.error,
+                     "warnings": m.warnings, "overridden": m.overridden})
+    unsupported = [r for r in rows if not r["supported"]]
+    if args.json:
+        json.dump({"framework": graph.framework, "name": graph.name, "files": graph.files,
+                   "warnings": graph.warnings, "layers": rows,
+                   "unsupported": [{"source": r["source"], "type": r["type"]} for r in unsupported]},
+                  sys.stdout, indent=1)
+        print()
+        return EXIT_OK
+    w = max([len(r["source"]) for r in rows] + [5])
+    print(f"{graph.framework} model '{graph.name}' — {len(rows)} layers "
+          f"({', '.join(os.path.basename(f) for f in graph.files if f)})")
+    print(f"{'layer':<{w}}  {'type':<22} {'output shape':<20} {'params':<28} keras")
+    for r in rows:
+        shape = "x".join("?" if d is None else str(d) for d in r["shape"]) if r["shape"] else "?"
+        params = " ".join(f"{k}{tuple(v)}" for k, v in r["params"].items())
+        if not r["supported"]:
+            keras = f"UNSUPPORTED: {r['error']}"
+        elif r["fused_into"]:
+            keras = f"(fused with {r['fused_into']})"
+        else:
+            keras = ", ".join(f"{n}:{c}" for n, c in zip(r["keras_layers"], r["keras_classes"])) or \
+                (f"= {r['keras']}" if r["keras"] else "-")
+        flag = " [overridden]" if r["overridden"] else ""
+        warn = f" WARNING: {'; '.join(r['warnings'])}" if r["warnings"] else ""
+        print(f"{r['source']:<{w}}  {r['type'][:22]:<22} {shape:<20} {params[:28]:<28} {keras}{flag}{warn}")
+    for wmsg in graph.warnings:
+        print(f"note: {wmsg}")
+    if unsupported:
+        print(f"{len(unsupported)} unsupported layer(s): " +
+              ", ".join(f"{r['source']} ({r['type']})" for r in unsupported))
+    return EXIT_OK
+
+
+def _verify(args, graph, plan, *, spec):
+    from .core import pipeline
+    from .core.errors import UnsupportedLayerError
+    if plan.unsupported:
+        raise UnsupportedLayerError([(m.source, m.source_type) for m in plan.unsupported],
+                                    file=graph.files[0] if graph.files else None)
+    tols = _tolerances(args)
+    _check_tolerance_layers(graph, tols)
+    settings = _runtime_settings(args)
+    x, desc = pipeline.make_input(graph, spec)
+    _quiet_tf()
+    model = pipeline.build_keras(plan)
+    result = pipeline.compare(graph, plan, model, x, runtime=args.runtime, runtime_settings=settings,
+                              tolerances=tols, input_desc=desc)
+    return model, result
+
+
+def _image_spec(args, graph):
+    from .core.errors import MigratorError
+    from .core.pipeline import ImagePreprocessing, InputSpec
+    if args.input:
+        return InputSpec(kind="npy", path=args.input)
+    if args.image:
+        mean = None
+        if args.mean:
+            try:
+                mean = [float(v) for v in args.mean.split(",")]
+            except ValueError:
+                raise MigratorError(f"--mean expects comma-separated numbers, got {args.mean!r}") from None
+        resize = None
+        if args.resize:
+            try:
+                h, w = args.resize.lower().split("x")
+                resize = (int(h), int(w))
+            except ValueError:
+                raise MigratorError(f"--resize expects HxW, got {args.resize!r}") from None
+        order = args.channel_order or ("BGR" if graph.framework == "caffe" else "RGB")
+        return InputSpec(kind="image", path=args.image,
+                         preprocessing=ImagePreprocessing(channel_order=order, mean=mean,
+                                                          scale=args.scale, resize=resize))
+    return InputSpec(kind="random", seed=args.seed)
+
+
+def cmd_compare(args) -> int:
+    from .core.report import build_report
+    from .core.saving import check_writable, write_text
+    graph, overrides, plan = _load(args)
+    if args.report:
+        check_writable(args.report, args.force)
+    spec = _image_spec(args, graph)
+    _, result = _verify(args, graph, plan, spec=spec)
+    print_table(result, show_all=args.all)
+    if args.report:
+        rep = build_report(graph, plan, result, overrides=overrides)
+        write_text(args.report, json.dumps(rep, indent=1, allow_nan=False), force=args.force)
+        print(f"report: {args.report}")
+    return EXIT_OK if result.passed else EXIT_VERIFY
+
+
+def cmd_convert(args) -> int:
+    from .core import saving
+    graph, overrides, plan = _load(args)
+    report = args.report or (saving.companion_paths(args.output, [])[0].rsplit(".", 1)[0] + ".report.json"
+                             if not args.output.lower().endswith(".weights.h5")
+                             else args.output[:-len(".weights.h5")] + ".report.json")
+    # refuse early, before any work, if outputs exist
+    saving.format_of(args.output)
+    for p in saving.companion_paths(args.output, args.also) + [report]:
+        saving.check_writable(p, args.force)
+    from .core.pipeline import InputSpec
+    model, result = _verify(args, graph, plan, spec=InputSpec(kind="random", seed=args.seed))
+    print_table(result, show_all=False)
+    if not result.passed and not args.accept_mismatch:
+        print(f"not saved: verification failed (use --accept-mismatch to save anyway)", file=sys.stderr)
+        return EXIT_VERIFY
+    written = saving.export(model, plan, result, args.output, report_path=report, formats=args.also,
+                            force=args.force, accept_mismatch=args.accept_mismatch, graph=graph,
+                            overrides=overrides)
+    for p in written:
+        print(f"wrote {p}")
+    return EXIT_OK if result.passed else EXIT_VERIFY
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .core.errors import Cancelled, MigratorError, VerificationFailed
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.version:
+        print(_versions_text())
+        return EXIT_OK
+    if not args.cmd:
+        ap.print_help()
+        return EXIT_USAGE
+    _quiet_tf()
+    try:
+        return {"inspect": cmd_inspect, "convert": cmd_convert, "compare": cmd_compare}[args.cmd](args)
+    except MigratorError as e:
+        print(f"migrator: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except VerificationFailed as e:
+        print(f"migrator: verification failed: {e}", file=sys.stderr)
+        return EXIT_VERIFY
+    except Cancelled:
+        print("migrator: cancelled", file=sys.stderr)
+        return EXIT_INTERNAL
+    except KeyboardInterrupt:
+        print("migrator: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - internal error
+        if os.environ.get("MIGRATOR_DEBUG"):
+            traceback.print_exc()
+        print(f"migrator: internal error: {type(e).__name__}: {' '.join(str(e).split())} "
+              "(set MIGRATOR_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

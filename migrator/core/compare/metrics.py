@@ -1,0 +1,204 @@
+"""Per-layer, per-channel comparison metrics and tolerances.
+
+For every source layer that has a Keras counterpart we compare the reference output
+(source layout, NCHW) with the Keras output (channels-last), after transposing the
+reference into the Keras layout.  Figures, per layer and per channel:
+
+* ``max_abs``  = max |keras - ref|
+* ``mean_abs`` = mean |keras - ref|
+* ``max_rel``  = max_abs / scale, where scale = max |ref| of the *layer* (the
+  reference's scale; a tiny floor avoids dividing by zero)
+
+A layer passes when ``max_abs <= atol + rtol * scale`` (defaults below; per-layer
+overridable).  ``needed_rtol`` is the smallest rtol that would pass with the given atol
+(Polygraphy's "minimum required tolerance").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+DEFAULT_ATOL = 1e-5
+DEFAULT_RTOL = 1e-4
+_TINY = 1e-30
+
+
+@dataclass
+class Tolerance:
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+
+    def to_dict(self):
+        return {"atol": self.atol, "rtol": self.rtol}
+
+
+@dataclass
+class Tolerances:
+    default: Tolerance = field(default_factory=Tolerance)
+    per_layer: dict[str, Tolerance] = field(default_factory=dict)
+
+    def for_layer(self, name: str) -> Tolerance:
+        return self.per_layer.get(name, self.default)
+
+    def to_dict(self):
+        return {"default": self.default.to_dict(),
+                "per_layer": {k: v.to_dict() for k, v in self.per_layer.items()}}
+
+
+@dataclass
+class LayerResult:
+    source: str
+    source_type: str
+    keras: str | None
+    layout: str
+    shape: tuple | None                  # source-layout shape of the compared tensor
+    status: str                          # 'pass' | 'fail' | 'fused' | 'not-compared'
+    max_abs: float = float("nan")
+    mean_abs: float = float("nan")
+    max_rel: float = float("nan")
+    scale: float = float("nan")
+    tolerance: Tolerance | None = None
+    needed_rtol: float = float("nan")
+    channel_max_abs: np.ndarray | None = None    # (C,)
+    channel_mean_abs: np.ndarray | None = None   # (C,)
+    channel_ref_absmax: np.ndarray | None = None  # (C,)
+    worst_channel: int | None = None
+    worst_index: tuple | None = None     # NCHW index of the worst element
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status in ("pass", "fused", "not-compared")
+
+    def to_dict(self) -> dict[str, Any]:
+        def f(v):
+            return None if v is None or (isinstance(v, float) and not np.isfinite(v)) else float(v)
+        d = {"source": self.source, "source_type": self.source_type, "keras": self.keras,
+             "layout": self.layout, "shape": list(self.shape) if self.shape else None,
+             "status": self.status, "max_abs": f(self.max_abs), "mean_abs": f(self.mean_abs),
+             "max_rel": f(self.max_rel), "scale": f(self.scale),
+             "tolerance": self.tolerance.to_dict() if self.tolerance else None,
+             "needed_rtol": f(self.needed_rtol),
+             "worst_channel": self.worst_channel,
+             "worst_index": list(self.worst_index) if self.worst_index else None,
+             "note": self.note}
+        if self.channel_max_abs is not None:
+            d["channels"] = {"max_abs": [float(x) for x in self.channel_max_abs],
+                             "mean_abs": [float(x) for x in self.channel_mean_abs],
+                             "ref_absmax": [float(x) for x in self.channel_ref_absmax]}
+        return d
+
+
+def to_source_layout(keras_out: np.ndarray, source_rank: int) -> np.ndarray:
+    """Channels-last Keras array -> NCHW source layout (rank >= 3 moves the last axis to 1)."""
+    if keras_out.ndim != source_rank or source_rank <= 2:
+        return keras_out
+    perm = (0, source_rank - 1) + tuple(range(1, source_rank - 1))
+    return np.transpose(keras_out, perm)
+
+
+def to_keras_layout(src: np.ndarray) -> np.ndarray:
+    """NCHW source array -> channels-last."""
+    if src.ndim <= 2:
+        return src
+    perm = (0,) + tuple(range(2, src.ndim)) + (1,)
+    return np.ascontiguousarray(np.transpose(src, perm))
+
+
+def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Tolerance) -> dict[str, Any]:
+    """Metrics of ``got`` against ``ref``, both in source layout (channel axis 1)."""
+    if ref.shape != got_source_layout.shape:
+        raise ValueError(f"shape mismatch: reference {ref.shape} vs Keras {got_source_layout.shape}")
+    ref64 = ref.astype(np.float64, copy=False)
+    diff = np.abs(got_source_layout.astype(np.float64, copy=False) - ref64)
+    nonfinite = not np.all(np.isfinite(diff))
+    if nonfinite:
+        diff = np.where(np.isfinite(diff), diff, np.inf)
+    absref = np.abs(ref64)
+    scale = float(absref.max()) if absref.size else 0.0
+    max_abs = float(diff.max()) if diff.size else 0.0
+    mean_abs = float(diff.mean()) if diff.size else 0.0
+    if ref.ndim >= 2:
+        axes = tuple(i for i in range(ref.ndim) if i != 1)
+        ch_max = diff.max(axis=axes) if diff.size else np.zeros(ref.shape[1])
+        ch_mean = diff.mean(axis=axes) if diff.size else np.zeros(ref.shape[1])
+        ch_ref = absref.max(axis=axes) if diff.size else np.zeros(ref.shape[1])
+    else:
+        ch_max = np.array([max_abs])
+        ch_mean = np.array([mean_abs])
+        ch_ref = np.array([scale])
+    worst_index = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape)) if diff.size else None
+    worst_channel = int(worst_index[1]) if worst_index and ref.ndim >= 2 else (0 if worst_index else None)
+    denom = max(scale, _TINY)
+    max_rel = max_abs / denom
+    passed = (not nonfinite) and max_abs <= tol.atol + tol.rtol * scale
+    needed = max(0.0, (max_abs - tol.atol) / denom)
+    return dict(max_abs=max_abs, mean_abs=mean_abs, max_rel=max_rel, scale=scale,
+                channel_max_abs=ch_max.astype(np.float64), channel_mean_abs=ch_mean.astype(np.float64),
+                channel_ref_absmax=ch_ref.astype(np.float64), worst_index=worst_index,
+                worst_channel=worst_channel, passed=passed, needed_rtol=needed,
+                nonfinite=nonfinite)
+
+
+def topk_agreement(ref: np.ndarray, got: np.ndarray, k: int = 5) -> dict[str, Any]:
+    """For classifier outputs (N, classes): do the top-k class sets / top-1 agree?"""
+    ref2 = ref.reshape(ref.shape[0], -1)
+    got2 = got.reshape(got.shape[0], -1)
+    k = min(k, ref2.shape[1])
+    r = np.argsort(-ref2, axis=1)[:, :k]
+    g = np.argsort(-got2, axis=1)[:, :k]
+    top1 = float(np.mean(r[:, 0] == g[:, 0]))
+    overlap = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(r, g)]))
+    return {"k": k, "top1_agreement": top1, "topk_overlap": overlap,
+            "reference_top": r[0].tolist(), "keras_top": g[0].tolist()}
+
+
+@dataclass
+class ComparisonResult:
+    layers: list[LayerResult]
+    runtime: dict[str, Any]                 # {'name':..., 'framework':..., 'versions': {...}}
+    device: str                             # where Keras ran
+    input: dict[str, Any]                   # description of the input used
+    tolerances: Tolerances
+    topk: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    cancelled: bool = False
+
+    @property
+    def compared(self) -> list[LayerResult]:
+        return [r for r in self.layers if r.status in ("pass", "fail")]
+
+    @property
+    def first_divergent(self) -> LayerResult | None:
+        for r in self.layers:
+            if r.status == "fail":
+                return r
+        return None
+
+    @property
+    def passed(self) -> bool:
+        return (not self.cancelled) and bool(self.compared) and all(r.passed for r in self.layers)
+
+    def layer(self, source: str) -> LayerResult:
+        for r in self.layers:
+            if r.source == source:
+                return r
+        raise KeyError(source)
+
+    @property
+    def needed_rtol(self) -> float:
+        vals = [r.needed_rtol for r in self.compared if np.isfinite(r.needed_rtol)]
+        return max(vals) if vals else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        fd = self.first_divergent
+        return {"passed": self.passed, "cancelled": self.cancelled,
+                "first_divergent": fd.source if fd else None,
+                "needed_rtol": self.needed_rtol,
+                "runtime": self.runtime, "device": self.device, "input": self.input,
+                "tolerances": self.tolerances.to_dict(), "topk": self.topk,
+                "timings": self.timings,
+                "counts": {s: sum(1 for r in self.layers if r.status == s)
+                           for s in ("pass", "fail", "fused", "not-compared")}}

@@ -1,0 +1,269 @@
+"""The one flow, as plain functions the CLI and the GUI workers call.
+
+    files --open_model--> Graph --make_plan(+overrides)--> Plan --build_keras--> keras.Model
+                                  reference runtime + Keras --compare--> ComparisonResult
+                                                      --save--> .keras/.h5 + report
+
+Long steps take ``progress(fraction, message)`` and ``cancel() -> bool`` callables; a
+cancelled step raises :class:`~migrator.core.errors.Cancelled`.  Nothing here touches Qt.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import Cancelled, MigratorError
+from .ir import Graph
+
+Progress = Callable[[float, str], None] | None
+Cancel = Callable[[], bool] | None
+
+CAFFE_ARCH = (".prototxt", ".pbtxt")
+CAFFE_WEIGHTS = (".caffemodel",)
+LASAGNE_BUILDER = (".py",)
+LASAGNE_PARAMS = (".pkl", ".pickle", ".npz")
+
+
+def _ext(p: str) -> str:
+    return os.path.splitext(str(p))[1].lower()
+
+
+def detect_format(paths: Sequence[str]) -> tuple[str, dict[str, str | None]]:
+    """Recognise MODEL... by extension: ('caffe', {prototxt, caffemodel}) or
+    ('lasagne', {builder, params})."""
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise MigratorError("no model files given (Caffe: deploy.prototxt weights.caffemodel; "
+                            "Lasagne: builder.py params.pkl|.npz)")
+    by = {}
+    for p in paths:
+        e = _ext(p)
+        if e in CAFFE_ARCH:
+            by.setdefault("prototxt", p)
+        elif e in CAFFE_WEIGHTS:
+            by.setdefault("caffemodel", p)
+        elif e in LASAGNE_BUILDER:
+            by.setdefault("builder", p)
+        elif e in LASAGNE_PARAMS:
+            by.setdefault("params", p)
+        else:
+            raise MigratorError("unrecognised model file extension (expected .prototxt, .caffemodel, "
+                                ".py, .pkl or .npz)", file=p)
+    if "prototxt" in by or "caffemodel" in by:
+        if "builder" in by or "params" in by:
+            raise MigratorError("mixed Caffe and Lasagne files given", file=paths[0])
+        if "prototxt" not in by:
+            raise MigratorError("a Caffe model needs its .prototxt next to the .caffemodel",
+                                file=by["caffemodel"])
+        return "caffe", {"prototxt": by["prototxt"], "caffemodel": by.get("caffemodel")}
+    if "builder" not in by:
+        raise MigratorError("a Lasagne model needs its builder script (.py)", file=by.get("params"))
+    if "params" not in by:
+        raise MigratorError("a Lasagne model needs its parameter file (.pkl or .npz)", file=by["builder"])
+    return "lasagne", {"builder": by["builder"], "params": by["params"]}
+
+
+def _check_readable(path: str | None) -> None:
+    if path is None:
+        return
+    if not os.path.exists(path):
+        raise MigratorError("no such file", file=path)
+    if os.path.isdir(path):
+        raise MigratorError("is a directory, not a file", file=path)
+    if not os.access(path, os.R_OK):
+        raise MigratorError("permission denied (file is not readable)", file=path)
+
+
+def open_model(paths: Sequence[str], *, builder_function: str = "build_model",
+               output_layer: str | None = None, progress: Progress = None,
+               legacy_command: str | None = None) -> Graph:
+    kind, files = detect_format(paths)
+    for p in files.values():
+        _check_readable(p)
+    if kind == "caffe":
+        from .importers.caffe import load_caffe
+        return load_caffe(files["prototxt"], files["caffemodel"], progress=progress)
+    from .importers.lasagne import load_lasagne
+    return load_lasagne(files["builder"], files["params"], builder_function=builder_function,
+                        output_layer=output_layer, progress=progress)
+
+
+def load_overrides(path: str | None):
+    from .mapping.overrides import Overrides
+    if path is None:
+        return Overrides()
+    _check_readable(path)
+    return Overrides.load(path)
+
+
+def make_plan(graph: Graph, overrides=None):
+    from .mapping.planner import make_plan as _mp
+    return _mp(graph, overrides)
+
+
+def build_keras(plan, progress: Progress = None):
+    from .keras_build.builder import build_keras as _bk
+    return _bk(plan, progress=progress)
+
+
+# ------------------------------------------------------------------------------------
+# Inputs
+# ------------------------------------------------------------------------------------
+@dataclass
+class ImagePreprocessing:
+    """How an image becomes the network input (documented in the user guide):
+    1. load (Pillow), convert to RGB; 2. resize to the network's input H x W (bilinear);
+    3. to float32 in [0, 255]; 4. channel order ('BGR' for Caffe models by default, 'RGB');
+    5. subtract ``mean`` (per channel, in the chosen order; or a full mean image (C,H,W));
+    6. multiply by ``scale``; 7. HWC -> CHW and add the batch axis."""
+
+    channel_order: str = "BGR"
+    mean: Any = None          # None | sequence of C floats | np.ndarray (C,H,W)
+    scale: float = 1.0
+    resize: tuple[int, int] | None = None   # None = the model's input size
+
+    def to_dict(self):
+        m = self.mean
+        if isinstance(m, np.ndarray):
+            m = {"shape": list(m.shape), "per_channel_mean": m.reshape(m.shape[0], -1).mean(1).tolist()} \
+                if m.ndim > 1 else m.tolist()
+        return {"channel_order": self.channel_order, "mean": m, "scale": self.scale,
+                "resize": list(self.resize) if self.resize else None}
+
+
+@dataclass
+class InputSpec:
+    kind: str = "random"                      # 'random' | 'npy' | 'image'
+    seed: int = 0
+    path: str | None = None
+    batch: int = 1
+    preprocessing: ImagePreprocessing = field(default_factory=ImagePreprocessing)
+    distribution: str = "normal"              # random: 'normal' (N(0,1)) | 'uniform' ([0, 255))
+
+
+def model_input_shape(graph: Graph, batch: int = 1) -> tuple[int, ...]:
+    ins = graph.input_nodes
+    if len(ins) != 1:
+        raise MigratorError(f"models with {len(ins)} inputs are not supported yet "
+                            f"({', '.join(n.name for n in ins)})", file=graph.files[0] if graph.files else None)
+    shp = list(ins[0].attrs["shape"])
+    shp[0] = batch
+    if any(d is None for d in shp):
+        raise MigratorError("the input shape has unknown dimensions; give --input X.npy",
+                            layer=ins[0].name)
+    return tuple(int(d) for d in shp)
+
+
+def default_mean(graph: Graph):
+    m = graph.meta.get("mean")
+    return None if m is None else np.asarray(m, dtype=np.float32)
+
+
+def make_input(graph: Graph, spec: InputSpec) -> tuple[np.ndarray, dict[str, Any]]:
+    """Return (x in source layout NCHW float32, a description for the report)."""
+    if spec.kind == "random":
+        shp = model_input_shape(graph, spec.batch)
+        rng = np.random.default_rng(spec.seed)
+        if spec.distribution == "uniform":
+            x = rng.uniform(0, 255, size=shp).astype(np.float32)
+        else:
+            x = rng.standard_normal(size=shp).astype(np.float32)
+        return x, {"kind": "random", "seed": spec.seed, "distribution": spec.distribution,
+                   "shape": list(shp)}
+    if spec.kind == "npy":
+        _check_readable(spec.path)
+        try:
+            x = np.load(spec.path, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - user file
+            raise MigratorError(f"cannot read .npy input: {e}", file=spec.path) from None
+        x = np.asarray(x, dtype=np.float32)
+        want = graph.input_nodes[0].attrs["shape"] if graph.input_nodes else None
+        if want is not None and x.ndim == len(want) - 1:
+            x = x[None]
+        if want is not None and (x.ndim != len(want) or any(
+                w is not None and i > 0 and w != d for i, (w, d) in enumerate(zip(want, x.shape)))):
+            raise MigratorError(f"input shape {tuple(x.shape)} does not fit the model input "
+                                f"{tuple(want)} (give NCHW, the source layout)", file=spec.path)
+        return x, {"kind": "npy", "path": os.path.abspath(spec.path), "shape": list(x.shape)}
+    if spec.kind == "image":
+        return _load_image(graph, spec)
+    raise MigratorError(f"unknown input kind {spec.kind!r}")
+
+
+def _load_image(graph: Graph, spec: InputSpec):
+    from PIL import Image
+    _check_readable(spec.path)
+    pp = spec.preprocessing
+    shp = model_input_shape(graph, 1)
+    if len(shp) != 4 or shp[1] not in (1, 3):
+        raise MigratorError(f"image input needs a 1- or 3-channel NCHW model input, got {shp}",
+                            file=spec.path)
+    h, w = pp.resize or (shp[2], shp[3])
+    try:
+        with Image.open(spec.path) as im:
+            im = im.convert("RGB" if shp[1] == 3 else "L").resize((w, h), Image.BILINEAR)
+            a = np.asarray(im, dtype=np.float32)
+    except Exception as e:  # noqa: BLE001 - user file
+        raise MigratorError(f"cannot read image: {e}", file=spec.path) from None
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if shp[1] == 3 and pp.channel_order.upper() == "BGR":
+        a = a[:, :, ::-1]
+    chw = np.ascontiguousarray(a.transpose(2, 0, 1))
+    mean = pp.mean if pp.mean is not None else default_mean(graph)
+    if mean is not None:
+        mean = np.asarray(mean, dtype=np.float32)
+        if mean.ndim == 1:
+            chw = chw - mean.reshape(-1, 1, 1)
+        elif mean.ndim == 3:
+            if mean.shape[1:] != chw.shape[1:]:
+                # centre-crop or resize the mean image to the input size
+                from PIL import Image as _I
+                mean = np.stack([np.asarray(_I.fromarray(c).resize((w, h), _I.BILINEAR))
+                                 for c in mean.astype(np.float32)])
+            chw = chw - mean
+    chw = chw * np.float32(pp.scale)
+    x = chw[None].astype(np.float32)
+    desc = {"kind": "image", "path": os.path.abspath(spec.path), "shape": list(x.shape),
+            "preprocessing": {**pp.to_dict(),
+                              "mean_source": "given" if pp.mean is not None else
+                              ("model" if mean is not None else "none")}}
+    return x, desc
+
+
+# ------------------------------------------------------------------------------------
+# Comparison
+# ------------------------------------------------------------------------------------
+def compare(graph: Graph, plan, model, x: np.ndarray, *, runtime: str = "builtin",
+            runtime_settings: dict | None = None, tolerances=None,
+            input_desc: dict | None = None, progress: Progress = None,
+            cancel: Cancel = None, keep_channels: bool = True):
+    from .compare.engine import run_comparison
+    return run_comparison(graph, plan, model, x, runtime=runtime,
+                          runtime_settings=runtime_settings or {}, tolerances=tolerances,
+                          input_desc=input_desc, progress=progress, cancel=cancel)
+
+
+def check_cancel(cancel: Cancel) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled()
+
+
+class Stopwatch:
+    def __init__(self):
+        self.t = {}
+
+    def __call__(self, key):
+        sw = self
+
+        class _C:
+            def __enter__(self_inner):
+                self_inner.t0 = time.perf_counter()
+
+            def __exit__(self_inner, *a):
+                sw.t[key] = sw.t.get(key, 0.0) + time.perf_counter() - self_inner.t0
+        return _C()

@@ -1,0 +1,244 @@
+"""The conversion report: a stable JSON schema plus Markdown and HTML renderings.
+
+Schema (``schema_version`` 1)::
+
+    {
+      "schema_version": 1,
+      "tool": {"migrator": ..., "python": ..., "numpy": ..., "tensorflow": ..., "keras": ..., ...},
+      "created": ISO-8601 UTC,
+      "source": {"framework": "caffe"|"lasagne", "name": ..., "files": [{"path", "sha256", "bytes"}],
+                 "warnings": [...]},
+      "overrides": {mapping file dict} | null,
+      "verification": {passed, first_divergent, needed_rtol, runtime, device, input, tolerances,
+                       topk, timings, counts} | null,
+      "accepted_mismatch": bool,
+      "outputs": [paths written],
+      "layers": [ {"source", "source_type", "keras" (layer whose output equals the source
+                   layer's), "keras_layers" [names], "layout", "rule", "status",
+                   "fused_into", "notes", "options", "mapping": [{key, formula, value, sources,
+                   option, default, overridden, caveats, warnings}],
+                   "max_abs", "mean_abs", "max_rel", "needed_rtol", "tolerance", "channels"...} ]
+    }
+
+Arrays are summarised (shape, dtype, min/mean/max, sha256 of the float32 bytes) and given
+in full when small (<= 64 values).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import html
+import os
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+_FULL_LIMIT = 64
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def jsonable(v: Any) -> Any:
+    if isinstance(v, np.ndarray) or (isinstance(v, (list, tuple)) and v and isinstance(v[0], np.ndarray)):
+        a = np.asarray(v)
+        if a.dtype.kind in "fiub" and a.size:
+            af = a.astype(np.float64)
+            fin = np.isfinite(af)
+            d = {"shape": list(a.shape), "dtype": str(a.dtype),
+                 "min": float(af[fin].min()) if fin.any() else None,
+                 "mean": float(af[fin].mean()) if fin.any() else None,
+                 "max": float(af[fin].max()) if fin.any() else None,
+                 "nonfinite": int((~fin).sum()),
+                 "sha256": hashlib.sha256(np.ascontiguousarray(a.astype(np.float32)).tobytes()).hexdigest()}
+            if a.size <= _FULL_LIMIT:
+                d["values"] = [None if not np.isfinite(x) else float(x) for x in af.ravel()]
+            return d
+        return {"shape": list(a.shape), "dtype": str(a.dtype)}
+    if isinstance(v, (np.floating,)):
+        v = float(v)
+    if isinstance(v, float):
+        return v if np.isfinite(v) else str(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if v is None or isinstance(v, (str, int, bool)):
+        return v
+    return str(v)
+
+
+def tool_versions() -> dict[str, str]:
+    from .. import __version__
+    out = {"migrator": __version__, "python": platform.python_version(), "platform": platform.platform(),
+           "numpy": np.__version__}
+    for mod in ("tensorflow", "keras", "google.protobuf", "h5py", "cv2"):
+        m = sys.modules.get(mod)
+        if m is None:
+            try:
+                m = __import__(mod, fromlist=["__version__"])
+            except Exception:  # noqa: BLE001 - optional
+                continue
+        out[mod.replace("google.", "")] = str(getattr(m, "__version__", "?"))
+    return out
+
+
+def build_report(graph, plan, result, *, outputs=(), overrides=None, accepted_mismatch=False,
+                 extra=None) -> dict[str, Any]:
+    files = []
+    for p in graph.files:
+        if p and os.path.exists(p):
+            files.append({"path": os.path.abspath(p), "sha256": sha256_file(p),
+                          "bytes": os.path.getsize(p)})
+    res_by = {}
+    if result is not None:
+        res_by = {r.source: r for r in result.layers}
+    layers = []
+    for m in plan.mappings:
+        node = graph.node(m.source)
+        entry: dict[str, Any] = {
+            "source": m.source, "source_type": m.source_type, "op": node.op,
+            "keras": m.keras_output, "keras_layers": [s.name for s in m.layers],
+            "keras_classes": [s.class_name for s in m.layers],
+            "layout": m.layout, "rule": m.rule, "fused_into": m.fused_into,
+            "supported": m.supported, "error": m.error, "notes": list(m.notes),
+            "options": jsonable(m.options),
+            "source_shape": list(node.out_shape) if node.out_shape else None,
+            "mapping": [{"key": r.key, "formula": r.formula, "value": jsonable(r.value),
+                         "sources": jsonable(r.sources), "option": r.option,
+                         "default": jsonable(r.default), "overridden": r.overridden,
+                         "caveats": list(r.caveats), "warnings": list(r.warnings)} for r in m.rows],
+        }
+        r = res_by.get(m.source)
+        if r is not None:
+            d = r.to_dict()
+            for k in ("source", "source_type", "keras", "layout"):
+                d.pop(k, None)
+            entry.update(d)
+        else:
+            entry["status"] = "not-verified"
+        layers.append(entry)
+    ov = overrides.to_dict() if overrides is not None and hasattr(overrides, "to_dict") else None
+    rep = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": tool_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": {"framework": graph.framework, "name": graph.name, "files": files,
+                   "warnings": list(graph.warnings)},
+        "overrides": ov,
+        "verification": jsonable(result.to_dict()) if result is not None else None,
+        "accepted_mismatch": bool(accepted_mismatch),
+        "outputs": [os.path.abspath(p) for p in outputs],
+        "layers": layers,
+    }
+    if extra:
+        rep["extra"] = jsonable(extra)
+    return rep
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, dict) and "shape" in v:
+        if "values" in v and len(v["values"]) <= 4:
+            return ", ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in v["values"])
+        if v.get("min") is not None:
+            return f"{v['shape']} min {v['min']:.4g} mean {v['mean']:.4g} max {v['max']:.4g}"
+        return str(v["shape"])
+    return str(v)
+
+
+def render_markdown(rep: dict[str, Any]) -> str:
+    v = rep.get("verification") or {}
+    out = [f"# Migrator conversion report: {rep['source'].get('name') or 'model'}", ""]
+    out.append(f"- Created: {rep['created']} with Migrator {rep['tool'].get('migrator')} "
+               f"(TensorFlow {rep['tool'].get('tensorflow', '?')}, Keras {rep['tool'].get('keras', '?')})")
+    for f in rep["source"]["files"]:
+        out.append(f"- Source: `{f['path']}` ({f['bytes']} bytes, sha256 `{f['sha256'][:16]}…`)")
+    if v:
+        rt = v.get("runtime") or {}
+        out.append(f"- Verification: **{'PASSED' if v.get('passed') else 'FAILED'}** against "
+                   f"{rt.get('name')} ({rt.get('framework', '')}); Keras on {v.get('device')}")
+        if v.get("first_divergent"):
+            out.append(f"- First divergent layer: **{v['first_divergent']}**")
+        out.append(f"- Smallest rtol that would pass: {_fmt(v.get('needed_rtol'))}")
+        if v.get("topk"):
+            out.append(f"- Top-1 agreement: {v['topk'].get('top1_agreement')}, "
+                       f"top-{v['topk'].get('k')} overlap: {v['topk'].get('topk_overlap')}")
+    else:
+        out.append("- Verification: **not run**")
+    if rep.get("accepted_mismatch"):
+        out.append("- Saved with the user's explicit consent despite failed verification.")
+    if rep.get("overrides"):
+        out.append(f"- Overrides: `{rep['overrides']}`")
+    out += ["", "| source layer | type | Keras layer | status | max abs | max rel | notes |",
+            "|---|---|---|---|---|---|---|"]
+    for L in rep["layers"]:
+        notes = "; ".join(L.get("notes") or []) or (L.get("error") or "")
+        out.append(f"| {L['source']} | {L['source_type']} | {L.get('keras') or '—'} | {L.get('status')} | "
+                   f"{_fmt(L.get('max_abs'))} | {_fmt(L.get('max_rel'))} | {notes} |")
+    out += ["", "## Mapping decisions", ""]
+    for L in rep["layers"]:
+        if not L["mapping"]:
+            continue
+        out.append(f"### {L['source']} ({L['source_type']}) → {', '.join(L['keras_layers']) or L.get('keras') or '—'}")
+        out.append("")
+        out.append("| parameter | formula | value | overridden | remarks |")
+        out.append("|---|---|---|---|---|")
+        for r in L["mapping"]:
+            rem = "; ".join((r.get("warnings") or []) + (r.get("caveats") or []))
+            out.append(f"| {r['key']} | `{r['formula']}` | {_fmt(r['value'])} | "
+                       f"{'yes' if r['overridden'] else ''} | {rem} |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def render_html(rep: dict[str, Any]) -> str:
+    md = render_markdown(rep)
+    # small self-contained rendering: tables and headings, no external assets
+    rows, body, in_table = [], [], False
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            tag = "th" if not in_table else "td"
+            if not in_table:
+                body.append("<table>")
+                in_table = True
+            cls = ' class="fail"' if "fail" in cells else ""
+            body.append(f"<tr{cls}>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line.startswith("### "):
+            body.append(f"<h3>{html.escape(line[4:])}</h3>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("- "):
+            body.append(f"<p>{html.escape(line[2:]).replace('**', '')}</p>")
+    if in_table:
+        body.append("</table>")
+    del rows
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}"
+             "tr.fail td{background:#fdd}th{background:#eee}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Migrator report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")

@@ -1,0 +1,145 @@
+"""Atomic writes of the Keras model (.keras, .h5, .weights.h5) and of the report.
+
+Every file is written to a temporary file in the destination directory and renamed into
+place (``os.replace``), so a crash or a full disk never leaves a half-written file under
+the final name.  An existing file is never overwritten unless ``force=True``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Callable, Iterable
+
+from .errors import MigratorError
+
+MODEL_FORMATS = {"keras": ".keras", "h5": ".h5", "weights": ".weights.h5"}
+
+
+def format_of(path: str) -> str:
+    p = path.lower()
+    if p.endswith(".weights.h5"):
+        return "weights"
+    if p.endswith(".keras"):
+        return "keras"
+    if p.endswith(".h5") or p.endswith(".hdf5"):
+        return "h5"
+    raise MigratorError("output must end in .keras, .h5 or .weights.h5", file=path)
+
+
+def check_writable(path: str, force: bool) -> None:
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise MigratorError("is a directory", file=path)
+    if os.path.exists(path) and not force:
+        raise MigratorError("file exists (use --force to overwrite)", file=path)
+    if not os.path.isdir(d):
+        raise MigratorError("the output directory does not exist", file=path)
+    if not os.access(d, os.W_OK):
+        raise MigratorError("the output directory is not writable", file=path)
+
+
+def atomic_write(path: str, writer: Callable[[str], None], *, force: bool = False) -> str:
+    """Call ``writer(tmp_path)`` then rename tmp_path to ``path``.  The temp file keeps the
+    destination's suffix (Keras dispatches on it)."""
+    check_writable(path, force)
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    base = os.path.basename(path)
+    suffix = ".weights.h5" if base.lower().endswith(".weights.h5") else os.path.splitext(base)[1]
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=d)
+    os.close(fd)
+    os.unlink(tmp)  # writers (Keras, h5py) want to create the file themselves
+    try:
+        writer(tmp)
+        if not force and os.path.exists(path):
+            raise MigratorError("file appeared while writing; not overwritten", file=path)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text(path: str, text: str, *, force: bool = False) -> str:
+    def w(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return atomic_write(path, w, force=force)
+
+
+def save_model(model, path: str, *, force: bool = False) -> str:
+    fmt = format_of(path)
+
+    def w(tmp):
+        if fmt == "weights":
+            model.save_weights(tmp)
+        else:
+            model.save(tmp)
+    return atomic_write(path, w, force=force)
+
+
+def companion_paths(out_path: str, formats: Iterable[str]) -> list[str]:
+    """out.keras + formats ('keras','h5','weights') -> the list of model files to write."""
+    stem = out_path
+    for ext in (".weights.h5", ".keras", ".h5", ".hdf5"):
+        if stem.lower().endswith(ext):
+            stem = stem[: -len(ext)]
+            break
+    paths = [out_path]
+    for f in formats:
+        p = stem + MODEL_FORMATS[f]
+        if p not in paths:
+            paths.append(p)
+    return paths
+
+
+def export(model, plan, result, out_path: str, *, report_path: str | None = None,
+           formats: Iterable[str] = (), force: bool = False, accept_mismatch: bool = False,
+           graph=None, overrides=None, extra: dict[str, Any] | None = None) -> list[str]:
+    """Write the model (and companions) plus the JSON report (and its Markdown/HTML twins).
+
+    Refuses unless the comparison passed or ``accept_mismatch`` is set.  All target paths
+    are checked *before* anything is written, so a refusal leaves nothing behind.
+    """
+    from .report import build_report, render_html, render_markdown
+
+    if result is None and not accept_mismatch:
+        raise MigratorError("the conversion has not been verified; run the comparison first "
+                            "(or accept explicitly)", file=out_path)
+    if result is not None and not result.passed and not accept_mismatch:
+        fd = result.first_divergent
+        raise MigratorError("verification failed" + (f" (first divergent layer '{fd.source}')" if fd else "")
+                            + "; not saving without explicit consent (--accept-mismatch)", file=out_path)
+    format_of(out_path)
+    model_paths = companion_paths(out_path, formats)
+    report_paths = []
+    if report_path:
+        stem = report_path[:-5] if report_path.lower().endswith(".json") else report_path
+        report_paths = [report_path, stem + ".md", stem + ".html"]
+    for p in model_paths + report_paths:
+        check_writable(p, force)
+    written = []
+    try:
+        for p in model_paths:
+            save_model(model, p, force=force)
+            written.append(p)
+        if report_path:
+            rep = build_report(graph or plan.graph, plan, result, outputs=model_paths,
+                               overrides=overrides if overrides is not None else plan.overrides,
+                               accepted_mismatch=bool(result is not None and not result.passed),
+                               extra=extra)
+            write_text(report_paths[0], json.dumps(rep, indent=1, allow_nan=False), force=force)
+            written.append(report_paths[0])
+            write_text(report_paths[1], render_markdown(rep), force=force)
+            write_text(report_paths[2], render_html(rep), force=force)
+            written += report_paths[1:]
+    except BaseException:
+        # all-or-nothing: remove what this call wrote
+        for p in written:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        raise
+    return written
