@@ -1,0 +1,54 @@
+"""Comparison metrics against hand-computed values."""
+import numpy as np
+import pytest
+
+from migrator.core.compare.metrics import (Tolerance, compare_arrays, to_keras_layout, to_source_layout,
+                                           topk_agreement)
+
+
+def test_layout_round_trip():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    k = to_keras_layout(x)
+    assert k.shape == (2, 4, 5, 3)
+    assert k[1, 2, 3, 0] == x[1, 0, 2, 3]
+    np.testing.assert_array_equal(to_source_layout(k, 4), x)
+    v = np.ones((2, 7), np.float32)
+    assert to_keras_layout(v) is v
+
+
+def test_per_channel_figures_by_hand():
+    ref = np.zeros((1, 3, 2, 2), np.float32)
+    ref[0, 0] = 10.0          # layer scale = 10
+    got = ref.copy()
+    got[0, 1, 1, 0] = 0.5     # channel 1 off by 0.5 in one element
+    got[0, 2, 0, 0] = -0.25   # channel 2 off by 0.25
+    m = compare_arrays(ref, got, Tolerance(atol=0.0, rtol=0.1))
+    assert m["max_abs"] == 0.5
+    assert m["scale"] == 10.0
+    assert m["max_rel"] == pytest.approx(0.05)
+    np.testing.assert_allclose(m["channel_max_abs"], [0.0, 0.5, 0.25])
+    np.testing.assert_allclose(m["channel_mean_abs"], [0.0, 0.125, 0.0625])
+    assert m["worst_index"] == (0, 1, 1, 0) and m["worst_channel"] == 1
+    assert m["passed"]                       # 0.5 <= 0 + 0.1 * 10
+    assert m["needed_rtol"] == pytest.approx(0.05)
+    assert not compare_arrays(ref, got, Tolerance(atol=0.0, rtol=0.04))["passed"]
+
+
+def test_nonfinite_fails():
+    ref = np.ones((1, 2), np.float32)
+    got = ref.copy()
+    got[0, 1] = np.nan
+    m = compare_arrays(ref, got, Tolerance(atol=1e9, rtol=1e9))
+    assert not m["passed"] and m["nonfinite"]
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(ValueError):
+        compare_arrays(np.zeros((1, 2)), np.zeros((1, 3)), Tolerance())
+
+
+def test_topk():
+    ref = np.array([[0.1, 0.5, 0.2, 0.15, 0.05]])
+    got = np.array([[0.1, 0.2, 0.5, 0.15, 0.05]])
+    t = topk_agreement(ref, got, k=2)
+    assert t["top1_agreement"] == 0.0 and t["topk_overlap"] == 1.0
