@@ -1,0 +1,151 @@
+"""MappingPlan -> functional channels-last ``keras.Model``.
+
+The plan is the source of truth: every Keras layer is a :class:`KerasLayerSpec` (class
+name, constructor config, weights) wired by tensor ids.  The builder
+
+1. refuses a plan with unsupported mappings, listing ALL of them in one
+   :class:`~migrator.core.errors.UnsupportedLayerError`;
+2. creates one ``keras.Input`` per IR Input node (spec class ``'Input'``, shape without
+   the batch axis, already channels-last);
+3. creates each layer (``keras.layers.<class_name>`` or a custom layer of
+   :mod:`.custom_layers`), calls it on its input tensors, sets its weights;
+4. follows ``NodeMapping.aliases`` (nodes without a Keras layer);
+5. returns ``keras.Model(inputs, outputs)`` with the graph's output tensors as outputs.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+from ..errors import MigratorError, UnsupportedLayerError
+from . import custom_layers
+
+Progress = Callable[[float, str], None] | None
+
+#: layers that take a list of tensors
+MERGE_LAYERS = frozenset({"Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average",
+                          "Concatenate", "Dot", "WeightedSum"})
+
+
+def layer_class(class_name: str):
+    """The Keras layer class called ``class_name``: a custom Migrator layer or a built-in."""
+    if class_name in custom_layers.CUSTOM_LAYERS:
+        return custom_layers.CUSTOM_LAYERS[class_name]
+    cls = getattr(keras.layers, class_name, None)
+    if cls is None or not isinstance(cls, type):
+        raise KeyError(class_name)
+    return cls
+
+
+def _file_of(plan) -> str | None:
+    files = getattr(plan.graph, "files", None) or []
+    return files[0] if files else None
+
+
+def check_supported(plan) -> None:
+    """Raise :class:`UnsupportedLayerError` naming every unsupported mapping."""
+    bad = plan.unsupported
+    if not bad:
+        return
+    items = []
+    for m in bad:
+        t = m.source_type
+        if m.error and not m.error.startswith("unsupported layer type"):
+            t = f"{t}: {m.error}"
+        items.append((m.source, t))
+    raise UnsupportedLayerError(items, file=_file_of(plan))
+
+
+def _model_name(plan) -> str:
+    name = getattr(plan.graph, "name", "") or "migrated"
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", str(name)).strip("._-") or "migrated"
+    return name
+
+
+def keras_layer_order(plan) -> list[str]:
+    """Names of the model's Keras layers in plan (execution) order, inputs included."""
+    return [spec.name for spec in plan.keras_layers]
+
+
+def build_keras(plan, *, progress: Progress = None) -> keras.Model:
+    """Build the functional channels-last Keras model described by ``plan``."""
+    check_supported(plan)
+    file = _file_of(plan)
+    specs_total = max(1, len(plan.keras_layers))
+    tensors: dict[str, object] = {}
+    inputs: list = []
+    done = 0
+    for m in plan.mappings:
+        for spec in m.layers:
+            if spec.class_name == "Input":
+                cfg = dict(spec.config)
+                t = keras.Input(shape=tuple(cfg.pop("shape")), name=spec.name, **cfg)
+                inputs.append(t)
+                tensors[spec.output] = t
+                done += 1
+                continue
+            try:
+                cls = layer_class(spec.class_name)
+            except KeyError:
+                raise MigratorError(f"unknown Keras layer class {spec.class_name!r} in the plan",
+                                    file=file, layer=m.source) from None
+            try:
+                layer = cls(name=spec.name, **spec.config)
+            except Exception as e:  # noqa: BLE001 - bad config from a rule / override
+                raise MigratorError(f"cannot create Keras {spec.class_name} '{spec.name}': {e}",
+                                    file=file, layer=m.source) from None
+            try:
+                ins = [tensors[t] for t in spec.inputs]
+            except KeyError as e:
+                raise MigratorError(f"Keras layer '{spec.name}' needs tensor {e.args[0]!r}, which no "
+                                    "earlier layer produced", file=file, layer=m.source) from None
+            if spec.class_name in MERGE_LAYERS:
+                arg = ins
+            elif len(ins) == 1:
+                arg = ins[0]
+            else:
+                raise MigratorError(f"Keras {spec.class_name} '{spec.name}' takes one input, the plan "
+                                    f"gives {len(ins)}", file=file, layer=m.source)
+            try:
+                out = layer(arg)
+            except Exception as e:  # noqa: BLE001 - shape errors etc.
+                raise MigratorError(f"Keras {spec.class_name} '{spec.name}' cannot be applied: {e}",
+                                    file=file, layer=m.source) from None
+            if spec.weights is not None:
+                set_layer_weights(layer, spec.weights, file=file, source=m.source)
+            tensors[spec.output] = out
+            done += 1
+            if progress is not None:
+                progress(done / specs_total, f"building {spec.name}")
+        for out_id, src in m.aliases.items():
+            if src not in tensors:
+                raise MigratorError(f"alias of tensor {src!r}, which no earlier layer produced",
+                                    file=file, layer=m.source)
+            tensors[out_id] = tensors[src]
+    if not inputs:
+        raise MigratorError("the model has no input layer", file=file)
+    outputs = []
+    for t in plan.graph.output_tensors:
+        if t not in tensors:
+            raise MigratorError(f"output tensor {t!r} has no Keras counterpart", file=file,
+                                layer=t.split(":")[0])
+        outputs.append(tensors[t])
+    model = keras.Model(inputs=inputs if len(inputs) > 1 else inputs[0],
+                        outputs=outputs if len(outputs) > 1 else outputs[0], name=_model_name(plan))
+    if progress is not None:
+        progress(1.0, "model built")
+    return model
+
+
+def set_layer_weights(layer, weights, *, file=None, source=None) -> None:
+    """``layer.set_weights`` with a one-line error naming the layer on a mismatch."""
+    have = layer.get_weights()
+    ws = [np.asarray(w, dtype=h.dtype) for w, h in zip(weights, have)]
+    if len(weights) != len(have) or any(w.shape != h.shape for w, h in zip(ws, have)):
+        raise MigratorError(f"Keras layer '{layer.name}' expects weights "
+                            f"{[tuple(h.shape) for h in have]}, the plan gives "
+                            f"{[tuple(np.shape(w)) for w in weights]}", file=file, layer=source)
+    layer.set_weights(ws)
