@@ -1,0 +1,1 @@
+"""Test helpers that are also useful to demos and benchmarks (fixture writers)."""
