@@ -211,7 +211,7 @@ class InputRule(Rule):
 class ConvRule(Rule):
     name = "Conv"
     description = "ZeroPadding2D (symmetric pads) + Conv2D(padding='valid'); kernel OIHW -> HWIO."
-    options = {"flip": Option(  # noqa: RUF012 - class-level rule databool, None, "rotate kernels 180deg before the transpose (true "
+    options = {"flip": Option(bool, None, "rotate kernels 180deg before the transpose (true "  # noqa: RUF012
                                           "convolution); None = as the layer says (Caffe never, "
                                           "Lasagne flip_filters)")}
 
@@ -293,7 +293,7 @@ class ConvRule(Rule):
 class DenseRule(Rule):
     name = "Dense"
     description = "Dense; a 4-D input is flattened in Keras (H, W, C) order, so the kernel rows are permuted."
-    options = {"permute_rows": Option(  # noqa: RUF012 - class-level rule databool, True, "permute the kernel rows (C,H,W) -> (H,W,C) for a "
+    options = {"permute_rows": Option(bool, True, "permute the kernel rows (C,H,W) -> (H,W,C) for a "  # noqa: RUF012
                                                   "multi-dimensional input; false = put a Permute layer "
                                                   "before Flatten and keep the rows")}
 
