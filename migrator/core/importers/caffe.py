@@ -878,8 +878,11 @@ class _Builder:
         region = "within" if p.norm_region == 1 else "across"
         alpha = _f32(p.alpha)
         coeff = alpha / size if region == "across" else alpha / (size * size)
+        # Caffe's WITHIN_CHANNEL ignores k: its power layer computes (1 + alpha/n^2 * sum)^-beta
+        # (measured against the real Caffe 1.0; helper B, numpy reference work)
+        k = _f32(p.k) if region == "across" else 1.0
         return "LRN", {"region": region, "size": size, "coeff": coeff, "beta": _f32(p.beta),
-                       "k": _f32(p.k), "source_alpha": alpha}, {}, 1
+                       "k": k, "source_alpha": alpha}, {}, 1
 
     def _l_Eltwise(self, lp):
         ep = lp.eltwise_param
