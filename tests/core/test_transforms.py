@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from migrator.core.mapping import transforms as T
@@ -225,7 +226,7 @@ def true_conv_valid(x, K):
 
 
 def xcorr_hwio(x_nhwc, Wk):
-    kh, kw, ci, co = Wk.shape
+    kh, kw, _ci, co = Wk.shape
     n, H, W, _ = x_nhwc.shape
     out = np.zeros((n, H - kh + 1, W - kw + 1, co))
     for i in range(out.shape[1]):

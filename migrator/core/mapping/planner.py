@@ -22,7 +22,7 @@ def resolve_options(node, rule, overrides) -> tuple[dict, set]:
     opts = {k: o.default for k, o in rule.options.items()}
     overridden: set[str] = set()
     if overrides is not None:
-        vals = overrides.for_node(node.name, node.op)
+        vals = overrides.for_node(node.name, node.op, node.source_type)
         for k, v in vals.items():
             if k not in rule.options:
                 raise MigratorError(f"unknown override key '{k}' for a {node.op} layer "
@@ -51,18 +51,24 @@ def make_plan(graph: Graph, overrides=None) -> Plan:
         overrides.check_against(graph)
     plan = Plan(graph=graph, overrides=overrides)
     ctx = MapContext(graph=graph, options={})
+    fused_holder: dict[str, str] = {}   # host node -> node whose output its Keras layer gives
     for node in graph.nodes:
         if node.name in ctx.absorbed:
             into = ctx.absorbed[node.name]
             host = plan.mapping(into)
+            # a chain (BN + Scale + Bias) may be absorbed: the Keras output moves from the
+            # previous holder (host or an earlier absorbed node) to this node
+            holder = plan.mapping(fused_holder.get(into, into))
             m = NodeMapping(source=node.name, source_type=node.source_type, rule=host.rule,
-                            keras_output=host.keras_output, layout=host.layout,
+                            keras_output=holder.keras_output, layout=host.layout,
                             rows=ctx.extra_rows.get(node.name, []),
                             notes=[f"computed by the Keras layer of '{into}' (fused)"])
             # the host's Keras layer outputs *this* node's value (e.g. BN+Scale fused: the
             # Scale node's output); the host itself then has no Keras output of its own.
             host.fused_into = node.name
-            host.keras_output = None
+            holder.fused_into = node.name
+            holder.keras_output = None
+            fused_holder[into] = node.name
             plan.mappings.append(m)
             continue
         rule = RULES.get(node.op)

@@ -18,13 +18,28 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "as_f64", "float32_floor", "caffe_bn_scale_factor", "caffe_bn_stats",
-    "caffe_variance_for_epsilon", "lasagne_variance", "lasagne_total_variance",
-    "gist_total_variance", "gist_variance", "safe_epsilon", "safe_epsilon_for_lasagne",
-    "safe_epsilon_for_gist", "fold_sign_into_gamma", "momentum_from_alpha",
-    "flip_kernel", "caffe_conv_to_keras", "lasagne_conv_to_keras",
-    "dense_rows_chw_to_hwc", "caffe_dense_to_keras", "squeeze_channels",
-    "negative_channels", "nonfinite_channels",
+    "as_f64",
+    "caffe_bn_scale_factor",
+    "caffe_bn_stats",
+    "caffe_conv_to_keras",
+    "caffe_dense_to_keras",
+    "caffe_variance_for_epsilon",
+    "dense_rows_chw_to_hwc",
+    "flip_kernel",
+    "float32_floor",
+    "fold_sign_into_gamma",
+    "gist_total_variance",
+    "gist_variance",
+    "lasagne_conv_to_keras",
+    "lasagne_total_variance",
+    "lasagne_variance",
+    "momentum_from_alpha",
+    "negative_channels",
+    "nonfinite_channels",
+    "safe_epsilon",
+    "safe_epsilon_for_gist",
+    "safe_epsilon_for_lasagne",
+    "squeeze_channels",
 ]
 
 
