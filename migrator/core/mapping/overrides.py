@@ -246,38 +246,36 @@ class Overrides:
         return kind if kind in rules else None
 
     def _check(self, key: str, value: Any, op: str | None, *, where: str, name: str) -> Any:
+        """Validate one value; errors name the file, the layer (or kind) and the key."""
         rules = _rules()
-        ctx = f"{where} '{name}'"
+        layer = name if where == "layer" else None
+        pre = "" if layer else f"kind '{name}': "     # a layer is named by MigratorError itself
         if op is not None:
             rule = rules.get(op)
             opts = rule.options if rule is not None else {}
             if key not in opts:
                 known = ", ".join(sorted(opts)) or "none"
-                raise MigratorError(f"unknown option '{key}' for {ctx} ({op} options: {known})",
-                                    file=self.path, key=key,
-                                    layer=name if where == "layer" else None)
+                raise MigratorError(f"{pre}unknown option '{key}' for a {op} layer (known: {known})",
+                                    file=self.path, key=key, layer=layer)
             try:
                 return opts[key].validate(key, value)
             except MigratorError as e:
-                opt = opts[key]
-                tname = getattr(opt.type, "__name__", str(opt.type))
-                raise MigratorError(f"{ctx}: {e.message} (expected {tname})", file=self.path,
-                                    key=key, layer=name if where == "layer" else None) from None
-        # op unknown: the key must exist in some rule, with a compatible type
+                raise MigratorError(f"{pre}{e.message}", file=self.path, key=key,
+                                    layer=layer) from None
+        # op unknown (a layer checked without a model): the key must exist in some rule
         cands = [r.options[key] for r in rules.values() if key in r.options]
         if not cands:
             known = sorted({k for r in rules.values() for k in r.options})
-            raise MigratorError(f"unknown option '{key}' for {ctx} (known options: "
+            raise MigratorError(f"{pre}unknown option '{key}' (known options: "
                                 f"{', '.join(known) or 'none'})", file=self.path, key=key,
-                                layer=name if where == "layer" else None)
+                                layer=layer)
         errors = []
         for opt in cands:
             try:
                 return opt.validate(key, value)
             except MigratorError as e:
                 errors.append(e.message)
-        raise MigratorError(f"{ctx}: {errors[0]}", file=self.path, key=key,
-                            layer=name if where == "layer" else None)
+        raise MigratorError(f"{pre}{errors[0]}", file=self.path, key=key, layer=layer)
 
     def validate(self, graph=None) -> None:
         """Check every key and value; with a graph also the layer names and the options
