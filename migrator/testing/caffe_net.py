@@ -181,6 +181,8 @@ class NetBuilder:
         """Scale; with ``scale_bottom`` the scale comes from that second bottom."""
         shape = self.shapes[bottom]
         pshape = shape[axis:axis + num_axes] if num_axes >= 0 else shape[axis:]
+        if scale_bottom is not None:     # the bias then has the second bottom's shape
+            pshape = self.shapes[scale_bottom]
         blobs = []
         if scale_bottom is None:
             blobs.append(self._uniform(pshape, 0.5, 1.5))
@@ -334,6 +336,8 @@ class NetBuilder:
         if train_net:
             layers = self._train_layers()
         else:
+            if input_style == "layer" and v1:
+                input_style = "input_shape"      # V1 has no Input layer
             if input_style == "layer":
                 for blob, shape in self.inputs:
                     layers.append(LayerSpec(blob, "Input", [], [blob],
