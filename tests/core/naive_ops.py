@@ -66,7 +66,8 @@ def caffe_pool(x, mode, kernel, stride, pad, round_mode="ceil"):
             he, we = min(he, H), min(we, W)
             win = x[:, :, hs:he, ws:we]
             if mode == "max":
-                out[:, :, i, j] = win.max(axis=(2, 3))
+                # Caffe starts every max at -FLT_MAX (an empty ceil-mode window keeps it)
+                out[:, :, i, j] = win.max(axis=(2, 3), initial=-np.finfo(np.float32).max)
             else:
                 out[:, :, i, j] = win.sum(axis=(2, 3)) / size
     return out

@@ -26,6 +26,8 @@ from ..plan import KerasLayerSpec, NodeMapping, ParamRow
 from ..registry import MapContext, Option, Rule, keras_layout, rank_of, register, to_keras_axis
 
 F32 = np.float32
+#: the most negative float32 (Caffe's initial value of a max): padded cells never win
+LOWEST_F32 = float(np.finfo(np.float32).min)
 
 
 # ======================================================================================
@@ -543,9 +545,10 @@ class PoolRule(Rule):
                                  "(out-1)*s + k - (L + 2p)", (eh, ew), sources={"rounding": rounding}))
         if mode == "max":
             if ph or pw or eh or ew:
-                chain.add("ConstantPadding2D", {"padding": pad, "value": float("-inf")}, suffix="pad")
-                rows.append(ParamRow("padding", f"ConstantPadding2D({pad}, -inf): padded cells never "
-                                     "win the max", pad, sources={"pad": (ph, pw)}))
+                chain.add("ConstantPadding2D", {"padding": pad, "value": LOWEST_F32}, suffix="pad")
+                rows.append(ParamRow("padding", f"ConstantPadding2D({pad}, -FLT_MAX): padded cells never "
+                                     "win the max (a window of padding only gives -FLT_MAX, as Caffe)",
+                                     pad, sources={"pad": (ph, pw)}))
             chain.add("MaxPooling2D", pool_cfg)
         elif mode == "avg":
             counted = [[ph, ph], [pw, pw]] if divisor in ("caffe", "inc_pad") else [[0, 0], [0, 0]]
