@@ -1,0 +1,343 @@
+"""Lasagne builder scripts and parameter files for tests, demos and benchmarks.
+
+Each ``*_SCRIPT`` is the text of a builder script as a user would write it (imports of
+``lasagne`` / ``theano`` at the top, a ``build_model()`` function).  :func:`write_model`
+writes a script next to a parameter file of the chosen flavour, with values made by
+:func:`make_param_values` from the shapes the recorder reports (so the file always fits).
+
+Flavours (:data:`FLAVOURS`): ``pkl_list`` (bare list, protocol 2), ``pkl_param_values``
+(VGG-style dict ``{'param values', 'synset words', 'mean value'}``), ``pkl_values``
+(ResNet-style ``{'values', 'synset_words', 'mean_image'}``), ``pkl_py2`` (a protocol-2
+pickle whose arrays are written as Python 2 ``str`` data, loaded with latin1), ``npz``
+(``np.savez(f, *values)``), ``pkl_gz`` (gzip-compressed list).
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from typing import Callable
+
+import numpy as np
+
+FLAVOURS = ("pkl_list", "pkl_param_values", "pkl_values", "pkl_py2", "npz", "pkl_gz")
+
+HEADER = """\
+import numpy as np
+import theano
+import theano.tensor as T
+import lasagne
+from lasagne.layers import (InputLayer, Conv2DLayer, DenseLayer, NonlinearityLayer,
+                            Pool2DLayer, MaxPool2DLayer, GlobalPoolLayer, ElemwiseSumLayer,
+                            ConcatLayer, DropoutLayer, BatchNormLayer, batch_norm, FlattenLayer,
+                            ReshapeLayer, DimshuffleLayer, PadLayer, NINLayer, ScaleLayer,
+                            BiasLayer, LocalResponseNormalization2DLayer, SliceLayer)
+from lasagne.nonlinearities import rectify, softmax, linear, sigmoid, tanh, elu, LeakyRectify
+"""
+
+# A small ResNet-style network made with batch_norm() (Lasagne Recipes' style: a dict).
+RESNET_SCRIPT = HEADER + '''
+def residual_block(net, incoming, name, num_filters, stride):
+    net[name + '_conv1'] = batch_norm(Conv2DLayer(incoming, num_filters, 3, stride=stride,
+                                                  pad='same', name=name + '_conv1',
+                                                  nonlinearity=rectify))
+    net[name + '_conv2'] = batch_norm(Conv2DLayer(net[name + '_conv1'], num_filters, 3,
+                                                  pad=1, name=name + '_conv2',
+                                                  nonlinearity=linear))
+    if stride != 1 or incoming.output_shape[1] != num_filters:
+        shortcut = batch_norm(Conv2DLayer(incoming, num_filters, 1, stride=stride,
+                                          name=name + '_proj', nonlinearity=None))
+    else:
+        shortcut = incoming
+    net[name + '_sum'] = ElemwiseSumLayer([net[name + '_conv2'], shortcut], name=name + '_sum')
+    net[name + '_out'] = NonlinearityLayer(net[name + '_sum'], rectify, name=name + '_relu')
+    return net[name + '_out']
+
+
+def build_model():
+    net = {}
+    net['input'] = InputLayer((None, 3, 17, 17), name='input')
+    net['conv1'] = batch_norm(Conv2DLayer(net['input'], 8, 3, pad='same', name='conv1'))
+    net['pool1'] = MaxPool2DLayer(net['conv1'], 3, stride=2, ignore_border=False, name='pool1')
+    x = residual_block(net, net['pool1'], 'res2a', 8, 1)
+    x = residual_block(net, x, 'res3a', 16, 2)
+    net['pool5'] = GlobalPoolLayer(x, name='pool5')
+    net['fc'] = DenseLayer(net['pool5'], 10, nonlinearity=None, name='fc')
+    net['prob'] = NonlinearityLayer(net['fc'], softmax, name='prob')
+    return net
+'''
+
+# Every conv pad mode, flip_filters both ways, pooling modes, a dense right after a conv,
+# BN over a dense output, BN without beta/gamma, LRN, NIN, odd sizes with ignore_border=False.
+COVERAGE_SCRIPT = HEADER + '''
+from lasagne.layers.dnn import Conv2DDNNLayer
+
+
+def build_model():
+    l = InputLayer((None, 3, 13, 11))
+    c1 = Conv2DLayer(l, 6, (3, 5), pad='same', flip_filters=True, name='c_same_flip',
+                     nonlinearity=LeakyRectify(0.1))
+    c2 = Conv2DLayer(c1, 5, 3, pad='full', flip_filters=False, name='c_full_noflip',
+                     nonlinearity=None)
+    c3 = Conv2DLayer(c2, 7, (2, 3), pad='valid', stride=(2, 1), name='c_valid_s2',
+                     nonlinearity=elu)
+    c4 = Conv2DDNNLayer(c3, 6, 3, pad=(1, 2), name='c_dnn_pad12', nonlinearity=tanh)
+    p1 = Pool2DLayer(c4, 3, stride=2, ignore_border=False, mode='max', name='p_max_ceil')
+    p2 = Pool2DLayer(c4, 3, stride=2, pad=(1, 1), ignore_border=True,
+                     mode='average_inc_pad', name='p_avg_inc')
+    p3 = Pool2DLayer(c4, (2, 3), stride=(1, 2), pad=(1, 1), ignore_border=True,
+                     mode='average_exc_pad', name='p_avg_exc')
+    p4 = MaxPool2DLayer(c4, 3, stride=2, pad=1, name='p_max_pad')
+    lrn = LocalResponseNormalization2DLayer(c4, alpha=1e-2, k=2, beta=0.75, n=3, name='lrn')
+    nin = NINLayer(lrn, 4, name='nin', nonlinearity=sigmoid)
+    bn_nb = BatchNormLayer(nin, beta=None, name='bn_nobeta')
+    bn_ng = BatchNormLayer(bn_nb, gamma=None, name='bn_nogamma')
+    d1 = DenseLayer(p1, 12, name='dense_after_conv')
+    d1bn = batch_norm(DenseLayer(d1, 9, nonlinearity=rectify, name='dense2'))
+    d2 = DenseLayer(p2, 9, nonlinearity=None, name='dense_p2')
+    d3 = DenseLayer(p3, 9, nonlinearity=None, name='dense_p3')
+    d4 = DenseLayer(p4, 9, nonlinearity=None, name='dense_p4')
+    d5 = DenseLayer(bn_ng, 9, nonlinearity=None, name='dense_bn')
+    s = ElemwiseSumLayer([d1bn, d2, d3, d4, d5], coeffs=[1.0, 0.5, -1.0, 1.0, 2.0], name='sum')
+    return NonlinearityLayer(s, softmax, name='prob')
+'''
+
+# The preliminary (2015 gist) batch normalisation, defined in the script as users did.
+GIST_SCRIPT = HEADER + '''
+class BatchNormLayer(lasagne.layers.Layer):
+    """The preliminary batch normalisation layer (user code)."""
+
+    def __init__(self, incoming, axes=None, epsilon=0.01, alpha=0.5, nonlinearity=None,
+                 **kwargs):
+        super(BatchNormLayer, self).__init__(incoming, **kwargs)
+        self.axes = axes
+        if self.axes is None:
+            self.axes = (0,) + tuple(range(2, len(self.input_shape)))
+        self.epsilon = epsilon
+        self.alpha = alpha
+        if nonlinearity is None:
+            nonlinearity = lasagne.nonlinearities.identity
+        self.nonlinearity = nonlinearity
+        shape = list(self.input_shape)
+        for axis in self.axes:
+            shape[axis] = 1
+        dtype = theano.config.floatX
+        self.mean = self.add_param(lasagne.init.Constant(0), shape, 'mean', trainable=False,
+                                   regularizable=False)
+        self.std = self.add_param(lasagne.init.Constant(1), shape, 'std', trainable=False,
+                                  regularizable=False)
+        self.beta = self.add_param(lasagne.init.Constant(0), shape, 'beta', trainable=True,
+                                   regularizable=True)
+        self.gamma = self.add_param(lasagne.init.Constant(1), shape, 'gamma', trainable=True,
+                                    regularizable=False)
+
+    def get_output_for(self, input, deterministic=False, **kwargs):
+        mean, std = self.mean, self.std
+        std = std + self.epsilon
+        normalized = (input - mean) * (self.gamma / std) + self.beta
+        return self.nonlinearity(normalized)
+
+
+def batch_norm(layer):
+    nonlinearity = getattr(layer, 'nonlinearity', None)
+    if nonlinearity is not None:
+        layer.nonlinearity = lasagne.nonlinearities.identity
+    if hasattr(layer, 'b'):
+        del layer.params[layer.b]
+        layer.b = None
+    return BatchNormLayer(layer, nonlinearity=nonlinearity)
+
+
+def build_model():
+    l = InputLayer((None, 3, 9, 9))
+    l = batch_norm(Conv2DLayer(l, 6, 3, pad=1, name='conv1'))
+    l = MaxPool2DLayer(l, 2)
+    l = batch_norm(DenseLayer(l, 10, name='fc1'))
+    l = DenseLayer(l, 5, nonlinearity=softmax, name='out')
+    return l
+'''
+
+# A custom layer Migrator does not know (kept as Custom), plus shape-only layers.
+CUSTOM_SCRIPT = HEADER + '''
+class MyScale(lasagne.layers.Layer):
+    def __init__(self, incoming, factor=2.0, **kwargs):
+        super(MyScale, self).__init__(incoming, **kwargs)
+        self.factor = factor
+        self.w = self.add_param(lasagne.init.Constant(1.0), (self.input_shape[1],), name='w')
+
+    def get_output_for(self, input, **kwargs):
+        return input * self.factor * self.w.dimshuffle('x', 0, 'x', 'x')
+
+
+def build_model():
+    l = InputLayer((None, 2, 6, 6), name='in')
+    l = Conv2DLayer(l, 4, 3, pad=1, name='conv')
+    l = MyScale(l, factor=3.0, name='myscale')
+    l = PadLayer(l, 1, name='pad')
+    l = DimshuffleLayer(l, (0, 1, 3, 2), name='shuffle')
+    l = ReshapeLayer(l, ([0], -1), name='reshape')
+    l = DenseLayer(l, 3, name='fc')
+    return l
+'''
+
+
+def write_script(directory, text: str, name: str = "builder.py") -> str:
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(str(directory), name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def param_shapes(builder_path: str, **kw) -> list[tuple[int, ...]]:
+    """The parameter shapes in get_all_params order, as recorded (runs the child)."""
+    from migrator.core.importers.lasagne import describe_builder
+    desc = describe_builder(builder_path, **kw)
+    return [tuple(s) for _, _, s in desc["params"]]
+
+
+def make_param_values(builder_path: str, seed: int = 0,
+                      fill: Callable | None = None, **kw) -> list[np.ndarray]:
+    """Random float32 values fitting the builder's parameters.  BN-like names get sensible
+    values (``inv_std``/``std``/``gamma`` positive)."""
+    from migrator.core.importers.lasagne import describe_builder
+    desc = describe_builder(builder_path, **kw)
+    rng = np.random.default_rng(seed)
+    out = []
+    for lay, pname, shape in desc["params"]:
+        shape = tuple(shape)
+        if fill is not None:
+            v = fill(lay, pname, shape, rng)
+            if v is not None:
+                out.append(np.asarray(v, dtype=np.float32))
+                continue
+        if pname in ("inv_std",):
+            v = rng.uniform(0.5, 2.0, shape)
+        elif pname in ("std",):
+            v = rng.uniform(0.3, 1.5, shape)
+        elif pname in ("gamma",):
+            v = rng.uniform(0.5, 1.5, shape)
+        elif pname in ("W",):
+            fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else shape[0]
+            v = rng.normal(0, 1.0 / np.sqrt(max(fan_in, 1)), shape)
+        else:
+            v = rng.normal(0, 0.3, shape)
+        out.append(v.astype(np.float32))
+    return out
+
+
+class _Py2Str(bytes):
+    """bytes that pickle as a Python 2 ``str`` (SHORT_BINSTRING / BINSTRING opcodes)."""
+
+
+class _Py2Pickler(pickle._Pickler):  # the pure-Python pickler lets us add a dispatch entry
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2str(self, obj):
+        n = len(obj)
+        if n < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([n]) + bytes(obj))
+        else:
+            self.write(pickle.BINSTRING + n.to_bytes(4, "little") + bytes(obj))
+        self.memoize(obj)
+
+    dispatch[_Py2Str] = save_py2str
+
+
+def _py2_array(a: np.ndarray):
+    """An object whose pickle is what Python 2 numpy wrote for ``a``."""
+
+    class _Arr:
+        def __reduce__(self):
+            state = (1, a.shape, a.dtype, False, _Py2Str(np.ascontiguousarray(a).tobytes()))
+            return (_reconstruct_ref, (np.ndarray, (0,), _Py2Str(b"b")), state)
+    return _Arr()
+
+
+def _reconstruct_ref(*a):  # placeholder; replaced by the real global name when pickling
+    raise AssertionError
+
+
+def py2_pickle_bytes(obj) -> bytes:
+    """Pickle ``obj`` (lists/dicts of arrays, str, float) the way Python 2 + numpy 1 did:
+    protocol 2, arrays via ``numpy.core.multiarray._reconstruct`` with ``str`` data,
+    text as Python 2 ``str`` (bytes)."""
+    import io
+
+    def conv(x):
+        if isinstance(x, np.ndarray):
+            return _py2_array(x)
+        if isinstance(x, str):
+            return _Py2Str(x.encode("latin1"))
+        if isinstance(x, list):
+            return [conv(v) for v in x]
+        if isinstance(x, tuple):
+            return tuple(conv(v) for v in x)
+        if isinstance(x, dict):
+            return {conv(k): conv(v) for k, v in x.items()}
+        return x
+
+    buf = io.BytesIO()
+    p = _Py2Pickler(buf, protocol=2)
+    # make the reconstruct function pickle under numpy 1's global name
+    _reconstruct_ref.__module__ = "numpy.core.multiarray"
+    _reconstruct_ref.__qualname__ = "_reconstruct"
+    _reconstruct_ref.__name__ = "_reconstruct"
+    import sys
+    import types
+    shim = sys.modules.get("numpy.core.multiarray")
+    saved = getattr(shim, "_reconstruct", None) if shim is not None else None
+    fake = types.ModuleType("numpy.core.multiarray")
+    fake._reconstruct = _reconstruct_ref
+    sys.modules["numpy.core.multiarray"] = fake
+    try:
+        p.dump(conv(obj))
+    finally:
+        if shim is not None:
+            sys.modules["numpy.core.multiarray"] = shim
+        else:
+            del sys.modules["numpy.core.multiarray"]
+        del saved
+    return buf.getvalue()
+
+
+def write_params(path: str, values: list[np.ndarray], flavour: str, *,
+                 labels: list[str] | None = None, mean=None) -> str:
+    """Write ``values`` as a Lasagne parameter file of ``flavour`` (see :data:`FLAVOURS`)."""
+    values = [np.asarray(v) for v in values]
+    labels = labels if labels is not None else [f"n{i:08d} class {i}" for i in range(3)]
+    if flavour == "npz":
+        with open(path, "wb") as f:
+            np.savez(f, *values)
+        return path
+    if flavour == "pkl_list":
+        data = pickle.dumps(values, protocol=2)
+    elif flavour == "pkl_param_values":
+        data = pickle.dumps({"param values": values, "synset words": labels,
+                             "mean value": np.asarray(mean if mean is not None
+                                                      else [103.939, 116.779, 123.68],
+                                                      dtype=np.float32)}, protocol=2)
+    elif flavour == "pkl_values":
+        data = pickle.dumps({"values": values, "synset_words": labels,
+                             "mean_image": np.asarray(mean if mean is not None
+                                                      else np.full((3, 4, 4), 110.0),
+                                                      dtype=np.float32)}, protocol=4)
+    elif flavour == "pkl_py2":
+        data = py2_pickle_bytes({"param values": values, "synset words": labels})
+    elif flavour == "pkl_gz":
+        data = gzip.compress(pickle.dumps(values, protocol=4))
+    else:
+        raise ValueError(f"unknown flavour {flavour!r}")
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def write_model(directory, script: str, flavour: str = "pkl_list", seed: int = 0,
+                fill: Callable | None = None) -> tuple[str, str, list[np.ndarray]]:
+    """Write ``builder.py`` and a parameter file -> (builder path, params path, values)."""
+    b = write_script(directory, script)
+    values = make_param_values(b, seed=seed, fill=fill)
+    ext = ".npz" if flavour == "npz" else ".pkl"
+    p = write_params(os.path.join(str(directory), "params" + ext), values, flavour)
+    return b, p, values

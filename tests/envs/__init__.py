@@ -1,0 +1,1 @@
+"""Builders of the real-framework test environments (Caffe root, Theano venv)."""
