@@ -39,7 +39,8 @@ def test_roundtrip_save_load(tmp_path):
     ov.set("fuse_scale", False, kind="BatchNorm")
     ov.set("variance", "raw", kind="BatchNormLayer")
     path = ov.save(str(tmp_path / "m.json"))
-    data = json.loads(open(path).read())
+    with open(path) as f:
+        data = json.load(f)
     assert data == {"version": 1, "layers": {"bn1": {"epsilon": 1e-3}},
                     "kinds": {"BatchNorm": {"fuse_scale": False},
                               "BatchNormLayer": {"variance": "raw"}}}

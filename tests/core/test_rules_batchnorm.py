@@ -406,3 +406,59 @@ def test_unsupported_bn_axes_reported_not_raised():
     g.infer_shapes()
     m = make_plan(g).mapping("bn")
     assert not m.supported and "axes" in m.error
+
+
+# ----------------------------------------------------------------------------- vs OpenCV DNN
+def test_caffe_bn_family_against_opencv(tmp_path):
+    """Caffe files -> importer -> plan -> Keras, against OpenCV DNN's own Caffe importer."""
+    cv2 = pytest.importorskip("cv2")
+    from migrator.core.importers.caffe import load_caffe
+    from migrator.testing.caffe_net import NetBuilder
+
+    nb = NetBuilder("bnfam", seed=7)
+    nb.input("data", (2, 5, 6, 7))
+    nb.conv("conv1", "data", 4, 3, pad=1)
+    nb.bn("bn1", "conv1", top="conv1", scale_factor=999.98)           # in place
+    nb.scale("sc1", "conv1", top="conv1", bias=True)                  # fused: 1 Keras layer
+    nb.relu("relu1", "conv1", top="conv1")
+    nb.bn("bn2", "data", top="bn2", eps=1e-3)
+    nb.scale("sc2", "bn2", top="bn2", bias=False)                     # fused, no beta
+    nb.bn("bn3", "data", top="bn3", scale_factor=0.0)                 # s = 0
+    nb.scale("sc3", "bn3", top="sc3", bias=True)
+    nb.ip("fc", "conv1", 6)
+    nb.bn("bn_fc", "fc", top="fc")                                    # rank 2
+    nb.scale("sc_fc", "fc", top="fc", bias=True)
+    proto, model = nb.save(tmp_path / "n.prototxt", tmp_path / "n.caffemodel")
+    g = load_caffe(proto, model)
+    outs = g.output_tensors
+    x = np.random.default_rng(3).standard_normal((2, 5, 6, 7)).astype(np.float32)
+
+    for ov in (None, Overrides(kinds={"BatchNorm": {"fuse_scale": False}}),
+               Overrides(kinds={"BatchNorm": {"epsilon": 1e-2}})):
+        plan = make_plan(g, ov)
+        tol = 1e-5
+        if ov is not None and ov.kinds["BatchNorm"].get("epsilon"):
+            # bn3 (s = 0): var + eps = 1e-5 but epsilon 1e-2 -> negative moving_variance and
+            # float32 cancellation, reported with its size
+            w = " ".join(plan.mapping("bn3").warnings)
+            assert "negative" in w and "cancellation" in w
+            tol = 1e-4
+        if ov is None:
+            assert sum(s.class_name == "BatchNormalization" for s in plan.keras_layers) == 4
+            assert not any(s.class_name == "ChannelAffine" for s in plan.keras_layers)
+        model_k = build_keras(plan)
+        ys = model_k.predict(x.transpose(0, 2, 3, 1), verbose=0)
+        ys = ys if isinstance(ys, list) else [ys]
+        net = cv2.dnn.readNetFromCaffe(proto, model)
+        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        net.enableFusion(False)
+        net.setInput(x)
+        names = [g.node(t).provenance.layer or t for t in outs]
+        theirs = net.forward(names)
+        for t, mine, ref in zip(outs, ys, theirs):
+            mine = np.asarray(mine, np.float64)
+            if mine.ndim == 4:
+                mine = mine.transpose(0, 3, 1, 2)
+            ref = np.asarray(ref, np.float64).reshape(mine.shape)
+            err = np.abs(mine - ref).max() / max(np.abs(ref).max(), 1e-6)
+            assert err < tol, (t, err, ov)

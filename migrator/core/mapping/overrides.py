@@ -41,7 +41,8 @@ SOURCE_TYPE_OPS: dict[str, str] = {
     "Flatten": "Flatten", "Reshape": "Reshape", "Split": "Split", "Dropout": "Dropout",
     "Softmax": "Softmax", "Input": "Input",
     # Lasagne
-    "BatchNormLayer": "BatchNorm", "Conv2DLayer": "Conv", "Conv2DDNNLayer": "Conv",
+    "BatchNormLayer": "BatchNorm", "BatchNormDNNLayer": "BatchNorm", "Conv2DLayer": "Conv",
+    "DilatedConv2DLayer": "Conv", "NINLayer": "Conv", "Conv2DDNNLayer": "Conv",
     "Conv2DMMLayer": "Conv", "Conv2DCCLayer": "Conv", "DenseLayer": "Dense",
     "Pool2DLayer": "Pool", "MaxPool2DLayer": "Pool", "Pool2DDNNLayer": "Pool",
     "MaxPool2DDNNLayer": "Pool", "GlobalPoolLayer": "GlobalPool",

@@ -238,6 +238,14 @@ class BatchNormRule(Rule):
                       if bad_out else
                       "; inference stays exact (moving_variance + epsilon > 0) but the statistics "
                       "are not a valid variance for fine-tuning"))
+            if not bad_out:
+                # float32 cancellation: var32 + eps32 resolves only ~ulp(eps) absolutely
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    tot = np.asarray(var, np.float64)[neg] + eps_k
+                    rel = float(np.max(2.0 ** -24 * eps_k / tot))
+                if rel > 1e-6:
+                    msg += (f"; float32 cancellation in moving_variance + epsilon: expect a "
+                            f"relative output error up to ~{rel:.1g} (a smaller epsilon avoids it)")
             vrow.warnings.append(msg)
         vrow.warnings += _nonfinite_warning("moving_variance", var)
         mrow = ParamRow("variance", "exact: moving_variance + epsilon = the source's squared "
@@ -623,6 +631,7 @@ class ScaleRule(Rule):
     def map(self, node: Node, ctx: MapContext) -> NodeMapping:
         rank = _rank(ctx, node)
         layout = keras_layout(rank)
+        rule = f"{ctx.graph.framework}.Scale"
         in_shape = ctx.graph.tensor_shape(node.inputs[0]) if node.inputs else None
         if node.attrs.get("two_input") or len(node.inputs) == 2:
             return self._two_input(node, ctx, rank, layout, in_shape)
@@ -632,7 +641,7 @@ class ScaleRule(Rule):
             if node.attrs.get("bias"):
                 _, bias = _affine_param(node.p("bias"), node, rank, in_shape)
         except (ValueError, TypeError) as e:
-            return _unsupported(node, "caffe.Scale", f"cannot convert the Scale: {e}", layout)
+            return _unsupported(node, rule, f"cannot convert the Scale: {e}", layout)
         rows = [ParamRow("axis", f"source axis {node.attrs.get('axis', 1)} (num_axes "
                          f"{node.attrs.get('num_axes', 1)}) -> Keras axis {k_axis}", k_axis,
                          {"axis": node.attrs.get("axis", 1), "num_axes": node.attrs.get("num_axes", 1)}),
@@ -647,11 +656,11 @@ class ScaleRule(Rule):
         spec = KerasLayerSpec(ctx.unique_name(node.name), "ChannelAffine",
                               {"axis": k_axis, "use_scale": True, "use_bias": bias is not None},
                               [node.inputs[0]], node.outputs[0], weights)
-        return NodeMapping(source=node.name, source_type=node.source_type, rule="caffe.Scale",
+        return NodeMapping(source=node.name, source_type=node.source_type, rule=rule,
                            layers=[spec], rows=rows, keras_output=spec.name, layout=layout)
 
     def _two_input(self, node, ctx, rank, layout, in_shape) -> NodeMapping:
-        rule = "caffe.Scale"
+        rule = f"{ctx.graph.framework}.Scale"
         if len(node.inputs) != 2:
             return _unsupported(node, rule, "a two-input Scale needs exactly two inputs", layout)
         if node.attrs.get("bias"):
@@ -704,13 +713,14 @@ class BiasRule(Rule):
     def map(self, node: Node, ctx: MapContext) -> NodeMapping:
         rank = _rank(ctx, node)
         layout = keras_layout(rank)
+        rule = f"{ctx.graph.framework}.Bias"
         in_shape = ctx.graph.tensor_shape(node.inputs[0]) if node.inputs else None
         if len(node.inputs) != 1:
-            return _unsupported(node, "caffe.Bias", "a two-input Bias is not supported", layout)
+            return _unsupported(node, rule, "a two-input Bias is not supported", layout)
         try:
             k_axis, bias = _affine_param(node.p("bias"), node, rank, in_shape)
         except (ValueError, TypeError) as e:
-            return _unsupported(node, "caffe.Bias", f"cannot convert the Bias: {e}", layout)
+            return _unsupported(node, rule, f"cannot convert the Bias: {e}", layout)
         rows = [ParamRow("axis", f"source axis {node.attrs.get('axis', 1)} -> Keras axis {k_axis}",
                          k_axis, {"axis": node.attrs.get("axis", 1)}),
                 ParamRow("bias", "blob0 (y = x + bias)", _f32(bias), {"blob0": node.p("bias")},
@@ -718,7 +728,7 @@ class BiasRule(Rule):
         spec = KerasLayerSpec(ctx.unique_name(node.name), "ChannelAffine",
                               {"axis": k_axis, "use_scale": False, "use_bias": True},
                               [node.inputs[0]], node.outputs[0], [_f32(bias)])
-        return NodeMapping(source=node.name, source_type=node.source_type, rule="caffe.Bias",
+        return NodeMapping(source=node.name, source_type=node.source_type, rule=rule,
                            layers=[spec], rows=rows, keras_output=spec.name, layout=layout)
 
 
