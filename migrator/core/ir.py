@@ -72,14 +72,17 @@ OPS: dict[str, str] = {
         "attrs: mode ('max' | 'avg'), kernel (kh, kw), stride (sh, sw), pad (ph, pw), "
         "rounding ('floor' | 'caffe_ceil' | 'lasagne_ceil'), "
         "avg_divisor ('caffe': window clipped to L+pad, pad zeros counted | 'inc_pad': full window "
-        "kh*kw | 'exc_pad': only elements inside the input). "
+        "kh*kw, clipped to the padded extent L+2p like Theano (so = kh*kw whenever ignore_border=True; "
+        "the border windows of ignore_border=False are clipped) | 'exc_pad': only elements inside "
+        "the input). MAX ignores padding (Caffe and Theano). "
         "Caffe: rounding caffe_ceil (or floor for round_mode FLOOR) with the '(out-1)*s >= L+p => "
         "out -= 1' rule, avg_divisor caffe. Lasagne ignore_border=True: floor; False: lasagne_ceil."
     ),
     "GlobalPool": "attrs: mode ('max' | 'avg'), keepdims (bool: Caffe global_pooling keeps 1x1).",
     "LRN": (
         "attrs: region ('across' | 'within'), size (n), coeff (the factor multiplying the *sum* of "
-        "squares: Caffe across alpha/n, Caffe within alpha/n^2, Lasagne alpha), beta, k, "
+        "squares: Caffe across alpha/n, Caffe within alpha/n^2, Lasagne alpha), beta, k (Caffe "
+        "WITHIN_CHANNEL ignores its k and uses 1), "
         "source_alpha (the alpha as written in the source, for display). "
         "across: y = x / (k + coeff * sum_{c' in window of size n} x_c'^2)^beta (zero padded). "
         "within: y = x / (k + coeff * sum_{size x size spatial window, zero padded} x^2)^beta."
@@ -97,7 +100,11 @@ OPS: dict[str, str] = {
     "Softmax": "attrs: axis (1).",
     "Pad": "attrs: pad (list of (before, after) for each axis after batch_ndim), value, batch_ndim (2).",
     "Transpose": "attrs: pattern (Lasagne DimshuffleLayer pattern: ints and 'x').",
-    "Slice": "attrs: axis, start, stop, step (Python slice semantics, None allowed).",
+    "Slice": (
+        "attrs: axis, start, stop, step (Python slice semantics, None allowed); or index (int: "
+        "that position, the axis is dropped); or slice_points (list, Caffe Slice: num_outputs "
+        "pieces split at those points, equal pieces when empty/None)."
+    ),
     "Custom": (
         "A layer Migrator does not know. attrs: class_name, plus whatever could be recorded. "
         "params keep their names and shapes. Always reported as unsupported, never dropped."
