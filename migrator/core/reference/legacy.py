@@ -83,9 +83,9 @@ def chroot_dir(argv: Sequence[str]) -> str | None:
 def _signal_text(rc: int) -> str:
     if rc < 0:
         try:
-            return f"killed by signal {signal.Signals(-rc).name}"
+            return f"was killed by signal {signal.Signals(-rc).name}"
         except ValueError:
-            return f"killed by signal {-rc}"
+            return f"was killed by signal {-rc}"
     if rc > 128:
         try:
             return f"exited with status {rc} (= 128 + {signal.Signals(rc - 128).name}: a crash)"
@@ -130,9 +130,10 @@ class LegacyRuntime(Runtime):
         self.env_extra = {str(k): str(v) for k, v in (env or {}).items()}
         self.entry = entry
         self.keep_workdir = keep_workdir
-        root = root or chroot_dir(self.argv)
         if path_map and root:
             raise MigratorError("legacy environment: give either root or path_map, not both")
+        if not path_map:
+            root = root or chroot_dir(self.argv)
         if isinstance(path_map, str):
             if ":" not in path_map:
                 raise MigratorError(f"legacy path_map {path_map!r}: expected 'HOST_DIR:ENV_DIR'")
@@ -473,11 +474,11 @@ class LegacyRuntime(Runtime):
             if rc == 127 and not self.info:
                 what += " (command not found inside the environment?)"
             raise self._error(f"the bridge {what}", graph=graph, tail=tail())
-        if not done:
-            raise self._error("the bridge stopped without finishing", graph=graph, tail=tail())
         if self.info is None:
             raise self._error("the bridge reported nothing (is this a Python interpreter?)",
                               graph=graph, tail=tail())
+        if not done:
+            raise self._error("the bridge stopped without finishing", graph=graph, tail=tail())
         if run_mode:
             missing = [nm for nm in order[pos:]]
             if missing:

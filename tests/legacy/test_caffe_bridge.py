@@ -1,0 +1,156 @@
+"""Real Caffe 1.0 (Debian 11's python3-caffe, in a chroot) through the legacy bridge.
+
+Independent reference: Caffe's own C++ kernels.  Its layer-by-layer outputs must match Migrator's
+numpy reference and the converted Keras model at the default tolerance
+(max_abs <= 1e-5 + 1e-4 * max|ref| per layer), on models made by the tests and on open-nsfw's real
+ResNet-50.  Skipped (with the reason) where the chroot has not been built by ``tests.setup_envs``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from migrator.core.errors import MigratorError
+from migrator.core.reference.runtimes import get_runtime
+from tests.legacy import caffe_command, caffe_root, make_caffe_models, nsfw_files, within_default_tolerance
+
+pytestmark = [pytest.mark.caffe,
+              pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return make_caffe_models(tmp_path_factory.mktemp("caffe_models"))
+
+
+@pytest.fixture(scope="module")
+def real_runs(models):
+    """name -> (graph, x, {node: outputs} from real Caffe, runtime)."""
+    from migrator.core.importers.caffe import load_caffe
+    out = {}
+    for name, (proto, weights, x) in models.items():
+        g = load_caffe(proto, weights)
+        rt = get_runtime("legacy", command=caffe_command())
+        got = {}
+        order = []
+        for node, outs in rt.run(g, x):
+            got[node] = outs
+            order.append(node)
+        out[name] = (g, x, got, order, rt)
+    return out
+
+
+@pytest.mark.parametrize("name", ["bn_pool_lrn", "v1", "branches"])
+def test_real_caffe_matches_numpy_reference(real_runs, name):
+    from migrator.core.reference import numpy_ref
+    g, x, got, order, rt = real_runs[name]
+    assert rt.describe()["versions"]["caffe"] == "1.0.0"
+    assert rt.warnings == [], rt.warnings
+    # every node observed, yielded in graph order
+    assert order == [n.name for n in g.nodes]
+    bad = []
+    for node, ref_outs in numpy_ref.run(g, x):
+        assert len(got[node]) == len(ref_outs), node
+        for r, c in zip(ref_outs, got[node]):
+            ok, err, bound = within_default_tolerance(c, r)
+            if not ok:
+                bad.append(f"{node}: max_abs {err:.3g} > {bound:.3g}")
+    assert not bad, bad
+
+
+def test_in_place_layers_are_observed_one_by_one(real_runs):
+    """conv1 -> bn1 -> scale1 -> relu1 all write blob 'conv1': each must keep its own value."""
+    g, x, got, order, rt = real_runs["bn_pool_lrn"]
+    conv, bn, scale, relu = (got[n][0] for n in ("conv1", "bn1", "scale1", "relu1"))
+    assert conv.min() < 0 and relu.min() >= 0                       # before / after the ReLU
+    assert not np.allclose(conv, bn) and not np.allclose(bn, scale)
+    np.testing.assert_array_equal(relu, np.maximum(scale, 0))
+    # BatchNorm divides by the stored scale factor (999.98): normalised output ~ zero mean, unit var
+    assert abs(float(bn.mean())) < 1.0 and 0.2 < float(bn.std()) < 3.0
+
+
+@pytest.mark.parametrize("name", ["bn_pool_lrn", "v1", "branches"])
+def test_real_caffe_matches_converted_keras(models, name):
+    from migrator.core import pipeline
+    proto, weights, x = models[name]
+    g = pipeline.open_model([proto, weights])
+    plan = pipeline.make_plan(g)
+    model = pipeline.build_keras(plan)
+    res = pipeline.compare(g, plan, model, x, runtime="legacy",
+                           runtime_settings={"command": caffe_command()})
+    assert res.runtime["name"] == "legacy" and res.runtime["versions"]["caffe"] == "1.0.0"
+    statuses = {lr.source: lr.status for lr in res.layers}
+    failed = {lr.source: (lr.max_abs, lr.note) for lr in res.layers if lr.status == "fail"}
+    assert not failed, failed
+    assert sum(s == "pass" for s in statuses.values()) >= len(g.nodes) // 2
+    assert all(s in ("pass", "fused") for n, s in statuses.items() if g.node(n).op != "Input"), statuses
+
+
+@pytest.mark.slow
+def test_open_nsfw_real_caffe_vs_reference_and_keras():
+    from migrator.core import pipeline
+    from migrator.core.reference import numpy_ref
+    proto, weights = nsfw_files()
+    g = pipeline.open_model([proto, weights])
+    x = np.random.default_rng(11).uniform(-120, 135, (1, 3, 224, 224)).astype(np.float32)
+    rt = get_runtime("legacy", command=caffe_command())
+    ref = numpy_ref.run(g, x)
+    bad = []
+    n = 0
+    for (name, outs), (rname, routs) in zip(rt.run(g, x), ref):
+        assert name == rname
+        ok, err, bound = within_default_tolerance(outs[0], routs[0])
+        n += 1
+        if not ok:
+            bad.append((name, err, bound))
+    assert n == len(g.nodes) and not bad, bad
+    plan = pipeline.make_plan(g)
+    model = pipeline.build_keras(plan)
+    res = pipeline.compare(g, plan, model, x, runtime="legacy", runtime_settings={"command": caffe_command()})
+    failed = [(lr.source, lr.max_abs) for lr in res.layers if lr.status == "fail"]
+    assert not failed, failed
+    assert sum(lr.status == "pass" for lr in res.layers) > 150
+
+
+def test_real_caffe_rejects_a_broken_model(models, tmp_path):
+    """Caffe's own fatal error (glog CHECK -> SIGABRT) comes back as one line with Caffe's text."""
+    from migrator.core.importers.caffe import load_caffe
+    proto, weights, x = models["branches"]
+    g = load_caffe(proto, weights)
+    bad = tmp_path / "bad.caffemodel"
+    bad.write_bytes(b"\x0a\x03abc\xff\xff\xff")        # not a NetParameter
+    g.files = [proto, str(bad)]
+    with pytest.raises(MigratorError) as ei:
+        list(get_runtime("legacy", command=caffe_command()).run(g, x))
+    msg = str(ei.value)
+    assert "\n" not in msg and ("SIGABRT" in msg or "status" in msg or "could not load" in msg), msg
+
+
+def test_probe_reports_versions():
+    info = get_runtime("legacy", command=caffe_command()).probe("caffe")
+    assert info["framework"] == "caffe"
+    assert info["versions"]["caffe"] == "1.0.0" and info["versions"]["python"].startswith("3.9")
+
+
+def test_opencv_deviations_refused_by_check_are_real(tmp_path, monkeypatch):
+    """OpenCV's check() refuses LRN k != 1 and InnerProduct transpose because, run anyway, OpenCV
+    disagrees with real Caffe there (and agrees on the k = 1 / no-transpose twins)."""
+    pytest.importorskip("cv2")
+    from migrator.core.importers.caffe import load_caffe
+    from migrator.core.reference import opencv_rt
+    from migrator.testing.caffe_net import NetBuilder
+    monkeypatch.setattr(opencv_rt, "known_deviation", lambda graph, proto=None: None)
+    x = np.random.default_rng(1).standard_normal((1, 6, 5, 5)).astype(np.float32) * 3
+    agree = {}
+    for tag, build in {"lrn_k1": lambda nb: nb.lrn("L", "data", local_size=3, alpha=0.5, k=1.0),
+                       "lrn_k2": lambda nb: nb.lrn("L", "data", local_size=3, alpha=0.5, k=2.0),
+                       "ip": lambda nb: nb.ip("L", "data", 7),
+                       "ip_transpose": lambda nb: nb.ip("L", "data", 7, transpose=True)}.items():
+        nb = NetBuilder(tag, seed=2)
+        nb.input("data", (1, 6, 5, 5))
+        build(nb)
+        g = load_caffe(*nb.save(tmp_path / f"{tag}.prototxt", tmp_path / f"{tag}.caffemodel"))
+        real = dict(get_runtime("legacy", command=caffe_command()).run(g, x))["L"][0]
+        cv = dict(get_runtime("opencv").run(g, x))["L"][0]
+        agree[tag] = within_default_tolerance(cv, real)[0]
+    assert agree == {"lrn_k1": True, "lrn_k2": False, "ip": True, "ip_transpose": False}
