@@ -192,7 +192,7 @@ def test_conv_weight_does_not_fit_input_channels(tmp_path):
     """A caffemodel made for a 4-channel input, loaded with a 3-channel prototxt."""
     p, _ = small_net(in_channels=3).save(tmp_path / "three.prototxt", None)
     _, m = small_net(in_channels=4).save(tmp_path / "four.prototxt", tmp_path / "four.caffemodel")
-    expect_error(p, m, layer="conv1", contains=["input channels", "3"])
+    expect_error(p, m, layer="conv1", contains=["input channels", "3", "blobs from", "four.caffemodel"])
 
 
 def test_conv_weight_wrong_num_output(tmp_path):

@@ -590,3 +590,75 @@ def test_missing_bottom_error_is_not_raised_for_reused_blobs(tmp_path):
 def test_errors_are_migrator_errors(tmp_path):
     with pytest.raises(MigratorError):
         load_caffe(str(tmp_path / "nope.prototxt"))
+
+
+# ------------------------------------------------------------------------------------
+# real Caffe 1.0 (the chroot built by `python -m tests.setup_envs`; skipped without it)
+# ------------------------------------------------------------------------------------
+_CAFFE_DUMP = '''
+import sys, numpy as np, caffe
+caffe.set_mode_cpu()
+args = sys.argv[1:]
+for proto, model, out in zip(args[0::3], args[1::3], args[2::3]):
+    net = caffe.Net(proto, model, caffe.TEST)
+    d = {}
+    for name, blobs in net.params.items():
+        for i, b in enumerate(blobs):
+            d["param:%s:%d" % (name, i)] = b.data
+    for name, b in net.blobs.items():
+        d["shape:" + name] = np.array(b.data.shape)
+    np.savez(out, **d)
+'''
+
+
+@pytest.mark.caffe
+def test_every_flavour_against_real_caffe():
+    """Real Caffe reads each fixture flavour (incl. double_data, unpacked floats, FLOOR pooling,
+    which OpenCV cannot check) and loads exactly the blobs and blob shapes Migrator imports."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    try:
+        from tests.legacy import caffe_root
+    except ImportError:
+        pytest.skip("tests.legacy helpers unavailable")
+    root, reason = caffe_root()
+    if root is None:
+        pytest.skip(reason)
+    d = tempfile.mkdtemp(dir=os.path.join(root, "tmp"))
+    inner = "/tmp/" + os.path.basename(d)
+    try:
+        cases = []
+        every_nb = all_layers_net(seed=9)
+        every_nb.bias("bias_extra", "prob", top="prob")         # Bias exists in real Caffe
+        nets = [("every", every_nb, {})] + [(f"v1net{i}", v1_net(), f) for i, f in enumerate(FLAVOURS)]
+        args = []
+        for tag, nb, flavour in nets:
+            p, m = nb.save(os.path.join(d, tag + ".prototxt"), os.path.join(d, tag + ".caffemodel"),
+                           **flavour)
+            cases.append((tag, nb, p, m))
+            args += [f"{inner}/{tag}.prototxt", f"{inner}/{tag}.caffemodel", f"{inner}/{tag}.npz"]
+        Path(d, "dump.py").write_text(_CAFFE_DUMP)
+        r = subprocess.run(["chroot", root, "python3", f"{inner}/dump.py", *args],
+                           capture_output=True, text=True, timeout=300, check=False)
+        assert r.returncode == 0, r.stderr[-2000:]
+        for tag, nb, p, m in cases:
+            z = np.load(os.path.join(d, tag + ".npz"))
+            g = load_caffe(p, m)
+            n_checked = 0
+            for node in g.nodes:
+                for i, prm in enumerate(node.params.values()):
+                    theirs = z[f"param:{node.name}:{i}"]
+                    np.testing.assert_array_equal(prm.value.reshape(-1), theirs.reshape(-1))
+                    n_checked += 1
+            assert n_checked == sum(len(b) for b in nb.weights.values()), tag
+            # the last writer of every blob has the blob's final shape (in-place chains)
+            last = {}
+            for node in g.nodes:
+                for k, t in enumerate(node.provenance.tops):
+                    last[t] = node.out_shapes[k] if k < len(node.out_shapes) else None
+            for blob, shape in last.items():
+                assert shape == tuple(z["shape:" + blob]), (tag, blob)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -269,9 +269,9 @@ def parse_caffemodel(path: str) -> CaffeWeights:
     full = pb.NetParameter()
     try:
         full.ParseFromString(raw)
-    except DecodeError as e:
-        raise MigratorError(f"not a valid binary .caffemodel (truncated or corrupt: {e})",
-                            file=path) from None
+    except DecodeError:
+        raise MigratorError(f"not a valid binary .caffemodel: the protobuf data is truncated or "
+                            f"corrupt ({len(raw)} bytes could not be decoded)", file=path) from None
     return _collect(full, path, fast_mode=False)
 
 
@@ -535,9 +535,23 @@ class _Builder:
         graph.meta["caffe"] = meta
         self._p(0.9, "checking shapes")
         graph.validate(self.file)
-        graph.infer_shapes(self.file)
+        try:
+            graph.infer_shapes(self.file)
+        except MigratorError as e:
+            raise self._with_weights_file(graph, e) from None
         self._p(1.0, "imported")
         return graph
+
+    @staticmethod
+    def _with_weights_file(graph: Graph, e: MigratorError) -> MigratorError:
+        """A shape error about a layer's blobs also names the file the blobs came from."""
+        if not e.layer or e.layer not in graph:
+            return e
+        wf = graph.node(e.layer).provenance.weights_file
+        words = ("weight", "param", "bias", "slope", "scale", "blob")
+        if wf and wf != e.file and any(w in e.message.lower() for w in words):
+            return MigratorError(f"{e.message} [blobs from {wf}]", file=e.file, layer=e.layer)
+        return e
 
     # ---------------------------------------------------------------- inputs
     def _net_inputs(self, net, kept_names: set[str]) -> str | None:
