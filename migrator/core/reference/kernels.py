@@ -304,7 +304,8 @@ def pool2d(x: np.ndarray, mode: str, kernel, stride, pad, rounding: str = "floor
     ew = max(W + 2 * pw, (Wo - 1) * sw + kw)
     is_max = mode == "max"
     if (eh, ew) != (H, W):
-        fill = -np.inf if is_max else 0
+        # MAX ignores padding/overhang; an empty window (Caffe ceil, p=0, s>k) gives -FLT_MAX as in Caffe
+        fill = np.finfo(x.dtype).min if is_max else 0
         xp = np.full((N, C, eh, ew), fill, dtype=x.dtype)
         xp[:, :, ph:ph + H, pw:pw + W] = x
     else:
