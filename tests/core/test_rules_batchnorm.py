@@ -462,3 +462,60 @@ def test_caffe_bn_family_against_opencv(tmp_path):
             ref = np.asarray(ref, np.float64).reshape(mine.shape)
             err = np.abs(mine - ref).max() / max(np.abs(ref).max(), 1e-6)
             assert err < tol, (t, err, ov)
+
+
+# ----------------------------------------------------------------------------- Lasagne files
+LASAGNE_BUILDER = '''
+import lasagne
+from lasagne.layers import InputLayer, Conv2DLayer, BatchNormLayer, DenseLayer, batch_norm
+from lasagne.nonlinearities import rectify
+
+
+def build_model():
+    net = {}
+    net['input'] = InputLayer((None, 2, 5, 5))
+    net['conv'] = batch_norm(Conv2DLayer(net['input'], 3, 3, pad=1, nonlinearity=rectify,
+                                         name='conv'))
+    net['fc'] = DenseLayer(net['conv'], 4, nonlinearity=None, name='fc')
+    net['prob'] = BatchNormLayer(net['fc'], name='fc_bn', beta=None, gamma=None, epsilon=1e-3)
+    return net
+'''
+
+
+def test_lasagne_files_end_to_end(tmp_path):
+    """builder.py + params.npz -> importer -> plan -> Keras, against the Lasagne formulas."""
+    from migrator.core.importers.lasagne import load_lasagne
+
+    (tmp_path / "builder.py").write_text(LASAGNE_BUILDER)
+    rng = np.random.default_rng(11)
+    W = rng.normal(size=(3, 2, 3, 3)).astype(np.float32)
+    beta, gamma, mean = (rng.normal(size=3).astype(np.float32) for _ in range(3))
+    inv_std = (1 / np.sqrt(rng.uniform(0.5, 2, 3)) + 1e-4).astype(np.float32)   # pickle variant
+    inv_std[1] = -inv_std[1]                                                   # sign -> gamma
+    Wfc = (rng.normal(size=(75, 4)) * 0.1).astype(np.float32)
+    bfc = rng.normal(size=4).astype(np.float32)
+    mean2 = rng.normal(size=4).astype(np.float32)
+    inv2 = np.array([40.0, 1.0, 0.5, 2.0], np.float32)     # 1/inv^2 < 1e-3 in channel 0
+    # get_all_params order: conv W, BN beta gamma mean inv_std, fc W b, BN mean inv_std
+    np.savez(tmp_path / "params.npz", W, beta, gamma, mean, inv_std, Wfc, bfc, mean2, inv2)
+    g = load_lasagne(str(tmp_path / "builder.py"), str(tmp_path / "params.npz"))
+    plan = make_plan(g)
+    assert plan.mapping("conv_bn").rule == "lasagne.BatchNorm"
+    r = rows(plan.mapping("fc_bn"))
+    assert r["epsilon"].value < 1e-3 and np.all(r["moving_variance"].value >= 0)
+    assert plan.mapping("fc_bn").layers[0].config["center"] is False
+
+    x = rng.normal(size=(2, 2, 5, 5))
+    # Lasagne, written out: true convolution (flip_filters=True), pad 1, no bias (batch_norm)
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    Wf = W[:, :, ::-1, ::-1].astype(np.float64)
+    c = np.zeros((2, 3, 5, 5))
+    for i in range(5):
+        for j in range(5):
+            c[:, :, i, j] = np.einsum("ncab,ocab->no", xp[:, :, i:i + 3, j:j + 3], Wf)
+    f64 = lambda a: np.asarray(a, np.float64)                       # noqa: E731
+    h = (c - bc(f64(mean), 4)) * bc(f64(gamma) * f64(inv_std), 4) + bc(f64(beta), 4)
+    h = np.maximum(h, 0)
+    fc = h.reshape(2, -1) @ f64(Wfc) + f64(bfc)                    # flatten (C, H, W)
+    ref = (fc - f64(mean2)) * f64(inv2)
+    close(run_keras(plan, x), ref)
