@@ -373,6 +373,30 @@ def test_bias_layer_and_two_bottom_scale(tmp_path):
     assert s.out_shape == (1, 4, 5, 5)
 
 
+@pytest.mark.parametrize("flavour", [{"legacy_dims": True}, {"unpacked": True, "legacy_dims": True},
+                                     {"double": True, "train_net_extras": True}])
+def test_every_layer_net_in_other_flavours(tmp_path, flavour):
+    nb = all_layers_net(seed=11)
+    nb.scale("scale_hw", "prob", bias=True, axis=1, num_axes=1, top="prob")
+    p, m = nb.save(tmp_path / "e.prototxt", tmp_path / "e.caffemodel", **flavour)
+    g = load_caffe(p, m)
+    for layer, blobs in nb.weights.items():
+        params = list(g.node(layer).params.values())
+        assert len(params) == len(blobs)
+        for prm, blob in zip(params, blobs):
+            assert prm.value.shape == blob.shape, layer      # legacy 4-d dims undone
+            np.testing.assert_array_equal(prm.value, blob)
+
+
+def test_legacy_dims_for_multi_axis_scale(tmp_path):
+    nb = NetBuilder("scale2d", seed=4)
+    nb.input("data", (1, 3, 4, 6))
+    nb.scale("sc", "data", bias=True, axis=1, num_axes=2, top="sc")
+    p, m = nb.save(tmp_path / "s.prototxt", tmp_path / "s.caffemodel", legacy_dims=True)
+    g = load_caffe(p, m)
+    assert g.node("sc").params["scale"].shape == (3, 4) and g.node("sc").params["bias"].shape == (3, 4)
+
+
 def test_channel_shared_prelu_and_scale_num_axes(tmp_path):
     nb = NetBuilder("misc", seed=4)
     nb.input("data", (1, 3, 4, 6))
@@ -632,7 +656,9 @@ def test_every_flavour_against_real_caffe():
         cases = []
         every_nb = all_layers_net(seed=9)
         every_nb.bias("bias_extra", "prob", top="prob")         # Bias exists in real Caffe
-        nets = [("every", every_nb, {})] + [(f"v1net{i}", v1_net(), f) for i, f in enumerate(FLAVOURS)]
+        nets = [("every", every_nb, {}),
+                ("every_legacy", all_layers_net(seed=10), {"legacy_dims": True, "unpacked": True,
+                                                           "train_net_extras": True})] + [(f"v1net{i}", v1_net(), f) for i, f in enumerate(FLAVOURS)]
         args = []
         for tag, nb, flavour in nets:
             p, m = nb.save(os.path.join(d, tag + ".prototxt"), os.path.join(d, tag + ".caffemodel"),

@@ -780,6 +780,8 @@ class _Builder:
             return _vector(arr, what, self._wfile, n), "C"
         if num_axes == 0:
             return _vector(arr, what, self._wfile, n, 1), "SCALAR"
+        if num_axes > 1:   # legacy 4-d blobs carry leading 1s
+            arr = _strip_leading_ones(arr, num_axes)
         return arr, ""
 
     def _l_Scale(self, lp):
