@@ -513,7 +513,7 @@ def test_lasagne_files_end_to_end(tmp_path):
     for i in range(5):
         for j in range(5):
             c[:, :, i, j] = np.einsum("ncab,ocab->no", xp[:, :, i:i + 3, j:j + 3], Wf)
-    f64 = lambda a: np.asarray(a, np.float64)                       # noqa: E731
+    f64 = lambda a: np.asarray(a, np.float64)
     h = (c - bc(f64(mean), 4)) * bc(f64(gamma) * f64(inv_std), 4) + bc(f64(beta), 4)
     h = np.maximum(h, 0)
     fc = h.reshape(2, -1) @ f64(Wfc) + f64(bfc)                    # flatten (C, H, W)
