@@ -465,3 +465,49 @@ def test_float64_mode():
     g = _chain(1)
     out = numpy_ref.run_all(g, np.ones((1, 2, 3, 3)), dtype=np.float64)
     assert out["r0"][0].dtype == np.float64
+
+
+# ------------------------------------------------------------------------------------
+# pooling property tests against straight transcriptions of the frameworks' loops
+# ------------------------------------------------------------------------------------
+def caffe_pool_loops(x2d, mode, k, s, p):
+    """Caffe's CPU PoolingLayer, transcribed loop by loop (one channel), ceil + pad rule."""
+    H, W = x2d.shape
+    out_len = []
+    for L, kk, ss, pp in zip((H, W), k, s, p):
+        o = int(np.ceil((L + 2 * pp - kk) / ss)) + 1
+        if pp and (o - 1) * ss >= L + pp:
+            o -= 1
+        out_len.append(o)
+    y = np.zeros(out_len)
+    for ph in range(out_len[0]):
+        for pw in range(out_len[1]):
+            hs, ws_ = ph * s[0] - p[0], pw * s[1] - p[1]
+            if mode == "max":
+                he, we = min(hs + k[0], H), min(ws_ + k[1], W)
+                hs, ws_ = max(hs, 0), max(ws_, 0)
+                y[ph, pw] = max(x2d[h, w] for h in range(hs, he) for w in range(ws_, we))
+            else:
+                he, we = min(hs + k[0], H + p[0]), min(ws_ + k[1], W + p[1])
+                size = (he - hs) * (we - ws_)
+                hs, ws_ = max(hs, 0), max(ws_, 0)
+                he, we = min(he, H), min(we, W)
+                y[ph, pw] = sum(x2d[h, w] for h in range(hs, he) for w in range(ws_, we)) / size
+    return y
+
+
+@given(H=st.integers(1, 12), W=st.integers(1, 12), kh=st.integers(1, 4), kw=st.integers(1, 4),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), ph=st.integers(0, 3), pw=st.integers(0, 3),
+       mode=st.sampled_from(["max", "avg"]))
+@settings(max_examples=150, deadline=None)
+def test_caffe_pooling_property(H, W, kh, kw, sh, sw, ph, pw, mode):
+    # Caffe requires pad < kernel and (without pad) windows starting inside the input
+    if ph >= kh or pw >= kw or H + 2 * ph < kh or W + 2 * pw < kw:
+        return
+    if (ph == 0 and sh > kh) or (pw == 0 and sw > kw):
+        return
+    x = RNG.standard_normal((1, 1, H, W)).astype(np.float32)
+    want = caffe_pool_loops(x[0, 0].astype(np.float64), mode, (kh, kw), (sh, sw), (ph, pw))
+    got = run1(pool_node(mode, (kh, kw), (sh, sw), (ph, pw), "caffe_ceil"), x)[0, 0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
