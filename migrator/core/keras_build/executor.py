@@ -66,15 +66,16 @@ def _inputs_by_layer(plan, x) -> dict[str, np.ndarray]:
 
 
 def iter_keras_outputs(model, plan, x_channels_last, *, want: Iterable[str] | None = None,
-                       progress: Progress = None, cancel: Cancel = None
-                       ) -> Iterator[tuple[str, np.ndarray]]:
+                       progress: Progress = None, cancel: Cancel = None,
+                       stats: dict | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(keras_layer_name, output array)`` in plan order for every Keras layer
     that is some source node's ``keras_output`` (restricted to ``want`` when given;
     stops as soon as all wanted outputs were yielded).
 
     ``x_channels_last``: the input in the Keras layout (an array, or a dict keyed by
     source input name / Keras input name).  Raises :class:`Cancelled` when ``cancel()``
-    turns true between layers.
+    turns true between layers.  ``stats`` (a dict, optional) receives ``max_live``: the
+    most intermediate tensors held at once (memory stays bounded).
     """
     from keras import ops
 
@@ -92,14 +93,22 @@ def iter_keras_outputs(model, plan, x_channels_last, *, want: Iterable[str] | No
     stop = max((i for i, s in enumerate(specs) if s.name in targets), default=-1)
     arrays = _inputs_by_layer(plan, x_channels_last)
     tensors: dict[str, object] = {}
+    layers = {layer.name: layer for layer in model.layers}   # (model.get_layer is O(n))
     n = max(1, stop + 1)
     for i, spec in enumerate(specs[:stop + 1]):
         if cancel is not None and cancel():
             raise Cancelled()
         if spec.class_name == "Input":
-            out = ops.convert_to_tensor(np.asarray(arrays[spec.name], dtype=np.float32))
+            a = np.asarray(arrays[spec.name], dtype=np.float32)
+            want_shape = tuple(spec.config.get("shape", ()))
+            if a.ndim != len(want_shape) + 1 or any(
+                    w is not None and w != d for w, d in zip(want_shape, a.shape[1:])):
+                raise MigratorError(f"input array of shape {a.shape} does not fit the Keras input "
+                                    f"(None, {', '.join(map(str, want_shape))}) (channels-last)",
+                                    layer=spec.name)
+            out = ops.convert_to_tensor(a)
         else:
-            layer = model.get_layer(spec.name)
+            layer = layers[spec.name]
             ins = [tensors[alias.get(t, t)] for t in spec.inputs]
             arg = ins if spec.class_name in MERGE_LAYERS else ins[0]
             out = layer(arg, training=False)
@@ -113,5 +122,7 @@ def iter_keras_outputs(model, plan, x_channels_last, *, want: Iterable[str] | No
             progress((i + 1) / n, f"Keras: {spec.name}")
         if spec.name in targets:
             yield spec.name, np.asarray(ops.convert_to_numpy(out))
+        if stats is not None:
+            stats["max_live"] = max(stats.get("max_live", 0), len(tensors))
         if spec.output not in last_use:
             tensors.pop(spec.output, None)
