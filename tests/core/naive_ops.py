@@ -123,7 +123,7 @@ def lrn_across(x, size, alpha_sum, beta, k):
 def lrn_within(x, size, alpha_sum, beta, k):
     """``x / (k + alpha_sum * sum_{size x size window} x^2)^beta`` (zero padded, NCHW)."""
     x = np.asarray(x, np.float64)
-    N, C, H, W = x.shape
+    H, W = x.shape[2:]
     pre = (size - 1) // 2
     out = np.empty_like(x)
     for i in range(H):

@@ -28,14 +28,14 @@ def small_graph():
     W, b = f32(4, 3, 3, 3), f32(4)
     nodes = [
         Node("data", "Input", attrs={"shape": (2, 3, 9, 11)}),
-        Node("conv", "Conv", ["data"], attrs=dict(kernel=(3, 3), stride=(1, 1), pad=(1, 1), dilation=(1, 1),
-                                                  group=1, bias=True, flip=False, activation=None),
+        Node("conv", "Conv", ["data"], attrs={"kernel": (3, 3), "stride": (1, 1), "pad": (1, 1), "dilation": (1, 1),
+                                                  "group": 1, "bias": True, "flip": False, "activation": None},
              params={"weight": Param("weight", W, "OIHW"), "bias": Param("bias", b, "O")}),
         Node("relu", "Activation", ["conv"], attrs={"kind": "relu", "negative_slope": 0.0}),
-        Node("pool", "Pool", ["relu"], attrs=dict(mode="max", kernel=(2, 2), stride=(2, 2), pad=(0, 0),
-                                                  rounding="caffe_ceil", avg_divisor="caffe")),
+        Node("pool", "Pool", ["relu"], attrs={"mode": "max", "kernel": (2, 2), "stride": (2, 2), "pad": (0, 0),
+                                                  "rounding": "caffe_ceil", "avg_divisor": "caffe"}),
         Node("t", "Activation", ["relu"], attrs={"kind": "tanh"}),
-        Node("fc", "Dense", ["t"], attrs=dict(num_output=5, axis=1, bias=False, activation=None),
+        Node("fc", "Dense", ["t"], attrs={"num_output": 5, "axis": 1, "bias": False, "activation": None},
              params={"weight": Param("weight", f32(5, 4 * 9 * 11), "OI")}),
     ]
     g = Graph("caffe", nodes, name="small net!")

@@ -16,7 +16,7 @@ from migrator.core.mapping.planner import make_plan
 from tests.core import naive_ops as R
 
 RNG = np.random.default_rng(7)
-TOL = dict(rtol=1e-4, atol=1e-5)
+TOL = {"rtol": 1e-4, "atol": 1e-5}
 
 
 def f32(*shape, scale=1.0):
@@ -70,22 +70,22 @@ def conv_node(name, src, W, b=None, stride=(1, 1), pad=(0, 0), dilation=(1, 1), 
     params = {"weight": Param("weight", W, "OIHW")}
     if b is not None:
         params["bias"] = Param("bias", b, "O" if b.ndim == 1 else "OHW")
-    return Node(name, "Conv", [src], attrs=dict(kernel=W.shape[2:], stride=stride, pad=pad,
-                                                dilation=dilation, group=group, bias=b is not None,
-                                                flip=flip, activation=activation), params=params)
+    return Node(name, "Conv", [src], attrs={"kernel": W.shape[2:], "stride": stride, "pad": pad,
+                                                "dilation": dilation, "group": group, "bias": b is not None,
+                                                "flip": flip, "activation": activation}, params=params)
 
 
 # ---- Conv -----------------------------------------------------------------------------------
 CONV_CASES = [
-    dict(stride=(1, 1), pad=(0, 0)),
-    dict(stride=(2, 2), pad=(1, 1)),
-    dict(stride=(2, 1), pad=(2, 0), k=(5, 3)),
-    dict(stride=(1, 1), pad=(2, 2), dilation=(2, 2)),
-    dict(stride=(2, 2), pad=(1, 1), dilation=(2, 1)),      # Keras: stride-1 conv + subsample
-    dict(stride=(1, 1), pad=(1, 1), group=2),
-    dict(stride=(1, 1), pad=(1, 1), group=4, cout=4),       # depthwise
-    dict(stride=(3, 3), pad=(1, 1), flip=True),
-    dict(stride=(1, 1), pad=(0, 0), flip=True, bias=False, k=(2, 3)),
+    {"stride": (1, 1), "pad": (0, 0)},
+    {"stride": (2, 2), "pad": (1, 1)},
+    {"stride": (2, 1), "pad": (2, 0), "k": (5, 3)},
+    {"stride": (1, 1), "pad": (2, 2), "dilation": (2, 2)},
+    {"stride": (2, 2), "pad": (1, 1), "dilation": (2, 1)},      # Keras: stride-1 conv + subsample
+    {"stride": (1, 1), "pad": (1, 1), "group": 2},
+    {"stride": (1, 1), "pad": (1, 1), "group": 4, "cout": 4},       # depthwise
+    {"stride": (3, 3), "pad": (1, 1), "flip": True},
+    {"stride": (1, 1), "pad": (0, 0), "flip": True, "bias": False, "k": (2, 3)},
 ]
 
 
@@ -123,18 +123,18 @@ def test_conv_flip_override_fixes_a_wrong_flag():
 
 
 ACTS = {
-    "relu": (dict(kind="relu", negative_slope=0.0), lambda v: np.maximum(v, 0)),
-    "leaky": (dict(kind="relu", negative_slope=0.1), lambda v: np.where(v > 0, v, 0.1 * v)),
-    "neg_slope": (dict(kind="relu", negative_slope=-0.5), lambda v: np.where(v > 0, v, -0.5 * v)),
-    "elu": (dict(kind="elu", alpha=1.0), lambda v: np.where(v > 0, v, np.expm1(v))),
-    "elu2": (dict(kind="elu", alpha=0.3), lambda v: np.where(v > 0, v, 0.3 * np.expm1(v))),
-    "sigmoid": (dict(kind="sigmoid"), lambda v: 1 / (1 + np.exp(-v))),
-    "tanh": (dict(kind="tanh"), np.tanh),
-    "abs": (dict(kind="abs"), np.abs),
-    "softplus": (dict(kind="softplus"), lambda v: np.log1p(np.exp(v))),
-    "linear": (dict(kind="linear"), lambda v: v),
-    "scaled_tanh": (dict(kind="scaled_tanh", scale_in=0.5, scale_out=2.0), lambda v: 2 * np.tanh(0.5 * v)),
-    "exp": (dict(kind="exp"), np.exp),
+    "relu": ({"kind": "relu", "negative_slope": 0.0}, lambda v: np.maximum(v, 0)),
+    "leaky": ({"kind": "relu", "negative_slope": 0.1}, lambda v: np.where(v > 0, v, 0.1 * v)),
+    "neg_slope": ({"kind": "relu", "negative_slope": -0.5}, lambda v: np.where(v > 0, v, -0.5 * v)),
+    "elu": ({"kind": "elu", "alpha": 1.0}, lambda v: np.where(v > 0, v, np.expm1(v))),
+    "elu2": ({"kind": "elu", "alpha": 0.3}, lambda v: np.where(v > 0, v, 0.3 * np.expm1(v))),
+    "sigmoid": ({"kind": "sigmoid"}, lambda v: 1 / (1 + np.exp(-v))),
+    "tanh": ({"kind": "tanh"}, np.tanh),
+    "abs": ({"kind": "abs"}, np.abs),
+    "softplus": ({"kind": "softplus"}, lambda v: np.log1p(np.exp(v))),
+    "linear": ({"kind": "linear"}, lambda v: v),
+    "scaled_tanh": ({"kind": "scaled_tanh", "scale_in": 0.5, "scale_out": 2.0}, lambda v: 2 * np.tanh(0.5 * v)),
+    "exp": ({"kind": "exp"}, np.exp),
 }
 
 
@@ -156,8 +156,8 @@ def test_softmax_activation_dense_and_softmax_node():
     x = f32(3, 6)
     W, b = f32(6, 5), f32(5)
     nodes = [inp(x.shape),
-             Node("fc", "Dense", ["data"], attrs=dict(num_output=5, axis=1, bias=True,
-                                                      activation={"kind": "softmax", "axis": 1}),
+             Node("fc", "Dense", ["data"], attrs={"num_output": 5, "axis": 1, "bias": True,
+                                                      "activation": {"kind": "softmax", "axis": 1}},
                   params={"weight": Param("weight", W, "IO"), "bias": Param("bias", b, "O")})]
     _, outs = run(nodes, x, framework="lasagne")
     z = x.astype(np.float64) @ W + b
@@ -195,8 +195,8 @@ def test_dense_on_4d_input(layout, permute_rows):
     Wio = f32(60, 7)
     b = f32(7)
     W = Wio.T.copy() if layout == "OI" else Wio
-    nodes = [inp(x.shape), Node("fc", "Dense", ["data"], attrs=dict(num_output=7, axis=1, bias=True,
-                                                                     activation=None),
+    nodes = [inp(x.shape), Node("fc", "Dense", ["data"], attrs={"num_output": 7, "axis": 1, "bias": True,
+                                                                     "activation": None},
                                 params={"weight": Param("weight", W, layout), "bias": Param("bias", b, "O")})]
     ov = None if permute_rows else Overrides.from_dict({"version": 1, "kinds": {"Dense": {"permute_rows": False}}})
     plan, outs = run(nodes, x, overrides=ov)
@@ -209,8 +209,8 @@ def test_dense_on_4d_input(layout, permute_rows):
 def test_dense_rank2_and_relu():
     x = f32(4, 9)
     W, b = f32(3, 9), f32(3)
-    nodes = [inp(x.shape), Node("ip", "Dense", ["data"], attrs=dict(num_output=3, axis=1, bias=True,
-                                                                     activation={"kind": "relu"}),
+    nodes = [inp(x.shape), Node("ip", "Dense", ["data"], attrs={"num_output": 3, "axis": 1, "bias": True,
+                                                                     "activation": {"kind": "relu"}},
                                 params={"weight": Param("weight", W, "OI"), "bias": Param("bias", b, "O")})]
     _, outs = run(nodes, x)
     np.testing.assert_allclose(outs["ip"], np.maximum(x.astype(np.float64) @ W.T + b, 0), **TOL)
@@ -232,7 +232,7 @@ def test_prelu(shared, rank):
 @pytest.mark.parametrize("p,s,sh", [(2.0, 0.5, 1.0), (1.0, 2.0, -1.0), (0.5, 1.0, 3.0), (3.0, -1.0, 0.0)])
 def test_power(p, s, sh):
     x = np.abs(f32(2, 3, 4, 5))
-    nodes = [inp(x.shape), Node("pw", "Power", ["data"], attrs=dict(power=p, scale=s, shift=sh))]
+    nodes = [inp(x.shape), Node("pw", "Power", ["data"], attrs={"power": p, "scale": s, "shift": sh})]
     _, outs = run(nodes, x)
     np.testing.assert_allclose(outs["pw"], (sh + s * x.astype(np.float64)) ** p, **TOL)
 
@@ -247,9 +247,9 @@ CAFFE_POOLS = [("max", 3, 2, 0), ("max", 3, 2, 1), ("max", 2, 2, 0), ("ave", 3, 
 @pytest.mark.parametrize("hw", [(17, 19), (8, 8)])
 def test_caffe_pool(mode, k, s, p, round_mode, hw):
     x = f32(2, 3, *hw)
-    nodes = [inp(x.shape), Node("pool", "Pool", ["data"], attrs=dict(
-        mode="max" if mode == "max" else "avg", kernel=(k, k), stride=(s, s), pad=(p, p),
-        rounding="caffe_ceil" if round_mode == "ceil" else "floor", avg_divisor="caffe"))]
+    nodes = [inp(x.shape), Node("pool", "Pool", ["data"], attrs={
+        "mode": "max" if mode == "max" else "avg", "kernel": (k, k), "stride": (s, s), "pad": (p, p),
+        "rounding": "caffe_ceil" if round_mode == "ceil" else "floor", "avg_divisor": "caffe"})]
     _, outs = run(nodes, x)
     ref = R.caffe_pool(x, mode, (k, k), (s, s), (p, p), round_mode)
     assert outs["pool"].shape == ref.shape
@@ -262,9 +262,9 @@ def test_caffe_pool(mode, k, s, p, round_mode, hw):
 def test_lasagne_pool(mode, ignore_border, k, s, p):
     x = f32(2, 3, 11, 10)
     divisor = {"max": "caffe", "average_inc_pad": "inc_pad", "average_exc_pad": "exc_pad"}[mode]
-    nodes = [inp(x.shape), Node("pool", "Pool", ["data"], attrs=dict(
-        mode="max" if mode == "max" else "avg", kernel=(k, k), stride=(s, s), pad=(p, p),
-        rounding="floor" if ignore_border else "lasagne_ceil", avg_divisor=divisor))]
+    nodes = [inp(x.shape), Node("pool", "Pool", ["data"], attrs={
+        "mode": "max" if mode == "max" else "avg", "kernel": (k, k), "stride": (s, s), "pad": (p, p),
+        "rounding": "floor" if ignore_border else "lasagne_ceil", "avg_divisor": divisor})]
     _, outs = run(nodes, x, framework="lasagne")
     ref = R.theano_pool(x, mode, (k, k), (s, s), (p, p), ignore_border)
     assert outs["pool"].shape == ref.shape
@@ -287,8 +287,8 @@ def test_lrn(region, size):
     x = f32(2, 7, 6, 5, scale=3.0)
     alpha, beta, k = 0.5, 0.75, 1.0 if region == "within" else 2.0
     coeff = alpha / size if region == "across" else alpha / size ** 2
-    nodes = [inp(x.shape), Node("lrn", "LRN", ["data"], attrs=dict(region=region, size=size, coeff=coeff,
-                                                                    beta=beta, k=k, source_alpha=alpha))]
+    nodes = [inp(x.shape), Node("lrn", "LRN", ["data"], attrs={"region": region, "size": size, "coeff": coeff,
+                                                                    "beta": beta, "k": k, "source_alpha": alpha})]
     _, outs = run(nodes, x)
     fn = R.lrn_across if region == "across" else R.lrn_within
     np.testing.assert_allclose(outs["lrn"], fn(x, size, coeff, beta, k), **TOL)
@@ -300,7 +300,7 @@ def test_lrn(region, size):
 def test_eltwise(op, coeffs):
     x = f32(2, 3, 4, 5)
     nodes = [inp(x.shape),
-             Node("a", "Power", ["data"], attrs=dict(power=1.0, scale=2.0, shift=0.0)),
+             Node("a", "Power", ["data"], attrs={"power": 1.0, "scale": 2.0, "shift": 0.0}),
              Node("b", "Activation", ["data"], attrs={"kind": "tanh"}),
              Node("e", "Eltwise", ["data", "a", "b"], attrs={"operation": op, "coeffs": coeffs})]
     _, outs = run(nodes, x)
@@ -384,8 +384,8 @@ def test_transpose_drops_broadcastable_axis():
                                                   (-1, 4, 0, -2)])
 def test_slice(axis, start, stop, step):
     x = f32(2, 4, 6, 7)
-    nodes = [inp(x.shape), Node("sl", "Slice", ["data"], attrs=dict(axis=axis, start=start, stop=stop,
-                                                                     step=step))]
+    nodes = [inp(x.shape), Node("sl", "Slice", ["data"], attrs={"axis": axis, "start": start, "stop": stop,
+                                                                     "step": step})]
     _, outs = run(nodes, x, framework="lasagne")
     idx = [slice(None)] * 4
     idx[axis] = slice(start, stop, step)
@@ -395,9 +395,9 @@ def test_slice(axis, start, stop, step):
 def test_slice_multi_output_and_index():
     x = f32(2, 6, 3, 4)
     nodes = [inp(x.shape),
-             Node("sl", "Slice", ["data"], attrs=dict(axis=1, slice_points=[1, 4]), num_outputs=3),
+             Node("sl", "Slice", ["data"], attrs={"axis": 1, "slice_points": [1, 4]}, num_outputs=3),
              Node("e", "Concat", ["sl:2", "sl:0"], attrs={"axis": 1}),
-             Node("ix", "Slice", ["data"], attrs=dict(axis=2, index=1))]
+             Node("ix", "Slice", ["data"], attrs={"axis": 2, "index": 1})]
     _, outs = run(nodes, x)
     np.testing.assert_array_equal(outs["e"], np.concatenate([x[:, 4:], x[:, :1]], axis=1))
     np.testing.assert_array_equal(outs["sl"], x[:, :1])
@@ -416,7 +416,7 @@ def test_pad(value):
 
 def test_rule_errors_name_the_layer():
     x = f32(2, 3, 4, 5)
-    nodes = [inp(x.shape), Node("sl", "Slice", ["data"], attrs=dict(axis=0, start=0, stop=1, step=None))]
+    nodes = [inp(x.shape), Node("sl", "Slice", ["data"], attrs={"axis": 0, "start": 0, "stop": 1, "step": None})]
     g = Graph("lasagne", nodes)
     g.infer_shapes()
     plan = make_plan(g)
