@@ -341,3 +341,249 @@ def write_model(directory, script: str, flavour: str = "pkl_list", seed: int = 0
     ext = ".npz" if flavour == "npz" else ".pkl"
     p = write_params(os.path.join(str(directory), "params" + ext), values, flavour)
     return b, p, values
+
+
+# ======================================================================================
+# Real-Theano evaluation of a recorded network (run with the Theano venv's python)
+# ======================================================================================
+#: Run by ``tests.envs.theano_env.run_theano``: ``IN`` holds ``desc`` (the child's JSON
+#: description as a 0-d string array), ``param__<i>`` (get_all_params order),
+#: ``input__<name>`` (network inputs) and ``iso__<layer>__<k>`` (the k-th input of a layer
+#: for the isolated run); several networks at once when every key starts with ``<tag>::``
+#: (one Theano process, outputs prefixed the same way).  It builds every layer from the *Lasagne-level* description with
+#: the Theano ops Lasagne 0.2 uses (conv2d with filter_flip and border modes, pool_2d,
+#: the BN / LRN formulas, nonlinearities) and fills ``OUT['chain__<layer>']`` (the whole
+#: network, Theano feeding itself) and ``OUT['iso__<layer>']`` (each layer on the given
+#: inputs).  Custom layers other than the gist BN are skipped.
+THEANO_LAYERS_SCRIPT = r'''
+import json
+import theano
+import theano.tensor as T
+from theano.tensor.signal.pool import pool_2d
+
+P = {}
+TAG = [""]
+def param(i):
+    key = TAG[0] + "param__%d" % i
+    if key not in P:
+        P[key] = theano.shared(IN[key], name="p%d" % i)
+    return P[key]
+
+def fname(d):
+    if not isinstance(d, dict):
+        return None
+    n = str(d.get("__callable__", "")).replace("()", "")
+    return n.rsplit(".", 1)[-1]
+
+def nonlin(d, x):
+    if d is None:
+        return x
+    cls = d.get("class")
+    if cls == "LeakyRectify":
+        return T.nnet.relu(x, d["leakiness"])
+    if cls in ("ScaledTanH", "ScaledTanh"):
+        return d["scale_out"] * T.tanh(d["scale_in"] * x)
+    n = fname(d)
+    if n in ("rectify", "relu"):
+        return T.nnet.relu(x)
+    if n == "leaky_rectify":
+        return T.nnet.relu(x, 0.01)
+    if n == "very_leaky_rectify":
+        return T.nnet.relu(x, 1.0 / 3)
+    if n == "elu":
+        return T.switch(x > 0, x, T.exp(x) - 1)
+    if n == "sigmoid":
+        return T.nnet.sigmoid(x)
+    if n == "tanh":
+        return T.tanh(x)
+    if n == "softmax":
+        return T.nnet.softmax(x)
+    if n == "softplus":
+        return T.nnet.softplus(x)
+    if n in ("linear", "identity"):
+        return x
+    raise ValueError("nonlinearity %r" % (n,))
+
+FLIP = {"Conv2DLayer": True, "Conv2DDNNLayer": False, "Conv2DMMLayer": False, "Conv2DCCLayer": False}
+
+def pattern_for(ndim, axes):
+    it = iter(range(ndim - len(axes)))
+    return ["x" if a in axes else next(it) for a in range(ndim)]
+
+def layer_expr(L, xs):
+    k, a = L["known"], L["attrs"]
+    ps = {p["name"]: param(p["index"]) for p in L["params"]}
+    x = xs[0] if xs else None
+    if k is None or L["custom_output"]:
+        if "BatchNorm" in L["class"] and set(ps) == {"mean", "std", "beta", "gamma"}:
+            axes = tuple(a.get("axes") or [0] + list(range(2, x.ndim)))
+            mean, std, beta, gamma = [T.addbroadcast(ps[n], *axes) for n in ("mean", "std", "beta", "gamma")]
+            std = std + a.get("epsilon", 0.01)
+            return nonlin(a.get("nonlinearity"), (x - mean) * (gamma / std) + beta)
+        return None
+    if k in FLIP:
+        pad = a["pad"]
+        border = "half" if pad == "same" else ("full" if pad == "full" else tuple(pad))
+        y = T.nnet.conv2d(x, ps["W"], subsample=tuple(a["stride"]), border_mode=border,
+                          filter_flip=a.get("flip_filters", FLIP[k]))
+        if "b" in ps:
+            y = y + (ps["b"].dimshuffle("x", 0, 1, 2) if a.get("untie_biases")
+                     else ps["b"].dimshuffle("x", 0, "x", "x"))
+        return nonlin(a.get("nonlinearity"), y)
+    if k == "DenseLayer":
+        nla = a.get("num_leading_axes", 1)
+        if x.ndim > nla + 1:
+            x = x.flatten(nla + 1)
+        y = T.dot(x, ps["W"])
+        if "b" in ps:
+            y = y + ps["b"]
+        return nonlin(a.get("nonlinearity"), y)
+    if k == "NINLayer":
+        y = T.tensordot(x, ps["W"], axes=[[1], [0]])
+        y = y.dimshuffle(0, x.ndim - 1, *range(1, x.ndim - 1))
+        if "b" in ps:
+            y = y + (ps["b"].dimshuffle("x", 0, 1, 2) if a.get("untie_biases")
+                     else ps["b"].dimshuffle("x", 0, "x", "x"))
+        return nonlin(a.get("nonlinearity"), y)
+    if k in ("BatchNormLayer", "BatchNormDNNLayer"):
+        axes = tuple(a["axes"])
+        pat = pattern_for(x.ndim, axes)
+        beta = ps["beta"].dimshuffle(pat) if "beta" in ps else 0
+        gamma = ps["gamma"].dimshuffle(pat) if "gamma" in ps else 1
+        mean, inv_std = ps["mean"].dimshuffle(pat), ps["inv_std"].dimshuffle(pat)
+        return (x - mean) * (gamma * inv_std) + beta
+    if k == "NonlinearityLayer":
+        return nonlin(a.get("nonlinearity"), x)
+    if k in ("Pool2DLayer", "MaxPool2DLayer", "Pool2DDNNLayer", "MaxPool2DDNNLayer"):
+        stride = a["stride"] if a.get("stride") is not None else a["pool_size"]
+        return pool_2d(x, ws=tuple(a["pool_size"]), stride=tuple(stride),
+                       ignore_border=a["ignore_border"], pad=tuple(a["pad"]), mode=a["mode"])
+    if k == "GlobalPoolLayer":
+        f = {"mean": T.mean, "max": T.max}[fname(a["pool_function"])]
+        return f(x.flatten(3), axis=2)
+    if k == "ElemwiseSumLayer":
+        y = 0
+        for c, xi in zip(a["coeffs"], xs):
+            y = y + (xi if c == 1 else c * xi)
+        return y
+    if k == "ConcatLayer":
+        return T.concatenate(xs, axis=a["axis"])
+    if k in ("DropoutLayer", "GaussianNoiseLayer"):
+        return x
+    if k == "FlattenLayer":
+        return x.flatten(a["outdim"])
+    if k == "ReshapeLayer":
+        shp = [x.shape[s[0]] if isinstance(s, list) else s for s in a["shape"]]
+        return T.reshape(x, shp, ndim=len(shp))
+    if k == "DimshuffleLayer":
+        return x.dimshuffle(*a["pattern"])
+    if k == "PadLayer":
+        w, bnd = a["width"], a["batch_ndim"]
+        widths = [w] * (x.ndim - bnd) if isinstance(w, int) else w
+        widths = [(v, v) if isinstance(v, int) else tuple(v) for v in widths]
+        shp = [x.shape[i] for i in range(bnd)]
+        idx = [slice(None)] * bnd
+        for i, (l, r) in enumerate(widths):
+            shp.append(x.shape[bnd + i] + l + r)
+            idx.append(slice(l, l + x.shape[bnd + i]))
+        out = T.zeros(shp, dtype=x.dtype) + a.get("val", 0)
+        return T.set_subtensor(out[tuple(idx)], x)
+    if k == "LocalResponseNormalization2DLayer":
+        n, alpha, kk, beta = a["n"], a["alpha"], a["k"], a["beta"]
+        half = n // 2
+        sq = T.sqr(x)
+        b_, ch, r, c = x.shape
+        ext = T.alloc(0., b_, ch + 2 * half, r, c)
+        sq = T.set_subtensor(ext[:, half:half + ch, :, :], sq)
+        scale = kk
+        for i in range(n):
+            scale = scale + alpha * sq[:, i:i + ch, :, :]
+        return x / scale ** beta
+    if k in ("ScaleLayer", "BiasLayer", "ParametricRectifierLayer"):
+        pat = pattern_for(x.ndim, tuple(a["shared_axes"]))
+        if k == "ScaleLayer":
+            return x * ps["scales"].dimshuffle(pat)
+        if k == "BiasLayer":
+            return x + ps["b"].dimshuffle(pat) if "b" in ps else x
+        return T.nnet.relu(x, ps["alpha"].dimshuffle(pat))
+    if k == "SliceLayer":
+        s = a["slice"]["__slice__"]
+        ax = a["axis"] % x.ndim
+        return x[(slice(None),) * ax + (slice(*s),)]
+    return None
+
+def run_model(tag):
+    TAG[0] = tag
+    desc = json.loads(str(IN[tag + "desc"]))
+    chain, iso_in, iso_out = {}, [], {}
+    chain_inputs = []
+    for L in desc["layers"]:
+        nm = L["name"]
+        if L["known"] == "InputLayer":
+            v = T.TensorType("float32", (False,) * len(L["output_shape"]))(tag + "input__" + nm)
+            chain_inputs.append(v)
+            chain[nm] = v
+            continue
+        xs_chain = [chain.get(i) for i in L["inputs"]]
+        xs_iso = []
+        for j, i in enumerate(L["inputs"]):
+            key = tag + "iso__%s__%d" % (nm, j)
+            if key in IN:
+                v = T.TensorType("float32", (False,) * IN[key].ndim)(key)
+                iso_in.append(v)
+                xs_iso.append(v)
+            else:
+                xs_iso.append(None)
+        e = layer_expr(L, xs_chain) if all(v is not None for v in xs_chain) else None
+        if e is not None:
+            chain[nm] = e
+        if xs_iso and all(v is not None for v in xs_iso):
+            ei = layer_expr(L, xs_iso)
+            if ei is not None:
+                iso_out[nm] = ei
+    names_c = [n for n in chain if all(chain[n] is not v for v in chain_inputs)]
+    names_i = list(iso_out)
+    ins = chain_inputs + iso_in
+    outs = [chain[n] for n in names_c] + [iso_out[n] for n in names_i]
+    f = theano.function(ins, outs, on_unused_input="ignore")
+    vals = f(*[IN[v.name] for v in ins])
+    for n, v in zip(names_c, vals[:len(names_c)]):
+        OUT[tag + "chain__" + n] = v
+    for n, v in zip(names_i, vals[len(names_c):]):
+        OUT[tag + "iso__" + n] = v
+
+
+for _tag in sorted(set(k[:-len("desc")] for k in IN if k.endswith("desc"))):
+    run_model(_tag)
+'''
+
+
+def theano_request(graph, x: dict[str, np.ndarray], ref: dict[str, np.ndarray],
+                   tag: str = "") -> dict[str, np.ndarray]:
+    """The ``IN`` arrays for :data:`THEANO_LAYERS_SCRIPT`: the graph's Lasagne description,
+    its parameters in get_all_params order, the network inputs ``x`` (by input layer
+    name) and each layer's inputs taken from ``ref`` (node name -> reference output)."""
+    import json
+
+    desc = graph.meta["lasagne_description"]
+    t = f"{tag}::" if tag else ""
+    arrays: dict[str, np.ndarray] = {t + "desc": np.array(json.dumps(desc))}
+    values = _values_in_lasagne_order(graph)
+    for i, v in enumerate(values):
+        arrays[f"{t}param__{i}"] = np.asarray(v, dtype=np.float32)
+    for L in desc["layers"]:
+        if L["known"] == "InputLayer":
+            arrays[t + "input__" + L["name"]] = np.asarray(x[L["name"]], dtype=np.float32)
+            continue
+        for j, i in enumerate(L["inputs"]):
+            if i in ref:
+                arrays[f"{t}iso__{L['name']}__{j}"] = np.asarray(ref[i], dtype=np.float32)
+    return arrays
+
+
+def _values_in_lasagne_order(graph) -> list[np.ndarray]:
+    """The parameter arrays exactly as the file held them (get_all_params order)."""
+    vals = graph.meta.get("lasagne_param_values")
+    if vals is not None:
+        return list(vals)
+    raise KeyError("graph.meta['lasagne_param_values'] missing")

@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 ENV_DIR = ROOT / ".legacy" / "theano-venv"
 PACKAGES = ["theano==1.0.5", "numpy==1.23.5", "scipy==1.11.4", "six", "Lasagne==0.1"]
-SPEC = "v2:" + " ".join(PACKAGES)
+SPEC = "v3:" + " ".join(PACKAGES)
 MARKER = ".migrator-ready"
 
 last_reason: str | None = None
@@ -52,6 +52,20 @@ from theano.tensor.signal.pool import Pool as DownsampleFactorMax  # noqa: F401
 def max_pool_2d(input, ds, ignore_border=None, st=None, padding=(0, 0), mode="max"):
     return _pool.pool_2d(input, ws=ds, ignore_border=ignore_border, stride=st, pad=padding,
                          mode=mode)
+'''
+
+_SITECUSTOMIZE = '''"""Written by Migrator's test set-up: default Theano flags for this venv, so that its
+python imports Theano without extra environment (numpy 1.23 breaks Theano's BLAS probe)."""
+import os as _os
+
+_flags = _os.environ.get("THEANO_FLAGS", "")
+_add = []
+if "blas.ldflags" not in _flags:
+    _add.append("blas.ldflags=%s")
+if "base_compiledir" not in _flags:
+    _add.append("base_compiledir=%s")
+if _add:
+    _os.environ["THEANO_FLAGS"] = ",".join([f for f in [_flags] + _add if f])
 '''
 
 _CHECK = r'''
@@ -191,6 +205,9 @@ def _build(env_dir: Path) -> str | None:
                 continue
             sig_dir = Path(site.stdout.decode().strip().splitlines()[-1])
             (sig_dir / "downsample.py").write_text(_DOWNSAMPLE_COMPAT)
+            # sig_dir = <site-packages>/theano/tensor/signal
+            (sig_dir.parents[2] / "sitecustomize.py").write_text(
+                _SITECUSTOMIZE % (blas_ldflags(), env_dir / "compiledir"))
             chk = _run([py, "-c", _CHECK], 600, env=theano_env_vars(tmp))
             if chk.returncode != 0:
                 last = f"the Theano check failed with {base}: " \

@@ -25,7 +25,9 @@ Output layer: the builder may return a layer or a dict (or list) of layers; with
 returned layer that feeds no other (the choice is stated in ``graph.warnings``).
 
 ``graph.meta``: ``param_order`` (``[(node, param key)]`` in get_all_params order),
-``lasagne_impl``, ``output_layer``, ``params_extra`` (every other entry of a dict pickle,
+``lasagne_impl``, ``output_layer``, ``lasagne_description`` (the child's JSON: Lasagne-level
+classes and constructor settings), ``lasagne_param_values`` (the arrays exactly as the file
+held them, in get_all_params order -- e.g. NINLayer's W before its 1x1-conv reshape), ``params_extra`` (every other entry of a dict pickle,
 e.g. ``'synset words'``, ``'mean value'``), ``mean`` (the mean value/image when present,
 used for image preprocessing) and ``labels`` (synset words as str).
 """
@@ -249,6 +251,7 @@ def graph_from_description(desc: dict, values: list[np.ndarray], builder_path: s
               files=[builder_path] + ([os.fspath(params_path)] if params_path else []))
     g.warnings.extend(desc.get("warnings", []))
     g.meta["lasagne_impl"] = desc.get("impl")
+    g.meta["lasagne_description"] = desc
     g.meta["output_layer"] = desc.get("output")
     shapes: dict[str, tuple] = {}
     param_key: dict[int, tuple[str, str]] = {}
@@ -300,6 +303,7 @@ def graph_from_description(desc: dict, values: list[np.ndarray], builder_path: s
         g.warnings.append(f"layer '{name}' recognised as the preliminary (2015 gist) batch "
                           "normalisation: (x - mean) * gamma / (std + epsilon) + beta")
     g.meta["param_order"] = [param_key[i] for i in range(len(values)) if i in param_key]
+    g.meta["lasagne_param_values"] = list(values)   # as the file held them (same arrays)
     g.validate(builder_path)
     _infer_and_check(g, shapes, builder_path)
     return g

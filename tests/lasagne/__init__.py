@@ -1,0 +1,1 @@
+"""Lasagne/Theano importer tests (recorder, parameter files, real Theano comparisons)."""

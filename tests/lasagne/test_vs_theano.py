@@ -1,0 +1,159 @@
+"""Imported Lasagne networks vs real Theano, layer by layer.
+
+Three networks (every conv pad mode and flip_filters both ways, pooling modes with odd sizes
+and ignore_border=False, a dense layer right after a convolution, BN over a dense output,
+BN with beta=None / gamma=None and channels whose ``1/inv_std^2 - eps`` is negative, a
+ResNet made with ``batch_norm()``, the preliminary gist BN) are written as builder scripts +
+parameter files (one flavour each), imported, and run by
+
+* Migrator's numpy reference (``numpy_ref``), compared with Theano on the *same* layer
+  inputs (isolated, per op), and
+* the converted Keras model (planner + builder), compared with Theano running the whole
+  network (chained),
+
+where the Theano side is built from the Lasagne-level description (class + constructor
+settings, raw parameter arrays) with the ops Lasagne 0.2 uses (``T.nnet.conv2d`` with
+``filter_flip``/border modes, ``pool_2d``, the BN/LRN formulas) -- one Theano process for
+the module.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from migrator.testing import lasagne_models as M
+
+pytestmark = [pytest.mark.theano, pytest.mark.slow]
+
+
+def _fill_coverage(layer, pname, shape, rng):
+    # BN channels whose 1/inv_std^2 - eps is negative (inv_std = 300 -> 1/inv_std^2 = 1.1e-5
+    # < epsilon 1e-4), and a few ordinary ones
+    if pname == "inv_std" and layer in ("bn_nogamma", "dense2_bn"):
+        v = rng.uniform(0.5, 2.0, shape)
+        v.flat[0] = 300.0
+        v.flat[-1] = 150.0
+        return v
+    return None
+
+
+def _fill_gist(layer, pname, shape, rng):
+    if pname == "std":
+        v = rng.uniform(0.2, 1.5, shape)
+        v.flat[0] = 0.001     # (std + eps)^2 - eps_k tiny: the variance conversion matters
+        return v
+    return None
+
+
+CASES = {
+    # tag: (script, parameter-file flavour, fill)
+    "coverage": (M.COVERAGE_SCRIPT, "npz", _fill_coverage),
+    "resnet": (M.RESNET_SCRIPT, "pkl_values", None),
+    "gist": (M.GIST_SCRIPT, "pkl_py2", _fill_gist),
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    from tests.envs.theano_env import ensure_theano_env, last_reason, run_theano
+
+    from migrator.core.compare.metrics import to_keras_layout, to_source_layout
+    from migrator.core.importers.lasagne import load_lasagne
+    from migrator.core.keras_build.builder import build_keras
+    from migrator.core.keras_build.executor import iter_keras_outputs
+    from migrator.core.mapping.planner import make_plan
+    from migrator.core.reference import numpy_ref
+
+    py = ensure_theano_env()
+    if not py:
+        pytest.skip(f"the real-Theano environment is unavailable: {last_reason}")
+    req, out = {}, {}
+    for tag, (script, flavour, fill) in CASES.items():
+        d = tmp_path_factory.mktemp(tag)
+        b, p, _ = M.write_model(d, script, flavour, seed=3, fill=fill)
+        g = load_lasagne(b, p)
+        inp = g.input_nodes[0]
+        x = np.random.default_rng(7).normal(size=(2,) + inp.out_shape[1:]).astype(np.float32)
+        ref = {k: v[0] for k, v in numpy_ref.run_all(g, {inp.name: x}).items()}
+        plan = make_plan(g)
+        model = build_keras(plan)
+        k2s: dict[str, list[str]] = {}
+        for m in plan.mappings:
+            if m.keras_output:
+                k2s.setdefault(m.keras_output, []).append(m.source)
+        keras_out = {}
+        for kname, arr in iter_keras_outputs(model, plan, to_keras_layout(x)):
+            for s in k2s.get(kname, []):
+                keras_out[s] = to_source_layout(arr, ref[s].ndim)
+        out[tag] = {"graph": g, "ref": ref, "keras": keras_out}
+        req.update(M.theano_request(g, {inp.name: x}, ref, tag=tag))
+    th = run_theano(py, M.THEANO_LAYERS_SCRIPT, req)
+    for tag in CASES:
+        pre = f"{tag}::"
+        out[tag]["iso"] = {k[len(pre) + 5:]: v for k, v in th.items() if k.startswith(pre + "iso__")}
+        out[tag]["chain"] = {k[len(pre) + 7:]: v for k, v in th.items()
+                             if k.startswith(pre + "chain__")}
+    return out
+
+
+def _err(a, b) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+
+
+@pytest.mark.parametrize("tag", list(CASES))
+def test_numpy_reference_matches_theano_per_layer(results, tag):
+    r = results[tag]
+    g = r["graph"]
+    rows = []
+    for n in g.nodes:
+        if n.op in ("Input",):
+            continue
+        assert n.name in r["iso"], f"Theano gave no output for {n.name}"
+        e = _err(r["ref"][n.name], r["iso"][n.name])
+        scale = max(1.0, float(np.abs(r["iso"][n.name]).max()))
+        rows.append((n.name, n.op, e))
+        assert e <= 2e-5 * scale, f"{tag}: layer {n.name} ({n.op}): numpy ref vs Theano max err {e}"
+    print(f"\n[{tag}] numpy ref vs Theano (isolated): " +
+          ", ".join(f"{nm}={e:.1e}" for nm, _, e in rows))
+
+
+@pytest.mark.parametrize("tag", list(CASES))
+def test_keras_matches_theano_whole_network(results, tag):
+    r = results[tag]
+    g = r["graph"]
+    worst = 0.0
+    checked = 0
+    for n in g.nodes:
+        if n.op == "Input" or n.name not in r["keras"]:
+            continue
+        th = r["chain"][n.name]
+        e = _err(r["keras"][n.name], th)
+        scale = max(1.0, float(np.abs(th).max()))
+        assert e <= 1e-4 * scale, f"{tag}: layer {n.name} ({n.op}): Keras vs Theano max err {e}"
+        worst = max(worst, e)
+        checked += 1
+    out_name = g.meta["output_layer"]
+    assert out_name in r["keras"], "the network output has no Keras counterpart"
+    assert checked >= len([n for n in g.nodes if n.op != "Input"]) // 2
+    print(f"\n[{tag}] Keras vs Theano (chained): {checked} layers, worst {worst:.2e}")
+
+
+def test_cases_cover_what_they_claim(results):
+    """Guard the fixtures: the networks really contain the cases named in the docstring."""
+    g = results["coverage"]["graph"]
+    convs = [n for n in g.nodes if n.op == "Conv" and n.attrs["kernel"] != (1, 1)]
+    assert {n.attrs["flip"] for n in convs} == {True, False}
+    desc = {L["name"]: L for L in g.meta["lasagne_description"]["layers"]}
+    assert {str(desc[n.name]["attrs"]["pad"]) for n in convs} >= {"same", "full", "[0, 0]", "[1, 2]"}
+    pools = [n for n in g.nodes if n.op == "Pool"]
+    assert {(n.attrs["mode"], n.attrs["rounding"], n.attrs["avg_divisor"]) for n in pools} == {
+        ("max", "lasagne_ceil", None), ("avg", "floor", "inc_pad"), ("avg", "floor", "exc_pad"),
+        ("max", "floor", None)}
+    bn = g.node("bn_nogamma")
+    inv = bn.p("inv_std")
+    assert (1.0 / inv.astype(np.float64) ** 2 - bn.attrs["epsilon"]).min() < 0
+    assert "gamma" not in bn.params and "beta" not in g.node("bn_nobeta").params
+    assert g.node("dense2_bn").attrs["axes"] == (0,)
+    gg = results["gist"]["graph"]
+    assert any(n.op == "BatchNorm" and n.attrs["form"] == "gist" for n in gg.nodes)
