@@ -25,7 +25,10 @@ def run1(node: Node, *xs, dtype=np.float32):
     ins = [Node(f"in{i}", "Input", attrs={"shape": (None,) + x.shape[1:]}) for i, x in enumerate(xs)]
     node.inputs = [n.name for n in ins]
     g = Graph("caffe", ins + [node])
+    before = [x.copy() for x in xs]
     out = numpy_ref.run_all(g, {f"in{i}": x for i, x in enumerate(xs)}, dtype=dtype)
+    for x, b in zip(xs, before):   # kernels must never write into their inputs
+        np.testing.assert_array_equal(x, b)
     res = out[node.name]
     return res[0] if len(res) == 1 else res
 
