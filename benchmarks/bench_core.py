@@ -66,7 +66,9 @@ else:
     g = pipeline.open_model(sys.argv[2:4]); p = pipeline.make_plan(g); km = pipeline.build_keras(p)
     x, d = pipeline.make_input(g, pipeline.InputSpec(seed=0))
     r = pipeline.compare(g, p, km, x)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child forked from a big
+# parent would report the parent's peak
+print(int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) * 1024)
 """
     args = [sys.executable, "-c", code, mode] + (list(nsfw_files()) if mode == "full" else [])
     out = subprocess.run(args, capture_output=True, text=True, timeout=900)
