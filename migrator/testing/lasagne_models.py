@@ -181,6 +181,35 @@ def build_model():
 '''
 
 
+# Shape/merge/affine layers: Scale, Bias, PReLU, Concat, Slice, Pad, Dimshuffle, Reshape,
+# Flatten, ElemwiseMerge (max), Dropout, a layer named in a dict, softplus/ScaledTanH.
+MISC_SCRIPT = HEADER + '''
+from lasagne.layers import ElemwiseMergeLayer, ParametricRectifierLayer, prelu
+
+
+def build_model():
+    net = {}
+    net['in'] = InputLayer((None, 4, 7, 6))
+    a = Conv2DLayer(net['in'], 6, 3, pad=1, nonlinearity=lasagne.nonlinearities.softplus,
+                    name='conv_a')
+    b = Conv2DLayer(net['in'], 6, 1, nonlinearity=lasagne.nonlinearities.ScaledTanH(0.5, 2.0),
+                    name='conv_b')
+    net['scale'] = ScaleLayer(a)
+    net['bias'] = BiasLayer(net['scale'])
+    p = prelu(Conv2DLayer(b, 6, 3, pad=1, name='conv_p'))
+    m = ElemwiseMergeLayer([net['bias'], p], T.maximum, name='max')
+    c = ConcatLayer([m, b], axis=1, name='cat')
+    s = SliceLayer(c, slice(2, 9), axis=1, name='slice')
+    d = DropoutLayer(s, p=0.3, name='drop')
+    pd = PadLayer(d, [(1, 0), 2], name='pad')
+    sh = DimshuffleLayer(pd, (0, 1, 3, 2), name='shuffle')
+    r = ReshapeLayer(sh, ([0], [1], -1), name='reshape')
+    f = FlattenLayer(r, name='flat')
+    net['out'] = DenseLayer(f, 5, nonlinearity=sigmoid, name='out')
+    return net
+'''
+
+
 def write_script(directory, text: str, name: str = "builder.py") -> str:
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(str(directory), name)
@@ -465,6 +494,12 @@ def layer_expr(L, xs):
         y = 0
         for c, xi in zip(a["coeffs"], xs):
             y = y + (xi if c == 1 else c * xi)
+        return y
+    if k == "ElemwiseMergeLayer":
+        f = {"maximum": T.maximum, "mul": T.mul, "add": T.add}[fname(a["merge_function"])]
+        y = xs[0]
+        for xi in xs[1:]:
+            y = f(y, xi)
         return y
     if k == "ConcatLayer":
         return T.concatenate(xs, axis=a["axis"])

@@ -3,7 +3,8 @@
 Three networks (every conv pad mode and flip_filters both ways, pooling modes with odd sizes
 and ignore_border=False, a dense layer right after a convolution, BN over a dense output,
 BN with beta=None / gamma=None and channels whose ``1/inv_std^2 - eps`` is negative, a
-ResNet made with ``batch_norm()``, the preliminary gist BN) are written as builder scripts +
+ResNet made with ``batch_norm()``, the preliminary gist BN, and the shape/merge/affine layers:
+Scale, Bias, PReLU, Concat, Slice, Pad, Dimshuffle, Reshape, Flatten, elementwise max) are written as builder scripts +
 parameter files (one flavour each), imported, and run by
 
 * Migrator's numpy reference (``numpy_ref``), compared with Theano on the *same* layer
@@ -50,6 +51,7 @@ CASES = {
     "coverage": (M.COVERAGE_SCRIPT, "npz", _fill_coverage),
     "resnet": (M.RESNET_SCRIPT, "pkl_values", None),
     "gist": (M.GIST_SCRIPT, "pkl_py2", _fill_gist),
+    "misc": (M.MISC_SCRIPT, "pkl_param_values", None),
 }
 
 
