@@ -183,75 +183,110 @@ def lasagne_info(np):
     return theano, lasagne, info
 
 
-def _find_output_layers(ns, lasagne, entry):
-    """The output layer(s) the builder script made: ``entry`` (a function name or variable name),
-    else the conventional names, else every Layer object defined at top level that nothing uses."""
-    Layer = lasagne.layers.Layer
-    cand = None
-    if entry:
-        if entry not in ns:
-            raise BridgeError("load", "the builder script defines no '%s'" % entry)
-        cand = ns[entry]
-        if callable(cand) and not isinstance(cand, Layer):
-            cand = cand()
-    else:
-        for key in ("build_model", "build_network", "build", "create_model", "model"):
-            f = ns.get(key)
-            if callable(f) and not isinstance(f, Layer) and not isinstance(f, type):
-                cand = f()
-                break
-    if cand is None:
-        for key in ("net", "network", "output_layer", "l_out", "output"):
-            if key in ns:
-                cand = ns[key]
-                break
-    if cand is None:
-        layers = [v for k, v in sorted(ns.items()) if isinstance(v, Layer)]
-        if not layers:
-            raise BridgeError("load", "the builder script made no Lasagne layer")
-        used = set()
-        for lay in layers:
-            for inc in getattr(lay, "input_layers", None) or [getattr(lay, "input_layer", None)]:
-                if inc is not None:
-                    used.add(id(inc))
-        cand = [lay for lay in layers if id(lay) not in used]
-    if isinstance(cand, dict):
-        # dict name -> layer (Lasagne Recipes style): the outputs are the layers nothing else reads
-        vals = [v for v in cand.values() if isinstance(v, Layer)]
-        used = set()
-        for lay in vals:
-            for inc in getattr(lay, "input_layers", None) or [getattr(lay, "input_layer", None)]:
-                if inc is not None:
-                    used.add(id(inc))
-        cand = [v for v in vals if id(v) not in used]
-    if isinstance(cand, (list, tuple)):
-        out = [c for c in cand if isinstance(c, Layer)]
-    elif isinstance(cand, Layer):
-        out = [cand]
-    else:
-        raise BridgeError("load", "the builder returned %r, not a Lasagne layer" % (type(cand).__name__,))
-    if not out:
-        raise BridgeError("load", "the builder script made no Lasagne layer")
-    return out
+def _is_layer(lasagne, obj):
+    return isinstance(obj, lasagne.layers.Layer)
 
 
-def layer_names(lasagne, all_layers):
-    """Names as Migrator's recorder gives them: the layer's own name, else '<Class>_<index>'
-    with the index of the layer in get_all_layers order; duplicates get a numeric suffix."""
-    names = []
-    seen = {}
-    for i, lay in enumerate(all_layers):
-        nm = getattr(lay, "name", None)
-        if not nm:
-            nm = "%s_%d" % (type(lay).__name__, i)
-        nm = str(nm)
-        if nm in seen:
-            seen[nm] += 1
-            nm = "%s_%d" % (nm, seen[nm])
-        else:
-            seen[nm] = 0
-        names.append(nm)
+def _inputs_of(layer):
+    if hasattr(layer, "input_layers"):
+        return list(layer.input_layers)
+    return [getattr(layer, "input_layer", None)]
+
+
+def layer_names(lasagne, layers, keys):
+    """Migrator's layer naming (the same rules as its importer): the layer's ``name=``; else the
+    key under which the builder's returned dict holds it; else ``<Class>_<k>`` counting that
+    class's unnamed layers from 1 in get_all_layers order; a name already taken gets _2, _3..."""
+    names, taken, counters = {}, set(), {}
+    for lyr in layers:
+        if getattr(lyr, "name", None):
+            base = str(lyr.name)
+            nm, i = base, 1
+            while nm in taken:
+                i += 1
+                nm = "%s_%d" % (base, i)
+            names[id(lyr)] = nm
+            taken.add(nm)
+    for lyr in layers:
+        if id(lyr) in names:
+            continue
+        base = keys.get(id(lyr))
+        if base is None:
+            cls = type(lyr).__name__
+            counters[cls] = counters.get(cls, 0) + 1
+            base = "%s_%d" % (cls, counters[cls])
+        nm, i = base, 1
+        while nm in taken:
+            i += 1
+            nm = "%s_%d" % (base, i)
+        names[id(lyr)] = nm
+        taken.add(nm)
     return names
+
+
+def pick_output(lasagne, ret, output_key, output_name):
+    """-> (output layer, {id(layer): dict key}) following Migrator's importer: one returned layer;
+    else the key ``output_key``; else the returned layer Migrator named ``output_name``; else the
+    key prob/output/out; else the last returned layer that feeds no other."""
+    keys = {}
+    if _is_layer(lasagne, ret):
+        return ret, keys
+    if isinstance(ret, dict):
+        items = [(str(k), v) for k, v in ret.items() if _is_layer(lasagne, v)]
+    elif isinstance(ret, (list, tuple)):
+        items = [(str(i), v) for i, v in enumerate(ret) if _is_layer(lasagne, v)]
+    else:
+        raise BridgeError("load", "the builder function returned %s, not a Lasagne layer or a dict "
+                          "of layers" % type(ret).__name__)
+    if not items:
+        raise BridgeError("load", "the builder function returned no Lasagne layer")
+    for k, v in items:
+        keys.setdefault(id(v), k)
+    bykey = dict(items)
+    if output_key:
+        if output_key not in bykey:
+            raise BridgeError("load", "no layer under the key '%s'" % output_key)
+        return bykey[output_key], keys
+    if output_name:
+        for k, v in items:
+            nm = layer_names(lasagne, lasagne.layers.get_all_layers(v), keys)
+            if nm.get(id(v)) == output_name:
+                return v, keys
+    for k in ("prob", "output", "out"):
+        if k in bykey:
+            return bykey[k], keys
+    consumed, seen = set(), set()
+    stack = [v for _, v in items]
+    while stack:
+        lyr = stack.pop()
+        if id(lyr) in seen:
+            continue
+        seen.add(id(lyr))
+        for i in _inputs_of(lyr):
+            if i is not None:
+                consumed.add(id(i))
+                stack.append(i)
+    sinks = [(k, v) for k, v in items if id(v) not in consumed]
+    return (sinks[-1] if sinks else items[-1])[1], keys
+
+
+def run_builder(path, function):
+    import runpy
+    d = os.path.dirname(os.path.abspath(path))
+    if d not in sys.path:
+        sys.path.insert(0, d)
+    sys.argv = [path]
+    try:
+        ns = runpy.run_path(path, run_name="__migrator_builder__")
+    except Exception as e:
+        raise BridgeError("load", "the builder script failed: %s: %s" % (type(e).__name__, e))
+    fn = ns.get(function)
+    if fn is None or not callable(fn):
+        raise BridgeError("load", "the builder script defines no function '%s'" % function)
+    try:
+        return fn()
+    except Exception as e:
+        raise BridgeError("load", "%s() failed: %s: %s" % (function, type(e).__name__, e))
 
 
 def run_lasagne(req, np, writer):
@@ -260,37 +295,23 @@ def run_lasagne(req, np, writer):
     if req.get("mode") == "probe":
         return
     L = req["lasagne"]
-    builder = L["builder"]
-    ns = {"__name__": "__migrator_builder__", "__file__": builder}
-    bdir = os.path.dirname(os.path.abspath(builder))
-    if bdir not in sys.path:
-        sys.path.insert(0, bdir)
-    try:
-        with open(builder) as fh:
-            code = compile(fh.read(), builder, "exec")
-        exec(code, ns)
-        outs = _find_output_layers(ns, lasagne, L.get("entry"))
-    except BridgeError:
-        raise
-    except Exception as e:
-        raise BridgeError("load", "the builder script failed: %s: %s" % (type(e).__name__, e))
-    all_layers = lasagne.layers.get_all_layers(outs)
-    names = layer_names(lasagne, all_layers)
-    params = lasagne.layers.get_all_params(outs)
+    ret = run_builder(L["builder"], L.get("function") or "build_model")
+    out, keys = pick_output(lasagne, ret, L.get("output_key"), L.get("output_name"))
+    all_layers = lasagne.layers.get_all_layers(out)
+    names = layer_names(lasagne, all_layers, keys)
+    params = lasagne.layers.get_all_params(out)
     layers = []
-    for nm, lay in zip(names, all_layers):
+    for lay in all_layers:
         try:
             oshape = [None if d is None else int(d) for d in lay.output_shape]
         except Exception:
             oshape = None
-        layers.append({"name": nm, "type": type(lay).__name__,
-                       "module": type(lay).__module__,
-                       "shape": oshape,
-                       "params": [[str(p.name), list(p.get_value().shape)] for p in lay.get_params()],
-                       "inputs": [names[all_layers.index(inc)] for inc in
-                                  (getattr(lay, "input_layers", None) or [getattr(lay, "input_layer", None)])
-                                  if inc is not None and inc in all_layers]})
-    emit("layers", layers=layers, n_params=len(params))
+        layers.append({"name": names[id(lay)], "type": type(lay).__name__,
+                       "module": type(lay).__module__, "shape": oshape,
+                       "params": [[str(p.name), [int(d) for d in p.get_value(borrow=True).shape]]
+                                  for p in lay.params],
+                       "inputs": [names.get(id(i), "?") for i in _inputs_of(lay) if i is not None]})
+    emit("layers", layers=layers, n_params=len(params), output=names[id(out)])
 
     if L.get("params"):
         pz = np.load(os.path.join(req["workdir"], L["params"]))
@@ -299,39 +320,43 @@ def run_lasagne(req, np, writer):
             raise BridgeError("params", "Migrator sent %d parameter arrays, the real network has %d"
                               % (len(values), len(params)))
         for k, (p, v) in enumerate(zip(params, values)):
-            old = p.get_value()
+            old = p.get_value(borrow=True)
             if tuple(old.shape) != tuple(v.shape):
-                raise BridgeError("params", "parameter #%d (%s): Migrator sent shape %s, the real network "
-                                  "has %s" % (k, p.name, tuple(v.shape), tuple(old.shape)))
-            p.set_value(v.astype(old.dtype))
+                raise BridgeError("params", "parameter #%d (%s): Migrator sent shape %s, the real "
+                                  "network has %s" % (k, p.name, tuple(v.shape), tuple(old.shape)))
+            p.set_value(np.asarray(v, dtype=old.dtype))
 
-    inputs = [lay for lay in all_layers if isinstance(lay, lasagne.layers.InputLayer)]
     given = L["inputs"]
-    feed = {}
-    in_vars = []
-    for lay, nm in zip(all_layers, names):
-        if lay in inputs:
+    in_layers, args = [], []
+    for lay in all_layers:
+        nm = names[id(lay)]
+        if isinstance(lay, lasagne.layers.InputLayer):
             if nm not in given:
-                raise BridgeError("input", "no input array for input layer '%s'" % nm)
-            in_vars.append(lay.input_var)
-            feed[lay] = np.load(os.path.join(req["workdir"], given[nm]))
+                raise BridgeError("input", "no input array for the input layer '%s'" % nm)
+            in_layers.append(lay)
+            args.append(np.asarray(np.load(os.path.join(req["workdir"], given[nm])),
+                                   dtype=theano.config.floatX))
+        elif any(i is None for i in _inputs_of(lay)):
+            raise BridgeError("input", "layer '%s' is built on a shape, not on an InputLayer: "
+                              "the bridge cannot feed it" % nm, layer=nm)
     wanted = req.get("layers")
     wanted = set(wanted) if wanted is not None else None
-    idx = [k for k, nm in enumerate(names) if wanted is None or nm in wanted]
-    exprs = lasagne.layers.get_output([all_layers[k] for k in idx], deterministic=True)
+    idx = [k for k, lay in enumerate(all_layers)
+           if (wanted is None or names[id(lay)] in wanted)
+           and not isinstance(lay, lasagne.layers.InputLayer)]
+    emit("progress", message="compiling %d outputs with Theano" % len(idx))
     try:
-        fn = theano.function(in_vars, exprs, on_unused_input="ignore")
+        exprs = lasagne.layers.get_output([all_layers[k] for k in idx], deterministic=True)
+        fn = theano.function([lay.input_var for lay in in_layers], exprs, on_unused_input="ignore")
     except Exception as e:
-        raise BridgeError("run", "theano could not compile the network: %s: %s" % (type(e).__name__, e))
-    args = [feed[lay] for lay in inputs]
-    args = [np.asarray(a, dtype=theano.config.floatX) for a in args]
+        raise BridgeError("run", "Theano could not compile the network: %s: %s" % (type(e).__name__, e))
     emit("progress", message="running")
     try:
         results = fn(*args)
     except Exception as e:
-        raise BridgeError("run", "theano failed to run the network: %s: %s" % (type(e).__name__, e))
+        raise BridgeError("run", "Theano failed to run the network: %s: %s" % (type(e).__name__, e))
     for k, r in zip(idx, results):
-        writer.write(k, names[k], [r])
+        writer.write(k, names[id(all_layers[k])], [r])
 
 
 # ------------------------------------------------------------------------------------------

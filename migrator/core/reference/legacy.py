@@ -304,8 +304,12 @@ class LegacyRuntime(Runtime):
                         inputs[node.name] = fname
                 params = lasagne_param_list(graph)
                 np.savez(os.path.join(wd, "params.npz"), **{f"p{i}": v for i, v in enumerate(params)})
+                meta = graph.meta or {}
                 req["lasagne"] = {"builder": self._visible(builder, wd, env_wd), "params": "params.npz",
-                                  "inputs": inputs, "entry": self.entry or graph.meta.get("builder_entry")}
+                                  "inputs": inputs,
+                                  "function": self.entry or meta.get("builder_function") or "build_model",
+                                  "output_key": self.settings.get("output_key"),
+                                  "output_name": meta.get("output_layer")}
             yield from self._session(req, graph=graph, wd=wd, env_wd=env_wd, xs=xs,
                                      progress=progress, cancel=cancel)
         finally:
@@ -493,6 +497,12 @@ class LegacyRuntime(Runtime):
             self.warnings.append(f"the real {graph.framework} network has no layer named "
                                  + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
                                  + " (not observed)")
+        known = {n.name for n in graph.nodes}
+        extra = [nm for nm, ly in real.items() if nm not in known
+                 and not (graph.framework == "caffe" and ly.get("type") in ("Split", "Input"))]
+        if extra:
+            self.warnings.append(f"the real {graph.framework} network has layers Migrator did not read: "
+                                 + ", ".join(extra[:10]) + (" ..." if len(extra) > 10 else ""))
         for n in ours:
             ly = real.get(n.name)
             if ly is None:
@@ -510,13 +520,10 @@ class LegacyRuntime(Runtime):
                                          f"the real network's {tuple(rshape)}")
             rparams = ly.get("params")
             if rparams is not None:
-                rp = [tuple(p[1]) if isinstance(p, list) and len(p) == 2 and isinstance(p[1], list)
-                      else tuple(p) for p in rparams]
-                op = [tuple(p.shape) for p in n.params.values()]
-                if graph.framework == "caffe":
-                    # Caffe params are the raw blobs: compare element counts (legacy 4-D blob shapes)
-                    rp = [int(np.prod(s)) for s in rp]
-                    op = [int(np.prod(s)) for s in op]
+                # Caffe: [shape, ...]; Lasagne: [[name, shape], ...].  Element counts are compared
+                # (Caffe's legacy 4-D blobs and Migrator's canonical layouts differ in shape only).
+                rp = [int(np.prod(p[1] if len(p) == 2 and isinstance(p[1], list) else p)) for p in rparams]
+                op = [int(p.value.size) for p in n.params.values()]
                 if rp != op:
                     self.warnings.append(f"layer '{n.name}': Migrator's parameter shapes {op}, the real "
                                          f"network's {rp}")
@@ -529,10 +536,14 @@ def _norm_type(t: str) -> str:
 def lasagne_param_list(graph) -> list[np.ndarray]:
     """The graph's parameters in Lasagne ``get_all_params`` order.
 
-    Uses ``graph.meta['param_order']`` (list of (node name, param name)) when the importer recorded
-    it, else node order with each node's params in insertion (add_param) order.
+    Uses the values as the parameter file held them (``graph.meta['lasagne_param_values']``, kept by
+    the importer), else ``graph.meta['param_order']`` (list of (node name, param key)), else node
+    order with each node's params in insertion (add_param) order.
     """
-    order = (getattr(graph, "meta", {}) or {}).get("param_order")
+    meta = getattr(graph, "meta", {}) or {}
+    if meta.get("lasagne_param_values") is not None:
+        return [np.asarray(v) for v in meta["lasagne_param_values"]]
+    order = meta.get("param_order")
     out = []
     if order:
         for node_name, pname in order:
