@@ -276,3 +276,64 @@ def test_executor_overhead_on_a_resnet_like_model(tmp_path):
     print(f"executor overhead: layer-by-layer {np.median(tl):.3f}s vs model() {np.median(tp):.3f}s "
           f"= {ratio:.2f}x on {keras_device_description()}")
     assert ratio < 1.6
+
+
+# ---- end to end against the real Theano + Lasagne 0.1 ------------------------------------------
+LASAGNE_NET = '''
+import numpy as np
+import theano
+import lasagne
+from lasagne.layers import (InputLayer, Conv2DLayer, DenseLayer, NonlinearityLayer, Pool2DLayer,
+                            MaxPool2DLayer, ElemwiseSumLayer, ConcatLayer, FlattenLayer, ReshapeLayer,
+                            DimshuffleLayer, PadLayer, SliceLayer, LocalResponseNormalization2DLayer)
+from lasagne.nonlinearities import softmax, sigmoid, tanh, very_leaky_rectify, LeakyRectify
+
+
+def build_model():
+    l_in = InputLayer((None, 3, 15, 11), name='in')
+    c1 = Conv2DLayer(l_in, 6, (3, 2), stride=(2, 1), pad=1, name='c1')          # true convolution
+    p1 = Pool2DLayer(c1, 3, stride=2, ignore_border=False, mode='average_inc_pad', name='p_inc')
+    p2 = Pool2DLayer(c1, 3, stride=2, pad=1, mode='average_exc_pad', name='p_exc')
+    p3 = MaxPool2DLayer(c1, 2, stride=3, ignore_border=False, name='p_max')
+    s = ElemwiseSumLayer([p1, p2], coeffs=[0.5, -1.5], name='wsum')
+    nl = NonlinearityLayer(s, very_leaky_rectify, name='vleaky')
+    pad = PadLayer(nl, width=(1, 2), val=-0.5, name='pad')
+    lrn = LocalResponseNormalization2DLayer(pad, alpha=1e-2, k=2, beta=0.75, n=3, name='lrn')
+    sl = SliceLayer(lrn, indices=slice(1, 5), axis=1, name='slice')
+    ds = DimshuffleLayer(sl, (0, 1, 3, 2), name='dims')
+    c2 = Conv2DLayer(ds, 4, 1, nonlinearity=sigmoid, name='c2')
+    d1 = DenseLayer(c2, 7, nonlinearity=LeakyRectify(0.2), name='d1')           # 4-D input
+    fl = FlattenLayer(p3, name='flat')
+    rs = ReshapeLayer(fl, ([0], 6, -1), name='resh')
+    ds2 = DimshuffleLayer(rs, (0, 2, 1), name='dims2')
+    fl2 = FlattenLayer(ds2, name='flat2')
+    cat = ConcatLayer([d1, fl2], name='cat')
+    t = NonlinearityLayer(cat, tanh, name='tanh')
+    return DenseLayer(t, 5, nonlinearity=softmax, name='prob')
+'''
+
+
+@pytest.mark.theano
+@pytest.mark.slow
+def test_lasagne_net_against_real_theano(tmp_path):
+    from tests.envs import theano_env
+    if not theano_env._ready(theano_env.ENV_DIR):
+        pytest.skip("no Theano venv (build it with `python -m tests.setup_envs`)")
+    from migrator.core import pipeline
+    from migrator.testing.lasagne_models import make_param_values, write_params, write_script
+
+    b = write_script(tmp_path, LASAGNE_NET)
+    p = write_params(str(tmp_path / "params.pkl"), make_param_values(b, seed=2), "pkl_list")
+    g = pipeline.open_model([b, p])
+    plan = pipeline.make_plan(g)
+    model = pipeline.build_keras(plan)
+    x = np.random.default_rng(4).standard_normal((2, 3, 15, 11)).astype(np.float32)
+    settings = {"command": [str(theano_env.env_python())],
+                "env": {"THEANO_FLAGS": theano_env.theano_env_vars()["THEANO_FLAGS"]}}
+    res = pipeline.compare(g, plan, model, x, runtime="legacy", runtime_settings=settings)
+    assert res.runtime["versions"]["lasagne"] == "0.1"
+    statuses = {lr.source: lr.status for lr in res.layers}
+    assert all(s in ("pass", "fused") for s in statuses.values()), statuses
+    for name in ("c1", "p_inc", "p_exc", "p_max", "wsum", "pad", "lrn", "slice", "dims", "d1",
+                 "resh", "dims2", "prob"):
+        assert statuses.get(name) == "pass", (name, statuses.get(name))
