@@ -423,3 +423,27 @@ def test_rule_errors_name_the_layer():
     assert not plan.mapping("sl").supported and "batch" in plan.mapping("sl").error
     with pytest.raises(MigratorError, match="'sl'"):
         build_keras(plan)
+
+
+def test_pool_on_unknown_spatial_size():
+    # Lasagne InputLayer((None, C, None, None)): floor pooling still maps (exc_pad divisor at run time)
+    x = f32(2, 3, 9, 8)
+    nodes = [inp((None, 3, None, None)),
+             Node("pool", "Pool", ["data"], attrs={"mode": "avg", "kernel": (3, 3), "stride": (2, 2), "pad": (1, 1),
+                                                       "rounding": "floor", "avg_divisor": "exc_pad"}),
+             Node("pmax", "Pool", ["data"], attrs={"mode": "max", "kernel": (3, 3), "stride": (2, 2), "pad": (1, 1),
+                                                       "rounding": "floor", "avg_divisor": "caffe"}),
+             Node("ceil", "Pool", ["data"], attrs={"mode": "max", "kernel": (3, 3), "stride": (2, 2), "pad": (0, 0),
+                                                       "rounding": "lasagne_ceil", "avg_divisor": "caffe"})]
+    g = Graph("lasagne", nodes)
+    g.infer_shapes()
+    plan = make_plan(g)
+    assert [m.source for m in plan.unsupported] == ["ceil"]
+    g.nodes.pop()
+    plan = make_plan(g)
+    model = build_keras(plan)
+    outs = dict(iter_keras_outputs(model, plan, to_keras(x)))
+    np.testing.assert_allclose(from_keras(outs["pool"]),
+                               R.theano_pool(x, "average_exc_pad", (3, 3), (2, 2), (1, 1)), **TOL)
+    np.testing.assert_allclose(from_keras(outs["pmax"]), R.theano_pool(x, "max", (3, 3), (2, 2), (1, 1)),
+                               **TOL)

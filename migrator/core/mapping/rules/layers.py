@@ -508,7 +508,7 @@ class PoolRule(Rule):
         if rank_of(in_shape) != 4:
             return _unsupported(node, ctx, f"only 2-D pooling is supported (input rank {rank_of(in_shape)})")
         if in_shape is None or in_shape[2] is None or in_shape[3] is None:
-            if rounding != "floor" or (mode == "avg" and divisor == "exc_pad" and (ph or pw)):
+            if rounding != "floor":   # floor: no overhang; the divisor map is computed at run time
                 return _unsupported(node, ctx, "ceil-mode pooling needs a known input size")
             H = W = None
         else:
