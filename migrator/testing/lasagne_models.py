@@ -276,9 +276,16 @@ class _Py2Pickler(pickle._Pickler):  # the pure-Python pickler lets us add a dis
 def _py2_array(a: np.ndarray):
     """An object whose pickle is what Python 2 numpy wrote for ``a``."""
 
+    class _DType:
+        def __reduce__(self):
+            dt = a.dtype
+            order = "|" if dt.itemsize == 1 else ("<" if dt.byteorder in "=<" else ">")
+            return (np.dtype, (_Py2Str(f"{dt.kind}{dt.itemsize}".encode()), 0, 1),
+                    (3, _Py2Str(order.encode()), None, None, None, -1, -1, 0))
+
     class _Arr:
         def __reduce__(self):
-            state = (1, a.shape, a.dtype, False, _Py2Str(np.ascontiguousarray(a).tobytes()))
+            state = (1, a.shape, _DType(), False, _Py2Str(np.ascontiguousarray(a).tobytes()))
             return (_reconstruct_ref, (np.ndarray, (0,), _Py2Str(b"b")), state)
     return _Arr()
 
