@@ -279,6 +279,7 @@ def describe(ret, output_layer=None, impl="recorder"):
     pindex = {id(p): i for i, p in enumerate(all_params)}
     powner = {}
     descs = []
+    user_names = {str(lyr.name) for lyr in layers if getattr(lyr, "name", None)}
     for lyr in layers:
         cls = type(lyr)
         known = None
@@ -309,7 +310,11 @@ def describe(ret, output_layer=None, impl="recorder"):
         lname = getattr(lyr, "name", None)
         for p, tags in lyr.params.items():
             full = getattr(p, "name", None) or ""
-            base = full[len(lname) + 1:] if lname and full.startswith(f"{lname}.") else full
+            base = full
+            if lname and full.startswith(f"{lname}."):
+                base = full[len(lname) + 1:]
+            elif "." in full and full.rsplit(".", 1)[0] in user_names:   # shared from another layer
+                base = full.rsplit(".", 1)[1]
             idx = pindex.get(id(p))
             params.append({"name": base or attr_of.get(id(p)) or f"param{len(params)}",
                            "full_name": full, "shape": _param_shape(p),
