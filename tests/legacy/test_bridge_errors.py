@@ -277,3 +277,25 @@ def test_closing_the_generator_kills_the_bridge(tiny, fake_caffe_dir, monkeypatc
     it.close()
     assert not _alive(started[0].pid)
     assert not os.path.exists(rt.last_workdir)
+
+
+def _python27():
+    import glob
+    import shutil
+    cands = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/2.7*/bin/python2.7")))
+    cands += [shutil.which("python2.7"), shutil.which("python2")]
+    return next((c for c in cands if c and os.path.exists(c) and "/shims/" not in c), None)
+
+
+def test_bridge_runs_on_python_2_7(tiny):
+    """The bridge is sent to old environments: it must at least start and report on Python 2.7."""
+    py27 = _python27()
+    if py27 is None:
+        pytest.skip("no Python 2.7 interpreter on this machine")
+    rt = get_runtime("legacy", command=[py27])
+    try:
+        info = rt.probe("python")
+    except MigratorError as e:      # a bare 2.7 without numpy: the bridge ran and said so
+        assert "numpy cannot be imported" in str(e), str(e)
+    else:
+        assert info["python"].startswith("2.7")

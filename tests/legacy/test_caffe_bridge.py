@@ -60,7 +60,7 @@ def test_real_caffe_matches_numpy_reference(real_runs, name):
 
 def test_in_place_layers_are_observed_one_by_one(real_runs):
     """conv1 -> bn1 -> scale1 -> relu1 all write blob 'conv1': each must keep its own value."""
-    g, x, got, order, rt = real_runs["bn_pool_lrn"]
+    got = real_runs["bn_pool_lrn"][2]
     conv, bn, scale, relu = (got[n][0] for n in ("conv1", "bn1", "scale1", "relu1"))
     assert conv.min() < 0 and relu.min() >= 0                       # before / after the ReLU
     assert not np.allclose(conv, bn) and not np.allclose(bn, scale)

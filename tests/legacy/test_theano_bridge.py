@@ -142,7 +142,7 @@ def net(tmp_path_factory):
 
 def test_real_lasagne_matches_numpy_reference(net, theano_cmd):
     from migrator.core.reference import numpy_ref
-    b, p, g = net
+    g = net[2]
     x = np.random.default_rng(3).standard_normal((2, 3, 15, 13)).astype(np.float32)
     rt = get_runtime("legacy", **theano_cmd)
     got = list(rt.run(g, x))
@@ -179,7 +179,7 @@ def test_real_lasagne_matches_converted_keras(net, theano_cmd):
 
 
 def test_recording_differs_from_real_lasagne(tmp_path, theano_cmd):
-    b, p, g = _model(tmp_path, DIVERGING)
+    g = _model(tmp_path, DIVERGING)[2]
     rt = get_runtime("legacy", **theano_cmd)
     got = dict(rt.run(g, np.ones((1, 4), np.float32)))
     assert set(got) == {"in", "fc", "out"}
@@ -188,7 +188,7 @@ def test_recording_differs_from_real_lasagne(tmp_path, theano_cmd):
 
 
 def test_builder_failing_in_the_real_environment(tmp_path, theano_cmd):
-    b, p, g = _model(tmp_path, RAISING)
+    g = _model(tmp_path, RAISING)[2]
     with pytest.raises(MigratorError) as ei:
         list(get_runtime("legacy", **theano_cmd).run(g, np.ones((1, 4), np.float32)))
     assert "this builder needs a GPU" in str(ei.value) and "build_model() failed" in str(ei.value)

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# ruff: noqa: UP004, UP009, UP010, UP031, BLE001  (runs on Python 2.7 too; catches framework errors)
 """Migrator's legacy-environment bridge.
 
 This file is *sent* to the user's old Python environment and run there as

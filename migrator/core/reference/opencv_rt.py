@@ -39,7 +39,7 @@ INSTALL_HINT = "install it with `pip install migrator[opencv]` (opencv-python-he
 
 def _import_cv2():
     try:
-        import cv2  # noqa: F401
+        import cv2
     except ImportError as e:
         raise MigratorError(f"OpenCV is not installed ({e}); {INSTALL_HINT}") from None
     if not hasattr(cv2, "dnn"):

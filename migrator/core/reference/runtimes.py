@@ -19,7 +19,8 @@ Heavy imports (cv2, the numpy executor) happen inside methods, so importing this
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 

