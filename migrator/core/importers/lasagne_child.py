@@ -355,6 +355,9 @@ def main(argv=None) -> int:
     ap.add_argument("--impl", default="recorder", choices=("recorder", "real", "auto"))
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
+    # run by path, sys.path[0] is this directory, whose lasagne.py (the importer) would
+    # shadow the real ``lasagne`` package
+    sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != HERE]
     script = os.path.realpath(a.builder)
     try:
         impl = _choose_impl(a.impl)
