@@ -24,7 +24,8 @@ Output layer: the builder may return a layer or a dict (or list) of layers; with
 ``output_layer`` names the key, else the key ``prob``/``output``/``out`` is used, else the
 returned layer that feeds no other (the choice is stated in ``graph.warnings``).
 
-``graph.meta``: ``param_order`` (``[(node, param key)]`` in get_all_params order),
+``graph.meta``: ``builder``, ``builder_function``, ``params_file``, ``output_key`` (the dict
+key of the output layer, when the builder returned a dict), ``param_order`` (``[(node, param key)]`` in get_all_params order),
 ``lasagne_impl``, ``output_layer``, ``lasagne_description`` (the child's JSON: Lasagne-level
 classes and constructor settings), ``lasagne_param_values`` (the arrays exactly as the file
 held them, in get_all_params order -- e.g. NINLayer's W before its 1x1-conv reshape), ``params_extra`` (every other entry of a dict pickle,
@@ -91,6 +92,11 @@ def load_lasagne(builder_path, params_path, *, builder_function: str = "build_mo
     prog(0.8, "building the graph")
     g = graph_from_description(desc, values, builder_path, params_path)
     g.warnings.extend(pwarn)
+    g.meta["builder"] = os.path.abspath(builder_path)
+    g.meta["builder_function"] = builder_function
+    g.meta["params_file"] = os.path.abspath(params_path)
+    out_desc = next((L for L in desc["layers"] if L["name"] == desc.get("output")), None)
+    g.meta["output_key"] = out_desc.get("dict_key") if out_desc else None
     _attach_extras(g, extra)
     g.meta["timings"] = {"builder_s": t1 - t0, "total_s": time.perf_counter() - t0}
     prog(1.0, f"{len(g.nodes)} layers")

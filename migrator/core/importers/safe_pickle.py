@@ -78,27 +78,41 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise _Refused(f"persistent id {str(pid)[:40]!r}")
 
 
-def loads(data: bytes, *, file: str | None = None, encoding: str = "latin1"):
-    """Unpickle ``data`` with the restricted unpickler; MigratorError when refused."""
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+def _unpickle(f, *, file: str | None, encoding: str):
     try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding=encoding).load()
+        return RestrictedUnpickler(f, encoding=encoding).load()
     except _Refused as e:
         raise MigratorError(f"refusing to load this pickle: the pickle asks for {e.what}, "
                             "which could run code (only numpy arrays and plain containers "
                             "are accepted)", file=file) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, UnicodeDecodeError, MemoryError) as e:
+            IndexError, KeyError, UnicodeDecodeError, MemoryError, OSError) as e:
         raise MigratorError(f"not a readable pickle: {type(e).__name__}: {e}", file=file) from None
 
 
+def loads(data: bytes, *, file: str | None = None, encoding: str = "latin1"):
+    """Unpickle ``data`` with the restricted unpickler; MigratorError when refused."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            raise MigratorError(f"not a readable gzip file: {e}", file=file) from None
+    return _unpickle(io.BytesIO(data), file=file, encoding=encoding)
+
+
 def load(path: str | os.PathLike, *, encoding: str = "latin1"):
-    """Load a pickle file with the restricted unpickler (gzip-compressed files too)."""
+    """Load a pickle file with the restricted unpickler (gzip-compressed files too).
+
+    Streams from the file (no second copy of a large file in memory)."""
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        f = open(path, "rb")
     except OSError as e:
         raise MigratorError(f"cannot read the file: {e.strerror or e}", file=path) from None
-    return loads(data, file=path, encoding=encoding)
+    with f:
+        head = f.read(2)
+        f.seek(0)
+        if head == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=f) as gz:
+                return _unpickle(io.BufferedReader(gz), file=path, encoding=encoding)
+        return _unpickle(f, file=path, encoding=encoding)
