@@ -22,12 +22,79 @@ def _runtime(name: str, settings: dict):
     return get_runtime(name, **settings)
 
 
+class _KerasFeed:
+    """Runs the Keras side in a worker thread, one layer ahead of the reference side, through
+    a small bounded queue: the two forward passes overlap (numpy and TensorFlow both release
+    the GIL) while at most ``depth`` Keras outputs wait in memory."""
+
+    _END = object()
+
+    def __init__(self, model, plan, x_keras, cancel, wanted, timings, depth: int = 4):
+        import queue
+        import threading
+
+        from ..keras_build.executor import iter_keras_outputs
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._timings = timings
+        user_cancel = cancel
+
+        def stop():
+            return self._stop.is_set() or (user_cancel is not None and user_cancel())
+
+        def work():
+            t0 = time.perf_counter()
+            try:
+                for name, arr in iter_keras_outputs(model, plan, x_keras, cancel=stop):
+                    if name in wanted and not self._put((name, np.asarray(arr))):
+                        return
+            except Cancelled:
+                pass
+            except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+                self._put(("__error__", e))
+            finally:
+                timings["keras_s"] = time.perf_counter() - t0
+                self._put(self._END)
+
+        self._thread = threading.Thread(target=work, name="migrator-keras-feed", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        import queue
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next(self):
+        item = self._q.get()
+        if item is self._END:
+            self._q.put(self._END)   # stay at the end for later calls
+            return None
+        if item[0] == "__error__":
+            raise item[1]
+        return item
+
+    def close(self):
+        import queue
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
 def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin",
                    runtime_settings: dict | None = None, tolerances: Tolerances | None = None,
                    input_desc: dict | None = None,
                    progress: Callable[[float, str], None] | None = None,
                    cancel: Callable[[], bool] | None = None) -> ComparisonResult:
-    from ..keras_build.executor import iter_keras_outputs, keras_device_description
+    from ..keras_build.executor import keras_device_description
 
     tolerances = tolerances or Tolerances()
     rt = _runtime(runtime, runtime_settings or {})
@@ -44,23 +111,15 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
             wanted[m.keras_output] = wanted.get(m.keras_output, 0) + 1
 
     timings = {"reference_s": 0.0, "keras_s": 0.0, "metrics_s": 0.0}
-    k_iter = iter_keras_outputs(model, plan, to_keras_layout(x), cancel=cancel)
+    k_feed = _KerasFeed(model, plan, to_keras_layout(x), cancel, wanted, timings)
     k_buf: dict[str, np.ndarray] = {}
-    k_done = False
 
     def pull_keras(name: str) -> np.ndarray | None:
-        nonlocal k_done
-        while name not in k_buf and not k_done:
-            t0 = time.perf_counter()
-            try:
-                kname, arr = next(k_iter)
-            except StopIteration:
-                k_done = True
+        while name not in k_buf:
+            item = k_feed.next()
+            if item is None:
                 break
-            finally:
-                timings["keras_s"] += time.perf_counter() - t0
-            if kname in wanted:
-                k_buf[kname] = np.asarray(arr)
+            k_buf[item[0]] = item[1]
         return k_buf.get(name)
 
     results: dict[str, LayerResult] = {}
@@ -130,10 +189,10 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
     except Cancelled:
         cancelled = True
     finally:
-        for it in (r_iter, k_iter):
-            close = getattr(it, "close", None)
-            if close:
-                close()
+        k_feed.close()
+        close = getattr(r_iter, "close", None)
+        if close:
+            close()
 
     layers = []
     for node in graph.nodes:
