@@ -50,6 +50,8 @@ def _compare_args(p: argparse.ArgumentParser, *, inputs: bool) -> None:
     p.add_argument("--legacy-python", metavar="CMD",
                    help="command starting a Python in the legacy environment (runtime legacy), "
                         "e.g. 'conda run -n old python' or 'chroot /srv/old python3'")
+    p.add_argument("--legacy-timeout", type=float, default=None, metavar="SECONDS",
+                   help="give up on the legacy environment after this many seconds")
     p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-5)")
     p.add_argument("--rtol", type=float, default=None,
                    help="tolerance relative to each layer's max |reference| (default 1e-4)")
@@ -152,7 +154,10 @@ def _runtime_settings(args) -> dict:
         from .core.errors import MigratorError
         if not args.legacy_python:
             raise MigratorError("--runtime legacy needs --legacy-python CMD")
-        return {"command": args.legacy_python}
+        settings = {"command": args.legacy_python}
+        if args.legacy_timeout is not None:
+            settings["timeout"] = args.legacy_timeout
+        return settings
     return {}
 
 

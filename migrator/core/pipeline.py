@@ -88,8 +88,13 @@ def open_model(paths: Sequence[str], *, builder_function: str = "build_model",
         from .importers.caffe import load_caffe
         return load_caffe(files["prototxt"], files["caffemodel"], progress=progress)
     from .importers.lasagne import load_lasagne
-    return load_lasagne(files["builder"], files["params"], builder_function=builder_function,
-                        output_layer=output_layer, progress=progress)
+    graph = load_lasagne(files["builder"], files["params"], builder_function=builder_function,
+                         output_layer=output_layer, progress=progress)
+    # the legacy bridge re-runs the same builder function in the user's real Lasagne
+    graph.meta.setdefault("builder_function", builder_function)
+    if output_layer is not None:
+        graph.meta.setdefault("output_layer", output_layer)
+    return graph
 
 
 def load_overrides(path: str | None):
