@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

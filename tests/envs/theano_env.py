@@ -96,7 +96,6 @@ def _fail(reason: str) -> None:
     global last_reason
     last_reason = reason
     _say(f"not available: {reason}")
-    return None
 
 
 def env_python(env_dir: Path = ENV_DIR) -> Path:

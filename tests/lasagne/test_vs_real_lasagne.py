@@ -100,14 +100,13 @@ def test_recorder_describes_the_network_like_real_lasagne(env):
 
 
 def test_numpy_reference_and_keras_match_real_lasagne(env):
-    from tests.envs.theano_env import run_theano
-
     from migrator.core.compare.metrics import to_keras_layout, to_source_layout
     from migrator.core.importers.lasagne import load_lasagne
     from migrator.core.keras_build.builder import build_keras
     from migrator.core.keras_build.executor import iter_keras_outputs
     from migrator.core.mapping.planner import make_plan
     from migrator.core.reference import numpy_ref
+    from tests.envs.theano_env import run_theano
 
     py, b, p, vals = env
     g = load_lasagne(b, p)

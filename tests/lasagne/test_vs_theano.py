@@ -57,14 +57,13 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    from tests.envs.theano_env import ensure_theano_env, last_reason, run_theano
-
     from migrator.core.compare.metrics import to_keras_layout, to_source_layout
     from migrator.core.importers.lasagne import load_lasagne
     from migrator.core.keras_build.builder import build_keras
     from migrator.core.keras_build.executor import iter_keras_outputs
     from migrator.core.mapping.planner import make_plan
     from migrator.core.reference import numpy_ref
+    from tests.envs.theano_env import ensure_theano_env, last_reason, run_theano
 
     py = ensure_theano_env()
     if not py:

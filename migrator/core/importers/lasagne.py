@@ -25,10 +25,11 @@ Output layer: the builder may return a layer or a dict (or list) of layers; with
 returned layer that feeds no other (the choice is stated in ``graph.warnings``).
 
 ``graph.meta``: ``builder``, ``builder_function``, ``params_file``, ``output_key`` (the dict
-key of the output layer, when the builder returned a dict), ``param_order`` (``[(node, param key)]`` in get_all_params order),
-``lasagne_impl``, ``output_layer``, ``lasagne_description`` (the child's JSON: Lasagne-level
-classes and constructor settings), ``lasagne_param_values`` (the arrays exactly as the file
-held them, in get_all_params order -- e.g. NINLayer's W before its 1x1-conv reshape), ``params_extra`` (every other entry of a dict pickle,
+key of the output layer, when the builder returned a dict), ``param_order``
+(``[(node, param key)]`` in get_all_params order), ``lasagne_impl``, ``output_layer``,
+``lasagne_description`` (the child's JSON: Lasagne-level classes and constructor settings),
+``lasagne_param_values`` (the arrays exactly as the file held them, in get_all_params order --
+e.g. NINLayer's W before its 1x1-conv reshape), ``params_extra`` (every other entry of a dict pickle,
 e.g. ``'synset words'``, ``'mean value'``), ``mean`` (the mean value/image when present,
 used for image preprocessing) and ``labels`` (synset words as str).
 """
@@ -41,7 +42,8 @@ import sys
 import tempfile
 import time
 import zipfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -644,5 +646,10 @@ def describe_time(builder_path, **kw) -> float:
     return time.perf_counter() - t
 
 
-__all__ = ["load_lasagne", "describe_builder", "load_param_values", "graph_from_description",
-           "activation_of"]
+__all__ = [
+    "activation_of",
+    "describe_builder",
+    "graph_from_description",
+    "load_lasagne",
+    "load_param_values",
+]

@@ -64,8 +64,8 @@ def _choose_impl(impl: str) -> str:
     if impl in ("auto", "real"):
         if importlib.util.find_spec("lasagne") is not None:
             try:
-                import lasagne  # noqa: F401
-                import lasagne.layers  # noqa: F401
+                import lasagne
+                import lasagne.layers
                 if not getattr(lasagne, "MIGRATOR_RECORDER", False):
                     return "real"
             except Exception as e:  # a broken real install: fall back to the recorder
@@ -76,8 +76,8 @@ def _choose_impl(impl: str) -> str:
         elif impl == "real":
             raise BuilderFailed("impl", "real Lasagne is not installed in this interpreter")
     sys.path.insert(0, RECORDER_DIR)
-    import lasagne  # noqa: F401
-    import lasagne.layers  # noqa: F401
+    import lasagne
+    import lasagne.layers
     return "recorder"
 
 

@@ -6,7 +6,7 @@ parameter created from an initializer holds no data (see ``theano.SharedVariable
 import numpy as np
 
 
-class Initializer(object):
+class Initializer:
     _migrator_initializer = True
 
     def __call__(self, shape):

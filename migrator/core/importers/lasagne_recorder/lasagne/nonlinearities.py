@@ -14,7 +14,7 @@ def tanh(x):
     return Sym("tanh")
 
 
-class ScaledTanH(object):
+class ScaledTanH:
     def __init__(self, scale_in=1, scale_out=1):
         self.scale_in = scale_in
         self.scale_out = scale_out
@@ -30,7 +30,7 @@ def rectify(x):
     return Sym("rectify")
 
 
-class LeakyRectify(object):
+class LeakyRectify:
     def __init__(self, leakiness=0.01):
         self.leakiness = leakiness
 
@@ -46,7 +46,7 @@ def elu(x):
     return Sym("elu")
 
 
-class SELU(object):
+class SELU:
     def __init__(self, scale=1, scale_neg=1):
         self.scale, self.scale_neg = scale, scale_neg
 

@@ -1,6 +1,5 @@
 """Stand-in for ``lasagne.utils`` (the helpers builder scripts use)."""
 import numpy as np
-
 import theano
 
 int_types = (int, np.integer)
@@ -42,11 +41,11 @@ def as_tuple(x, N, t=None):
     except TypeError:
         X = (x,) * N
     if (t is not None) and not all(isinstance(v, t) for v in X):
-        raise TypeError("expected a single value or an iterable of {0}, got {1} "
-                        "instead".format(t.__name__ if isinstance(t, type) else t, x))
+        raise TypeError(f"expected a single value or an iterable of {t.__name__ if isinstance(t, type) else t}, got {x} "
+                        "instead")
     if len(X) != N:
-        raise ValueError("expected a single value or an iterable with length {0}, "
-                         "got {1} instead".format(N, x))
+        raise ValueError(f"expected a single value or an iterable with length {N}, "
+                         f"got {x} instead")
     return X
 
 

@@ -14,7 +14,7 @@ __version__ = "1.0.5+migrator-recorder"
 MIGRATOR_RECORDER = True
 
 
-class Sym(object):
+class Sym:
     """A symbolic placeholder: every operation gives another placeholder."""
 
     def __init__(self, *args, **kwargs):
@@ -115,7 +115,7 @@ if not any(isinstance(f, _Finder) for f in sys.meta_path):
 
 
 # ---- the pieces with real behaviour --------------------------------------------------
-class _Config(object):
+class _Config:
     floatX = "float32"
     device = "cpu"
     mode = "FAST_RUN"
@@ -208,10 +208,10 @@ def _populate(module):
         pass
 
 
-import theano.tensor  # noqa: E402  (creates the permissive sub-module)
-import theano.tensor.nnet  # noqa: E402
-import theano.tensor.signal  # noqa: E402
-import theano.tensor.signal.pool  # noqa: E402
+import theano.tensor
+import theano.tensor.nnet
+import theano.tensor.signal
+import theano.tensor.signal.pool
 
 tensor = sys.modules["theano.tensor"]
 Op = _make_class("theano.Op")

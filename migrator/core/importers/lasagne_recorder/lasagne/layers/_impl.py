@@ -6,10 +6,8 @@ constructor's settings as attributes) and compute output shapes.  ``get_output_f
 never called by the recorder.
 """
 from collections import OrderedDict, deque
-import numbers
 
 import numpy as np
-
 import theano
 from theano import Sym
 
@@ -17,23 +15,64 @@ from .. import init, nonlinearities
 from ..utils import as_tuple, create_param, int_types
 
 __all__ = [
-    "Layer", "MergeLayer", "InputLayer", "DenseLayer", "NINLayer", "Conv1DLayer", "Conv2DLayer",
-    "BaseConvLayer", "TransposedConv2DLayer", "Deconv2DLayer", "DilatedConv2DLayer",
-    "BatchNormLayer", "batch_norm", "LocalResponseNormalization2DLayer", "NonlinearityLayer",
-    "BiasLayer", "ScaleLayer", "ExpressionLayer", "InverseLayer", "ParametricRectifierLayer",
-    "prelu", "Pool1DLayer", "Pool2DLayer", "MaxPool1DLayer", "MaxPool2DLayer", "GlobalPoolLayer",
-    "FeaturePoolLayer", "Upscale2DLayer", "ElemwiseSumLayer", "ElemwiseMergeLayer", "ConcatLayer",
-    "concat", "DropoutLayer", "dropout", "GaussianNoiseLayer", "PadLayer", "pad", "FlattenLayer",
-    "flatten", "ReshapeLayer", "reshape", "DimshuffleLayer", "dimshuffle", "SliceLayer",
-    "get_all_layers", "get_all_params", "get_all_param_values", "set_all_param_values",
-    "get_output", "get_output_shape", "count_params",
+    "BaseConvLayer",
+    "BatchNormLayer",
+    "BiasLayer",
+    "ConcatLayer",
+    "Conv1DLayer",
+    "Conv2DLayer",
+    "Deconv2DLayer",
+    "DenseLayer",
+    "DilatedConv2DLayer",
+    "DimshuffleLayer",
+    "DropoutLayer",
+    "ElemwiseMergeLayer",
+    "ElemwiseSumLayer",
+    "ExpressionLayer",
+    "FeaturePoolLayer",
+    "FlattenLayer",
+    "GaussianNoiseLayer",
+    "GlobalPoolLayer",
+    "InputLayer",
+    "InverseLayer",
+    "Layer",
+    "LocalResponseNormalization2DLayer",
+    "MaxPool1DLayer",
+    "MaxPool2DLayer",
+    "MergeLayer",
+    "NINLayer",
+    "NonlinearityLayer",
+    "PadLayer",
+    "ParametricRectifierLayer",
+    "Pool1DLayer",
+    "Pool2DLayer",
+    "ReshapeLayer",
+    "ScaleLayer",
+    "SliceLayer",
+    "TransposedConv2DLayer",
+    "Upscale2DLayer",
+    "batch_norm",
+    "concat",
+    "count_params",
+    "dimshuffle",
+    "dropout",
+    "flatten",
+    "get_all_layers",
+    "get_all_param_values",
+    "get_all_params",
+    "get_output",
+    "get_output_shape",
+    "pad",
+    "prelu",
+    "reshape",
+    "set_all_param_values",
 ]
 
 
 # ======================================================================================
 # base classes
 # ======================================================================================
-class Layer(object):
+class Layer:
     """Base class: one input layer (or a shape tuple), parameters added by ``add_param``."""
 
     def __init__(self, incoming, name=None):
@@ -210,7 +249,7 @@ def _nl(nonlinearity):
 class DenseLayer(Layer):
     def __init__(self, incoming, num_units, W=init.GlorotUniform(), b=init.Constant(0.),
                  nonlinearity=nonlinearities.rectify, num_leading_axes=1, **kwargs):
-        super(DenseLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.nonlinearity = _nl(nonlinearity)
         self.num_units = num_units
         if num_leading_axes >= len(self.input_shape):
@@ -238,7 +277,7 @@ class DenseLayer(Layer):
 class NINLayer(Layer):
     def __init__(self, incoming, num_units, untie_biases=False, W=init.GlorotUniform(),
                  b=init.Constant(0.), nonlinearity=nonlinearities.rectify, **kwargs):
-        super(NINLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.nonlinearity = _nl(nonlinearity)
         self.num_units = num_units
         self.untie_biases = untie_biases
@@ -269,7 +308,7 @@ def conv_output_length(input_length, filter_size, stride, pad=0):
     elif isinstance(pad, int_types):
         out = input_length + 2 * pad - filter_size + 1
     else:
-        raise ValueError("Invalid pad: {0}".format(pad))
+        raise ValueError(f"Invalid pad: {pad}")
     return (out + stride - 1) // stride
 
 
@@ -283,7 +322,7 @@ def conv_input_length(output_length, filter_size, stride, pad=0):
     elif pad == "same":
         pad = filter_size // 2
     if not isinstance(pad, int_types):
-        raise ValueError("Invalid pad: {0}".format(pad))
+        raise ValueError(f"Invalid pad: {pad}")
     return (output_length - 1) * stride - 2 * pad + filter_size
 
 
@@ -291,7 +330,7 @@ class BaseConvLayer(Layer):
     def __init__(self, incoming, num_filters, filter_size, stride=1, pad=0, untie_biases=False,
                  W=init.GlorotUniform(), b=init.Constant(0.), nonlinearity=nonlinearities.rectify,
                  flip_filters=True, n=None, num_groups=1, **kwargs):
-        super(BaseConvLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.nonlinearity = _nl(nonlinearity)
         if n is None:
             n = len(self.input_shape) - 2
@@ -344,7 +383,7 @@ class Conv1DLayer(BaseConvLayer):
     def __init__(self, incoming, num_filters, filter_size, stride=1, pad=0, untie_biases=False,
                  W=init.GlorotUniform(), b=init.Constant(0.), nonlinearity=nonlinearities.rectify,
                  flip_filters=True, convolution=None, **kwargs):
-        super(Conv1DLayer, self).__init__(incoming, num_filters, filter_size, stride, pad,
+        super().__init__(incoming, num_filters, filter_size, stride, pad,
                                           untie_biases, W, b, nonlinearity, flip_filters, n=1,
                                           **kwargs)
         self.convolution = convolution
@@ -355,7 +394,7 @@ class Conv2DLayer(BaseConvLayer):
                  untie_biases=False, W=init.GlorotUniform(), b=init.Constant(0.),
                  nonlinearity=nonlinearities.rectify, flip_filters=True, convolution=None,
                  **kwargs):
-        super(Conv2DLayer, self).__init__(incoming, num_filters, filter_size, stride, pad,
+        super().__init__(incoming, num_filters, filter_size, stride, pad,
                                           untie_biases, W, b, nonlinearity, flip_filters, n=2,
                                           **kwargs)
         self.convolution = convolution
@@ -367,7 +406,7 @@ class TransposedConv2DLayer(BaseConvLayer):
                  nonlinearity=nonlinearities.rectify, flip_filters=False, output_size=None,
                  **kwargs):
         self.output_size = None if output_size is None else as_tuple(output_size, 2, int_types)
-        super(TransposedConv2DLayer, self).__init__(incoming, num_filters, filter_size, stride,
+        super().__init__(incoming, num_filters, filter_size, stride,
                                                     crop, untie_biases, W, b, nonlinearity,
                                                     flip_filters, n=2, **kwargs)
         self.crop = self.pad
@@ -394,7 +433,7 @@ class DilatedConv2DLayer(BaseConvLayer):
                  untie_biases=False, W=init.GlorotUniform(), b=init.Constant(0.),
                  nonlinearity=nonlinearities.rectify, flip_filters=False, **kwargs):
         self.dilation = as_tuple(dilation, 2, int_types)
-        super(DilatedConv2DLayer, self).__init__(incoming, num_filters, filter_size, 1, pad,
+        super().__init__(incoming, num_filters, filter_size, 1, pad,
                                                  untie_biases, W, b, nonlinearity, flip_filters,
                                                  n=2, **kwargs)
 
@@ -415,7 +454,7 @@ class BatchNormLayer(Layer):
     def __init__(self, incoming, axes="auto", epsilon=1e-4, alpha=0.1, beta=init.Constant(0),
                  gamma=init.Constant(1), mean=init.Constant(0), inv_std=init.Constant(1),
                  **kwargs):
-        super(BatchNormLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         if axes == "auto":
             axes = (0,) + tuple(range(2, len(self.input_shape)))
         elif isinstance(axes, int_types):
@@ -454,7 +493,7 @@ def batch_norm(layer, **kwargs):
 
 class LocalResponseNormalization2DLayer(Layer):
     def __init__(self, incoming, alpha=1e-4, k=2, beta=0.75, n=5, **kwargs):
-        super(LocalResponseNormalization2DLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.alpha, self.k, self.beta, self.n = alpha, k, beta, n
         if n % 2 == 0:
             raise NotImplementedError("Only works with odd n")
@@ -462,7 +501,7 @@ class LocalResponseNormalization2DLayer(Layer):
 
 class NonlinearityLayer(Layer):
     def __init__(self, incoming, nonlinearity=nonlinearities.rectify, **kwargs):
-        super(NonlinearityLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.nonlinearity = _nl(nonlinearity)
 
 
@@ -478,7 +517,7 @@ def _shared_axes(shared_axes, ndim):
 
 class BiasLayer(Layer):
     def __init__(self, incoming, b=init.Constant(0), shared_axes="auto", **kwargs):
-        super(BiasLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.shared_axes = _shared_axes(shared_axes, len(self.input_shape))
         if b is None:
             self.b = None
@@ -493,7 +532,7 @@ class BiasLayer(Layer):
 
 class ScaleLayer(Layer):
     def __init__(self, incoming, scales=init.Constant(1), shared_axes="auto", **kwargs):
-        super(ScaleLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.shared_axes = _shared_axes(shared_axes, len(self.input_shape))
         shape = [size for axis, size in enumerate(self.input_shape)
                  if axis not in self.shared_axes]
@@ -505,7 +544,7 @@ class ScaleLayer(Layer):
 
 class ParametricRectifierLayer(Layer):
     def __init__(self, incoming, alpha=init.Constant(0.25), shared_axes="auto", **kwargs):
-        super(ParametricRectifierLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.shared_axes = _shared_axes(shared_axes, len(self.input_shape))
         shape = [size for axis, size in enumerate(self.input_shape)
                  if axis not in self.shared_axes]
@@ -525,7 +564,7 @@ def prelu(layer, **kwargs):
 
 class ExpressionLayer(Layer):
     def __init__(self, incoming, function, output_shape=None, **kwargs):
-        super(ExpressionLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         if output_shape is None:
             self._output_shape = None
         elif output_shape == "auto":
@@ -544,7 +583,7 @@ class ExpressionLayer(Layer):
 
 class InverseLayer(MergeLayer):
     def __init__(self, incoming, layer, **kwargs):
-        super(InverseLayer, self).__init__([incoming, layer, layer.input_layer], **kwargs)
+        super().__init__([incoming, layer, layer.input_layer], **kwargs)
 
     def get_output_shape_for(self, input_shapes):
         return input_shapes[2]
@@ -571,7 +610,7 @@ def pool_output_length(input_length, pool_size, stride, pad, ignore_border):
 class Pool1DLayer(Layer):
     def __init__(self, incoming, pool_size, stride=None, pad=0, ignore_border=True, mode="max",
                  **kwargs):
-        super(Pool1DLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         if len(self.input_shape) != 3:
             raise ValueError("Tried to create a 1D pooling layer with input shape %r. Expected "
                              "3 input dimensions (batchsize, channels, 1 spatial dimensions)."
@@ -592,7 +631,7 @@ class Pool1DLayer(Layer):
 class Pool2DLayer(Layer):
     def __init__(self, incoming, pool_size, stride=None, pad=(0, 0), ignore_border=True,
                  mode="max", **kwargs):
-        super(Pool2DLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         if len(self.input_shape) != 4:
             raise ValueError("Tried to create a 2D pooling layer with input shape %r. Expected "
                              "4 input dimensions (batchsize, channels, 2 spatial dimensions)."
@@ -613,20 +652,20 @@ class Pool2DLayer(Layer):
 
 class MaxPool1DLayer(Pool1DLayer):
     def __init__(self, incoming, pool_size, stride=None, pad=0, ignore_border=True, **kwargs):
-        super(MaxPool1DLayer, self).__init__(incoming, pool_size, stride, pad, ignore_border,
+        super().__init__(incoming, pool_size, stride, pad, ignore_border,
                                              mode="max", **kwargs)
 
 
 class MaxPool2DLayer(Pool2DLayer):
     def __init__(self, incoming, pool_size, stride=None, pad=(0, 0), ignore_border=True,
                  **kwargs):
-        super(MaxPool2DLayer, self).__init__(incoming, pool_size, stride, pad, ignore_border,
+        super().__init__(incoming, pool_size, stride, pad, ignore_border,
                                              mode="max", **kwargs)
 
 
 class GlobalPoolLayer(Layer):
     def __init__(self, incoming, pool_function=None, **kwargs):
-        super(GlobalPoolLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.pool_function = theano.tensor.mean if pool_function is None else pool_function
 
     def get_output_shape_for(self, input_shape):
@@ -635,7 +674,7 @@ class GlobalPoolLayer(Layer):
 
 class FeaturePoolLayer(Layer):
     def __init__(self, incoming, pool_size, axis=1, pool_function=None, **kwargs):
-        super(FeaturePoolLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.pool_size, self.axis = pool_size, axis
         self.pool_function = theano.tensor.max if pool_function is None else pool_function
         num_feature_maps = self.input_shape[self.axis]
@@ -651,7 +690,7 @@ class FeaturePoolLayer(Layer):
 
 class Upscale2DLayer(Layer):
     def __init__(self, incoming, scale_factor, mode="repeat", **kwargs):
-        super(Upscale2DLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.scale_factor = as_tuple(scale_factor, 2)
         self.mode = mode
 
@@ -687,7 +726,7 @@ def _merge_shapes(input_shapes, axis_skip=None):
 
 class ElemwiseMergeLayer(MergeLayer):
     def __init__(self, incomings, merge_function, cropping=None, **kwargs):
-        super(ElemwiseMergeLayer, self).__init__(incomings, **kwargs)
+        super().__init__(incomings, **kwargs)
         self.merge_function = merge_function
         self.cropping = cropping
 
@@ -697,7 +736,7 @@ class ElemwiseMergeLayer(MergeLayer):
 
 class ElemwiseSumLayer(ElemwiseMergeLayer):
     def __init__(self, incomings, coeffs=1, cropping=None, **kwargs):
-        super(ElemwiseSumLayer, self).__init__(incomings, theano.tensor.add, cropping=cropping,
+        super().__init__(incomings, theano.tensor.add, cropping=cropping,
                                                **kwargs)
         if isinstance(coeffs, list):
             if len(coeffs) != len(incomings):
@@ -710,7 +749,7 @@ class ElemwiseSumLayer(ElemwiseMergeLayer):
 
 class ConcatLayer(MergeLayer):
     def __init__(self, incomings, axis=1, cropping=None, **kwargs):
-        super(ConcatLayer, self).__init__(incomings, **kwargs)
+        super().__init__(incomings, **kwargs)
         self.axis = axis
         self.cropping = cropping
 
@@ -727,7 +766,7 @@ concat = ConcatLayer
 # ======================================================================================
 class DropoutLayer(Layer):
     def __init__(self, incoming, p=0.5, rescale=True, shared_axes=(), **kwargs):
-        super(DropoutLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.p = p
         self.rescale = rescale
         self.shared_axes = tuple(shared_axes)
@@ -738,13 +777,13 @@ dropout = DropoutLayer
 
 class GaussianNoiseLayer(Layer):
     def __init__(self, incoming, sigma=0.1, **kwargs):
-        super(GaussianNoiseLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.sigma = sigma
 
 
 class FlattenLayer(Layer):
     def __init__(self, incoming, outdim=2, **kwargs):
-        super(FlattenLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.outdim = outdim
         if outdim < 1:
             raise ValueError("Dim must be >0, was %i" % outdim)
@@ -763,7 +802,7 @@ flatten = FlattenLayer
 
 class ReshapeLayer(Layer):
     def __init__(self, incoming, shape, **kwargs):
-        super(ReshapeLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         shape = tuple(shape)
         for s in shape:
             if isinstance(s, int_types):
@@ -815,16 +854,16 @@ reshape = ReshapeLayer
 
 class DimshuffleLayer(Layer):
     def __init__(self, incoming, pattern, **kwargs):
-        super(DimshuffleLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         used = set()
         for p in pattern:
             if isinstance(p, int_types):
                 if p in used:
-                    raise ValueError("pattern contains dimension {0} more than once".format(p))
+                    raise ValueError(f"pattern contains dimension {p} more than once")
                 used.add(p)
             elif p != "x":
                 raise ValueError("pattern should only contain dimension indices or 'x', not "
-                                 "{0}".format(p))
+                                 f"{p}")
         self.pattern = pattern
         self.get_output_shape_for(self.input_shape)
 
@@ -834,17 +873,17 @@ class DimshuffleLayer(Layer):
         for p in self.pattern:
             if isinstance(p, int_types):
                 if p < 0 or p >= len(input_shape):
-                    raise ValueError("pattern contains {0}, but input shape has {1} dimensions "
-                                     "only".format(p, len(input_shape)))
+                    raise ValueError(f"pattern contains {p}, but input shape has {len(input_shape)} dimensions "
+                                     "only")
                 output_shape.append(input_shape[p])
                 dims_used[p] = True
             else:
                 output_shape.append(1)
         for i, (d, used) in enumerate(zip(input_shape, dims_used)):
             if not used and d != 1 and d is not None:
-                raise ValueError("pattern attempted to collapse dimension {0} of size {1}; "
+                raise ValueError(f"pattern attempted to collapse dimension {i} of size {d}; "
                                  "dimensions with size != 1/None are not broadcastable and "
-                                 "cannot be collapsed".format(i, d))
+                                 "cannot be collapsed")
         return tuple(output_shape)
 
 
@@ -853,7 +892,7 @@ dimshuffle = DimshuffleLayer
 
 class PadLayer(Layer):
     def __init__(self, incoming, width, val=0, batch_ndim=2, **kwargs):
-        super(PadLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.width = width
         self.val = val
         self.batch_ndim = batch_ndim
@@ -880,7 +919,7 @@ pad = PadLayer
 
 class SliceLayer(Layer):
     def __init__(self, incoming, indices, axis=-1, **kwargs):
-        super(SliceLayer, self).__init__(incoming, **kwargs)
+        super().__init__(incoming, **kwargs)
         self.slice = indices
         self.axis = axis
 

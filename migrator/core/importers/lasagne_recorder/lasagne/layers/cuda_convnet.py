@@ -1,6 +1,6 @@
 """Stand-in for ``lasagne.layers.cuda_convnet`` (bc01 mode only: dimshuffle=True)."""
-from . import _impl
 from .. import init, nonlinearities
+from . import _impl
 
 
 class Conv2DCCLayer(_impl.Conv2DLayer):
@@ -12,7 +12,7 @@ class Conv2DCCLayer(_impl.Conv2DLayer):
             raise NotImplementedError("Migrator records Conv2DCCLayer only with dimshuffle=True "
                                       "(bc01 layout)")
         self.dimshuffle = dimshuffle
-        super(Conv2DCCLayer, self).__init__(incoming, num_filters, filter_size, stride, pad,
+        super().__init__(incoming, num_filters, filter_size, stride, pad,
                                             untie_biases, W or init.GlorotUniform(), b,
                                             nonlinearity, flip_filters, **kwargs)
 
@@ -24,5 +24,5 @@ class MaxPool2DCCLayer(_impl.Pool2DLayer):
             raise NotImplementedError("Migrator records MaxPool2DCCLayer only with "
                                       "dimshuffle=True")
         self.dimshuffle = dimshuffle
-        super(MaxPool2DCCLayer, self).__init__(incoming, pool_size, stride, (0, 0),
+        super().__init__(incoming, pool_size, stride, (0, 0),
                                                ignore_border, "max", **kwargs)
