@@ -293,3 +293,14 @@ def build_model():
     assert lay["conv1"]["attrs"]["flip_filters"] is False
     assert lay["conv2"]["attrs"]["flip_filters"] is False
     assert lay["pool1"]["output_shape"] == [None, 8, 4, 4]
+
+
+def test_builder_returning_a_list_of_layers(tmp_path):
+    d = _desc(tmp_path, '''
+def build_model():
+    i = InputLayer((None, 4))
+    a = DenseLayer(i, 3)
+    return [i, a]
+''')
+    assert d["output"] == "DenseLayer_1"           # list positions never become names
+    assert [L["name"] for L in d["layers"]] == ["InputLayer_1", "DenseLayer_1"]

@@ -152,8 +152,9 @@ def _pick_output(ret, output_layer, warnings):
                             f"{type(ret).__name__}, not a Lasagne layer or a dict of layers")
     if not items:
         raise BuilderFailed("bad_return", "the builder function returned no Lasagne layer")
-    for k, v in items:
-        keys.setdefault(id(v), k)
+    if isinstance(ret, dict):   # dict keys name unnamed layers (Recipes' net['conv1'])
+        for k, v in items:
+            keys.setdefault(id(v), k)
     bykey = dict(items)
     if output_layer:
         if output_layer not in bykey:
