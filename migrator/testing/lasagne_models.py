@@ -98,7 +98,9 @@ def build_model():
     d3 = DenseLayer(p3, 9, nonlinearity=None, name='dense_p3')
     d4 = DenseLayer(p4, 9, nonlinearity=None, name='dense_p4')
     d5 = DenseLayer(bn_ng, 9, nonlinearity=None, name='dense_bn')
-    s = ElemwiseSumLayer([d1bn, d2, d3, d4, d5], coeffs=[1.0, 0.5, -1.0, 1.0, 2.0], name='sum')
+    d6 = DenseLayer(c4, 9, nonlinearity=None, name='dense_on_conv')
+    s = ElemwiseSumLayer([d1bn, d2, d3, d4, d5, d6], coeffs=[1.0, 0.5, -1.0, 1.0, 2.0, 1.0],
+                         name='sum')
     return NonlinearityLayer(s, softmax, name='prob')
 '''
 
