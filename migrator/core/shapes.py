@@ -22,8 +22,9 @@ The output-size formulas (see ``docs/semantics.md``):
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Sequence
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .errors import MigratorError
 from .ir import Graph, Node
@@ -199,9 +200,9 @@ def _same_shape(node, ins, ctx):
         _check_rank(ctx, x, min_rank=3)
     if node.op == "PReLU":
         slope = node.p("slope")
-        if slope is not None and not node.attrs.get("channel_shared", False) and len(x) >= 2:
-            if slope.size != 1 and not _same(x[1], slope.size):
-                raise ctx.error(f"PReLU has {slope.size} slopes but the input has {x[1]} channels")
+        if (slope is not None and not node.attrs.get("channel_shared", False) and len(x) >= 2
+                and slope.size != 1 and not _same(x[1], slope.size)):
+            raise ctx.error(f"PReLU has {slope.size} slopes but the input has {x[1]} channels")
     return [tuple(x)]
 
 
@@ -454,9 +455,9 @@ def _slice_bounds(L: int, points, n_out: int, ctx: _Ctx) -> list[tuple[int, int]
         if len(pts) != n_out - 1:
             raise ctx.error(f"{len(pts)} slice points for {n_out} outputs")
         edges = [0] + pts + [L]
-        if any(b > e for b, e in zip(edges, edges[1:])):
+        if any(b > e for b, e in itertools.pairwise(edges)):
             raise ctx.error(f"slice points {pts} are not increasing within 0..{L}")
-        return list(zip(edges, edges[1:]))
+        return list(itertools.pairwise(edges))
     if L % n_out:
         raise ctx.error(f"axis of size {L} cannot be split into {n_out} equal parts")
     step = L // n_out

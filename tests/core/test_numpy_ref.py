@@ -7,13 +7,13 @@ import weakref
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from migrator.core.errors import Cancelled, MigratorError
-from migrator.core.ir import Graph, Node, Param
+from migrator.core.ir import OPS, Graph, Node, Param
 from migrator.core.reference import numpy_ref
 from migrator.core.reference.kernels import KERNELS
-from migrator.core.ir import OPS
 
 tf = pytest.importorskip("tensorflow")
 
@@ -37,8 +37,8 @@ def conv_node(w, b=None, stride=(1, 1), pad=(0, 0), dil=(1, 1), group=1, flip=Fa
     params = {"weight": Param("weight", w, "OIHW")}
     if b is not None:
         params["bias"] = Param("bias", b, "O")
-    return Node("conv", "Conv", attrs=dict(kernel=w.shape[2:], stride=stride, pad=pad, dilation=dil,
-                                           group=group, bias=b is not None, flip=flip, activation=act),
+    return Node("conv", "Conv", attrs={"kernel": w.shape[2:], "stride": stride, "pad": pad, "dilation": dil,
+                                           "group": group, "bias": b is not None, "flip": flip, "activation": act},
                 params=params)
 
 
@@ -156,8 +156,8 @@ def test_dense_axis_2():
 # pooling
 # ------------------------------------------------------------------------------------
 def pool_node(mode, k, s, p, rounding, divisor="caffe"):
-    return Node("pool", "Pool", attrs=dict(mode=mode, kernel=k, stride=s, pad=p, rounding=rounding,
-                                           avg_divisor=divisor))
+    return Node("pool", "Pool", attrs={"mode": mode, "kernel": k, "stride": s, "pad": p, "rounding": rounding,
+                                           "avg_divisor": divisor})
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
@@ -257,7 +257,7 @@ def test_global_pool():
                                             (1, 1.5, 0.1, 0.9)])
 def test_lrn_across_matches_tensorflow(n, k, coeff, beta):
     x = (RNG.standard_normal((2, 7, 5, 6)) * 3).astype(np.float32)
-    node = Node("lrn", "LRN", attrs=dict(region="across", size=n, coeff=coeff, beta=beta, k=k))
+    node = Node("lrn", "LRN", attrs={"region": "across", "size": n, "coeff": coeff, "beta": beta, "k": k})
     got = run1(node, x)
     want = tf.nn.local_response_normalization(np.transpose(x, (0, 2, 3, 1)), depth_radius=(n - 1) // 2,
                                               bias=k, alpha=coeff, beta=beta).numpy()
@@ -267,7 +267,7 @@ def test_lrn_across_matches_tensorflow(n, k, coeff, beta):
 def test_lrn_within_matches_box_sum_by_tensorflow_conv():
     n, k, coeff, beta = 3, 1.0, 2.0 / 9, 0.75
     x = RNG.standard_normal((1, 2, 6, 7)).astype(np.float32)
-    node = Node("lrn", "LRN", attrs=dict(region="within", size=n, coeff=coeff, beta=beta, k=k))
+    node = Node("lrn", "LRN", attrs={"region": "within", "size": n, "coeff": coeff, "beta": beta, "k": k})
     got = run1(node, x)
     sq = np.transpose(x.astype(np.float64) ** 2, (1, 2, 3, 0))   # channels as batch, 1 channel
     box = tf.nn.conv2d(np.pad(sq, ((0, 0), (1, 1), (1, 1), (0, 0))), np.ones((n, n, 1, 1)), 1,
@@ -299,11 +299,11 @@ def test_lasagne_batchnorm_with_and_without_gamma_beta():
     x = RNG.standard_normal((3, 4, 2, 2)).astype(np.float32)
     mean, inv_std = RNG.standard_normal(4), RNG.random(4) + 0.5
     gamma, beta = RNG.standard_normal(4), RNG.standard_normal(4)
-    p = lambda n, v: Param(n, v.astype(np.float32), "C")   # noqa: E731
+    p = lambda n, v: Param(n, v.astype(np.float32), "C")
     node = Node("bn", "BatchNorm", attrs={"form": "lasagne", "axes": "auto", "epsilon": 1e-4},
                 params={"beta": p("beta", beta), "gamma": p("gamma", gamma), "mean": p("mean", mean),
                         "inv_std": p("inv_std", inv_std)})
-    b = lambda a: a.reshape(1, 4, 1, 1)   # noqa: E731
+    b = lambda a: a.reshape(1, 4, 1, 1)
     np.testing.assert_allclose(run1(node, x), (x - b(mean)) * b(gamma * inv_std) + b(beta), rtol=1e-5,
                                atol=1e-5)
     del node.params["beta"], node.params["gamma"]
@@ -343,7 +343,7 @@ def test_scale_broadcasting():
 
 def test_eltwise_and_concat():
     a, b, c = (RNG.standard_normal((2, 3, 4)).astype(np.float32) for _ in range(3))
-    E = lambda op, co=None: Node("e", "Eltwise", attrs={"operation": op, "coeffs": co})  # noqa: E731
+    E = lambda op, co=None: Node("e", "Eltwise", attrs={"operation": op, "coeffs": co})
     np.testing.assert_allclose(run1(E("sum"), a, b, c), a + b + c, rtol=1e-6)
     np.testing.assert_allclose(run1(E("sum", [0.5, -2.0, 1.0]), a, b, c), 0.5 * a - 2 * b + c, rtol=1e-5,
                                atol=1e-6)

@@ -89,5 +89,5 @@ def test_conv_flip_vs_theano(theano_out):
 
 def test_lasagne_lrn_vs_theano(theano_out):
     x, _, out = theano_out
-    node = Node("lrn", "LRN", attrs=dict(region="across", size=3, coeff=0.3, beta=0.6, k=2.0))
+    node = Node("lrn", "LRN", attrs={"region": "across", "size": 3, "coeff": 0.3, "beta": 0.6, "k": 2.0})
     np.testing.assert_allclose(KERNELS["LRN"](node, [x * 3])[0], out["lrn"], rtol=1e-5, atol=1e-6)

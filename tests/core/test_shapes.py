@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from migrator.core.errors import MigratorError
 from migrator.core.ir import Graph, Node, Param
@@ -15,14 +16,14 @@ def _inp(shape, name="data"):
 
 
 def _conv(name, src, w_shape, k=(3, 3), s=(1, 1), p=(0, 0), d=(1, 1), group=1):
-    return Node(name, "Conv", [src], attrs=dict(kernel=k, stride=s, pad=p, dilation=d, group=group,
-                                                 bias=False, flip=False, activation=None),
+    return Node(name, "Conv", [src], attrs={"kernel": k, "stride": s, "pad": p, "dilation": d, "group": group,
+                                                 "bias": False, "flip": False, "activation": None},
                 params={"weight": Param("weight", np.zeros(w_shape, np.float32), "OIHW")})
 
 
 def _pool(name, src, k, s, p, rounding, mode="max"):
-    return Node(name, "Pool", [src], attrs=dict(mode=mode, kernel=k, stride=s, pad=p, rounding=rounding,
-                                                 avg_divisor="caffe"))
+    return Node(name, "Pool", [src], attrs={"mode": mode, "kernel": k, "stride": s, "pad": p, "rounding": rounding,
+                                                 "avg_divisor": "caffe"})
 
 
 def _shapes(nodes, file="net.prototxt"):

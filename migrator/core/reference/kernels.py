@@ -27,7 +27,7 @@ Formulas (docs/semantics.md):
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

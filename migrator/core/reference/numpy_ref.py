@@ -15,7 +15,7 @@ reference.  Kernels live in :mod:`.kernels` (``KERNELS[op]``).
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ..errors import Cancelled, MigratorError
 from ..ir import Graph, Node
 from .kernels import KERNELS, activation, conv2d, pool2d, softmax  # noqa: F401  (re-exported)
 
-__all__ = ["run", "run_all", "KERNELS"]
+__all__ = ["KERNELS", "run", "run_all"]
 
 
 def _bind_inputs(graph: Graph, inputs, dtype) -> dict[str, np.ndarray]:
@@ -60,7 +60,7 @@ def run(graph: Graph, inputs: dict[str, np.ndarray] | np.ndarray, *, keep: Itera
         cancel: Callable[[], bool] | None = None, dtype=np.float32) -> Iterator[tuple[str, list]]:
     """Execute ``graph`` on ``inputs``; yield ``(node_name, [outputs])`` node by node."""
     bound = _bind_inputs(graph, inputs, dtype)
-    inputs = None   # noqa: F841  (drop our reference so inputs can be freed after last use)
+    inputs = None
     keep = set(keep or ())
     last = graph.last_use()
     store: dict[str, np.ndarray] = {}
