@@ -72,11 +72,12 @@ for i, v in enumerate(f(IN["x"])):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from tests.envs.theano_env import ensure_theano_env, last_reason
+    from tests.envs import theano_env as TE
+    from tests.envs.theano_env import ensure_theano_env
 
     py = ensure_theano_env()
     if not py:
-        pytest.skip(f"the real-Theano environment is unavailable: {last_reason}")
+        pytest.skip(f"the real-Theano environment is unavailable: {TE.last_reason}")
     d = tmp_path_factory.mktemp("l01")
     b, p, vals = M.write_model(d, SCRIPT_01, "pkl_param_values", seed=5)
     return py, b, p, vals

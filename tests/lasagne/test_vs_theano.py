@@ -63,11 +63,12 @@ def results(tmp_path_factory):
     from migrator.core.keras_build.executor import iter_keras_outputs
     from migrator.core.mapping.planner import make_plan
     from migrator.core.reference import numpy_ref
-    from tests.envs.theano_env import ensure_theano_env, last_reason, run_theano
+    from tests.envs import theano_env as TE
+    from tests.envs.theano_env import ensure_theano_env, run_theano
 
     py = ensure_theano_env()
     if not py:
-        pytest.skip(f"the real-Theano environment is unavailable: {last_reason}")
+        pytest.skip(f"the real-Theano environment is unavailable: {TE.last_reason}")
     req, out = {}, {}
     for tag, (script, flavour, fill) in CASES.items():
         d = tmp_path_factory.mktemp(tag)
