@@ -252,7 +252,7 @@ def _verify(args, graph, plan, *, spec):
     settings = _runtime_settings(args)
     x, desc = pipeline.make_input(graph, spec)
     _quiet_tf()
-    model = pipeline.build_keras(plan)
+    model = pipeline.build_keras(plan, release_weights=True)
     result = pipeline.compare(graph, plan, model, x, runtime=args.runtime, runtime_settings=settings,
                               tolerances=tols, input_desc=desc)
     return model, result

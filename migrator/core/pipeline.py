@@ -110,9 +110,11 @@ def make_plan(graph: Graph, overrides=None):
     return _mp(graph, overrides)
 
 
-def build_keras(plan, progress: Progress = None):
+def build_keras(plan, progress: Progress = None, *, release_weights: bool = False):
+    """Build the Keras model; ``release_weights`` (one-shot CLI runs) frees the plan's copies
+    of the weight arrays once the model holds them."""
     from .keras_build.builder import build_keras as _bk
-    return _bk(plan, progress=progress)
+    return _bk(plan, progress=progress, release_weights=release_weights)
 
 
 # ------------------------------------------------------------------------------------

@@ -70,10 +70,17 @@ def keras_layer_order(plan) -> list[str]:
     return [spec.name for spec in plan.keras_layers]
 
 
-def build_keras(plan, *, progress: Progress = None) -> keras.Model:
-    """Build the functional channels-last Keras model described by ``plan``."""
+def build_keras(plan, *, progress: Progress = None, release_weights: bool = False) -> keras.Model:
+    """Build the functional channels-last Keras model described by ``plan``.
+
+    ``release_weights=True`` drops each spec's weight arrays once they are assigned (the
+    model holds them now), keeping peak memory down for one-shot conversions; such a plan
+    cannot be built again (re-plan instead)."""
     check_supported(plan)
     file = _file_of(plan)
+    if any(s.released for s in plan.keras_layers):
+        raise MigratorError("this plan's weights were released by an earlier build; make a new plan",
+                            file=file)
     specs_total = max(1, len(plan.keras_layers))
     tensors: dict[str, object] = {}
     inputs: list = []
@@ -116,6 +123,9 @@ def build_keras(plan, *, progress: Progress = None) -> keras.Model:
                                     file=file, layer=m.source) from None
             if spec.weights is not None:
                 set_layer_weights(layer, spec.weights, file=file, source=m.source)
+                if release_weights:
+                    spec.weights = None
+                    spec.released = True
             tensors[spec.output] = out
             done += 1
             if progress is not None:

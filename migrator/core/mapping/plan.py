@@ -33,6 +33,7 @@ class KerasLayerSpec:
     inputs: list[str]              # tensor ids consumed
     output: str                    # tensor id produced
     weights: list[np.ndarray] | None = None   # in layer.get_weights() order; None = none
+    released: bool = False         # weights handed to a built model and dropped (memory)
 
 
 @dataclass
