@@ -60,9 +60,11 @@ def test_prob_matches_opencv_and_every_layer_passes(converted, nsfw):
     cv_prob = net.forward("prob").reshape(1, -1)
     k_prob = np.asarray(model(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=False)).reshape(1, -1)
     assert np.max(np.abs(cv_prob - k_prob)) <= 1e-5
-    # and a deep intermediate layer in NCHW against OpenCV (not only our own reference)
-    m = plan.mapping("pool")  # the final average pooling
-    assert m.keras_output
+    # and every layer of the Keras model against OpenCV's own Caffe implementation
+    res_cv = pipeline.compare(g, plan, model, x, runtime="opencv")
+    assert res_cv.runtime["name"] == "opencv"
+    assert res_cv.passed, [(r.source, r.max_rel) for r in res_cv.layers if r.status == "fail"]
+    assert len(res_cv.compared) == len(res.compared)
 
 
 def test_cli_convert_and_reload_in_fresh_process(nsfw, tmp_path):
