@@ -84,10 +84,18 @@ class Plan:
     input_layout: str = "NHWC"
 
     def mapping(self, source: str) -> NodeMapping:
-        for m in self.mappings:
-            if m.source == source:
-                return m
-        raise KeyError(source)
+        idx = self.__dict__.get("_by_source")
+        if idx is None or len(idx) != len(self.mappings):
+            idx = {m.source: m for m in self.mappings}
+            self.__dict__["_by_source"] = idx
+        m = idx.get(source)
+        if m is None or m.source != source:
+            # the list was edited in place: rebuild once
+            self.__dict__["_by_source"] = idx = {m.source: m for m in self.mappings}
+            m = idx.get(source)
+        if m is None:
+            raise KeyError(source)
+        return m
 
     @property
     def unsupported(self) -> list[NodeMapping]:
