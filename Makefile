@@ -39,6 +39,15 @@ proto: $(STAMP)
 demo: $(STAMP)
 	$(VPY) -m resources.make_demos
 
+# Desktop bundle (helper H): one-folder PyInstaller build in dist/Migrator/ (not part of `make test`).
+package: $(STAMP)
+	$(VPY) -m pip install -q 'pyinstaller>=6'
+	$(VPY) -m PyInstaller --noconfirm --distpath dist --workpath build/pyinstaller packaging/migrator.spec
+	@du -sh dist/Migrator
+
+package-check:
+	python3 packaging/check_bundle.py dist/Migrator
+
 lint: $(STAMP)
 	$(VPY) -m ruff check migrator tests
 
