@@ -1,0 +1,567 @@
+"""The document the user edits: one opened model and everything derived from it.
+
+A :class:`Document` holds the source files, the IR graph, the mapping plan, the user's
+overrides, the Keras model built from the plan and the last comparison result.  It is
+plain Python (no Qt): the GUI observes it through callbacks registered with
+:meth:`Document.subscribe`, and changes it only through its methods and through the
+undoable commands in :mod:`migrator.core.commands` (the CLI can replay the same edits).
+
+Events (``callback(doc, **info)``):
+
+* ``'opened'``       -- a new model replaced the previous one
+* ``'plan'``         -- the plan was rebuilt (after an override edit, undo, redo, load)
+* ``'overrides'``    -- the overrides changed (before the re-plan finishes)
+* ``'result'``       -- a comparison result was set (or cleared)
+* ``'stale'``        -- the staleness of the last result changed
+* ``'model'``        -- the Keras model was set or dropped
+* ``'error'``        -- a re-plan failed (``message=``); the previous plan stays
+
+Re-planning goes through :attr:`Document.executor` -- ``executor(work, done, failed)``.
+The default runs ``work()`` at once (CLI, tests); the GUI installs one that runs the work
+in a thread and calls ``done`` back on its own thread, so the GUI thread never plans.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from .errors import MigratorError
+
+log = logging.getLogger(__name__)
+
+_MISSING = object()
+
+BATCHNORM_OPS = ("BatchNorm",)
+
+
+def _sync_executor(work: Callable[[], Any], done: Callable[[Any], None],
+                   failed: Callable[[BaseException], None]) -> None:
+    try:
+        res = work()
+    except MigratorError as e:
+        failed(e)
+        return
+    done(res)
+
+
+# --------------------------------------------------------------------------------------
+# Overrides access (kept in one place so the document works on the mapping file's data)
+# --------------------------------------------------------------------------------------
+def _new_overrides():
+    from .mapping.overrides import Overrides
+    return Overrides()
+
+
+def overrides_dict(ov) -> dict[str, Any]:
+    """The overrides as the mapping file's JSON dict ``{"version", "layers", "kinds"}``."""
+    if ov is None:
+        return {"version": 1, "layers": {}, "kinds": {}}
+    d = ov.to_dict()
+    d.setdefault("layers", {})
+    d.setdefault("kinds", {})
+    return d
+
+
+def overrides_fingerprint(ov) -> str:
+    d = overrides_dict(ov)
+    return json.dumps({"layers": d["layers"], "kinds": d["kinds"]}, sort_keys=True, default=str)
+
+
+def get_override(ov, scope: str, target: str, key: str, default=_MISSING):
+    """The value stored for ``key`` on layer/kind ``target`` (``default`` when absent)."""
+    d = overrides_dict(ov)
+    section = d["layers" if scope == "layer" else "kinds"]
+    return section.get(target, {}).get(key, default)
+
+
+def put_override(ov, scope: str, target: str, key: str, value=_MISSING) -> None:
+    """Set (or, with ``value`` missing, remove) one override in place."""
+    if scope not in ("layer", "kind"):
+        raise ValueError(f"scope must be 'layer' or 'kind', got {scope!r}")
+    kw = {"layer": target} if scope == "layer" else {"kind": target}
+    if value is _MISSING:
+        ov.unset(key, **kw)
+    else:
+        ov.set(key, value, **kw)
+
+
+# --------------------------------------------------------------------------------------
+@dataclass
+class ChannelValues:
+    """Reference and Keras values of one channel of one layer (source layout)."""
+
+    source: str
+    channel: int
+    reference: np.ndarray     # (H, W) for feature maps, (N,) for dense outputs
+    keras: np.ndarray
+
+
+class Document:
+    def __init__(self):
+        self.paths: list[str] = []
+        self.graph = None
+        self.plan = None
+        self.overrides = None
+        self.mapping_path: str | None = None    # the mapping file last loaded/saved
+        self.model = None                        # keras.Model built from ``model_fp``'s plan
+        self.model_fp: str | None = None
+        self.build_error: str | None = None
+        self.result = None                       # ComparisonResult
+        self.result_fp: str | None = None        # overrides fingerprint the result was made with
+        self.input_x: np.ndarray | None = None   # the input of the last comparison (NCHW)
+        self.input_desc: dict | None = None
+        self.saved_fp: str | None = None         # fingerprint when overrides were last saved
+        self.executor = _sync_executor
+        self._observers: dict[str, list[Callable]] = {}
+        self._plan_gen = 0
+        self._last_stale = False
+        self._k2s: dict[str, list[str]] | None = None
+        self._s2k: dict[str, list[str]] | None = None
+
+    # ---- observers --------------------------------------------------------------
+    def subscribe(self, event: str, callback: Callable) -> None:
+        self._observers.setdefault(event, []).append(callback)
+
+    def unsubscribe(self, event: str, callback: Callable) -> None:
+        lst = self._observers.get(event, [])
+        if callback in lst:
+            lst.remove(callback)
+
+    def emit(self, event: str, **info) -> None:
+        for cb in list(self._observers.get(event, [])):
+            cb(self, **info)
+
+    # ---- state ---------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self.graph is not None
+
+    @property
+    def fingerprint(self) -> str:
+        return overrides_fingerprint(self.overrides)
+
+    @property
+    def stale(self) -> bool:
+        """True when the last comparison was made with other overrides than the current ones."""
+        return self.result is not None and self.result_fp != self.fingerprint
+
+    @property
+    def overrides_modified(self) -> bool:
+        return self.is_open and self.fingerprint != self.saved_fp
+
+    @property
+    def model_current(self) -> bool:
+        return self.model is not None and self.model_fp == self.fingerprint
+
+    @property
+    def can_export_cleanly(self) -> bool:
+        return (self.result is not None and not self.stale and bool(self.result.passed)
+                and self.model_current)
+
+    def export_problem(self) -> str | None:
+        """Why exporting now needs an explicit confirmation (None when it does not)."""
+        if self.plan is None:
+            return "no model is open"
+        if self.result is None:
+            return "the converted model has not been compared with the source yet"
+        if self.stale:
+            return "the mapping changed since the last comparison (the result is stale)"
+        if getattr(self.result, "cancelled", False):
+            return "the last comparison was cancelled"
+        if not self.result.passed:
+            fd = self.result.first_divergent
+            where = f" (first divergent layer: '{fd.source}')" if fd is not None else ""
+            return "the last comparison failed" + where
+        return None
+
+    def _check_stale(self) -> None:
+        s = self.stale
+        if s != self._last_stale:
+            self._last_stale = s
+            self.emit("stale", stale=s)
+
+    # ---- whole-document changes -------------------------------------------------------
+    def set_opened(self, paths: Iterable[str], graph, plan, overrides=None, model=None,
+                   build_error: str | None = None, mapping_path: str | None = None) -> None:
+        """Install a freshly opened model (graph and plan made in a worker)."""
+        self.paths = [str(p) for p in paths]
+        self.graph = graph
+        self.overrides = overrides if overrides is not None else _new_overrides()
+        self.plan = plan
+        self.mapping_path = mapping_path
+        self._plan_gen += 1
+        self._reset_index()
+        fp = self.fingerprint
+        self.model, self.model_fp = model, (fp if model is not None else None)
+        self.build_error = build_error
+        self.result = None
+        self.result_fp = None
+        self.input_x = self.input_desc = None
+        self.saved_fp = fp
+        self._last_stale = False
+        self.emit("opened")
+
+    def close(self) -> None:
+        obs, ex = self._observers, self.executor
+        self.__init__()
+        self._observers, self.executor = obs, ex
+        self.emit("opened")
+
+    # ---- overrides & plan -------------------------------------------------------------
+    def set_overrides(self, overrides, mapping_path: str | None = None) -> None:
+        """Replace all overrides (e.g. a loaded mapping file) and re-plan."""
+        self.overrides = overrides
+        if mapping_path is not None:
+            self.mapping_path = mapping_path
+            self.saved_fp = self.fingerprint
+        self.overrides_changed()
+
+    def overrides_changed(self) -> None:
+        """Call after changing ``self.overrides`` in place: re-plans and updates staleness."""
+        self.emit("overrides")
+        self._check_stale()
+        self.replan()
+
+    def replan(self) -> None:
+        if self.graph is None:
+            return
+        from . import pipeline
+        self._plan_gen += 1
+        gen = self._plan_gen
+        graph = self.graph
+        snapshot = copy.deepcopy(self.overrides)
+
+        def work():
+            return pipeline.make_plan(graph, snapshot)
+
+        def done(plan):
+            if gen != self._plan_gen:      # a newer edit superseded this plan
+                return
+            self.plan = plan
+            self._reset_index()
+            self.emit("plan")
+
+        def failed(err):
+            if gen != self._plan_gen:
+                return
+            log.error("re-planning failed: %s", err)
+            self.emit("error", message=str(err))
+
+        self.executor(work, done, failed)
+
+    @property
+    def planning(self) -> bool:
+        """True while the plan does not yet reflect the last edit (asynchronous executor)."""
+        return self.plan is not None and getattr(self.plan, "overrides", None) is not None and \
+            overrides_fingerprint(self.plan.overrides) != self.fingerprint
+
+    def validate_override(self, name_or_kind: str, key: str, value, *, scope: str = "layer"):
+        """Check ``value`` against the rule's option; returns the coerced value or raises
+        MigratorError with a one-line reason (used to reject invalid edits inline)."""
+        from .mapping.planner import _load_rules
+        from .mapping.registry import RULES
+        _load_rules()
+        op = self.graph.node(name_or_kind).op if scope == "layer" else name_or_kind
+        rule = RULES.get(op)
+        if rule is None or key not in rule.options:
+            raise MigratorError(f"'{key}' cannot be overridden on a {op} layer",
+                                layer=name_or_kind if scope == "layer" else None, key=key)
+        return rule.options[key].validate(key, value)
+
+    def option_info(self, source: str, key: str):
+        """The :class:`~migrator.core.mapping.registry.Option` behind an editable row."""
+        from .mapping.planner import _load_rules
+        from .mapping.registry import RULES
+        _load_rules()
+        rule = RULES.get(self.graph.node(source).op)
+        return None if rule is None else rule.options.get(key)
+
+    def override_value(self, scope: str, target: str, key: str, default=None):
+        return get_override(self.overrides, scope, target, key, default)
+
+    def mark_saved(self, path: str) -> None:
+        self.mapping_path = path
+        self.saved_fp = self.fingerprint
+        self.emit("overrides")
+
+    # ---- model & results -----------------------------------------------------------
+    def set_model(self, model, fingerprint: str | None = None) -> None:
+        self.model = model
+        self.model_fp = fingerprint if fingerprint is not None else self.fingerprint
+        self.build_error = None
+        self.emit("model")
+
+    def set_result(self, result, fingerprint: str | None = None, model=None, model_fp=None,
+                   x: np.ndarray | None = None, input_desc: dict | None = None) -> None:
+        """Install a comparison result computed with the overrides ``fingerprint``."""
+        if model is not None:
+            self.model, self.model_fp = model, model_fp or fingerprint
+            self.emit("model")
+        self.result = result
+        self.result_fp = fingerprint if fingerprint is not None else self.fingerprint
+        if x is not None:
+            self.input_x = x
+        if input_desc is not None:
+            self.input_desc = input_desc
+        self._last_stale = self.stale
+        self.emit("result")
+        self.emit("stale", stale=self._last_stale)
+
+    def layer_result(self, source: str):
+        if self.result is None:
+            return None
+        for r in self.result.layers:
+            if r.source == source:
+                return r
+        return None
+
+    # ---- queries ---------------------------------------------------------------------
+    def _reset_index(self) -> None:
+        self._k2s = self._s2k = None
+
+    def _build_index(self) -> None:
+        k2s: dict[str, list[str]] = {}
+        s2k: dict[str, list[str]] = {}
+        if self.plan is not None:
+            k2s = self.plan.keras_to_sources()
+            for k, srcs in k2s.items():
+                for s in srcs:
+                    s2k.setdefault(s, [])
+                    if k not in s2k[s]:
+                        s2k[s].append(k)
+        self._k2s, self._s2k = k2s, s2k
+
+    def mapping(self, source: str):
+        if self.plan is None:
+            return None
+        try:
+            return self.plan.mapping(source)
+        except KeyError:
+            return None
+
+    def keras_for_source(self, source: str) -> list[str]:
+        """Keras layer names computing ``source`` (incl. the host layer of a fused node)."""
+        if self._s2k is None:
+            self._build_index()
+        names = list(self._s2k.get(source, []))
+        m = self.mapping(source)
+        if m is not None and not m.layers and m.keras_output and m.keras_output not in names:
+            names.append(m.keras_output)
+        return names
+
+    def sources_for_keras(self, keras_name: str) -> list[str]:
+        if self._k2s is None:
+            self._build_index()
+        return list(self._k2s.get(keras_name, []))
+
+    def group_of(self, source: str) -> list[str]:
+        """The source nodes computed by the same Keras layers as ``source`` (a Caffe
+        BatchNorm+Scale pair, a Lasagne batch_norm() triple), in graph order."""
+        ks = self.keras_for_source(source)
+        group = {source}
+        for k in ks:
+            group.update(self.sources_for_keras(k))
+        order = {n.name: i for i, n in enumerate(self.graph.nodes)} if self.graph else {}
+        return sorted(group, key=lambda n: order.get(n, 0))
+
+    def batchnorm_sources(self) -> list[str]:
+        if self.graph is None:
+            return []
+        return [n.name for n in self.graph.nodes if n.op in BATCHNORM_OPS]
+
+    def next_batchnorm(self, after: str | None) -> str | None:
+        bns = self.batchnorm_sources()
+        if not bns:
+            return None
+        if after is None or after not in self.graph:
+            return bns[0]
+        order = {n.name: i for i, n in enumerate(self.graph.nodes)}
+        pos = order[after]
+        for b in bns:
+            if order[b] > pos:
+                return b
+        return bns[0]
+
+    def keras_layer_info(self) -> list[dict[str, Any]]:
+        """Rows for the Keras tree: name, class, output shape, parameter count, sources."""
+        rows = []
+        if self.plan is None:
+            return rows
+        model_layers = {}
+        if self.model is not None:
+            try:
+                model_layers = {lyr.name: lyr for lyr in self.model.layers}
+            except Exception:  # noqa: BLE001 - a half-built model must not break the view
+                model_layers = {}
+        for m in self.plan.mappings:
+            for spec in m.layers:
+                shape = None
+                lyr = model_layers.get(spec.name)
+                if lyr is not None:
+                    try:
+                        shape = tuple(lyr.output.shape)
+                    except Exception:  # noqa: BLE001
+                        shape = None
+                if shape is None and spec.name == m.keras_output and self.graph is not None:
+                    shape = keras_shape_of(self.graph.node(m.source).out_shape)
+                count = int(sum(np.asarray(w).size for w in (spec.weights or [])))
+                rows.append({"name": spec.name, "class_name": spec.class_name, "shape": shape,
+                             "param_count": count, "sources": self.sources_for_keras(spec.name),
+                             "source": m.source})
+        return rows
+
+    # ---- one channel's values ----------------------------------------------------------
+    def channel_values(self, source: str, channel: int, progress=None, cancel=None) -> ChannelValues:
+        """Rerun the reference and the Keras model up to ``source`` on the last comparison's
+        input and return that layer's values for ``channel`` (batch item 0).  Heavy: call
+        it from a worker."""
+        if self.graph is None or self.input_x is None:
+            raise MigratorError("run a comparison first (no input to evaluate)")
+        if not self.model_current:
+            raise MigratorError("the Keras model is out of date: run the comparison again")
+        ref, got = layer_outputs(self.graph, self.plan, self.model, self.input_x, source,
+                                 progress=progress, cancel=cancel)
+        if ref.ndim < 2 or channel >= ref.shape[1]:
+            raise MigratorError(f"channel {channel} out of range", layer=source)
+        return ChannelValues(source, channel, np.asarray(ref[0, channel]), np.asarray(got[0, channel]))
+
+
+def keras_shape_of(source_shape) -> tuple | None:
+    """NCHW source shape -> channels-last Keras shape (batch shown as None)."""
+    if source_shape is None:
+        return None
+    s = list(source_shape)
+    s[0] = None
+    if len(s) > 2:
+        s = [s[0]] + s[2:] + [s[1]]
+    return tuple(s)
+
+
+def layer_outputs(graph, plan, model, x: np.ndarray, source: str, progress=None, cancel=None):
+    """(reference output, Keras output in source layout) of one source layer."""
+    from . import pipeline
+    fn = getattr(pipeline, "layer_outputs", None)
+    if fn is not None:
+        return fn(graph, plan, model, x, source, progress=progress, cancel=cancel)
+    from .compare.metrics import to_source_layout
+    from .reference import numpy_ref
+    m = plan.mapping(source)
+    keras_name = m.keras_output
+    if keras_name is None and m.fused_into:
+        keras_name = plan.mapping(m.fused_into).keras_output
+    if keras_name is None:
+        raise MigratorError("this layer has no Keras output of its own", layer=source)
+    ref = None
+    for name, outs in numpy_ref.run(graph, x, keep={source}, cancel=cancel):
+        if name == source:
+            ref = np.asarray(outs[0])
+            break
+    if ref is None:
+        raise MigratorError("the reference did not produce this layer", layer=source)
+    import keras
+    sub = keras.Model(model.inputs, model.get_layer(keras_name).output)
+    from .compare.metrics import to_keras_layout
+    got = np.asarray(sub(to_keras_layout(x), training=False))
+    return ref, to_source_layout(got, ref.ndim)
+
+
+# --------------------------------------------------------------------------------------
+# Whole steps, run by GUI workers (or anyone): pure functions of their arguments
+# --------------------------------------------------------------------------------------
+def _scaled(progress, lo: float, hi: float):
+    if progress is None:
+        return None
+
+    def p(f, msg=""):
+        progress(lo + (hi - lo) * max(0.0, min(1.0, float(f))), msg)
+    return p
+
+
+def load_model(paths, *, mapping_path: str | None = None, builder_function: str = "build_model",
+               output_layer: str | None = None, build: bool = True, progress=None, cancel=None) -> dict:
+    """Open a model, apply a mapping file, plan and (when every layer is supported) build
+    the Keras model.  Returns ``{'paths', 'graph', 'overrides', 'plan', 'model',
+    'build_error', 'mapping_path'}``; raises MigratorError for user errors."""
+    from . import pipeline
+    from .errors import Cancelled
+    kw = {}
+    if builder_function:
+        kw["builder_function"] = builder_function
+    if output_layer:
+        kw["output_layer"] = output_layer
+    if progress:
+        progress(0.0, "reading the model files")
+    graph = pipeline.open_model(list(paths), progress=_scaled(progress, 0.0, 0.5), **kw)
+    if cancel is not None and cancel():
+        raise Cancelled()
+    overrides = pipeline.load_overrides(mapping_path)
+    if progress:
+        progress(0.5, "planning the Keras layers")
+    plan = pipeline.make_plan(graph, overrides)
+    model, build_error = None, None
+    if build and not plan.unsupported:
+        if cancel is not None and cancel():
+            raise Cancelled()
+        if progress:
+            progress(0.6, "building the Keras model")
+        try:
+            model = pipeline.build_keras(plan, progress=_scaled(progress, 0.6, 1.0))
+        except MigratorError as e:
+            build_error = str(e)
+    elif plan.unsupported:
+        build_error = "cannot build the Keras model: unsupported layer(s) " + ", ".join(
+            f"'{m.source}' ({m.source_type})" for m in plan.unsupported)
+    if progress:
+        progress(1.0, "model opened")
+    return {"paths": [str(p) for p in paths], "graph": graph, "overrides": overrides, "plan": plan,
+            "model": model, "build_error": build_error, "mapping_path": mapping_path}
+
+
+def run_comparison(graph, plan, model, spec, *, runtime: str = "builtin",
+                   runtime_settings: dict | None = None, tolerances=None, progress=None,
+                   cancel=None) -> dict:
+    """Build the Keras model if needed (``model=None``), make the input, compare.
+    Returns ``{'result', 'model', 'fingerprint', 'x', 'input_desc'}``."""
+    from . import pipeline
+    from .errors import Cancelled
+    fp = overrides_fingerprint(plan.overrides)
+    if plan.unsupported:
+        raise MigratorError("cannot compare: unsupported layer(s) " + ", ".join(
+            f"'{m.source}' ({m.source_type})" for m in plan.unsupported))
+    lo = 0.0
+    if model is None:
+        if progress:
+            progress(0.0, "building the Keras model")
+        model = pipeline.build_keras(plan, progress=_scaled(progress, 0.0, 0.2))
+        lo = 0.2
+    if cancel is not None and cancel():
+        raise Cancelled()
+    x, desc = pipeline.make_input(graph, spec)
+    result = pipeline.compare(graph, plan, model, x, runtime=runtime,
+                              runtime_settings=runtime_settings or {}, tolerances=tolerances,
+                              input_desc=desc, progress=_scaled(progress, lo, 1.0), cancel=cancel)
+    return {"result": result, "model": model, "fingerprint": fp, "x": x, "input_desc": desc}
+
+
+def export_model(graph, plan, overrides, model, result, out_path: str, *, formats=("keras",),
+                 report_path: str | None = None, force: bool = False, accept_mismatch: bool = False,
+                 progress=None, cancel=None) -> list[str]:
+    """Build the model when needed and write it (and the report) with
+    :func:`migrator.core.saving.export` (atomic writes, never overwriting unless ``force``)."""
+    from . import pipeline, saving
+    if model is None:
+        if progress:
+            progress(0.0, "building the Keras model")
+        model = pipeline.build_keras(plan, progress=_scaled(progress, 0.0, 0.5))
+    if progress:
+        progress(0.5, "writing files")
+    out = saving.export(model, plan, result, out_path, report_path=report_path, formats=tuple(formats),
+                        force=force, accept_mismatch=accept_mismatch, graph=graph, overrides=overrides)
+    if progress:
+        progress(1.0, "saved")
+    return out

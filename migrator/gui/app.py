@@ -1,0 +1,151 @@
+"""``migrator-gui``: start the desktop app.
+
+    migrator-gui [MODEL...] [--mapping FILE] [--demo caffe|lasagne]
+    migrator-gui --screenshot OUT.png [MODEL...]
+
+With no model the Caffe demo opens.  ``--screenshot`` opens the model (the demo when none
+is given), runs the comparison, selects the first batch-norm layer, saves a PNG of the
+main window and exits 0 (1 if anything failed).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("migrator.gui")
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def demo_dir() -> Path:
+    """resources/demo in a source checkout; a user cache folder when that is read-only."""
+    d = ROOT / "resources" / "demo"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        probe = d / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+        return d
+    except OSError:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return Path(base) / "migrator" / "demo"
+
+
+def ensure_demos() -> dict[str, list[str]]:
+    """Generate the bundled demos when missing (called from a worker)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from resources.make_demos import ensure_demos as _ensure
+    return _ensure(demo_dir())
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="migrator-gui", description="Migrator desktop app")
+    p.add_argument("models", nargs="*", help="model files (Caffe: .prototxt .caffemodel; "
+                                            "Lasagne: builder.py params.pkl|.npz)")
+    p.add_argument("--mapping", help="mapping file (overrides) to apply")
+    p.add_argument("--demo", choices=("caffe", "lasagne"), help="open a bundled demo")
+    p.add_argument("--screenshot", metavar="OUT.png", help="save a screenshot of the main window and exit")
+    p.add_argument("--theme", choices=("auto", "light", "dark"), help="colour theme")
+    p.add_argument("--size", default="1500x950", help="window size for --screenshot (WxH)")
+    p.add_argument("--settings", help=argparse.SUPPRESS)   # INI file instead of the user's settings
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from . import theme
+    from .main_window import MainWindow
+    from .settings import Settings
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setOrganizationName("Migrator")
+    app.setApplicationName("Migrator")
+    app.setApplicationDisplayName("Migrator")
+    app.setWindowIcon(theme.app_icon())
+    settings = Settings(args.settings) if args.settings else Settings()
+    theme.apply_theme(args.theme or settings.get("theme"))
+    win = MainWindow(settings)
+
+    if args.screenshot:
+        return _screenshot(app, win, args)
+
+    win.show()
+    if args.models:
+        QTimer.singleShot(0, lambda: win.open_paths(args.models, mapping_path=args.mapping))
+    else:
+        QTimer.singleShot(0, lambda: win.open_demo(args.demo or "caffe"))
+    return app.exec()
+
+
+def _screenshot(app, win, args) -> int:
+    from PySide6.QtCore import QTimer
+
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        w, h = 1500, 950
+    win.restoreState(win.saveState())   # defaults: ignore a saved layout for reproducible shots
+    win.resize(w, h)
+    win.show()
+    state = {"rc": 1}
+
+    def fail(msg):
+        print(f"migrator-gui: {msg}", file=sys.stderr)
+        state["rc"] = 1
+        app.exit(1)
+
+    def shoot():
+        win.plot_tabs.setCurrentWidget(win.channel_plot)
+        bn = win.doc.next_batchnorm(None)
+        if bn is not None:
+            win.select_source(bn)
+        app.processEvents()
+
+        def grab():
+            pm = win.grab()
+            out = os.path.abspath(args.screenshot)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            if not pm.save(out):
+                fail(f"cannot write {out}")
+                return
+            print(out)
+            state["rc"] = 0
+            app.exit(0)
+        QTimer.singleShot(400, grab)
+
+    def compared():
+        if win.doc.result is None:
+            fail(win.last_error or "the comparison did not finish")
+            return
+        QTimer.singleShot(100, shoot)
+
+    def opened():
+        win.comparison_done.connect(compared)
+        win.run_comparison()
+
+    win.opened.connect(opened)
+    win.load_failed.connect(lambda m: fail(m))
+    QTimer.singleShot(180_000, lambda: fail("timed out"))
+    if args.models:
+        QTimer.singleShot(0, lambda: win.open_paths(args.models, mapping_path=args.mapping))
+    else:
+        QTimer.singleShot(0, lambda: win.open_demo(args.demo or "caffe"))
+    app.exec()
+    rc = state["rc"]
+    win.save_layout = lambda: None     # a screenshot run must not change the user's layout
+    win.close()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

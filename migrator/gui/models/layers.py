@@ -1,0 +1,258 @@
+"""Qt item models over the document: the source layer list and the Keras layer list.
+
+Both are flat models shown in QTreeViews.  Everything shown is precomputed into plain
+Python lists when the document changes (one ``beginResetModel``/``endResetModel``), so
+``data()`` is a list lookup and a 1,000-layer model populates in milliseconds.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtGui import QFont
+
+from ...core.document import Document
+from .. import theme
+
+NAME_ROLE = Qt.ItemDataRole.UserRole + 1
+STATUS_ROLE = Qt.ItemDataRole.UserRole + 2
+SORT_ROLE = Qt.ItemDataRole.UserRole + 3
+
+
+def fmt_shape(shape) -> str:
+    if shape is None:
+        return ""
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def fmt_count(n: int) -> str:
+    return f"{n:,}" if n else ""
+
+
+def fmt_num(v) -> str:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if not np.isfinite(v):
+        return "—" if np.isnan(v) else str(v)
+    if v == 0:
+        return "0"
+    return f"{v:.3g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.2e}"
+
+
+def _fmt_val(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+class _FlatModel(QAbstractTableModel):
+    HEADERS: tuple[str, ...] = ()
+
+    def __init__(self, doc: Document, parent=None):
+        super().__init__(parent)
+        self.doc = doc
+        self._rows: list[list[str]] = []
+        self._names: list[str] = []
+        self._status: list[str] = []      # '' | 'pass' | 'fail' | 'unsupported' | 'overridden'
+        self._tips: list[str] = []
+        self._sort: list[list[Any]] = []
+        self._row_of: dict[str, int] = {}
+        self._bold: set[int] = set()
+
+    # ---- Qt model API --------------------------------------------------------------
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        r, c = index.row(), index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._rows[r][c]
+        if role == NAME_ROLE:
+            return self._names[r]
+        if role == STATUS_ROLE:
+            return self._status[r]
+        if role == SORT_ROLE:
+            return self._sort[r][c]
+        st = self._status[r]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tips[r] or None
+        if role == Qt.ItemDataRole.ForegroundRole and st and st != "pass":
+            return theme.colour(st)
+        if role == Qt.ItemDataRole.DecorationRole and c == 0 and st:
+            return theme.status_icon(st)
+        if role == Qt.ItemDataRole.FontRole and r in self._bold:
+            f = QFont()
+            f.setBold(True)
+            return f
+        if role == Qt.ItemDataRole.TextAlignmentRole and c in self.RIGHT_COLUMNS:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    RIGHT_COLUMNS: tuple[int, ...] = ()
+
+    def row_of(self, name: str) -> int | None:
+        return self._row_of.get(name)
+
+    def name_at(self, row: int) -> str:
+        return self._names[row]
+
+    def _install(self, rows, names, status, tips, sort, bold=()) -> None:
+        self.beginResetModel()
+        self._rows, self._names, self._status, self._tips, self._sort = rows, names, status, tips, sort
+        self._row_of = {n: i for i, n in enumerate(names)}
+        self._bold = set(bold)
+        self.endResetModel()
+
+    def _restatus(self, status, tips, bold=()) -> None:
+        """Update statuses without a reset (keeps selection and scroll position)."""
+        self._status, self._tips, self._bold = status, tips, set(bold)
+        if self._rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, len(self.HEADERS) - 1))
+
+
+def source_status(doc: Document, name: str) -> tuple[str, str]:
+    """(status, tooltip) of one source layer: unsupported > fail > overridden > pass."""
+    m = doc.mapping(name)
+    tips = []
+    status = ""
+    if m is not None and not m.supported:
+        status = "unsupported"
+        tips.append(f"Unsupported: {m.error or 'no conversion rule'}")
+    r = doc.layer_result(name)
+    if r is not None and r.status == "fail":
+        if not status:
+            status = "fail"
+        tol = r.tolerance
+        tol_txt = (f" > tolerance {fmt_num(tol.atol + tol.rtol * r.scale)}" if tol is not None
+                   and np.isfinite(r.scale) else "")
+        tips.append(f"Fails: max abs error {fmt_num(r.max_abs)}{tol_txt} "
+                    f"(max rel {fmt_num(r.max_rel)}, worst channel {r.worst_channel})"
+                    + (f" — {r.note}" if r.note else ""))
+        fd = doc.result.first_divergent if doc.result is not None else None
+        if fd is not None and fd.source == name:
+            tips.append("First divergent layer")
+    if m is not None and m.overridden:
+        if not status:
+            status = "overridden"
+        ov = {r_.key: r_.value for r_ in m.rows if r_.overridden}
+        tips.append("Overridden: " + ", ".join(f"{k} = {_fmt_val(v) if not isinstance(v, np.ndarray) else 'array'}"
+                                               for k, v in ov.items()))
+    if m is not None:
+        for w in m.warnings:
+            tips.append(f"Warning: {w}")
+    if r is not None and r.status == "pass" and not status:
+        status = "pass"
+        tips.append(f"Matches: max abs error {fmt_num(r.max_abs)}")
+    if doc.stale and r is not None:
+        tips.append("(result is stale: the mapping changed since this comparison)")
+    if m is not None and m.fused_into:
+        tips.append(f"Fused: its Keras layer also computes '{m.fused_into}'")
+    return status, "\n".join(tips)
+
+
+class SourceLayerModel(_FlatModel):
+    HEADERS = ("Layer", "Type", "Output shape", "Parameters", "Status")
+    RIGHT_COLUMNS = (3,)
+
+    def refresh(self) -> None:
+        doc = self.doc
+        rows, names, status, tips, sort = [], [], [], [], []
+        if doc.graph is not None:
+            for i, n in enumerate(doc.graph.nodes):
+                st, tip = source_status(doc, n.name)
+                cnt = n.param_count()
+                rows.append([n.name, n.source_type, fmt_shape(n.out_shape), fmt_count(cnt),
+                             self._status_text(doc, n.name, st)])
+                names.append(n.name)
+                status.append(st)
+                tips.append(tip)
+                sort.append([i, n.source_type, str(n.out_shape), cnt, st])
+        self._install(rows, names, status, tips, sort, self._bold_rows(names))
+
+    def refresh_status(self) -> None:
+        doc = self.doc
+        if doc.graph is None or len(self._names) != len(doc.graph.nodes):
+            self.refresh()
+            return
+        status, tips = [], []
+        for i, name in enumerate(self._names):
+            st, tip = source_status(doc, name)
+            status.append(st)
+            tips.append(tip)
+            self._rows[i][4] = self._status_text(doc, name, st)
+            self._sort[i][4] = st
+        self._restatus(status, tips, self._bold_rows(self._names))
+
+    def _bold_rows(self, names):
+        fd = self.doc.result.first_divergent if self.doc.result is not None else None
+        if fd is None:
+            return ()
+        i = names.index(fd.source) if fd.source in names else None
+        return () if i is None else (i,)
+
+    @staticmethod
+    def _status_text(doc, name, st) -> str:
+        r = doc.layer_result(name)
+        base = {"unsupported": "unsupported", "overridden": "overridden"}.get(st, "")
+        if r is not None:
+            res = {"pass": "pass", "fail": "FAIL", "fused": "fused",
+                   "not-compared": "not compared"}.get(r.status, r.status)
+            if doc.stale and r.status in ("pass", "fail"):
+                res += " (stale)"
+            base = f"{base}, {res}" if base else res
+        return base
+
+
+class KerasLayerModel(_FlatModel):
+    HEADERS = ("Keras layer", "Class", "Output shape", "Parameters")
+    RIGHT_COLUMNS = (3,)
+
+    def refresh(self) -> None:
+        doc = self.doc
+        rows, names, status, tips, sort = [], [], [], [], []
+        for i, info in enumerate(doc.keras_layer_info()):
+            srcs = info["sources"] or [info["source"]]
+            st, tip = self._status_of(srcs)
+            rows.append([info["name"], info["class_name"], fmt_shape(info["shape"]),
+                         fmt_count(info["param_count"])])
+            names.append(info["name"])
+            status.append(st)
+            tips.append(f"Computes source layer(s): {', '.join(srcs)}" + (f"\n{tip}" if tip else ""))
+            sort.append([i, info["class_name"], str(info["shape"]), info["param_count"]])
+        self._install(rows, names, status, tips, sort)
+
+    def _status_of(self, sources) -> tuple[str, str]:
+        order = {"unsupported": 4, "fail": 3, "overridden": 2, "pass": 1, "": 0}
+        best, tips = "", []
+        for s in sources:
+            st, tip = source_status(self.doc, s)
+            if order.get(st, 0) > order.get(best, 0):
+                best = st
+            if tip:
+                tips.append(tip)
+        return best, "\n".join(tips)
+
+    def refresh_status(self) -> None:
+        if self.doc.plan is None:
+            self.refresh()
+            return
+        status, tips = [], []
+        for name in self._names:
+            srcs = self.doc.sources_for_keras(name)
+            st, tip = self._status_of(srcs)
+            status.append(st)
+            tips.append(f"Computes source layer(s): {', '.join(srcs)}" + (f"\n{tip}" if tip else ""))
+        self._restatus(status, tips)

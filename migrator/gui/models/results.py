@@ -1,0 +1,110 @@
+"""Qt model over the last comparison result: one row per source layer."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtGui import QColor, QFont
+
+from ...core.document import Document
+from .. import theme
+from .layers import NAME_ROLE, SORT_ROLE, fmt_num
+
+
+class ResultsModel(QAbstractTableModel):
+    HEADERS = ("#", "Source layer", "Type", "Keras layer", "Status", "Max abs", "Max rel",
+               "Needed rtol", "Tolerance")
+    NUMERIC = (0, 5, 6, 7, 8)
+
+    def __init__(self, doc: Document, parent=None):
+        super().__init__(parent)
+        self.doc = doc
+        self._layers = []
+        self._first = None
+        self._row_of: dict[str, int] = {}
+
+    def refresh(self) -> None:
+        self.beginResetModel()
+        res = self.doc.result
+        self._layers = list(res.layers) if res is not None else []
+        fd = res.first_divergent if res is not None else None
+        self._first = fd.source if fd is not None else None
+        self._row_of = {r.source: i for i, r in enumerate(self._layers)}
+        self.endResetModel()
+
+    def row_of(self, name: str):
+        return self._row_of.get(name)
+
+    def rowCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else len(self._layers)
+
+    def columnCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.HEADERS[section]
+        return None
+
+    def _tol(self, r):
+        if r.tolerance is None or not np.isfinite(r.scale):
+            return float("nan")
+        return r.tolerance.atol + r.tolerance.rtol * r.scale
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        r = self._layers[index.row()]
+        c = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if c == 0:
+                return str(index.row() + 1)
+            if c == 1:
+                return r.source
+            if c == 2:
+                return r.source_type
+            if c == 3:
+                return r.keras or ""
+            if c == 4:
+                s = {"fail": "FAIL", "not-compared": "not compared"}.get(r.status, r.status)
+                if self.doc.stale and r.status in ("pass", "fail"):
+                    s += " (stale)"
+                if r.source == self._first:
+                    s += "  ← first divergent"
+                return s
+            if r.status not in ("pass", "fail"):
+                return ""
+            return fmt_num([None, None, None, None, None, r.max_abs, r.max_rel, r.needed_rtol,
+                            self._tol(r)][c])
+        if role == SORT_ROLE:
+            return [index.row(), r.source, r.source_type, r.keras or "", r.status, r.max_abs,
+                    r.max_rel, r.needed_rtol, self._tol(r)][c]
+        if role == NAME_ROLE:
+            return r.source
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if r.status == "fail":
+                return theme.colour("fail")
+            if r.status in ("fused", "not-compared"):
+                return theme.colour("muted")
+        if role == Qt.ItemDataRole.BackgroundRole and r.source == self._first:
+            col = QColor(theme.colour("fail"))
+            col.setAlpha(48)
+            return col
+        if role == Qt.ItemDataRole.FontRole and r.source == self._first:
+            f = QFont()
+            f.setBold(True)
+            return f
+        if role == Qt.ItemDataRole.DecorationRole and c == 4 and r.status in ("pass", "fail"):
+            return theme.status_icon(r.status)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            tip = [f"{r.source} ({r.source_type}) → {r.keras or '—'}"]
+            if r.status in ("pass", "fail"):
+                tip.append(f"max abs {fmt_num(r.max_abs)}, mean abs {fmt_num(r.mean_abs)}, "
+                           f"max rel {fmt_num(r.max_rel)}; worst channel {r.worst_channel}")
+                tip.append(f"tolerance atol + rtol·max|ref| = {fmt_num(self._tol(r))}; "
+                           f"rtol needed to pass: {fmt_num(r.needed_rtol)}")
+            if r.note:
+                tip.append(r.note)
+            return "\n".join(tip)
+        if role == Qt.ItemDataRole.TextAlignmentRole and c in self.NUMERIC:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None

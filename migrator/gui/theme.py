@@ -1,0 +1,165 @@
+"""Light and dark palettes, status colours and small painted status icons."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPainterPath, QPalette, QPen, QPixmap
+from PySide6.QtWidgets import QApplication
+
+RESOURCES = Path(__file__).resolve().parent.parent.parent / "resources"
+
+_state = {"dark": False}
+
+# status -> (light colour, dark colour)
+STATUS_COLOURS = {
+    "fail": ("#c62828", "#ff6b6b"),
+    "unsupported": ("#b45f00", "#ffb74d"),
+    "overridden": ("#1858b8", "#74b0ff"),
+    "pass": ("#2e7d32", "#7bd88f"),
+    "stale": ("#7a6400", "#e6cf5c"),
+    "warning": ("#b45f00", "#ffb74d"),
+    "muted": ("#6b6b6b", "#9a9a9a"),
+}
+
+
+def is_dark() -> bool:
+    return _state["dark"]
+
+
+def colour(status: str) -> QColor:
+    light, dark = STATUS_COLOURS.get(status, STATUS_COLOURS["muted"])
+    return QColor(dark if _state["dark"] else light)
+
+
+def light_palette() -> QPalette:
+    p = QPalette()
+    c = QColor
+    p.setColor(QPalette.ColorRole.Window, c("#f3f3f3"))
+    p.setColor(QPalette.ColorRole.WindowText, c("#1e1e1e"))
+    p.setColor(QPalette.ColorRole.Base, c("#ffffff"))
+    p.setColor(QPalette.ColorRole.AlternateBase, c("#f2f5f9"))
+    p.setColor(QPalette.ColorRole.ToolTipBase, c("#ffffe6"))
+    p.setColor(QPalette.ColorRole.ToolTipText, c("#1e1e1e"))
+    p.setColor(QPalette.ColorRole.PlaceholderText, c("#8a8a8a"))
+    p.setColor(QPalette.ColorRole.Text, c("#1e1e1e"))
+    p.setColor(QPalette.ColorRole.Button, c("#e9e9e9"))
+    p.setColor(QPalette.ColorRole.ButtonText, c("#1e1e1e"))
+    p.setColor(QPalette.ColorRole.BrightText, c("#ffffff"))
+    p.setColor(QPalette.ColorRole.Highlight, c("#2f6fd0"))
+    p.setColor(QPalette.ColorRole.HighlightedText, c("#ffffff"))
+    p.setColor(QPalette.ColorRole.Link, c("#1858b8"))
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, c("#9a9a9a"))
+    return p
+
+
+def dark_palette() -> QPalette:
+    p = QPalette()
+    c = QColor
+    p.setColor(QPalette.ColorRole.Window, c("#2b2d30"))
+    p.setColor(QPalette.ColorRole.WindowText, c("#e6e6e6"))
+    p.setColor(QPalette.ColorRole.Base, c("#1e1f22"))
+    p.setColor(QPalette.ColorRole.AlternateBase, c("#26282b"))
+    p.setColor(QPalette.ColorRole.ToolTipBase, c("#3c3f41"))
+    p.setColor(QPalette.ColorRole.ToolTipText, c("#e6e6e6"))
+    p.setColor(QPalette.ColorRole.PlaceholderText, c("#8c8c8c"))
+    p.setColor(QPalette.ColorRole.Text, c("#e6e6e6"))
+    p.setColor(QPalette.ColorRole.Button, c("#3a3d41"))
+    p.setColor(QPalette.ColorRole.ButtonText, c("#e6e6e6"))
+    p.setColor(QPalette.ColorRole.BrightText, c("#ffffff"))
+    p.setColor(QPalette.ColorRole.Highlight, c("#3d6fb8"))
+    p.setColor(QPalette.ColorRole.HighlightedText, c("#ffffff"))
+    p.setColor(QPalette.ColorRole.Link, c("#74b0ff"))
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, c("#6f6f6f"))
+    return p
+
+
+def system_is_dark() -> bool:
+    app = QApplication.instance()
+    if app is None:
+        return False
+    try:
+        return app.styleHints().colorScheme() == Qt.ColorScheme.Dark
+    except AttributeError:
+        return app.palette().color(QPalette.ColorRole.Window).lightness() < 128
+
+
+def apply_theme(theme: str = "auto") -> bool:
+    """Apply 'light', 'dark' or 'auto' (follow the system).  Returns True when dark."""
+    app = QApplication.instance()
+    dark = system_is_dark() if theme == "auto" else theme == "dark"
+    _state["dark"] = dark
+    app.setStyle("Fusion")
+    app.setPalette(dark_palette() if dark else light_palette())
+    qss = RESOURCES / "style" / "app.qss"
+    if qss.is_file():
+        app.setStyleSheet(qss.read_text(encoding="utf-8"))
+    _ICONS.clear()
+    try:
+        import pyqtgraph as pg
+        pg.setConfigOptions(background=QColor("#1e1f22" if dark else "#ffffff"),
+                            foreground=QColor("#d0d0d0" if dark else "#303030"), antialias=True)
+    except Exception:  # noqa: BLE001 - plots are optional for theming
+        pass
+    return dark
+
+
+# --------------------------------------------------------------------------------------
+_ICONS: dict[str, QIcon] = {}
+
+
+def status_icon(status: str) -> QIcon:
+    """A small painted icon: pass (check), fail (cross), unsupported (!), overridden (pencil
+    dot), stale (clock-ish ring)."""
+    if status in _ICONS:
+        return _ICONS[status]
+    size = 16
+    pm = QPixmap(size * 2, size * 2)
+    pm.setDevicePixelRatio(2.0)
+    pm.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    col = colour(status)
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(col)
+    r = QRectF(1.5, 1.5, size - 3, size - 3)
+    if status == "unsupported" or status == "warning":
+        path = QPainterPath()
+        path.moveTo(size / 2, 1.5)
+        path.lineTo(size - 1.5, size - 2)
+        path.lineTo(1.5, size - 2)
+        path.closeSubpath()
+        p.drawPath(path)
+    else:
+        p.drawEllipse(r)
+    pen = QPen(QColor("#ffffff"), 1.8)
+    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+    p.setPen(pen)
+    if status == "pass":
+        p.drawPolyline([QPointF(4.5, 8.5), QPointF(7, 11), QPointF(11.5, 5.5)])
+    elif status == "fail":
+        p.drawLine(QPointF(5.5, 5.5), QPointF(10.5, 10.5))
+        p.drawLine(QPointF(10.5, 5.5), QPointF(5.5, 10.5))
+    elif status in ("unsupported", "warning"):
+        p.drawLine(QPointF(8, 6), QPointF(8, 10))
+        p.drawPoint(QPointF(8, 12.3))
+    elif status == "overridden":
+        f = QFont()
+        f.setPixelSize(10)
+        f.setBold(True)
+        p.setFont(f)
+        p.drawText(r, Qt.AlignmentFlag.AlignCenter, "o")
+    elif status == "stale":
+        p.drawLine(QPointF(8, 4.5), QPointF(8, 8))
+        p.drawLine(QPointF(8, 8), QPointF(10.5, 9.5))
+    p.end()
+    icon = QIcon(pm)
+    _ICONS[status] = icon
+    return icon
+
+
+def app_icon() -> QIcon:
+    svg = RESOURCES / "icons" / "migrator.svg"
+    return QIcon(str(svg)) if svg.is_file() else QIcon()

@@ -1,0 +1,1 @@
+"""Widgets of the main window: layer trees, mapping inspector, plots, log panel."""

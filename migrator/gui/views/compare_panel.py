@@ -1,0 +1,253 @@
+"""Comparison controls: input, reference runtime, Keras device, run/cancel, progress."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
+                               QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from ...core.errors import MigratorError
+
+INPUT_KINDS = [("random", "Seeded random (N(0,1))"), ("image", "Image file"), ("npy", ".npy array (NCHW)")]
+RUNTIME_LABELS = {"builtin": "Built-in (numpy)", "opencv": "OpenCV DNN (Caffe)",
+                  "legacy": "Legacy framework (subprocess)"}
+
+
+def parse_mean(text: str):
+    s = text.strip()
+    if not s:
+        return None
+    try:
+        vals = [float(t) for t in s.replace(";", ",").replace(" ", ",").split(",") if t]
+    except ValueError:
+        raise MigratorError(f"mean must be numbers separated by commas, got {text!r}") from None
+    return vals
+
+
+class ComparePanel(QWidget):
+    run_requested = Signal()
+    cancel_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        # ---- input -----------------------------------------------------------------
+        self.kind = QComboBox()
+        for k, label in INPUT_KINDS:
+            self.kind.addItem(label, k)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.path = QLineEdit()
+        self.path.setPlaceholderText("image or .npy file")
+        browse = QToolButton()
+        browse.setText("…")
+        browse.setToolTip("Choose the input file")
+        browse.clicked.connect(self._browse)
+        path_row = QHBoxLayout()
+        path_row.setContentsMargins(0, 0, 0, 0)
+        path_row.addWidget(self.path, 1)
+        path_row.addWidget(browse)
+        self.path_w = QWidget()
+        self.path_w.setLayout(path_row)
+        self.order = QComboBox()
+        self.order.addItems(["BGR", "RGB"])
+        self.order.setToolTip("Channel order fed to the network (Caffe models usually expect BGR)")
+        self.mean = QLineEdit()
+        self.mean.setToolTip("Per-channel mean subtracted after the channel reordering; empty = the "
+                             "model's stored mean when it has one")
+        self.scale = QDoubleSpinBox()
+        self.scale.setDecimals(6)
+        self.scale.setRange(1e-6, 1e6)
+        self.scale.setValue(1.0)
+        self.resize_model = QCheckBox("model input size")
+        self.resize_model.setChecked(True)
+        self.resize_h = QSpinBox()
+        self.resize_w = QSpinBox()
+        for sp in (self.resize_h, self.resize_w):
+            sp.setRange(1, 8192)
+            sp.setValue(224)
+            sp.setEnabled(False)
+        self.resize_model.toggled.connect(lambda on: (self.resize_h.setEnabled(not on),
+                                                      self.resize_w.setEnabled(not on)))
+        rs = QHBoxLayout()
+        rs.setContentsMargins(0, 0, 0, 0)
+        rs.addWidget(self.resize_model)
+        rs.addWidget(self.resize_h)
+        rs.addWidget(QLabel("×"))
+        rs.addWidget(self.resize_w)
+        rsw = QWidget()
+        rsw.setLayout(rs)
+        self.pre_box = QGroupBox("Image preprocessing")
+        pf = QFormLayout(self.pre_box)
+        pf.addRow("Resize to", rsw)
+        pf.addRow("Channel order", self.order)
+        pf.addRow("Mean", self.mean)
+        pf.addRow("Scale", self.scale)
+        inp = QGroupBox("Input")
+        f = QFormLayout(inp)
+        f.addRow("Kind", self.kind)
+        self.seed_label = QLabel("Seed")
+        f.addRow(self.seed_label, self.seed)
+        self.path_label = QLabel("File")
+        f.addRow(self.path_label, self.path_w)
+        # ---- runtime -----------------------------------------------------------------
+        self.runtime = QComboBox()
+        self.legacy_cmd = QLineEdit()
+        self.legacy_cmd.setPlaceholderText("e.g. /opt/py27/bin/python")
+        self.legacy_cmd.setToolTip("Command starting a Python of the old environment (Caffe or "
+                                   "Theano + Lasagne) for the legacy reference")
+        self.device = QLabel("Keras device: (detecting…)")
+        self.device.setWordWrap(True)
+        rt = QGroupBox("Reference and device")
+        rf = QFormLayout(rt)
+        rf.addRow("Reference", self.runtime)
+        self.legacy_label = QLabel("Legacy command")
+        rf.addRow(self.legacy_label, self.legacy_cmd)
+        rf.addRow(self.device)
+        # ---- run --------------------------------------------------------------------
+        self.run_btn = QPushButton("Run comparison")
+        self.run_btn.setToolTip("Run the reference and the Keras model layer by layer (F5)")
+        self.run_btn.clicked.connect(self.run_requested)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel_requested)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("idle")
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        b = QHBoxLayout()
+        b.addWidget(self.run_btn, 1)
+        b.addWidget(self.cancel_btn)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(inp)
+        lay.addWidget(self.pre_box)
+        lay.addWidget(rt)
+        lay.addLayout(b)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.summary)
+        lay.addStretch(1)
+        self.kind.currentIndexChanged.connect(self._kind_changed)
+        self.runtime.currentIndexChanged.connect(self._runtime_changed)
+        self._kind_changed()
+        self._runtime_changed()
+        self._model_mean = None
+
+    # ---- state ------------------------------------------------------------------------
+    def _kind_changed(self, *_):
+        k = self.kind.currentData()
+        self.seed.setVisible(k == "random")
+        self.seed_label.setVisible(k == "random")
+        self.path_w.setVisible(k != "random")
+        self.path_label.setVisible(k != "random")
+        self.pre_box.setVisible(k == "image")
+
+    def _runtime_changed(self, *_):
+        on = self.runtime.currentData() == "legacy"
+        self.legacy_cmd.setVisible(on)
+        self.legacy_label.setVisible(on)
+
+    def _browse(self):
+        k = self.kind.currentData()
+        filt = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)" if k == "image" else "NumPy arrays (*.npy)"
+        path, _ = QFileDialog.getOpenFileName(self, "Choose input", self.path.text(), filt)
+        if path:
+            self.path.setText(path)
+
+    def set_runtimes(self, runtimes: list[tuple[str, bool, str]], preferred: str | None = None) -> None:
+        cur = preferred or self.runtime.currentData()
+        self.runtime.blockSignals(True)
+        self.runtime.clear()
+        model = self.runtime.model()
+        for i, (name, usable, reason) in enumerate(runtimes):
+            label = RUNTIME_LABELS.get(name, name)
+            # legacy stays selectable while unconfigured: the user types its command here
+            enabled = usable or name == "legacy"
+            self.runtime.addItem(label if usable else f"{label} — unavailable", name)
+            item = model.item(i)
+            item.setToolTip(reason or label)
+            if not enabled:
+                item.setEnabled(False)
+        idx = self.runtime.findData(cur)
+        if idx < 0 or not model.item(idx).isEnabled():
+            idx = max(0, self.runtime.findData("builtin"))
+        self.runtime.setCurrentIndex(idx)
+        self.runtime.blockSignals(False)
+        self._runtime_changed()
+
+    def set_model_mean(self, mean) -> None:
+        self._model_mean = mean
+        if mean is None:
+            self.mean.setPlaceholderText("none (the model stores no mean)")
+        else:
+            m = np.asarray(mean)
+            txt = ", ".join(f"{v:g}" for v in m.reshape(-1)) if m.ndim <= 1 else \
+                "mean image " + "×".join(map(str, m.shape))
+            self.mean.setPlaceholderText(f"model mean: {txt}")
+
+    def set_running(self, running: bool) -> None:
+        self.run_btn.setEnabled(not running)
+        self.cancel_btn.setEnabled(running)
+        if running:
+            self.progress.setValue(0)
+            self.progress.setFormat("starting…")
+
+    def set_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
+        self.progress.setFormat(f"{message} — %p%" if message else "%p%")
+
+    # ---- what to run -----------------------------------------------------------------------
+    def input_spec(self):
+        from ...core.pipeline import ImagePreprocessing, InputSpec
+        k = self.kind.currentData()
+        if k == "random":
+            return InputSpec(kind="random", seed=int(self.seed.value()))
+        path = self.path.text().strip()
+        if not path:
+            raise MigratorError(f"choose an input file for the '{k}' input")
+        if k == "npy":
+            return InputSpec(kind="npy", path=path)
+        pre = ImagePreprocessing(channel_order=self.order.currentText(), mean=parse_mean(self.mean.text()),
+                                 scale=float(self.scale.value()),
+                                 resize=None if self.resize_model.isChecked()
+                                 else (int(self.resize_h.value()), int(self.resize_w.value())))
+        return InputSpec(kind="image", path=path, preprocessing=pre)
+
+    def runtime_choice(self) -> tuple[str, dict]:
+        name = self.runtime.currentData() or "builtin"
+        settings = {}
+        if name == "legacy":
+            cmd = self.legacy_cmd.text().strip()
+            if not cmd:
+                raise MigratorError("the legacy reference needs the command of the old Python "
+                                    "environment (Reference and device → Legacy command)")
+            settings["command"] = cmd
+        return name, settings
+
+    # ---- settings persistence ------------------------------------------------------------------
+    def load_settings(self, s) -> None:
+        i = self.kind.findData(s.get("compare/input_kind"))
+        self.kind.setCurrentIndex(max(0, i))
+        self.seed.setValue(int(s.get("compare/seed")))
+        self.order.setCurrentText(s.get("compare/channel_order"))
+        self.scale.setValue(float(s.get("compare/scale")))
+        self.legacy_cmd.setText(s.get("compare/legacy_command") or "")
+        k = self.kind.currentData()
+        self.path.setText(s.get("compare/image_path" if k == "image" else "compare/npy_path") or "")
+
+    def save_settings(self, s) -> None:
+        k = self.kind.currentData()
+        s.set("compare/input_kind", k)
+        s.set("compare/seed", int(self.seed.value()))
+        s.set("compare/channel_order", self.order.currentText())
+        s.set("compare/scale", float(self.scale.value()))
+        s.set("compare/legacy_command", self.legacy_cmd.text())
+        s.set("compare/runtime", self.runtime.currentData() or "builtin")
+        if k == "image":
+            s.set("compare/image_path", self.path.text())
+        elif k == "npy":
+            s.set("compare/npy_path", self.path.text())

@@ -1,0 +1,426 @@
+"""The mapping inspector: how one source layer (or fused group) becomes Keras parameters.
+
+One row per Keras-side parameter (``ParamRow``): formula, source values (scalars, or
+per-channel min/mean/max; children list every source value), resulting Keras value.
+Rows backed by a rule option are editable (combo box for choices/booleans, text for
+numbers); an edit is *requested* through ``edit_requested(source, key, value)`` -- the
+main window turns it into an undoable command -- and invalid values are rejected inline.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
+                               QPushButton, QSplitter, QStyledItemDelegate, QTreeView, QVBoxLayout,
+                               QWidget)
+
+from ...core.document import Document
+from ...core.errors import MigratorError
+from .. import theme
+from ..models.layers import fmt_num
+from .plots import Histogram
+
+ROW_ROLE = Qt.ItemDataRole.UserRole + 10      # (source, key) of a ParamRow item
+ARRAY_ROLE = Qt.ItemDataRole.UserRole + 11    # (title, ndarray) for the histogram
+EDIT_ROLE = Qt.ItemDataRole.UserRole + 12     # editing info dict
+
+# batch-norm parameters first, in this order
+BN_ORDER = ("axis", "epsilon", "momentum", "center", "scale", "gamma", "beta", "moving_mean",
+            "moving_variance", "fuse_scale", "variance")
+
+
+def summarize(v: Any) -> str:
+    if isinstance(v, np.ndarray) or (isinstance(v, (list, tuple)) and v and
+                                     all(isinstance(x, (int, float)) for x in v) and len(v) > 4):
+        a = np.asarray(v)
+        if a.size == 1:
+            return fmt_num(a.reshape(-1)[0])
+        if a.dtype.kind in "fiu" and a.size:
+            af = a.astype(np.float64)
+            return (f"min {fmt_num(np.nanmin(af))}  mean {fmt_num(np.nanmean(af))}  "
+                    f"max {fmt_num(np.nanmax(af))}   {tuple(a.shape)}")
+        return f"array {tuple(a.shape)}"
+    if isinstance(v, (float, np.floating)):
+        return fmt_num(v)
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if v is None:
+        return "—"
+    return str(v)
+
+
+def parse_value(text: str, opt) -> Any:
+    """Parse what the user typed for an option; raises MigratorError with the reason."""
+    t = opt.type if opt is not None else str
+    s = text.strip()
+    if t is bool:
+        low = s.lower()
+        if low in ("true", "1", "yes", "on"):
+            return True
+        if low in ("false", "0", "no", "off"):
+            return False
+        raise MigratorError(f"expected true or false, got {text!r}")
+    if t is float:
+        try:
+            return float(s)
+        except ValueError:
+            raise MigratorError(f"expected a number, got {text!r}") from None
+    if t is int:
+        try:
+            return int(s)
+        except ValueError:
+            raise MigratorError(f"expected an integer, got {text!r}") from None
+    if isinstance(t, tuple):
+        for tt in t:
+            try:
+                return parse_value(text, type("O", (), {"type": tt})())
+            except MigratorError:
+                pass
+        raise MigratorError(f"cannot read {text!r}")
+    if opt is not None and opt.default is None and s.lower() in ("", "none", "auto", "default"):
+        return None
+    return s
+
+
+class _Delegate(QStyledItemDelegate):
+    def __init__(self, inspector: "Inspector"):
+        super().__init__(inspector)
+        self.inspector = inspector
+
+    def createEditor(self, parent, option, index):
+        info = index.data(EDIT_ROLE)
+        if not info:
+            return None
+        opt = info["option"]
+        if opt is not None and (opt.type is bool or opt.choices):
+            cb = QComboBox(parent)
+            items = ["true", "false"] if opt.type is bool else [str(c) for c in opt.choices]
+            cb.addItems(items)
+            return cb
+        le = QLineEdit(parent)
+        return le
+
+    def setEditorData(self, editor, index):
+        info = index.data(EDIT_ROLE)
+        cur = summarize(info["value"])
+        if isinstance(editor, QComboBox):
+            i = editor.findText(cur)
+            editor.setCurrentIndex(max(0, i))
+            editor.activated.connect(lambda *_: self.commitData.emit(editor))
+            editor.showPopup() if self.inspector.popup_combos else None
+        else:
+            v = info["value"]
+            editor.setText(repr(float(v)) if isinstance(v, (float, np.floating)) else cur)
+            editor.selectAll()
+
+    def setModelData(self, editor, model, index):
+        # never write into the model: ask for an undoable command instead
+        info = index.data(EDIT_ROLE)
+        text = editor.currentText() if isinstance(editor, QComboBox) else editor.text()
+        self.inspector.request_edit(info["source"], info["key"], text)
+
+
+class Inspector(QWidget):
+    edit_requested = Signal(str, str, object)          # source, key, value (validated)
+    reset_requested = Signal(str, str)                 # source, key
+    apply_all_requested = Signal(str, object)          # key, value
+
+    popup_combos = False
+
+    def __init__(self, doc: Document, parent=None):
+        super().__init__(parent)
+        self.doc = doc
+        self.source: str | None = None
+        self.header = QLabel("Select a layer to see how it is mapped.")
+        self.header.setWordWrap(True)
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.model = QStandardItemModel(0, 4, self)
+        self.model.setHorizontalHeaderLabels(["Keras parameter", "Formula", "Source values",
+                                              "Keras value"])
+        self.view = QTreeView()
+        self.view.setModel(self.model)
+        self.view.setItemDelegateForColumn(3, _Delegate(self))
+        self.view.setAlternatingRowColors(True)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                  | QAbstractItemView.EditTrigger.EditKeyPressed
+                                  | QAbstractItemView.EditTrigger.SelectedClicked)
+        self.view.setWordWrap(True)
+        hdr = self.view.header()
+        hdr.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        hdr.setStretchLastSection(True)
+        self.view.setColumnWidth(0, 150)
+        self.view.setColumnWidth(1, 230)
+        self.view.setColumnWidth(2, 250)
+        self.view.selectionModel().currentChanged.connect(self._on_current)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setTextFormat(Qt.TextFormat.RichText)
+        self.message.hide()
+        self.reset_btn = QPushButton("Reset to default")
+        self.reset_btn.setToolTip("Remove the override of the selected parameter on this layer")
+        self.reset_btn.clicked.connect(self._reset_clicked)
+        self.all_btn = QPushButton("Apply to every batch-norm layer")
+        self.all_btn.setToolTip("Use the selected parameter's value on every batch-norm layer "
+                                "(a per-kind override in the mapping file)")
+        self.all_btn.clicked.connect(self._all_clicked)
+        self.edit_btn = QPushButton("Edit…")
+        self.edit_btn.clicked.connect(self._edit_clicked)
+        btns = QHBoxLayout()
+        btns.addWidget(self.edit_btn)
+        btns.addWidget(self.reset_btn)
+        btns.addWidget(self.all_btn)
+        btns.addStretch(1)
+        self.hist = Histogram()
+        top = QWidget()
+        tl = QVBoxLayout(top)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(self.header)
+        tl.addWidget(self.view, 1)
+        tl.addWidget(self.message)
+        tl.addLayout(btns)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(top)
+        split.addWidget(self.hist)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(split)
+        self._update_buttons()
+
+    # ---- content ------------------------------------------------------------------------
+    def show_layer(self, source: str | None) -> None:
+        self.source = source
+        self.refresh()
+
+    def refresh(self) -> None:
+        doc = self.doc
+        cur = self.view.currentIndex()
+        cur_key = cur.sibling(cur.row(), 0).data(ROW_ROLE) if cur.isValid() else None
+        self.model.removeRows(0, self.model.rowCount())
+        if not doc.is_open or self.source is None or doc.mapping(self.source) is None:
+            self.header.setText("Select a layer to see how it is mapped.")
+            self.hist.set_values("", None)
+            self._update_buttons()
+            return
+        group = doc.group_of(self.source)
+        mappings = [doc.mapping(s) for s in group]
+        mappings = [m for m in mappings if m is not None]
+        host = next((m for m in mappings if m.layers), mappings[0])
+        keras = [f"{s.class_name} <b>{s.name}</b>" for m in mappings for s in m.layers]
+        parts = [f"<b>{m.source}</b> ({m.source_type})" for m in mappings]
+        txt = " + ".join(parts) + " → " + (", ".join(keras) if keras else "<i>no Keras layer</i>")
+        txt += f"<br><span style='color:{theme.colour('muted').name()}'>rule {host.rule}"
+        notes = [n for m in mappings for n in m.notes]
+        if notes:
+            txt += " · " + " · ".join(notes)
+        txt += "</span>"
+        for m in mappings:
+            if not m.supported:
+                txt += f"<br><span style='color:{theme.colour('unsupported').name()}'>Unsupported: " \
+                       f"{m.error}</span>"
+        r = doc.layer_result(self.source)
+        if r is not None and r.status in ("pass", "fail"):
+            col = theme.colour(r.status).name()
+            txt += (f"<br><span style='color:{col}'>Comparison: {r.status.upper()}, max abs error "
+                    f"{fmt_num(r.max_abs)}{' (stale)' if doc.stale else ''}</span>")
+        self.header.setText(txt)
+
+        rows = []
+        for m in mappings:
+            for pr in m.rows:
+                rows.append((m.source, pr))
+        order = {k: i for i, k in enumerate(BN_ORDER)}
+        rows.sort(key=lambda t: order.get(t[1].key, len(order)))
+        keep = None
+        for src, pr in rows:
+            items = self._row_items(src, pr, multi=len(mappings) > 1)
+            self.model.appendRow(items)
+            if cur_key == (src, pr.key):
+                keep = items[0].index()
+        self.view.expandToDepth(-1)
+        if keep is not None:
+            self.view.setCurrentIndex(keep)
+        self._on_current(self.view.currentIndex(), None)
+
+    def _row_items(self, src: str, pr, multi: bool) -> list[QStandardItem]:
+        name = QStandardItem(pr.key + (f"  [{src}]" if multi else ""))
+        name.setData((src, pr.key), ROW_ROLE)
+        formula = QStandardItem(pr.formula)
+        formula.setToolTip(pr.formula)
+        if len(pr.sources) == 1:
+            (sk, sv), = pr.sources.items()
+            srcs = QStandardItem(f"{sk}: {summarize(sv)}")
+        else:
+            srcs = QStandardItem(f"{len(pr.sources)} values" if pr.sources else "")
+        val = QStandardItem(summarize(pr.value))
+        arr = pr.value if isinstance(pr.value, np.ndarray) and pr.value.size > 1 else None
+        if arr is not None:
+            val.setData((f"{pr.key} (Keras)", arr), ARRAY_ROLE)
+            name.setData((f"{pr.key} (Keras)", arr), ARRAY_ROLE)
+        tip = [f"{pr.key} = {pr.formula}"]
+        if pr.option:
+            opt = self.doc.option_info(src, pr.option)
+            info = {"source": src, "key": pr.option, "value": pr.value, "option": opt}
+            val.setData(info, EDIT_ROLE)
+            val.setEditable(True)
+            tip.append(f"Editable (override '{pr.option}', default {summarize(pr.default)}"
+                       + (f"; {opt.help}" if opt is not None and opt.help else "") + ")")
+            if pr.overridden:
+                val.setIcon(theme.status_icon("overridden"))
+                val.setForeground(theme.colour("overridden"))
+                tip.append("Overridden by the mapping")
+        else:
+            val.setEditable(False)
+        for it in (name, formula, srcs):
+            it.setEditable(False)
+        for c in pr.caveats:
+            tip.append(f"Note: {c}")
+        if pr.warnings:
+            name.setIcon(theme.status_icon("warning"))
+            for w in pr.warnings:
+                tip.append(f"Warning: {w}")
+        for it in (name, srcs, val):
+            it.setToolTip("\n".join(tip))
+        # children: each source value, then warnings inline
+        if len(pr.sources) > 1:
+            for sk, sv in pr.sources.items():
+                c0 = QStandardItem(f"  {sk}")
+                c2 = QStandardItem(summarize(sv))
+                c2.setToolTip(summarize(sv))
+                if isinstance(sv, np.ndarray) and sv.size > 1:
+                    c0.setData((sk, sv), ARRAY_ROLE)
+                    c2.setData((sk, sv), ARRAY_ROLE)
+                kids = [c0, QStandardItem(""), c2, QStandardItem("")]
+                for k in kids:
+                    k.setEditable(False)
+                name.appendRow(kids)
+        elif len(pr.sources) == 1:
+            (sk, sv), = pr.sources.items()
+            if isinstance(sv, np.ndarray) and sv.size > 1 and arr is None:
+                name.setData((sk, sv), ARRAY_ROLE)
+                srcs.setData((sk, sv), ARRAY_ROLE)
+            elif isinstance(sv, np.ndarray) and sv.size > 1:
+                srcs.setData((sk, sv), ARRAY_ROLE)
+        for w in pr.warnings:
+            w0 = QStandardItem("  warning")
+            w0.setIcon(theme.status_icon("warning"))
+            w1 = QStandardItem(w)
+            w1.setToolTip(w)
+            for k in (w0, w1):
+                k.setForeground(theme.colour("warning"))
+                k.setEditable(False)
+            name.appendRow([w0, w1, QStandardItem(""), QStandardItem("")])
+        return [name, formula, srcs, val]
+
+    # ---- selection within the inspector ------------------------------------------------------
+    def _on_current(self, current: QModelIndex, _previous=None) -> None:
+        arr = current.data(ARRAY_ROLE) if current.isValid() else None
+        if arr is None and current.isValid():
+            arr = current.sibling(current.row(), 0).data(ARRAY_ROLE)
+        if arr is None and current.isValid():
+            for c in (3, 2):
+                arr = current.sibling(current.row(), c).data(ARRAY_ROLE)
+                if arr is not None:
+                    break
+        if arr is not None:
+            self.hist.set_values(arr[0], arr[1])
+        else:
+            self.hist.set_values("", None)
+        self._update_buttons()
+
+    def current_edit_info(self) -> dict | None:
+        cur = self.view.currentIndex()
+        if not cur.isValid():
+            return None
+        top = cur if not cur.parent().isValid() else cur.parent()
+        return self.model.itemFromIndex(top.sibling(top.row(), 3)).data(EDIT_ROLE) \
+            if self.model.itemFromIndex(top.sibling(top.row(), 3)) is not None else None
+
+    def _current_row(self):
+        info = self.current_edit_info()
+        if info is None:
+            return None, None
+        m = self.doc.mapping(info["source"])
+        if m is None:
+            return info, None
+        for r in m.rows:
+            if r.option == info["key"]:
+                return info, r
+        return info, None
+
+    def _update_buttons(self) -> None:
+        info, row = self._current_row()
+        self.edit_btn.setEnabled(info is not None)
+        self.reset_btn.setEnabled(bool(row is not None and row.overridden))
+        is_bn = info is not None and self.doc.graph is not None and \
+            info["source"] in self.doc.graph and self.doc.graph.node(info["source"]).op == "BatchNorm"
+        self.all_btn.setEnabled(bool(is_bn))
+
+    def select_key(self, key: str) -> bool:
+        """Make the row of ``key`` current (tests, keyboard users)."""
+        for i in range(self.model.rowCount()):
+            it = self.model.item(i, 0)
+            data = it.data(ROW_ROLE)
+            ed = self.model.item(i, 3).data(EDIT_ROLE)
+            if (data and data[1] == key) or (ed and ed["key"] == key):
+                self.view.setCurrentIndex(it.index())
+                return True
+        return False
+
+    def value_text(self, key: str) -> str | None:
+        for i in range(self.model.rowCount()):
+            data = self.model.item(i, 0).data(ROW_ROLE)
+            if data and data[1] == key:
+                return self.model.item(i, 3).text()
+        return None
+
+    # ---- edits ----------------------------------------------------------------------------
+    def show_message(self, text: str, status: str = "fail") -> None:
+        if not text:
+            self.message.hide()
+            self.message.setText("")
+            return
+        self.message.setText(f"<span style='color:{theme.colour(status).name()}'>{text}</span>")
+        self.message.show()
+
+    def request_edit(self, source: str, key: str, text: str) -> bool:
+        """Parse and validate; emit ``edit_requested`` or show why the value is refused."""
+        opt = self.doc.option_info(source, key)
+        try:
+            value = parse_value(text, opt)
+            value = self.doc.validate_override(source, key, value)
+        except MigratorError as e:
+            self.show_message(f"Rejected: {e.message if hasattr(e, 'message') else e}")
+            return False
+        self.show_message("")
+        self.edit_requested.emit(source, key, value)
+        return True
+
+    def _edit_clicked(self) -> None:
+        cur = self.view.currentIndex()
+        if not cur.isValid():
+            return
+        top = cur if not cur.parent().isValid() else cur.parent()
+        self.view.edit(top.sibling(top.row(), 3))
+
+    def _reset_clicked(self) -> None:
+        info = self.current_edit_info()
+        if info is not None:
+            self.reset_requested.emit(info["source"], info["key"])
+
+    def _all_clicked(self) -> None:
+        info, row = self._current_row()
+        if info is None:
+            return
+        m = self.doc.mapping(info["source"])
+        if m is not None and info["key"] in m.options:
+            value = m.options[info["key"]]
+        else:
+            value = row.value if row is not None else info["value"]
+        if isinstance(value, np.generic):
+            value = value.item()
+        self.apply_all_requested.emit(info["key"], value)

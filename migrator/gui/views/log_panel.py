@@ -1,0 +1,49 @@
+"""Python logging -> a read-only text panel (thread-safe through a queued Qt signal)."""
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import QPlainTextEdit
+
+
+class _Emitter(QObject):
+    line = Signal(str)
+
+
+class QtLogHandler(logging.Handler):
+    def __init__(self, level=logging.INFO):
+        super().__init__(level)
+        self.emitter = _Emitter()
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                                            "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = self.format(record)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            return
+        try:
+            self.emitter.line.emit(msg)
+        except RuntimeError:   # the panel is gone (application shutting down)
+            pass
+
+
+class LogPanel(QPlainTextEdit):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setMaximumBlockCount(5000)
+        self.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.handler = QtLogHandler()
+        self.handler.emitter.line.connect(self.appendPlainText)
+
+    def install(self, logger: logging.Logger | None = None) -> None:
+        logger = logger or logging.getLogger()
+        logger.addHandler(self.handler)
+        if logger.level == logging.NOTSET or logger.level > logging.INFO:
+            logger.setLevel(logging.INFO)
+
+    def uninstall(self, logger: logging.Logger | None = None) -> None:
+        (logger or logging.getLogger()).removeHandler(self.handler)

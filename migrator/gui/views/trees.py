@@ -1,0 +1,118 @@
+"""A filterable layer list (QTreeView over a flat model) with name-based selection."""
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QLineEdit, QTreeView, QVBoxLayout, QWidget
+
+from ..models.layers import NAME_ROLE, SORT_ROLE
+
+
+class _Proxy(QSortFilterProxyModel):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setFilterKeyColumn(-1)
+        self.setSortRole(SORT_ROLE)
+
+    def lessThan(self, a, b):
+        va, vb = a.data(SORT_ROLE), b.data(SORT_ROLE)
+        try:
+            return va < vb
+        except TypeError:
+            return str(va) < str(vb)
+
+
+class LayerTree(QWidget):
+    """Title + filter box + tree.  Emits ``selected(list[str])`` when the user selects."""
+
+    selected = Signal(list)
+    activated = Signal(str)
+
+    def __init__(self, title: str, model, placeholder: str, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.proxy = _Proxy(self)
+        self.proxy.setSourceModel(model)
+        self.title = QLabel(f"<b>{title}</b>")
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText(placeholder)
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self._set_filter)
+        self.view = QTreeView()
+        self.view.setModel(self.proxy)
+        self.view.setRootIsDecorated(False)
+        self.view.setUniformRowHeights(True)
+        self.view.setAlternatingRowColors(True)
+        self.view.setSortingEnabled(True)
+        self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        hdr = self.view.header()
+        hdr.setStretchLastSection(False)
+        hdr.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        hdr.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        hdr.setSortIndicatorShown(True)
+        self.view.selectionModel().selectionChanged.connect(self._on_selection)
+        self.view.activated.connect(lambda ix: self.activated.emit(ix.data(NAME_ROLE)))
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(3)
+        lay.addWidget(self.title)
+        lay.addWidget(self.filter)
+        lay.addWidget(self.view)
+        self._muted = False
+
+    def _set_filter(self, text: str) -> None:
+        self.proxy.setFilterFixedString(text)
+
+    def set_column_widths(self, widths: dict[int, int]) -> None:
+        for c, w in widths.items():
+            self.view.setColumnWidth(c, w)
+
+    def _on_selection(self, *_):
+        if self._muted:
+            return
+        self.selected.emit(self.selected_names())
+
+    def selected_names(self) -> list[str]:
+        rows = self.view.selectionModel().selectedRows(0)
+        rows.sort(key=lambda ix: self.proxy.mapToSource(ix).row())
+        return [ix.data(NAME_ROLE) for ix in rows]
+
+    def current_name(self) -> str | None:
+        ix = self.view.currentIndex()
+        if ix.isValid():
+            return ix.data(NAME_ROLE)
+        names = self.selected_names()
+        return names[0] if names else None
+
+    def select_names(self, names: list[str], *, emit: bool = False, scroll: bool = True) -> None:
+        """Select the rows of ``names`` (clearing the filter if it hides one) and scroll to
+        the first.  ``emit=False`` does not re-emit ``selected`` (counterpart sync)."""
+        rows = [self.model.row_of(n) for n in names]
+        rows = [r for r in rows if r is not None]
+        sel = QItemSelection()
+        pix = []
+        for r in rows:
+            ix = self.proxy.mapFromSource(self.model.index(r, 0))
+            if not ix.isValid() and self.filter.text():
+                self.filter.clear()
+                ix = self.proxy.mapFromSource(self.model.index(r, 0))
+            if ix.isValid():
+                pix.append(ix)
+        last = self.proxy.columnCount() - 1
+        for ix in pix:
+            sel.select(ix, ix.sibling(ix.row(), last))
+        self._muted = not emit
+        try:
+            sm = self.view.selectionModel()
+            flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+            sm.select(sel, flags)
+            if pix:
+                sm.setCurrentIndex(pix[0], QItemSelectionModel.SelectionFlag.NoUpdate)
+                if scroll:
+                    self.view.scrollTo(pix[0], QAbstractItemView.ScrollHint.PositionAtCenter)
+        finally:
+            self._muted = False
+        if emit:
+            self.selected.emit(self.selected_names())

@@ -1,0 +1,256 @@
+"""Run core calls off the GUI thread, with progress and cancel.
+
+A :class:`Job` is a QObject living on the GUI thread.  ``Job.start(fn, *args, **kw)``
+runs ``fn(*args, progress=..., cancel=..., **kw)`` on a worker thread (see :func:`pool`);
+results come back as Qt signals delivered on the GUI thread:
+
+* ``progress(float, str)`` -- throttled (at most ~25 per second)
+* ``finished(object)``     -- the return value
+* ``failed(str, str)``     -- one-line message, details (a traceback only for internal errors)
+* ``cancelled()``
+
+The GUI thread never runs import/plan/build/compare/save itself.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+
+from ..core.errors import Cancelled, MigratorError
+
+log = logging.getLogger(__name__)
+
+class _Executor:
+    """One persistent Python thread running submitted callables in order.
+
+    Python threads rather than QThreadPool: TensorFlow imported on a QThreadPool thread
+    crashes on first use in this setup (measured), while a plain Python thread is fine.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.q: queue.Queue = queue.Queue()
+        self.busy = 0
+        self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.thread = threading.Thread(target=self._loop, name=f"migrator-{name}", daemon=True)
+        self.thread.start()
+
+    def start(self, runnable) -> None:
+        with self.lock:
+            self.busy += 1
+        self.q.put(runnable)
+
+    def _loop(self) -> None:
+        while True:
+            r = self.q.get()
+            try:
+                r.run()
+            except BaseException:  # noqa: BLE001 - never let the worker thread die
+                log.exception("worker %s crashed", self.name)
+            finally:
+                del r
+                with self.lock:
+                    self.busy -= 1
+                    self.idle.notify_all()
+
+    def waitForDone(self, timeout_ms: int = 30000) -> bool:
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        with self.lock:
+            while self.busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.idle.wait(left)
+        return True
+
+
+_POOLS: dict[str, _Executor] = {}
+
+
+def pool(kind: str = "heavy") -> _Executor:
+    """``'heavy'``: ONE thread for everything touching TensorFlow/Keras (import, build,
+    compare, export, channel values) -- TensorFlow must not be imported or first used
+    from two threads at once, and jobs on one model are sequential anyway.  ``'light'``:
+    planning and mapping files (pure Python/numpy), so an edit re-plans even while a
+    comparison runs."""
+    p = _POOLS.get(kind)
+    if p is None:
+        p = _POOLS[kind] = _Executor(kind)
+    return p
+
+
+class _Runnable:
+    def __init__(self, job: "Job", fn, args, kwargs, pass_callbacks: bool):
+        self.job, self.fn, self.args, self.kwargs = job, fn, args, kwargs
+        self.pass_callbacks = pass_callbacks
+        self._last = 0.0
+
+    def _progress(self, fraction: float, message: str = "") -> None:
+        now = time.perf_counter()
+        if now - self._last >= 0.04 or fraction >= 1.0:
+            self._last = now
+            self.job._sig_progress.emit(float(fraction), str(message))
+        if self.job.cancel_requested:
+            raise Cancelled()
+
+    def run(self) -> None:  # worker thread
+        job = self.job
+        try:
+            kw = dict(self.kwargs)
+            if self.pass_callbacks:
+                kw.setdefault("progress", self._progress)
+                kw.setdefault("cancel", job.is_cancel_requested)
+            res = self.fn(*self.args, **kw)
+        except Cancelled:
+            job._sig_cancelled.emit()
+        except MigratorError as e:
+            job._sig_failed.emit(str(e), "")
+        except MemoryError:
+            job._sig_failed.emit("out of memory while running this step", traceback.format_exc())
+        except Exception as e:  # noqa: BLE001 - an internal error: show it, keep the GUI alive
+            tb = traceback.format_exc()
+            log.error("internal error in a worker:\n%s", tb)
+            job._sig_failed.emit(f"internal error: {type(e).__name__}: {e}", tb)
+        else:
+            if job.cancel_requested:
+                job._sig_cancelled.emit()
+            else:
+                job._sig_finished.emit(res)
+        finally:
+            self.job = self.fn = self.args = self.kwargs = None
+
+
+class Job(QObject):
+    progress = Signal(float, str)
+    finished = Signal(object)
+    failed = Signal(str, str)
+    cancelled = Signal()
+    done = Signal()               # after any of finished/failed/cancelled
+
+    # internal, emitted from the worker thread, delivered queued on the GUI thread
+    _sig_progress = Signal(float, str)
+    _sig_finished = Signal(object)
+    _sig_failed = Signal(str, str)
+    _sig_cancelled = Signal()
+
+    def __init__(self, name: str = "", parent: QObject | None = None):
+        # Always give the QObject a C++ parent living on the GUI thread: the last Python
+        # reference may be dropped on the worker thread, and a parentless wrapper would then
+        # delete the QObject there (a crash).  Deletion happens by deleteLater() when done.
+        super().__init__(parent if parent is not None else _holder())
+        self.name = name
+        self._cancel = threading.Event()
+        self.running = False
+        self.result: Any = None
+        self.error: str | None = None
+        q = Qt.ConnectionType.QueuedConnection
+        self._sig_progress.connect(self._on_progress, q)
+        self._sig_finished.connect(self._on_finished, q)
+        self._sig_failed.connect(self._on_failed, q)
+        self._sig_cancelled.connect(self._on_cancelled, q)
+
+    # ---- control (GUI thread) ------------------------------------------------------
+    def start(self, fn: Callable, *args, pass_callbacks: bool = True, pool_kind: str = "heavy",
+              **kwargs) -> "Job":
+        self._cancel.clear()
+        self.running = True
+        self.result = self.error = None
+        _JOBS.add(self)
+        pool(pool_kind).start(_Runnable(self, fn, args, kwargs, pass_callbacks))
+        return self
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def is_cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    # ---- delivery (GUI thread) --------------------------------------------------------
+    @Slot(float, str)
+    def _on_progress(self, f: float, msg: str) -> None:
+        if self.running:
+            self.progress.emit(f, msg)
+
+    @Slot(object)
+    def _on_finished(self, res) -> None:
+        self.running = False
+        self.result = res
+        self.finished.emit(res)
+        self._end()
+
+    @Slot(str, str)
+    def _on_failed(self, msg: str, details: str) -> None:
+        self.running = False
+        self.error = msg
+        self.failed.emit(msg, details)
+        self._end()
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        self.running = False
+        self.cancelled.emit()
+        self._end()
+
+    def _end(self) -> None:
+        self.done.emit()
+        _JOBS.discard(self)
+        self.deleteLater()
+
+
+_JOBS: set[Job] = set()      # keeps running jobs alive
+_HOLDER: QObject | None = None
+
+
+def _holder() -> QObject:
+    global _HOLDER
+    if _HOLDER is None:
+        _HOLDER = QObject()
+    return _HOLDER
+
+
+def run_job(fn: Callable, *args, on_done: Callable[[Any], None] | None = None,
+            on_error: Callable[[str, str], None] | None = None,
+            on_cancel: Callable[[], None] | None = None,
+            on_progress: Callable[[float, str], None] | None = None,
+            name: str = "", parent: QObject | None = None, pass_callbacks: bool = True,
+            pool_kind: str = "heavy", **kwargs) -> Job:
+    """Start ``fn`` in the pool; callbacks are called on the GUI thread."""
+    job = Job(name, parent)
+    if on_done is not None:
+        job.finished.connect(on_done)
+    if on_error is not None:
+        job.failed.connect(on_error)
+    if on_cancel is not None:
+        job.cancelled.connect(on_cancel)
+    if on_progress is not None:
+        job.progress.connect(on_progress)
+    return job.start(fn, *args, pass_callbacks=pass_callbacks, pool_kind=pool_kind, **kwargs)
+
+
+def threaded_executor(parent: QObject | None = None):
+    """A :attr:`migrator.core.document.Document.executor` running work in the pool and
+    delivering ``done``/``failed`` on the GUI thread."""
+
+    def executor(work, done, failed):
+        def on_error(msg, details):
+            failed(MigratorError(msg))
+
+        run_job(work, on_done=done, on_error=on_error, name="plan", parent=parent,
+                pass_callbacks=False, pool_kind="light")
+
+    return executor
+
+
+def wait_idle(timeout_ms: int = 30000) -> bool:
+    return all(p.waitForDone(timeout_ms) for p in _POOLS.values())
