@@ -453,7 +453,9 @@ def layer_outputs(graph, plan, model, x: np.ndarray, source: str, progress=None,
     m = plan.mapping(source)
     keras_name = m.keras_output
     if keras_name is None and m.fused_into:
-        keras_name = plan.mapping(m.fused_into).keras_output
+        # fused (Caffe BatchNorm into its Scale): the Keras layer computes the partner's output
+        source = m.fused_into
+        keras_name = plan.mapping(source).keras_output
     if keras_name is None:
         raise MigratorError("this layer has no Keras output of its own", layer=source)
     ref = None
@@ -463,10 +465,16 @@ def layer_outputs(graph, plan, model, x: np.ndarray, source: str, progress=None,
             break
     if ref is None:
         raise MigratorError("the reference did not produce this layer", layer=source)
-    import keras
-    sub = keras.Model(model.inputs, model.get_layer(keras_name).output)
     from .compare.metrics import to_keras_layout
-    got = np.asarray(sub(to_keras_layout(x), training=False))
+    from .keras_build.executor import iter_keras_outputs
+    got = None
+    for kname, arr in iter_keras_outputs(model, plan, to_keras_layout(x), want={keras_name},
+                                         cancel=cancel):
+        if kname == keras_name:
+            got = np.asarray(arr)
+            break
+    if got is None:
+        raise MigratorError(f"the Keras model did not produce '{keras_name}'", layer=source)
     return ref, to_source_layout(got, ref.ndim)
 
 

@@ -94,9 +94,9 @@ def _screenshot(app, win, args) -> int:
         w, h = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         w, h = 1500, 950
-    win.restoreState(win.saveState())   # defaults: ignore a saved layout for reproducible shots
     win.resize(w, h)
     win.show()
+    win.default_layout()      # reproducible shots: ignore a saved layout
     state = {"rc": 1}
 
     def fail(msg):

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QDockWidget, QFileDialog, QFormLayout,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMainWindow, QMessageBox,
@@ -171,7 +171,7 @@ class MainWindow(QMainWindow):
         self.doc.subscribe("overrides", lambda d, **k: self._update_title())
         self.doc.subscribe("model", lambda d, **k: self.keras_model.refresh())
         self.doc.subscribe("error", lambda d, message="", **k: self._on_plan_error(message))
-        self.undo_stack.cleanChanged.connect(lambda *_: self._update_title())
+        self.undo_stack.cleanChanged.connect(self._on_clean_changed)
         self.resize(1500, 950)
         self._restore_layout()
         self.compare.load_settings(self.settings)
@@ -186,8 +186,8 @@ class MainWindow(QMainWindow):
         self.keras_model = KerasLayerModel(self.doc, self)
         self.source_tree = LayerTree("Source layers", self.source_model, "Filter source layers (Ctrl+F)")
         self.keras_tree = LayerTree("Keras layers", self.keras_model, "Filter Keras layers")
-        self.source_tree.set_column_widths({1: 110, 2: 120, 3: 80, 4: 110})
-        self.keras_tree.set_column_widths({1: 140, 2: 120, 3: 80})
+        self.source_tree.set_column_widths({0: 120, 1: 100, 2: 115, 3: 80})
+        self.keras_tree.set_column_widths({0: 120, 1: 140, 2: 105})
         self.source_tree.selected.connect(self._on_source_selected)
         self.keras_tree.selected.connect(self._on_keras_selected)
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -218,7 +218,7 @@ class MainWindow(QMainWindow):
         self.results_view.setSortingEnabled(True)
         self.results_view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
         self.results_view.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for c, w in {0: 40, 1: 150, 2: 100, 3: 140, 4: 170, 5: 80, 6: 80, 7: 80, 8: 80}.items():
+        for c, w in {0: 36, 1: 120, 2: 150, 3: 72, 4: 72, 5: 80, 6: 72, 7: 64, 8: 100, 9: 120}.items():
             self.results_view.setColumnWidth(c, w)
         self.results_view.selectionModel().currentChanged.connect(self._on_result_row)
         cmp_w = QSplitter(Qt.Orientation.Horizontal)
@@ -247,8 +247,18 @@ class MainWindow(QMainWindow):
         self.log_dock = self._dock("Log", "log", self.log_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tabifyDockWidget(self.compare_dock, self.log_dock)
         self.compare_dock.raise_()
-        self.resizeDocks([self.inspector_dock], [560], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.compare_dock, self.plots_dock], [420, 420], Qt.Orientation.Vertical)
+        self.cmp_split = cmp_w
+
+    def default_layout(self) -> None:
+        """Proportions for a first start (and screenshots): trees | inspector on top,
+        comparison | plots below."""
+        w = max(self.width(), 1000)
+        self.resizeDocks([self.inspector_dock], [int(w * 0.42)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.compare_dock], [int(self.height() * 0.45)], Qt.Orientation.Vertical)
+        self.resizeDocks([self.compare_dock, self.plots_dock], [int(w * 0.45), int(w * 0.55)],
+                         Qt.Orientation.Horizontal)
+        self.trees_split.setSizes([int(w * 0.31), int(w * 0.27)])
+        self.cmp_split.setSizes([230, int(w * 0.45) - 230])
 
     def _dock(self, title, name, widget, area) -> QDockWidget:
         d = QDockWidget(title, self)
@@ -371,10 +381,13 @@ class MainWindow(QMainWindow):
     # ---- layout persistence ---------------------------------------------------------------------
     def _restore_layout(self) -> None:
         g, s = self.settings.get("window/geometry"), self.settings.get("window/state")
+        restored = False
         if isinstance(g, (QByteArray, bytes)):
             self.restoreGeometry(QByteArray(g))
         if isinstance(s, (QByteArray, bytes)):
-            self.restoreState(QByteArray(s))
+            restored = self.restoreState(QByteArray(s))
+        if not restored:
+            QTimer.singleShot(0, self.default_layout)
 
     def save_layout(self) -> None:
         self.settings.set("window/geometry", self.saveGeometry())
@@ -587,7 +600,7 @@ class MainWindow(QMainWindow):
     def _on_stale(self) -> None:
         self.source_model.refresh_status()
         self.keras_model.refresh_status()
-        self.results_model.layoutChanged.emit()
+        self.results_model.restatus()
         self._update_result_status()
         self._update_actions()
 
@@ -614,9 +627,17 @@ class MainWindow(QMainWindow):
         dev = r.device
         rt = r.runtime.get("name") if isinstance(r.runtime, dict) else r.runtime
         extra = f"<br>first divergent layer: <b>{fd.source}</b>" if fd else ""
+        topk = ""
+        if r.topk:
+            topk = (f"<br>top-1 agreement {r.topk.get('top1_agreement', 0):.0%}, "
+                    f"top-{r.topk.get('k', 5)} overlap {r.topk.get('topk_overlap', 0):.0%}")
         self.compare.summary.setText(f"<span style='color:{col}'><b>{txt}</b></span>{extra}<br>"
-                                     f"reference: {rt}; Keras on {dev}; "
-                                     f"rtol needed: {r.needed_rtol:.2g}")
+                                     f"reference: {rt}; Keras on {dev}<br>"
+                                     f"smallest rtol passing every layer: {r.needed_rtol:.2g}{topk}")
+
+    @Slot(bool)
+    def _on_clean_changed(self, _clean: bool) -> None:
+        self._update_title()
 
     def _update_title(self) -> None:
         name = ""

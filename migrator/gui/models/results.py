@@ -11,9 +11,11 @@ from .layers import NAME_ROLE, SORT_ROLE, fmt_num
 
 
 class ResultsModel(QAbstractTableModel):
-    HEADERS = ("#", "Source layer", "Type", "Keras layer", "Status", "Max abs", "Max rel",
-               "Needed rtol", "Tolerance")
-    NUMERIC = (0, 5, 6, 7, 8)
+    HEADERS = ("#", "Source layer", "Status", "Max abs", "Max rel", "Needed rtol", "Tolerance",
+               "Worst ch.", "Type", "Keras layer")
+    NUMERIC = (0, 3, 4, 5, 6, 7)
+    # column -> field (the order above)
+    _COLS = ("index", "source", "status", "max_abs", "max_rel", "needed_rtol", "tol", "worst", "type", "keras")
 
     def __init__(self, doc: Document, parent=None):
         super().__init__(parent)
@@ -30,6 +32,11 @@ class ResultsModel(QAbstractTableModel):
         self._first = fd.source if fd is not None else None
         self._row_of = {r.source: i for i, r in enumerate(self._layers)}
         self.endResetModel()
+
+    def restatus(self) -> None:
+        """Redraw (staleness changed) without resetting selection or sorting."""
+        if self._layers:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._layers) - 1, len(self.HEADERS) - 1))
 
     def row_of(self, name: str):
         return self._row_of.get(name)
@@ -55,16 +62,17 @@ class ResultsModel(QAbstractTableModel):
             return None
         r = self._layers[index.row()]
         c = index.column()
+        f = self._COLS[c]
         if role == Qt.ItemDataRole.DisplayRole:
-            if c == 0:
+            if f == "index":
                 return str(index.row() + 1)
-            if c == 1:
+            if f == "source":
                 return r.source
-            if c == 2:
+            if f == "type":
                 return r.source_type
-            if c == 3:
+            if f == "keras":
                 return r.keras or ""
-            if c == 4:
+            if f == "status":
                 s = {"fail": "FAIL", "not-compared": "not compared"}.get(r.status, r.status)
                 if self.doc.stale and r.status in ("pass", "fail"):
                     s += " (stale)"
@@ -73,11 +81,15 @@ class ResultsModel(QAbstractTableModel):
                 return s
             if r.status not in ("pass", "fail"):
                 return ""
-            return fmt_num([None, None, None, None, None, r.max_abs, r.max_rel, r.needed_rtol,
-                            self._tol(r)][c])
+            if f == "worst":
+                return "" if r.worst_channel is None else str(r.worst_channel)
+            return fmt_num({"max_abs": r.max_abs, "max_rel": r.max_rel, "needed_rtol": r.needed_rtol,
+                            "tol": self._tol(r)}[f])
         if role == SORT_ROLE:
-            return [index.row(), r.source, r.source_type, r.keras or "", r.status, r.max_abs,
-                    r.max_rel, r.needed_rtol, self._tol(r)][c]
+            return {"index": index.row(), "source": r.source, "type": r.source_type,
+                    "keras": r.keras or "", "status": r.status, "max_abs": r.max_abs,
+                    "max_rel": r.max_rel, "needed_rtol": r.needed_rtol, "tol": self._tol(r),
+                    "worst": -1 if r.worst_channel is None else r.worst_channel}[f]
         if role == NAME_ROLE:
             return r.source
         if role == Qt.ItemDataRole.ForegroundRole:
@@ -93,7 +105,7 @@ class ResultsModel(QAbstractTableModel):
             f = QFont()
             f.setBold(True)
             return f
-        if role == Qt.ItemDataRole.DecorationRole and c == 4 and r.status in ("pass", "fail"):
+        if role == Qt.ItemDataRole.DecorationRole and f == "status" and r.status in ("pass", "fail"):
             return theme.status_icon(r.status)
         if role == Qt.ItemDataRole.ToolTipRole:
             tip = [f"{r.source} ({r.source_type}) → {r.keras or '—'}"]

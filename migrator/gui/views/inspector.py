@@ -151,9 +151,9 @@ class Inspector(QWidget):
         hdr = self.view.header()
         hdr.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hdr.setStretchLastSection(True)
-        self.view.setColumnWidth(0, 150)
-        self.view.setColumnWidth(1, 230)
-        self.view.setColumnWidth(2, 250)
+        self.view.setColumnWidth(0, 130)
+        self.view.setColumnWidth(1, 190)
+        self.view.setColumnWidth(2, 190)
         self.view.selectionModel().currentChanged.connect(self._on_current)
         self.message = QLabel("")
         self.message.setWordWrap(True)
@@ -222,6 +222,9 @@ class Inspector(QWidget):
             if not m.supported:
                 txt += f"<br><span style='color:{theme.colour('unsupported').name()}'>Unsupported: " \
                        f"{m.error}</span>"
+        warns = [w for m in mappings for w in m.warnings]
+        for w in warns:
+            txt += f"<br><span style='color:{theme.colour('warning').name()}'>⚠ {w}</span>"
         r = doc.layer_result(self.source)
         if r is not None and r.status in ("pass", "fail"):
             col = theme.colour(r.status).name()
@@ -229,19 +232,28 @@ class Inspector(QWidget):
                     f"{fmt_num(r.max_abs)}{' (stale)' if doc.stale else ''}</span>")
         self.header.setText(txt)
 
-        rows = []
-        for m in mappings:
+        # one row per Keras parameter: the host mapping (the one owning the Keras layers)
+        # first, then rows only the fused partners have
+        rows, seen = [], set()
+        for m in [host] + [m for m in mappings if m is not host]:
             for pr in m.rows:
+                if pr.key in seen:
+                    continue
+                seen.add(pr.key)
                 rows.append((m.source, pr))
         order = {k: i for i, k in enumerate(BN_ORDER)}
         rows.sort(key=lambda t: order.get(t[1].key, len(order)))
         keep = None
+        first_array = None
         for src, pr in rows:
-            items = self._row_items(src, pr, multi=len(mappings) > 1)
+            items = self._row_items(src, pr, multi=src != host.source)
+            if first_array is None and items[0].data(ARRAY_ROLE) is not None:
+                first_array = items[0]
             self.model.appendRow(items)
             if cur_key == (src, pr.key):
                 keep = items[0].index()
-        self.view.expandToDepth(-1)
+        if keep is None and first_array is not None:
+            keep = first_array.index()
         if keep is not None:
             self.view.setCurrentIndex(keep)
         self._on_current(self.view.currentIndex(), None)

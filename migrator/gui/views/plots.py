@@ -42,6 +42,7 @@ class ChannelErrorPlot(QWidget):
         self.plot.showGrid(x=False, y=True, alpha=0.25)
         self.plot.setLabel("bottom", "channel")
         self.plot.setLabel("left", "max |Keras − reference|")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.bars = pg.BarGraphItem(x=np.zeros(0), height=np.zeros(0), width=0.8, y0=0,
                                     brush=theme.colour("pass"), pen=None)
         self.plot.addItem(self.bars)
@@ -173,6 +174,7 @@ class OverviewPlot(QWidget):
         self.plot.showGrid(x=False, y=True, alpha=0.25)
         self.plot.setLabel("bottom", "layer (graph order)")
         self.plot.setLabel("left", "max abs error")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.getAxis("left").setLogMode(True)
         self.tol_curve = pg.PlotDataItem(pen=pg.mkPen(theme.colour("fail"), width=1,
                                                       style=Qt.PenStyle.DashLine), name="tolerance")
@@ -345,7 +347,8 @@ class Histogram(pg.PlotWidget):
         v = v[np.isfinite(v)]
         if v.size == 0:
             self.curve.setData([0, 1], [0])
-            self.setTitle(title or "")
+            self.setTitle("<span style='font-size:9pt'>Select a per-channel parameter to see its "
+                          "histogram</span>")
             return
         bins = int(min(40, max(5, np.sqrt(v.size) * 2)))
         lo, hi = float(v.min()), float(v.max())

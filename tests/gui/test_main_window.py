@@ -1,0 +1,261 @@
+"""Drive the real main window on the two bundled demos."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from .conftest import Asker, open_model, run_compare, wait_plan
+
+
+def _keras_rows(win):
+    return [win.keras_model.name_at(r) for r in range(win.keras_model.rowCount())]
+
+
+def test_open_caffe_demo_and_select_counterparts(qtbot, window, demos):
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    g = win.doc.graph
+    assert win.source_model.rowCount() == len(g.nodes)
+    assert _keras_rows(win) == [s.name for s in win.doc.plan.keras_layers]
+    # Caffe BatchNorm -> the one BatchNormalization; that layer -> the BatchNorm + Scale pair
+    win.select_source("bn1")
+    assert win.keras_tree.selected_names() == ["bn1"]
+    assert win.doc.plan.keras_layers[[s.name for s in win.doc.plan.keras_layers].index("bn1")] \
+        .class_name == "BatchNormalization"
+    win.select_keras("bn1")
+    assert win.source_tree.selected_names() == ["bn1", "scale1"]
+    win.select_source("scale2")
+    assert win.keras_tree.selected_names() == ["bn2"]
+    # the inspector shows the batch-norm rows of the fused pair, batch norm first
+    win.select_source("bn1")
+    keys = [win.inspector.model.item(i, 0).data(0x0100 + 10)[1]
+            for i in range(win.inspector.model.rowCount())]
+    for k in ("epsilon", "gamma", "beta", "moving_mean", "moving_variance", "fuse_scale", "variance"):
+        assert k in keys
+    assert keys.index("epsilon") < keys.index("moving_mean")
+    # moving_mean shown is blob0 / blob2 (Caffe's scale factor), not the stored sum
+    node = g.node("bn1")
+    expect = node.p("mean") / node.p("scale_factor")[0]
+    mm = next(r for r in win.doc.mapping("bn1").rows if r.key == "moving_mean")
+    np.testing.assert_allclose(np.asarray(mm.value, np.float64), expect, rtol=1e-6)
+    assert "min" in win.inspector.value_text("moving_mean")
+
+
+def test_open_lasagne_demo_and_select_counterparts(qtbot, window, demos):
+    win = window
+    open_model(qtbot, win, demos["lasagne"])
+    assert win.doc.graph.framework == "lasagne"
+    win.select_source("conv1_bn")
+    assert win.keras_tree.selected_names() == ["conv1_bn"]
+    # the identity nonlinearity of batch_norm(..., nonlinearity=None) is computed by the BN layer
+    win.select_keras("conv3_bn")
+    assert win.source_tree.selected_names() == ["conv3_bn", "conv3_bn_nonlin"]
+    # the model's stored mean is the image-preprocessing default
+    assert "0.2" in win.compare.mean.placeholderText()
+
+
+def test_next_batchnorm_action_and_filter(qtbot, window, demos):
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    win.act_next_bn.trigger()
+    assert win.source_tree.current_name() == "bn1"
+    win.act_next_bn.trigger()
+    assert win.source_tree.current_name() == "bn2"
+    assert win.keras_tree.selected_names() == ["bn2"]
+    win.source_tree.filter.setText("scale")
+    assert win.source_tree.proxy.rowCount() == 3
+    # selecting a filtered-out layer clears the filter and shows it
+    win.select_source("conv1")
+    assert win.source_tree.filter.text() == ""
+    assert win.source_tree.selected_names() == ["conv1"]
+
+
+def test_override_epsilon_one_and_all_with_undo_redo(qtbot, window, demos):
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    doc = win.doc
+    default_eps = doc.mapping("bn1").options["epsilon"]
+    win.select_source("bn1")
+    assert win.inspector.request_edit("bn1", "epsilon", "0.001")
+    wait_plan(qtbot, win)
+    assert doc.mapping("bn1").options["epsilon"] == pytest.approx(1e-3)
+    assert doc.mapping("bn2").options["epsilon"] == pytest.approx(default_eps)
+    assert next(r for r in doc.mapping("bn1").rows if r.key == "epsilon").overridden
+    assert win.source_model._status[win.source_model.row_of("bn1")] == "overridden"
+    assert "1e-03" in win.inspector.value_text("epsilon") or "0.001" in win.inspector.value_text("epsilon")
+    assert win.undo_stack.count() == 1
+    # invalid values are refused inline and never reach the undo stack
+    assert not win.inspector.request_edit("bn1", "epsilon", "abc")
+    assert "Rejected" in win.inspector.message.text()
+    assert not win.inspector.request_edit("bn1", "variance", "nonsense")
+    assert win.undo_stack.count() == 1
+    # every batch-norm layer
+    assert win.apply_to_all_batchnorm("epsilon", 2e-3)
+    wait_plan(qtbot, win)
+    for bn in ("bn1", "bn2", "bn3"):
+        assert doc.mapping(bn).options["epsilon"] == pytest.approx(2e-3)
+    assert doc.overrides.to_dict()["kinds"] == {"BatchNorm": {"epsilon": 2e-3}}
+    # undo / redo through the real actions
+    win.act_undo.trigger()
+    wait_plan(qtbot, win)
+    assert doc.mapping("bn1").options["epsilon"] == pytest.approx(1e-3)
+    assert doc.mapping("bn2").options["epsilon"] == pytest.approx(default_eps)
+    win.act_undo.trigger()
+    wait_plan(qtbot, win)
+    assert doc.mapping("bn1").options["epsilon"] == pytest.approx(default_eps)
+    assert not doc.overrides
+    win.act_redo.trigger()
+    win.act_redo.trigger()
+    wait_plan(qtbot, win)
+    for bn in ("bn1", "bn2", "bn3"):
+        assert doc.mapping(bn).options["epsilon"] == pytest.approx(2e-3)
+    # reset to default removes the kind override from the selected layer's kind
+    assert win.reset_override("bn2", "epsilon")
+    wait_plan(qtbot, win)
+    assert doc.mapping("bn2").options["epsilon"] == pytest.approx(default_eps)
+
+
+def test_compare_then_failing_override_then_export_gate(qtbot, window, demos, tmp_path):
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    doc = win.doc
+    res = run_compare(qtbot, win)
+    assert res is not None and res.passed, [(r.source, r.status, r.max_abs) for r in res.layers]
+    assert win.results_model.rowCount() == len(res.layers)
+    assert "PASS" in win.status_result.text()
+    # per-channel plot of a compared layer: one bar per channel
+    win.select_source("conv2")
+    assert len(win.channel_plot._err) == 32
+    # the gate: a passing, current comparison exports without a question
+    out = tmp_path / "ok.keras"
+    with qtbot.waitSignal(win.exported, timeout=120_000):
+        win.export_to(str(out))
+    assert out.exists()
+    assert win.ask.questions == []
+    # a deliberately wrong mapping: raw variance with a big epsilon on bn2
+    win.select_source("bn2")
+    assert win.set_override("bn2", "variance", "raw")
+    assert win.set_override("bn2", "epsilon", 0.5)
+    wait_plan(qtbot, win)
+    assert doc.stale
+    assert "stale" in win.status_result.text()
+    res = run_compare(qtbot, win)
+    assert not res.passed
+    fd = res.first_divergent
+    assert fd is not None and fd.source in ("bn2", "scale2")
+    # layers before bn2 still pass, the failing one is marked in the tree and the table
+    assert res.layer("conv2").status == "pass"
+    row = win.source_model.row_of(fd.source)
+    assert win.source_model._status[row] == "fail"
+    assert "first divergent" in win.results_model.data(win.results_model.index(
+        win.results_model.row_of(fd.source), 2))
+    assert win.source_tree.current_name() == fd.source     # selected after the run
+    # the channel plot shows failing bars above the tolerance line
+    assert (win.channel_plot._err > win.channel_plot._tol).any()
+    # export now asks, saying why; answering no writes nothing
+    win.ask = Asker(False)
+    bad = tmp_path / "bad.keras"
+    win.export_to(str(bad))
+    assert win.ask.questions and "failed" in win.ask.questions[0][1]
+    assert not bad.exists()
+    # answering yes exports, and the existing file is not overwritten without asking
+    win.ask = Asker(True)
+    with qtbot.waitSignal(win.exported, timeout=120_000):
+        win.export_to(str(bad))
+    assert bad.exists()
+    win.ask = Asker(lambda title, text: "already exists" not in text)   # yes to the gate only
+    mtime = bad.stat().st_mtime_ns
+    win.export_to(str(bad))
+    assert any("already exists" in q[1] for q in win.ask.questions)
+    assert bad.stat().st_mtime_ns == mtime
+
+
+def test_save_and_reopen_mapping(qtbot, window, demos, tmp_path):
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    assert win.set_override("bn3", "epsilon", 1e-4)
+    assert win.apply_to_all_batchnorm("fuse_scale", True)
+    wait_plan(qtbot, win)
+    path = str(tmp_path / "demo.mapping.json")
+    assert win.save_mapping(path=path) == path
+    data = json.loads(open(path).read())
+    assert data["layers"] == {"bn3": {"epsilon": 1e-4}}
+    assert data["kinds"] == {"BatchNorm": {"fuse_scale": True}}
+    assert not win.doc.overrides_modified
+    assert not win.windowTitle().endswith("*")
+    # reopen: a fresh document with the model, then the mapping file
+    open_model(qtbot, win, demos["caffe"])
+    assert not win.doc.overrides
+    win.load_mapping(path)
+    qtbot.waitUntil(lambda: win.doc.mapping_path == path and not win.doc.planning, timeout=30_000)
+    assert win.doc.mapping("bn3").options["epsilon"] == pytest.approx(1e-4)
+    assert win.doc.overrides.to_dict() == data
+    # and a model opened together with the mapping
+    open_model(qtbot, win, demos["caffe"], mapping=path)
+    assert win.doc.mapping("bn3").options["epsilon"] == pytest.approx(1e-4)
+
+
+def test_bad_file_keeps_previous_document(qtbot, window, demos, tmp_path):
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    bad = tmp_path / "broken.prototxt"
+    bad.write_text("layer { name: 'x' type: \n")
+    with qtbot.waitSignal(win.load_failed, timeout=60_000) as sig:
+        win.open_paths([str(bad), demos["caffe"][1]])
+    msg = sig.args[0]
+    assert "broken.prototxt" in msg and "Traceback" not in msg and "\n" not in msg
+    assert win.doc.paths == demos["caffe"]
+    assert win.source_model.rowCount() == len(win.doc.graph.nodes)
+
+
+def test_drop_files_and_recent(qtbot, window, demos):
+    win = window
+    with qtbot.waitSignal(win.opened, timeout=120_000):
+        win.open_dropped(list(demos["lasagne"]))
+    assert win.doc.graph.framework == "lasagne"
+    assert win.settings.recent()[0] == list(demos["lasagne"])
+
+
+def test_channel_values(qtbot, window, demos):
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    run_compare(qtbot, win)
+    win.select_source("conv1")
+    with qtbot.waitSignal(win.channel_values_ready, timeout=60_000):
+        win.show_channel(3)
+    ref = win.channel_view.ref_img.image
+    got = win.channel_view.keras_img.image
+    assert ref.shape == (48, 48) and got.shape == (48, 48)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    # dense layer: scatter of reference vs Keras
+    win.select_source("fc1")
+    with qtbot.waitSignal(win.channel_values_ready, timeout=60_000):
+        win.show_channel(5)
+    assert win.channel_view.scatter_plot.isVisibleTo(win.channel_view)
+
+
+def test_about_and_theme(qtbot, window):
+    from migrator.gui.main_window import about_html, library_versions
+    v = library_versions()
+    assert "Migrator" in v and "NumPy" in v
+    assert "TensorFlow devices" in about_html(["CPU: /physical_device:CPU:0"])
+    window.set_theme("dark")
+    from migrator.gui import theme
+    assert theme.is_dark()
+    window.set_theme("light")
+    assert not theme.is_dark()
+
+
+def test_screenshot_command(tmp_path, demos):
+    import subprocess
+    import sys
+    out = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    r = subprocess.run([sys.executable, "-m", "migrator.gui.app", "--screenshot", str(out),
+                        "--settings", str(tmp_path / "s.ini"), *demos["lasagne"]],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.stat().st_size > 10_000
