@@ -122,6 +122,10 @@ class Document:
         self._last_stale = False
         self._k2s: dict[str, list[str]] | None = None
         self._s2k: dict[str, list[str]] | None = None
+        self._fp: str | None = None                # cached fingerprint of self.overrides
+        self._map_index = None
+        self._res_index: dict[str, Any] = {}
+        self._first_divergent = None
 
     # ---- observers --------------------------------------------------------------
     def subscribe(self, event: str, callback: Callable) -> None:
@@ -143,7 +147,11 @@ class Document:
 
     @property
     def fingerprint(self) -> str:
-        return overrides_fingerprint(self.overrides)
+        """Fingerprint of the current overrides (cached; edits go through
+        :meth:`overrides_changed`, which drops the cache)."""
+        if self._fp is None:
+            self._fp = overrides_fingerprint(self.overrides)
+        return self._fp
 
     @property
     def stale(self) -> bool:
@@ -196,6 +204,8 @@ class Document:
         self.mapping_path = mapping_path
         self._plan_gen += 1
         self._reset_index()
+        self._fp = None
+        self._res_index, self._first_divergent = {}, None
         fp = self.fingerprint
         self.model, self.model_fp = model, (fp if model is not None else None)
         self.build_error = build_error
@@ -216,6 +226,7 @@ class Document:
     def set_overrides(self, overrides, mapping_path: str | None = None) -> None:
         """Replace all overrides (e.g. a loaded mapping file) and re-plan."""
         self.overrides = overrides
+        self._fp = None
         if mapping_path is not None:
             self.mapping_path = mapping_path
             self.saved_fp = self.fingerprint
@@ -223,6 +234,7 @@ class Document:
 
     def overrides_changed(self) -> None:
         """Call after changing ``self.overrides`` in place: re-plans and updates staleness."""
+        self._fp = None
         self.emit("overrides")
         self._check_stale()
         self.replan()
@@ -299,26 +311,29 @@ class Document:
     def set_result(self, result, fingerprint: str | None = None, model=None, model_fp=None,
                    x: np.ndarray | None = None, input_desc: dict | None = None) -> None:
         """Install a comparison result computed with the overrides ``fingerprint``."""
+        new_model = model is not None and model is not self.model
         if model is not None:
             self.model, self.model_fp = model, model_fp or fingerprint
-            self.emit("model")
         self.result = result
         self.result_fp = fingerprint if fingerprint is not None else self.fingerprint
+        self._res_index = {r.source: r for r in result.layers} if result is not None else {}
+        self._first_divergent = result.first_divergent if result is not None else None
         if x is not None:
             self.input_x = x
         if input_desc is not None:
             self.input_desc = input_desc
         self._last_stale = self.stale
-        self.emit("result")
-        self.emit("stale", stale=self._last_stale)
+        if new_model:
+            self.emit("model")
+        self.emit("result")      # observers also read .stale: no separate 'stale' event here
 
     def layer_result(self, source: str):
-        if self.result is None:
-            return None
-        for r in self.result.layers:
-            if r.source == source:
-                return r
-        return None
+        return self._res_index.get(source)
+
+    @property
+    def first_divergent(self):
+        """The first failing LayerResult of the last comparison (or None)."""
+        return self._first_divergent
 
     # ---- queries ---------------------------------------------------------------------
     def _reset_index(self) -> None:
@@ -339,10 +354,10 @@ class Document:
     def mapping(self, source: str):
         if self.plan is None:
             return None
-        try:
-            return self.plan.mapping(source)
-        except KeyError:
-            return None
+        idx = self._map_index
+        if idx is None or idx[0] is not self.plan:
+            idx = self._map_index = (self.plan, {m.source: m for m in self.plan.mappings})
+        return idx[1].get(source)
 
     def keras_for_source(self, source: str) -> list[str]:
         """Keras layer names computing ``source`` (incl. the host layer of a fused node)."""
@@ -481,6 +496,31 @@ def layer_outputs(graph, plan, model, x: np.ndarray, source: str, progress=None,
 # --------------------------------------------------------------------------------------
 # Whole steps, run by GUI workers (or anyone): pure functions of their arguments
 # --------------------------------------------------------------------------------------
+class _deep_recursion:
+    """Keras builds and saves functional models recursively (a few frames per layer): a
+    1,000-layer model needs more than Python's default limit of 1,000."""
+
+    def __init__(self, plan):
+        self.need = 20 * len(getattr(plan, "keras_layers", []) or []) + 2000
+
+    def __enter__(self):
+        import sys
+        self.old = sys.getrecursionlimit()
+        if self.need > self.old:
+            sys.setrecursionlimit(self.need)
+
+    def __exit__(self, *exc):
+        import sys
+        if sys.getrecursionlimit() != self.old:
+            sys.setrecursionlimit(self.old)
+
+
+def _build(plan, progress=None):
+    from . import pipeline
+    with _deep_recursion(plan):
+        return pipeline.build_keras(plan, progress=progress)
+
+
 def _scaled(progress, lo: float, hi: float):
     if progress is None:
         return None
@@ -518,7 +558,7 @@ def load_model(paths, *, mapping_path: str | None = None, builder_function: str 
         if progress:
             progress(0.6, "building the Keras model")
         try:
-            model = pipeline.build_keras(plan, progress=_scaled(progress, 0.6, 1.0))
+            model = _build(plan, progress=_scaled(progress, 0.6, 1.0))
         except MigratorError as e:
             build_error = str(e)
     elif plan.unsupported:
@@ -545,7 +585,7 @@ def run_comparison(graph, plan, model, spec, *, runtime: str = "builtin",
     if model is None:
         if progress:
             progress(0.0, "building the Keras model")
-        model = pipeline.build_keras(plan, progress=_scaled(progress, 0.0, 0.2))
+        model = _build(plan, progress=_scaled(progress, 0.0, 0.2))
         lo = 0.2
     if cancel is not None and cancel():
         raise Cancelled()
@@ -565,11 +605,13 @@ def export_model(graph, plan, overrides, model, result, out_path: str, *, format
     if model is None:
         if progress:
             progress(0.0, "building the Keras model")
-        model = pipeline.build_keras(plan, progress=_scaled(progress, 0.0, 0.5))
+        model = _build(plan, progress=_scaled(progress, 0.0, 0.5))
     if progress:
         progress(0.5, "writing files")
-    out = saving.export(model, plan, result, out_path, report_path=report_path, formats=tuple(formats),
-                        force=force, accept_mismatch=accept_mismatch, graph=graph, overrides=overrides)
+    with _deep_recursion(plan):
+        out = saving.export(model, plan, result, out_path, report_path=report_path,
+                            formats=tuple(formats), force=force, accept_mismatch=accept_mismatch,
+                            graph=graph, overrides=overrides)
     if progress:
         progress(1.0, "saved")
     return out

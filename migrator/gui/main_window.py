@@ -590,7 +590,7 @@ class MainWindow(QMainWindow):
     def _on_result(self) -> None:
         self.results_model.refresh()
         self.source_model.refresh_status()
-        self.keras_model.refresh_status()
+        self.keras_model.refresh_status(self.source_model.statuses())
         self.overview_plot.set_result(self.doc.result)
         self.inspector.refresh()
         self._show_layer_plots(self.source_tree.current_name())
@@ -599,7 +599,7 @@ class MainWindow(QMainWindow):
 
     def _on_stale(self) -> None:
         self.source_model.refresh_status()
-        self.keras_model.refresh_status()
+        self.keras_model.refresh_status(self.source_model.statuses())
         self.results_model.restatus()
         self._update_result_status()
         self._update_actions()
@@ -867,9 +867,14 @@ class MainWindow(QMainWindow):
         fd = r.first_divergent
         log.info("comparison finished: %s%s", "PASS" if r.passed else "FAIL",
                  f" (first divergent layer '{fd.source}')" if fd else "")
-        if fd is not None:
-            self.select_source(fd.source)
         self._update_actions()
+        # select the first divergent layer in a later turn of the event loop, so the
+        # window repaints in between (two short GUI-thread steps instead of one long one)
+        QTimer.singleShot(0, lambda: self._after_compare(fd.source if fd is not None else None))
+
+    def _after_compare(self, first_divergent: str | None) -> None:
+        if first_divergent is not None and self.doc.first_divergent is not None:
+            self.select_source(first_divergent)
         self.comparison_done.emit()
 
     def _compare_failed(self, msg: str, details: str) -> None:

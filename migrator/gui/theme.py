@@ -100,7 +100,7 @@ def apply_theme(theme: str = "auto") -> bool:
     try:
         import pyqtgraph as pg
         pg.setConfigOptions(background=QColor("#1e1f22" if dark else "#ffffff"),
-                            foreground=QColor("#d0d0d0" if dark else "#303030"), antialias=True)
+                            foreground=QColor("#d0d0d0" if dark else "#303030"), antialias=False)
     except Exception:  # noqa: BLE001 - plots are optional for theming
         pass
     return dark

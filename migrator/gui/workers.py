@@ -39,8 +39,18 @@ class _Executor:
         self.busy = 0
         self.lock = threading.Lock()
         self.idle = threading.Condition(self.lock)
-        self.thread = threading.Thread(target=self._loop, name=f"migrator-{name}", daemon=True)
-        self.thread.start()
+        # a big stack: Keras builds/saves deep models recursively (see core.document)
+        old = threading.stack_size()
+        try:
+            threading.stack_size(256 * 1024 * 1024)
+        except (ValueError, RuntimeError):
+            old = None
+        try:
+            self.thread = threading.Thread(target=self._loop, name=f"migrator-{name}", daemon=True)
+            self.thread.start()
+        finally:
+            if old is not None:
+                threading.stack_size(old)
 
     def start(self, runnable) -> None:
         with self.lock:
@@ -254,3 +264,24 @@ def threaded_executor(parent: QObject | None = None):
 
 def wait_idle(timeout_ms: int = 30000) -> bool:
     return all(p.waitForDone(timeout_ms) for p in _POOLS.values())
+
+
+def run_sync(fn: Callable, *args, kind: str = "heavy", **kwargs):
+    """Run ``fn`` on a worker thread and wait for it (scripts, benchmarks; not the GUI)."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    class _R:
+        def run(self):
+            try:
+                box["v"] = fn(*args, **kwargs)
+            except BaseException as e:  # noqa: BLE001
+                box["e"] = e
+            finally:
+                done.set()
+
+    pool(kind).start(_R())
+    done.wait()
+    if "e" in box:
+        raise box["e"]
+    return box["v"]

@@ -57,7 +57,6 @@ class _FlatModel(QAbstractTableModel):
         self._rows: list[list[str]] = []
         self._names: list[str] = []
         self._status: list[str] = []      # '' | 'pass' | 'fail' | 'unsupported' | 'overridden'
-        self._tips: list[str] = []
         self._sort: list[list[Any]] = []
         self._row_of: dict[str, int] = {}
         self._bold: set[int] = set()
@@ -88,7 +87,7 @@ class _FlatModel(QAbstractTableModel):
             return self._sort[r][c]
         st = self._status[r]
         if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tips[r] or None
+            return self.tooltip(r) or None
         if role == Qt.ItemDataRole.ForegroundRole and st and st != "pass":
             return theme.colour(st)
         if role == Qt.ItemDataRole.DecorationRole and c == 0 and st:
@@ -103,24 +102,42 @@ class _FlatModel(QAbstractTableModel):
 
     RIGHT_COLUMNS: tuple[int, ...] = ()
 
+    def tooltip(self, row: int) -> str:      # computed on demand (hover), not per refresh
+        return ""
+
     def row_of(self, name: str) -> int | None:
         return self._row_of.get(name)
 
     def name_at(self, row: int) -> str:
         return self._names[row]
 
-    def _install(self, rows, names, status, tips, sort, bold=()) -> None:
+    def _install(self, rows, names, status, sort, bold=()) -> None:
         self.beginResetModel()
-        self._rows, self._names, self._status, self._tips, self._sort = rows, names, status, tips, sort
+        self._rows, self._names, self._status, self._sort = rows, names, status, sort
         self._row_of = {n: i for i, n in enumerate(names)}
         self._bold = set(bold)
         self.endResetModel()
 
-    def _restatus(self, status, tips, bold=()) -> None:
+    def _restatus(self, status, bold=()) -> None:
         """Update statuses without a reset (keeps selection and scroll position)."""
-        self._status, self._tips, self._bold = status, tips, set(bold)
+        self._status, self._bold = status, set(bold)
         if self._rows:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, len(self.HEADERS) - 1))
+
+
+def quick_status(doc: Document, name: str) -> str:
+    """The status of one source layer: unsupported > fail > overridden > pass > ''."""
+    m = doc.mapping(name)
+    if m is not None and not m.supported:
+        return "unsupported"
+    r = doc.layer_result(name)
+    if r is not None and r.status == "fail":
+        return "fail"
+    if m is not None and m.overridden:
+        return "overridden"
+    if r is not None and r.status == "pass":
+        return "pass"
+    return ""
 
 
 def source_status(doc: Document, name: str) -> tuple[str, str]:
@@ -141,7 +158,7 @@ def source_status(doc: Document, name: str) -> tuple[str, str]:
         tips.append(f"Fails: max abs error {fmt_num(r.max_abs)}{tol_txt} "
                     f"(max rel {fmt_num(r.max_rel)}, worst channel {r.worst_channel})"
                     + (f" — {r.note}" if r.note else ""))
-        fd = doc.result.first_divergent if doc.result is not None else None
+        fd = doc.first_divergent
         if fd is not None and fd.source == name:
             tips.append("First divergent layer")
     if m is not None and m.overridden:
@@ -156,7 +173,7 @@ def source_status(doc: Document, name: str) -> tuple[str, str]:
     if r is not None and r.status == "pass" and not status:
         status = "pass"
         tips.append(f"Matches: max abs error {fmt_num(r.max_abs)}")
-    if doc.stale and r is not None:
+    if r is not None and doc.stale:
         tips.append("(result is stale: the mapping changed since this comparison)")
     if m is not None and m.fused_into:
         tips.append(f"Fused: its Keras layer also computes '{m.fused_into}'")
@@ -169,48 +186,56 @@ class SourceLayerModel(_FlatModel):
 
     def refresh(self) -> None:
         doc = self.doc
-        rows, names, status, tips, sort = [], [], [], [], []
+        rows, names, status, sort = [], [], [], []
+        stale = doc.stale
         if doc.graph is not None:
             for i, n in enumerate(doc.graph.nodes):
-                st, tip = source_status(doc, n.name)
+                st = quick_status(doc, n.name)
                 cnt = n.param_count()
                 rows.append([n.name, n.source_type, fmt_shape(n.out_shape), fmt_count(cnt),
-                             self._status_text(doc, n.name, st)])
+                             self._status_text(doc, n.name, st, stale)])
                 names.append(n.name)
                 status.append(st)
-                tips.append(tip)
                 sort.append([i, n.source_type, str(n.out_shape), cnt, st])
-        self._install(rows, names, status, tips, sort, self._bold_rows(names))
+        self._install(rows, names, status, sort, self._bold_rows(names))
+
+    def tooltip(self, row: int) -> str:
+        return source_status(self.doc, self._names[row])[1]
+
+    def statuses(self) -> dict[str, str]:
+        return dict(zip(self._names, self._status))
 
     def refresh_status(self) -> None:
         doc = self.doc
         if doc.graph is None or len(self._names) != len(doc.graph.nodes):
             self.refresh()
             return
-        status, tips = [], []
+        status = []
+        stale = doc.stale
         for i, name in enumerate(self._names):
-            st, tip = source_status(doc, name)
+            st = quick_status(doc, name)
             status.append(st)
-            tips.append(tip)
-            self._rows[i][4] = self._status_text(doc, name, st)
+            self._rows[i][4] = self._status_text(doc, name, st, stale)
             self._sort[i][4] = st
-        self._restatus(status, tips, self._bold_rows(self._names))
+        self._restatus(status, self._bold_rows(self._names))
 
     def _bold_rows(self, names):
-        fd = self.doc.result.first_divergent if self.doc.result is not None else None
+        fd = self.doc.first_divergent
         if fd is None:
             return ()
-        i = names.index(fd.source) if fd.source in names else None
+        i = self._row_of.get(fd.source) if len(self._row_of) == len(names) else None
+        if i is None:
+            i = names.index(fd.source) if fd.source in names else None
         return () if i is None else (i,)
 
     @staticmethod
-    def _status_text(doc, name, st) -> str:
+    def _status_text(doc, name, st, stale) -> str:
         r = doc.layer_result(name)
         base = {"unsupported": "unsupported", "overridden": "overridden"}.get(st, "")
         if r is not None:
             res = {"pass": "pass", "fail": "FAIL", "fused": "fused",
                    "not-compared": "not compared"}.get(r.status, r.status)
-            if doc.stale and r.status in ("pass", "fail"):
+            if stale and r.status in ("pass", "fail"):
                 res += " (stale)"
             base = f"{base}, {res}" if base else res
         return base
@@ -219,40 +244,37 @@ class SourceLayerModel(_FlatModel):
 class KerasLayerModel(_FlatModel):
     HEADERS = ("Keras layer", "Class", "Output shape", "Parameters")
     RIGHT_COLUMNS = (3,)
+    _ORDER = {"unsupported": 4, "fail": 3, "overridden": 2, "pass": 1, "": 0}
 
     def refresh(self) -> None:
         doc = self.doc
-        rows, names, status, tips, sort = [], [], [], [], []
+        rows, names, status, sort = [], [], [], []
         for i, info in enumerate(doc.keras_layer_info()):
             srcs = info["sources"] or [info["source"]]
-            st, tip = self._status_of(srcs)
             rows.append([info["name"], info["class_name"], fmt_shape(info["shape"]),
                          fmt_count(info["param_count"])])
             names.append(info["name"])
-            status.append(st)
-            tips.append(f"Computes source layer(s): {', '.join(srcs)}" + (f"\n{tip}" if tip else ""))
+            status.append(self._status_of(srcs))
             sort.append([i, info["class_name"], str(info["shape"]), info["param_count"]])
-        self._install(rows, names, status, tips, sort)
+        self._install(rows, names, status, sort)
 
-    def _status_of(self, sources) -> tuple[str, str]:
-        order = {"unsupported": 4, "fail": 3, "overridden": 2, "pass": 1, "": 0}
-        best, tips = "", []
+    def _status_of(self, sources, known: dict[str, str] | None = None) -> str:
+        best = ""
         for s in sources:
-            st, tip = source_status(self.doc, s)
-            if order.get(st, 0) > order.get(best, 0):
+            st = known[s] if known is not None and s in known else quick_status(self.doc, s)
+            if self._ORDER.get(st, 0) > self._ORDER.get(best, 0):
                 best = st
-            if tip:
-                tips.append(tip)
-        return best, "\n".join(tips)
+        return best
 
-    def refresh_status(self) -> None:
+    def tooltip(self, row: int) -> str:
+        srcs = self.doc.sources_for_keras(self._names[row])
+        tips = [t for t in (source_status(self.doc, s)[1] for s in srcs) if t]
+        return f"Computes source layer(s): {', '.join(srcs)}" + ("\n" + "\n".join(tips) if tips else "")
+
+    def refresh_status(self, known: dict[str, str] | None = None) -> None:
+        """``known``: source statuses already computed (SourceLayerModel.statuses())."""
         if self.doc.plan is None:
             self.refresh()
             return
-        status, tips = [], []
-        for name in self._names:
-            srcs = self.doc.sources_for_keras(name)
-            st, tip = self._status_of(srcs)
-            status.append(st)
-            tips.append(f"Computes source layer(s): {', '.join(srcs)}" + (f"\n{tip}" if tip else ""))
-        self._restatus(status, tips)
+        status = [self._status_of(self.doc.sources_for_keras(n), known) for n in self._names]
+        self._restatus(status)

@@ -43,9 +43,13 @@ class ChannelErrorPlot(QWidget):
         self.plot.setLabel("bottom", "channel")
         self.plot.setLabel("left", "max |Keras − reference|")
         self.plot.getAxis("left").enableAutoSIPrefix(False)
+        # two items (within / above tolerance) rather than one brush per bar: faster updates
         self.bars = pg.BarGraphItem(x=np.zeros(0), height=np.zeros(0), width=0.8, y0=0,
                                     brush=theme.colour("pass"), pen=None)
+        self.bad_bars = pg.BarGraphItem(x=np.zeros(0), height=np.zeros(0), width=0.8, y0=0,
+                                        brush=theme.colour("fail"), pen=None)
         self.plot.addItem(self.bars)
+        self.plot.addItem(self.bad_bars)
         self.tol_line = pg.InfiniteLine(angle=0, movable=False,
                                         pen=pg.mkPen(theme.colour("fail"), width=1.5,
                                                      style=Qt.PenStyle.DashLine),
@@ -105,30 +109,24 @@ class ChannelErrorPlot(QWidget):
         err = self._err
         n = len(err)
         x = np.arange(n, dtype=np.float64)
-        fails = err > self._tol if np.isfinite(self._tol) else np.zeros(n, bool)
-        brushes = None
-        if n and fails.any():
-            ok, bad = pg.mkBrush(theme.colour("pass")), pg.mkBrush(theme.colour("fail"))
-            brushes = [bad if f else ok for f in fails]
+        tol_ok = bool(np.isfinite(self._tol))
+        fails = (err > self._tol) if tol_ok else np.zeros(n, bool)
         log = self.log_box.isChecked()
         self.plot.getAxis("left").setLogMode(log)
         if log:
-            floor = _floor_for(np.append(err, self._tol if np.isfinite(self._tol) else np.nan))
-            y0 = np.log10(floor)
+            floor = _floor_for(np.append(err, self._tol if tol_ok else np.nan))
+            y0 = float(np.log10(floor))
             h = _log(err, floor) - y0
-            self.bars.setOpts(x=x, height=h, y0=y0, width=0.8, brushes=brushes,
-                              brush=theme.colour("pass"))
-            if np.isfinite(self._tol) and self._tol > 0:
-                self.tol_line.setPos(np.log10(self._tol))
-                self.tol_line.setVisible(True)
-            else:
-                self.tol_line.setVisible(False)
         else:
-            self.bars.setOpts(x=x, height=np.nan_to_num(err, posinf=0.0), y0=0, width=0.8,
-                              brushes=brushes, brush=theme.colour("pass"))
-            self.tol_line.setVisible(bool(np.isfinite(self._tol)))
-            if np.isfinite(self._tol):
-                self.tol_line.setPos(self._tol)
+            y0 = 0.0
+            h = np.nan_to_num(err, posinf=0.0)
+        ok = ~fails
+        self.bars.setOpts(x=x[ok], height=h[ok], y0=y0, width=0.8, brush=theme.colour("pass"))
+        self.bad_bars.setOpts(x=x[fails], height=h[fails], y0=y0, width=0.8, brush=theme.colour("fail"))
+        show_tol = tol_ok and (self._tol > 0 or not log)
+        self.tol_line.setVisible(show_tol)
+        if show_tol:
+            self.tol_line.setPos(np.log10(self._tol) if log else self._tol)
         if n:
             self.plot.setXRange(-1, n, padding=0.01)
             self.plot.enableAutoRange(axis="y")
