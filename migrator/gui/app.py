@@ -51,6 +51,9 @@ def parse_args(argv):
     p.add_argument("--screenshot", metavar="OUT.png", help="save a screenshot of the main window and exit")
     p.add_argument("--theme", choices=("auto", "light", "dark"), help="colour theme")
     p.add_argument("--size", default="1500x950", help="window size for --screenshot (WxH)")
+    p.add_argument("--inspect", metavar="KEY", help="--screenshot: select this parameter row in the "
+                                                   "mapping inspector (e.g. moving_variance)")
+    p.add_argument("--channel", type=int, help="--screenshot: show this channel's values")
     p.add_argument("--settings", help=argparse.SUPPRESS)   # INI file instead of the user's settings
     return p.parse_args(argv)
 
@@ -83,8 +86,19 @@ def main(argv=None) -> int:
     if args.models:
         QTimer.singleShot(0, lambda: win.open_paths(args.models, mapping_path=args.mapping))
     else:
-        QTimer.singleShot(0, lambda: win.open_demo(args.demo or "caffe"))
+        QTimer.singleShot(0, lambda: win.open_demo(args.demo or "caffe", mapping_path=args.mapping))
     return app.exec()
+
+
+def _shrink_png(path: str) -> None:
+    """256-colour palette PNG: UI screenshots stay sharp at a third of the size."""
+    try:
+        from PIL import Image
+        with Image.open(path) as im:
+            q = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        q.save(path, optimize=True)
+    except Exception as e:  # noqa: BLE001 - the unshrunk PNG is fine too
+        log.warning("could not shrink %s: %s", path, e)
 
 
 def _screenshot(app, win, args) -> int:
@@ -104,23 +118,31 @@ def _screenshot(app, win, args) -> int:
         state["rc"] = 1
         app.exit(1)
 
+    def grab():
+        pm = win.grab()
+        out = os.path.abspath(args.screenshot)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        if not pm.save(out):
+            fail(f"cannot write {out}")
+            return
+        if out.lower().endswith(".png"):
+            _shrink_png(out)
+        print(out)
+        state["rc"] = 0
+        app.exit(0)
+
     def shoot():
         win.plot_tabs.setCurrentWidget(win.channel_plot)
         bn = win.doc.next_batchnorm(None)
         if bn is not None:
             win.select_source(bn)
+        if args.inspect:
+            win.inspector.select_key(args.inspect)
         app.processEvents()
-
-        def grab():
-            pm = win.grab()
-            out = os.path.abspath(args.screenshot)
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            if not pm.save(out):
-                fail(f"cannot write {out}")
-                return
-            print(out)
-            state["rc"] = 0
-            app.exit(0)
+        if args.channel is not None:
+            win.channel_values_ready.connect(lambda: QTimer.singleShot(300, grab))
+            win.show_channel(args.channel)
+            return
         QTimer.singleShot(400, grab)
 
     def compared():
@@ -139,7 +161,7 @@ def _screenshot(app, win, args) -> int:
     if args.models:
         QTimer.singleShot(0, lambda: win.open_paths(args.models, mapping_path=args.mapping))
     else:
-        QTimer.singleShot(0, lambda: win.open_demo(args.demo or "caffe"))
+        QTimer.singleShot(0, lambda: win.open_demo(args.demo or "caffe", mapping_path=args.mapping))
     app.exec()
     rc = state["rc"]
     win.save_layout = lambda: None     # a screenshot run must not change the user's layout

@@ -218,7 +218,7 @@ class MainWindow(QMainWindow):
         self.results_view.setSortingEnabled(True)
         self.results_view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
         self.results_view.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for c, w in {0: 36, 1: 120, 2: 150, 3: 72, 4: 72, 5: 80, 6: 72, 7: 64, 8: 100, 9: 120}.items():
+        for c, w in {0: 36, 1: 120, 2: 185, 3: 72, 4: 72, 5: 80, 6: 72, 7: 64, 8: 100, 9: 120}.items():
             self.results_view.setColumnWidth(c, w)
         self.results_view.selectionModel().currentChanged.connect(self._on_result_row)
         cmp_w = QSplitter(Qt.Orientation.Horizontal)
@@ -490,9 +490,10 @@ class MainWindow(QMainWindow):
         self.show_error("Cannot open the model", msg, details)
         self.load_failed.emit(msg)
 
-    def open_demo(self, which: str) -> None:
+    def open_demo(self, which: str, mapping_path: str | None = None) -> None:
         self._busy(True, f"Preparing the {which} demo…")
-        self.jobs["demo"] = run_job(_demo_paths, which, on_done=lambda p: self.open_paths(p),
+        self.jobs["demo"] = run_job(_demo_paths, which,
+                                    on_done=lambda p: self.open_paths(p, mapping_path=mapping_path),
                                     on_error=self._load_failed, name="demo", parent=self,
                                     pass_callbacks=False)
 

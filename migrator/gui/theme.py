@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPainterPath, QPalette, QPen, QPixmap
+from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QApplication
 
 RESOURCES = Path(__file__).resolve().parent.parent.parent / "resources"
@@ -145,12 +145,11 @@ def status_icon(status: str) -> QIcon:
     elif status in ("unsupported", "warning"):
         p.drawLine(QPointF(8, 6), QPointF(8, 10))
         p.drawPoint(QPointF(8, 12.3))
-    elif status == "overridden":
-        f = QFont()
-        f.setPixelSize(10)
-        f.setBold(True)
-        p.setFont(f)
-        p.drawText(r, Qt.AlignmentFlag.AlignCenter, "o")
+    elif status == "overridden":        # a small pencil
+        p.drawLine(QPointF(5, 11), QPointF(10.5, 5.5))
+        pen.setWidthF(1.2)
+        p.setPen(pen)
+        p.drawLine(QPointF(4.5, 11.5), QPointF(5.5, 11.5))
     elif status == "stale":
         p.drawLine(QPointF(8, 4.5), QPointF(8, 8))
         p.drawLine(QPointF(8, 8), QPointF(10.5, 9.5))

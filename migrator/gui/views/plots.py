@@ -53,7 +53,8 @@ class ChannelErrorPlot(QWidget):
         self.tol_line = pg.InfiniteLine(angle=0, movable=False,
                                         pen=pg.mkPen(theme.colour("fail"), width=1.5,
                                                      style=Qt.PenStyle.DashLine),
-                                        label="tolerance", labelOpts={"position": 0.95,
+                                        label="tolerance", labelOpts={"position": 0.99,
+                                                                      "anchors": [(1, 1), (1, 1)],
                                                                       "color": theme.colour("fail")})
         self.plot.addItem(self.tol_line)
         self.sel_line = pg.InfiniteLine(angle=90, movable=False,
@@ -257,9 +258,11 @@ class ChannelValuesView(QWidget):
         super().__init__(parent)
         self.title = QLabel("Click a channel in the per-channel plot to see its values")
         self.glw = pg.GraphicsLayoutWidget()
-        self.ref_vb = self.glw.addViewBox(row=0, col=0, lockAspect=True, invertY=True)
-        self.keras_vb = self.glw.addViewBox(row=0, col=1, lockAspect=True, invertY=True)
-        self.diff_vb = self.glw.addViewBox(row=0, col=2, lockAspect=True, invertY=True)
+        for col, text in enumerate(("reference (source semantics)", "Keras", "|Keras − reference|")):
+            self.glw.addLabel(text, row=0, col=col)
+        self.ref_vb = self.glw.addViewBox(row=1, col=0, lockAspect=True, invertY=True)
+        self.keras_vb = self.glw.addViewBox(row=1, col=1, lockAspect=True, invertY=True)
+        self.diff_vb = self.glw.addViewBox(row=1, col=2, lockAspect=True, invertY=True)
         self.keras_vb.setXLink(self.ref_vb)
         self.keras_vb.setYLink(self.ref_vb)
         self.diff_vb.setXLink(self.ref_vb)
@@ -270,7 +273,7 @@ class ChannelValuesView(QWidget):
         self.ref_vb.addItem(self.ref_img)
         self.keras_vb.addItem(self.keras_img)
         self.diff_vb.addItem(self.diff_img)
-        self.labels = QLabel("reference  |  Keras  |  |difference|")
+        self.labels = QLabel("Same colour scale for reference and Keras; the difference has its own.")
         self.scatter_plot = pg.PlotWidget()
         self.scatter_plot.setLabel("bottom", "reference")
         self.scatter_plot.setLabel("left", "Keras")
