@@ -1,0 +1,146 @@
+"""Comparison inputs (image with preprocessing, .npy), cancel, log panel, settings and layout."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from .conftest import open_model, run_compare
+
+
+def test_image_input_defaults_to_the_model_mean(qtbot, window, demos, tmp_path):
+    from PIL import Image
+    win = window
+    open_model(qtbot, win, demos["lasagne"])
+    rng = np.random.default_rng(0)
+    img = tmp_path / "in.png"
+    Image.fromarray(rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(img)
+    p = win.compare
+    p.kind.setCurrentIndex(p.kind.findData("image"))
+    assert p.pre_box.isVisibleTo(p) and not p.seed.isVisibleTo(p)
+    p.path.setText(str(img))
+    p.order.setCurrentText("RGB")
+    p.scale.setValue(0.5)
+    res = run_compare(qtbot, win)
+    assert res is not None and res.passed
+    desc = win.doc.input_desc
+    assert desc["kind"] == "image" and desc["preprocessing"]["mean_source"] == "model"
+    # the input really is: resize to 40x40, RGB, minus the stored mean, times 0.5
+    with Image.open(img) as im:
+        a = np.asarray(im.convert("RGB").resize((40, 40), Image.BILINEAR), np.float32)
+    mean = np.asarray(win.doc.graph.meta["mean"], np.float32).reshape(3, 1, 1)
+    expect = ((a.transpose(2, 0, 1) - mean) * 0.5)[None]
+    np.testing.assert_allclose(win.doc.input_x, expect, rtol=1e-6, atol=1e-5)
+    # an explicit mean replaces the model's
+    p.mean.setText("1, 2, 3")
+    run_compare(qtbot, win)
+    assert win.doc.input_desc["preprocessing"]["mean_source"] == "given"
+
+
+def test_npy_input_and_bad_input_message(qtbot, window, demos, tmp_path):
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    x = np.random.default_rng(3).standard_normal((3, 48, 48)).astype(np.float32)
+    npy = tmp_path / "x.npy"
+    np.save(npy, x)
+    p = win.compare
+    p.kind.setCurrentIndex(p.kind.findData("npy"))
+    p.path.setText(str(npy))
+    res = run_compare(qtbot, win)
+    assert res.passed
+    np.testing.assert_array_equal(win.doc.input_x[0], x)
+    # a wrong shape: a one-line message naming the file, the previous result stays
+    np.save(npy, np.zeros((2, 5, 5), np.float32))
+    run_compare(qtbot, win)
+    assert win.last_error and "x.npy" in win.last_error and "\n" not in win.last_error
+    assert win.doc.result is res
+    # no file chosen
+    p.path.setText("")
+    win.run_comparison()
+    assert "choose an input file" in win.last_error
+
+
+def test_cancel_keeps_the_gui_usable(qtbot, window, demos):
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    with qtbot.waitSignal(win.comparison_done, timeout=120_000):
+        win.run_comparison()
+        win.act_cancel.trigger()
+    # cancelled (or finished first on a fast machine): never stuck in 'running'
+    assert not win.jobs["compare"].running
+    assert win.compare.run_btn.isEnabled() and not win.compare.cancel_btn.isEnabled()
+    if win.doc.result is None:
+        assert win.compare.progress.format() == "cancelled"
+    run_compare(qtbot, win)
+    assert win.doc.result.passed
+
+
+def test_log_panel_shows_python_logging(qtbot, window):
+    logging.getLogger("migrator.test").warning("hello from the core")
+    qtbot.waitUntil(lambda: "hello from the core" in window.log_panel.toPlainText(), timeout=5000)
+
+
+def test_layout_and_settings_are_restored(qtbot, tmp_path):
+    from migrator.gui.main_window import MainWindow
+    from migrator.gui.settings import Settings
+    ini = str(tmp_path / "s.ini")
+    w1 = MainWindow(Settings(ini))
+    w1.show()
+    w1.resize(701, 503)
+    w1.log_dock.hide()
+    w1.compare.seed.setValue(42)
+    qtbot.wait(20)
+    size = (w1.width(), w1.height())
+    assert size != (1500, 950)
+    w1.ask = lambda *a: True
+    w1.close()
+    w2 = MainWindow(Settings(ini))
+    w2.show()
+    qtbot.wait(20)
+    assert (w2.width(), w2.height()) == size
+    assert not w2.log_dock.isVisible()
+    assert w2.compare.seed.value() == 42
+    w2.ask = lambda *a: True
+    w2.close()
+
+
+def test_settings_defaults_and_types(tmp_path):
+    from migrator.gui.settings import DEFAULTS, Settings
+    s = Settings(str(tmp_path / "x.ini"))
+    assert s.get("compare/seed") == 0 and s.get("plots/log_scale") is True
+    s.set("compare/seed", 7)
+    s.set("plots/log_scale", False)
+    for i in range(12):
+        s.add_recent([f"/m{i}.prototxt", f"/m{i}.caffemodel"])
+    s.add_recent(["/m3.prototxt", "/m3.caffemodel"])
+    s.sync()
+    t = Settings(str(tmp_path / "x.ini"))
+    assert t.get("compare/seed") == 7 and t.get("plots/log_scale") is False
+    rec = t.recent()
+    assert len(rec) == DEFAULTS["recent_max"] and rec[0] == ["/m3.prototxt", "/m3.caffemodel"]
+    assert rec.count(["/m3.prototxt", "/m3.caffemodel"]) == 1
+
+
+@pytest.mark.parametrize("theme_name", ["light", "dark"])
+def test_status_colours_readable_on_both_palettes(qapp, theme_name):
+    from PySide6.QtGui import QPalette
+
+    from migrator.gui import theme
+    theme.apply_theme(theme_name)
+    base = qapp.palette().color(QPalette.ColorRole.Base)
+
+    def lum(c):
+        def ch(v):
+            v = v / 255
+            return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+        return 0.2126 * ch(c.red()) + 0.7152 * ch(c.green()) + 0.0722 * ch(c.blue())
+
+    for st in ("fail", "unsupported", "overridden", "pass", "stale"):
+        c = theme.colour(st)
+        hi, lo = sorted([lum(c), lum(base)], reverse=True)
+        assert (hi + 0.05) / (lo + 0.05) >= 3.0, (theme_name, st)   # WCAG large-text contrast
+    text = qapp.palette().color(QPalette.ColorRole.Text)
+    hi, lo = sorted([lum(text), lum(base)], reverse=True)
+    assert (hi + 0.05) / (lo + 0.05) >= 7.0
+    theme.apply_theme("light")
