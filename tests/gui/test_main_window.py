@@ -129,6 +129,8 @@ def test_compare_then_failing_override_then_export_gate(qtbot, window, demos, tm
     # per-channel plot of a compared layer: one bar per channel
     win.select_source("conv2")
     assert len(win.channel_plot._err) == 32
+    hover = win.channel_plot.describe_channel(7)
+    assert hover.startswith("channel 7: max abs") and "tolerance" in hover
     # the gate: a passing, current comparison exports without a question
     out = tmp_path / "ok.keras"
     with qtbot.waitSignal(win.exported, timeout=120_000):
@@ -259,3 +261,25 @@ def test_screenshot_command(tmp_path, demos):
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.stat().st_size > 10_000
+
+
+def test_unsupported_layer_is_marked_and_blocks_comparison(qtbot, window, tmp_path):
+    from migrator.testing.caffe_net import NetBuilder
+    nb = NetBuilder("u", seed=0)
+    nb.input("data", (1, 3, 8, 8))
+    nb.conv("conv1", "data", 4, 3, pad=1)
+    nb.layer("weird", "MyFancyLayer", ["conv1"], ["weird"], blobs=[np.ones(4, np.float32)],
+             out_shape=(1, 4, 8, 8))
+    nb.relu("relu", "weird")
+    paths = [str(p) for p in nb.save(tmp_path / "u.prototxt", tmp_path / "u.caffemodel")]
+    win = window
+    open_model(qtbot, win, paths)
+    row = win.source_model.row_of("weird")
+    assert win.source_model._status[row] == "unsupported"
+    tip = win.source_model.data(win.source_model.index(row, 0), 3)   # ToolTipRole
+    assert "MyFancyLayer" in tip
+    assert win.source_model.data(win.source_model.index(row, 0), 1) is not None   # an icon
+    assert not win.act_export.isEnabled()
+    win.run_comparison()
+    qtbot.waitUntil(lambda: win.last_error is not None, timeout=60_000)
+    assert "unsupported" in win.last_error and "weird" in win.last_error
