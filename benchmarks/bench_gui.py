@@ -20,7 +20,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["MIGRATOR_GUI_NO_DIALOGS"] = "1"
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 TARGETS = {"populate_ms": 200.0, "stall_ms": 100.0, "plot_ms": 50.0}
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -601,7 +602,7 @@ def export_model(graph, plan, overrides, model, result, out_path: str, *, format
                  progress=None, cancel=None) -> list[str]:
     """Build the model when needed and write it (and the report) with
     :func:`migrator.core.saving.export` (atomic writes, never overwriting unless ``force``)."""
-    from . import pipeline, saving
+    from . import saving
     if model is None:
         if progress:
             progress(0.0, "building the Keras model")

@@ -10,15 +10,34 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
-from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QDockWidget, QFileDialog, QFormLayout,
-                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMainWindow, QMessageBox,
-                               QProgressBar, QPushButton, QSplitter, QTabWidget, QTextBrowser, QToolButton,
-                               QTreeView, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTabWidget,
+    QTextBrowser,
+    QToolButton,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .. import __version__
 from ..core import document as docmod
@@ -27,7 +46,7 @@ from ..core.document import Document
 from ..core.errors import MigratorError
 from . import theme
 from .models import KerasLayerModel, ResultsModel, SourceLayerModel
-from .models.layers import NAME_ROLE, SORT_ROLE
+from .models.layers import NAME_ROLE
 from .settings import Settings
 from .undo import push
 from .views.compare_panel import ComparePanel
@@ -396,10 +415,10 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, ev) -> None:
-        if self.doc.overrides_modified and self.doc.is_open and not self.undo_stack.isClean():
-            if not self.ask("Unsaved mapping", "The mapping has unsaved overrides. Quit anyway?"):
-                ev.ignore()
-                return
+        if (self.doc.overrides_modified and self.doc.is_open and not self.undo_stack.isClean()
+                and not self.ask("Unsaved mapping", "The mapping has unsaved overrides. Quit anyway?")):
+            ev.ignore()
+            return
         for key in list(self.jobs):
             job = self.jobs.get(key)
             if job is not None and getattr(job, "running", False):
@@ -928,7 +947,7 @@ class MainWindow(QMainWindow):
             return
         start = os.path.join(self.settings.get("last_dir") or "",
                              (self.doc.graph.name or "model") + ".keras")
-        path, filt = QFileDialog.getSaveFileName(
+        path, _filt = QFileDialog.getSaveFileName(
             self, "Export Keras model", start,
             "Keras model (*.keras);;HDF5 model (*.h5);;Weights only (*.weights.h5)",
             options=QFileDialog.Option.DontConfirmOverwrite)
@@ -1048,8 +1067,8 @@ def library_versions() -> dict[str, str]:
     try:
         from PySide6 import QtCore
         out["Qt"] = QtCore.qVersion()
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception as e:  # noqa: BLE001
+        log.debug("no Qt version: %s", e)
     return out
 
 

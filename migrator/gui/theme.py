@@ -101,8 +101,9 @@ def apply_theme(theme: str = "auto") -> bool:
         import pyqtgraph as pg
         pg.setConfigOptions(background=QColor("#1e1f22" if dark else "#ffffff"),
                             foreground=QColor("#d0d0d0" if dark else "#303030"), antialias=False)
-    except Exception:  # noqa: BLE001 - plots are optional for theming
-        pass
+    except Exception as e:  # noqa: BLE001 - plots are optional for theming
+        import logging
+        logging.getLogger(__name__).debug("pyqtgraph colours not set: %s", e)
     return dark
 
 

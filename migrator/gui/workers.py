@@ -18,7 +18,8 @@ import queue
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
@@ -62,7 +63,7 @@ class _Executor:
             r = self.q.get()
             try:
                 r.run()
-            except BaseException:  # noqa: BLE001 - never let the worker thread die
+            except BaseException:
                 log.exception("worker %s crashed", self.name)
             finally:
                 del r
@@ -97,7 +98,7 @@ def pool(kind: str = "heavy") -> _Executor:
 
 
 class _Runnable:
-    def __init__(self, job: "Job", fn, args, kwargs, pass_callbacks: bool):
+    def __init__(self, job: Job, fn, args, kwargs, pass_callbacks: bool):
         self.job, self.fn, self.args, self.kwargs = job, fn, args, kwargs
         self.pass_callbacks = pass_callbacks
         self._last = 0.0
@@ -168,7 +169,7 @@ class Job(QObject):
 
     # ---- control (GUI thread) ------------------------------------------------------
     def start(self, fn: Callable, *args, pass_callbacks: bool = True, pool_kind: str = "heavy",
-              **kwargs) -> "Job":
+              **kwargs) -> Job:
         self._cancel.clear()
         self.running = True
         self.result = self.error = None

@@ -65,7 +65,7 @@ def test_importing_every_core_module_loads_no_qt():
         "print('FAILED', failed)\n"
         "assert not qt, qt\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
                        cwd=str(CORE.parent.parent))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "QT []" in r.stdout

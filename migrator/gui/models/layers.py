@@ -6,10 +6,10 @@ Python lists when the document changes (one ``beginResetModel``/``endResetModel`
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, Qt
 from PySide6.QtGui import QFont
 
 from ...core.document import Document
@@ -62,11 +62,11 @@ class _FlatModel(QAbstractTableModel):
         self._bold: set[int] = set()
 
     # ---- Qt model API --------------------------------------------------------------
-    def rowCount(self, parent=QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
+    def rowCount(self, parent=None) -> int:
+        return 0 if parent is not None and parent.isValid() else len(self._rows)
 
-    def columnCount(self, parent=QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.HEADERS)
+    def columnCount(self, parent=None) -> int:
+        return 0 if parent is not None and parent.isValid() else len(self.HEADERS)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
@@ -244,7 +244,7 @@ class SourceLayerModel(_FlatModel):
 class KerasLayerModel(_FlatModel):
     HEADERS = ("Keras layer", "Class", "Output shape", "Parameters")
     RIGHT_COLUMNS = (3,)
-    _ORDER = {"unsupported": 4, "fail": 3, "overridden": 2, "pass": 1, "": 0}
+    _ORDER: ClassVar[dict[str, int]] = {"unsupported": 4, "fail": 3, "overridden": 2, "pass": 1, "": 0}
 
     def refresh(self) -> None:
         doc = self.doc

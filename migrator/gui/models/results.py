@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, Qt
 from PySide6.QtGui import QColor, QFont
 
 from ...core.document import Document
@@ -41,11 +41,11 @@ class ResultsModel(QAbstractTableModel):
     def row_of(self, name: str):
         return self._row_of.get(name)
 
-    def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self._layers)
+    def rowCount(self, parent=None):
+        return 0 if parent is not None and parent.isValid() else len(self._layers)
 
-    def columnCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.HEADERS)
+    def columnCount(self, parent=None):
+        return 0 if parent is not None and parent.isValid() else len(self.HEADERS)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:

@@ -13,9 +13,20 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
-                               QPushButton, QSplitter, QStyledItemDelegate, QTreeView, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QStyledItemDelegate,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ...core.document import Document
 from ...core.errors import MigratorError
@@ -86,7 +97,7 @@ def parse_value(text: str, opt) -> Any:
 
 
 class _Delegate(QStyledItemDelegate):
-    def __init__(self, inspector: "Inspector"):
+    def __init__(self, inspector: Inspector):
         super().__init__(inspector)
         self.inspector = inspector
 

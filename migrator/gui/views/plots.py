@@ -142,7 +142,7 @@ class ChannelErrorPlot(QWidget):
         if not self.plot.sceneBoundingRect().contains(scene_pos) or len(self._err) == 0:
             return None
         p = vb.mapSceneToView(scene_pos)
-        ch = int(round(p.x()))
+        ch = round(p.x())
         return ch if 0 <= ch < len(self._err) else None
 
     def describe_channel(self, ch: int) -> str:
@@ -245,7 +245,7 @@ class OverviewPlot(QWidget):
         vb = self.plot.getPlotItem().vb
         if not self.plot.sceneBoundingRect().contains(pos) or not self._names:
             return
-        i = int(round(vb.mapSceneToView(pos).x()))
+        i = round(vb.mapSceneToView(pos).x())
         if 0 <= i < len(self._names):
             self.hover.setText(f"{self._names[i]}: max abs {fmt_num(self._vals[i])}")
 
