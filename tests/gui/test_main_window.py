@@ -241,10 +241,16 @@ def test_channel_values(qtbot, window, demos):
 
 
 def test_about_and_theme(qtbot, window):
+    from PySide6.QtWidgets import QTextBrowser
     from migrator.gui.main_window import about_html, library_versions
     v = library_versions()
     assert "Migrator" in v and "NumPy" in v
     assert "TensorFlow devices" in about_html(["CPU: /physical_device:CPU:0"])
+    window.about()
+    browser = window._about.findChild(QTextBrowser)
+    qtbot.waitUntil(lambda: "physical_device" in browser.toPlainText(), timeout=60_000)
+    assert "TensorFlow" in browser.toPlainText()
+    window._about.close()
     window.set_theme("dark")
     from migrator.gui import theme
     assert theme.is_dark()

@@ -144,3 +144,28 @@ def test_status_colours_readable_on_both_palettes(qapp, theme_name):
     hi, lo = sorted([lum(text), lum(base)], reverse=True)
     assert (hi + 0.05) / (lo + 0.05) >= 7.0
     theme.apply_theme("light")
+
+
+def test_reference_runtime_choice(qtbot, window, demos):
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    p = win.compare
+    names = [p.runtime.itemData(i) for i in range(p.runtime.count())]
+    assert names[:1] == ["builtin"] and "legacy" in names
+    # legacy without its command: a clear message, nothing runs
+    p.runtime.setCurrentIndex(p.runtime.findData("legacy"))
+    assert p.legacy_cmd.isVisibleTo(p)
+    win.run_comparison()
+    assert "legacy" in win.last_error and "command" in win.last_error
+    pytest.importorskip("cv2")
+    i = p.runtime.findData("opencv")
+    assert p.runtime.model().item(i).isEnabled()
+    p.runtime.setCurrentIndex(i)
+    res = run_compare(qtbot, win)
+    assert res is not None and res.runtime["name"] == "opencv"
+    assert res.passed, [(r.source, r.status, r.max_abs) for r in res.layers if r.status == "fail"]
+    # OpenCV cannot run a Lasagne model: offered but disabled, with the reason as tooltip
+    open_model(qtbot, win, demos["lasagne"])
+    i = p.runtime.findData("opencv")
+    assert not p.runtime.model().item(i).isEnabled() and p.runtime.model().item(i).toolTip()
+    assert p.runtime.currentData() == "builtin"
