@@ -119,7 +119,8 @@ class Document:
         self.saved_fp: str | None = None         # fingerprint when overrides were last saved
         self.executor = _sync_executor
         self._observers: dict[str, list[Callable]] = {}
-        self._plan_gen = 0
+        self._plan_gen = 0          # incremented by every re-plan request
+        self._planned_gen = 0       # the request the current plan answers
         self._last_stale = False
         self._k2s: dict[str, list[str]] | None = None
         self._s2k: dict[str, list[str]] | None = None
@@ -200,10 +201,12 @@ class Document:
         """Install a freshly opened model (graph and plan made in a worker)."""
         self.paths = [str(p) for p in paths]
         self.graph = graph
-        self.overrides = overrides if overrides is not None else _new_overrides()
+        # the document edits its own copy: the plan keeps the overrides it was made with
+        self.overrides = copy.deepcopy(overrides) if overrides is not None else _new_overrides()
         self.plan = plan
         self.mapping_path = mapping_path
         self._plan_gen += 1
+        self._planned_gen = self._plan_gen
         self._reset_index()
         self._fp = None
         self._res_index, self._first_divergent = {}, None
@@ -255,6 +258,7 @@ class Document:
         def done(plan):
             if gen != self._plan_gen:      # a newer edit superseded this plan
                 return
+            self._planned_gen = gen
             self.plan = plan
             self._reset_index()
             self.emit("plan")
@@ -262,6 +266,7 @@ class Document:
         def failed(err):
             if gen != self._plan_gen:
                 return
+            self._planned_gen = gen
             log.error("re-planning failed: %s", err)
             self.emit("error", message=str(err))
 
@@ -270,8 +275,7 @@ class Document:
     @property
     def planning(self) -> bool:
         """True while the plan does not yet reflect the last edit (asynchronous executor)."""
-        return self.plan is not None and getattr(self.plan, "overrides", None) is not None and \
-            overrides_fingerprint(self.plan.overrides) != self.fingerprint
+        return self._planned_gen != self._plan_gen
 
     def validate_override(self, name_or_kind: str, key: str, value, *, scope: str = "layer"):
         """Check ``value`` against the rule's option; returns the coerced value or raises

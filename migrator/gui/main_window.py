@@ -58,6 +58,7 @@ from .workers import run_job, threaded_executor
 
 log = logging.getLogger("migrator.gui")
 
+_UNSET = object()
 MODEL_EXTS = (".prototxt", ".pbtxt", ".caffemodel", ".py", ".pkl", ".pickle", ".npz")
 
 
@@ -779,6 +780,9 @@ class MainWindow(QMainWindow):
         return True
 
     def set_override(self, source: str, key: str, value) -> bool:
+        cur = self.doc.override_value("layer", source, key, _UNSET)
+        if cur is not _UNSET and cur == value and type(cur) is type(value):
+            return True          # the same value again (editor committed twice): no new command
         return self._push(lambda: SetOverride(self.doc, key, value, layer=source))
 
     def reset_override(self, source: str, key: str) -> bool:

@@ -290,3 +290,48 @@ def test_unsupported_layer_is_marked_and_blocks_comparison(qtbot, window, tmp_pa
     win.run_comparison()
     qtbot.waitUntil(lambda: win.last_error is not None, timeout=60_000)
     assert "unsupported" in win.last_error and "weird" in win.last_error
+
+
+def test_edit_in_the_inspector_with_the_keyboard(qtbot, window, demos):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication, QComboBox, QLineEdit
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    win.select_source("bn2")
+    assert win.inspector.select_key("epsilon")
+    win.inspector.view.setFocus()
+    win.act_edit_param.trigger()                       # F2
+    editor = QApplication.focusWidget()
+    assert isinstance(editor, QLineEdit)
+    editor.selectAll()
+    qtbot.keyClicks(editor, "0.003")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: win.undo_stack.count() == 1, timeout=5000)
+    wait_plan(qtbot, win)
+    assert win.doc.mapping("bn2").options["epsilon"] == pytest.approx(3e-3)
+    # a typo is refused inline, the mapping is unchanged
+    assert win.inspector.select_key("epsilon")
+    win.act_edit_param.trigger()
+    editor = QApplication.focusWidget()
+    editor.selectAll()
+    qtbot.keyClicks(editor, "1e-3x")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: win.inspector.message.isVisible(), timeout=5000)
+    assert "number" in win.inspector.message.text()
+    assert win.undo_stack.count() == 1
+    # choices get a drop-down list
+    assert win.inspector.select_key("variance")
+    win.act_edit_param.trigger()
+    combo = QApplication.focusWidget()
+    assert isinstance(combo, QComboBox)
+    items = [combo.itemText(i) for i in range(combo.count())]
+    assert "raw" in items and "exact" in items
+    combo.setCurrentIndex(items.index("raw"))
+    combo.activated.emit(items.index("raw"))
+    qtbot.keyClick(combo, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: win.undo_stack.count() == 2, timeout=5000)
+    wait_plan(qtbot, win)
+    assert win.doc.mapping("bn2").options["variance"] == "raw"
+    win.act_undo.trigger()
+    wait_plan(qtbot, win)
+    assert win.doc.mapping("bn2").options["variance"] == "exact"
