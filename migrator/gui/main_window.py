@@ -963,10 +963,21 @@ class MainWindow(QMainWindow):
     def format_of(path: str) -> str:
         p = path.lower()
         if p.endswith(".weights.h5"):
-            return "weights.h5"
-        if p.endswith(".h5"):
+            return "weights"
+        if p.endswith((".h5", ".hdf5")):
             return "h5"
         return "keras"
+
+    @staticmethod
+    def export_targets(path: str) -> tuple[str, list[str]]:
+        """(report path, every file an export to ``path`` writes)."""
+        stem = path
+        for ext in (".weights.h5", ".keras", ".h5", ".hdf5"):
+            if stem.lower().endswith(ext):
+                stem = stem[: -len(ext)]
+                break
+        report = stem + ".report.json"
+        return report, [path, report, stem + ".report.md", stem + ".report.html"]
 
     def _confirm_export_gate(self) -> bool:
         problem = self.doc.export_problem()
@@ -985,8 +996,11 @@ class MainWindow(QMainWindow):
         fmt = self.format_of(path)
         if fmt == "keras" and not path.lower().endswith(".keras"):
             path += ".keras"
-        if not force and os.path.exists(path):
-            if not self.ask("Overwrite?", f"{path} already exists. Replace it?"):
+        report, targets = self.export_targets(path)
+        existing = [t for t in targets if os.path.exists(t)]
+        if not force and existing:
+            names = "\n".join(existing)
+            if not self.ask("Overwrite?", f"These files already exist:\n{names}\n\nReplace them?"):
                 return
             force = True
         model = doc.model if doc.model_current else None
@@ -1008,7 +1022,7 @@ class MainWindow(QMainWindow):
             self.exported.emit(list(files))
 
         self.jobs["export"] = run_job(docmod.export_model, doc.graph, doc.plan, doc.overrides, model, result,
-                                      path, formats=(fmt,), force=force,
+                                      path, formats=(), report_path=report, force=force,
                                       accept_mismatch=problem is not None,
                                       on_done=done, on_error=failed, on_progress=self._busy_progress,
                                       name="export", parent=self)

@@ -163,3 +163,17 @@ def test_async_executor_drops_superseded_plans(doc):
     d1(w1())
     assert _eps(doc, "bn1") == pytest.approx(2e-3)
     assert not doc.planning
+
+
+def test_export_without_a_current_comparison_needs_consent(doc, tmp_path):
+    out = str(tmp_path / "m.keras")
+    with pytest.raises(MigratorError):
+        D.export_model(doc.graph, doc.plan, doc.overrides, doc.model, None, out,
+                       report_path=str(tmp_path / "m.report.json"))
+    assert not (tmp_path / "m.keras").exists()
+    files = D.export_model(doc.graph, doc.plan, doc.overrides, None, None, out,
+                           report_path=str(tmp_path / "m.report.json"), accept_mismatch=True)
+    assert out in files and (tmp_path / "m.report.json").exists()
+    # never overwrites without force
+    with pytest.raises(MigratorError):
+        D.export_model(doc.graph, doc.plan, doc.overrides, doc.model, None, out, accept_mismatch=True)

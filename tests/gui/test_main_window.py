@@ -138,6 +138,28 @@ def test_compare_then_failing_override_then_export_gate(qtbot, window, demos, tm
         win.export_to(str(out))
     assert out.exists()
     assert win.ask.questions == []
+    for ext in (".report.json", ".report.md", ".report.html"):
+        assert (tmp_path / f"ok{ext}").exists()
+    rep = json.loads((tmp_path / "ok.report.json").read_text())
+    assert "bn1" in json.dumps(rep)
+    # the saved model reloads and computes what the source computes (vs the numpy reference)
+    import keras
+
+    import migrator.core.keras_build.custom_layers  # noqa: F401
+    m = keras.saving.load_model(str(out))
+    x = win.doc.input_x
+    got = np.asarray(m(np.transpose(x, (0, 2, 3, 1))))
+    from migrator.core.reference import numpy_ref
+    ref = None
+    for name, outs in numpy_ref.run(win.doc.graph, x):
+        if name == "prob":
+            ref = outs[0]
+    np.testing.assert_allclose(got, ref.reshape(got.shape), rtol=1e-4, atol=1e-6)
+    # other formats from the file name
+    for name in ("ok.h5", "ok_w.weights.h5"):
+        with qtbot.waitSignal(win.exported, timeout=120_000):
+            win.export_to(str(tmp_path / name))
+        assert (tmp_path / name).exists()
     # a deliberately wrong mapping: raw variance with a big epsilon on bn2
     win.select_source("bn2")
     assert win.set_override("bn2", "variance", "raw")
@@ -169,10 +191,10 @@ def test_compare_then_failing_override_then_export_gate(qtbot, window, demos, tm
     with qtbot.waitSignal(win.exported, timeout=120_000):
         win.export_to(str(bad))
     assert bad.exists()
-    win.ask = Asker(lambda title, text: "already exists" not in text)   # yes to the gate only
+    win.ask = Asker(lambda title, text: "already exist" not in text)   # yes to the gate only
     mtime = bad.stat().st_mtime_ns
     win.export_to(str(bad))
-    assert any("already exists" in q[1] for q in win.ask.questions)
+    assert any("already exist" in q[1] for q in win.ask.questions)
     assert bad.stat().st_mtime_ns == mtime
 
 
