@@ -38,7 +38,12 @@ def ensure_demos() -> dict[str, list[str]]:
     """Generate the bundled demos when missing (called from a worker)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from resources.make_demos import ensure_demos as _ensure
+    try:
+        from resources.make_demos import ensure_demos as _ensure
+    except ImportError:
+        from ..core.errors import MigratorError
+        raise MigratorError("the demo generator (resources/make_demos.py) is not part of this "
+                            "installation; open a model with File > Open", file=str(ROOT / "resources")) from None
     return _ensure(demo_dir())
 
 

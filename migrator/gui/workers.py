@@ -107,33 +107,42 @@ class _Runnable:
         now = time.perf_counter()
         if now - self._last >= 0.04 or fraction >= 1.0:
             self._last = now
-            self.job._sig_progress.emit(float(fraction), str(message))
+            try:
+                self.job._sig_progress.emit(float(fraction), str(message))
+            except RuntimeError:          # the window is gone: stop the work
+                raise Cancelled() from None
         if self.job.cancel_requested:
             raise Cancelled()
 
     def run(self) -> None:  # worker thread
         job = self.job
+        outcome: tuple = ("cancelled",)
         try:
             kw = dict(self.kwargs)
             if self.pass_callbacks:
                 kw.setdefault("progress", self._progress)
                 kw.setdefault("cancel", job.is_cancel_requested)
             res = self.fn(*self.args, **kw)
+            outcome = ("cancelled",) if job.cancel_requested else ("finished", res)
         except Cancelled:
-            job._sig_cancelled.emit()
+            outcome = ("cancelled",)
         except MigratorError as e:
-            job._sig_failed.emit(str(e), "")
+            outcome = ("failed", str(e), "")
         except MemoryError:
-            job._sig_failed.emit("out of memory while running this step", traceback.format_exc())
+            outcome = ("failed", "out of memory while running this step", traceback.format_exc())
         except Exception as e:  # noqa: BLE001 - an internal error: show it, keep the GUI alive
             tb = traceback.format_exc()
             log.error("internal error in a worker:\n%s", tb)
-            job._sig_failed.emit(f"internal error: {type(e).__name__}: {e}", tb)
-        else:
-            if job.cancel_requested:
-                job._sig_cancelled.emit()
+            outcome = ("failed", f"internal error: {type(e).__name__}: {e}", tb)
+        try:
+            if outcome[0] == "finished":
+                job._sig_finished.emit(outcome[1])
+            elif outcome[0] == "failed":
+                job._sig_failed.emit(outcome[1], outcome[2])
             else:
-                job._sig_finished.emit(res)
+                job._sig_cancelled.emit()
+        except RuntimeError:              # the receiving window was closed meanwhile
+            log.debug("job %s finished after its window closed", job.name)
         finally:
             self.job = self.fn = self.args = self.kwargs = None
 
