@@ -162,7 +162,7 @@ def _runtime_settings(args) -> dict:
 
 
 def _fmt(v) -> str:
-    if v is None or v != v:
+    if v is None or v != v:  # noqa: PLR0124 - NaN check without importing numpy
         return "-"
     return f"{v:.2e}"
 
@@ -314,7 +314,7 @@ def cmd_convert(args) -> int:
     model, result = _verify(args, graph, plan, spec=InputSpec(kind="random", seed=args.seed))
     print_table(result, show_all=False)
     if not result.passed and not args.accept_mismatch:
-        print(f"not saved: verification failed (use --accept-mismatch to save anyway)", file=sys.stderr)
+        print("not saved: verification failed (use --accept-mismatch to save anyway)", file=sys.stderr)
         return EXIT_VERIFY
     written = saving.export(model, plan, result, args.output, report_path=report, formats=args.also,
                             force=args.force, accept_mismatch=args.accept_mismatch, graph=graph,

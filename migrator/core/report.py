@@ -134,7 +134,7 @@ def build_report(graph, plan, result, *, outputs=(), overrides=None, accepted_mi
     rep = {
         "schema_version": SCHEMA_VERSION,
         "tool": tool_versions(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "source": {"framework": graph.framework, "name": graph.name, "files": files,
                    "warnings": list(graph.warnings)},
         "overrides": ov,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .errors import MigratorError
 

@@ -8,13 +8,20 @@ held, so memory stays bounded on big models (never every activation of both side
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ..errors import Cancelled, MigratorError
-from .metrics import (ComparisonResult, LayerResult, Tolerances, compare_arrays, to_source_layout,
-                      to_keras_layout, topk_agreement)
+from .metrics import (
+    ComparisonResult,
+    LayerResult,
+    Tolerances,
+    compare_arrays,
+    to_keras_layout,
+    to_source_layout,
+    topk_agreement,
+)
 
 
 def _runtime(name: str, settings: dict):
@@ -23,77 +30,46 @@ def _runtime(name: str, settings: dict):
 
 
 class _KerasFeed:
-    """Runs the Keras side in a worker thread, one layer ahead of the reference side, through
-    a small bounded queue: the two forward passes overlap (numpy and TensorFlow both release
-    the GIL) while at most ``depth`` Keras outputs wait in memory."""
+    """The Keras side as a pull-based feed of ``(keras_layer_name, array)`` restricted to the
+    layers some source node reads.
 
-    _END = object()
+    It runs in the calling thread: overlapping it with the reference in a second thread was
+    measured slower on small machines (OpenBLAS and TensorFlow thread pools oversubscribe
+    the cores), so both passes run one after the other, each with all cores."""
 
-    def __init__(self, model, plan, x_keras, cancel, wanted, timings, depth: int = 4):
-        import queue
-        import threading
-
+    def __init__(self, model, plan, x_keras, cancel, wanted, timings):
         from ..keras_build.executor import iter_keras_outputs
-        self._q: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
+        self._it = iter_keras_outputs(model, plan, x_keras, cancel=cancel)
+        self._wanted = wanted
         self._timings = timings
-        user_cancel = cancel
-
-        def stop():
-            return self._stop.is_set() or (user_cancel is not None and user_cancel())
-
-        def work():
-            t0 = time.perf_counter()
-            try:
-                for name, arr in iter_keras_outputs(model, plan, x_keras, cancel=stop):
-                    if name in wanted and not self._put((name, np.asarray(arr))):
-                        return
-            except Cancelled:
-                pass
-            except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
-                self._put(("__error__", e))
-            finally:
-                timings["keras_s"] = time.perf_counter() - t0
-                self._put(self._END)
-
-        self._thread = threading.Thread(target=work, name="migrator-keras-feed", daemon=True)
-        self._thread.start()
-
-    def _put(self, item) -> bool:
-        import queue
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        self._done = False
 
     def next(self):
-        item = self._q.get()
-        if item is self._END:
-            self._q.put(self._END)   # stay at the end for later calls
-            return None
-        if item[0] == "__error__":
-            raise item[1]
-        return item
+        while not self._done:
+            t0 = time.perf_counter()
+            try:
+                name, arr = next(self._it)
+            except StopIteration:
+                self._done = True
+                return None
+            finally:
+                self._timings["keras_s"] += time.perf_counter() - t0
+            if name in self._wanted:
+                return name, arr
+        return None
 
     def close(self):
-        import queue
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._q.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        self._thread.join()
+        close = getattr(self._it, "close", None)
+        if close:
+            close()
 
 
 def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin",
                    runtime_settings: dict | None = None, tolerances: Tolerances | None = None,
                    input_desc: dict | None = None,
                    progress: Callable[[float, str], None] | None = None,
-                   cancel: Callable[[], bool] | None = None) -> ComparisonResult:
+                   cancel: Callable[[], bool] | None = None,
+                   chunk_bytes: int = 64 << 20) -> ComparisonResult:
     from ..keras_build.executor import keras_device_description
 
     tolerances = tolerances or Tolerances()
@@ -127,65 +103,83 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
     outputs = set(graph.output_tensors)
     cancelled = False
     r_iter = rt.run(graph, x, cancel=cancel)
+    steps = 0
     i = 0
     try:
-        while True:
-            if cancel is not None and cancel():
-                raise Cancelled()
-            t0 = time.perf_counter()
-            try:
-                name, ref_outs = next(r_iter)
-            except StopIteration:
-                break
-            finally:
-                timings["reference_s"] += time.perf_counter() - t0
-            i += 1
-            node = graph.node(name)
-            m = plan.mapping(name)
-            if progress:
-                progress(min(0.999, graph.nodes.index(node) / n_nodes) if n_nodes < 2000 else i / n_nodes,
-                         f"comparing {name}")
-            lr = LayerResult(source=name, source_type=node.source_type, keras=m.keras_output,
-                             layout=m.layout, shape=tuple(ref_outs[0].shape) if ref_outs else None,
-                             status="not-compared")
-            if m.keras_output is None:
-                lr.status = "fused" if m.fused_into else "not-compared"
-                lr.note = (f"fused: computed together with '{m.fused_into}'" if m.fused_into
-                           else "no Keras counterpart")
+        exhausted = False
+        while not exhausted:
+            # 1. run the reference over a chunk of layers (bounded by chunk_bytes) ...
+            chunk: list[tuple[str, list]] = []
+            held = 0
+            while held < chunk_bytes:
+                if cancel is not None and cancel():
+                    raise Cancelled()
+                t0 = time.perf_counter()
+                try:
+                    name, ref_outs = next(r_iter)
+                except StopIteration:
+                    exhausted = True
+                    break
+                finally:
+                    timings["reference_s"] += time.perf_counter() - t0
+                chunk.append((name, ref_outs))
+                held += sum(getattr(a, "nbytes", 0) for a in ref_outs)
+                steps += 1
+                if progress:
+                    progress(min(0.999, steps / (2 * n_nodes)), f"reference: {name}")
+            # 2. ... then the Keras side over the same layers, comparing as outputs arrive.
+            # Alternating per layer was measured slower: both sides' thread pools (OpenBLAS,
+            # TensorFlow) contend for the cores and lose their caches at every switch.
+            for name, ref_outs in chunk:
+                if cancel is not None and cancel():
+                    raise Cancelled()
+                i += 1
+                node = graph.node(name)
+                m = plan.mapping(name)
+                steps += 1
+                if progress:
+                    progress(min(0.999, steps / (2 * n_nodes)), f"comparing {name}")
+                lr = LayerResult(source=name, source_type=node.source_type, keras=m.keras_output,
+                                 layout=m.layout, shape=tuple(ref_outs[0].shape) if ref_outs else None,
+                                 status="not-compared")
+                if m.keras_output is None:
+                    lr.status = "fused" if m.fused_into else "not-compared"
+                    lr.note = (f"fused: computed together with '{m.fused_into}'" if m.fused_into
+                               else "no Keras counterpart")
+                    results[name] = lr
+                    continue
+                got = pull_keras(m.keras_output)
+                if got is None:
+                    lr.note = f"Keras layer '{m.keras_output}' produced no output"
+                    lr.status = "fail"
+                    results[name] = lr
+                    continue
+                ref = np.asarray(ref_outs[0])
+                t0 = time.perf_counter()
+                got_src = to_source_layout(got, ref.ndim)
+                tol = tolerances.for_layer(name)
+                lr.tolerance = tol
+                if got_src.shape != ref.shape:
+                    lr.status = "fail"
+                    lr.note = f"shape mismatch: reference {ref.shape} vs Keras {got_src.shape}"
+                else:
+                    met = compare_arrays(ref, got_src, tol)
+                    lr.max_abs, lr.mean_abs, lr.max_rel = met["max_abs"], met["mean_abs"], met["max_rel"]
+                    lr.scale, lr.needed_rtol = met["scale"], met["needed_rtol"]
+                    lr.channel_max_abs = met["channel_max_abs"]
+                    lr.channel_mean_abs = met["channel_mean_abs"]
+                    lr.channel_ref_absmax = met["channel_ref_absmax"]
+                    lr.worst_channel, lr.worst_index = met["worst_channel"], met["worst_index"]
+                    lr.status = "pass" if met["passed"] else "fail"
+                    if met["nonfinite"]:
+                        lr.note = "non-finite values in the Keras output"
+                    if name in outputs:
+                        final_pairs.append((ref, got_src))
+                timings["metrics_s"] += time.perf_counter() - t0
                 results[name] = lr
-                continue
-            got = pull_keras(m.keras_output)
-            if got is None:
-                lr.note = f"Keras layer '{m.keras_output}' produced no output"
-                lr.status = "fail"
-                results[name] = lr
-                continue
-            ref = np.asarray(ref_outs[0])
-            t0 = time.perf_counter()
-            got_src = to_source_layout(got, ref.ndim)
-            tol = tolerances.for_layer(name)
-            lr.tolerance = tol
-            if got_src.shape != ref.shape:
-                lr.status = "fail"
-                lr.note = f"shape mismatch: reference {ref.shape} vs Keras {got_src.shape}"
-            else:
-                met = compare_arrays(ref, got_src, tol)
-                lr.max_abs, lr.mean_abs, lr.max_rel = met["max_abs"], met["mean_abs"], met["max_rel"]
-                lr.scale, lr.needed_rtol = met["scale"], met["needed_rtol"]
-                lr.channel_max_abs = met["channel_max_abs"]
-                lr.channel_mean_abs = met["channel_mean_abs"]
-                lr.channel_ref_absmax = met["channel_ref_absmax"]
-                lr.worst_channel, lr.worst_index = met["worst_channel"], met["worst_index"]
-                lr.status = "pass" if met["passed"] else "fail"
-                if met["nonfinite"]:
-                    lr.note = "non-finite values in the Keras output"
-                if name in outputs:
-                    final_pairs.append((ref, got_src))
-            timings["metrics_s"] += time.perf_counter() - t0
-            results[name] = lr
-            wanted[m.keras_output] -= 1
-            if wanted[m.keras_output] <= 0:
-                k_buf.pop(m.keras_output, None)
+                wanted[m.keras_output] -= 1
+                if wanted[m.keras_output] <= 0:
+                    k_buf.pop(m.keras_output, None)
     except Cancelled:
         cancelled = True
     finally:
