@@ -187,6 +187,16 @@ def print_table(result, *, show_all: bool, out=sys.stdout) -> None:
     if fd:
         print(f"first divergent layer: {fd.source} ({fd.source_type}) max abs {_fmt(fd.max_abs)}, "
               f"max rel {_fmt(fd.max_rel)}, worst channel {fd.worst_channel}", file=out)
+    if fd is not None:
+        rc = result.root_cause
+        if result.divergence == "accumulated":
+            print("every failing layer matches when fed the reference's own inputs: the divergence is "
+                  "float32 rounding accumulated along the network, not a wrong mapping", file=out)
+        elif rc is not None:
+            iso = rc.isolated
+            print(f"root cause: {rc.source} ({rc.source_type}) is wrong even on the reference's own "
+                  f"inputs (isolated max rel {_fmt(iso.get('max_rel'))}, worst channel "
+                  f"{iso.get('worst_channel')})", file=out)
     print(f"smallest rtol that would pass every layer: {_fmt(result.needed_rtol)}", file=out)
     if result.topk:
         t = result.topk
@@ -325,7 +335,6 @@ def cmd_convert(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .core.errors import Cancelled, MigratorError, VerificationFailed
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.version:
@@ -335,6 +344,40 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return EXIT_USAGE
     _quiet_tf()
+    return _run_deep(lambda: _dispatch(args))
+
+
+def _run_deep(fn) -> int:
+    """Run ``fn`` on a thread with a big stack and a high recursion limit: Keras walks
+    functional models recursively, and deep source models (1,000+ layers) need both."""
+    import threading
+    old_stack = threading.stack_size()
+    old_limit = sys.getrecursionlimit()
+    box: dict = {}
+
+    def target():
+        box["rc"] = fn()
+
+    try:
+        threading.stack_size(512 << 20)
+        sys.setrecursionlimit(max(old_limit, 200_000))
+        t = threading.Thread(target=target, name="migrator-cli", daemon=True)
+        t.start()
+    finally:
+        threading.stack_size(old_stack)
+    try:
+        while t.is_alive():
+            t.join(0.2)
+    except KeyboardInterrupt:
+        print("migrator: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        sys.setrecursionlimit(old_limit)
+    return box.get("rc", EXIT_INTERNAL)
+
+
+def _dispatch(args) -> int:
+    from .core.errors import Cancelled, MigratorError, VerificationFailed
     try:
         return {"inspect": cmd_inspect, "convert": cmd_convert, "compare": cmd_compare}[args.cmd](args)
     except MigratorError as e:

@@ -175,6 +175,11 @@ def render_markdown(rep: dict[str, Any]) -> str:
                    f"{rt.get('name')} ({rt.get('framework', '')}); Keras on {v.get('device')}")
         if v.get("first_divergent"):
             out.append(f"- First divergent layer: **{v['first_divergent']}**")
+        if v.get("root_cause"):
+            out.append(f"- Root cause: **{v['root_cause']}** fails even on the reference's own inputs")
+        elif v.get("divergence") == "accumulated":
+            out.append("- Every failing layer matches on the reference's own inputs: float32 rounding "
+                       "accumulated along the network, not a wrong mapping")
         out.append(f"- Smallest rtol that would pass: {_fmt(v.get('needed_rtol'))}")
         if v.get("topk"):
             out.append(f"- Top-1 agreement: {v['topk'].get('top1_agreement')}, "

@@ -648,6 +648,14 @@ class MainWindow(QMainWindow):
         dev = r.device
         rt = r.runtime.get("name") if isinstance(r.runtime, dict) else r.runtime
         extra = f"<br>first divergent layer: <b>{fd.source}</b>" if fd else ""
+        rc = getattr(r, "root_cause", None)
+        kind = getattr(r, "divergence", None)
+        if rc is not None:
+            extra += (f"<br>root cause: <b>{rc.source}</b> is wrong even on the reference's own "
+                      f"inputs")
+        elif kind == "accumulated":
+            extra += ("<br>every failing layer matches on the reference's own inputs: "
+                      "float32 rounding accumulated along the network")
         topk = ""
         if r.topk:
             topk = (f"<br>top-1 agreement {r.topk.get('top1_agreement', 0):.0%}, "

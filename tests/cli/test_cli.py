@@ -95,6 +95,7 @@ def test_failed_verification_exit_3_and_nothing_written(tmp_path):
     r = run("convert", proto, model, "-o", out, "--mapping", mapping)
     assert r.returncode == 3, r.stdout + r.stderr
     assert "first divergent layer: scale1" in r.stdout
+    assert "root cause: scale1" in r.stdout
     assert not out.exists() and not (tmp_path / "m.report.json").exists()
     r = run("convert", proto, model, "-o", out, "--mapping", mapping, "--accept-mismatch")
     assert r.returncode == 3 and out.exists()

@@ -69,7 +69,7 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
                    input_desc: dict | None = None,
                    progress: Callable[[float, str], None] | None = None,
                    cancel: Callable[[], bool] | None = None,
-                   chunk_bytes: int = 64 << 20) -> ComparisonResult:
+                   chunk_bytes: int = 64 << 20, isolate_failures: bool = True) -> ComparisonResult:
     from ..keras_build.executor import keras_device_description
 
     tolerances = tolerances or Tolerances()
@@ -199,6 +199,22 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
                                       status="not-compared",
                                       note="cancelled" if cancelled else
                                       f"not observed by the '{runtime}' runtime"))
+    failing = [r.source for r in layers if r.status == "fail"]
+    if failing and isolate_failures and not cancelled:
+        from .isolate import isolate_layers
+        if progress:
+            progress(0.999, f"checking {len(failing)} failing layer(s) in isolation")
+        t0 = time.perf_counter()
+        try:
+            iso = isolate_layers(graph, plan, model, x, failing, runtime=rt, tolerances=tolerances,
+                                 cancel=cancel)
+        except Cancelled:
+            iso = {}
+            cancelled = True
+        timings["isolation_s"] = time.perf_counter() - t0
+        for r in layers:
+            if r.source in iso:
+                r.isolated = iso[r.source]
     topk = None
     for ref, got in final_pairs:
         if ref.ndim == 2 or (ref.ndim == 4 and ref.shape[2:] == (1, 1)):

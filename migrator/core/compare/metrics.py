@@ -67,6 +67,7 @@ class LayerResult:
     worst_channel: int | None = None
     worst_index: tuple | None = None     # NCHW index of the worst element
     note: str = ""
+    isolated: dict | None = None         # failing layers: metrics on the reference's own inputs
 
     @property
     def passed(self) -> bool:
@@ -84,6 +85,8 @@ class LayerResult:
              "worst_channel": self.worst_channel,
              "worst_index": list(self.worst_index) if self.worst_index else None,
              "note": self.note}
+        if self.isolated is not None:
+            d["isolated"] = {k: (f(v) if isinstance(v, float) else v) for k, v in self.isolated.items()}
         if self.channel_max_abs is not None:
             d["channels"] = {"max_abs": [float(x) for x in self.channel_max_abs],
                              "mean_abs": [float(x) for x in self.channel_mean_abs],
@@ -203,6 +206,29 @@ class ComparisonResult:
     def passed(self) -> bool:
         return (not self.cancelled) and bool(self.compared) and all(r.passed for r in self.layers)
 
+    @property
+    def root_cause(self) -> LayerResult | None:
+        """The first failing layer that also fails when fed the reference's own inputs: a
+        layer whose mapping is wrong (not one that only inherited error from upstream)."""
+        for r in self.layers:
+            if r.status == "fail" and r.isolated is not None and not r.isolated.get("passed", True):
+                return r
+        return None
+
+    @property
+    def divergence(self) -> str | None:
+        """None when passed; 'mapping' when some layer is wrong in isolation; 'accumulated'
+        when every failing layer passes in isolation (float32 error grown along the chain);
+        'unknown' when isolation could not run."""
+        fails = [r for r in self.layers if r.status == "fail"]
+        if not fails:
+            return None
+        if self.root_cause is not None:
+            return "mapping"
+        if all(r.isolated is not None for r in fails):
+            return "accumulated"
+        return "unknown"
+
     def layer(self, source: str) -> LayerResult:
         for r in self.layers:
             if r.source == source:
@@ -216,8 +242,10 @@ class ComparisonResult:
 
     def to_dict(self) -> dict[str, Any]:
         fd = self.first_divergent
+        rc = self.root_cause
         return {"passed": self.passed, "cancelled": self.cancelled,
                 "first_divergent": fd.source if fd else None,
+                "root_cause": rc.source if rc else None, "divergence": self.divergence,
                 "needed_rtol": self.needed_rtol,
                 "runtime": self.runtime, "device": self.device, "input": self.input,
                 "tolerances": self.tolerances.to_dict(), "topk": self.topk,
