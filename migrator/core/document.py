@@ -501,29 +501,9 @@ def layer_outputs(graph, plan, model, x: np.ndarray, source: str, progress=None,
 # --------------------------------------------------------------------------------------
 # Whole steps, run by GUI workers (or anyone): pure functions of their arguments
 # --------------------------------------------------------------------------------------
-class _deep_recursion:
-    """Keras builds and saves functional models recursively (a few frames per layer): a
-    1,000-layer model needs more than Python's default limit of 1,000."""
-
-    def __init__(self, plan):
-        self.need = 20 * len(getattr(plan, "keras_layers", []) or []) + 2000
-
-    def __enter__(self):
-        import sys
-        self.old = sys.getrecursionlimit()
-        if self.need > self.old:
-            sys.setrecursionlimit(self.need)
-
-    def __exit__(self, *exc):
-        import sys
-        if sys.getrecursionlimit() != self.old:
-            sys.setrecursionlimit(self.old)
-
-
 def _build(plan, progress=None):
     from . import pipeline
-    with _deep_recursion(plan):
-        return pipeline.build_keras(plan, progress=progress)
+    return pipeline.build_keras(plan, progress=progress)
 
 
 def _scaled(progress, lo: float, hi: float):
@@ -613,7 +593,8 @@ def export_model(graph, plan, overrides, model, result, out_path: str, *, format
         model = _build(plan, progress=_scaled(progress, 0.0, 0.5))
     if progress:
         progress(0.5, "writing files")
-    with _deep_recursion(plan):
+    from .pipeline import deep_recursion
+    with deep_recursion(plan):
         out = saving.export(model, plan, result, out_path, report_path=report_path,
                             formats=tuple(formats), force=force, accept_mismatch=accept_mismatch,
                             graph=graph, overrides=overrides)

@@ -111,11 +111,36 @@ def make_plan(graph: Graph, overrides=None):
     return _mp(graph, overrides)
 
 
+class deep_recursion:
+    """Keras builds, calls and saves functional models recursively (a few Python frames per
+    layer): a 1,000-layer model needs more than Python's default limit of 1,000.  Raise the
+    limit for the duration (run deep work on a thread with a big stack: the CLI and the GUI
+    workers do)."""
+
+    def __init__(self, plan_or_layers):
+        n = plan_or_layers if isinstance(plan_or_layers, int) else \
+            len(getattr(plan_or_layers, "keras_layers", []) or [])
+        self.need = 20 * n + 2000
+
+    def __enter__(self):
+        import sys
+        self.old = sys.getrecursionlimit()
+        if self.need > self.old:
+            sys.setrecursionlimit(self.need)
+        return self
+
+    def __exit__(self, *exc):
+        import sys
+        if sys.getrecursionlimit() != self.old:
+            sys.setrecursionlimit(self.old)
+
+
 def build_keras(plan, progress: Progress = None, *, release_weights: bool = False):
     """Build the Keras model; ``release_weights`` (one-shot CLI runs) frees the plan's copies
     of the weight arrays once the model holds them."""
     from .keras_build.builder import build_keras as _bk
-    return _bk(plan, progress=progress, release_weights=release_weights)
+    with deep_recursion(plan):
+        return _bk(plan, progress=progress, release_weights=release_weights)
 
 
 # ------------------------------------------------------------------------------------
