@@ -10,14 +10,13 @@ cancelled step raises :class:`~migrator.core.errors.Cancelled`.  Nothing here to
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .errors import Cancelled, MigratorError
+from .errors import MigratorError
 from .ir import Graph
 
 Progress = Callable[[float, str], None] | None
@@ -274,29 +273,8 @@ def _load_image(graph: Graph, spec: InputSpec):
 def compare(graph: Graph, plan, model, x: np.ndarray, *, runtime: str = "builtin",
             runtime_settings: dict | None = None, tolerances=None,
             input_desc: dict | None = None, progress: Progress = None,
-            cancel: Cancel = None, keep_channels: bool = True):
+            cancel: Cancel = None):
     from .compare.engine import run_comparison
     return run_comparison(graph, plan, model, x, runtime=runtime,
                           runtime_settings=runtime_settings or {}, tolerances=tolerances,
                           input_desc=input_desc, progress=progress, cancel=cancel)
-
-
-def check_cancel(cancel: Cancel) -> None:
-    if cancel is not None and cancel():
-        raise Cancelled()
-
-
-class Stopwatch:
-    def __init__(self):
-        self.t = {}
-
-    def __call__(self, key):
-        sw = self
-
-        class _C:
-            def __enter__(self_inner):
-                self_inner.t0 = time.perf_counter()
-
-            def __exit__(self_inner, *a):
-                sw.t[key] = sw.t.get(key, 0.0) + time.perf_counter() - self_inner.t0
-        return _C()
