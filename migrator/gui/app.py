@@ -137,6 +137,7 @@ def _screenshot(app, win, args) -> int:
         app.exit(0)
 
     def shoot():
+        win.default_layout()      # again: the trees share the width by their fitted columns
         win.plot_tabs.setCurrentWidget(win.channel_plot)
         bn = win.doc.next_batchnorm(None)
         if bn is not None:

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import ClassVar
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
@@ -53,7 +54,7 @@ from .views.compare_panel import ComparePanel
 from .views.inspector import Inspector
 from .views.log_panel import LogPanel
 from .views.plots import ChannelErrorPlot, ChannelValuesView, OverviewPlot
-from .views.trees import LayerTree, _Proxy
+from .views.trees import LayerTree, _Proxy, fit_column
 from .workers import run_job, threaded_executor
 
 log = logging.getLogger("migrator.gui")
@@ -273,12 +274,16 @@ class MainWindow(QMainWindow):
         """Proportions for a first start (and screenshots): trees | inspector on top,
         comparison | plots below."""
         w = max(self.width(), 1000)
-        self.resizeDocks([self.inspector_dock], [int(w * 0.42)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.inspector_dock], [int(w * 0.40)], Qt.Orientation.Horizontal)
         self.resizeDocks([self.compare_dock], [int(self.height() * 0.45)], Qt.Orientation.Vertical)
-        self.resizeDocks([self.compare_dock, self.plots_dock], [int(w * 0.45), int(w * 0.55)],
+        self.resizeDocks([self.compare_dock, self.plots_dock], [int(w * 0.53), int(w * 0.47)],
                          Qt.Orientation.Horizontal)
-        self.trees_split.setSizes([int(w * 0.31), int(w * 0.27)])
-        self.cmp_split.setSizes([230, int(w * 0.45) - 230])
+        # the trees share their width in proportion to what their columns need
+        need = [sum(t.view.columnWidth(c) for c in range(t.model.columnCount())) or 1
+                for t in (self.source_tree, self.keras_tree)]
+        tw = int(w * 0.60)
+        self.trees_split.setSizes([int(tw * need[0] / sum(need)), int(tw * need[1] / sum(need))])
+        self.cmp_split.setSizes([230, int(w * 0.53) - 230])
 
     def _dock(self, title, name, widget, area) -> QDockWidget:
         d = QDockWidget(title, self)
@@ -562,10 +567,27 @@ class MainWindow(QMainWindow):
             self.load_mapping(maps[0])
 
     # ---- document events ------------------------------------------------------------------------
+    # column limits (minimum, maximum) for sizing the name columns to their contents
+    _SOURCE_FIT: ClassVar[dict] = {0: (90, 280), 1: (60, 170), 2: (80, 160), 3: (70, 110), 4: (50, 200)}
+    _KERAS_FIT: ClassVar[dict] = {0: (100, 280), 1: (70, 190), 2: (80, 160), 3: (70, 110)}
+
+    def _fit_trees(self) -> None:
+        self.source_tree.fit_columns(self._SOURCE_FIT, self._SOURCE_FIT)
+        self.keras_tree.fit_columns(self._KERAS_FIT, self._KERAS_FIT)
+
+    def _fit_results(self) -> None:
+        m, v = self.results_model, self.results_view
+        for c in range(m.columnCount()):
+            lo, hi = {1: (90, 260), 2: (70, 260), 8: (60, 200), 9: (90, 260)}.get(c, (30, 160))
+            texts, bold = m.column_texts(c)
+            fit_column(v, c, texts, bold_texts=bold, icon=c == 2, minimum=lo, maximum=hi)
+
     def _on_opened(self) -> None:
         self.source_model.refresh()
         self.keras_model.refresh()
         self.results_model.refresh()
+        self._fit_trees()
+        self._fit_results()
         self.inspector.show_layer(None)
         self.channel_plot.set_layer(None, None)
         self.overview_plot.set_result(None)
@@ -610,8 +632,10 @@ class MainWindow(QMainWindow):
 
     def _on_result(self) -> None:
         self.results_model.refresh()
+        self._fit_results()
         self.source_model.refresh_status()
         self.keras_model.refresh_status(self.source_model.statuses())
+        self.source_tree.fit_columns(self._SOURCE_FIT, self._SOURCE_FIT)   # statuses, bold row
         self.overview_plot.set_result(self.doc.result)
         self.inspector.refresh()
         self._show_layer_plots(self.source_tree.current_name())
@@ -622,6 +646,8 @@ class MainWindow(QMainWindow):
         self.source_model.refresh_status()
         self.keras_model.refresh_status(self.source_model.statuses())
         self.results_model.restatus()
+        self.source_tree.fit_columns([4], self._SOURCE_FIT)
+        self._fit_results()
         self._update_result_status()
         self._update_actions()
 

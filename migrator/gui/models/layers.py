@@ -108,6 +108,10 @@ class _FlatModel(QAbstractTableModel):
     def row_of(self, name: str) -> int | None:
         return self._row_of.get(name)
 
+    def column_texts(self, c: int) -> tuple[list[str], list[str]]:
+        """(every row's text in column ``c``, the texts of the bold rows): to size the column."""
+        return [r[c] for r in self._rows], [self._rows[i][c] for i in self._bold if i < len(self._rows)]
+
     def name_at(self, row: int) -> str:
         return self._names[row]
 

@@ -38,6 +38,34 @@ class ResultsModel(QAbstractTableModel):
         if self._layers:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self._layers) - 1, len(self.HEADERS) - 1))
 
+    def column_texts(self, c: int) -> tuple[list[str], list[str]]:
+        """(texts to size column ``c`` by, texts shown in bold): cheap for 1,000 layers --
+        names are read directly, numeric columns measured on their widest possible form."""
+        f = self._COLS[c]
+        L = self._layers
+        if not L:
+            return [], []
+        if f == "index":
+            return [str(len(L))], []
+        if f in ("source", "type", "keras"):
+            get = {"source": lambda r: r.source, "type": lambda r: r.source_type,
+                   "keras": lambda r: r.keras or ""}[f]
+            texts = [get(r) for r in L]
+            bold = [get(r) for r in L if r.source == self._first]
+            return texts, bold
+        if f == "worst":
+            return [str(max((r.worst_channel or 0) for r in L))], []
+        if f == "status":
+            seen, texts, bold = set(), [], []
+            for i, r in enumerate(L):
+                if r.source == self._first:
+                    bold.append(self.data(self.index(i, c)))
+                elif r.status not in seen:
+                    seen.add(r.status)
+                    texts.append(self.data(self.index(i, c)))
+            return texts, bold
+        return ["-8.88e-08"], (["-8.88e-08"] if self._first else [])
+
     def row_of(self, name: str):
         return self._row_of.get(name)
 

@@ -8,7 +8,7 @@ main window turns it into an undoable command -- and invalid values are rejected
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from PySide6.QtCore import QModelIndex, Qt, Signal
@@ -158,7 +158,10 @@ class Inspector(QWidget):
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
                                   | QAbstractItemView.EditTrigger.EditKeyPressed
                                   | QAbstractItemView.EditTrigger.SelectedClicked)
-        self.view.setWordWrap(True)
+        # no word wrap: rows keep one line's height, so wrapped text showed only its first
+        # line ("eps (Caffe ...").  Elided text keeps a tooltip with the full text.
+        self.view.setWordWrap(False)
+        self.view.setTextElideMode(Qt.TextElideMode.ElideRight)
         hdr = self.view.header()
         hdr.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hdr.setStretchLastSection(True)
@@ -263,17 +266,27 @@ class Inspector(QWidget):
             self.model.appendRow(items)
             if cur_key == (src, pr.key):
                 keep = items[0].index()
+        self._fit_columns()
         if keep is None and first_array is not None:
             keep = first_array.index()
         if keep is not None:
             self.view.setCurrentIndex(keep)
         self._on_current(self.view.currentIndex(), None)
 
+    _FIT: ClassVar[dict[int, tuple[int, int]]] = {0: (100, 150), 1: (110, 200), 2: (100, 170)}
+
+    def _fit_columns(self) -> None:
+        """Parameter, formula and source-value columns sized to their text (a dozen rows:
+        resizeColumnToContents is cheap here), within limits; the Keras value stretches."""
+        for c, (lo, hi) in self._FIT.items():
+            self.view.resizeColumnToContents(c)
+            self.view.setColumnWidth(c, max(lo, min(hi, self.view.columnWidth(c))))
+
     def _row_items(self, src: str, pr, multi: bool) -> list[QStandardItem]:
         name = QStandardItem(pr.key + (f"  [{src}]" if multi else ""))
         name.setData((src, pr.key), ROW_ROLE)
         formula = QStandardItem(pr.formula)
-        formula.setToolTip(pr.formula)
+        formula.setToolTip(f"{pr.key} = {pr.formula}")
         if len(pr.sources) == 1:
             (sk, sv), = pr.sources.items()
             srcs = QStandardItem(f"{sk}: {summarize(sv)}")
@@ -306,8 +319,9 @@ class Inspector(QWidget):
             name.setIcon(theme.status_icon("warning"))
             for w in pr.warnings:
                 tip.append(f"Warning: {w}")
-        for it in (name, srcs, val):
-            it.setToolTip("\n".join(tip))
+        name.setToolTip("\n".join(tip))
+        for it in (srcs, val):       # the cell's full text first: the column may elide it
+            it.setToolTip("\n".join(([it.text()] if it.text() else []) + tip))
         # children: each source value, then warnings inline
         if len(pr.sources) > 1:
             for sk, sv in pr.sources.items():

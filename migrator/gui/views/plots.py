@@ -29,6 +29,16 @@ def _floor_for(values: np.ndarray) -> float:
     return max(_FLOOR, float(pos.min()) / 10.0)
 
 
+
+def _label_fill():
+    """A translucent backdrop in the window colour, so labels stay readable over bars."""
+    from PySide6.QtGui import QColor, QPalette
+    from PySide6.QtWidgets import QApplication
+    app = QApplication.instance()
+    col = QColor(app.palette().color(QPalette.ColorRole.Base)) if app is not None else QColor("white")
+    col.setAlpha(210)
+    return pg.mkBrush(col)
+
 class ChannelErrorPlot(QWidget):
     """One bar per channel: max |keras - ref| in that channel; a tolerance line; hover
     shows the channel and values; click emits ``channel_clicked(int)``."""
@@ -55,7 +65,9 @@ class ChannelErrorPlot(QWidget):
                                                      style=Qt.PenStyle.DashLine),
                                         label="tolerance", labelOpts={"position": 0.99,
                                                                       "anchors": [(1, 1), (1, 1)],
-                                                                      "color": theme.colour("fail")})
+                                                                      "color": theme.colour("fail"),
+                                                                      "fill": _label_fill()})
+        self.tol_line.setZValue(10)       # line and label above the bars (a tall bar hid the label)
         self.plot.addItem(self.tol_line)
         self.sel_line = pg.InfiniteLine(angle=90, movable=False,
                                         pen=pg.mkPen(theme.colour("overridden"), width=1))
