@@ -104,7 +104,6 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
     cancelled = False
     r_iter = rt.run(graph, x, cancel=cancel)
     steps = 0
-    i = 0
     try:
         exhausted = False
         while not exhausted:
@@ -133,7 +132,6 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
             for name, ref_outs in chunk:
                 if cancel is not None and cancel():
                     raise Cancelled()
-                i += 1
                 node = graph.node(name)
                 m = plan.mapping(name)
                 steps += 1

@@ -49,7 +49,7 @@ def isolate_layers(graph, plan, model, x: np.ndarray, names: Iterable[str], *, r
         m = plan.mapping(name)
         if not m.keras_output or m.keras_output not in chains:
             continue
-        host, specs = chains[m.keras_output]
+        _host, specs = chains[m.keras_output]
         if any(s.class_name == "Input" for s in specs):
             continue
         targets[name] = (specs, _external_inputs(specs))
