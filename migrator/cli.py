@@ -226,13 +226,29 @@ def cmd_inspect(args) -> int:
                   sys.stdout, indent=1)
         print()
         return EXIT_OK
+    def shape_txt(shp):
+        return "x".join("?" if d is None else str(d) for d in shp) if shp else "?"
+
+    def params_txt(params):
+        parts = [f"{k} {shape_txt(v)}" for k, v in params.items()]
+        txt = ", ".join(parts)
+        if len(txt) > 34:   # cut at a parameter boundary, never inside a shape
+            keep = []
+            for part in parts:
+                if len(", ".join(keep + [part])) > 32:
+                    break
+                keep.append(part)
+            txt = ", ".join(keep) + ", …"
+        return txt
+
     w = max([len(r["source"]) for r in rows] + [5])
+    wt = max([len(r["type"]) for r in rows] + [4])
+    ws = max([len(shape_txt(r["shape"])) for r in rows] + [12])
+    wp = max([len(params_txt(r["params"])) for r in rows] + [6])
     print(f"{graph.framework} model '{graph.name}' — {len(rows)} layers "
           f"({', '.join(os.path.basename(f) for f in graph.files if f)})")
-    print(f"{'layer':<{w}}  {'type':<22} {'output shape':<20} {'params':<28} keras")
+    print(f"{'layer':<{w}}  {'type':<{wt}}  {'output shape':<{ws}}  {'params':<{wp}}  keras")
     for r in rows:
-        shape = "x".join("?" if d is None else str(d) for d in r["shape"]) if r["shape"] else "?"
-        params = " ".join(f"{k}{tuple(v)}" for k, v in r["params"].items())
         if not r["supported"]:
             keras = f"UNSUPPORTED: {r['error']}"
         elif r["fused_into"]:
@@ -242,7 +258,8 @@ def cmd_inspect(args) -> int:
                 (f"= {r['keras']}" if r["keras"] else "-")
         flag = " [overridden]" if r["overridden"] else ""
         warn = f" WARNING: {'; '.join(r['warnings'])}" if r["warnings"] else ""
-        print(f"{r['source']:<{w}}  {r['type'][:22]:<22} {shape:<20} {params[:28]:<28} {keras}{flag}{warn}")
+        print(f"{r['source']:<{w}}  {r['type']:<{wt}}  {shape_txt(r['shape']):<{ws}}  "
+              f"{params_txt(r['params']):<{wp}}  {keras}{flag}{warn}")
     for wmsg in graph.warnings:
         print(f"note: {wmsg}")
     if unsupported:
