@@ -188,8 +188,12 @@ def render_markdown(rep: dict[str, Any]) -> str:
         out.append("- Verification: **not run**")
     if rep.get("accepted_mismatch"):
         out.append("- Saved with the user's explicit consent despite failed verification.")
-    if rep.get("overrides"):
-        out.append(f"- Overrides: `{rep['overrides']}`")
+    ov = rep.get("overrides") or {}
+    if ov.get("layers") or ov.get("kinds"):
+        import json as _json
+        out.append(f"- Overrides (mapping file): `{_json.dumps({k: ov[k] for k in ('layers', 'kinds') if ov.get(k)})}`")
+    else:
+        out.append("- Overrides: none (every rule at its default)")
     out += ["", "| source layer | type | Keras layer | status | max abs | max rel | notes |",
             "|---|---|---|---|---|---|---|"]
     for L in rep["layers"]:
