@@ -40,6 +40,19 @@ OPS: dict[str, str] = {
         "params: weight (O, I/group, kh, kw) layout 'OIHW'; bias (O,) layout 'O'. "
         "Lasagne untie_biases=True: bias (O, H, W) layout 'OHW' (flagged unsupported by the rule)."
     ),
+    "Deconv": (
+        "Caffe Deconvolution (transposed convolution). attrs: num_output (O), kernel (kh, kw), "
+        "stride (sh, sw), pad (ph, pw) symmetric (cropped from the full output), dilation (dh, dw), "
+        "group, bias (bool). params: weight (I, O/group, kh, kw) layout 'IOHW' (Caffe's blob as "
+        "stored); bias (O,) 'O'. y[n, g*O/g + o, s*i + d*a - p, s*j + d*b - p] += "
+        "x[n, g*I/g + c, i, j] * weight[g*I/g + c, o, a, b]; out = s*(L-1) + d*(k-1) + 1 - 2p."
+    ),
+    "Crop": (
+        "Caffe Crop. inputs: [x, reference] (the reference only gives the shape). attrs: axis "
+        "(2; negative counts from the end), offsets (list as in Caffe: empty = all 0, one value "
+        "for every cropped axis, or one per axis from axis on; see shapes.crop_bounds). "
+        "out = x.shape[:axis] + ref.shape[axis:], y = x[..., off_i : off_i + ref.shape[i], ...]."
+    ),
     "Dense": (
         "attrs: num_output, axis (flatten from this axis, default 1), bias (bool), activation. "
         "params: weight layout 'OI' (Caffe InnerProduct (N, K); transpose:true is normalised by the "

@@ -464,6 +464,91 @@ def _slice_bounds(L: int, points, n_out: int, ctx: _Ctx) -> list[tuple[int, int]
     return [(i * step, (i + 1) * step) for i in range(n_out)]
 
 
+def deconv_out_len(L: int | None, k: int, s: int, p: int, d: int = 1) -> int | None:
+    """Caffe Deconvolution: ``s*(L-1) + d*(k-1) + 1 - 2p``."""
+    if L is None:
+        return None
+    return s * (L - 1) + d * (k - 1) + 1 - 2 * p
+
+
+@shape_rule("Deconv")
+def _deconv(node, ins, ctx):
+    x = ins[0]
+    _check_rank(ctx, x, rank=4)
+    a = node.attrs
+    w = node.p("weight")
+    kernel = _pair(a["kernel"])
+    stride = _pair(a.get("stride", 1))
+    pad = _pair(a.get("pad", 0))
+    dil = _pair(a.get("dilation", 1))
+    group = int(a.get("group", 1) or 1)
+    out_c = a.get("num_output")
+    if w is not None:
+        if w.ndim != 4 or tuple(w.shape[2:]) != tuple(kernel):
+            raise ctx.error(f"weight shape {tuple(w.shape)} does not match kernel size {tuple(kernel)} "
+                            "(expected (in, out/group, kh, kw))")
+        if x[1] is not None and w.shape[0] != x[1]:
+            raise ctx.error(f"weight shape {tuple(w.shape)} expects {w.shape[0]} input channels "
+                            f"but the input has {x[1]} ({_fmt(x)})")
+        if w.shape[0] % group:
+            raise ctx.error(f"{w.shape[0]} input channels are not divisible by group {group}")
+        if out_c is not None and w.shape[1] * group != int(out_c):
+            raise ctx.error(f"weight shape {tuple(w.shape)} gives {w.shape[1] * group} outputs "
+                            f"(group {group}) but num_output is {out_c}")
+        out_c = int(w.shape[1]) * group
+    b = node.p("bias")
+    if b is not None and out_c is not None and b.shape[0] != out_c:
+        raise ctx.error(f"bias shape {tuple(b.shape)} does not match {out_c} output channels")
+    sp = []
+    for L, k, s_, p, d in zip(x[2:], kernel, stride, pad, dil):
+        o = deconv_out_len(L, int(k), int(s_), int(p), int(d))
+        if o is not None and o <= 0:
+            raise ctx.error(f"deconvolution output would be empty for input {_fmt(x)} (kernel "
+                            f"{tuple(kernel)}, stride {tuple(stride)}, pad {tuple(pad)})")
+        sp.append(o)
+    return [(x[0], out_c, *sp)]
+
+
+def crop_bounds(x: Shape, ref: Shape, axis: int, offsets, error: Callable[[str], Exception]
+                ) -> list[tuple[int, int | None]]:
+    """Caffe Crop: ``(start, stop)`` for every axis of ``x`` (axes before ``axis`` whole:
+    ``(0, None)``; from ``axis`` on ``(off, off + ref[i])``).  ``offsets``: empty = 0, one
+    value for all cropped axes, or one per cropped axis."""
+    ndim = len(x)
+    if len(ref) != ndim:
+        raise error(f"input {_fmt(x)} and reference {_fmt(ref)} have different ranks")
+    a = int(axis) + ndim if int(axis) < 0 else int(axis)
+    if not 0 <= a < ndim:
+        raise error(f"crop axis {axis} is out of range for a {ndim}-d input")
+    offs = [int(o) for o in (offsets or [])]
+    n_crop = ndim - a
+    if len(offs) > 1 and len(offs) != n_crop:
+        raise error(f"{len(offs)} crop offsets for {n_crop} cropped axes (give one, or one per axis)")
+    out: list[tuple[int, int | None]] = [(0, None)] * a
+    for k in range(n_crop):
+        i = a + k
+        off = offs[0] if len(offs) == 1 else (offs[k] if offs else 0)
+        if ref[i] is None:
+            out.append((off, None))
+            continue
+        if x[i] is not None and off + ref[i] > x[i]:
+            raise error(f"crop of axis {i} at offset {off} to size {ref[i]} does not fit the input "
+                        f"{_fmt(x)}")
+        out.append((off, off + int(ref[i])))
+    return out
+
+
+@shape_rule("Crop")
+def _crop(node, ins, ctx):
+    if len(ins) != 2:
+        raise ctx.error(f"Crop needs 2 inputs (data, reference), got {len(ins)}")
+    x, ref = ins
+    axis = int(node.attrs.get("axis", 2))
+    crop_bounds(x, ref, axis, node.attrs.get("offsets"), ctx.error)   # validates
+    a = axis + len(x) if axis < 0 else axis
+    return [tuple(x[:a]) + tuple(ref[a:])]
+
+
 @shape_rule("Custom")
 def _custom(node, ins, ctx):
     return [None] * node.num_outputs

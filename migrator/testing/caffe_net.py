@@ -319,6 +319,73 @@ class NetBuilder:
     def split(self, name, bottom, tops):
         return self._add(name, "Split", bottom, list(tops))
 
+    def slice(self, name, bottom, tops, axis=1, slice_points=(), legacy_slice_dim=False):
+        """Slice ``bottom`` along ``axis`` into ``tops`` (at ``slice_points``; equal parts when
+        empty).  ``legacy_slice_dim`` writes the axis as the old ``slice_dim`` field."""
+        tops = list(tops)
+        shape = self.shapes[bottom]
+        ax = axis % len(shape)
+        pts = [int(p) for p in slice_points]
+        edges = [0] + pts + [shape[ax]] if pts else \
+            [i * (shape[ax] // len(tops)) for i in range(len(tops) + 1)]
+        p: dict[str, Any] = {}
+        if legacy_slice_dim:
+            p["slice_dim"] = axis
+        elif axis != 1:
+            p["axis"] = axis
+        if pts:
+            p["slice_point"] = pts
+        self._add(name, "Slice", bottom, tops, {"slice_param": p})
+        for t, b, e in zip(tops, edges, edges[1:]):
+            self.shapes[t] = tuple(shape[:ax]) + (e - b,) + tuple(shape[ax + 1:])
+        return self
+
+    def crop(self, name, bottom, reference, axis=2, offset=(), top=None):
+        """Crop ``bottom`` to the shape of ``reference`` from ``axis`` on, at ``offset`` (one
+        value for all axes or one per axis; none = 0)."""
+        shape, ref = self.shapes[bottom], self.shapes[reference]
+        ax = axis % len(shape)
+        p: dict[str, Any] = {}
+        if axis != 2:
+            p["axis"] = axis
+        offs = [int(o) for o in (offset if isinstance(offset, (list, tuple)) else [offset])]
+        if offs:
+            p["offset"] = offs
+        return self._add(name, "Crop", [bottom, reference], top or name, {"crop_param": p},
+                         out_shape=tuple(shape[:ax]) + tuple(ref[ax:]))
+
+    def deconv(self, name, bottom, num_output, kernel, stride=1, pad=0, group=1, dilation=1,
+               bias=True, top=None, weight=None, bias_value=None):
+        """Deconvolution (Caffe's transposed convolution); weight blob (in, out/group, kh, kw).
+        ``weight``/``bias_value`` give fixed blobs (e.g. FCN bilinear upsampling kernels)."""
+        n, c, h, w = self.shapes[bottom]
+        kh, kw = _pair(kernel)
+        sh, sw = _pair(stride)
+        ph, pw = _pair(pad)
+        dh, dw = _pair(dilation)
+        cp: dict[str, Any] = {"num_output": num_output}
+        if not bias:
+            cp["bias_term"] = False
+        cp["kernel_size"] = [kh] if kh == kw else [kh, kw]
+        if (sh, sw) != (1, 1):
+            cp["stride"] = [sh] if sh == sw else [sh, sw]
+        if (ph, pw) != (0, 0):
+            cp["pad"] = [ph] if ph == pw else [ph, pw]
+        if (dh, dw) != (1, 1):
+            cp["dilation"] = [dh] if dh == dw else [dh, dw]
+        if group != 1:
+            cp["group"] = group
+        if weight is None:
+            weight = self._normal((c, num_output // group, kh, kw), math.sqrt(1.0 / (c // group * kh * kw)))
+        blobs = [np.asarray(weight, np.float32)]
+        if bias:
+            blobs.append(np.asarray(bias_value, np.float32) if bias_value is not None
+                         else self._normal((num_output,), 0.1))
+        oh = sh * (h - 1) + dh * (kh - 1) + 1 - 2 * ph
+        ow = sw * (w - 1) + dw * (kw - 1) + 1 - 2 * pw
+        return self._add(name, "Deconvolution", bottom, top or name, {"convolution_param": cp}, blobs,
+                         (n, num_output, oh, ow))
+
     def softmax(self, name, bottom, axis=1, top=None):
         p = {"softmax_param": {"axis": axis}} if axis != 1 else {}
         return self._add(name, "Softmax", bottom, top or name, p)

@@ -413,16 +413,17 @@ def test_channel_shared_prelu_and_scale_num_axes(tmp_path):
 def test_unknown_layer_types_become_custom_nodes(tmp_path):
     nb = NetBuilder("custom", seed=1)
     nb.input("data", (1, 4, 8, 8))
-    nb.layer("deconv", "Deconvolution", ["data"], ["up"],
+    # (Deconvolution and Slice are converted now; types no Caffe knows stand in for them)
+    nb.layer("deconv", "MyDeconvolution", ["data"], ["up"],
              {"convolution_param": {"num_output": 2, "kernel_size": [4], "stride": [2]}},
              blobs=[np.ones((4, 2, 4, 4), np.float32), np.zeros((2,), np.float32)])
-    nb.layer("slice", "Slice", ["data"], ["a", "b"], {"slice_param": {"axis": 1, "slice_point": [1]}})
+    nb.layer("slice", "MySlice", ["data"], ["a", "b"], {"slice_param": {"axis": 1, "slice_point": [1]}})
     nb.layer("thr", "Threshold", ["a"], ["t"], {"threshold_param": {"threshold": 0.5}})
     nb.layer("gated", "MyFancyGate", ["t", "b"], ["out"])
     p, m = nb.save(tmp_path / "c.prototxt", tmp_path / "c.caffemodel")
     g = load_caffe(p, m)
     d = g.node("deconv")
-    assert d.op == "Custom" and d.attrs["class_name"] == "Deconvolution"
+    assert d.op == "Custom" and d.attrs["class_name"] == "MyDeconvolution"
     assert d.attrs["convolution_param"]["num_output"] == 2
     assert list(d.params) == ["blobs[0]", "blobs[1]"] and d.params["blobs[0]"].shape == (4, 2, 4, 4)
     s = g.node("slice")

@@ -67,7 +67,7 @@ SINK_TYPES = {"Accuracy", "Silence", "HDF5Output"}
 SUPPORTED_TYPES = {
     "Input", "Convolution", "InnerProduct", "BatchNorm", "Scale", "Bias", "ReLU", "PReLU", "ELU",
     "Sigmoid", "TanH", "AbsVal", "BNLL", "Exp", "Power", "Pooling", "LRN", "Eltwise", "Concat",
-    "Flatten", "Reshape", "Split", "Dropout", "Softmax",
+    "Flatten", "Reshape", "Split", "Dropout", "Softmax", "Slice", "Crop", "Deconvolution",
 }
 
 
@@ -662,10 +662,10 @@ class _Builder:
             self._custom(lp)
             return
         # exactly-one-top layers
-        if t != "Split" and len(tops) != 1:
+        if t not in ("Split", "Slice") and len(tops) != 1:
             raise self.err(f"{t} layer must have exactly one top, has {len(tops)}", name)
         n_bottom = {"Eltwise": (2, 1 << 30), "Concat": (1, 1 << 30), "Scale": (1, 2),
-                    "Bias": (1, 2)}.get(t, (1, 1))
+                    "Bias": (1, 2), "Crop": (2, 2)}.get(t, (1, 1))
         if not n_bottom[0] <= len(bottoms) <= n_bottom[1]:
             raise self.err(f"{t} layer has {len(bottoms)} bottoms (expected "
                            f"{n_bottom[0] if n_bottom[0] == n_bottom[1] else f'at least {n_bottom[0]}'})",
@@ -722,6 +722,62 @@ class _Builder:
                 params["bias"] = Param("bias", _vector(blobs[1], "bias", self._wfile, n, O), "O",
                                        "blobs[1]")
         return "Conv", attrs, params, 1
+
+    def _l_Deconvolution(self, lp):
+        cp = lp.convolution_param
+        f, n = self.file, lp.name
+        if cp.axis != 1:
+            raise self.err(f"deconvolution axis {cp.axis} is not supported (only 1)", n)
+        if not cp.HasField("num_output"):
+            raise self.err("convolution_param.num_output is missing", n)
+        kernel = _hw(cp.kernel_size, "kernel_h", "kernel_w", cp, None, "kernel_size", f, n)
+        if kernel[0] is None:
+            raise self.err("deconvolution has no kernel_size (nor kernel_h/kernel_w)", n)
+        pad = _hw(cp.pad, "pad_h", "pad_w", cp, 0, "pad", f, n)
+        stride = _hw(cp.stride, "stride_h", "stride_w", cp, 1, "stride", f, n)
+        dilation = _hw(cp.dilation, None, None, cp, 1, "dilation", f, n)
+        group = int(cp.group)
+        O = int(cp.num_output)
+        if group < 1 or O % group:
+            raise self.err(f"num_output {O} is not divisible by group {group}", n)
+        if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1:
+            raise self.err(f"invalid kernel {kernel} / stride {stride} / dilation {dilation}", n)
+        bias = bool(cp.bias_term)
+        attrs = {"num_output": O, "kernel": kernel, "stride": stride, "pad": pad,
+                 "dilation": dilation, "group": group, "bias": bias}
+        params = {}
+        blobs = self._need_blobs(lp, 1 + bias, 1 + bias, "weight" + (", bias" if bias else ""))
+        if blobs is not None:
+            w = blobs[0]
+            if w.ndim != 4:
+                w = _strip_leading_ones(w, 4)
+            if w.ndim != 4 or w.shape[1] * group != O or tuple(w.shape[2:]) != kernel:
+                raise MigratorError(
+                    f"weight blob of shape {tuple(blobs[0].shape)} does not fit num_output {O} "
+                    f"(group {group}) and kernel {kernel[0]}x{kernel[1]} (expected (in, {O // group}, "
+                    f"{kernel[0]}, {kernel[1]}))", file=self._wfile, layer=n)
+            params["weight"] = Param("weight", w, "IOHW", "blobs[0]")
+            if bias:
+                params["bias"] = Param("bias", _vector(blobs[1], "bias", self._wfile, n, O), "O",
+                                       "blobs[1]")
+        return "Deconv", attrs, params, 1
+
+    def _l_Slice(self, lp):
+        sp = lp.slice_param
+        if not len(lp.top):
+            raise self.err("Slice layer has no top", lp.name)
+        axis = int(sp.slice_dim) if sp.HasField("slice_dim") else int(sp.axis)
+        points = [int(p) for p in sp.slice_point]
+        if points and len(points) != len(lp.top) - 1:
+            raise self.err(f"Slice has {len(points)} slice points for {len(lp.top)} tops (needs "
+                           f"{len(lp.top) - 1})", lp.name)
+        if any(b >= e for b, e in zip(points, points[1:])):
+            raise self.err(f"slice points {points} are not strictly increasing", lp.name)
+        return "Slice", {"axis": axis, "slice_points": points or None}, {}, len(lp.top)
+
+    def _l_Crop(self, lp):
+        cp = lp.crop_param
+        return "Crop", {"axis": int(cp.axis), "offsets": [int(o) for o in cp.offset]}, {}, 1
 
     def _l_InnerProduct(self, lp):
         ip = lp.inner_product_param
@@ -1025,7 +1081,8 @@ class _Builder:
 
 
 _BLOB_NAMES = {
-    "Convolution": {0: "weight", 1: "bias"}, "InnerProduct": {0: "weight", 1: "bias"},
+    "Convolution": {0: "weight", 1: "bias"}, "Deconvolution": {0: "weight", 1: "bias"},
+    "InnerProduct": {0: "weight", 1: "bias"},
     "BatchNorm": {0: "mean", 1: "variance", 2: "scale factor"}, "Scale": {0: "scale", 1: "bias"},
     "Bias": {0: "bias"}, "PReLU": {0: "slope"},
 }

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import MigratorError
 from ..ir import Node
-from ..shapes import _slice_bounds, pool_out_len, reshape_caffe
+from ..shapes import _slice_bounds, crop_bounds, deconv_out_len, pool_out_len, reshape_caffe
 
 Kernel = Callable[[Node, list], list]
 KERNELS: dict[str, Kernel] = {}
@@ -258,6 +258,64 @@ def _conv(node, xs):
         else:   # untied biases (O, H, W)
             y += b.reshape((1,) + b.shape)
     return [activation(y, a.get("activation"), inplace=True)]
+
+
+def deconv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(1, 1),
+             group: int = 1) -> np.ndarray:
+    """Caffe Deconvolution (NCHW) of ``x`` with the ``(I, O/group, kh, kw)`` weight ``w``:
+    ``y[n, o, s*i + d*a - p, s*j + d*b - p] += x[n, c, i, j] * w[c, o, a, b]`` (per group).
+
+    One matmul gives every (output channel, kernel offset, input position) product; a
+    col2im scatter-add over the kh*kw kernel offsets (strided slices) places them."""
+    N, C, H, W = x.shape
+    Cw, Og, kh, kw = w.shape
+    sh, sw = stride
+    ph, pw = pad
+    dh, dw = dilation
+    if Cw != C or C % group:
+        raise ValueError(f"weight {w.shape} with group {group} does not fit {C} input channels")
+    Cg = C // group
+    Ho = deconv_out_len(H, kh, sh, ph, dh)
+    Wo = deconv_out_len(W, kw, sw, pw, dw)
+    if Ho <= 0 or Wo <= 0:
+        raise ValueError(f"deconvolution of {x.shape} with kernel {(kh, kw)} gives an empty output")
+    # full (uncropped) output
+    Hf = sh * (H - 1) + dh * (kh - 1) + 1
+    Wf = sw * (W - 1) + dw * (kw - 1) + 1
+    # (group, Og*kh*kw, Cg) @ (N, group, Cg, H*W) -> (N, group, Og*kh*kw, H*W)
+    wm = np.ascontiguousarray(w.reshape(group, Cg, Og * kh * kw).transpose(0, 2, 1))
+    cols = np.matmul(wm, x.reshape(N, group, Cg, H * W))
+    cols = cols.reshape(N, group * Og, kh, kw, H, W)
+    full = np.zeros((N, group * Og, Hf, Wf), dtype=x.dtype)
+    for a in range(kh):
+        r0 = a * dh
+        for b in range(kw):
+            c0 = b * dw
+            full[:, :, r0:r0 + sh * (H - 1) + 1:sh, c0:c0 + sw * (W - 1) + 1:sw] += cols[:, :, a, b]
+    return np.ascontiguousarray(full[:, :, ph:ph + Ho, pw:pw + Wo])
+
+
+@kernel("Deconv")
+def _deconv(node, xs):
+    x = xs[0]
+    a = node.attrs
+    if x.ndim != 4:
+        raise _err(node, f"the reference deconvolution supports 2-d (NCHW) inputs, got shape {x.shape}")
+    w = _param(node, "weight", x.dtype)
+    y = deconv2d(x, w, _pair(a.get("stride", 1)), _pair(a.get("pad", 0)), _pair(a.get("dilation", 1)),
+                 int(a.get("group", 1) or 1))
+    b = _param(node, "bias", x.dtype)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return [y]
+
+
+@kernel("Crop")
+def _crop(node, xs):
+    x, ref = xs[0], xs[1]
+    bounds = crop_bounds(x.shape, ref.shape, int(node.attrs.get("axis", 2)),
+                         node.attrs.get("offsets"), lambda m: _err(node, m))
+    return [x[tuple(slice(b, e) for b, e in bounds)].copy()]
 
 
 @kernel("Dense")
