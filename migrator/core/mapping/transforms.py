@@ -259,6 +259,26 @@ def lasagne_conv_to_keras(W, flip: bool) -> np.ndarray:
     return np.ascontiguousarray(W.transpose(2, 3, 1, 0))
 
 
+def caffe_deconv_to_keras(W, group: int = 1, dilation=(1, 1)) -> np.ndarray:
+    """Caffe Deconvolution ``(I, O/g, kh, kw)`` blob -> Keras ``Conv2DTranspose`` kernel
+    ``(kh', kw', O, I)`` (no spatial flip: both scatter ``x[i] * W[a]`` to ``s*i + a``).
+
+    ``group > 1``: block-diagonal kernel (zeros between groups; exact, as Keras's
+    Conv2DTranspose has no ``groups``).  ``dilation`` > 1: the kernel is spread out to
+    ``d*(k-1)+1`` with zeros (exact; Keras refuses dilation together with strides)."""
+    W = np.asarray(W)
+    I, Og, kh, kw = W.shape
+    if I % group:
+        raise ValueError(f"{I} input channels are not divisible by group {group}")
+    Ig = I // group
+    dh, dw = (int(v) for v in dilation)
+    K = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1, Og * group, I), dtype=W.dtype)
+    for g in range(group):
+        K[::dh, ::dw, g * Og:(g + 1) * Og, g * Ig:(g + 1) * Ig] = \
+            W[g * Ig:(g + 1) * Ig].transpose(2, 3, 1, 0)
+    return K
+
+
 def dense_rows_chw_to_hwc(W_io, c: int, h: int, w: int) -> np.ndarray:
     """Permute the input rows of a Dense kernel ``(c*h*w, units)`` from the sources'
     (C, H, W) flatten order to Keras channels-last (H, W, C) flatten order.

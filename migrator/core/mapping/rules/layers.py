@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
-from ...shapes import pool_out_len
+from ...shapes import crop_bounds, deconv_out_len, pool_out_len
 from .. import transforms as T
 from ..plan import KerasLayerSpec, NodeMapping, ParamRow
 from ..registry import MapContext, Option, Rule, keras_layout, rank_of, register, to_keras_axis
@@ -286,6 +286,133 @@ class ConvRule(Rule):
             chain.add("MaxPooling2D", {"pool_size": [1, 1], "strides": [sh, sw], "padding": "valid"},
                       suffix="stride")
         return chain.finish(rows=rows, layout="NHWC")
+
+
+# ======================================================================================
+# Deconv (Caffe Deconvolution)
+# ======================================================================================
+@register("Deconv")
+class DeconvRule(Rule):
+    name = "Deconv"
+    description = ("Conv2DTranspose(padding='valid', output_padding=0) + Cropping2D(pad); kernel "
+                   "(I, O/g, kh, kw) -> (kh, kw, O, I), block-diagonal for groups, zero-spread "
+                   "for dilation.")
+
+    def map(self, node, ctx):
+        a = node.attrs
+        W = node.p("weight")
+        if W is None or W.ndim != 4:
+            return _unsupported(node, ctx, f"deconvolution weight must be 4-D (I, O/g, kh, kw), got "
+                                           f"{None if W is None else W.shape}")
+        kh, kw = (int(v) for v in a.get("kernel", W.shape[2:]))
+        sh, sw = (int(v) for v in a.get("stride", (1, 1)))
+        ph, pw = (int(v) for v in a.get("pad", (0, 0)))
+        dh, dw = (int(v) for v in a.get("dilation", (1, 1)))
+        groups = int(a.get("group", 1) or 1)
+        in_shape = _in_shape(node, ctx)
+        if rank_of(in_shape) != 4:
+            return _unsupported(node, ctx, f"only 2-D deconvolution is supported (input rank "
+                                           f"{rank_of(in_shape)})")
+        if (kh, kw) != tuple(W.shape[2:]):
+            return _unsupported(node, ctx, f"kernel attr {(kh, kw)} does not match weight shape {W.shape}")
+        I, Og = int(W.shape[0]), int(W.shape[1])
+        if in_shape[1] is not None and I != in_shape[1]:
+            return _unsupported(node, ctx, f"weight expects {I} input channels, input has {in_shape[1]}")
+        if I % groups:
+            return _unsupported(node, ctx, f"{I} input channels are not divisible by group {groups}")
+        O = Og * groups
+        K = T.caffe_deconv_to_keras(W, groups, (dh, dw))
+        ekh, ekw = K.shape[:2]
+        has_bias = bool(a.get("bias", True)) and node.p("bias") is not None
+        formula = "W.transpose(2, 3, 1, 0)  (Caffe (I, O/g, kh, kw) -> Keras (kh, kw, O, I), no flip)"
+        if groups > 1:
+            formula += f"; group {groups}: block-diagonal (zeros between groups, exact)"
+        if (dh, dw) != (1, 1):
+            formula += (f"; dilation {(dh, dw)}: taps spread to a {ekh}x{ekw} kernel with zeros "
+                        "(Keras refuses dilation with strides)")
+        rows = [ParamRow("kernel", formula, K, sources={"W": W})]
+        cfg = {"filters": O, "kernel_size": [ekh, ekw], "strides": [sh, sw], "padding": "valid",
+               "output_padding": [0, 0], "dilation_rate": [1, 1], "use_bias": has_bias,
+               "activation": "linear"}
+        weights = [K]
+        if has_bias:
+            b = node.p("bias")
+            weights.append(b)
+            rows.append(ParamRow("bias", "b", _f32(b), sources={"b": b}))
+        rows.append(ParamRow("strides", "stride; full output s*(L-1) + d*(k-1) + 1 "
+                             "(padding='valid', output_padding=0)", [sh, sw],
+                             sources={"stride": (sh, sw), "kernel": (kh, kw), "dilation": (dh, dw)}))
+        chain = Chain(node, ctx)
+        chain.add("Conv2DTranspose", cfg, weights=weights)
+        if ph or pw:
+            chain.add("Cropping2D", {"cropping": [[ph, ph], [pw, pw]]}, suffix="crop")
+            rows.append(ParamRow("padding", f"Cropping2D((({ph}, {ph}), ({pw}, {pw}))): Caffe's pad "
+                                 "removes p rows/cols on each side of the full output", [ph, pw],
+                                 sources={"pad": (ph, pw)}))
+        else:
+            rows.append(ParamRow("padding", "padding='valid' (no pad)", "valid", sources={"pad": (0, 0)}))
+        out = node.out_shape
+        if out is not None and in_shape[2] is not None:
+            want = (deconv_out_len(in_shape[2], kh, sh, ph, dh), deconv_out_len(in_shape[3], kw, sw, pw, dw))
+            if tuple(out[2:]) != want:
+                return _unsupported(node, ctx, f"output size {out[2:]} differs from {want}")
+        return chain.finish(rows=rows, layout="NHWC")
+
+
+# ======================================================================================
+# Crop (Caffe Crop: the second input gives only the shape)
+# ======================================================================================
+@register("Crop")
+class CropRule(Rule):
+    name = "Crop"
+    description = ("Cropping2D on H, W (+ SliceAxis on other axes) of the first input; the "
+                   "second input only gives the shape (static, known at conversion).")
+
+    def map(self, node, ctx):
+        x, ref = _in_shape(node, ctx, 0), _in_shape(node, ctx, 1)
+        if not _known(x) or not _known(ref):
+            return _unsupported(node, ctx, f"crop needs known input shapes (got {x} and {ref})")
+        rank = len(x)
+        axis = int(node.attrs.get("axis", 2))
+        errs: list[str] = []
+
+        def fail(m):
+            errs.append(m)
+            return ValueError(m)
+        try:
+            bounds = crop_bounds(x, ref, axis, node.attrs.get("offsets"), fail)
+        except ValueError:
+            return _unsupported(node, ctx, errs[0] if errs else "invalid crop")
+        b0, e0 = bounds[0]
+        if not (b0 == 0 and (e0 is None or x[0] is None or e0 == x[0])):
+            return _unsupported(node, ctx, "cropping the batch axis")
+        chain = Chain(node, ctx, inputs=[node.inputs[0]])
+        rows: list[ParamRow] = []
+        spatial_done: set[int] = set()
+        if rank == 4 and any(e is not None for _, e in bounds[2:]):
+            crops = []
+            for i in (2, 3):
+                b, e = bounds[i]
+                crops.append([b, (x[i] - e) if e is not None else 0])
+            chain.add("Cropping2D", {"cropping": crops})
+            spatial_done = {2, 3}
+            rows.append(ParamRow("cropping", f"Cropping2D(({tuple(crops[0])}, {tuple(crops[1])})): "
+                                 f"H {x[2]} -> {x[2] - sum(crops[0])} at offset {crops[0][0]}, "
+                                 f"W {x[3]} -> {x[3] - sum(crops[1])} at offset {crops[1][0]}",
+                                 crops, sources={"axis": axis, "offset": node.attrs.get("offsets"),
+                                                 "reference shape": tuple(ref)}))
+        for i in range(1, rank):
+            b, e = bounds[i]
+            if i in spatial_done or e is None or (b == 0 and e == x[i]):
+                continue
+            kax = to_keras_axis(i, rank)
+            chain.add("SliceAxis", {"axis": kax, "start": b, "stop": e, "step": None}, suffix=f"crop{i}")
+            rows.append(ParamRow(f"axis {i}", f"x[{b}:{e}] on source axis {i} (Keras axis {kax})",
+                                 (b, e), sources={"axis": axis, "offset": node.attrs.get("offsets")}))
+        if not chain.layers:
+            chain.add("Identity", {})
+            rows.append(ParamRow("crop", "nothing to crop (shapes equal, offsets 0)", None))
+        return chain.finish(rows=rows, layout=keras_layout(rank))
 
 
 # ======================================================================================
