@@ -248,3 +248,25 @@ def test_real_caffe_vs_reference_and_keras(tmp_path):
     assert res.runtime["versions"]["caffe"] == "1.0.0"
     not_pass = {lr.source: (lr.status, lr.max_abs, lr.note) for lr in res.layers if lr.status != "pass"}
     assert not not_pass, not_pass
+
+
+def test_crop_reference_used_only_for_its_shape(tmp_path):
+    """The branch that only gives a Crop its reference shape is pruned by Keras (no output
+    depends on it): the comparison says so instead of failing, and the Crop itself passes."""
+    from migrator.core import pipeline
+    from migrator.testing.caffe_net import NetBuilder
+    nb = NetBuilder("cropref", seed=3)
+    nb.input("data", (1, 3, 13, 17))
+    nb.conv("big", "data", 4, 3, pad=2)
+    nb.conv("small", "data", 4, 3)          # consumed only as the Crop's reference
+    nb.crop("crop", "big", "small", axis=2, offset=(1, 2))
+    files = nb.save(tmp_path / "c.prototxt", tmp_path / "c.caffemodel")
+    g = pipeline.open_model(files)
+    plan = pipeline.make_plan(g)
+    model = pipeline.build_keras(plan)
+    x = np.random.default_rng(0).standard_normal((1, 3, 13, 17)).astype(np.float32)
+    res = pipeline.compare(g, plan, model, x)
+    by = {r.source: r for r in res.layers}
+    assert by["crop"].status == "pass" and by["big"].status == "pass"
+    assert by["small"].status == "not-compared" and "not part of the model" in by["small"].note
+    assert res.passed

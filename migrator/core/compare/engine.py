@@ -81,9 +81,10 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
     n_nodes = max(1, len(graph.nodes))
 
     # how many source nodes read each Keras output (Split aliases, fused pairs)
+    in_model = {layer.name for layer in model.layers}
     wanted: dict[str, int] = {}
     for m in plan.mappings:
-        if m.keras_output:
+        if m.keras_output and m.keras_output in in_model:
             wanted[m.keras_output] = wanted.get(m.keras_output, 0) + 1
 
     timings = {"reference_s": 0.0, "keras_s": 0.0, "metrics_s": 0.0}
@@ -144,6 +145,11 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
                     lr.status = "fused" if m.fused_into else "not-compared"
                     lr.note = (f"fused: computed together with '{m.fused_into}'" if m.fused_into
                                else "no Keras counterpart")
+                    results[name] = lr
+                    continue
+                if m.keras_output not in in_model:
+                    lr.note = (f"Keras layer '{m.keras_output}' is not part of the model: no model "
+                               "output depends on it (e.g. a branch that only gives a Crop its shape)")
                     results[name] = lr
                     continue
                 got = pull_keras(m.keras_output)

@@ -44,6 +44,7 @@ def isolate_layers(graph, plan, model, x: np.ndarray, names: Iterable[str], *, r
     from ..keras_build.builder import MERGE_LAYERS
 
     chains = _chains(plan)
+    model_layers = {layer.name for layer in model.layers}
     targets: dict[str, tuple[list, list[str]]] = {}
     for name in names:
         m = plan.mapping(name)
@@ -52,6 +53,8 @@ def isolate_layers(graph, plan, model, x: np.ndarray, names: Iterable[str], *, r
         _host, specs = chains[m.keras_output]
         if any(s.class_name == "Input" for s in specs):
             continue
+        if any(s.name not in model_layers for s in specs):
+            continue                      # pruned from the model: nothing depends on it
         targets[name] = (specs, _external_inputs(specs))
     if not targets:
         return {}

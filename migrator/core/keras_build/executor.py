@@ -81,7 +81,8 @@ def iter_keras_outputs(model, plan, x_channels_last, *, want: Iterable[str] | No
 
     specs = list(plan.keras_layers)
     alias = _resolve_aliases(plan)
-    targets = {m.keras_output for m in plan.mappings if m.keras_output}
+    model_layers = {layer.name for layer in model.layers}
+    targets = {m.keras_output for m in plan.mappings if m.keras_output and m.keras_output in model_layers}
     if want is not None:
         targets &= set(want)
     # tensor id -> index of the last spec consuming it
@@ -108,7 +109,11 @@ def iter_keras_outputs(model, plan, x_channels_last, *, want: Iterable[str] | No
                                     layer=spec.name)
             out = ops.convert_to_tensor(a)
         else:
-            layer = layers[spec.name]
+            layer = layers.get(spec.name)
+            if layer is None:
+                # pruned by Keras: no model output depends on it (e.g. the branch that only
+                # gives a Caffe Crop its reference shape); nothing live consumes it either
+                continue
             ins = [tensors[alias.get(t, t)] for t in spec.inputs]
             arg = ins if spec.class_name in MERGE_LAYERS else ins[0]
             out = layer(arg, training=False)
