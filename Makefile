@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
+	@if [ -z "$$DISPLAY$$WAYLAND_DISPLAY" ] && [ "$$QT_QPA_PLATFORM" != "offscreen" ]; then \
+	  echo "note: no display (DISPLAY/WAYLAND_DISPLAY unset): try 'xvfb-run -a make run'; see README, Troubleshooting"; fi
 	$(VENV)/bin/migrator-gui
 
 test: $(STAMP)
