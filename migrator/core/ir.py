@@ -45,7 +45,16 @@ OPS: dict[str, str] = {
         "stride (sh, sw), pad (ph, pw) symmetric (cropped from the full output), dilation (dh, dw), "
         "group, bias (bool). params: weight (I, O/group, kh, kw) layout 'IOHW' (Caffe's blob as "
         "stored); bias (O,) 'O'. y[n, g*O/g + o, s*i + d*a - p, s*j + d*b - p] += "
-        "x[n, g*I/g + c, i, j] * weight[g*I/g + c, o, a, b]; out = s*(L-1) + d*(k-1) + 1 - 2p."
+        "x[n, g*I/g + c, i, j] * weight[g*I/g + c, o, a, b]; out = s*(L-1) + d*(k-1) + 1 - 2p. "
+        "flip (bool, False): True = weight[..., ::-1, ::-1] is scattered instead (Lasagne "
+        "TransposedConv2DLayer with flip_filters=False, its default: Theano's conv2d gradient "
+        "wrt inputs with filter_flip=True); activation (None or an Activation dict, as Conv; "
+        "Lasagne folds nonlinearities into the layer)."
+    ),
+    "Upscale": (
+        "Lasagne Upscale2DLayer. attrs: scale (sh, sw), mode ('repeat': nearest neighbour, "
+        "y[n, c, i, j] = x[n, c, i // sh, j // sw] | 'dilate': zeros between, "
+        "y[n, c, sh*i, sw*j] = x[n, c, i, j], 0 elsewhere). out = (H*sh, W*sw)."
     ),
     "Crop": (
         "Caffe Crop. inputs: [x, reference] (the reference only gives the shape). attrs: axis "

@@ -509,6 +509,18 @@ def _deconv(node, ins, ctx):
     return [(x[0], out_c, *sp)]
 
 
+@shape_rule("Upscale")
+def _upscale(node, ins, ctx):
+    x = ins[0]
+    _check_rank(ctx, x, rank=4)
+    sh, sw = _pair(node.attrs.get("scale", 2))
+    if sh < 1 or sw < 1:
+        raise ctx.error(f"scale factor {(sh, sw)} must be >= 1")
+    if node.attrs.get("mode", "repeat") not in ("repeat", "dilate"):
+        raise ctx.error(f"unknown upscale mode {node.attrs.get('mode')!r}")
+    return [(x[0], x[1], None if x[2] is None else x[2] * sh, None if x[3] is None else x[3] * sw)]
+
+
 def crop_bounds(x: Shape, ref: Shape, axis: int, offsets, error: Callable[[str], Exception]
                 ) -> list[tuple[int, int | None]]:
     """Caffe Crop: ``(start, stop)`` for every axis of ``x`` (axes before ``axis`` whole:

@@ -398,6 +398,8 @@ import json
 import theano
 import theano.tensor as T
 from theano.tensor.signal.pool import pool_2d
+import theano.tensor.extra_ops
+import theano.tensor.nnet.abstract_conv
 
 P = {}
 TAG = [""]
@@ -459,6 +461,43 @@ def layer_expr(L, xs):
             std = std + a.get("epsilon", 0.01)
             return nonlin(a.get("nonlinearity"), (x - mean) * (gamma / std) + beta)
         return None
+    if k == "TransposedConv2DLayer":
+        # Lasagne 0.2 TransposedConv2DLayer.convolve: the gradient of a Conv2D wrt its inputs
+        crop = a["crop"]
+        border = "half" if crop == "same" else ("full" if crop == "full" else tuple(crop))
+        oshape = tuple(L["output_shape"])
+        op = T.nnet.abstract_conv.AbstractConv2d_gradInputs(
+            imshp=oshape, kshp=tuple(IN[TAG[0] + "param__%d" % L["params"][0]["index"]].shape),
+            subsample=tuple(a["stride"]), border_mode=border,
+            filter_flip=not a.get("flip_filters", False))
+        y = op(ps["W"], x, oshape[2:])
+        if "b" in ps:
+            y = y + (ps["b"].dimshuffle("x", 0, 1, 2) if a.get("untie_biases")
+                     else ps["b"].dimshuffle("x", 0, "x", "x"))
+        return nonlin(a.get("nonlinearity"), y)
+    if k == "DilatedConv2DLayer":
+        # Lasagne 0.2 DilatedConv2DLayer.convolve: the gradient of a conv wrt its weights,
+        # batch and channels swapped, the dilation as the subsampling
+        oshp = tuple(L["output_shape"])
+        op = T.nnet.abstract_conv.AbstractConv2d_gradWeights(
+            imshp=None, kshp=(oshp[1], oshp[0]) + oshp[2:], subsample=tuple(a["dilation"]),
+            border_mode="valid", filter_flip=False)
+        y = op(x.transpose(1, 0, 2, 3), ps["W"], oshp[2:]).transpose(1, 0, 2, 3)
+        if "b" in ps:
+            y = y + (ps["b"].dimshuffle("x", 0, 1, 2) if a.get("untie_biases")
+                     else ps["b"].dimshuffle("x", 0, "x", "x"))
+        return nonlin(a.get("nonlinearity"), y)
+    if k == "Upscale2DLayer":
+        sa, sb = a["scale_factor"]
+        if a["mode"] == "repeat":
+            y = x
+            if sb > 1:
+                y = T.extra_ops.repeat(y, sb, 3)
+            if sa > 1:
+                y = T.extra_ops.repeat(y, sa, 2)
+            return y
+        z = T.zeros((x.shape[0], x.shape[1], x.shape[2] * sa, x.shape[3] * sb), dtype=x.dtype)
+        return T.set_subtensor(z[:, :, ::sa, ::sb], x)
     if k in FLIP:
         pad = a["pad"]
         border = "half" if pad == "same" else ("full" if pad == "full" else tuple(pad))

@@ -289,13 +289,14 @@ def graph_from_description(desc: dict, values: list[np.ndarray], builder_path: s
                                           weights_file=params_path))
         for p in L["params"]:
             idx = p["index"]
-            key, transform, layout = pmap.get(p["name"], (p["name"], None, ""))
+            key, transform, layout, *src = pmap.get(p["name"], (p["name"], None, ""))
             if key in node.params:
                 key = f"{key}_{len(node.params)}"
             val = values[idx]
             if transform is not None:
                 val = transform(val)
-            node.params[key] = Param(name=key, value=val, layout=layout, source_name=p["name"])
+            node.params[key] = Param(name=key, value=val, layout=layout,
+                                     source_name=src[0] if src else p["name"])
             if idx in owners:
                 g.warnings.append(f"layer '{L['name']}' shares its parameter '{p['name']}' with "
                                   f"layer '{owners[idx]}'")
@@ -451,7 +452,7 @@ def _to_oihw_nin(w: np.ndarray) -> np.ndarray:
 
 # ---- one layer -----------------------------------------------------------------------
 def _canonical(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
-    """-> (op, attrs, {lasagne param name: (key, transform, layout)})."""
+    """-> (op, attrs, {lasagne param name: (key, transform, layout[, source name])})."""
     cls, known, a = L["class"], L.get("known"), L.get("attrs", {})
     pnames = [p["name"] for p in L["params"]]
     if known is None or L.get("custom_output"):
@@ -461,6 +462,17 @@ def _canonical(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
                            f"a subclass of {known} with its own get_output_for")
     if known == "InputLayer":
         return "Input", {"shape": _shape(L["output_shape"])}, {}
+    if known == "TransposedConv2DLayer":
+        return _transposed_conv(L, pnames, in_shapes)
+    if known == "DilatedConv2DLayer":
+        return _dilated_conv(L, pnames)
+    if known == "Upscale2DLayer":
+        if len(L["output_shape"]) != 4:
+            raise _Unsupported("not a 2D upscaling")
+        mode = a.get("mode", "repeat")
+        if mode not in ("repeat", "dilate"):
+            raise _Unsupported(f"upscale mode {mode!r}")
+        return "Upscale", {"scale": _pair(a.get("scale_factor"), "scale_factor"), "mode": mode}, {}
     if known in _CONV:
         if len(L["output_shape"]) != 4:
             raise _Unsupported("not a 2D convolution")
@@ -611,6 +623,69 @@ def _canonical(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
         return "Slice", {"axis": int(a.get("axis", -1)) % _ndim(in_shapes), "start": start,
                          "stop": stop, "step": step}, {}
     raise _Unsupported(f"{known} has no canonical form")
+
+
+def _transposed_conv(L: dict, pnames: list, in_shapes: list) -> tuple[str, dict, dict]:
+    """Lasagne TransposedConv2DLayer (Deconv2DLayer): Theano's gradient of a Conv2D wrt its
+    inputs with ``filter_flip = not flip_filters``, W ``(in, out, kh, kw)``, crop = the
+    forward conv's pad; ``out = s*(L-1) + k - 2*crop``."""
+    a = L.get("attrs", {})
+    if len(L["output_shape"]) != 4:
+        raise _Unsupported("not a 2D transposed convolution")
+    if int(a.get("num_groups", 1) or 1) != 1:
+        raise _Unsupported("grouped transposed convolution (num_groups != 1)")
+    if bool(a.get("untie_biases", False)) and "b" in pnames:
+        raise _Unsupported("untie_biases=True (a bias per output position) has no Keras "
+                           "Conv2DTranspose equivalent")
+    kernel = _pair(a.get("filter_size"), "filter_size")
+    stride = _pair(a.get("stride", 1), "stride")
+    crop = _conv_pad(a.get("crop", 0), kernel)
+    natural = [s * (n - 1) + k - 2 * c if n is not None else None
+               for n, k, s, c in zip(_spatial(in_shapes), kernel, stride, crop)]
+    osz = a.get("output_size")
+    if osz is not None:
+        want = tuple(int(v) for v in (osz if isinstance(osz, list) else [osz, osz]))
+        got = tuple(L["output_shape"][2:])
+        if any(n is None for n in natural) or tuple(natural) != want or got != want:
+            raise _Unsupported(f"output_size {list(want)} differs from the natural size "
+                               f"s*(L-1) + k - 2*crop (the extra zero rows/cols are not mapped)")
+    attrs = {"num_output": int(a["num_filters"]), "kernel": kernel, "stride": stride, "pad": crop,
+             "dilation": (1, 1), "group": 1, "bias": "b" in pnames,
+             "flip": not bool(a.get("flip_filters", False)),
+             "activation": activation_of(a.get("nonlinearity"))}
+    return "Deconv", attrs, {"W": ("weight", None, "IOHW"), "b": ("bias", None, "O")}
+
+
+def _spatial(in_shapes: list) -> list:
+    s = in_shapes[0] if in_shapes else None
+    return list(s[2:4]) if s is not None and len(s) == 4 else [None, None]
+
+
+def _to_oihw_dilated(w: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(w).transpose(1, 0, 2, 3))
+
+
+def _dilated_conv(L: dict, pnames: list) -> tuple[str, dict, dict]:
+    """Lasagne DilatedConv2DLayer: W ``(in, out, kh, kw)`` -> OIHW (``W.transpose(1, 0, 2,
+    3)``), a dilated cross-correlation (flip_filters=False, pad 0, stride 1)."""
+    a = L.get("attrs", {})
+    if len(L["output_shape"]) != 4:
+        raise _Unsupported("not a 2D dilated convolution")
+    if bool(a.get("flip_filters", False)):
+        raise _Unsupported("flip_filters=True (Lasagne itself refuses it)")
+    pad = a.get("pad", 0)
+    if pad not in (0, "valid", [0, 0]):
+        raise _Unsupported(f"pad {pad!r} (Lasagne's DilatedConv2DLayer allows only 0/'valid')")
+    if int(a.get("num_groups", 1) or 1) != 1:
+        raise _Unsupported("grouped dilated convolution (num_groups != 1)")
+    untie = bool(a.get("untie_biases", False))
+    attrs = {"num_output": int(a["num_filters"]), "kernel": _pair(a.get("filter_size"), "filter_size"),
+             "stride": (1, 1), "pad": (0, 0), "dilation": _pair(a.get("dilation", 1), "dilation"),
+             "group": 1, "bias": "b" in pnames, "flip": False,
+             "activation": activation_of(a.get("nonlinearity")), "untie_biases": untie}
+    return "Conv", attrs, {"W": ("weight", _to_oihw_dilated, "OIHW",
+                                 "W (in, out, kh, kw) stored; transposed to OIHW: W.transpose(1, 0, 2, 3)"),
+                           "b": ("bias", None, "OHW" if untie else "O")}
 
 
 def _gist_bn(L: dict, in_shapes: list) -> tuple[str, dict, dict]:

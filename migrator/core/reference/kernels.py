@@ -302,12 +302,30 @@ def _deconv(node, xs):
     if x.ndim != 4:
         raise _err(node, f"the reference deconvolution supports 2-d (NCHW) inputs, got shape {x.shape}")
     w = _param(node, "weight", x.dtype)
+    if a.get("flip", False):
+        w = np.ascontiguousarray(w[:, :, ::-1, ::-1])
     y = deconv2d(x, w, _pair(a.get("stride", 1)), _pair(a.get("pad", 0)), _pair(a.get("dilation", 1)),
                  int(a.get("group", 1) or 1))
     b = _param(node, "bias", x.dtype)
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
-    return [y]
+    return [activation(y, a.get("activation"), inplace=True)]
+
+
+@kernel("Upscale")
+def _upscale(node, xs):
+    x = xs[0]
+    if x.ndim != 4:
+        raise _err(node, f"upscaling supports 2-d (NCHW) inputs, got shape {x.shape}")
+    sh, sw = _pair(node.attrs.get("scale", 2))
+    mode = node.attrs.get("mode", "repeat")
+    if mode == "repeat":
+        return [np.ascontiguousarray(np.repeat(np.repeat(x, sh, axis=2), sw, axis=3))]
+    if mode == "dilate":
+        y = np.zeros(x.shape[:2] + (x.shape[2] * sh, x.shape[3] * sw), dtype=x.dtype)
+        y[:, :, ::sh, ::sw] = x
+        return [y]
+    raise _err(node, f"unknown upscale mode {mode!r}")
 
 
 @kernel("Crop")

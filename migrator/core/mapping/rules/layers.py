@@ -321,10 +321,16 @@ class DeconvRule(Rule):
         if I % groups:
             return _unsupported(node, ctx, f"{I} input channels are not divisible by group {groups}")
         O = Og * groups
-        K = T.caffe_deconv_to_keras(W, groups, (dh, dw))
+        flip = bool(a.get("flip", False))
+        K = T.caffe_deconv_to_keras(T.flip_kernel(W) if flip else W, groups, (dh, dw))
         ekh, ekw = K.shape[:2]
         has_bias = bool(a.get("bias", True)) and node.p("bias") is not None
-        formula = "W.transpose(2, 3, 1, 0)  (Caffe (I, O/g, kh, kw) -> Keras (kh, kw, O, I), no flip)"
+        if has_bias and node.p("bias").ndim != 1:
+            return _unsupported(node, ctx, f"bias shape {tuple(node.p('bias').shape)} is not "
+                                           "per channel (untied biases)")
+        formula = ("W[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)  ((I, O/g, kh, kw) -> Keras "
+                   "(kh, kw, O, I), kernel rotated 180deg: Lasagne flip_filters=False)" if flip else
+                   "W.transpose(2, 3, 1, 0)  (Caffe (I, O/g, kh, kw) -> Keras (kh, kw, O, I), no flip)")
         if groups > 1:
             formula += f"; group {groups}: block-diagonal (zeros between groups, exact)"
         if (dh, dw) != (1, 1):
@@ -343,19 +349,60 @@ class DeconvRule(Rule):
                              "(padding='valid', output_padding=0)", [sh, sw],
                              sources={"stride": (sh, sw), "kernel": (kh, kw), "dilation": (dh, dw)}))
         chain = Chain(node, ctx)
-        chain.add("Conv2DTranspose", cfg, weights=weights)
+        main = chain.add("Conv2DTranspose", cfg, weights=weights)
         if ph or pw:
             chain.add("Cropping2D", {"cropping": [[ph, ph], [pw, pw]]}, suffix="crop")
-            rows.append(ParamRow("padding", f"Cropping2D((({ph}, {ph}), ({pw}, {pw}))): Caffe's pad "
-                                 "removes p rows/cols on each side of the full output", [ph, pw],
-                                 sources={"pad": (ph, pw)}))
+            rows.append(ParamRow("padding", f"Cropping2D((({ph}, {ph}), ({pw}, {pw}))): the pad "
+                                 "(Lasagne crop) removes p rows/cols on each side of the full output",
+                                 [ph, pw], sources={"pad": (ph, pw)}))
         else:
             rows.append(ParamRow("padding", "padding='valid' (no pad)", "valid", sources={"pad": (0, 0)}))
+        # activations are per position (softmax per channel vector): they commute with the crop
+        add_activation(chain, main, a.get("activation"), 4, rows)
         out = node.out_shape
         if out is not None and in_shape[2] is not None:
             want = (deconv_out_len(in_shape[2], kh, sh, ph, dh), deconv_out_len(in_shape[3], kw, sw, pw, dw))
             if tuple(out[2:]) != want:
                 return _unsupported(node, ctx, f"output size {out[2:]} differs from {want}")
+        return chain.finish(rows=rows, layout="NHWC")
+
+
+# ======================================================================================
+# Upscale (Lasagne Upscale2DLayer)
+# ======================================================================================
+@register("Upscale")
+class UpscaleRule(Rule):
+    name = "Upscale"
+    description = ("repeat: UpSampling2D(interpolation='nearest'); dilate: Conv2DTranspose "
+                   "(strides = scale, one-hot identity kernel at tap (0, 0), no bias).")
+
+    def map(self, node, ctx):
+        in_shape = _in_shape(node, ctx)
+        if rank_of(in_shape) != 4:
+            return _unsupported(node, ctx, f"only 2-D upscaling is supported (input rank "
+                                           f"{rank_of(in_shape)})")
+        sh, sw = (int(v) for v in node.attrs.get("scale", (2, 2)))
+        mode = node.attrs.get("mode", "repeat")
+        chain = Chain(node, ctx)
+        if mode == "repeat":
+            chain.add("UpSampling2D", {"size": [sh, sw], "interpolation": "nearest"})
+            rows = [ParamRow("size", "scale_factor; mode 'repeat' = nearest neighbour (exact)",
+                             [sh, sw], sources={"scale_factor": (sh, sw), "mode": mode})]
+            return chain.finish(rows=rows, layout="NHWC")
+        if mode != "dilate":
+            return _unsupported(node, ctx, f"upscale mode {mode!r}")
+        C = in_shape[1]
+        if C is None:
+            return _unsupported(node, ctx, "mode 'dilate' needs a known channel count")
+        K = np.zeros((sh, sw, C, C), dtype=F32)
+        K[0, 0] = np.eye(C, dtype=F32)
+        chain.add("Conv2DTranspose", {"filters": int(C), "kernel_size": [sh, sw],
+                                      "strides": [sh, sw], "padding": "valid",
+                                      "output_padding": [0, 0], "dilation_rate": [1, 1],
+                                      "use_bias": False, "activation": "linear"}, weights=[K])
+        rows = [ParamRow("kernel", f"one-hot ({sh}, {sw}, C, C): identity at tap (0, 0), zeros "
+                         "elsewhere -> x at (sh*i, sw*j), zeros between (exact)", K,
+                         sources={"scale_factor": (sh, sw), "mode": mode})]
         return chain.finish(rows=rows, layout="NHWC")
 
 
