@@ -50,7 +50,8 @@ SOURCE_TYPE_OPS: dict[str, str] = {
     "DropoutLayer": "Dropout", "FlattenLayer": "Flatten", "ReshapeLayer": "Reshape",
     "LocalResponseNormalization2DLayer": "LRN", "InputLayer": "Input",
     "DimshuffleLayer": "Transpose", "PadLayer": "Pad", "BiasLayer": "Bias", "ScaleLayer": "Scale",
-    "ParametricRectifierLayer": "PReLU",
+    "ParametricRectifierLayer": "PReLU", "TransposedConv2DLayer": "Deconv",
+    "Deconv2DLayer": "Deconv", "Upscale2DLayer": "Upscale",
 }
 
 
