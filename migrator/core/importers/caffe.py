@@ -683,16 +683,18 @@ class _Builder:
         self._add(node, tops)
 
     # each handler returns (op, attrs, params, num_outputs)
-    def _l_Convolution(self, lp):
+    def _conv_geometry(self, lp, what: str):
+        """(num_output, kernel, pad, stride, dilation, group, bias) of a convolution_param,
+        validated; shared by Convolution and Deconvolution."""
         cp = lp.convolution_param
         f, n = self.file, lp.name
         if cp.axis != 1:
-            raise self.err(f"convolution axis {cp.axis} is not supported (only 1)", n)
+            raise self.err(f"{what} axis {cp.axis} is not supported (only 1)", n)
         if not cp.HasField("num_output"):
             raise self.err("convolution_param.num_output is missing", n)
         kernel = _hw(cp.kernel_size, "kernel_h", "kernel_w", cp, None, "kernel_size", f, n)
         if kernel[0] is None:
-            raise self.err("convolution has no kernel_size (nor kernel_h/kernel_w)", n)
+            raise self.err(f"{what} has no kernel_size (nor kernel_h/kernel_w)", n)
         pad = _hw(cp.pad, "pad_h", "pad_w", cp, 0, "pad", f, n)
         stride = _hw(cp.stride, "stride_h", "stride_w", cp, 1, "stride", f, n)
         dilation = _hw(cp.dilation, None, None, cp, 1, "dilation", f, n)
@@ -702,7 +704,11 @@ class _Builder:
             raise self.err(f"num_output {O} is not divisible by group {group}", n)
         if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1:
             raise self.err(f"invalid kernel {kernel} / stride {stride} / dilation {dilation}", n)
-        bias = bool(cp.bias_term)
+        return O, kernel, pad, stride, dilation, group, bool(cp.bias_term)
+
+    def _l_Convolution(self, lp):
+        n = lp.name
+        O, kernel, pad, stride, dilation, group, bias = self._conv_geometry(lp, "convolution")
         attrs = {"num_output": O, "kernel": kernel, "stride": stride, "pad": pad,
                  "dilation": dilation, "group": group, "bias": bias, "flip": False,
                  "activation": None}
@@ -724,25 +730,8 @@ class _Builder:
         return "Conv", attrs, params, 1
 
     def _l_Deconvolution(self, lp):
-        cp = lp.convolution_param
-        f, n = self.file, lp.name
-        if cp.axis != 1:
-            raise self.err(f"deconvolution axis {cp.axis} is not supported (only 1)", n)
-        if not cp.HasField("num_output"):
-            raise self.err("convolution_param.num_output is missing", n)
-        kernel = _hw(cp.kernel_size, "kernel_h", "kernel_w", cp, None, "kernel_size", f, n)
-        if kernel[0] is None:
-            raise self.err("deconvolution has no kernel_size (nor kernel_h/kernel_w)", n)
-        pad = _hw(cp.pad, "pad_h", "pad_w", cp, 0, "pad", f, n)
-        stride = _hw(cp.stride, "stride_h", "stride_w", cp, 1, "stride", f, n)
-        dilation = _hw(cp.dilation, None, None, cp, 1, "dilation", f, n)
-        group = int(cp.group)
-        O = int(cp.num_output)
-        if group < 1 or O % group:
-            raise self.err(f"num_output {O} is not divisible by group {group}", n)
-        if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1:
-            raise self.err(f"invalid kernel {kernel} / stride {stride} / dilation {dilation}", n)
-        bias = bool(cp.bias_term)
+        n = lp.name
+        O, kernel, pad, stride, dilation, group, bias = self._conv_geometry(lp, "deconvolution")
         attrs = {"num_output": O, "kernel": kernel, "stride": stride, "pad": pad,
                  "dilation": dilation, "group": group, "bias": bias}
         params = {}
