@@ -1,9 +1,14 @@
-"""`make bench`: every benchmark, figures and ratios printed (not timed tests)."""
+"""`make bench`: every benchmark, figures and ratios printed (not timed tests).
+
+Each suite runs in a fresh Python process, so one suite's imports, caches and garbage (a
+full garbage collection in a process that already ran the core benchmark can stall a GUI
+thread for 100 ms) never colour another suite's figures.
+"""
 from __future__ import annotations
 
-import importlib
+import os
+import subprocess
 import sys
-import traceback
 
 SUITES = [("core (open-nsfw ResNet-50)", "benchmarks.bench_core"),
           ("reference runtimes", "benchmarks.bench_runtimes"),
@@ -12,21 +17,19 @@ SUITES = [("core (open-nsfw ResNet-50)", "benchmarks.bench_core"),
 
 def main() -> int:
     only = sys.argv[1:]
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.setdefault("QT_QPA_PLATFORM", "offscreen")
     failed = 0
     for title, mod in SUITES:
         if only and not any(o in mod for o in only):
             continue
         print(f"\n=== {title} ===", flush=True)
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            print(f"(skipped: {e})")
-            continue
-        try:
-            m.main()
-        except Exception:  # noqa: BLE001
+        code = f"import sys, {mod} as m; r = m.main(); sys.exit(0)"
+        rc = subprocess.call([sys.executable, "-c", code], env=env)
+        if rc != 0:
             failed += 1
-            traceback.print_exc()
+            print(f"(suite {mod} failed with exit status {rc})", flush=True)
     return 1 if failed else 0
 
 
