@@ -632,15 +632,20 @@ class MainWindow(QMainWindow):
 
     def _on_result(self) -> None:
         self.results_model.refresh()
-        self._fit_results()
         self.source_model.refresh_status()
         self.keras_model.refresh_status(self.source_model.statuses())
-        self.source_tree.fit_columns(self._SOURCE_FIT, self._SOURCE_FIT)   # statuses, bold row
+        # column fitting measures every row's text: done in a later turn of the event loop,
+        # so installing a big result is two short GUI-thread stalls, not one long one
+        QTimer.singleShot(0, self._fit_after_result)
         self.overview_plot.set_result(self.doc.result)
         self.inspector.refresh()
         self._show_layer_plots(self.source_tree.current_name())
         self._update_result_status()
         self._update_actions()
+
+    def _fit_after_result(self) -> None:
+        self._fit_results()
+        self.source_tree.fit_columns([0, 4], self._SOURCE_FIT)   # the bold row, the statuses
 
     def _on_stale(self) -> None:
         self.source_model.refresh_status()
