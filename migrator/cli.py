@@ -35,7 +35,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _compare_args(p: argparse.ArgumentParser, *, inputs: bool) -> None:
     if inputs:
         g = p.add_mutually_exclusive_group()
-        g.add_argument("--input", metavar="X.npy", help="input array in the source layout (NCHW)")
+        g.add_argument("--input", metavar="X.npy",
+                       help="input array in the source layout (NCHW); for several inputs an .npz "
+                            "with one array per input layer name")
         g.add_argument("--image", metavar="IMG", help="an image file, preprocessed as documented")
         p.add_argument("--channel-order", choices=("BGR", "RGB"), default=None,
                        help="image channel order fed to the network (default: BGR for Caffe, RGB for Lasagne)")

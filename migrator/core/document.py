@@ -488,7 +488,8 @@ def layer_outputs(graph, plan, model, x: np.ndarray, source: str, progress=None,
     from .compare.metrics import to_keras_layout
     from .keras_build.executor import iter_keras_outputs
     got = None
-    for kname, arr in iter_keras_outputs(model, plan, to_keras_layout(x), want={keras_name},
+    xk = {k: to_keras_layout(v) for k, v in x.items()} if isinstance(x, dict) else to_keras_layout(x)
+    for kname, arr in iter_keras_outputs(model, plan, xk, want={keras_name},
                                          cancel=cancel):
         if kname == keras_name:
             got = np.asarray(arr)

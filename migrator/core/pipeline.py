@@ -177,17 +177,30 @@ class InputSpec:
     distribution: str = "normal"              # random: 'normal' (N(0,1)) | 'uniform' ([0, 255))
 
 
-def model_input_shape(graph: Graph, batch: int = 1) -> tuple[int, ...]:
+def input_shapes(graph: Graph, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """Source-layout shape of every network input (batch dimension set to ``batch``)."""
     ins = graph.input_nodes
-    if len(ins) != 1:
-        raise MigratorError(f"models with {len(ins)} inputs are not supported yet "
-                            f"({', '.join(n.name for n in ins)})", file=graph.files[0] if graph.files else None)
-    shp = list(ins[0].attrs["shape"])
-    shp[0] = batch
-    if any(d is None for d in shp):
-        raise MigratorError("the input shape has unknown dimensions; give --input X.npy",
-                            layer=ins[0].name)
-    return tuple(int(d) for d in shp)
+    if not ins:
+        raise MigratorError("the model has no input layer", file=graph.files[0] if graph.files else None)
+    out = {}
+    for node in ins:
+        shp = list(node.attrs["shape"])
+        shp[0] = batch
+        if any(d is None for d in shp):
+            raise MigratorError("the input shape has unknown dimensions; give --input X.npy",
+                                layer=node.name)
+        out[node.name] = tuple(int(d) for d in shp)
+    return out
+
+
+def model_input_shape(graph: Graph, batch: int = 1) -> tuple[int, ...]:
+    """The shape of the only input (images and single-array inputs need exactly one)."""
+    shapes = input_shapes(graph, batch)
+    if len(shapes) != 1:
+        raise MigratorError(f"the model has {len(shapes)} inputs ({', '.join(shapes)}): give them as "
+                            "--input X.npz with one array per input name",
+                            file=graph.files[0] if graph.files else None)
+    return next(iter(shapes.values()))
 
 
 def default_mean(graph: Graph):
@@ -198,14 +211,20 @@ def default_mean(graph: Graph):
 def make_input(graph: Graph, spec: InputSpec) -> tuple[np.ndarray, dict[str, Any]]:
     """Return (x in source layout NCHW float32, a description for the report)."""
     if spec.kind == "random":
-        shp = model_input_shape(graph, spec.batch)
+        shapes = input_shapes(graph, spec.batch)
         rng = np.random.default_rng(spec.seed)
-        if spec.distribution == "uniform":
-            x = rng.uniform(0, 255, size=shp).astype(np.float32)
-        else:
-            x = rng.standard_normal(size=shp).astype(np.float32)
-        return x, {"kind": "random", "seed": spec.seed, "distribution": spec.distribution,
-                   "shape": list(shp)}
+        xs = {}
+        for name, shp in shapes.items():       # in graph order: reproducible per seed
+            if spec.distribution == "uniform":
+                xs[name] = rng.uniform(0, 255, size=shp).astype(np.float32)
+            else:
+                xs[name] = rng.standard_normal(size=shp).astype(np.float32)
+        desc = {"kind": "random", "seed": spec.seed, "distribution": spec.distribution}
+        if len(xs) == 1:
+            return next(iter(xs.values())), {**desc, "shape": list(next(iter(shapes.values())))}
+        return xs, {**desc, "shape": {k: list(v) for k, v in shapes.items()}}
+    if spec.kind == "npy" and str(spec.path).lower().endswith(".npz"):
+        return _load_npz(graph, spec)
     if spec.kind == "npy":
         _check_readable(spec.path)
         try:
@@ -224,6 +243,36 @@ def make_input(graph: Graph, spec: InputSpec) -> tuple[np.ndarray, dict[str, Any
     if spec.kind == "image":
         return _load_image(graph, spec)
     raise MigratorError(f"unknown input kind {spec.kind!r}")
+
+
+def _load_npz(graph: Graph, spec: InputSpec):
+    """Several inputs: an .npz with one array per source input name (NCHW)."""
+    _check_readable(spec.path)
+    try:
+        with np.load(spec.path, allow_pickle=False) as z:
+            arrays = {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
+    except Exception as e:  # noqa: BLE001 - user file
+        raise MigratorError(f"cannot read .npz input: {e}", file=spec.path) from None
+    names = [n.name for n in graph.input_nodes]
+    missing = [n for n in names if n not in arrays]
+    extra = [k for k in arrays if k not in names]
+    if missing or extra:
+        raise MigratorError(f"the .npz must hold one array per input ({', '.join(names)})"
+                            + (f"; missing {', '.join(missing)}" if missing else "")
+                            + (f"; unknown {', '.join(extra)}" if extra else ""), file=spec.path)
+    for node in graph.input_nodes:
+        want, a = node.attrs["shape"], arrays[node.name]
+        if a.ndim == len(want) - 1:
+            a = arrays[node.name] = a[None]
+        if a.ndim != len(want) or any(w is not None and i > 0 and w != d
+                                      for i, (w, d) in enumerate(zip(want, a.shape))):
+            raise MigratorError(f"input '{node.name}' has shape {tuple(a.shape)}, the model wants "
+                                f"{tuple(want)} (NCHW)", file=spec.path)
+    desc = {"kind": "npz", "path": os.path.abspath(spec.path),
+            "shape": {k: list(v.shape) for k, v in arrays.items()}}
+    if len(arrays) == 1:
+        return next(iter(arrays.values())), desc
+    return arrays, desc
 
 
 def _load_image(graph: Graph, spec: InputSpec):

@@ -77,7 +77,14 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
     why = rt.check(graph)
     if why:
         raise MigratorError(f"the '{runtime}' reference runtime cannot run this model: {why}")
-    x = np.asarray(x, dtype=np.float32)
+    if isinstance(x, dict):       # several network inputs, keyed by source input name
+        x = {k: np.asarray(v, dtype=np.float32) for k, v in x.items()}
+        x_keras = {k: to_keras_layout(v) for k, v in x.items()}
+        shape_desc = {k: list(v.shape) for k, v in x.items()}
+    else:
+        x = np.asarray(x, dtype=np.float32)
+        x_keras = to_keras_layout(x)
+        shape_desc = list(x.shape)
     n_nodes = max(1, len(graph.nodes))
 
     # how many source nodes read each Keras output (Split aliases, fused pairs)
@@ -88,7 +95,7 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
             wanted[m.keras_output] = wanted.get(m.keras_output, 0) + 1
 
     timings = {"reference_s": 0.0, "keras_s": 0.0, "metrics_s": 0.0}
-    k_feed = _KerasFeed(model, plan, to_keras_layout(x), cancel, wanted, timings)
+    k_feed = _KerasFeed(model, plan, x_keras, cancel, wanted, timings)
     k_buf: dict[str, np.ndarray] = {}
 
     def pull_keras(name: str) -> np.ndarray | None:
@@ -227,5 +234,5 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
     if progress:
         progress(1.0, "comparison finished" if not cancelled else "comparison cancelled")
     return ComparisonResult(layers=layers, runtime=rt.describe(), device=keras_device_description(),
-                            input=input_desc or {"shape": list(x.shape)}, tolerances=tolerances,
+                            input=input_desc or {"shape": shape_desc}, tolerances=tolerances,
                             topk=topk, timings=timings, cancelled=cancelled)
