@@ -17,6 +17,8 @@ import pytest
 
 from migrator.testing import lasagne_models as M
 
+from . import keras_outputs_by_source
+
 SCRIPT = M.HEADER + '''
 from lasagne.layers import TransposedConv2DLayer, Deconv2DLayer, DilatedConv2DLayer, Upscale2DLayer
 
@@ -56,10 +58,8 @@ def _tol(ref) -> float:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    from migrator.core.compare.metrics import to_keras_layout, to_source_layout
     from migrator.core.importers.lasagne import load_lasagne
     from migrator.core.keras_build.builder import build_keras
-    from migrator.core.keras_build.executor import iter_keras_outputs
     from migrator.core.mapping.planner import make_plan
     from migrator.core.reference import numpy_ref
 
@@ -71,14 +71,7 @@ def converted(tmp_path_factory):
     ref = {k: v[0] for k, v in numpy_ref.run_all(g, {inp.name: x}).items()}
     plan = make_plan(g)
     model = build_keras(plan)
-    k2s: dict[str, list[str]] = {}
-    for m in plan.mappings:
-        if m.keras_output:
-            k2s.setdefault(m.keras_output, []).append(m.source)
-    keras_out = {}
-    for kname, arr in iter_keras_outputs(model, plan, to_keras_layout(x)):
-        for s in k2s.get(kname, []):
-            keras_out[s] = to_source_layout(arr, ref[s].ndim)
+    keras_out = keras_outputs_by_source(model, plan, x, ref)
     return {"graph": g, "plan": plan, "x": x, "ref": ref, "keras": keras_out}
 
 

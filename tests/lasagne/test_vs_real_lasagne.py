@@ -17,6 +17,8 @@ import pytest
 
 from migrator.testing import lasagne_models as M
 
+from . import keras_outputs_by_source
+
 pytestmark = [pytest.mark.theano, pytest.mark.slow]
 
 SCRIPT_01 = '''
@@ -101,10 +103,8 @@ def test_recorder_describes_the_network_like_real_lasagne(env):
 
 
 def test_numpy_reference_and_keras_match_real_lasagne(env):
-    from migrator.core.compare.metrics import to_keras_layout, to_source_layout
     from migrator.core.importers.lasagne import load_lasagne
     from migrator.core.keras_build.builder import build_keras
-    from migrator.core.keras_build.executor import iter_keras_outputs
     from migrator.core.mapping.planner import make_plan
     from migrator.core.reference import numpy_ref
     from tests.envs.theano_env import run_theano
@@ -120,14 +120,7 @@ def test_numpy_reference_and_keras_match_real_lasagne(env):
     ref = {k: v[0] for k, v in numpy_ref.run_all(g, x).items()}
     plan = make_plan(g)
     model = build_keras(plan)
-    k2s: dict[str, list[str]] = {}
-    for m in plan.mappings:
-        if m.keras_output:
-            k2s.setdefault(m.keras_output, []).append(m.source)
-    keras_out = {}
-    for kname, arr in iter_keras_outputs(model, plan, to_keras_layout(x)):
-        for s in k2s.get(kname, []):
-            keras_out[s] = to_source_layout(arr, ref[s].ndim)
+    keras_out = keras_outputs_by_source(model, plan, x, ref)
     worst_ref = worst_keras = 0.0
     for name, want in real.items():
         scale = max(1.0, float(np.abs(want).max()))

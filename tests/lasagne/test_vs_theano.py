@@ -24,6 +24,8 @@ import pytest
 
 from migrator.testing import lasagne_models as M
 
+from . import keras_outputs_by_source
+
 pytestmark = [pytest.mark.theano, pytest.mark.slow]
 
 
@@ -57,10 +59,8 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    from migrator.core.compare.metrics import to_keras_layout, to_source_layout
     from migrator.core.importers.lasagne import load_lasagne
     from migrator.core.keras_build.builder import build_keras
-    from migrator.core.keras_build.executor import iter_keras_outputs
     from migrator.core.mapping.planner import make_plan
     from migrator.core.reference import numpy_ref
     from tests.envs import theano_env as TE
@@ -79,14 +79,7 @@ def results(tmp_path_factory):
         ref = {k: v[0] for k, v in numpy_ref.run_all(g, {inp.name: x}).items()}
         plan = make_plan(g)
         model = build_keras(plan)
-        k2s: dict[str, list[str]] = {}
-        for m in plan.mappings:
-            if m.keras_output:
-                k2s.setdefault(m.keras_output, []).append(m.source)
-        keras_out = {}
-        for kname, arr in iter_keras_outputs(model, plan, to_keras_layout(x)):
-            for s in k2s.get(kname, []):
-                keras_out[s] = to_source_layout(arr, ref[s].ndim)
+        keras_out = keras_outputs_by_source(model, plan, x, ref)
         out[tag] = {"graph": g, "ref": ref, "keras": keras_out}
         req.update(M.theano_request(g, {inp.name: x}, ref, tag=tag))
     th = run_theano(py, M.THEANO_LAYERS_SCRIPT, req)

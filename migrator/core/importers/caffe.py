@@ -706,49 +706,46 @@ class _Builder:
             raise self.err(f"invalid kernel {kernel} / stride {stride} / dilation {dilation}", n)
         return O, kernel, pad, stride, dilation, group, bool(cp.bias_term)
 
-    def _l_Convolution(self, lp):
+    def _conv_params(self, lp, O, kernel, group, bias, *, transposed: bool) -> dict:
+        """weight (+ bias) of a Convolution ((O, in/group, kh, kw), 'OIHW') or a Deconvolution
+        ((in, O/group, kh, kw), 'IOHW'), shape-checked against num_output and the kernel."""
         n = lp.name
+        blobs = self._need_blobs(lp, 1 + bias, 1 + bias, "weight" + (", bias" if bias else ""))
+        if blobs is None:
+            return {}
+        w = blobs[0]
+        if w.ndim != 4:
+            w = _strip_leading_ones(w, 4)
+        if transposed:
+            fits = w.ndim == 4 and w.shape[1] * group == O
+            expected = f"(in, {O // group}, {kernel[0]}, {kernel[1]})"
+            what = f"num_output {O} (group {group})"
+        else:
+            fits = w.ndim == 4 and w.shape[0] == O
+            expected = f"({O}, in/group, {kernel[0]}, {kernel[1]})"
+            what = f"num_output {O}"
+        if not fits or tuple(w.shape[2:]) != kernel:
+            raise MigratorError(
+                f"weight blob of shape {tuple(blobs[0].shape)} does not fit {what} and kernel "
+                f"{kernel[0]}x{kernel[1]} (expected {expected})", file=self._wfile, layer=n)
+        params = {"weight": Param("weight", w, "IOHW" if transposed else "OIHW", "blobs[0]")}
+        if bias:
+            params["bias"] = Param("bias", _vector(blobs[1], "bias", self._wfile, n, O), "O", "blobs[1]")
+        return params
+
+    def _l_Convolution(self, lp):
         O, kernel, pad, stride, dilation, group, bias = self._conv_geometry(lp, "convolution")
         attrs = {"num_output": O, "kernel": kernel, "stride": stride, "pad": pad,
                  "dilation": dilation, "group": group, "bias": bias, "flip": False,
                  "activation": None}
-        params = {}
-        blobs = self._need_blobs(lp, 1 + bias, 1 + bias, "weight" + (", bias" if bias else ""))
-        if blobs is not None:
-            w = blobs[0]
-            if w.ndim != 4:
-                w = _strip_leading_ones(w, 4)
-            if w.ndim != 4 or w.shape[0] != O or tuple(w.shape[2:]) != kernel:
-                raise MigratorError(
-                    f"weight blob of shape {tuple(blobs[0].shape)} does not fit num_output {O} "
-                    f"and kernel {kernel[0]}x{kernel[1]} (expected ({O}, in/group, {kernel[0]}, "
-                    f"{kernel[1]}))", file=self._wfile, layer=n)
-            params["weight"] = Param("weight", w, "OIHW", "blobs[0]")
-            if bias:
-                params["bias"] = Param("bias", _vector(blobs[1], "bias", self._wfile, n, O), "O",
-                                       "blobs[1]")
+        params = self._conv_params(lp, O, kernel, group, bias, transposed=False)
         return "Conv", attrs, params, 1
 
     def _l_Deconvolution(self, lp):
-        n = lp.name
         O, kernel, pad, stride, dilation, group, bias = self._conv_geometry(lp, "deconvolution")
         attrs = {"num_output": O, "kernel": kernel, "stride": stride, "pad": pad,
                  "dilation": dilation, "group": group, "bias": bias}
-        params = {}
-        blobs = self._need_blobs(lp, 1 + bias, 1 + bias, "weight" + (", bias" if bias else ""))
-        if blobs is not None:
-            w = blobs[0]
-            if w.ndim != 4:
-                w = _strip_leading_ones(w, 4)
-            if w.ndim != 4 or w.shape[1] * group != O or tuple(w.shape[2:]) != kernel:
-                raise MigratorError(
-                    f"weight blob of shape {tuple(blobs[0].shape)} does not fit num_output {O} "
-                    f"(group {group}) and kernel {kernel[0]}x{kernel[1]} (expected (in, {O // group}, "
-                    f"{kernel[0]}, {kernel[1]}))", file=self._wfile, layer=n)
-            params["weight"] = Param("weight", w, "IOHW", "blobs[0]")
-            if bias:
-                params["bias"] = Param("bias", _vector(blobs[1], "bias", self._wfile, n, O), "O",
-                                       "blobs[1]")
+        params = self._conv_params(lp, O, kernel, group, bias, transposed=True)
         return "Deconv", attrs, params, 1
 
     def _l_Slice(self, lp):
