@@ -1,0 +1,142 @@
+"""Running the comparison, one channel's values, the Keras device."""
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QTimer
+
+from ...core import document as docmod
+from ...core.errors import MigratorError
+from ..workers import run_job
+
+log = logging.getLogger("migrator.gui")
+
+
+class CompareFlow:
+    def __init__(self, win):
+        self.win = win
+        self.run_after_plan = False
+        self._channel_job_seq = 0
+
+    def run_comparison(self) -> None:
+        w = self.win
+        doc = w.doc
+        if not doc.is_open:
+            return
+        if "compare" in w.jobs and w.jobs["compare"].running:
+            return
+        if doc.planning:
+            self.run_after_plan = True
+            return
+        try:
+            spec = w.compare.input_spec()
+            runtime, rt_settings = w.compare.runtime_choice()
+        except MigratorError as e:
+            w.show_error("Cannot run the comparison", str(e))
+            return
+        plan = doc.plan
+        fp = docmod.overrides_fingerprint(plan.overrides)
+        model = doc.model if (doc.model is not None and doc.model_fp == fp) else None
+        w.compare.set_running(True)
+        w.compare.save_settings(w.settings)
+        log.info("comparison started (reference: %s)", runtime)
+        w.jobs["compare"] = run_job(docmod.run_comparison, doc.graph, plan, model, spec,
+                                    runtime=runtime, runtime_settings=rt_settings,
+                                    on_done=self.compared, on_error=self.failed,
+                                    on_cancel=self.cancelled,
+                                    on_progress=w.compare.set_progress, name="compare", parent=w)
+        w._update_actions()
+
+    def after_plan(self) -> None:
+        """Re-planning finished: run a comparison requested while it was under way."""
+        if self.run_after_plan and not self.win.doc.planning:
+            self.run_after_plan = False
+            self.run_comparison()
+
+    def cancel(self) -> None:
+        job = self.win.jobs.get("compare")
+        if job is not None and job.running:
+            job.cancel()
+            self.win.compare.progress.setFormat("cancelling…")
+
+    def compared(self, res: dict) -> None:
+        w = self.win
+        w.compare.set_running(False)
+        w.compare.set_progress(1.0, "done")
+        w.doc.set_result(res["result"], res["fingerprint"], model=res["model"],
+                         model_fp=res["fingerprint"], x=res["x"], input_desc=res["input_desc"])
+        r = res["result"]
+        fd = r.first_divergent
+        log.info("comparison finished: %s%s", "PASS" if r.passed else "FAIL",
+                 f" (first divergent layer '{fd.source}')" if fd else "")
+        w._update_actions()
+        # select the first divergent layer in a later turn of the event loop, so the
+        # window repaints in between (two short GUI-thread steps instead of one long one)
+        QTimer.singleShot(0, lambda: self._after_compare(fd.source if fd is not None else None))
+
+    def _after_compare(self, first_divergent: str | None) -> None:
+        w = self.win
+        if first_divergent is not None and w.doc.first_divergent is not None:
+            w.select_source(first_divergent)
+        w.comparison_done.emit()
+
+    def failed(self, msg: str, details: str) -> None:
+        w = self.win
+        w.compare.set_running(False)
+        w.compare.progress.setFormat("failed")
+        w.show_error("Comparison failed", msg, details)
+        w._update_actions()
+        w.comparison_done.emit()
+
+    def cancelled(self) -> None:
+        w = self.win
+        w.compare.set_running(False)
+        w.compare.progress.setFormat("cancelled")
+        log.info("comparison cancelled")
+        w._update_actions()
+        w.comparison_done.emit()
+
+    # ---- one channel ------------------------------------------------------------------------------
+    def show_channel(self, channel: int) -> None:
+        w = self.win
+        name = self.channel_plot_layer()
+        if name is None:
+            return
+        self._channel_job_seq += 1
+        seq = self._channel_job_seq
+        w.channel_view.clear(f"Computing {name}, channel {channel}…")
+        w.plot_tabs.setCurrentWidget(w.channel_view)
+
+        def done(cv):
+            if seq == self._channel_job_seq:
+                w.channel_view.show_values(cv.source, cv.channel, cv.reference, cv.keras)
+                w.channel_values_ready.emit()
+
+        def failed(msg, details):
+            if seq == self._channel_job_seq:
+                w.channel_view.clear(f"Cannot show the channel: {msg}")
+
+        w.jobs["channel"] = run_job(w.doc.channel_values, name, channel, on_done=done,
+                                    on_error=failed, name="channel", parent=w)
+
+    def channel_plot_layer(self) -> str | None:
+        t = self.win.channel_plot.title.text()
+        if "<b>" in t:
+            return t.split("<b>", 1)[1].split("</b>", 1)[0]
+        return None
+
+    # ---- device ------------------------------------------------------------------------------------
+    def detect_device(self) -> None:
+        w = self.win
+
+        def work(progress=None, cancel=None):
+            from ...core.keras_build.executor import keras_device_description
+            return keras_device_description()
+
+        def done(desc):
+            w.compare.device.setText(f"Keras device: {desc}")
+            w.status_device.setText(f"Keras on {desc}")
+
+        w.jobs["device"] = run_job(work, on_done=done,
+                                   on_error=lambda m, d: w.compare.device.setText(f"Keras device: unknown ({m})"),
+                                   name="device", parent=w)

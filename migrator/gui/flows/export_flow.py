@@ -1,0 +1,101 @@
+"""Exporting the Keras model and its report (File ▸ Export, Ctrl+E)."""
+from __future__ import annotations
+
+import logging
+import os
+
+from PySide6.QtWidgets import QFileDialog
+
+from ...core import document as docmod
+from ..workers import run_job
+
+log = logging.getLogger("migrator.gui")
+
+
+def format_of(path: str) -> str:
+    p = path.lower()
+    if p.endswith(".weights.h5"):
+        return "weights"
+    if p.endswith((".h5", ".hdf5")):
+        return "h5"
+    return "keras"
+
+
+def export_targets(path: str) -> tuple[str, list[str]]:
+    """(report path, every file an export to ``path`` writes)."""
+    stem = path
+    for ext in (".weights.h5", ".keras", ".h5", ".hdf5"):
+        if stem.lower().endswith(ext):
+            stem = stem[: -len(ext)]
+            break
+    report = stem + ".report.json"
+    return report, [path, report, stem + ".report.md", stem + ".report.html"]
+
+
+class ExportFlow:
+    def __init__(self, win):
+        self.win = win
+
+    def export_dialog(self) -> None:
+        w = self.win
+        if not w.doc.is_open:
+            return
+        if not self.confirm_gate():
+            return
+        start = os.path.join(w.settings.get("last_dir") or "", (w.doc.graph.name or "model") + ".keras")
+        path, _filt = QFileDialog.getSaveFileName(
+            w, "Export Keras model", start,
+            "Keras model (*.keras);;HDF5 model (*.h5);;Weights only (*.weights.h5)",
+            options=QFileDialog.Option.DontConfirmOverwrite)
+        if not path:
+            return
+        self.export_to(path, gate_confirmed=True)
+
+    def confirm_gate(self) -> bool:
+        problem = self.win.doc.export_problem()
+        if problem is None:
+            return True
+        return self.win.ask("Export without a passing comparison?",
+                            f"Export is meant for a mapping with a passing comparison, but {problem}.\n\n"
+                            "Export the Keras model anyway? The report will say so.")
+
+    def export_to(self, path: str, *, gate_confirmed: bool = False, force: bool = False) -> None:
+        """Export in a worker; asks (win.ask) before exporting past the gate or overwriting."""
+        w = self.win
+        doc = w.doc
+        problem = doc.export_problem()
+        if problem is not None and not gate_confirmed and not self.confirm_gate():
+            return
+        fmt = format_of(path)
+        if fmt == "keras" and not path.lower().endswith(".keras"):
+            path += ".keras"
+        report, targets = export_targets(path)
+        existing = [t for t in targets if os.path.exists(t)]
+        if not force and existing:
+            names = "\n".join(existing)
+            if not w.ask("Overwrite?", f"These files already exist:\n{names}\n\nReplace them?"):
+                return
+            force = True
+        model = doc.model if doc.model_current else None
+        result = doc.result if not doc.stale else None
+        w._busy(True, f"Exporting {os.path.basename(path)}…")
+
+        def failed(msg, details):
+            w._busy(False)
+            if "exist" in msg and not force and w.ask("Overwrite?", f"{msg}\n\nReplace the existing files?"):
+                self.export_to(path, gate_confirmed=True, force=True)
+                return
+            w.show_error("Export failed", msg, details)
+
+        def done(files):
+            w._busy(False, "")
+            w.last_export = list(files)
+            w.statusBar().showMessage("Exported " + ", ".join(files), 10000)
+            log.info("exported %s", ", ".join(files))
+            w.exported.emit(list(files))
+
+        w.jobs["export"] = run_job(docmod.export_model, doc.graph, doc.plan, doc.overrides, model, result,
+                                   path, formats=(), report_path=report, force=force,
+                                   accept_mismatch=problem is not None,
+                                   on_done=done, on_error=failed, on_progress=w._busy_progress,
+                                   name="export", parent=w)

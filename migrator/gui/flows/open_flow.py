@@ -1,0 +1,225 @@
+"""Opening a model: the Open dialog, File ▸ Open / Open demo / Open recent, drag and drop."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...core import document as docmod
+from ..workers import run_job
+
+log = logging.getLogger("migrator.gui")
+
+MODEL_EXTS = (".prototxt", ".pbtxt", ".caffemodel", ".py", ".pkl", ".pickle", ".npz")
+
+
+class OpenDialog(QDialog):
+    """Pick the two files of a model: architecture (.prototxt / builder .py) and weights
+    (.caffemodel / .pkl / .npz); Lasagne options."""
+
+    def __init__(self, parent=None, start_dir: str = ""):
+        super().__init__(parent)
+        self.setWindowTitle("Open model")
+        self.start_dir = start_dir
+        self.arch = QLineEdit()
+        self.arch.setPlaceholderText("deploy.prototxt  or  Lasagne builder script .py")
+        self.weights = QLineEdit()
+        self.weights.setPlaceholderText("weights .caffemodel  or  Lasagne parameters .pkl / .npz")
+        self.func = QLineEdit("build_model")
+        self.func.setToolTip("Lasagne: the function of the builder script that returns the network")
+        self.out_layer = QLineEdit()
+        self.out_layer.setPlaceholderText("(optional) Lasagne output layer name")
+        both = QPushButton("Choose both files…")
+        both.clicked.connect(self._pick_both)
+        f = QFormLayout()
+        f.addRow("Architecture", self._row(self.arch, self._pick_arch))
+        f.addRow("Weights", self._row(self.weights, self._pick_weights))
+        f.addRow("", both)
+        f.addRow("Builder function", self.func)
+        f.addRow("Output layer", self.out_layer)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel("A Caffe model is a .prototxt + .caffemodel pair; a Lasagne model is a "
+                             "builder script (.py) + a parameter file (.pkl or .npz)."))
+        lay.addLayout(f)
+        lay.addWidget(self.buttons)
+        self.resize(620, 230)
+
+    def _row(self, edit, pick):
+        w = QWidget()
+        h = QHBoxLayout(w)
+        h.setContentsMargins(0, 0, 0, 0)
+        b = QToolButton()
+        b.setText("…")
+        b.clicked.connect(pick)
+        h.addWidget(edit, 1)
+        h.addWidget(b)
+        return w
+
+    def _dir(self):
+        for e in (self.arch, self.weights):
+            if e.text():
+                return os.path.dirname(e.text())
+        return self.start_dir
+
+    def _pick_arch(self):
+        p, _ = QFileDialog.getOpenFileName(self, "Architecture", self._dir(),
+                                           "Model definition (*.prototxt *.pbtxt *.py);;All files (*)")
+        if p:
+            self.arch.setText(p)
+            self._guess_partner(p)
+
+    def _pick_weights(self):
+        p, _ = QFileDialog.getOpenFileName(self, "Weights", self._dir(),
+                                           "Weights (*.caffemodel *.pkl *.pickle *.npz);;All files (*)")
+        if p:
+            self.weights.setText(p)
+
+    def _pick_both(self):
+        ps, _ = QFileDialog.getOpenFileNames(self, "Choose the model files", self._dir(),
+                                             "Model files (*.prototxt *.pbtxt *.caffemodel *.py *.pkl "
+                                             "*.pickle *.npz)")
+        for p in ps:
+            if p.lower().endswith((".prototxt", ".pbtxt", ".py")):
+                self.arch.setText(p)
+            else:
+                self.weights.setText(p)
+
+    def _guess_partner(self, arch: str):
+        if self.weights.text():
+            return
+        d = Path(arch).parent
+        exts = (".caffemodel",) if arch.lower().endswith((".prototxt", ".pbtxt")) else (".npz", ".pkl")
+        cands = sorted(p for p in d.iterdir() if p.suffix.lower() in exts) if d.is_dir() else []
+        if len(cands) == 1:
+            self.weights.setText(str(cands[0]))
+
+    def paths(self) -> list[str]:
+        return [p for p in (self.arch.text().strip(), self.weights.text().strip()) if p]
+
+    def options(self) -> dict:
+        return {"builder_function": self.func.text().strip() or "build_model",
+                "output_layer": self.out_layer.text().strip() or None}
+
+
+def _demo_paths(which: str) -> list[str]:
+    from ..app import ensure_demos
+    return ensure_demos()[which]
+
+
+class OpenFlow:
+    """Everything that replaces the window's model."""
+
+    def __init__(self, win):
+        self.win = win
+
+    def open_dialog(self) -> None:
+        w = self.win
+        dlg = OpenDialog(w, w.settings.get("last_dir") or "")
+        if dlg.exec() == QDialog.DialogCode.Accepted and dlg.paths():
+            self.open_paths(dlg.paths(), **dlg.options())
+
+    def open_paths(self, paths: list[str], mapping_path: str | None = None, **opts) -> None:
+        """Load a model in a worker; the previous document stays open until it succeeds."""
+        w = self.win
+        if "load" in w.jobs and w.jobs["load"].running:
+            w.jobs["load"].cancel()
+        paths = [str(p) for p in paths]
+        w.last_error = None
+        w._busy(True, f"Opening {', '.join(os.path.basename(p) for p in paths)}…")
+        log.info("opening %s", " ".join(paths))
+        w.jobs["load"] = run_job(docmod.load_model, paths, mapping_path=mapping_path,
+                                 on_done=self.loaded, on_error=self.load_failed,
+                                 on_cancel=lambda: w._busy(False, "Opening cancelled"),
+                                 on_progress=w._busy_progress, name="load", parent=w, **opts)
+
+    def loaded(self, res: dict) -> None:
+        w = self.win
+        w._busy(False, "")
+        w.undo_stack.clear()
+        w.doc.set_opened(res["paths"], res["graph"], res["plan"], res["overrides"], res["model"],
+                         res["build_error"], res["mapping_path"])
+        w.settings.add_recent(res["paths"])
+        if res["paths"]:
+            w.settings.set("last_dir", os.path.dirname(os.path.abspath(res["paths"][0])))
+        g = res["graph"]
+        msg = f"Opened {g.name or os.path.basename(res['paths'][0])}: {len(g.nodes)} layers"
+        if res["plan"].unsupported:
+            msg += f", {len(res['plan'].unsupported)} unsupported"
+        w.statusBar().showMessage(msg, 8000)
+        log.info(msg)
+        if res["build_error"]:
+            log.warning(res["build_error"])
+        w.opened.emit()
+
+    def load_failed(self, msg: str, details: str) -> None:
+        w = self.win
+        w._busy(False, "")
+        w.show_error("Cannot open the model", msg, details)
+        w.load_failed.emit(msg)
+
+    def open_demo(self, which: str, mapping_path: str | None = None) -> None:
+        w = self.win
+        w._busy(True, f"Preparing the {which} demo…")
+        w.jobs["demo"] = run_job(_demo_paths, which,
+                                 on_done=lambda p: self.open_paths(p, mapping_path=mapping_path),
+                                 on_error=self.load_failed, name="demo", parent=w,
+                                 pass_callbacks=False)
+
+    def fill_recent(self, menu) -> None:
+        w = self.win
+        menu.clear()
+        rec = w.settings.recent()
+        for paths in rec:
+            label = "  +  ".join(os.path.basename(p) for p in paths)
+            a = menu.addAction(label)
+            a.setToolTip("\n".join(paths))
+            a.triggered.connect(lambda *_, p=paths: self.open_paths(p))
+        if rec:
+            menu.addSeparator()
+            menu.addAction("Clear list", w.settings.clear_recent)
+        else:
+            a = menu.addAction("(none)")
+            a.setEnabled(False)
+
+    # drag and drop -------------------------------------------------------------------------------
+    @staticmethod
+    def accepts_drop(mime) -> bool:
+        return mime.hasUrls() and any(
+            u.toLocalFile().lower().endswith(MODEL_EXTS + (".json",)) for u in mime.urls())
+
+    def open_dropped(self, paths: list[str]) -> None:
+        w = self.win
+        maps = [p for p in paths if p.lower().endswith(".json")]
+        models = [p for p in paths if p.lower().endswith(MODEL_EXTS)]
+        if models:
+            if len(models) == 1:
+                dlg = OpenDialog(w, os.path.dirname(models[0]))
+                if models[0].lower().endswith((".prototxt", ".pbtxt", ".py")):
+                    dlg.arch.setText(models[0])
+                    dlg._guess_partner(models[0])
+                else:
+                    dlg.weights.setText(models[0])
+                if dlg.exec() != QDialog.DialogCode.Accepted:
+                    return
+                models = dlg.paths()
+            self.open_paths(models, mapping_path=maps[0] if maps else None)
+        elif maps and w.doc.is_open:
+            w.mapping.load_mapping(maps[0])
