@@ -4,8 +4,13 @@
   ``chroot <root> python3`` by the legacy-bridge tests.
 * Theano: a virtual environment with theano 1.0.5 + Lasagne (``tests/envs/theano_env.py``).
 
-Prints one line per environment (ready / built in N s / skipped: reason) and always exits 0: the
-tests that need an environment skip with the reason when it is absent.  Fast when already built.
+Prints one line per environment (ready / built in N s) and exits 0 when both are there.  When one
+cannot be built it prints one ``error:`` line naming the tier and the reason and exits 1, so that
+``make test`` (and CI) stop instead of running a suite that silently skips its real-framework
+tiers -- unless that tier is explicitly opted out (``MIGRATOR_ALLOW_MISSING_TIERS=1`` or
+``=caffe``/``=theano``; ``MIGRATOR_NO_CAFFE_ROOT`` / ``MIGRATOR_NO_THEANO`` also count, see
+``tests/envs/tiers.py``): then a loud ``NOT BUILT`` line is printed and the exit status is 0.
+Fast when already built.
 
     python -m tests.setup_envs
 """
@@ -16,43 +21,49 @@ import sys
 import time
 import traceback
 
+from tests.envs import tiers
 
-def _one(label: str, module: str, func: str) -> str:
+BUILDERS = {  # tier -> (label, module, function)
+    "caffe": ("caffe (debian bullseye chroot)", "tests.envs.caffe_root", "ensure_caffe_root"),
+    "theano": ("theano + lasagne (venv)", "tests.envs.theano_env", "ensure_theano_env"),
+}
+
+
+def _one(tier: str) -> tuple[str | None, str]:
+    """Build one tier: (path or None, reason when None / how long it took)."""
+    _, module, func = BUILDERS[tier]
     t0 = time.monotonic()
     try:
         mod = importlib.import_module(module)
-    except ImportError as e:
-        return f"{label}: skipped: {module} not available ({e})"
-    fn = getattr(mod, func, None)
-    if fn is None:
-        return f"{label}: skipped: {module}.{func} not defined"
-    try:
-        path = fn()
-    except Exception as e:  # noqa: BLE001 - never fail the build
+        path = getattr(mod, func)()
+    except Exception as e:  # noqa: BLE001 - reported as this tier's failure, with the traceback above it
         traceback.print_exc(file=sys.stderr)
-        return f"{label}: skipped: {type(e).__name__}: {e}"
-    dt = time.monotonic() - t0
+        return None, f"{type(e).__name__}: {e}"
     if not path:
-        reason = getattr(mod, "last_reason", None) or "unavailable (see the messages above)"
-        return f"{label}: skipped: {reason}"
-    if dt > 5:
-        return f"{label}: built in {dt:.0f} s: {path}"
-    return f"{label}: ready: {path}"
+        return None, getattr(mod, "last_reason", None) or "unavailable (see the messages above)"
+    dt = time.monotonic() - t0
+    return str(path), (f"built in {dt:.0f} s" if dt > 5 else "ready")
 
 
 def main() -> int:
-    lines = [
-        _one("caffe (debian bullseye chroot)", "tests.envs.caffe_root", "ensure_caffe_root"),
-        _one("theano + lasagne (venv)", "tests.envs.theano_env", "ensure_theano_env"),
-    ]
-    for line in lines:
-        print(f"[setup_envs] {line}", flush=True)
+    failed: list[tuple[str, str]] = []
+    for tier, (label, _, _) in BUILDERS.items():
+        path, info = _one(tier)
+        if path:
+            print(f"[setup_envs] {label}: {info}: {path}", flush=True)
+            continue
+        allowed = tiers.opted_out(tier)
+        if allowed:
+            print(f"[setup_envs] {label}: NOT BUILT ({info}); allowed by {allowed}: the "
+                  f"{tiers.TIERS[tier].label} tests will be skipped and this run proves less", flush=True)
+        else:
+            failed.append((tier, " | ".join(ln.strip() for ln in info.splitlines() if ln.strip())))
+    if failed:
+        what = "; ".join(f"tier '{t}' ({tiers.TIERS[t].label}) was not built: {why}" for t, why in failed)
+        print(f"[setup_envs] error: {what}; {tiers.hint([t for t, _ in failed])}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:  # noqa: BLE001 - the build must go on whatever happens here
-        traceback.print_exc()
-    sys.exit(0)
+    sys.exit(main())

@@ -6,8 +6,11 @@ as ``chroot <root> python3``.  A stamp file written after a successful build and
 as complete, so a half-built root (interrupted build) is removed and rebuilt.
 
 Returns ``None`` with a printed reason where that is impossible (not Linux, not root, no chroot, no
-debootstrap and no apt-get, no mirror reachable).  Only the Debian mirror configured for apt on this
-machine is used.
+debootstrap and no apt-get, no Debian mirror in this machine's apt configuration, debootstrap failed).
+Only the Debian mirror that apt is configured with here (``/etc/apt/sources.list``, ``sources.list.d``)
+is used: there is no built-in default.  ``tests.setup_envs`` turns a None into a failure of
+``make test`` unless the tier is opted out (see ``tests/envs/tiers.py``).  ``MIGRATOR_LEGACY_DIR``
+moves the root out of ``<repo>/.legacy``.
 
 Run directly to build: ``python -m tests.envs.caffe_root``.
 """
@@ -23,12 +26,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-LEGACY_DIR = REPO / ".legacy"
+LEGACY_DIR = Path(os.environ.get("MIGRATOR_LEGACY_DIR") or REPO / ".legacy")
 ROOT = LEGACY_DIR / "caffe-root"
 STAMP = LEGACY_DIR / "caffe-root.stamp"
 SUITE = "bullseye"
 PACKAGES = ("python3-caffe", "python3-numpy")
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 CHECK = "import caffe, numpy, sys; print('%s caffe %s numpy %s' % (sys.version.split()[0], caffe.__version__, numpy.__version__))"
 
 #: Why the last ``ensure_caffe_root()`` returned None (for skip messages).
@@ -47,10 +49,11 @@ def _fail(reason: str) -> None:
     _say(f"skipped: {reason}")
 
 
-def debian_mirror() -> str:
-    """The Debian archive URI apt uses here (deb822 ``.sources`` or one-line ``.list``), else the default."""
-    files = ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.sources")) + sorted(
-        glob.glob("/etc/apt/sources.list.d/*.list"))
+def debian_mirror(apt_dir: str | Path = "/etc/apt") -> str | None:
+    """The Debian archive URI apt uses here (deb822 ``.sources`` or one-line ``.list``), else None."""
+    apt_dir = str(apt_dir)
+    files = [f"{apt_dir}/sources.list"] + sorted(glob.glob(f"{apt_dir}/sources.list.d/*.sources")) + sorted(
+        glob.glob(f"{apt_dir}/sources.list.d/*.list"))
     for path in files:
         try:
             text = Path(path).read_text(errors="replace")
@@ -60,14 +63,15 @@ def debian_mirror() -> str:
             line = line.strip()
             if line.startswith("#"):
                 continue
-            m = re.match(r"^URIs:\s*(\S+)", line) or re.match(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)", line)
+            m = re.match(r"^URIs:\s*(.+)$", line) or re.match(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)", line)
             if not m:
                 continue
-            uri = m.group(1).rstrip("/")
-            # the main archive, not -security / -updates / third-party repositories
-            if uri.endswith("/debian") and "security" not in uri:
-                return uri
-    return DEFAULT_MIRROR
+            for uri in m.group(1).split():
+                uri = uri.rstrip("/")
+                # the main archive, not -security / -updates / third-party repositories
+                if uri.endswith("/debian") and "security" not in uri:
+                    return uri
+    return None
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -117,7 +121,7 @@ def ensure_caffe_root(rebuild: bool = False) -> str | None:
     global last_reason, last_build_seconds
     last_reason = None
     last_build_seconds = None
-    if os.environ.get("MIGRATOR_NO_CAFFE_ROOT"):
+    if os.environ.get("MIGRATOR_NO_CAFFE_ROOT", "").strip().lower() not in ("", "0", "no", "false", "off"):
         return _fail("MIGRATOR_NO_CAFFE_ROOT is set")
     if STAMP.exists() and (ROOT / "usr/bin/python3").exists() and not rebuild:
         return str(ROOT)
@@ -127,6 +131,10 @@ def ensure_caffe_root(rebuild: bool = False) -> str | None:
         return _fail("needs root for debootstrap/chroot (run `sudo make legacy-envs` once)")
     if shutil.which("chroot") is None:
         return _fail("chroot not found")
+    mirror = debian_mirror()
+    if mirror is None:
+        return _fail("no Debian mirror in this machine's apt configuration (/etc/apt/sources.list, "
+                     "/etc/apt/sources.list.d/): debootstrap needs one")
     if shutil.which("debootstrap") is None:
         if shutil.which("apt-get") is None:
             return _fail("debootstrap not installed and no apt-get to install it")
@@ -139,7 +147,6 @@ def ensure_caffe_root(rebuild: bool = False) -> str | None:
                            check=False)
         if p.returncode != 0 or shutil.which("debootstrap") is None:
             return _fail("could not install debootstrap: " + " | ".join(p.stderr.strip().splitlines()[-2:]))
-    mirror = debian_mirror()
     LEGACY_DIR.mkdir(parents=True, exist_ok=True)
     STAMP.unlink(missing_ok=True)
     if ROOT.exists():

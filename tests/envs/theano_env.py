@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV_DIR = ROOT / ".legacy" / "theano-venv"
+ENV_DIR = Path(os.environ.get("MIGRATOR_LEGACY_DIR") or ROOT / ".legacy") / "theano-venv"
 PACKAGES = ["theano==1.0.5", "numpy==1.23.5", "scipy==1.11.4", "six", "Lasagne==0.1"]
 SPEC = "v3:" + " ".join(PACKAGES)
 MARKER = ".migrator-ready"
@@ -123,7 +123,11 @@ def theano_env_vars(env_dir: Path = ENV_DIR) -> dict[str, str]:
 
 
 def _base_pythons() -> list[str]:
-    """Interpreters that can host Theano 1.0.5 + numpy 1.23.5 (CPython 3.8-3.11)."""
+    """Interpreters that can host Theano 1.0.5 + numpy 1.23.5 (CPython 3.8-3.11);
+    ``MIGRATOR_THEANO_BASE_PYTHON`` names the only one to try."""
+    forced = os.environ.get("MIGRATOR_THEANO_BASE_PYTHON")
+    if forced:
+        return [forced] if os.path.exists(forced) else []
     cands = []
     if (3, 8) <= sys.version_info[:2] <= (3, 11):
         cands.append(getattr(sys, "_base_executable", None) or sys.executable)
@@ -167,7 +171,7 @@ def _lock(path: Path):
 
 
 def _run(cmd, timeout, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    return subprocess.run(cmd, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=timeout, env=env)
 
 
@@ -195,8 +199,8 @@ def _build(env_dir: Path) -> str | None:
                        if ln.strip() and "is ignored" not in ln]
                 last = f"pip install failed with {base}: {' | '.join(out[-3:])[-400:]}"
                 continue
-            site = _run([py, "-c", "import theano.tensor.signal as s, os; "
-                                   "print(os.path.dirname(s.__file__))"], 300,
+            site = _run([py, "-c", ("import theano.tensor.signal as s, os; "
+                                    "print(os.path.dirname(s.__file__))")], 300,
                         env=theano_env_vars(tmp))
             if site.returncode != 0:
                 last = f"theano does not import with {base}: " \
@@ -232,13 +236,14 @@ def _build(env_dir: Path) -> str | None:
 def ensure_theano_env(env_dir: Path | str | None = None) -> str | None:
     """Build (once) and return the python of the Theano venv, or None with a printed reason.
 
-    ``MIGRATOR_NO_THEANO=1`` in the environment disables it (returns None).
+    ``MIGRATOR_NO_THEANO=1`` in the environment disables it (returns None).  ``MIGRATOR_LEGACY_DIR``
+    moves the default location out of ``<repo>/.legacy``.
     """
     global _cached, last_reason
     env_dir = Path(env_dir) if env_dir else ENV_DIR
     if env_dir == ENV_DIR and _cached:
         return _cached
-    if os.environ.get("MIGRATOR_NO_THEANO"):
+    if os.environ.get("MIGRATOR_NO_THEANO", "").strip().lower() not in ("", "0", "no", "false", "off"):
         return _fail("disabled by MIGRATOR_NO_THEANO")
     if _ready(env_dir):
         last_reason = None
@@ -285,7 +290,7 @@ def run_theano(python: str, script: str, arrays: dict[str, np.ndarray], *,
         path = os.path.join(td, "script.py")
         with open(path, "w") as f:
             f.write(wrapper)
-        r = subprocess.run([python, path], cwd=td, env=theano_env_vars(Path(python).parents[1]),
+        r = subprocess.run([python, path], check=False, cwd=td, env=theano_env_vars(Path(python).parents[1]),
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=timeout)
         if r.returncode != 0:
