@@ -1,0 +1,139 @@
+"""Session-wide: what this run proved against independent frameworks.
+
+Every test run ends (just above pytest's closing line) with a summary of the tests per tier marker
+(``caffe``: real Caffe, ``theano``: real Theano/Lasagne, ``opencv``: OpenCV's DNN importer) and per
+other registered marker, counted generically from ``[tool.pytest.ini_options] markers``.
+
+When tests of a tier that needs a built environment (``caffe``, ``theano``) were skipped because the
+environment is missing, the run fails (exit status 1) with one ``error:`` line naming the tier and
+why -- unless the tier is explicitly opted out (``MIGRATOR_ALLOW_MISSING_TIERS=1`` or ``=caffe`` /
+``=theano``; ``MIGRATOR_NO_CAFFE_ROOT`` / ``MIGRATOR_NO_THEANO``), which prints a loud
+``TIER NOT RUN`` line instead.  See ``tests/envs/tiers.py`` and docs/contributing.md.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+
+from tests.envs import tiers
+
+_markers: dict[str, tuple[str, ...]] = {}       # nodeid -> registered marker names on the test
+_outcome: dict[str, str] = {}                   # nodeid -> passed / failed / error / skipped / xfailed ...
+_skip_reason: dict[str, str] = {}
+_verdict: dict[str, list[str]] = {"errors": [], "loud": []}
+
+_RANK = {"passed": 0, "xpassed": 1, "skipped": 2, "xfailed": 2, "failed": 3, "error": 4}
+
+
+def _project_marker_lines(config) -> list[str]:
+    """The ``markers`` the project's own configuration file declares (not the ones plugins add)."""
+    path = config.inipath
+    if path is None:
+        return []
+    try:
+        if path.name == "pyproject.toml":
+            import tomllib
+            with open(path, "rb") as f:
+                lines = tomllib.load(f).get("tool", {}).get("pytest", {}).get("ini_options", {}).get("markers", [])
+        else:
+            import configparser
+            cp = configparser.ConfigParser()
+            cp.read(path)
+            section = "tool:pytest" if path.name == "setup.cfg" else "pytest"
+            lines = cp.get(section, "markers", fallback="").splitlines()
+    except (OSError, ValueError):
+        return []
+    return [ln for ln in (lines if isinstance(lines, list) else [lines]) if str(ln).strip()]
+
+
+def _registered(config) -> list[str]:
+    names = []
+    for line in _project_marker_lines(config):
+        name = line.split(":", 1)[0].split("(", 1)[0].strip()
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def pytest_collection_modifyitems(session, config, items):
+    known = set(_registered(config))
+    for item in items:
+        _markers[item.nodeid] = tuple(sorted({m.name for m in item.iter_markers()} & known))
+
+
+def _set(nodeid: str, outcome: str) -> None:
+    old = _outcome.get(nodeid)
+    if old is None or _RANK[outcome] >= _RANK[old]:
+        _outcome[nodeid] = outcome
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        if hasattr(report, "wasxfail"):
+            _set(report.nodeid, "xfailed" if report.skipped else "xpassed")
+        else:
+            _set(report.nodeid, report.outcome)
+    elif report.failed:
+        _set(report.nodeid, "error")
+    elif report.skipped and report.when == "setup":
+        _set(report.nodeid, "xfailed" if hasattr(report, "wasxfail") else "skipped")
+    if report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        _skip_reason[report.nodeid] = str(report.longrepr[2]).removeprefix("Skipped: ")
+
+
+def _counts(marker: str) -> Counter:
+    return Counter(o for n, o in _outcome.items() if marker in _markers.get(n, ()))
+
+
+def _fmt(c: Counter) -> str:
+    if not c:
+        return "0 run"
+    order = ["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
+    return ", ".join(f"{c[k]} {k}" for k in order if c[k])
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _verdict["errors"].clear()
+    _verdict["loud"].clear()
+    for tier in tiers.REQUIRED:
+        skipped = [n for n, o in _outcome.items() if o == "skipped" and tier in _markers.get(n, ())]
+        if not skipped:
+            continue
+        ok, why = tiers.availability(tier)
+        if ok:   # the environment is there: these skips have reasons of their own (shown by -ra)
+            continue
+        label = tiers.TIERS[tier].label
+        allowed = tiers.opted_out(tier)
+        if allowed:
+            _verdict["loud"].append(f"TIER NOT RUN: {tier} ({label}): {len(skipped)} tests skipped ({why}); "
+                                    f"allowed by {allowed}: this run proves less")
+        else:
+            _verdict["errors"].append(
+                f"error: tier '{tier}' ({label}) did not run: {len(skipped)} tests skipped ({why}); "
+                f"{tiers.hint([tier])}")
+    if _verdict["errors"] and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not _outcome:
+        return
+    tr = terminalreporter
+    parts = [f"{t.label} {_fmt(_counts(t.marker))}" for t in tiers.TIERS.values()]
+    tr.write_line("tiers: " + " | ".join(parts), bold=True)
+    others = [m for m in _registered(config) if m not in tiers.TIERS]
+    rows = [f"{m} {_fmt(_counts(m))}" for m in others if _counts(m)]
+    if rows:
+        tr.write_line("other markers: " + " | ".join(rows))
+    for line in _verdict["loud"]:
+        tr.write_line(line, yellow=True, bold=True)
+    if _verdict["errors"]:
+        tr.write_line(" ".join(_verdict["errors"]), red=True, bold=True)
+        key = "tier not run" if len(_verdict["errors"]) == 1 else "tiers not run"
+        # counted in pytest's closing line ("N passed, ..., 1 tier not run in ..."), which stays last;
+        # objects with attributes, not strings: other plugins walk the stats too
+        tr.stats.setdefault(key, []).extend(
+            SimpleNamespace(nodeid="", when="session", outcome=key, longrepr=e, user_properties=[])
+            for e in _verdict["errors"])
