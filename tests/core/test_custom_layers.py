@@ -1,5 +1,7 @@
-"""Custom Keras layers: formula vs independent numpy, get_config round trip, and
-save -> load in a fresh process -> identical outputs."""
+"""Custom Keras layers and their plain expressions (keras_build/plain.py): formula vs
+independent numpy (every formula test runs on both implementations), get_config round trip,
+and save -> load in a fresh process -> identical outputs (the plain model with Migrator
+un-importable and ``safe_mode=True``)."""
 from __future__ import annotations
 
 import os
@@ -12,17 +14,51 @@ import numpy as np
 import pytest
 
 from migrator.core.keras_build import custom_layers as CL
+from migrator.core.keras_build import plain as PL
+from migrator.core.mapping.plan import KerasLayerSpec
 from tests.core import naive_ops as R
 
 RNG = np.random.default_rng(1234)
+_IMPL = {"impl": "custom"}
+
+
+@pytest.fixture(params=["custom", "plain"], autouse=True)
+def impl(request):
+    """Run each formula test on the custom class and on its plain expression."""
+    _IMPL["impl"] = request.param
+    yield request.param
+    _IMPL["impl"] = "custom"
 
 
 def _x(*shape):
     return RNG.standard_normal(shape).astype(np.float32)
 
 
+_BASE_KEYS = {"name", "trainable", "dtype"}
+
+
+def as_plain(layer, input_shapes):
+    """The plain expression of a custom layer instance (same config and weights), as a
+    nested functional model over inputs of ``input_shapes`` (without the batch axis)."""
+    cfg = {k: v for k, v in layer.get_config().items() if k not in _BASE_KEYS}
+    weights = layer.get_weights() if layer.built and layer.weights else None
+    spec = KerasLayerSpec(name=layer.name, class_name=type(layer).__name__, config=cfg,
+                          inputs=[f"i{i}" for i in range(len(input_shapes))], output="o",
+                          weights=weights)
+    sub = PL.build_plain_layer(spec, [keras.Input(tuple(s)) for s in input_shapes])
+    ops_free = all(isinstance(op, keras.layers.Layer) for op in sub.operations)
+    assert ops_free or PL.ops_layers(keras.Model(sub.inputs, sub.outputs)) is not None
+    return sub
+
+
 def _run(layer, x):
-    return np.asarray(layer(x))
+    if _IMPL["impl"] == "custom":
+        return np.asarray(layer(x))
+    xs = x if isinstance(x, list) else [x]
+    if not layer.built:
+        layer(xs if isinstance(x, list) else x)    # builds it, as Keras would (no-op weights)
+    sub = as_plain(layer, [a.shape[1:] for a in xs])
+    return np.asarray(sub(xs if isinstance(x, list) else x))
 
 
 # ---- formulas ---------------------------------------------------------------------------
@@ -89,8 +125,9 @@ def test_exact_average_pooling_caffe(H, W, k, s, p):
     np.testing.assert_allclose(_run(lay, x), R.nhwc(ref), rtol=1e-5, atol=1e-6)
     # unknown spatial size: the divisor is computed at call time
     inp = keras.Input((None, None, 3))
-    m = keras.Model(inp, CL.ExactAveragePooling2D((k, k), (s, s), padding=((p, p + eh), (p, p + ew)),
-                                                  counted_padding=((p, p), (p, p)))(inp))
+    lay = CL.ExactAveragePooling2D((k, k), (s, s), padding=((p, p + eh), (p, p + ew)),
+                                   counted_padding=((p, p), (p, p)))
+    m = keras.Model(inp, lay(inp) if _IMPL["impl"] == "custom" else as_plain(lay, [(None, None, 3)])(inp))
     np.testing.assert_allclose(np.asarray(m(x)), R.nhwc(ref), rtol=1e-5, atol=1e-6)
 
 
@@ -158,37 +195,57 @@ def test_get_config_round_trip(layer):
     assert type(again) is type(layer) and again.get_config() == cfg
 
 
-def _model_with_all_layers():
+def _model_with_all_layers(plain: bool = False):
+    """A model using every custom class; ``plain=True``: the same model with each custom
+    layer replaced by its plain expression (same config, same weights)."""
     inp = keras.Input((9, 10, 4), name="x")
-    a = CL.ChannelAffine(name="aff")(inp)
-    p = CL.ConstantPadding2D(((1, 0), (0, 1)), value=float("-inf"), name="pad")(a)
+
+    def mk(layer, t):
+        if not plain:
+            return layer(t)
+        ts = t if isinstance(t, list) else [t]
+        return as_plain(layer, [tuple(a.shape[1:]) for a in ts])(t)
+
+    aff = CL.ChannelAffine(name="aff")
+    aff.build((None, 9, 10, 4))
+    aff.set_weights([np.random.default_rng(7).standard_normal(4).astype("f"),
+                     np.random.default_rng(8).standard_normal(4).astype("f")])
+    a = mk(aff, inp)
+    p = mk(CL.ConstantPadding2D(((1, 0), (0, 1)), value=float("-inf"), name="pad"), a)
     p = keras.layers.MaxPooling2D(2, name="mp")(p)
-    lrn = CL.LRN("across", 3, 0.1, 0.75, 2.0, name="lrn")(inp)
-    lrn2 = CL.LRN("within", 3, 0.1, 0.75, 1.0, name="lrn2")(lrn)
-    av = CL.ExactAveragePooling2D((3, 3), (2, 2), ((1, 1), (1, 1)), ((1, 1), (0, 1)), name="avg")(lrn2)
-    u = CL.UnaryOp("scaled_tanh", scale_in=0.7, scale_out=1.5, name="st")(av)
-    w = CL.WeightedSum([2.0, -1.0], name="ws")([u, p])
-    s = CL.SliceAxis(-1, 0, 3, None, name="sl")(w)
-    po = CL.UnaryOp("power", power=2.0, scale=0.5, shift=1.0, name="pw")(s)
-    ab = CL.UnaryOp("abs", name="abs")(po)
-    m = keras.Model(inp, [ab, w])
-    m.get_layer("aff").set_weights([RNG.standard_normal(4).astype("f"), RNG.standard_normal(4).astype("f")])
-    return m
+    lrn = mk(CL.LRN("across", 3, 0.1, 0.75, 2.0, name="lrn"), inp)
+    lrn2 = mk(CL.LRN("within", 3, 0.1, 0.75, 1.0, name="lrn2"), lrn)
+    av = mk(CL.ExactAveragePooling2D((3, 3), (2, 2), ((1, 1), (1, 1)), ((1, 1), (0, 1)), name="avg"), lrn2)
+    u = mk(CL.UnaryOp("scaled_tanh", scale_in=0.7, scale_out=1.5, name="st"), av)
+    w = mk(CL.WeightedSum([2.0, -1.0], name="ws"), [u, p])
+    s = mk(CL.SliceAxis(-1, 0, 3, None, name="sl"), w)
+    po = mk(CL.UnaryOp("power", power=2.0, scale=0.5, shift=1.0, name="pw"), s)
+    ab = mk(CL.UnaryOp("abs", name="abs"), po)
+    return keras.Model(inp, [ab, w])
 
 
-def test_save_load_fresh_process(tmp_path):
-    m = _model_with_all_layers()
+def test_save_load_fresh_process(tmp_path, impl):
+    """custom: loads after ``import migrator``; plain: loads with Migrator un-importable and
+    ``safe_mode=True`` and computes what the custom layers compute."""
+    plain = impl == "plain"
+    m = _model_with_all_layers(plain=plain)
     x = _x(2, 9, 10, 4)
     ref = [np.asarray(t) for t in m(x)]
+    if plain:
+        want_custom = [np.asarray(t) for t in _model_with_all_layers(plain=False)(x)]
+        for a, b in zip(ref, want_custom):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     path = tmp_path / "m.keras"
     m.save(path)
     np.save(tmp_path / "x.npy", x)
+    setup = ("sys.modules['migrator'] = None" if plain
+             else "import migrator.core.keras_build  # registers the custom layers")
     code = textwrap.dedent(f"""
         import os, sys
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        {setup}
         import numpy as np, keras
-        import migrator.core.keras_build  # registers the custom layers
-        m = keras.saving.load_model({str(path)!r})
+        m = keras.saving.load_model({str(path)!r}, safe_mode=True)
         outs = m(np.load({str(tmp_path / 'x.npy')!r}))
         np.savez({str(tmp_path / 'out.npz')!r}, *[np.asarray(o) for o in outs])
         print(sorted(type(l).__name__ for l in m.layers))
@@ -199,7 +256,9 @@ def test_save_load_fresh_process(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("ChannelAffine", "LRN", "ExactAveragePooling2D", "UnaryOp", "WeightedSum", "SliceAxis",
                  "ConstantPadding2D"):
-        assert name in r.stdout
+        assert (name in r.stdout) != plain
+    if plain:
+        assert "Functional" in r.stdout and "MaxPooling2D" in r.stdout
     got = np.load(tmp_path / "out.npz")
     for i, want in enumerate(ref):
         np.testing.assert_array_equal(got[f"arr_{i}"], want)

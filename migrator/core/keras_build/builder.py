@@ -7,8 +7,10 @@ name, constructor config, weights) wired by tensor ids.  The builder
    :class:`~migrator.core.errors.UnsupportedLayerError`;
 2. creates one ``keras.Input`` per IR Input node (spec class ``'Input'``, shape without
    the batch axis, already channels-last);
-3. creates each layer (``keras.layers.<class_name>`` or a custom layer of
-   :mod:`.custom_layers`), calls it on its input tensors, sets its weights;
+3. creates each layer (``keras.layers.<class_name>``; a spec naming a custom class of
+   :mod:`.custom_layers` becomes its plain expression of :mod:`.plain` -- a nested functional
+   model of built-in layers and ``keras.ops`` named like the spec -- unless ``plain=False``
+   or the class has none), calls it on its input tensors, sets its weights;
 4. follows ``NodeMapping.aliases`` (nodes without a Keras layer);
 5. returns ``keras.Model(inputs, outputs)`` with the graph's output tensors as outputs.
 """
@@ -22,6 +24,7 @@ import numpy as np
 
 from ..errors import MigratorError, UnsupportedLayerError
 from . import custom_layers
+from . import plain as plain_exprs
 
 Progress = Callable[[float, str], None] | None
 
@@ -70,8 +73,13 @@ def keras_layer_order(plan) -> list[str]:
     return [spec.name for spec in plan.keras_layers]
 
 
-def build_keras(plan, *, progress: Progress = None, release_weights: bool = False) -> keras.Model:
+def build_keras(plan, *, progress: Progress = None, release_weights: bool = False,
+                plain: bool = True) -> keras.Model:
     """Build the functional channels-last Keras model described by ``plan``.
+
+    ``plain=True`` (default): custom classes become plain expressions (:mod:`.plain`), so the
+    model saves to a ``.keras`` that loads without Migrator; ``plain=False`` keeps Migrator's
+    custom layer classes (the model then needs ``import migrator`` to load).
 
     ``release_weights=True`` drops each spec's weight arrays once they are assigned (the
     model holds them now), keeping peak memory down for one-shot conversions; such a plan
@@ -95,20 +103,29 @@ def build_keras(plan, *, progress: Progress = None, release_weights: bool = Fals
                 done += 1
                 continue
             try:
-                cls = layer_class(spec.class_name)
-            except KeyError:
-                raise MigratorError(f"unknown Keras layer class {spec.class_name!r} in the plan",
-                                    file=file, layer=m.source) from None
-            try:
-                layer = cls(name=spec.name, **spec.config)
-            except Exception as e:  # noqa: BLE001 - bad config from a rule / override
-                raise MigratorError(f"cannot create Keras {spec.class_name} '{spec.name}': {e}",
-                                    file=file, layer=m.source) from None
-            try:
                 ins = [tensors[t] for t in spec.inputs]
             except KeyError as e:
                 raise MigratorError(f"Keras layer '{spec.name}' needs tensor {e.args[0]!r}, which no "
                                     "earlier layer produced", file=file, layer=m.source) from None
+            as_plain = plain and plain_exprs.has_plain(spec.class_name)
+            if as_plain:
+                try:
+                    layer = plain_exprs.build_plain_layer(spec, ins)
+                except Exception as e:  # noqa: BLE001 - bad config from a rule / override
+                    raise MigratorError(f"cannot create Keras {spec.class_name} '{spec.name}': "
+                                        f"{' '.join(str(e).split())}", file=file,
+                                        layer=m.source) from None
+            else:
+                try:
+                    cls = layer_class(spec.class_name)
+                except KeyError:
+                    raise MigratorError(f"unknown Keras layer class {spec.class_name!r} in the plan",
+                                        file=file, layer=m.source) from None
+                try:
+                    layer = cls(name=spec.name, **spec.config)
+                except Exception as e:  # noqa: BLE001 - bad config from a rule / override
+                    raise MigratorError(f"cannot create Keras {spec.class_name} '{spec.name}': {e}",
+                                        file=file, layer=m.source) from None
             if spec.class_name in MERGE_LAYERS:
                 arg = ins
             elif len(ins) == 1:
@@ -122,7 +139,8 @@ def build_keras(plan, *, progress: Progress = None, release_weights: bool = Fals
                 raise MigratorError(f"Keras {spec.class_name} '{spec.name}' cannot be applied: {e}",
                                     file=file, layer=m.source) from None
             if spec.weights is not None:
-                set_layer_weights(layer, spec.weights, file=file, source=m.source)
+                if not as_plain:      # a plain expression set its weights itself
+                    set_layer_weights(layer, spec.weights, file=file, source=m.source)
                 if release_weights:
                     spec.weights = None
                     spec.released = True
