@@ -6,6 +6,13 @@ For the layers that failed, we run each layer's Keras counterpart once more on t
 *reference's* inputs (converted to the Keras layout) and compare with the reference
 output.  A layer that also fails in isolation is a mapping error (the root cause); one that
 passes in isolation only inherited error from upstream.
+
+The same pass (:func:`second_look`) also measures what float32 itself costs: the
+built-in numpy reference runs once more in float64 and, per looked-at layer,
+``budget64 = max |ref32 - ref64|`` (the float32 reference's own drift) and
+``drift64 = max |keras - ref64|`` (the chained Keras drift, Keras run again up to the
+last looked-at layer).  Three streams advance in graph order; only the arrays of the
+looked-at layers and the inputs they need are held.
 """
 from __future__ import annotations
 
@@ -37,16 +44,41 @@ def _external_inputs(specs) -> list[str]:
     return ext
 
 
-def isolate_layers(graph, plan, model, x: np.ndarray, names: Iterable[str], *, runtime,
-                   tolerances: Tolerances, cancel: Callable[[], bool] | None = None) -> dict[str, dict]:
-    """For each source node in ``names`` (with a Keras counterpart), the metrics of its Keras
-    layers run on the reference's inputs.  ``runtime`` is a Runtime object (run again once)."""
+def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| in float64 (NaN/inf propagate as inf)."""
+    d = np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
+    if d.size == 0:
+        return 0.0
+    m = float(d.max())
+    return m if np.isfinite(m) else float("inf")
+
+
+def float64_stream(graph, x, cancel=None):
+    """The built-in reference in float64 (``None`` and the reason when it cannot run)."""
+    from ..reference.runtimes import BuiltinRuntime, input_dict
+    why = BuiltinRuntime().check(graph)
+    if why:
+        return None, f"the float64 reference cannot run this model: {why}"
+    from ..reference import numpy_ref
+    return numpy_ref.run(graph, input_dict(graph, x), cancel=cancel, dtype=np.float64), None
+
+
+def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, tolerances: Tolerances,
+                cancel: Callable[[], bool] | None = None, float64: bool = True,
+                isolate: Iterable[str] | None = None) -> tuple[dict[str, dict], str | None]:
+    """For each source node in ``names``: ``{'isolated': {...} | absent, 'budget64': float,
+    'drift64': float}`` (keys only when measurable) and a note when no float64 budget could
+    be measured.  ``isolate`` restricts the isolated re-runs (default: all of ``names``).
+    ``runtime`` is a Runtime object (run again once); ``x`` the source-layout input."""
     from ..keras_build.builder import MERGE_LAYERS
 
+    names = [n for n in names]
+    looked = set(names)
+    iso_names = looked if isolate is None else set(isolate) & looked
     chains = _chains(plan)
     model_layers = {layer.name for layer in model.layers}
     targets: dict[str, tuple[list, list[str]]] = {}
-    for name in names:
+    for name in iso_names:
         m = plan.mapping(name)
         if not m.keras_output or m.keras_output not in chains:
             continue
@@ -56,15 +88,57 @@ def isolate_layers(graph, plan, model, x: np.ndarray, names: Iterable[str], *, r
         if any(s.name not in model_layers for s in specs):
             continue                      # pruned from the model: nothing depends on it
         targets[name] = (specs, _external_inputs(specs))
-    if not targets:
-        return {}
+    results: dict[str, dict] = {n: {} for n in names}
+    if not looked:
+        return results, None
     uses: dict[str, int] = {}
     for _, ext in targets.values():
         for t in ext:
             uses[t] = uses.get(t, 0) + 1
     layers = {layer.name: layer for layer in model.layers}
+
+    # float64 reference and chained Keras (only for the float64 budget)
+    it64, note = (None, None)
+    k_it = None
+    k_uses: dict[str, int] = {}
+    if float64:
+        it64, note = float64_stream(graph, x, cancel)
+        for n in names:
+            ko = plan.mapping(n).keras_output
+            if ko and ko in model_layers:
+                k_uses[ko] = k_uses.get(ko, 0) + 1
+        if it64 is not None and k_uses:
+            from ..keras_build.executor import iter_keras_outputs
+            xk = ({k: to_keras_layout(np.asarray(v, np.float32)) for k, v in x.items()}
+                  if isinstance(x, dict) else to_keras_layout(np.asarray(x, np.float32)))
+            k_it = iter_keras_outputs(model, plan, xk, want=set(k_uses), cancel=cancel)
+    buf64: dict[str, np.ndarray] = {}
+    kbuf: dict[str, np.ndarray] = {}
+    state = {"done64": it64 is None, "donek": k_it is None}
+
+    def pull64(name):
+        while name not in buf64 and not state["done64"]:
+            try:
+                n, outs = next(it64)
+            except StopIteration:
+                state["done64"] = True
+                break
+            if n in looked and outs:
+                buf64[n] = outs[0]
+        return buf64.pop(name, None)
+
+    def pullk(kname):
+        while kname not in kbuf and not state["donek"]:
+            try:
+                n, arr = next(k_it)
+            except StopIteration:
+                state["donek"] = True
+                break
+            kbuf[n] = arr
+        return kbuf.get(kname)
+
     held: dict[str, np.ndarray] = {}
-    results: dict[str, dict] = {}
+    remaining = set(looked)
     it = runtime.run(graph, x, cancel=cancel)
     try:
         for name, outs in it:
@@ -74,34 +148,62 @@ def isolate_layers(graph, plan, model, x: np.ndarray, names: Iterable[str], *, r
             for tid, arr in zip(node.outputs, outs):
                 if tid in uses:
                     held[tid] = np.asarray(arr)
-            if name not in targets:
+            if name not in looked:
                 continue
-            specs, ext = targets[name]
-            if any(t not in held for t in ext):
-                continue            # an input the runtime did not expose
-            tensors = {t: to_keras_layout(held[t]) for t in ext}
-            out = None
-            for s in specs:
-                ins = [tensors[t] for t in s.inputs]
-                arg = ins if s.class_name in MERGE_LAYERS else ins[0]
-                out = layers[s.name](arg, training=False)
-                tensors[s.output] = out
-            got = np.asarray(out)
-            ref = np.asarray(outs[0])
-            got_src = to_source_layout(got, ref.ndim)
-            if got_src.shape == ref.shape:
-                met = compare_arrays(ref, got_src, tolerances.for_layer(name))
-                results[name] = {"max_abs": met["max_abs"], "max_rel": met["max_rel"],
-                                 "needed_rtol": met["needed_rtol"], "passed": bool(met["passed"]),
-                                 "worst_channel": met["worst_channel"]}
-            for t in ext:
-                uses[t] -= 1
-                if uses[t] <= 0:
-                    held.pop(t, None)
-            if len(results) == len(targets):
+            remaining.discard(name)
+            ref = np.asarray(outs[0]) if outs else None
+            entry = results[name]
+            if ref is not None and it64 is not None:
+                r64 = pull64(name)
+                if r64 is not None and r64.shape == ref.shape:
+                    entry["budget64"] = _max_abs_diff(ref, r64)
+                    ko = plan.mapping(name).keras_output
+                    if ko in k_uses:
+                        got = pullk(ko)
+                        if got is not None:
+                            got_src = to_source_layout(got, ref.ndim)
+                            if got_src.shape == r64.shape:
+                                entry["drift64"] = _max_abs_diff(got_src, r64)
+                        k_uses[ko] -= 1
+                        if k_uses[ko] <= 0:
+                            kbuf.pop(ko, None)
+                    # keras outputs of layers before this one are never asked for again
+                del r64
+            if name in targets and ref is not None:
+                specs, ext = targets[name]
+                if all(t in held for t in ext):
+                    tensors = {t: to_keras_layout(held[t]) for t in ext}
+                    out = None
+                    for s in specs:
+                        ins = [tensors[t] for t in s.inputs]
+                        arg = ins if s.class_name in MERGE_LAYERS or len(ins) > 1 else ins[0]
+                        out = layers[s.name](arg, training=False)
+                        tensors[s.output] = out
+                    got_src = to_source_layout(np.asarray(out), ref.ndim)
+                    if got_src.shape == ref.shape:
+                        met = compare_arrays(ref, got_src, tolerances.for_layer(name))
+                        entry["isolated"] = {"max_abs": met["max_abs"], "max_rel": met["max_rel"],
+                                             "needed_rtol": met["needed_rtol"],
+                                             "passed": bool(met["passed"]),
+                                             "worst_channel": met["worst_channel"]}
+                for t in ext:
+                    uses[t] -= 1
+                    if uses[t] <= 0:
+                        held.pop(t, None)
+            if not remaining:
                 break
     finally:
-        close = getattr(it, "close", None)
-        if close:
-            close()
-    return results
+        for g in (it, it64, k_it):
+            close = getattr(g, "close", None)
+            if close:
+                close()
+    return results, note
+
+
+def isolate_layers(graph, plan, model, x: np.ndarray, names: Iterable[str], *, runtime,
+                   tolerances: Tolerances, cancel: Callable[[], bool] | None = None) -> dict[str, dict]:
+    """For each source node in ``names`` (with a Keras counterpart), the metrics of its Keras
+    layers run on the reference's inputs (no float64 pass)."""
+    res, _ = second_look(graph, plan, model, x, names, runtime=runtime, tolerances=tolerances,
+                         cancel=cancel, float64=False)
+    return {k: v["isolated"] for k, v in res.items() if "isolated" in v}
