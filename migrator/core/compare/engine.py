@@ -117,6 +117,7 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
 
     results: dict[str, LayerResult] = {}
     final_pairs: list[tuple[np.ndarray, np.ndarray]] = []
+    ref_outputs: dict[str, np.ndarray] = {}
     outputs = set(graph.output_tensors)
     cancelled = False
     r_iter = rt.run(graph, x, cancel=cancel)
@@ -175,6 +176,8 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
                     results[name] = lr
                     continue
                 ref = np.asarray(ref_outs[0])
+                if name in outputs:       # kept for re-checking exported artifacts (export.py)
+                    ref_outputs[name] = ref
                 t0 = time.perf_counter()
                 got_src = to_source_layout(got, ref.ndim)
                 tol = tolerances.for_layer(name)
@@ -229,11 +232,16 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
             topk = topk_agreement(ref, got)
     if progress:
         progress(1.0, "comparison finished" if not cancelled else "comparison cancelled")
-    return ComparisonResult(layers=layers, runtime=rt.describe(), device=keras_device_description(),
-                            input=input_desc or {"shape": shape_desc}, tolerances=tolerances,
-                            topk=topk, timings=timings, cancelled=cancelled,
-                            float32_factor=FLOAT32_FACTOR, precision=precision,
-                            budget_note=box.get("note"))
+    res = ComparisonResult(layers=layers, runtime=rt.describe(), device=keras_device_description(),
+                           input=input_desc or {"shape": shape_desc}, tolerances=tolerances,
+                           topk=topk, timings=timings, cancelled=cancelled,
+                           float32_factor=FLOAT32_FACTOR, precision=precision,
+                           budget_note=box.get("note"))
+    # the comparison input and the reference's final outputs (source layout), for checking
+    # each exported artifact against the reference (migrator.core.export)
+    res.input_array = x
+    res.reference_outputs = ref_outputs
+    return res
 
 
 def _apply_second_look(graph, plan, model, x, layers, rt, tolerances, precision, enabled,
