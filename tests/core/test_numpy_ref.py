@@ -7,6 +7,7 @@ import weakref
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,8 +15,6 @@ from migrator.core.errors import Cancelled, MigratorError
 from migrator.core.ir import OPS, Graph, Node, Param
 from migrator.core.reference import numpy_ref
 from migrator.core.reference.kernels import KERNELS
-
-tf = pytest.importorskip("tensorflow")
 
 RNG = np.random.default_rng(1234)
 

@@ -2,15 +2,14 @@
 compared with the source formulas written out here in numpy (float64)."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from migrator.core.ir import Graph, Node, Param, Provenance
+from migrator.core.keras_build.builder import build_keras
 from migrator.core.mapping.overrides import Overrides
 from migrator.core.mapping.planner import make_plan
-
-keras = pytest.importorskip("keras")
-from migrator.core.keras_build.builder import build_keras
 
 RNG = np.random.default_rng(1234)
 
@@ -409,9 +408,9 @@ def test_unsupported_bn_axes_reported_not_raised():
 
 
 # ----------------------------------------------------------------------------- vs OpenCV DNN
+@pytest.mark.opencv
 def test_caffe_bn_family_against_opencv(tmp_path):
     """Caffe files -> importer -> plan -> Keras, against OpenCV DNN's own Caffe importer."""
-    cv2 = pytest.importorskip("cv2")
     from migrator.core.importers.caffe import load_caffe
     from migrator.testing.caffe_net import NetBuilder
 
