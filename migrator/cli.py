@@ -30,6 +30,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-layer", default=None,
                    help="Lasagne: key of the output layer when the builder returns a dict")
     p.add_argument("--mapping", metavar="FILE", help="mapping file (JSON overrides) to apply")
+    p.add_argument("--accept-unknown", action="append", default=[], metavar="SPEC",
+                   help="accept a prototxt field Migrator does not know (read past it; the layer is "
+                        "reported as unverified): FIELD, LAYER.FIELD, TYPE.FIELD or LAYER (repeatable)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="SHAPE",
+                   help="input size in the source layout, e.g. 1,3,224,224, or NAME=1,3,224,224 per "
+                        "input (repeatable); open sizes stay open in the Keras model where every "
+                        "layer allows it")
 
 
 def _compare_args(p: argparse.ArgumentParser, *, inputs: bool) -> None:
@@ -137,11 +144,40 @@ def _tolerances(args):
 
 def _load(args):
     from .core import pipeline
-    graph = pipeline.open_model(args.model, builder_function=args.builder_function,
-                                output_layer=args.output_layer)
+    from .core.input_shape import parse_input_shapes
     overrides = pipeline.load_overrides(args.mapping)
+    # --accept-unknown / --input-shape add to the mapping file's entries (and are recorded
+    # with them in the report)
+    for spec in args.accept_unknown:
+        if spec not in overrides.accept_unknown:
+            overrides.accept_unknown.append(spec)
+    given = parse_input_shapes(args.input_shape)
+    shapes = {**{k: tuple(v) for k, v in overrides.input_shapes.items()}, **given}
+    overrides.input_shapes.update({k: list(v) for k, v in given.items()})
+    if getattr(args, "input", None) and not shapes and args.input.lower().endswith(".npy"):
+        shapes = _npy_input_shape(args.input)
+    graph = pipeline.open_model(args.model, builder_function=args.builder_function,
+                                output_layer=args.output_layer,
+                                accept_unknown=overrides.accept_unknown, input_shapes=shapes)
     plan = pipeline.make_plan(graph, overrides)
     return graph, overrides, plan
+
+
+def _npy_input_shape(path) -> dict:
+    """The shape of an --input .npy for a model whose input size is open."""
+    import numpy as np
+    try:
+        return {"": tuple(int(d) for d in np.load(path, mmap_mode="r").shape)}
+    except (OSError, ValueError):
+        return {}   # make_input reports the file problem
+
+
+def _require_input_size(graph, plan) -> None:
+    """convert/compare: a model with open input sizes needs --input-shape (one line)."""
+    from .core.input_shape import input_shape_need, need_error
+    need = input_shape_need(graph, plan)
+    if need is not None:
+        raise need_error(graph, need)
 
 
 def _check_tolerance_layers(graph, tols):
@@ -221,13 +257,20 @@ def cmd_inspect(args) -> int:
                      "supported": m.supported, "error": m.error,
                      "warnings": m.warnings, "overridden": m.overridden})
     unsupported = [r for r in rows if not r["supported"]]
+    from .core.input_shape import input_shape_need
+    need = input_shape_need(graph, plan)
+    unknown_types = [(n.name, n.source_type) for n in graph.nodes if n.op == "Custom"]
+    rc = EXIT_USAGE if unknown_types else EXIT_OK
     if args.json:
         json.dump({"framework": graph.framework, "name": graph.name, "files": graph.files,
                    "warnings": graph.warnings, "layers": rows,
-                   "unsupported": [{"source": r["source"], "type": r["type"]} for r in unsupported]},
-                  sys.stdout, indent=1)
+                   "unsupported": [{"source": r["source"], "type": r["type"]} for r in unsupported],
+                   "input_shape_needed": need,
+                   "input_shapes": graph.meta.get("input_shapes"),
+                   "unknown_types": [{"source": n, "type": t} for n, t in unknown_types]},
+                  sys.stdout, indent=1, default=list)
         print()
-        return EXIT_OK
+        return rc
     def shape_txt(shp):
         return "x".join("?" if d is None else str(d) for d in shp) if shp else "?"
 
@@ -267,12 +310,19 @@ def cmd_inspect(args) -> int:
     if unsupported:
         print(f"{len(unsupported)} unsupported layer(s): " +
               ", ".join(f"{r['source']} ({r['type']})" for r in unsupported))
-    return EXIT_OK
+    if need is not None:
+        from .core.input_shape import need_error
+        print(f"note: {need_error(graph, need).message}")
+    if unknown_types:
+        print(f"migrator: error: {len(unknown_types)} layer type(s) Migrator does not convert: "
+              + ", ".join(f"'{n}' ({t})" for n, t in unknown_types[:8]), file=sys.stderr)
+    return rc
 
 
 def _verify(args, graph, plan, *, spec):
     from .core import pipeline
     from .core.errors import UnsupportedLayerError
+    _require_input_size(graph, plan)
     if plan.unsupported:
         raise UnsupportedLayerError([(m.source, m.source_type) for m in plan.unsupported],
                                     file=graph.files[0] if graph.files else None)

@@ -85,7 +85,8 @@ OPS: dict[str, str] = {
     "Bias": "attrs: axis (1), num_axes (1). params: bias (C,) 'C'.",
     "Activation": (
         "attrs: kind, one of relu (negative_slope, default 0), elu (alpha, 1.0), sigmoid, tanh, "
-        "abs, softplus, linear, scaled_tanh (scale_in, scale_out), exp, softmax (axis, 1). "
+        "abs, softplus, linear, scaled_tanh (scale_in, scale_out), exp, softmax (axis, 1), "
+        "relu6 (min(max(x, 0), 6); Caffe forks' ReLU6). "
         "Conv/Dense/gist-BN 'activation' attrs use the same dict form: {'kind': ..., **kind_attrs}."
     ),
     "PReLU": "attrs: channel_shared (bool). params: slope (C,) 'C' (or (1,) when shared).",
@@ -127,6 +128,26 @@ OPS: dict[str, str] = {
         "that position, the axis is dropped); or slice_points (list, Caffe Slice: num_outputs "
         "pieces split at those points, equal pieces when empty/None)."
     ),
+    # ---- Caffe fork layer types (importers/caffe_forks.py; shapes_forks.py; kernels_forks.py)
+    "Interp": (
+        "DeepLab/PSPNet Interp: bilinear, align-corners style. attrs: mode ('zoom' | 'shrink' | "
+        "'size' | 'shrink_zoom'), zoom_factor, shrink_factor, height, width, pad_beg, pad_end "
+        "(<= 0: the input is cropped to [-pad_beg, L + pad_end)). L_eff = L + pad_beg + pad_end; "
+        "out: shrink (L_eff-1)//s + 1; zoom L_eff + (L_eff-1)(z-1); size height/width; "
+        "shrink_zoom: shrink then zoom. y[o] = (1-l) x[i] + l x[min(i+1, L_eff-1)], r = "
+        "float32((L_eff-1)/(out-1)) (0 when out == 1), i = int(r*o), l = r*o - i (float32); "
+        "separable: along W first, then H."
+    ),
+    "Normalize": (
+        "SSD Normalize. attrs: across_spatial (bool), channel_shared (bool), eps (1e-10). "
+        "params: scale (C,) 'C' or (1,) when channel_shared. across_spatial: y = x / "
+        "sqrt(sum_{c,h,w} x^2 + eps) per sample; else y = x / sqrt(sum_c x^2 + eps) per "
+        "position; then y *= scale[c] (or scale[0])."
+    ),
+    "ShuffleChannel": (
+        "ShuffleNet channel shuffle. attrs: group (g). x (N, C, ...) viewed as (N, g, C/g, ...), "
+        "the two group axes swapped, viewed back: y[:, k*g + j] = x[:, j*(C/g) + k]."
+    ),
     "Custom": (
         "A layer Migrator does not know. attrs: class_name, plus whatever could be recorded. "
         "params keep their names and shapes. Always reported as unsupported, never dropped."
@@ -134,7 +155,7 @@ OPS: dict[str, str] = {
 }
 
 ACTIVATION_KINDS = ("relu", "elu", "sigmoid", "tanh", "abs", "softplus", "linear",
-                    "scaled_tanh", "exp", "softmax")
+                    "scaled_tanh", "exp", "softmax", "relu6")
 
 
 @dataclass

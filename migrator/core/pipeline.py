@@ -80,13 +80,21 @@ def _check_readable(path: str | None) -> None:
 
 def open_model(paths: Sequence[str], *, builder_function: str = "build_model",
                output_layer: str | None = None, progress: Progress = None,
-               legacy_command: str | None = None) -> Graph:
+               legacy_command: str | None = None, accept_unknown: Sequence[str] | None = None,
+               input_shapes: dict | None = None, unknown: str = "error") -> Graph:
+    """``accept_unknown``: Caffe fields Migrator does not know that the user accepts
+    (importers/caffe_fields.py); ``unknown='collect'`` records the others instead of
+    raising (GUI).  ``input_shapes``: ``{input name or '': shape}`` (input_shape.py)."""
     kind, files = detect_format(paths)
     for p in files.values():
         _check_readable(p)
     if kind == "caffe":
         from .importers.caffe import load_caffe
-        return load_caffe(files["prototxt"], files["caffemodel"], progress=progress)
+        from .input_shape import apply_input_shapes
+        graph = load_caffe(files["prototxt"], files["caffemodel"], progress=progress,
+                           accept_unknown=accept_unknown, unknown=unknown)
+        apply_input_shapes(graph, input_shapes)
+        return graph
     from .importers.lasagne import load_lasagne
     graph = load_lasagne(files["builder"], files["params"], builder_function=builder_function,
                          output_layer=output_layer, progress=progress)
@@ -94,6 +102,8 @@ def open_model(paths: Sequence[str], *, builder_function: str = "build_model",
     graph.meta.setdefault("builder_function", builder_function)
     if output_layer is not None:
         graph.meta.setdefault("output_layer", output_layer)
+    from .input_shape import apply_input_shapes
+    apply_input_shapes(graph, input_shapes)
     return graph
 
 
@@ -106,8 +116,11 @@ def load_overrides(path: str | None):
 
 
 def make_plan(graph: Graph, overrides=None):
+    from .input_shape import finish_plan
     from .mapping.planner import make_plan as _mp
-    return _mp(graph, overrides)
+    plan = _mp(graph, overrides)
+    finish_plan(graph, plan, overrides)   # unknown-field marks; open Keras input sizes
+    return plan
 
 
 class deep_recursion:

@@ -596,3 +596,6 @@ def infer_shapes(graph: Graph, file: str | None = None) -> None:
         node.out_shapes = list(outs)
         for t, s in zip(node.outputs, outs):
             known[t] = s
+
+
+from . import shapes_forks  # noqa: E402,F401  (registers the Caffe fork ops)

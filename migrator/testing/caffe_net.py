@@ -237,8 +237,11 @@ class NetBuilder:
                          {"dropout_param": {"dropout_ratio": ratio}})
 
     def pool(self, name, bottom, mode="max", kernel=2, stride=None, pad=0, global_pooling=False,
-             round_mode=None, top=None):
+             round_mode=None, ceil_mode=None, top=None):
+        """``round_mode`` 'CEIL'/'FLOOR' (BVLC); ``ceil_mode`` True/False (the forks' field)."""
         n, c, h, w = self.shapes[bottom]
+        if ceil_mode is not None:
+            round_mode = "CEIL" if ceil_mode else "FLOOR"   # the output shape below
         p: dict[str, Any] = {"pool": {"max": "MAX", "avg": "AVE", "ave": "AVE",
                                       "stochastic": "STOCHASTIC"}[mode]}
         if global_pooling:
@@ -262,7 +265,9 @@ class NetBuilder:
                     p["pad"] = ph
                 else:
                     p.update(pad_h=ph, pad_w=pw)
-            if round_mode:
+            if ceil_mode is not None:
+                p["ceil_mode"] = bool(ceil_mode)
+            elif round_mode:
                 p["round_mode"] = round_mode.upper()
 
             def olen(L, k, s, pd):
@@ -393,6 +398,63 @@ class NetBuilder:
     def layer(self, name, type_, bottoms, tops, params=None, blobs=None, out_shape=None, **extra):
         """Any layer (e.g. a type Migrator does not convert)."""
         return self._add(name, type_, bottoms, tops, params, blobs, out_shape, **extra)
+
+    # ---------------------------------------------------------------- Caffe forks' layers
+    def relu6(self, name, bottom, top=None):
+        return self._add(name, "ReLU6", bottom, top or name)
+
+    def upsample(self, name, bottom, scale=2, top=None):
+        """YOLOv3 forks' nearest-neighbour Upsample (``scale`` int or (h, w))."""
+        n, c, h, w = self.shapes[bottom]
+        sh, sw = _pair(scale)
+        p = {"scale": sh} if sh == sw else {"scale_h": sh, "scale_w": sw}
+        return self._add(name, "Upsample", bottom, top or name, {"upsample_param": p}, None,
+                         (n, c, h * sh, w * sw))
+
+    def interp(self, name, bottom, *, zoom_factor=None, shrink_factor=None, height=None,
+               width=None, pad_beg=0, pad_end=0, top=None):
+        """DeepLab/PSPNet Interp (the output size is left to the importer's shape rule)."""
+        p: dict[str, Any] = {}
+        for k, v in (("zoom_factor", zoom_factor), ("shrink_factor", shrink_factor),
+                     ("height", height), ("width", width)):
+            if v is not None:
+                p[k] = v
+        if pad_beg:
+            p["pad_beg"] = pad_beg
+        if pad_end:
+            p["pad_end"] = pad_end
+        return self._add(name, "Interp", bottom, top or name, {"interp_param": p})
+
+    def permute(self, name, bottom, order, top=None):
+        shp = self.shapes[bottom]
+        full = list(order) + [a for a in range(len(shp)) if a not in order]
+        return self._add(name, "Permute", bottom, top or name,
+                         {"permute_param": {"order": list(order)}}, None,
+                         tuple(shp[a] for a in full))
+
+    def normalize(self, name, bottom, across_spatial=False, channel_shared=False, eps=1e-10,
+                  top=None):
+        """SSD Normalize with a learned scale blob (around 20, as SSD's conv4_3_norm)."""
+        c = self.shapes[bottom][1]
+        p = {"across_spatial": across_spatial, "channel_shared": channel_shared, "eps": eps}
+        scale = self._uniform((1,) if channel_shared else (c,), 10.0, 30.0)
+        return self._add(name, "Normalize", bottom, top or name, {"norm_param": p}, [scale])
+
+    def depthwise_conv(self, name, bottom, kernel, stride=1, pad=0, bias=True,
+                       type_="ConvolutionDepthwise", write_group=False, top=None):
+        """A fork depthwise convolution (one filter per input channel; ``group`` is written
+        only when ``write_group``, as some forks' prototxts omit it)."""
+        self.conv(name, bottom, self.shapes[bottom][1], kernel, stride, pad,
+                  group=self.shapes[bottom][1], bias=bias, top=top)
+        spec = self.layers[-1]
+        spec.type = type_
+        if not write_group:
+            spec.params["convolution_param"].pop("group", None)
+        return self
+
+    def shuffle_channel(self, name, bottom, group, top=None):
+        return self._add(name, "ShuffleChannel", bottom, top or name,
+                         {"shuffle_channel_param": {"group": group}})
 
     # ---------------------------------------------------------------- writing
     def net_param(self, *, v1=False, input_style="layer", with_blobs=False, legacy_dims=False,

@@ -449,13 +449,16 @@ input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
         convolution_param { num_output: 2 kernel_size: 3 } }
 layer { name: "perm" type: "Permute" bottom: "conv" top: "perm"
-        permute_param { order: 0 order: 2 order: 3 order: 1 } }
+        permute_param { order: 0 order: 2 order: 3 order: 1 fancy_order: 1 } }
 """
     p = tmp_path / "ssd.prototxt"
     p.write_text(text)
-    g = load_caffe(str(p))          # architecture only
-    assert g.node("perm").op == "Custom" and g.node("perm").attrs["class_name"] == "Permute"
-    assert any("permute_param" in w for w in g.warnings)
+    with pytest.raises(MigratorError, match="permute_param.fancy_order") as ei:
+        load_caffe(str(p))
+    assert ei.value.layer == "perm"
+    g = load_caffe(str(p), accept_unknown=["fancy_order"])          # architecture only
+    assert g.node("perm").op == "Transpose" and g.node("perm").out_shape == (1, 6, 6, 2)
+    assert any("fancy_order" in w and "unverified" in w for w in g.warnings)
     assert g.node("conv").out_shape == (1, 2, 6, 6)
     assert g.meta["caffe"]["has_weights"] is False and "weight" not in g.node("conv").params
 

@@ -69,6 +69,9 @@ SUPPORTED_TYPES = {
     "Sigmoid", "TanH", "AbsVal", "BNLL", "Exp", "Power", "Pooling", "LRN", "Eltwise", "Concat",
     "Flatten", "Reshape", "Split", "Dropout", "Softmax", "Slice", "Crop", "Deconvolution",
 }
+from .caffe_forks import FORK_TYPES as _FORK_TYPES  # fork layer types (own module)
+
+SUPPORTED_TYPES |= _FORK_TYPES
 
 
 def _is_loss(type_: str) -> bool:
@@ -101,12 +104,14 @@ def _pb():
     return pb
 
 
-def parse_prototxt(path: str, warnings: list[str] | None = None):
+def parse_prototxt(path: str, warnings: list[str] | None = None, unknown_out: list | None = None):
     """Parse a text prototxt into a ``NetParameter``.
 
-    Fields unknown to Migrator's schema (custom forks' layer parameters) are tolerated:
-    when the only problem is an unknown field, parsing is retried skipping such fields
-    and a warning is recorded.  Any other syntax error raises MigratorError with the line.
+    Fields unknown to Migrator's schema (custom forks' layer parameters): parsing is
+    retried skipping such fields, and every one of them is listed (with its layer entry)
+    in ``unknown_out`` (a :class:`.caffe_fields.ScanResult` is appended); the importer
+    then refuses them unless accepted (see :mod:`.caffe_fields`).  Any other syntax error
+    raises MigratorError with the line.
     """
     from google.protobuf import text_format
 
@@ -135,10 +140,16 @@ def parse_prototxt(path: str, warnings: list[str] | None = None):
                 text_format.Parse(text, net, allow_unknown_field=True)
             except text_format.ParseError as e2:
                 raise MigratorError(f"syntax error {_parse_error_text(e2)}", file=path) from None
-            if warnings is not None:
+            from .caffe_fields import scan_unknown_fields
+            try:
+                scan = scan_unknown_fields(text, pb.NetParameter.DESCRIPTOR)
+            except ValueError:
+                raise MigratorError(f"unknown field {first}", file=path) from None
+            if unknown_out is not None:
+                unknown_out.append(scan)
+            elif warnings is not None:
                 warnings.append(f"{os.path.basename(path)}: fields unknown to Migrator's Caffe "
-                                f"schema were skipped (first: {first}); layers using them are "
-                                "reported as unsupported or use their defaults")
+                                f"schema were skipped (first: {first})")
         else:
             raise MigratorError(f"syntax error {first}", file=path) from None
     return net
@@ -429,7 +440,13 @@ def _param_dict(lp) -> dict[str, Any]:
 # The importer
 # ------------------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, prototxt: str, caffemodel: str | None, progress: Progress):
+    def __init__(self, prototxt: str, caffemodel: str | None, progress: Progress,
+                 accept_unknown=None, unknown: str = "error"):
+        self.accept_unknown = list(accept_unknown or [])
+        self.unknown_mode = unknown
+        self.unknown_scan = None        # caffe_fields.ScanResult when the text had unknown fields
+        self.unknown_items: list = []   # UnknownField of the layers kept in the deploy graph
+        self._cur_entry: tuple[str, int] | None = None
         self.file = os.fspath(prototxt)
         self.wfile = None if caffemodel is None else os.fspath(caffemodel)
         self.progress = progress
@@ -480,7 +497,9 @@ class _Builder:
     # ---------------------------------------------------------------- main
     def run(self) -> Graph:
         self._p(0.0, "reading prototxt")
-        net = parse_prototxt(self.file, self.warnings)
+        scans: list = []
+        net = parse_prototxt(self.file, self.warnings, unknown_out=scans)
+        self.unknown_scan = scans[0] if scans else None
         if len(net.layer) and len(net.layers):
             raise self.err("the prototxt mixes the new 'layer' and the old 'layers' (V1) formats")
         fmt = "V1" if len(net.layers) else "V2"
@@ -510,15 +529,19 @@ class _Builder:
                 continue
             if lp.type == "Input" and input_style is None:
                 input_style = "Input layer"
+            self._cur_entry = ("layers" if fmt == "V1" else "layer", i)
             self._layer(lp)
             if i % 32 == 0:
                 self._p(0.5 + 0.35 * i / max(n, 1), f"layer {lp.name}")
         self._resolve_pending()
+        from .caffe_forks import check_unknown_fields
+        unknown_meta = check_unknown_fields(self)
 
         graph = Graph(framework="caffe", nodes=self.nodes, name=net.name,
                       files=[self.file] + ([self.wfile] if self.wfile else []))
         graph.warnings.extend(self.warnings)
-        meta: dict[str, Any] = {"format": fmt, "input_style": input_style, "dropped": self.dropped}
+        meta: dict[str, Any] = {"format": fmt, "input_style": input_style, "dropped": self.dropped,
+                                "unknown_fields": unknown_meta}
         if self.weights is not None:
             w = self.weights
             meta.update(weights_net_name=w.net_name, weights_format=w.format)
@@ -652,6 +675,9 @@ class _Builder:
         if _is_loss(t) or t in SINK_TYPES:
             self._drop(lp, "loss/accuracy/sink layer (training only)")
             return
+        if self.unknown_scan is not None and self._cur_entry is not None:
+            from .caffe_forks import collect_layer_unknowns
+            collect_layer_unknowns(self, lp)
         if t in SHAPED_DATA_TYPES:
             self._shaped_data(lp)
             return
@@ -673,8 +699,12 @@ class _Builder:
         if t == "Bias" and len(bottoms) == 2:
             self._custom(lp, note="two-bottom Bias")
             return
-        handler = getattr(self, "_l_" + t)
-        op, attrs, params, num_out = handler(lp)
+        handler = getattr(self, "_l_" + t, None)
+        if handler is None:   # a fork layer type (caffe_forks.FORK_HANDLERS)
+            from .caffe_forks import FORK_HANDLERS
+            op, attrs, params, num_out = FORK_HANDLERS[t](self, lp)
+        else:
+            op, attrs, params, num_out = handler(lp)
         node = Node(name=name, op=op, attrs=attrs, params=params, provenance=self._prov(lp),
                     num_outputs=num_out)
         if params:
@@ -920,6 +950,11 @@ class _Builder:
         if min(kernel) < 1 or min(stride) < 1:
             raise self.err(f"invalid pooling kernel {kernel} / stride {stride}", n)
         rounding = "floor" if pp.round_mode == 1 else "caffe_ceil"
+        if pp.HasField("ceil_mode"):   # fork field (DenseNet-Caffe & co.): false = floor
+            if pp.HasField("round_mode") and (pp.round_mode == 1) == bool(pp.ceil_mode):
+                raise self.err("pooling_param gives ceil_mode and round_mode with opposite "
+                               "meanings", n)
+            rounding = "caffe_ceil" if pp.ceil_mode else "floor"
         return "Pool", {"mode": mode, "kernel": kernel, "stride": stride, "pad": pad,
                         "rounding": rounding, "avg_divisor": "caffe"}, {}, 1
 
@@ -1074,15 +1109,21 @@ _BLOB_NAMES = {
 }
 
 
-def load_caffe(prototxt: str, caffemodel: str | None = None, *, progress: Progress = None) -> Graph:
+def load_caffe(prototxt: str, caffemodel: str | None = None, *, progress: Progress = None,
+               accept_unknown=None, unknown: str = "error") -> Graph:
     """Import a Caffe network.
 
     ``prototxt``: the (deploy) text prototxt; ``caffemodel``: the binary weights (may be
     the training net's), or None for the architecture only.  ``progress(fraction, message)``
     is called as the import advances.  Returns a validated :class:`Graph` with inferred
     shapes; raises :class:`MigratorError` for bad input.
+
+    Prototxt fields Migrator does not know (see :mod:`.caffe_fields`) are an error unless
+    an ``accept_unknown`` spec covers them (``FIELD``, ``LAYER.FIELD``, ``TYPE.FIELD`` or
+    ``LAYER``); ``unknown="collect"`` records them in ``graph.meta['caffe']['unknown_fields']``
+    instead of raising (the GUI marks those layers; the planner refuses them).
     """
-    return _Builder(prototxt, caffemodel, progress).run()
+    return _Builder(prototxt, caffemodel, progress, accept_unknown, unknown).run()
 
 
 __all__ = ["V1_TYPE_NAMES", "CaffeWeights", "load_caffe", "parse_caffemodel", "parse_prototxt"]

@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import MigratorError
 
 VERSION = 1
-TOP_KEYS = ("version", "layers", "kinds")
+TOP_KEYS = ("version", "layers", "kinds", "accept_unknown", "input_shapes")
 
 #: Well-known source layer types and the canonical op they import as (kinds may name these
 #: even when the current model has no such layer, so one mapping file serves many models).
@@ -52,6 +52,10 @@ SOURCE_TYPE_OPS: dict[str, str] = {
     "DimshuffleLayer": "Transpose", "PadLayer": "Pad", "BiasLayer": "Bias", "ScaleLayer": "Scale",
     "ParametricRectifierLayer": "PReLU", "TransposedConv2DLayer": "Deconv",
     "Deconv2DLayer": "Deconv", "Upscale2DLayer": "Upscale",
+    # Caffe forks
+    "ReLU6": "Activation", "Upsample": "Upscale", "Interp": "Interp", "Permute": "Transpose",
+    "Normalize": "Normalize", "ConvolutionDepthwise": "Conv", "DepthwiseConvolution": "Conv",
+    "ShuffleChannel": "ShuffleChannel",
 }
 
 
@@ -72,10 +76,16 @@ class Overrides:
     """Per-kind and per-layer option values (plain JSON scalars)."""
 
     def __init__(self, layers: dict[str, dict[str, Any]] | None = None,
-                 kinds: dict[str, dict[str, Any]] | None = None, path: str | None = None):
+                 kinds: dict[str, dict[str, Any]] | None = None, path: str | None = None,
+                 accept_unknown: list[str] | None = None,
+                 input_shapes: dict[str, list] | None = None):
         self.layers: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (layers or {}).items()}
         self.kinds: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (kinds or {}).items()}
         self.path = str(path) if path is not None else None
+        #: unknown source fields the user accepts ('FIELD', 'LAYER.FIELD', 'TYPE.FIELD', 'LAYER')
+        self.accept_unknown: list[str] = list(accept_unknown or [])
+        #: input name ('' = the only input) -> source-layout shape (NCHW, batch included)
+        self.input_shapes: dict[str, list] = {k: list(v) for k, v in (input_shapes or {}).items()}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -120,7 +130,22 @@ class Overrides:
                         clean[k] = v
                 out[str(name)] = clean
             sections[sec] = out
-        ov = cls(layers=sections["layers"], kinds=sections["kinds"], path=file)
+        acc = data.get("accept_unknown", []) or []
+        if not isinstance(acc, list) or not all(isinstance(a, str) and a.strip() for a in acc):
+            raise MigratorError("'accept_unknown' must be a list of non-empty strings (FIELD, "
+                                "LAYER.FIELD, TYPE.FIELD or LAYER)", file=file, key="accept_unknown")
+        shapes = data.get("input_shapes", {}) or {}
+        if not isinstance(shapes, dict):
+            raise MigratorError("'input_shapes' must map input names to shapes such as "
+                                "[1, 3, 224, 224]", file=file, key="input_shapes")
+        for name, shp in shapes.items():
+            if not isinstance(shp, list) or not shp or not all(
+                    isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shp):
+                raise MigratorError(f"'input_shapes.{name}' must be a list of positive integers "
+                                    f"(NCHW, batch included), got {shp!r}", file=file,
+                                    key=f"input_shapes.{name}")
+        ov = cls(layers=sections["layers"], kinds=sections["kinds"], path=file,
+                 accept_unknown=[a.strip() for a in acc], input_shapes=shapes)
         ov.validate()
         return ov
 
@@ -143,9 +168,14 @@ class Overrides:
         return cls.from_dict(data, file=path)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": VERSION,
-                "layers": {k: dict(v) for k, v in sorted(self.layers.items()) if v},
-                "kinds": {k: dict(v) for k, v in sorted(self.kinds.items()) if v}}
+        out: dict[str, Any] = {"version": VERSION,
+                               "layers": {k: dict(v) for k, v in sorted(self.layers.items()) if v},
+                               "kinds": {k: dict(v) for k, v in sorted(self.kinds.items()) if v}}
+        if self.accept_unknown:
+            out["accept_unknown"] = list(self.accept_unknown)
+        if self.input_shapes:
+            out["input_shapes"] = {k: list(v) for k, v in self.input_shapes.items()}
+        return out
 
     def save(self, path=None) -> str:
         """Write the mapping file atomically (temporary file in the same folder, then
@@ -172,13 +202,15 @@ class Overrides:
         return path
 
     def copy(self) -> Overrides:
-        return Overrides(copy.deepcopy(self.layers), copy.deepcopy(self.kinds), self.path)
+        return Overrides(copy.deepcopy(self.layers), copy.deepcopy(self.kinds), self.path,
+                         list(self.accept_unknown), copy.deepcopy(self.input_shapes))
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Overrides) and self.to_dict() == other.to_dict()
 
     def __bool__(self) -> bool:
-        return any(self.layers.values()) or any(self.kinds.values())
+        return (any(self.layers.values()) or any(self.kinds.values()) or bool(self.accept_unknown)
+                or bool(self.input_shapes))
 
     def __repr__(self) -> str:
         return f"Overrides(layers={self.layers!r}, kinds={self.kinds!r})"

@@ -113,6 +113,8 @@ def activation(x: np.ndarray, spec: dict | None, *, inplace: bool = False) -> np
         return np.logaddexp(x.dtype.type(0), x, out=out)
     if kind in ("linear", "identity", None):
         return x
+    if kind == "relu6":   # Caffe forks' ReLU6: min(max(x, 0), 6)
+        return np.clip(x, 0, 6, out=out)
     if kind == "scaled_tanh":
         si = x.dtype.type(spec.get("scale_in", 1.0))
         so = x.dtype.type(spec.get("scale_out", 1.0))
@@ -670,3 +672,6 @@ def _slice(node, xs):
 def _custom(node, xs):
     raise _err(node, f"no reference implementation for layer type "
                      f"{node.attrs.get('class_name') or node.source_type}")
+
+
+from . import kernels_forks  # noqa: E402,F401  (registers the Caffe fork ops)

@@ -140,6 +140,8 @@ def activation_layer(act: dict, rank: int) -> tuple[str, dict, str] | None:
         return "Activation", {"activation": name}, f"{name}(x)"
     if kind == "linear":
         return None
+    if kind == "relu6":
+        return "ReLU", {"max_value": 6.0}, "min(max(x, 0), 6)"
     if kind == "abs":
         return "UnaryOp", {"kind": "abs"}, "|x|"
     if kind == "scaled_tanh":
