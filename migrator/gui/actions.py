@@ -1,7 +1,37 @@
 """The window's actions (menu entries and shortcuts) and its menus."""
 from __future__ import annotations
 
+from PySide6.QtCore import QEvent, QObject
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QApplication
+
+# window shortcuts that a text field would otherwise take for itself (Ctrl+E is "end of
+# line" in a QLineEdit on X11, so Export did nothing while the cursor was in a field)
+WINDOW_KEYS = ("Ctrl+E", "Ctrl+B", "Ctrl+L", "Ctrl+Shift+B", "F3", "F5")
+
+
+class WindowShortcuts(QObject):
+    """Application event filter: a ShortcutOverride for one of :data:`WINDOW_KEYS` sent to
+    a widget of ``win`` is refused, so the window's action gets the key."""
+
+    def __init__(self, win):
+        super().__init__(win)
+        self.win = win
+        self.keys = {QKeySequence(k)[0].toCombined() for k in WINDOW_KEYS}
+
+    def eventFilter(self, obj, ev) -> bool:
+        if ev.type() == QEvent.Type.ShortcutOverride:
+            combo = ev.keyCombination().toCombined()
+            if combo in self.keys and obj.isWidgetType() and self.win.isAncestorOf(obj):
+                ev.ignore()
+                return True
+        return False
+
+
+def install_window_shortcuts(win) -> WindowShortcuts:
+    f = WindowShortcuts(win)
+    QApplication.instance().installEventFilter(f)
+    return f
 
 
 def _act(win, text, slot, shortcut=None, tip=None, shortcuts=None) -> QAction:
@@ -49,6 +79,9 @@ def build_actions(win) -> None:
                      "Compare the Keras model with the source, layer by layer")
     w.act_cancel = _act(w, "&Cancel comparison", w.cancel_comparison, "Escape")
     w.act_about = _act(w, "&About Migrator", w.about)
+    w.act_guide = _act(w, "&User guide", w.user_guide, K.HelpContents, "Read the user guide")
+    w.act_shortcuts = _act(w, "&Keyboard shortcuts", w.show_shortcuts, "Ctrl+/",
+                           "List every keyboard shortcut")
     w.act_log_scale = QAction("&Log scale", w, checkable=True)
     w.act_log_scale.setChecked(bool(w.settings.get("plots/log_scale")))
     w.act_log_scale.toggled.connect(w.channel_plot.set_log)
@@ -101,4 +134,7 @@ def build_menus(win) -> None:
     c.addAction(w.act_run)
     c.addAction(w.act_cancel)
     h = mb.addMenu("&Help")
+    h.addAction(w.act_guide)
+    h.addAction(w.act_shortcuts)
+    h.addSeparator()
     h.addAction(w.act_about)

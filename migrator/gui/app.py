@@ -13,9 +13,11 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 log = logging.getLogger("migrator.gui")
+_T0 = time.monotonic()
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -68,7 +70,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from . import theme
@@ -88,10 +89,13 @@ def main(argv=None) -> int:
         return _screenshot(app, win, args)
 
     win.show()
+    # the model opens (importing TensorFlow in a worker) once the window is on screen
     if args.models:
-        QTimer.singleShot(0, lambda: win.open_paths(args.models, mapping_path=args.mapping))
+        win.after_first_paint(lambda: win.open_paths(args.models, mapping_path=args.mapping))
     else:
-        QTimer.singleShot(0, lambda: win.open_demo(args.demo or "caffe", mapping_path=args.mapping))
+        win.after_first_paint(lambda: win.open_demo(args.demo or "caffe", mapping_path=args.mapping))
+    win.after_first_paint(lambda: log.info("window shown %.2f s after start",
+                                           win.first_paint_s - _T0))
     return app.exec()
 
 

@@ -18,11 +18,13 @@ from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
+    QFrame,
     QHeaderView,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QScrollArea,
     QSplitter,
     QTabWidget,
     QTreeView,
@@ -34,7 +36,14 @@ from .flows.compare_flow import CompareFlow
 from .flows.export_flow import ExportFlow, export_targets, format_of
 from .flows.mapping_flow import MappingFlow
 from .flows.open_flow import MODEL_EXTS, OpenDialog, OpenFlow
-from .help import about_dialog, about_html, library_versions, tf_devices
+from .help import (
+    about_dialog,
+    about_html,
+    library_versions,
+    shortcuts_dialog,
+    tf_devices,
+    user_guide_dialog,
+)
 from .models import KerasLayerModel, ResultsModel, SourceLayerModel
 from .models.layers import NAME_ROLE
 from .settings import Settings
@@ -73,6 +82,8 @@ class MainWindow(QMainWindow):
         self.exporting = ExportFlow(self)
         self.mapping = MappingFlow(self)
         self.ask: Callable[[str, str], bool] = self._ask_dialog
+        # unsaved overrides before the model is replaced or the app quits: 'save' | 'discard' | 'cancel'
+        self.ask_unsaved: Callable[[str], str] = self._ask_unsaved_dialog
         self.setWindowTitle("Migrator")
         self.setWindowIcon(theme.app_icon())
         self.setAcceptDrops(True)
@@ -80,6 +91,7 @@ class MainWindow(QMainWindow):
         self._build_widgets()
         actions.build_actions(self)
         actions.build_menus(self)
+        self._shortcuts = actions.install_window_shortcuts(self)
         self._build_status()
         self.doc.subscribe("opened", lambda d, **k: self._on_opened())
         self.doc.subscribe("plan", lambda d, **k: self._on_plan())
@@ -95,7 +107,11 @@ class MainWindow(QMainWindow):
         self.channel_plot.set_log(bool(self.settings.get("plots/log_scale")))
         self._update_actions()
         self._update_title()
-        QTimer.singleShot(0, self.comparing.detect_device)
+        # TensorFlow is imported only after the window has painted once: imported in a worker
+        # right away, it held the interpreter while the window waited to show (up to 13 s)
+        self._after_paint: list[Callable[[], None]] = []
+        self.first_paint_s: float | None = None
+        self.after_first_paint(self.comparing.detect_device)
 
     # ---- construction ------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -138,9 +154,20 @@ class MainWindow(QMainWindow):
         for c, w in {0: 36, 1: 120, 2: 185, 3: 72, 4: 72, 5: 80, 6: 72, 7: 64, 8: 100, 9: 120}.items():
             self.results_view.setColumnWidth(c, w)
         self.results_view.selectionModel().currentChanged.connect(self._on_result_row)
+        # the controls scroll when the dock is short (at 1024x700 they were drawn over the
+        # tabs and the status bar); the results table keeps the rest of the width
+        self.compare_scroll = QScrollArea()
+        self.compare_scroll.setWidget(self.compare)
+        self.compare_scroll.setWidgetResizable(True)
+        self.compare_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.compare_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.compare_scroll.setMinimumWidth(200)
+        self.results_view.setMinimumSize(220, 120)
         cmp_w = QSplitter(Qt.Orientation.Horizontal)
-        cmp_w.addWidget(self.compare)
+        cmp_w.addWidget(self.compare_scroll)
         cmp_w.addWidget(self.results_view)
+        cmp_w.setChildrenCollapsible(False)
+        cmp_w.setStretchFactor(1, 1)
         cmp_w.setSizes([330, 900])
         self.compare_dock = self._dock("Comparison", "comparison", cmp_w,
                                        Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -180,6 +207,24 @@ class MainWindow(QMainWindow):
         tw = int(w * 0.60)
         self.trees_split.setSizes([int(tw * need[0] / sum(need)), int(tw * need[1] / sum(need))])
         self.cmp_split.setSizes([230, int(w * 0.53) - 230])
+
+    # ---- start-up -------------------------------------------------------------------------------
+    def after_first_paint(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the window has been painted (at once when it already has)."""
+        if self.first_paint_s is not None:
+            QTimer.singleShot(0, fn)
+        else:
+            self._after_paint.append(fn)
+
+    def paintEvent(self, ev) -> None:
+        super().paintEvent(ev)
+        if self.first_paint_s is None:
+            import time
+            self.first_paint_s = time.monotonic()
+            todo, self._after_paint = self._after_paint, []
+            # a short delay: the first frame reaches the screen before heavy imports start
+            for fn in todo:
+                QTimer.singleShot(50, fn)
 
     # ---- the flows' entry points (menus, tests, the app) -----------------------------------------
     def open_dialog(self) -> None:
@@ -236,6 +281,12 @@ class MainWindow(QMainWindow):
     def about(self) -> None:
         self._about = about_dialog(self)
 
+    def user_guide(self) -> None:
+        self._guide = user_guide_dialog(self)
+
+    def show_shortcuts(self) -> None:
+        self._shortcuts_dlg = shortcuts_dialog(self)
+
     # drag and drop
     def dragEnterEvent(self, ev) -> None:
         if self.opening.accepts_drop(ev.mimeData()):
@@ -259,9 +310,12 @@ class MainWindow(QMainWindow):
         self.busy.setMaximumWidth(180)
         self.busy.setRange(0, 1000)
         self.busy.hide()
+        # the permanent widgets stay short (full text in their tooltips) so that the
+        # messages on the left are not hidden under them
         self.status_model = QLabel("No model")
         self.status_result = QLabel("")
         self.status_device = QLabel("")
+        sb.messageChanged.connect(lambda m: sb.setToolTip(m))
         sb.addPermanentWidget(self.busy)
         sb.addPermanentWidget(self.status_result)
         sb.addPermanentWidget(self.status_model)
@@ -285,8 +339,7 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, ev) -> None:
-        if (self.doc.overrides_modified and self.doc.is_open and not self.undo_stack.isClean()
-                and not self.ask("Unsaved mapping", "The mapping has unsaved overrides. Quit anyway?")):
+        if not self.confirm_replace("quitting"):
             ev.ignore()
             return
         for key in list(self.jobs):
@@ -298,6 +351,28 @@ class MainWindow(QMainWindow):
         super().closeEvent(ev)
 
     # ---- dialogs (overridable in tests) -----------------------------------------------------------
+    def has_unsaved_edits(self) -> bool:
+        return bool(self.doc.is_open and self.doc.overrides_modified)
+
+    def confirm_replace(self, what: str) -> bool:
+        """Before ``what`` ("opening x", "quitting", ...) drops the overrides: Save /
+        Discard / Cancel when they are unsaved.  True = go on."""
+        if not self.has_unsaved_edits():
+            return True
+        answer = self.ask_unsaved(what)
+        if answer == "save":
+            return self.save_mapping() is not None
+        return answer == "discard"
+
+    def _ask_unsaved_dialog(self, what: str) -> str:
+        text = (f"The mapping has unsaved overrides. Save them before {what}?\n\n"
+                "Discard loses the overrides and their undo history.")
+        if QApplication.platformName() == "offscreen" and os.environ.get("MIGRATOR_GUI_NO_DIALOGS"):
+            return "discard" if self.ask("Unsaved mapping", text) else "cancel"
+        B = QMessageBox.StandardButton
+        r = QMessageBox.warning(self, "Unsaved mapping", text, B.Save | B.Discard | B.Cancel, B.Save)
+        return {B.Save: "save", B.Discard: "discard"}.get(r, "cancel")
+
     def _ask_dialog(self, title: str, text: str) -> bool:
         r = QMessageBox.question(self, title, text,
                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
@@ -318,12 +393,26 @@ class MainWindow(QMainWindow):
         box.open()
         self._error_box = box
 
+    def set_status_model(self, text: str) -> None:
+        self.status_model.setToolTip(text)
+        self.status_model.setText(self.status_model.fontMetrics().elidedText(
+            text, Qt.TextElideMode.ElideMiddle, 240))
+
+    def set_status_device(self, desc: str) -> None:
+        self.status_device.setToolTip(f"Keras runs on {desc}")
+        self.status_device.setText(f"Keras: {desc.split(' (')[0]}")
+
     def set_theme(self, key: str) -> None:
         self.settings.set("theme", key)
         theme.apply_theme(key)
         self.source_model.refresh_status()
         self.keras_model.refresh_status()
         self.inspector.refresh()
+        # existing plots keep the colours they were made with unless told (the error plot
+        # stayed dark after switching back to light, the histogram stayed white in dark)
+        for p in (self.channel_plot, self.overview_plot, self.channel_view, self.inspector.hist):
+            p.apply_theme()
+        self._update_result_status()
 
     # ---- busy indicator ---------------------------------------------------------------------------
     def _busy(self, on: bool, text: str = "") -> None:
@@ -354,6 +443,11 @@ class MainWindow(QMainWindow):
             fit_column(v, c, texts, bold_texts=bold, icon=c == 2, minimum=lo, maximum=hi)
 
     def _on_opened(self) -> None:
+        # nothing of the previous model may remain: filters, plot readouts, progress,
+        # channel-values ranges, image preprocessing
+        for t in (self.source_tree, self.keras_tree):
+            t.filter.clear()
+        self.compare.reset_for_model(self.doc.graph)
         self.source_model.refresh()
         self.keras_model.refresh()
         self.results_model.refresh()
@@ -365,12 +459,11 @@ class MainWindow(QMainWindow):
         self.channel_view.clear()
         g = self.doc.graph
         if g is not None:
-            self.compare.set_model_mean(g.meta.get("mean"))
             self._refresh_runtimes()
-            self.status_model.setText(f"{g.framework}: {g.name or os.path.basename(self.doc.paths[0])} "
-                                      f"({len(g.nodes)} layers)")
+            self.set_status_model(f"{g.framework}: {g.name or os.path.basename(self.doc.paths[0])} "
+                                  f"({len(g.nodes)} layers)")
         else:
-            self.status_model.setText("No model")
+            self.set_status_model("No model")
         self._on_stale()
         self._update_actions()
         self._update_title()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from PySide6.QtCore import QSettings
@@ -27,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "window/geometry": None,
     "window/state": None,
 }
+
+
+def _recent_key(paths: list[str]) -> tuple[str, ...]:
+    return tuple(sorted(os.path.normcase(os.path.abspath(p)) for p in paths))
 
 
 class Settings:
@@ -78,15 +83,20 @@ class Settings:
 
     # ---- recent files -------------------------------------------------------------
     def recent(self) -> list[list[str]]:
-        out = []
+        out, seen = [], set()
         for e in self.get("recent_files"):
-            if isinstance(e, list) and all(isinstance(p, str) for p in e):
+            if isinstance(e, list) and e and all(isinstance(p, str) for p in e) \
+                    and _recent_key(e) not in seen:
+                seen.add(_recent_key(e))
                 out.append(e)
         return out
 
     def add_recent(self, paths: list[str]) -> None:
+        """Most recent first; the same model given with its files in another order (or by
+        another spelling of the same path) is one entry."""
         paths = [str(p) for p in paths]
-        lst = [e for e in self.recent() if e != paths]
+        key = _recent_key(paths)
+        lst = [e for e in self.recent() if _recent_key(e) != key]
         lst.insert(0, paths)
         self.set("recent_files", lst[: int(self.get("recent_max"))])
 

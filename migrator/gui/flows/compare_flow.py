@@ -62,10 +62,10 @@ class CompareFlow:
     def compared(self, res: dict) -> None:
         w = self.win
         w.compare.set_running(False)
-        w.compare.set_progress(1.0, "done")
+        r = res["result"]
+        w.compare.set_finished("cancelled" if getattr(r, "cancelled", False) else "done")
         w.doc.set_result(res["result"], res["fingerprint"], model=res["model"],
                          model_fp=res["fingerprint"], x=res["x"], input_desc=res["input_desc"])
-        r = res["result"]
         fd = r.first_divergent
         log.info("comparison finished: %s%s", "PASS" if r.passed else "FAIL",
                  f" (first divergent layer '{fd.source}')" if fd else "")
@@ -83,7 +83,7 @@ class CompareFlow:
     def failed(self, msg: str, details: str) -> None:
         w = self.win
         w.compare.set_running(False)
-        w.compare.progress.setFormat("failed")
+        w.compare.set_finished("failed")
         w.show_error("Comparison failed", msg, details)
         w._update_actions()
         w.comparison_done.emit()
@@ -91,7 +91,7 @@ class CompareFlow:
     def cancelled(self) -> None:
         w = self.win
         w.compare.set_running(False)
-        w.compare.progress.setFormat("cancelled")
+        w.compare.set_finished("cancelled")
         log.info("comparison cancelled")
         w._update_actions()
         w.comparison_done.emit()
@@ -120,10 +120,7 @@ class CompareFlow:
                                     on_error=failed, name="channel", parent=w)
 
     def channel_plot_layer(self) -> str | None:
-        t = self.win.channel_plot.title.text()
-        if "<b>" in t:
-            return t.split("<b>", 1)[1].split("</b>", 1)[0]
-        return None
+        return self.win.channel_plot.layer_name
 
     # ---- device ------------------------------------------------------------------------------------
     def detect_device(self) -> None:
@@ -135,7 +132,7 @@ class CompareFlow:
 
         def done(desc):
             w.compare.device.setText(f"Keras device: {desc}")
-            w.status_device.setText(f"Keras on {desc}")
+            w.set_status_device(desc)
 
         w.jobs["device"] = run_job(work, on_done=done,
                                    on_error=lambda m, d: w.compare.device.setText(f"Keras device: unknown ({m})"),

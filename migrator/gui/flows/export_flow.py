@@ -22,12 +22,14 @@ def format_of(path: str) -> str:
 
 
 def export_targets(path: str) -> tuple[str, list[str]]:
-    """(report path, every file an export to ``path`` writes)."""
+    """(report path, every file an export to ``path`` writes).
+
+    ``x.keras`` -> ``x.report.{json,md,html}``; other formats keep their extension in the
+    report's name (``x.h5.report.json``, ``x.weights.h5.report.json``), so ``x.keras`` and
+    ``x.h5`` exported side by side each have their own report."""
     stem = path
-    for ext in (".weights.h5", ".keras", ".h5", ".hdf5"):
-        if stem.lower().endswith(ext):
-            stem = stem[: -len(ext)]
-            break
+    if stem.lower().endswith(".keras"):
+        stem = stem[: -len(".keras")]
     report = stem + ".report.json"
     return report, [path, report, stem + ".report.md", stem + ".report.html"]
 
@@ -90,7 +92,9 @@ class ExportFlow:
         def done(files):
             w._busy(False, "")
             w.last_export = list(files)
-            w.statusBar().showMessage("Exported " + ", ".join(files), 10000)
+            names = [os.path.basename(f) for f in files]
+            w.statusBar().showMessage(f"Exported {names[0]}" + (f" and {len(names) - 1} report files"
+                                                                if len(names) > 1 else ""), 10000)
             log.info("exported %s", ", ".join(files))
             w.exported.emit(list(files))
 

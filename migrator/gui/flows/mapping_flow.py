@@ -6,7 +6,8 @@ import os
 
 from PySide6.QtWidgets import QFileDialog
 
-from ...core.commands import ApplyToAllBatchNorm, ResetOverride, SetOverride
+from ...core.commands import ApplyToAllBatchNorm, Command, ResetOverride, SetOverride
+from ...core.document import _MISSING, get_override
 from ...core.errors import MigratorError
 from ..undo import push
 from ..workers import run_job
@@ -14,6 +15,23 @@ from ..workers import run_job
 log = logging.getLogger("migrator.gui")
 
 _UNSET = object()
+
+
+class ResetOneOfKind(Command):
+    """Reset ``key`` on one layer whose value comes from a kind override: the kind override
+    is removed and every *other* layer it applied to gets the same value as its own
+    override, so only ``source`` goes back to the rule's default."""
+
+    def __init__(self, doc, key: str, source: str, kind: str):
+        super().__init__(doc)
+        value = get_override(doc.overrides, "kind", kind, key)
+        self._changes = [("kind", kind, key, _MISSING)]
+        for n in doc.graph.nodes:
+            if n.name == source or kind not in (n.op, n.source_type):
+                continue
+            if get_override(doc.overrides, "layer", n.name, key) is _MISSING:
+                self._changes.append(("layer", n.name, key, value))
+        self.text = f"Reset {key} on '{source}'"
 
 
 class MappingFlow:
@@ -42,17 +60,33 @@ class MappingFlow:
         return self._push(lambda: SetOverride(doc, key, value, layer=source))
 
     def reset_override(self, source: str, key: str) -> bool:
+        """Reset ``key`` on this layer only.  When its value comes from a per-kind override
+        (e.g. "Apply to every batch-norm layer"), the other layers of that kind keep it:
+        the kind override becomes per-layer overrides of the others (one undoable step)."""
         doc = self.win.doc
-        kind = doc.graph.node(source).op if doc.graph is not None else None
-        if doc.override_value("layer", source, key, None) is None and kind and \
-                doc.override_value("kind", kind, key, None) is not None:
-            return self._push(lambda: ResetOverride(doc, key, kind=kind))
-        return self._push(lambda: ResetOverride(doc, key, layer=source))
+        if doc.override_value("layer", source, key, _UNSET) is not _UNSET:
+            return self._push(lambda: ResetOverride(doc, key, layer=source))
+        node = doc.graph.node(source) if doc.graph is not None else None
+        kinds = [k for k in (node.op, node.source_type) if k] if node is not None else []
+        kind = next((k for k in reversed(kinds)
+                     if doc.override_value("kind", k, key, _UNSET) is not _UNSET), None)
+        if kind is None:
+            return self._push(lambda: ResetOverride(doc, key, layer=source))
+        return self._push(lambda: ResetOneOfKind(doc, key, source, kind))
 
     def apply_to_all_batchnorm(self, key: str, value) -> bool:
         return self._push(lambda: ApplyToAllBatchNorm(self.win.doc, key, value))
 
     # ---- mapping file --------------------------------------------------------------------------
+    def suggested_path(self) -> str:
+        """``<model>.mapping.json`` in the folder last used (never a demo's install folder)."""
+        w = self.win
+        g = w.doc.graph
+        stem = (g.name if g is not None and g.name else
+                os.path.splitext(os.path.basename(w.doc.paths[0]))[0] if w.doc.paths else "model")
+        folder = w.settings.get("last_dir") or os.path.expanduser("~")
+        return os.path.join(folder, f"{stem}.mapping.json")
+
     def load_mapping_dialog(self) -> None:
         w = self.win
         p, _ = QFileDialog.getOpenFileName(w, "Load mapping", w.settings.get("last_dir") or "",
@@ -63,6 +97,8 @@ class MappingFlow:
     def load_mapping(self, path: str) -> None:
         w = self.win
         if not w.doc.is_open:
+            return
+        if not w.confirm_replace(f"loading {os.path.basename(path)}"):
             return
         graph = w.doc.graph
 
@@ -90,7 +126,7 @@ class MappingFlow:
         if path is None:
             path = doc.mapping_path
             if ask or not path:
-                start = path or os.path.join(w.settings.get("last_dir") or "", "mapping.json")
+                start = path or self.suggested_path()
                 path, _ = QFileDialog.getSaveFileName(w, "Save mapping", start, "Mapping file (*.json)")
                 if not path:
                     return None
@@ -102,6 +138,7 @@ class MappingFlow:
             w.show_error("Cannot save the mapping", str(e))
             return None
         doc.mark_saved(path)
+        w.settings.set("last_dir", os.path.dirname(os.path.abspath(path)))
         w.undo_stack.setClean()
         w.statusBar().showMessage(f"Saved mapping {path}", 5000)
         log.info("saved mapping %s", path)

@@ -49,8 +49,19 @@ class OpenDialog(QDialog):
         f.addRow("Architecture", self._row(self.arch, self._pick_arch))
         f.addRow("Weights", self._row(self.weights, self._pick_weights))
         f.addRow("", both)
-        f.addRow("Builder function", self.func)
-        f.addRow("Output layer", self.out_layer)
+        self.func_label = QLabel("Builder function")
+        self.out_label = QLabel("Output layer")
+        f.addRow(self.func_label, self.func)
+        f.addRow(self.out_label, self.out_layer)
+        # what opening does, in plain words (shown for a Lasagne model only)
+        self.lasagne_note = QLabel(
+            "Opening a Lasagne model runs its builder script (your Python code) in a separate "
+            "child process with a time limit of two minutes, so that a script that hangs cannot "
+            "freeze Migrator. The parameter file (.pkl / .npz) is only read as data: it never "
+            "runs anything.")
+        self.lasagne_note.setWordWrap(True)
+        self.arch.textChanged.connect(self._update_kind)
+        self.weights.textChanged.connect(self._update_kind)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
@@ -59,8 +70,21 @@ class OpenDialog(QDialog):
         lay.addWidget(QLabel("A Caffe model is a .prototxt + .caffemodel pair; a Lasagne model is a "
                              "builder script (.py) + a parameter file (.pkl or .npz)."))
         lay.addLayout(f)
+        lay.addWidget(self.lasagne_note)
         lay.addWidget(self.buttons)
-        self.resize(620, 230)
+        self.resize(640, 230)
+        self._update_kind()
+
+    def is_lasagne(self) -> bool:
+        a, w = self.arch.text().strip().lower(), self.weights.text().strip().lower()
+        return a.endswith(".py") or w.endswith((".pkl", ".pickle", ".npz"))
+
+    def _update_kind(self, *_):
+        """The builder-function and output-layer fields mean something only for Lasagne."""
+        las = self.is_lasagne()
+        for wdg in (self.func_label, self.func, self.out_label, self.out_layer, self.lasagne_note):
+            wdg.setVisible(las)
+        self.adjustSize()
 
     def _row(self, edit, pick):
         w = QWidget()
@@ -115,6 +139,8 @@ class OpenDialog(QDialog):
         return [p for p in (self.arch.text().strip(), self.weights.text().strip()) if p]
 
     def options(self) -> dict:
+        if not self.is_lasagne():
+            return {}
         return {"builder_function": self.func.text().strip() or "build_model",
                 "output_layer": self.out_layer.text().strip() or None}
 
@@ -122,6 +148,22 @@ class OpenDialog(QDialog):
 def _demo_paths(which: str) -> list[str]:
     from ..app import ensure_demos
     return ensure_demos()[which]
+
+
+def recent_label(paths: list[str], index: int = 0) -> str:
+    """'&1 deploy.prototxt + weights.caffemodel   —   ~/models/nsfw': the file names, then
+    the folder (shortened with ~, middle-elided when long) so that two models with the same
+    file names in different folders can be told apart."""
+    names = " + ".join(os.path.basename(p) for p in paths)
+    dirs = {os.path.dirname(os.path.abspath(p)) for p in paths}
+    folder = dirs.pop() if len(dirs) == 1 else os.path.commonpath(sorted(dirs)) if dirs else ""
+    home = os.path.expanduser("~")
+    if folder == home or folder.startswith(home + os.sep):
+        folder = "~" + folder[len(home):]
+    if len(folder) > 60:
+        folder = folder[:25] + "…" + folder[-32:]
+    prefix = f"&{index + 1} " if index < 9 else ""
+    return f"{prefix}{names.replace('&', '&&')}   —   {folder.replace('&', '&&')}"
 
 
 class OpenFlow:
@@ -132,16 +174,22 @@ class OpenFlow:
 
     def open_dialog(self) -> None:
         w = self.win
-        dlg = OpenDialog(w, w.settings.get("last_dir") or "")
+        dlg = OpenDialog(w, w.settings.get("last_dir") or os.path.expanduser("~"))
         if dlg.exec() == QDialog.DialogCode.Accepted and dlg.paths():
             self.open_paths(dlg.paths(), **dlg.options())
 
-    def open_paths(self, paths: list[str], mapping_path: str | None = None, **opts) -> None:
-        """Load a model in a worker; the previous document stays open until it succeeds."""
+    def open_paths(self, paths: list[str], mapping_path: str | None = None, *,
+                   confirmed: bool = False, demo: bool = False, **opts) -> bool:
+        """Load a model in a worker; the previous document stays open until it succeeds.
+        Unsaved overrides are offered for saving first (False: the user cancelled)."""
         w = self.win
+        paths = [str(p) for p in paths]
+        if not confirmed and not w.confirm_replace(
+                "opening " + " + ".join(os.path.basename(p) for p in paths)):
+            return False
         if "load" in w.jobs and w.jobs["load"].running:
             w.jobs["load"].cancel()
-        paths = [str(p) for p in paths]
+        self._demo = demo
         w.last_error = None
         w._busy(True, f"Opening {', '.join(os.path.basename(p) for p in paths)}…")
         log.info("opening %s", " ".join(paths))
@@ -149,6 +197,7 @@ class OpenFlow:
                                  on_done=self.loaded, on_error=self.load_failed,
                                  on_cancel=lambda: w._busy(False, "Opening cancelled"),
                                  on_progress=w._busy_progress, name="load", parent=w, **opts)
+        return True
 
     def loaded(self, res: dict) -> None:
         w = self.win
@@ -156,9 +205,12 @@ class OpenFlow:
         w.undo_stack.clear()
         w.doc.set_opened(res["paths"], res["graph"], res["plan"], res["overrides"], res["model"],
                          res["build_error"], res["mapping_path"])
-        w.settings.add_recent(res["paths"])
-        if res["paths"]:
-            w.settings.set("last_dir", os.path.dirname(os.path.abspath(res["paths"][0])))
+        if not getattr(self, "_demo", False):
+            # a demo lives in Migrator's own folder: neither a recent model nor the folder
+            # where the user keeps files
+            w.settings.add_recent(res["paths"])
+            if res["paths"]:
+                w.settings.set("last_dir", os.path.dirname(os.path.abspath(res["paths"][0])))
         g = res["graph"]
         msg = f"Opened {g.name or os.path.basename(res['paths'][0])}: {len(g.nodes)} layers"
         if res["plan"].unsupported:
@@ -175,22 +227,26 @@ class OpenFlow:
         w.show_error("Cannot open the model", msg, details)
         w.load_failed.emit(msg)
 
-    def open_demo(self, which: str, mapping_path: str | None = None) -> None:
+    def open_demo(self, which: str, mapping_path: str | None = None) -> bool:
         w = self.win
+        if not w.confirm_replace(f"opening the {which} demo"):
+            return False
         w._busy(True, f"Preparing the {which} demo…")
         w.jobs["demo"] = run_job(_demo_paths, which,
-                                 on_done=lambda p: self.open_paths(p, mapping_path=mapping_path),
+                                 on_done=lambda p: self.open_paths(p, mapping_path=mapping_path,
+                                                                   confirmed=True, demo=True),
                                  on_error=self.load_failed, name="demo", parent=w,
                                  pass_callbacks=False)
+        return True
 
     def fill_recent(self, menu) -> None:
         w = self.win
         menu.clear()
         rec = w.settings.recent()
-        for paths in rec:
-            label = "  +  ".join(os.path.basename(p) for p in paths)
-            a = menu.addAction(label)
+        for i, paths in enumerate(rec):
+            a = menu.addAction(recent_label(paths, i))
             a.setToolTip("\n".join(paths))
+            a.setStatusTip(" + ".join(paths))
             a.triggered.connect(lambda *_, p=paths: self.open_paths(p))
         if rec:
             menu.addSeparator()

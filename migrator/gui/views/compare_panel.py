@@ -130,7 +130,12 @@ class ComparePanel(QWidget):
         self.progress.setValue(0)
         self.progress.setTextVisible(True)
         self.progress.setFormat("idle")
+        # the stage text under the bar (word-wrapped): inside the bar it was cut off
+        self.progress_text = QLabel("")
+        self.progress_text.setWordWrap(True)
+        self.progress_text.setMinimumWidth(10)
         self.summary = QLabel("")
+        self.summary.setMinimumWidth(10)
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
         b = QHBoxLayout()
@@ -143,6 +148,7 @@ class ComparePanel(QWidget):
         lay.addWidget(rt)
         lay.addLayout(b)
         lay.addWidget(self.progress)
+        lay.addWidget(self.progress_text)
         lay.addWidget(self.summary)
         lay.addStretch(1)
         self.kind.currentIndexChanged.connect(self._kind_changed)
@@ -208,11 +214,38 @@ class ComparePanel(QWidget):
         self.cancel_btn.setEnabled(running)
         if running:
             self.progress.setValue(0)
-            self.progress.setFormat("starting…")
+            self.progress.setFormat("%p%")
+            self.progress_text.setText("starting…")
 
     def set_progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
-        self.progress.setFormat(f"{message} — %p%" if message else "%p%")
+        self.progress.setFormat("%p%")
+        self.progress_text.setText(message or "")
+
+    def set_finished(self, state: str) -> None:
+        """'done', 'cancelled' or 'failed': a cancelled or failed run does not show a full
+        bar like a success; the bar keeps how far it got."""
+        if state == "done":
+            self.progress.setValue(1000)
+            self.progress.setFormat("done")
+        else:
+            self.progress.setFormat(state)
+        self.progress_text.setText("")
+
+    def reset_for_model(self, graph) -> None:
+        """A new model: no progress of the previous one, and image preprocessing back to
+        the new model's defaults (its stored mean, the framework's channel order)."""
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        self.progress_text.setText("")
+        self.summary.setText("")
+        self.mean.clear()
+        self.scale.setValue(1.0)
+        self.resize_model.setChecked(True)
+        order = (graph.meta.get("channel_order") if graph is not None else None) or \
+            ("BGR" if graph is not None and graph.framework == "caffe" else "RGB")
+        self.order.setCurrentText(str(order).upper())
+        self.set_model_mean(graph.meta.get("mean") if graph is not None else None)
 
     # ---- what to run -----------------------------------------------------------------------
     def input_spec(self):

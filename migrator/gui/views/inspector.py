@@ -37,6 +37,7 @@ from .plots import Histogram
 ROW_ROLE = Qt.ItemDataRole.UserRole + 10      # (source, key) of a ParamRow item
 ARRAY_ROLE = Qt.ItemDataRole.UserRole + 11    # (title, ndarray) for the histogram
 EDIT_ROLE = Qt.ItemDataRole.UserRole + 12     # editing info dict
+FORMULA_ROLE = Qt.ItemDataRole.UserRole + 13  # the formula shown for the current value
 
 # batch-norm parameters first, in this order
 BN_ORDER = ("axis", "epsilon", "momentum", "center", "scale", "gamma", "beta", "moving_mean",
@@ -96,6 +97,18 @@ def parse_value(text: str, opt) -> Any:
     return s
 
 
+def formula_for_value(formula: str, choices, value) -> str:
+    """A choice option's formula describes every choice ("exact: …; raw: …"): the part
+    for the current value (the row showed "exact: …" while the value was raw)."""
+    if not choices or not isinstance(value, str):
+        return formula
+    parts = [p.strip() for p in formula.split("; ")]
+    for p in parts:
+        if p.startswith(f"{value}:"):
+            return p
+    return formula
+
+
 class _Delegate(QStyledItemDelegate):
     def __init__(self, inspector: Inspector):
         super().__init__(inspector)
@@ -147,6 +160,7 @@ class Inspector(QWidget):
         self.source: str | None = None
         self.header = QLabel("Select a layer to see how it is mapped.")
         self.header.setWordWrap(True)
+        self.header.setMinimumWidth(10)
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.model = QStandardItemModel(0, 4, self)
         self.model.setHorizontalHeaderLabels(["Keras parameter", "Formula", "Source values",
@@ -169,6 +183,13 @@ class Inspector(QWidget):
         self.view.setColumnWidth(1, 190)
         self.view.setColumnWidth(2, 190)
         self.view.selectionModel().currentChanged.connect(self._on_current)
+        # the current row's whole formula, word-wrapped: a formula column wide enough for
+        # every formula would leave no room for the values
+        self.detail = QLabel("")
+        self.detail.setWordWrap(True)
+        self.detail.setTextFormat(Qt.TextFormat.RichText)
+        self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.detail.setMinimumWidth(10)
         self.message = QLabel("")
         self.message.setWordWrap(True)
         self.message.setTextFormat(Qt.TextFormat.RichText)
@@ -193,6 +214,7 @@ class Inspector(QWidget):
         tl.setContentsMargins(0, 0, 0, 0)
         tl.addWidget(self.header)
         tl.addWidget(self.view, 1)
+        tl.addWidget(self.detail)
         tl.addWidget(self.message)
         tl.addLayout(btns)
         split = QSplitter(Qt.Orientation.Vertical)
@@ -273,7 +295,7 @@ class Inspector(QWidget):
             self.view.setCurrentIndex(keep)
         self._on_current(self.view.currentIndex(), None)
 
-    _FIT: ClassVar[dict[int, tuple[int, int]]] = {0: (100, 150), 1: (110, 200), 2: (100, 170)}
+    _FIT: ClassVar[dict[int, tuple[int, int]]] = {0: (100, 150), 1: (140, 340), 2: (100, 170)}
 
     def _fit_columns(self) -> None:
         """Parameter, formula and source-value columns sized to their text (a dozen rows:
@@ -285,8 +307,11 @@ class Inspector(QWidget):
     def _row_items(self, src: str, pr, multi: bool) -> list[QStandardItem]:
         name = QStandardItem(pr.key + (f"  [{src}]" if multi else ""))
         name.setData((src, pr.key), ROW_ROLE)
-        formula = QStandardItem(pr.formula)
+        opt = self.doc.option_info(src, pr.option) if pr.option else None
+        shown = formula_for_value(pr.formula, opt.choices if opt is not None else None, pr.value)
+        formula = QStandardItem(shown)
         formula.setToolTip(f"{pr.key} = {pr.formula}")
+        formula.setData(shown, FORMULA_ROLE)
         if len(pr.sources) == 1:
             (sk, sv), = pr.sources.items()
             srcs = QStandardItem(f"{sk}: {summarize(sv)}")
@@ -299,7 +324,6 @@ class Inspector(QWidget):
             name.setData((f"{pr.key} (Keras)", arr), ARRAY_ROLE)
         tip = [f"{pr.key} = {pr.formula}"]
         if pr.option:
-            opt = self.doc.option_info(src, pr.option)
             info = {"source": src, "key": pr.option, "value": pr.value, "option": opt}
             val.setData(info, EDIT_ROLE)
             val.setEditable(True)
@@ -367,7 +391,21 @@ class Inspector(QWidget):
             self.hist.set_values(arr[0], arr[1])
         else:
             self.hist.set_values("", None)
+        self._show_detail(current)
         self._update_buttons()
+
+    def _show_detail(self, current: QModelIndex) -> None:
+        if not current.isValid():
+            self.detail.setText("")
+            return
+        top = current if not current.parent().isValid() else current.parent()
+        key = top.sibling(top.row(), 0).data(ROW_ROLE)
+        formula = top.sibling(top.row(), 1).data(FORMULA_ROLE)
+        if not key or not formula:
+            self.detail.setText("")
+            return
+        import html
+        self.detail.setText(f"<b>{html.escape(key[1])}</b> = {html.escape(formula)}")
 
     def current_edit_info(self) -> dict | None:
         cur = self.view.currentIndex()

@@ -7,6 +7,8 @@ graphs work in log mode too.
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -30,51 +32,74 @@ def _floor_for(values: np.ndarray) -> float:
 
 
 
-def _label_fill():
-    """A translucent backdrop in the window colour, so labels stay readable over bars."""
-    from PySide6.QtGui import QColor, QPalette
-    from PySide6.QtWidgets import QApplication
-    app = QApplication.instance()
-    col = QColor(app.palette().color(QPalette.ColorRole.Base)) if app is not None else QColor("white")
-    col.setAlpha(210)
-    return pg.mkBrush(col)
+def _fg():
+    return pg.mkColor(pg.getConfigOption("foreground"))
+
+
+def _swatch(colour, text: str, shape: str = "■") -> str:
+    c = colour.name() if hasattr(colour, "name") else str(colour)
+    return f"<span style='color:{c}'>{shape}</span>&nbsp;{text}"
+
+
+def restyle(pw, labels: dict[str, str] | None = None) -> None:
+    """Apply the current pyqtgraph colours (set by :func:`theme.apply_theme`) to an existing
+    PlotWidget: background, axes, tick labels and axis titles."""
+    pw.setBackground(pg.getConfigOption("background"))
+    fg = _fg()
+    pi = pw.getPlotItem()
+    for name in ("left", "bottom"):
+        ax = pi.getAxis(name)
+        ax.setPen(pg.mkPen(fg))
+        ax.setTextPen(pg.mkPen(fg))
+    for name, text in (labels or {}).items():
+        pi.setLabel(name, text, color=fg.name())
+    pw.update()
+
 
 class ChannelErrorPlot(QWidget):
     """One bar per channel: max |keras - ref| in that channel; a tolerance line; hover
-    shows the channel and values; click emits ``channel_clicked(int)``."""
+    shows the channel and values; click emits ``channel_clicked(int)``.
+
+    Channels whose error is exactly 0 get a short grey stub (in a log plot they have no
+    height); a legend line above the plot names every colour and line."""
 
     channel_clicked = Signal(int)
+    LABELS: ClassVar[dict[str, str]] = {"bottom": "channel", "left": "max |Keras − reference|"}
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.plot = pg.PlotWidget()
         self.plot.setMenuEnabled(False)
         self.plot.showGrid(x=False, y=True, alpha=0.25)
-        self.plot.setLabel("bottom", "channel")
-        self.plot.setLabel("left", "max |Keras − reference|")
+        for k, v in self.LABELS.items():
+            self.plot.setLabel(k, v)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         # two items (within / above tolerance) rather than one brush per bar: faster updates
         self.bars = pg.BarGraphItem(x=np.zeros(0), height=np.zeros(0), width=0.8, y0=0,
                                     brush=theme.colour("pass"), pen=None)
         self.bad_bars = pg.BarGraphItem(x=np.zeros(0), height=np.zeros(0), width=0.8, y0=0,
                                         brush=theme.colour("fail"), pen=None)
+        self.zero_bars = pg.BarGraphItem(x=np.zeros(0), height=np.zeros(0), width=0.8, y0=0,
+                                         brush=theme.colour("muted"), pen=None)
         self.plot.addItem(self.bars)
         self.plot.addItem(self.bad_bars)
+        self.plot.addItem(self.zero_bars)
         self.tol_line = pg.InfiniteLine(angle=0, movable=False,
                                         pen=pg.mkPen(theme.colour("fail"), width=1.5,
-                                                     style=Qt.PenStyle.DashLine),
-                                        label="tolerance", labelOpts={"position": 0.99,
-                                                                      "anchors": [(1, 1), (1, 1)],
-                                                                      "color": theme.colour("fail"),
-                                                                      "fill": _label_fill()})
-        self.tol_line.setZValue(10)       # line and label above the bars (a tall bar hid the label)
+                                                     style=Qt.PenStyle.DashLine))
+        self.tol_line.setZValue(10)       # the line above the bars
         self.plot.addItem(self.tol_line)
         self.sel_line = pg.InfiniteLine(angle=90, movable=False,
                                         pen=pg.mkPen(theme.colour("overridden"), width=1))
         self.sel_line.setVisible(False)
         self.plot.addItem(self.sel_line)
         self.title = QLabel("Per-channel error: select a compared layer")
+        self.title.setMinimumWidth(10)
+        self.legend = QLabel(" ")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setMinimumWidth(10)
         self.hover = QLabel(" ")
+        self.hover.setMinimumWidth(10)
         self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.log_box = QCheckBox("log scale")
         self.log_box.setChecked(True)
@@ -85,18 +110,22 @@ class ChannelErrorPlot(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(top)
+        lay.addWidget(self.legend)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.hover)
         self._err = np.zeros(0)
         self._mean = np.zeros(0)
         self._ref = np.zeros(0)
         self._tol = float("nan")
+        self._name: str | None = None
         self.plot.scene().sigMouseMoved.connect(self._on_move)
         self.plot.scene().sigMouseClicked.connect(self._on_click)
+        self._replot()            # the axis matches the "log scale" box from the start
 
     # ---- data ------------------------------------------------------------------------
     def set_layer(self, name: str | None, layer_result) -> None:
         r = layer_result
+        self._name = name if (r is not None and r.channel_max_abs is not None) else None
         if r is None or r.channel_max_abs is None:
             self._err = self._mean = self._ref = np.zeros(0)
             self._tol = float("nan")
@@ -112,8 +141,15 @@ class ChannelErrorPlot(QWidget):
                          if r.tolerance is not None and np.isfinite(r.scale) else float("nan"))
             self.title.setText(f"Per-channel error of <b>{name}</b> ({len(self._err)} channels, "
                                f"{r.status}; worst channel {r.worst_channel})")
+        self.title.setToolTip(self.title.text().replace("<b>", "").replace("</b>", ""))
         self.sel_line.setVisible(False)
+        self.hover.setText(" ")            # a readout of the previous layer would be stale
         self._replot()
+
+    @property
+    def layer_name(self) -> str | None:
+        """The layer whose channels are shown (None when nothing is plotted)."""
+        return self._name
 
     def set_log(self, on: bool) -> None:
         self.log_box.setChecked(on)
@@ -123,6 +159,7 @@ class ChannelErrorPlot(QWidget):
         n = len(err)
         x = np.arange(n, dtype=np.float64)
         tol_ok = bool(np.isfinite(self._tol))
+        zero = err == 0
         fails = (err > self._tol) if tol_ok else np.zeros(n, bool)
         log = self.log_box.isChecked()
         self.plot.getAxis("left").setLogMode(log)
@@ -130,23 +167,55 @@ class ChannelErrorPlot(QWidget):
             floor = _floor_for(np.append(err, self._tol if tol_ok else np.nan))
             y0 = float(np.log10(floor))
             h = _log(err, floor) - y0
+            top = float(np.nanmax(np.append(h, (np.log10(self._tol) - y0) if tol_ok and self._tol > 0
+                                            else 0.0))) if n else 1.0
+            stub = max(top, 1.0) * 0.04
         else:
             y0 = 0.0
             h = np.nan_to_num(err, posinf=0.0)
-        ok = ~fails
+            top = float(max(h.max() if n else 0.0, self._tol if tol_ok else 0.0))
+            stub = (top or 1.0) * 0.02
+        ok = ~fails & ~zero
         self.bars.setOpts(x=x[ok], height=h[ok], y0=y0, width=0.8, brush=theme.colour("pass"))
         self.bad_bars.setOpts(x=x[fails], height=h[fails], y0=y0, width=0.8, brush=theme.colour("fail"))
+        self.zero_bars.setOpts(x=x[zero], height=np.full(int(zero.sum()), stub), y0=y0, width=0.8,
+                               brush=theme.colour("muted"))
         show_tol = tol_ok and (self._tol > 0 or not log)
         self.tol_line.setVisible(show_tol)
         if show_tol:
             self.tol_line.setPos(np.log10(self._tol) if log else self._tol)
         if n:
             self.plot.setXRange(-1, n, padding=0.01)
-            self.plot.enableAutoRange(axis="y")
+            # room above the highest bar and the tolerance line
+            if log:
+                self.plot.setYRange(y0, y0 + max(top, 1.0) * 1.08 + 0.15, padding=0)
+            else:
+                self.plot.setYRange(0, (top or 1.0) * 1.12, padding=0)
+        self._legend(n, int(fails.sum()), int(zero.sum()), show_tol)
+
+    def _legend(self, n: int, n_fail: int, n_zero: int, show_tol: bool) -> None:
+        if not n:
+            self.legend.setText(" ")
+            return
+        parts = [_swatch(theme.colour("pass"), "within tolerance")]
+        if n_fail:
+            parts.append(_swatch(theme.colour("fail"), f"above tolerance ({n_fail})"))
+        if n_zero:
+            parts.append(_swatch(theme.colour("muted"), f"exactly 0 ({n_zero})"))
+        if show_tol:
+            parts.append(_swatch(theme.colour("fail"), f"tolerance {fmt_num(self._tol)}", "╌╌"))
+        parts.append(_swatch(theme.colour("overridden"), "selected channel (click)", "│"))
+        self.legend.setText("&nbsp;&nbsp; ".join(parts))
 
     def mark_channel(self, ch: int) -> None:
         self.sel_line.setPos(ch)
         self.sel_line.setVisible(True)
+
+    def apply_theme(self) -> None:
+        restyle(self.plot, self.LABELS)
+        self.tol_line.setPen(pg.mkPen(theme.colour("fail"), width=1.5, style=Qt.PenStyle.DashLine))
+        self.sel_line.setPen(pg.mkPen(theme.colour("overridden"), width=1))
+        self._replot()
 
     # ---- interaction --------------------------------------------------------------------
     def _channel_at(self, scene_pos) -> int | None:
@@ -174,80 +243,142 @@ class ChannelErrorPlot(QWidget):
 
 class OverviewPlot(QWidget):
     """Max abs error of every compared layer along the layer sequence (log scale), with
-    each layer's tolerance; failing layers red; click a point to select that layer."""
+    each layer's tolerance; failing layers red; click a point to select that layer.
+
+    The x axis is the row number of the results table ("#"), so both number a layer
+    the same way; an error of exactly 0 is drawn as a hollow grey marker on the floor
+    (not joined to the error line), and the selected and first divergent layers are
+    named on the plot."""
 
     layer_clicked = Signal(str)
+    LABELS: ClassVar[dict[str, str]] = {"bottom": "layer # (as in the results table)",
+                                        "left": "max abs error"}
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.plot = pg.PlotWidget()
         self.plot.setMenuEnabled(False)
         self.plot.showGrid(x=False, y=True, alpha=0.25)
-        self.plot.setLabel("bottom", "layer (graph order)")
-        self.plot.setLabel("left", "max abs error")
+        for k, v in self.LABELS.items():
+            self.plot.setLabel(k, v)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.getAxis("left").setLogMode(True)
-        self.tol_curve = pg.PlotDataItem(pen=pg.mkPen(theme.colour("fail"), width=1,
-                                                      style=Qt.PenStyle.DashLine), name="tolerance")
-        self.err_curve = pg.PlotDataItem(pen=pg.mkPen(theme.colour("muted"), width=1))
+        self.tol_curve = pg.PlotDataItem(connect="finite", name="tolerance")
+        self.err_curve = pg.PlotDataItem(connect="finite")
         self.points = pg.ScatterPlotItem(size=7, pen=None)
-        self.first_line = pg.InfiniteLine(angle=90, movable=False,
-                                          pen=pg.mkPen(theme.colour("fail"), width=1))
+        self.zero_points = pg.ScatterPlotItem(size=7, brush=None, symbol="o")
+        self.first_line = pg.InfiniteLine(angle=90, movable=False)
         self.first_line.setVisible(False)
-        self.sel_line = pg.InfiniteLine(angle=90, movable=False,
-                                        pen=pg.mkPen(theme.colour("overridden"), width=1))
+        self.sel_line = pg.InfiniteLine(angle=90, movable=False)
         self.sel_line.setVisible(False)
-        for it in (self.tol_curve, self.err_curve, self.points, self.first_line, self.sel_line):
+        self.first_text = pg.TextItem(anchor=(0, 0))
+        self.sel_text = pg.TextItem(anchor=(0, 1))
+        for it in (self.tol_curve, self.err_curve, self.points, self.zero_points, self.first_line,
+                   self.sel_line, self.first_text, self.sel_text):
             self.plot.addItem(it)
+        self._pens()
         self.points.sigClicked.connect(self._on_points_clicked)
+        self.zero_points.sigClicked.connect(self._on_points_clicked)
         self.title = QLabel("Error along the layer sequence")
+        self.title.setMinimumWidth(10)
+        self.legend = QLabel(" ")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setMinimumWidth(10)
         self.hover = QLabel(" ")
+        self.hover.setMinimumWidth(10)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.title)
+        lay.addWidget(self.legend)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.hover)
         self._names: list[str] = []
         self._x: dict[str, int] = {}
+        self._y: dict[str, float] = {}
         self._vals = np.zeros(0)
+        self._top = 0.0
         self.plot.scene().sigMouseMoved.connect(self._on_move)
 
+    def _pens(self) -> None:
+        self.tol_curve.setPen(pg.mkPen(theme.colour("fail"), width=1, style=Qt.PenStyle.DashLine))
+        self.err_curve.setPen(pg.mkPen(theme.colour("muted"), width=1))
+        self.zero_points.setPen(pg.mkPen(theme.colour("muted"), width=1.5))
+        self.first_line.setPen(pg.mkPen(theme.colour("fail"), width=1))
+        self.sel_line.setPen(pg.mkPen(theme.colour("overridden"), width=1))
+        self.first_text.setColor(theme.colour("fail"))
+        self.sel_text.setColor(theme.colour("overridden"))
+
     def set_result(self, result) -> None:
-        layers = [r for r in (result.layers if result is not None else [])
-                  if r.status in ("pass", "fail")]
-        self._names = [r.source for r in layers]
-        self._x = {n: i for i, n in enumerate(self._names)}
-        err = np.array([r.max_abs for r in layers], dtype=np.float64)
+        all_layers = list(result.layers) if result is not None else []
+        layers = [(i + 1, r) for i, r in enumerate(all_layers) if r.status in ("pass", "fail")]
+        self._names = [r.source for _, r in layers]
+        self._x = {r.source: i for i, r in layers}
+        err = np.array([r.max_abs for _, r in layers], dtype=np.float64)
         tol = np.array([(r.tolerance.atol + r.tolerance.rtol * r.scale) if r.tolerance else np.nan
-                        for r in layers], dtype=np.float64)
+                        for _, r in layers], dtype=np.float64)
         self._vals = err
         floor = _floor_for(np.concatenate([err, tol])) if len(err) else _FLOOR
-        x = np.arange(len(err), dtype=np.float64)
-        ly, lt = _log(err, floor), _log(tol, floor)
-        self.err_curve.setData(x, ly)
+        x = np.array([i for i, _ in layers], dtype=np.float64)
+        zero = err == 0
+        ly = _log(err, floor)
+        ly_line = np.where(zero, np.nan, ly)          # an exact 0 is not an error at the floor
+        lt = np.where(tol > 0, _log(tol, floor), np.nan)
+        self.err_curve.setData(x, ly_line)
         self.tol_curve.setData(x, lt)
         ok, bad = pg.mkBrush(theme.colour("pass")), pg.mkBrush(theme.colour("fail"))
-        brushes = [bad if r.status == "fail" else ok for r in layers]
-        self.points.setData(x=x, y=ly, brush=brushes, data=self._names)
+        nz = ~zero
+        brushes = [bad if r.status == "fail" else ok for (_, r), z in zip(layers, zero) if not z]
+        names = np.array(self._names, dtype=object)
+        self.points.setData(x=x[nz], y=ly[nz], brush=brushes, data=list(names[nz]))
+        self.zero_points.setData(x=x[zero], y=np.full(int(zero.sum()), np.log10(floor)),
+                                 data=list(names[zero]))
+        self._y = {n: float(v) for n, v in zip(self._names, ly)}
+        self._top = float(np.nanmax(np.append(ly, lt))) if len(ly) else 0.0
         fd = result.first_divergent if result is not None else None
         if fd is not None and fd.source in self._x:
             self.first_line.setPos(self._x[fd.source])
             self.first_line.setVisible(True)
+            self.first_text.setText(fd.source)
+            self.first_text.setPos(self._x[fd.source], self._top)
+            self.first_text.setVisible(True)
         else:
             self.first_line.setVisible(False)
-        n_fail = sum(1 for r in layers if r.status == "fail")
+            self.first_text.setVisible(False)
+        n_fail = sum(1 for _, r in layers if r.status == "fail")
         self.title.setText(f"Error along the layer sequence: {len(layers)} compared, "
                            f"{n_fail} failing" + (f"; first divergent: <b>{fd.source}</b>" if fd else ""))
+        self.hover.setText(" ")
         if len(x):
-            self.plot.setXRange(-0.5, len(x) - 0.5, padding=0.02)
+            parts = [_swatch(theme.colour("pass"), "pass", "●")]
+            if n_fail:
+                parts.append(_swatch(theme.colour("fail"), "fail", "●"))
+            if zero.any():
+                parts.append(_swatch(theme.colour("muted"), f"exactly 0 ({int(zero.sum())})", "○"))
+            parts.append(_swatch(theme.colour("fail"), "tolerance", "╌╌"))
+            if fd is not None:
+                parts.append(_swatch(theme.colour("fail"), "first divergent", "│"))
+            parts.append(_swatch(theme.colour("overridden"), "selected layer", "│"))
+            self.legend.setText("&nbsp;&nbsp; ".join(parts))
+            self.plot.setXRange(0.5, len(all_layers) + 0.5, padding=0.02)
             self.plot.enableAutoRange(axis="y")
+        else:
+            self.legend.setText(" ")
+        self.mark_layer(None)
 
     def mark_layer(self, name: str | None) -> None:
         if name in self._x:
             self.sel_line.setPos(self._x[name])
             self.sel_line.setVisible(True)
+            self.sel_text.setText(name)
+            self.sel_text.setPos(self._x[name], self._y.get(name, self._top))
+            self.sel_text.setVisible(True)
         else:
             self.sel_line.setVisible(False)
+            self.sel_text.setVisible(False)
+
+    def apply_theme(self) -> None:
+        restyle(self.plot, self.LABELS)
+        self._pens()
 
     def _on_points_clicked(self, item, points, *args):
         if len(points):
@@ -258,27 +389,33 @@ class OverviewPlot(QWidget):
         if not self.plot.sceneBoundingRect().contains(pos) or not self._names:
             return
         i = round(vb.mapSceneToView(pos).x())
-        if 0 <= i < len(self._names):
-            self.hover.setText(f"{self._names[i]}: max abs {fmt_num(self._vals[i])}")
+        for k, name in enumerate(self._names):
+            if self._x[name] == i:
+                v = self._vals[k]
+                self.hover.setText(f"#{i} {name}: max abs {'0 (exact)' if v == 0 else fmt_num(v)}")
+                return
 
 
 class ChannelValuesView(QWidget):
     """One channel of one layer: reference and Keras feature maps side by side (and their
-    difference), or a reference-vs-Keras scatter for 1-D outputs."""
+    difference), or a reference-vs-Keras scatter for 1-D outputs.
+
+    Each image has its own view box ranged to the whole map (linked boxes of different
+    widths showed only part of the last map)."""
+
+    HEADS = ("reference (source semantics)", "Keras", "|Keras − reference|")
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.title = QLabel("Click a channel in the per-channel plot to see its values")
+        self.title.setMinimumWidth(10)
         self.glw = pg.GraphicsLayoutWidget()
-        for col, text in enumerate(("reference (source semantics)", "Keras", "|Keras − reference|")):
-            self.glw.addLabel(text, row=0, col=col)
+        self.heads = [self.glw.addLabel(text, row=0, col=col) for col, text in enumerate(self.HEADS)]
         self.ref_vb = self.glw.addViewBox(row=1, col=0, lockAspect=True, invertY=True)
         self.keras_vb = self.glw.addViewBox(row=1, col=1, lockAspect=True, invertY=True)
         self.diff_vb = self.glw.addViewBox(row=1, col=2, lockAspect=True, invertY=True)
-        self.keras_vb.setXLink(self.ref_vb)
-        self.keras_vb.setYLink(self.ref_vb)
-        self.diff_vb.setXLink(self.ref_vb)
-        self.diff_vb.setYLink(self.ref_vb)
+        for c in range(3):
+            self.glw.ci.layout.setColumnStretchFactor(c, 1)
         self.ref_img = pg.ImageItem(axisOrder="row-major")
         self.keras_img = pg.ImageItem(axisOrder="row-major")
         self.diff_img = pg.ImageItem(axisOrder="row-major")
@@ -286,6 +423,7 @@ class ChannelValuesView(QWidget):
         self.keras_vb.addItem(self.keras_img)
         self.diff_vb.addItem(self.diff_img)
         self.labels = QLabel("Same colour scale for reference and Keras; the difference has its own.")
+        self.labels.setMinimumWidth(10)
         self.scatter_plot = pg.PlotWidget()
         self.scatter_plot.setLabel("bottom", "reference")
         self.scatter_plot.setLabel("left", "Keras")
@@ -301,12 +439,22 @@ class ChannelValuesView(QWidget):
         lay.addWidget(self.scatter_plot, 1)
         self.scatter_plot.hide()
 
+    @property
+    def view_boxes(self):
+        return (self.ref_vb, self.keras_vb, self.diff_vb)
+
+    def _fit(self) -> None:
+        for vb, img in zip(self.view_boxes, (self.ref_img, self.keras_img, self.diff_img)):
+            w, h = img.width() or 1, img.height() or 1
+            vb.setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
+
     def clear(self, message: str = "Click a channel in the per-channel plot to see its values") -> None:
         self.title.setText(message)
         z = np.zeros((1, 1), np.float32)
         for it in (self.ref_img, self.keras_img, self.diff_img):
             it.setImage(z)
         self.scatter.setData(x=[], y=[])
+        self._fit()                # no ranges sized for the previous model's maps
 
     def show_values(self, source: str, channel: int, ref: np.ndarray, got: np.ndarray) -> None:
         ref = np.asarray(ref, dtype=np.float32)
@@ -325,10 +473,10 @@ class ChannelValuesView(QWidget):
             self.keras_img.setImage(got2, levels=(lo, hi))
             d2 = diff.reshape(ref2.shape)
             self.diff_img.setImage(d2, levels=(0, max(float(d2.max()), 1e-30)))
-            self.ref_vb.autoRange()
             self.glw.show()
             self.labels.show()
             self.scatter_plot.hide()
+            self._fit()
         else:
             r1, g1 = ref.reshape(-1), got.reshape(-1)
             self.scatter.setData(x=r1, y=g1)
@@ -339,6 +487,12 @@ class ChannelValuesView(QWidget):
             self.labels.hide()
             self.scatter_plot.show()
 
+    def apply_theme(self) -> None:
+        self.glw.setBackground(pg.getConfigOption("background"))
+        for lab, text in zip(self.heads, self.HEADS):
+            lab.setText(text, color=_fg().name())
+        restyle(self.scatter_plot, {"bottom": "reference", "left": "Keras"})
+
 
 class Histogram(pg.PlotWidget):
     """A small histogram of per-channel values (mapping inspector)."""
@@ -348,20 +502,30 @@ class Histogram(pg.PlotWidget):
         self.setMenuEnabled(False)
         self.setMouseEnabled(False, False)
         self.hideButtons()
-        self.curve = pg.PlotDataItem(stepMode="center", fillLevel=0,
-                                     brush=pg.mkBrush(theme.colour("overridden")),
-                                     pen=pg.mkPen(theme.colour("overridden")))
+        self.curve = pg.PlotDataItem(stepMode="center", fillLevel=0)
         self.addItem(self.curve)
         self.setMaximumHeight(140)
-        self.setMinimumHeight(90)
+        self.setMinimumHeight(70)
+        self._title = ""
+        self.apply_theme()
+
+    def _set_title(self, text: str) -> None:
+        self._title = text
+        self.setTitle(f"<span style='font-size:9pt; color:{_fg().name()}'>{text}</span>")
+
+    def apply_theme(self) -> None:
+        """Background, axes and title in the current theme's colours."""
+        restyle(self)
+        self.curve.setBrush(pg.mkBrush(theme.colour("overridden")))
+        self.curve.setPen(pg.mkPen(theme.colour("overridden")))
+        self._set_title(self._title)
 
     def set_values(self, title: str, values) -> None:
         v = np.asarray(values, dtype=np.float64).reshape(-1) if values is not None else np.zeros(0)
         v = v[np.isfinite(v)]
         if v.size == 0:
             self.curve.setData([0, 1], [0])
-            self.setTitle("<span style='font-size:9pt'>Select a per-channel parameter to see its "
-                          "histogram</span>")
+            self._set_title("Select a per-channel parameter to see its histogram")
             return
         bins = int(min(40, max(5, np.sqrt(v.size) * 2)))
         lo, hi = float(v.min()), float(v.max())
@@ -369,6 +533,6 @@ class Histogram(pg.PlotWidget):
             lo, hi = lo - 0.5, hi + 0.5
         h, edges = np.histogram(v, bins=bins, range=(lo, hi))
         self.curve.setData(edges, h)
-        self.setTitle(f"<span style='font-size:9pt'>{title}: {v.size} values, min {fmt_num(lo)}, "
-                      f"mean {fmt_num(v.mean())}, max {fmt_num(hi)}</span>")
+        self._set_title(f"{title}: {v.size} values, min {fmt_num(lo)}, mean {fmt_num(v.mean())}, "
+                        f"max {fmt_num(hi)}")
         self.enableAutoRange()

@@ -40,9 +40,10 @@ def fit_column(view: QAbstractItemView, col: int, texts, *, bold_texts=(), icon:
             style.pixelMetric(QStyle.PixelMetric.PM_SmallIconSize, None, view)
         w += iw + 6
     head = view.model().headerData(col, Qt.Orientation.Horizontal) if view.model() is not None else None
-    if head:      # the header's text (sectionSizeHint would also reserve room for a sort arrow)
+    if head:      # the header's text, and room for the sort arrow where the view sorts
+        arrow = 16 if getattr(view, "isSortingEnabled", lambda: False)() else 0
         w = max(w, view.header().fontMetrics().horizontalAdvance(str(head))
-                + 2 * style.pixelMetric(QStyle.PixelMetric.PM_HeaderMargin, None, view) + 4)
+                + 2 * style.pixelMetric(QStyle.PixelMetric.PM_HeaderMargin, None, view) + 4 + arrow)
     w = max(w, minimum)
     if maximum is not None:
         w = min(w, maximum)
