@@ -162,6 +162,57 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _input_text(d: dict) -> str:
+    """The comparison input in words: kind, file, seed, shape and image preprocessing."""
+    if not isinstance(d, dict):
+        return str(d)
+    parts = [str(d.get("kind", "?"))]
+    if d.get("path"):
+        parts.append(f"`{d['path']}`")
+    if d.get("seed") is not None:
+        parts.append(f"seed {d['seed']}")
+    if d.get("shape") is not None:
+        parts.append(f"shape {d['shape']}")
+    pp = d.get("preprocessing")
+    if isinstance(pp, dict):
+        m = pp.get("mean")
+        if isinstance(m, dict):
+            m = f"mean image {m.get('shape')}"
+        elif isinstance(m, list):
+            m = ", ".join(f"{x:g}" if isinstance(x, (int, float)) else str(x) for x in m)
+        parts.append(f"channel order {pp.get('channel_order')}, mean {m if m is not None else 'none'}, "
+                     f"scale {pp.get('scale')}, resize {pp.get('resize') or 'to the model input'}")
+    return "; ".join(parts)
+
+
+def _tolerances_text(d: dict) -> str:
+    if not isinstance(d, dict):
+        return str(d)
+    dflt = d.get("default") or {}
+    txt = f"atol {_fmt(dflt.get('atol'))} + rtol {_fmt(dflt.get('rtol'))} × max |reference| per layer"
+    per = d.get("per_layer") or {}
+    if per:
+        txt += "; " + ", ".join(f"{k}: atol {_fmt(t.get('atol'))}, rtol {_fmt(t.get('rtol'))}"
+                                for k, t in per.items())
+    return txt
+
+
+def _inline(text: str) -> str:
+    """Markdown inline marks in HTML: `code`, **bold**; PASSED / FAILED coloured."""
+    out = []
+    for i, part in enumerate(text.split("`")):
+        esc = html.escape(part)
+        if i % 2:
+            out.append(f"<code>{esc}</code>")
+            continue
+        bits = esc.split("**")
+        esc = "".join(f"<b>{b}</b>" if j % 2 else b for j, b in enumerate(bits))
+        esc = esc.replace("<b>FAILED</b>", "<b class='failed'>FAILED</b>")
+        esc = esc.replace("<b>PASSED</b>", "<b class='passed'>PASSED</b>")
+        out.append(esc)
+    return "".join(out)
+
+
 def render_markdown(rep: dict[str, Any]) -> str:
     v = rep.get("verification") or {}
     out = [f"# Migrator conversion report: {rep['source'].get('name') or 'model'}", ""]
@@ -181,6 +232,10 @@ def render_markdown(rep: dict[str, Any]) -> str:
             out.append("- Every failing layer matches on the reference's own inputs: float32 rounding "
                        "accumulated along the network, not a wrong mapping")
         out.append(f"- Smallest rtol that would pass: {_fmt(v.get('needed_rtol'))}")
+        if v.get("input"):
+            out.append(f"- Input: {_input_text(v['input'])}")
+        if v.get("tolerances"):
+            out.append(f"- Tolerances: {_tolerances_text(v['tolerances'])}")
         if v.get("topk"):
             out.append(f"- Top-1 agreement: {v['topk'].get('top1_agreement')}, "
                        f"top-{v['topk'].get('k')} overlap: {v['topk'].get('topk_overlap')}")
@@ -222,14 +277,15 @@ def render_html(rep: dict[str, Any]) -> str:
     rows, body, in_table = [], [], False
     for line in md.splitlines():
         if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-"):
+            raw = [c.strip() for c in line.strip("|").split("|")]
+            cells = [_inline(c) for c in raw]
+            if set("".join(raw)) <= set("-"):
                 continue
             tag = "th" if not in_table else "td"
             if not in_table:
                 body.append("<table>")
                 in_table = True
-            cls = ' class="fail"' if "fail" in cells else ""
+            cls = ' class="fail"' if "fail" in raw else ""
             body.append(f"<tr{cls}>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
             continue
         if in_table:
@@ -242,12 +298,13 @@ def render_html(rep: dict[str, Any]) -> str:
         elif line.startswith("# "):
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
         elif line.startswith("- "):
-            body.append(f"<p>{html.escape(line[2:]).replace('**', '')}</p>")
+            body.append(f"<p>{_inline(line[2:])}</p>")
     if in_table:
         body.append("</table>")
     del rows
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}"
-             "tr.fail td{background:#fdd}th{background:#eee}")
+             "tr.fail td{background:#fdd}th{background:#eee}code{background:#f3f3f3;padding:0 2px}"
+             ".failed{color:#b00020}.passed{color:#1b7f2a}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Migrator report</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
