@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -47,9 +46,9 @@ def atomic_write(path: str, writer: Callable[[str], None], *, force: bool = Fals
     d = os.path.dirname(os.path.abspath(path)) or "."
     base = os.path.basename(path)
     suffix = ".weights.h5" if base.lower().endswith(".weights.h5") else os.path.splitext(base)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=d)
-    os.close(fd)
-    os.unlink(tmp)  # writers (Keras, h5py) want to create the file themselves
+    # .<base>.migrator-<pid>-<hex>.tmp<suffix>; stale ones (a killed save) are swept first
+    from .tempfiles import temp_path
+    tmp = temp_path(d, base, suffix)  # writers (Keras, h5py) create the file themselves
     try:
         writer(tmp)
         if not force and os.path.exists(path):
