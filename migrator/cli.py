@@ -82,9 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     pc = sub.add_parser("convert", help="convert, verify on a seeded random input, save if it passes")
     _model_args(pc)
-    pc.add_argument("-o", "--output", required=True, metavar="OUT.keras",
-                    help="output model (.keras, .h5 or .weights.h5)")
-    pc.add_argument("--also", action="append", default=[], choices=("keras", "h5", "weights"),
+    pc.add_argument("-o", "--output", required=True, metavar="OUT",
+                    help="output model: .keras, .h5, .weights.h5, .tflite, or a SavedModel directory "
+                         "(with --format saved_model)")
+    pc.add_argument("--format", choices=("keras", "h5", "weights", "saved_model", "tflite"),
+                    help="format of OUT (default: from its extension)")
+    pc.add_argument("--also", action="append", default=[],
+                    choices=("keras", "h5", "weights", "saved_model", "tflite"),
                     help="also write this format next to OUT (repeatable)")
     pc.add_argument("--report", metavar="FILE.json",
                     help="report path (default: OUT's name + .report.json); .md and .html twins are written too")
@@ -380,24 +384,27 @@ def cmd_compare(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .core import saving
+    from .core import export
     graph, overrides, plan = _load(args)
-    report = args.report or (saving.companion_paths(args.output, [])[0].rsplit(".", 1)[0] + ".report.json"
-                             if not args.output.lower().endswith(".weights.h5")
-                             else args.output[:-len(".weights.h5")] + ".report.json")
+    report = args.report or export.default_report_path(args.output, args.format)
     # refuse early, before any work, if outputs exist
-    saving.format_of(args.output)
-    for p in saving.companion_paths(args.output, args.also) + [report]:
-        saving.check_writable(p, args.force)
+    for p, f in export.artifact_paths(args.output, args.format, args.also):
+        export.check_target(p, f, args.force)
+    export.check_target(report, "report", args.force)
     from .core.pipeline import InputSpec
     model, result = _verify(args, graph, plan, spec=InputSpec(kind="random", seed=args.seed))
     print_table(result, show_all=False)
     if not result.passed and not args.accept_mismatch:
         print("not saved: verification failed (use --accept-mismatch to save anyway)", file=sys.stderr)
         return EXIT_VERIFY
-    written = saving.export(model, plan, result, args.output, report_path=report, formats=args.also,
-                            force=args.force, accept_mismatch=args.accept_mismatch, graph=graph,
-                            overrides=overrides)
+    from .core.pipeline import deep_recursion
+    with deep_recursion(plan):
+        written, records = export.export(model, plan, result, args.output, fmt=args.format,
+                                         also=args.also, report_path=report, force=args.force,
+                                         accept_mismatch=args.accept_mismatch, graph=graph,
+                                         overrides=overrides)
+    for line in export.describe_records(records):
+        print(f"checked {line}")
     for p in written:
         print(f"wrote {p}")
     return EXIT_OK if result.passed else EXIT_VERIFY
@@ -413,7 +420,38 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return EXIT_USAGE
     _quiet_tf()
+    _install_signal_handlers()
     return _run_deep(lambda: _dispatch(args))
+
+
+class _Signalled(BaseException):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM/SIGHUP/SIGINT end the command at once (exit 128+N), taking the builder child
+    process with them -- even when the shell started us with SIGINT ignored (a background
+    job): a signal sent to this pid is a request to stop."""
+    import signal
+
+    def handler(signum, frame):
+        raise _Signalled(signum)
+    for name in ("SIGTERM", "SIGHUP", "SIGINT"):
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            signal.signal(sig, handler)
+        except (ValueError, OSError):   # not the main thread (embedded use): leave as is
+            pass
+
+
+def _stop_children() -> None:
+    mod = sys.modules.get("migrator.core.importers.lasagne")
+    if mod is not None:
+        mod.kill_builder_processes()
 
 
 def _run_deep(fn) -> int:
@@ -437,9 +475,13 @@ def _run_deep(fn) -> int:
     try:
         while t.is_alive():
             t.join(0.2)
-    except KeyboardInterrupt:
-        print("migrator: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, _Signalled) as e:
+        signum = getattr(e, "signum", 2)
+        _stop_children()
+        t.join(3.0)   # let the worker remove its temp files once the child is gone
+        print("migrator: interrupted" if signum == 2 else f"migrator: stopped by signal {signum}",
+              file=sys.stderr)
+        return 128 + signum
     finally:
         sys.setrecursionlimit(old_limit)
     return box.get("rc", EXIT_INTERNAL)

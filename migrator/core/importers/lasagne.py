@@ -35,13 +35,15 @@ used for image preprocessing) and ``labels`` (synset words as str).
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +51,6 @@ import numpy as np
 
 from ..errors import MigratorError
 from ..ir import Graph, Node, Param, Provenance
-from . import safe_pickle
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lasagne_child.py")
 
@@ -75,7 +76,7 @@ class _Unsupported(Exception):
 def load_lasagne(builder_path, params_path, *, builder_function: str = "build_model",
                  output_layer: str | None = None, progress: Progress = None,
                  timeout: float = 120, impl: str = "recorder",
-                 python: str | None = None) -> Graph:
+                 python: str | None = None, cancel: Callable[[], bool] | None = None) -> Graph:
     """Rebuild a Lasagne network from its builder script and load its parameter file.
 
     ``impl``: 'recorder' (Migrator's stand-ins, default), 'auto' (a real Lasagne when the
@@ -87,10 +88,11 @@ def load_lasagne(builder_path, params_path, *, builder_function: str = "build_mo
     t0 = time.perf_counter()
     prog(0.0, f"running the builder script {os.path.basename(builder_path)}")
     desc = describe_builder(builder_path, builder_function=builder_function,
-                            output_layer=output_layer, timeout=timeout, impl=impl, python=python)
+                            output_layer=output_layer, timeout=timeout, impl=impl, python=python,
+                            progress=progress, cancel=cancel)
     t1 = time.perf_counter()
     prog(0.5, f"reading parameters from {os.path.basename(params_path)}")
-    values, extra, pwarn = load_param_values(params_path)
+    values, extra, pwarn = load_param_values(params_path, expected=desc["params"])
     prog(0.8, "building the graph")
     g = graph_from_description(desc, values, builder_path, params_path)
     g.warnings.extend(pwarn)
@@ -105,16 +107,116 @@ def load_lasagne(builder_path, params_path, *, builder_function: str = "build_mo
     return g
 
 
+# ---- the builder child process ------------------------------------------------------
+_LIVE: set = set()                  # running builder children (subprocess.Popen)
+_LIVE_LOCK = threading.Lock()
+_ABORT = threading.Event()          # set by kill_builder_processes: waits stop at once
+
+
+def _kill_child(p: subprocess.Popen) -> None:
+    """SIGKILL the child's whole process group (its own session), then the child itself."""
+    if os.name == "posix":
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+    try:
+        p.kill()
+    except OSError:
+        pass
+
+
+def kill_builder_processes() -> int:
+    """Kill every builder child process still running; returns how many.  Called by the
+    CLI's SIGTERM/SIGHUP/SIGINT handling and at interpreter exit; safe from any thread."""
+    _ABORT.set()
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for p in procs:
+        _kill_child(p)
+    return len(procs)
+
+
+atexit.register(kill_builder_processes)
+
+
+def _run_child(cmd: list[str], cwd: str, env: dict, timeout: float, builder_path: str,
+               progress: Progress, cancel) -> tuple[int, bytes]:
+    """Run the builder child -> (exit code, last 64 KiB of its stderr).  stdout is
+    discarded (user code may print), stderr goes to an unnamed temp file (no pipe to fill)."""
+    env = dict(env)
+    env["MIGRATOR_PARENT_PID"] = str(os.getpid())
+    kw: dict[str, Any] = {}
+    if os.name == "posix":
+        kw["start_new_session"] = True          # its own process group: killpg reaches all
+    else:  # pragma: no cover - Windows
+        kw["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+    _ABORT.clear()
+    with tempfile.TemporaryFile() as errf:
+        try:
+            p = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=errf, **kw)
+        except OSError as e:
+            raise MigratorError(f"cannot start the builder process: {e}", file=builder_path) from None
+        with _LIVE_LOCK:
+            _LIVE.add(p)
+        t0 = time.monotonic()
+        try:
+            while True:
+                try:
+                    rc = p.wait(timeout=0.05)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                waited = time.monotonic() - t0
+                if waited > timeout:
+                    raise MigratorError(f"the builder script did not finish within {timeout:g} s "
+                                        "(stopped)", file=builder_path)
+                if _ABORT.is_set() or (cancel is not None and cancel()):
+                    from ..errors import Cancelled
+                    raise Cancelled()
+                if progress is not None and waited > 0.5:
+                    # a GUI progress callback raises Cancelled when the user cancels
+                    progress(min(0.45, 0.45 * waited / max(timeout, 1e-9)),
+                             f"running the builder script ({waited:.0f} s)")
+        except BaseException:
+            _kill_child(p)
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover - unkillable (D state)
+                pass
+            raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(p)
+        if os.name == "posix":   # grandchildren the builder may have started
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError, OSError):
+                pass
+        size = errf.seek(0, os.SEEK_END)
+        errf.seek(max(0, size - 65536))
+        return rc, errf.read()
+
+
 def describe_builder(builder_path, *, builder_function: str = "build_model",
                      output_layer: str | None = None, timeout: float = 120,
-                     impl: str = "recorder", python: str | None = None) -> dict:
-    """Run the builder in a child process; return its JSON description (``ok`` True)."""
+                     impl: str = "recorder", python: str | None = None,
+                     progress: Progress = None, cancel: Callable[[], bool] | None = None) -> dict:
+    """Run the builder in a child process; return its JSON description (``ok`` True).
+
+    The child runs in its own process group and dies with Migrator: on the time limit, on
+    ``cancel()`` returning True, on any exception here (a GUI progress callback raising
+    :class:`Cancelled`, KeyboardInterrupt), on :func:`kill_builder_processes` (the CLI's
+    signal handlers) and, on Linux, when the parent dies even by SIGKILL (the child sets
+    ``PR_SET_PDEATHSIG``)."""
     builder_path = os.path.abspath(os.fspath(builder_path))
     if not os.path.isfile(builder_path):
         raise MigratorError("builder script not found", file=builder_path)
     if not os.access(builder_path, os.R_OK):
         raise MigratorError("builder script is not readable", file=builder_path)
-    with tempfile.TemporaryDirectory(prefix="migrator-lasagne-") as td:
+    from ..tempfiles import private_dir_prefix  # sweeps dirs of killed runs
+    with tempfile.TemporaryDirectory(prefix=private_dir_prefix()) as td:
         out = os.path.join(td, "description.json")
         cmd = [python or sys.executable, CHILD, "--builder", builder_path,
                "--function", builder_function, "--output-layer", output_layer or "",
@@ -122,22 +224,19 @@ def describe_builder(builder_path, *, builder_function: str = "build_model",
         env = dict(os.environ)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.setdefault("PYTHONIOENCODING", "utf-8")
-        try:
-            proc = subprocess.run(cmd, cwd=os.path.dirname(builder_path), env=env,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise MigratorError(f"the builder script did not finish within {timeout:g} s "
-                                "(stopped)", file=builder_path) from None
-        except OSError as e:
-            raise MigratorError(f"cannot start the builder process: {e}", file=builder_path) from None
+        rc, stderr = _run_child(cmd, os.path.dirname(builder_path), env, timeout, builder_path,
+                                progress, cancel)
         if not os.path.exists(out):
-            tail = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-            raise MigratorError(f"the builder process ended (exit code {proc.returncode}) without "
+            tail = [ln for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+            raise MigratorError(f"the builder process ended (exit code {rc}) without "
                                 f"describing the network: {tail[-1] if tail else 'no message'}",
                                 file=builder_path)
-        with open(out, encoding="utf-8") as f:
-            desc = json.load(f)
+        try:
+            with open(out, encoding="utf-8") as f:
+                desc = json.load(f)
+        except (OSError, ValueError) as e:
+            raise MigratorError(f"the builder process wrote an unreadable description: {e}",
+                                file=builder_path) from None
     if not desc.get("ok"):
         err = desc.get("error", {})
         kind, msg = err.get("kind"), err.get("message", "unknown error")
@@ -159,90 +258,44 @@ def describe_builder(builder_path, *, builder_function: str = "build_model",
 # ======================================================================================
 # parameter files
 # ======================================================================================
-def load_param_values(params_path) -> tuple[list[np.ndarray], dict, list[str]]:
+def load_param_values(params_path, expected: list | None = None
+                      ) -> tuple[list[np.ndarray], dict, list[str]]:
     """Read a Lasagne parameter file -> (flat list of arrays, extra entries, warnings).
 
     Accepted: a pickle holding a list, or a dict whose ``'param values'`` / ``'values'``
     (...) entry is the list (other entries returned as extras); ``.npz`` written by
     ``np.savez(f, *values)`` (``arr_0``, ``arr_1``, ... in numeric order).  Pickles go
-    through the restricted unpickler; gzip-compressed pickles are accepted.
+    through the restricted unpickler; gzip-compressed pickles are accepted.  ``expected``
+    (the builder's ``desc['params']``) bounds what is read: see :mod:`.lasagne_params`.
     """
-    path = os.fspath(params_path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as e:
-        raise MigratorError(f"cannot read the parameter file: {e.strerror or e}", file=path) from None
-    warnings: list[str] = []
-    extra: dict = {}
-    if head[:4] == b"PK\x03\x04":
-        values = _load_npz(path, warnings)
-    else:
-        obj = safe_pickle.load(path)
-        if isinstance(obj, (list, tuple)):
-            values = list(obj)
-        elif isinstance(obj, dict):
-            key = next((k for k in _VALUE_KEYS if k in obj), None)
-            if key is None:
-                raise MigratorError("the pickle is a dict without a parameter list (looked for "
-                                    f"{', '.join(repr(k) for k in _VALUE_KEYS)}; found "
-                                    f"{', '.join(repr(str(k)) for k in list(obj)[:10])})", file=path)
-            values = obj[key]
-            if not isinstance(values, (list, tuple)):
-                raise MigratorError(f"the entry {key!r} is a {type(values).__name__}, not a list "
-                                    "of arrays", file=path)
-            values = list(values)
-            extra = {str(k): v for k, v in obj.items() if k != key}
-        elif isinstance(obj, np.ndarray) and obj.dtype == object:
-            values = list(obj)
-        else:
-            raise MigratorError(f"the pickle holds a {type(obj).__name__}, not a list of parameter "
-                                "arrays or a dict with one", file=path)
-    out = []
-    for i, v in enumerate(values):
-        a = np.asarray(v) if not isinstance(v, np.ndarray) else v
-        if a.dtype == object or a.dtype.kind not in "fiub":
-            raise MigratorError(f"parameter array {i} is not numeric (dtype {a.dtype})", file=path)
-        out.append(a)
-    return out, extra, warnings
-
-
-def _load_npz(path: str, warnings: list[str]) -> list[np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = list(z.files)
-            if all(k.startswith("arr_") and k[4:].isdigit() for k in keys):
-                keys.sort(key=lambda k: int(k[4:]))
-                if [int(k[4:]) for k in keys] != list(range(len(keys))):
-                    raise MigratorError("the .npz arrays arr_N are not numbered 0..n-1", file=path)
-            else:
-                warnings.append(f"{os.path.basename(path)}: arrays are not named arr_0, arr_1, ...; "
-                                "using them in the order stored in the file")
-            return [z[k] for k in keys]
-    except MigratorError:
-        raise
-    except ValueError as e:
-        raise MigratorError(f"the .npz holds something other than plain arrays: {e}", file=path) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise MigratorError(f"not a readable .npz file: {e}", file=path) from None
+    from .lasagne_params import load_param_values as _load
+    return _load(params_path, expected)
 
 
 def _attach_extras(g: Graph, extra: dict) -> None:
     if not extra:
         return
     g.meta["params_extra"] = extra
+    from .lasagne_params import nested_to_array
     for k in _MEAN_KEYS:
         if k in extra and extra[k] is not None:
-            try:
-                g.meta["mean"] = np.asarray(extra[k], dtype=np.float32)
+            v = extra[k]
+            try:   # bounded: a memo-shared nested list is never expanded
+                if isinstance(v, (list, tuple)):
+                    v = nested_to_array(v, None, what=f"the entry {k!r}", file="",
+                                        layer=None, max_nodes=1 << 24)
+                g.meta["mean"] = np.asarray(v, dtype=np.float32)
                 g.meta["mean_key"] = k
-            except (TypeError, ValueError):
-                pass
+            except (TypeError, ValueError, MigratorError):
+                g.warnings.append(f"the parameter file's {k!r} entry is not an array of numbers; "
+                                  "not used as the mean")
             break
     for k in _LABEL_KEYS:
-        if k in extra and isinstance(extra[k], (list, tuple, np.ndarray)):
+        v = extra.get(k)
+        if isinstance(v, (list, tuple, np.ndarray)) and len(v) <= 1_000_000 and all(
+                isinstance(x, (str, bytes, np.str_, np.bytes_)) for x in v):
             g.meta["labels"] = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
-                                for x in extra[k]]
+                                for x in v]
             break
 
 

@@ -348,6 +348,34 @@ def describe(ret, output_layer=None, impl="recorder"):
             "layers": descs, "params": plist}
 
 
+def _die_with_parent() -> None:
+    """Never outlive Migrator: on Linux the kernel SIGKILLs this process when its parent
+    dies (``PR_SET_PDEATHSIG``, even on SIGKILL of the parent); elsewhere a watchdog thread
+    polls the parent pid.  A parent already gone before this ran means exit now."""
+    want = os.environ.get("MIGRATOR_PARENT_PID")
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)   # PR_SET_PDEATHSIG = 1
+        except Exception:  # noqa: BLE001, S110 - best effort; the watchdog below still runs
+            pass
+    if not want or not want.isdigit():
+        return
+    if os.getppid() != int(want):
+        os._exit(3)
+
+    def watch():
+        import time
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != int(want):
+                os._exit(3)
+    import threading
+    threading.Thread(target=watch, name="migrator-parent-watch", daemon=True).start()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--builder", required=True)
@@ -356,6 +384,7 @@ def main(argv=None) -> int:
     ap.add_argument("--impl", default="recorder", choices=("recorder", "real", "auto"))
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
+    _die_with_parent()
     # run by path, sys.path[0] is this directory, whose lasagne.py (the importer) would
     # shadow the real ``lasagne`` package
     sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != HERE]

@@ -13,6 +13,7 @@ import gzip
 import io
 import os
 import pickle
+import zlib
 
 from ..errors import MigratorError
 
@@ -78,6 +79,90 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise _Refused(f"persistent id {str(pid)[:40]!r}")
 
 
+class _TooMuch(Exception):
+    """The pickle wants more data than allowed (budget) or than the file holds."""
+
+
+class _BoundedReader:
+    """File-like view the C unpickler reads through: every read is checked *before* it
+    happens against the bytes the file still holds (plain files) and against a budget
+    (the bytes the model's parameters can need), so a forged length or a decompression
+    bomb stops without materializing the data."""
+
+    def __init__(self, f, *, size: int | None, budget: int | None):
+        self._f = f
+        self._size = size          # bytes in the stream (None: unknown, e.g. gzip)
+        self._budget = budget
+        self.consumed = 0
+
+    def _take(self, n: int) -> None:
+        if n is None or n < 0:
+            n = (self._size - self.consumed) if self._size is not None else (1 << 62)
+        if self._size is not None and self.consumed + n > self._size and n > 1 << 16:
+            raise _TooMuch(f"the pickle declares a data block of {_human(n)} but the file "
+                           f"holds only {_human(self._size - self.consumed)} more "
+                           "(truncated or corrupt file)")
+        if self._budget is not None and self.consumed + n > self._budget and n > 0:
+            raise _TooMuch(f"the pickle holds more data than the network's parameters can need "
+                           f"(over {_human(self._budget)}; the next block alone is {_human(n)}): "
+                           "not a parameter file for this network, or a corrupt or hostile file")
+
+    def read(self, n=-1):
+        self._take(n)
+        data = self._f.read(n)
+        self.consumed += len(data)
+        return data
+
+    def readinto(self, b):
+        self._take(len(b))
+        k = self._f.readinto(b)
+        self.consumed += k or 0
+        return k
+
+    def readline(self, limit=-1):
+        room = -1 if self._budget is None else max(self._budget - self.consumed, 0) + 1
+        line = self._f.readline(room)
+        self.consumed += len(line)
+        if self._budget is not None and self.consumed > self._budget:
+            raise _TooMuch(f"the pickle holds more data than the network's parameters can need "
+                           f"(over {_human(self._budget)}): not a parameter file for this "
+                           "network, or a corrupt or hostile file")
+        return line
+
+    def peek(self, n=0):
+        return self._f.peek(n)
+
+
+def _human(n: float) -> str:
+    for unit, k in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= k:
+            return f"{n / k:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def _reason(e: BaseException) -> str:
+    """A worded reason for an unpickling failure (never an empty message)."""
+    text = " ".join(str(e).split())
+    if isinstance(e, MemoryError):
+        return ("it declares an object larger than the available memory "
+                "(a forged length: corrupt or hostile file)")
+    if isinstance(e, RecursionError):
+        return "its objects are nested too deeply"
+    if isinstance(e, EOFError):
+        return "the file ends in the middle of the pickle (truncated?)"
+    if text.startswith("unregistered extension code"):
+        code = text.rsplit(" ", 1)[-1]
+        return (f"it refers to extension code {code} of Python's copyreg registry, which is "
+                "not registered here (not a parameter file written by numpy/Lasagne, or corrupt)")
+    if "truncated" in text:
+        return "the pickle data is truncated (the file ends early)"
+    if isinstance(e, UnicodeDecodeError):
+        return f"its text cannot be decoded ({text[:120]})"
+    if not text:
+        return f"{type(e).__name__} with no detail (corrupt data)"
+    return f"{text[:200]}"
+
+
 def _unpickle(f, *, file: str | None, encoding: str):
     try:
         return RestrictedUnpickler(f, encoding=encoding).load()
@@ -85,34 +170,43 @@ def _unpickle(f, *, file: str | None, encoding: str):
         raise MigratorError(f"refusing to load this pickle: the pickle asks for {e.what}, "
                             "which could run code (only numpy arrays and plain containers "
                             "are accepted)", file=file) from None
+    except _TooMuch as e:
+        raise MigratorError(str(e), file=file) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, UnicodeDecodeError, MemoryError, OSError) as e:
-        raise MigratorError(f"not a readable pickle: {type(e).__name__}: {e}", file=file) from None
+            IndexError, KeyError, UnicodeDecodeError, MemoryError, OSError, RecursionError,
+            OverflowError, zlib.error, gzip.BadGzipFile) as e:
+        raise MigratorError(f"not a readable pickle: {_reason(e)}", file=file) from None
 
 
-def loads(data: bytes, *, file: str | None = None, encoding: str = "latin1"):
+def loads(data: bytes, *, file: str | None = None, encoding: str = "latin1",
+          max_bytes: int | None = None):
     """Unpickle ``data`` with the restricted unpickler; MigratorError when refused."""
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise MigratorError(f"not a readable gzip file: {e}", file=file) from None
-    return _unpickle(io.BytesIO(data), file=file, encoding=encoding)
+        stream = io.BufferedReader(gzip.GzipFile(fileobj=io.BytesIO(data)))
+        return _unpickle(_BoundedReader(stream, size=None, budget=max_bytes), file=file,
+                         encoding=encoding)
+    return _unpickle(_BoundedReader(io.BufferedReader(io.BytesIO(data)), size=len(data),
+                                    budget=max_bytes), file=file, encoding=encoding)
 
 
-def load(path: str | os.PathLike, *, encoding: str = "latin1"):
+def load(path: str | os.PathLike, *, encoding: str = "latin1", max_bytes: int | None = None):
     """Load a pickle file with the restricted unpickler (gzip-compressed files too).
 
-    Streams from the file (no second copy of a large file in memory)."""
+    Streams from the file (no second copy of a large file in memory).  ``max_bytes``: the
+    most (uncompressed) pickle bytes to read; a block that would cross it is refused before
+    it is read (a gzip bomb or forged length never gets materialized)."""
     path = os.fspath(path)
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as e:
         raise MigratorError(f"cannot read the file: {e.strerror or e}", file=path) from None
     with f:
         head = f.read(2)
+        size = os.fstat(f.fileno()).st_size
         f.seek(0)
         if head == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=f) as gz:
-                return _unpickle(io.BufferedReader(gz), file=path, encoding=encoding)
-        return _unpickle(f, file=path, encoding=encoding)
+                return _unpickle(_BoundedReader(io.BufferedReader(gz), size=None, budget=max_bytes),
+                                 file=path, encoding=encoding)
+        return _unpickle(_BoundedReader(f, size=size, budget=max_bytes), file=path,
+                         encoding=encoding)
