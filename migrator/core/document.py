@@ -584,21 +584,30 @@ def run_comparison(graph, plan, model, spec, *, runtime: str = "builtin",
 
 def export_model(graph, plan, overrides, model, result, out_path: str, *, formats=("keras",),
                  report_path: str | None = None, force: bool = False, accept_mismatch: bool = False,
-                 progress=None, cancel=None) -> list[str]:
+                 progress=None, cancel=None, fmt: str | None = None, records: list | None = None) -> list[str]:
     """Build the model when needed and write it (and the report) with
-    :func:`migrator.core.saving.export` (atomic writes, never overwriting unless ``force``)."""
-    from . import saving
+    :func:`migrator.core.export.export`: ``out_path`` in format ``fmt`` (default: from its
+    extension; one of :data:`migrator.core.export.FORMATS`, ``'saved_model'`` is a directory),
+    ``formats`` as companions next to it; each artifact is reloaded in a fresh process without
+    Migrator and compared with the reference before anything is moved into place (atomic
+    writes, never overwriting unless ``force``).  ``records`` (a list, optional) receives one
+    dict per artifact (format, path, passed, max_abs, rel_to_max, ...)."""
+    from . import export
     if model is None:
         if progress:
             progress(0.0, "building the Keras model")
-        model = _build(plan, progress=_scaled(progress, 0.0, 0.5))
+        model = _build(plan, progress=_scaled(progress, 0.0, 0.3))
     if progress:
-        progress(0.5, "writing files")
+        progress(0.3, "writing files")
     from .pipeline import deep_recursion
     with deep_recursion(plan):
-        out = saving.export(model, plan, result, out_path, report_path=report_path,
-                            formats=tuple(formats), force=force, accept_mismatch=accept_mismatch,
-                            graph=graph, overrides=overrides)
+        out, recs = export.export(model, plan, result, out_path, fmt=fmt,
+                                  also=tuple(f for f in formats if f != export.format_of(out_path, fmt)),
+                                  report_path=report_path, force=force,
+                                  accept_mismatch=accept_mismatch, graph=graph, overrides=overrides,
+                                  progress=_scaled(progress, 0.3, 1.0))
+    if records is not None:
+        records.extend(recs)
     if progress:
         progress(1.0, "saved")
     return out

@@ -89,14 +89,18 @@ def tool_versions() -> dict[str, str]:
         if m is None:
             try:
                 m = __import__(mod, fromlist=["__version__"])
-            except Exception:  # noqa: BLE001 - optional
+            except Exception:  # noqa: BLE001, S112 - optional
                 continue
         out[mod.replace("google.", "")] = str(getattr(m, "__version__", "?"))
     return out
 
 
 def build_report(graph, plan, result, *, outputs=(), overrides=None, accepted_mismatch=False,
-                 extra=None) -> dict[str, Any]:
+                 extra=None, artifacts=None, migrator_only=None) -> dict[str, Any]:
+    """The report dict.  ``artifacts``: one record per exported file (format, path, the
+    fresh-process check: ``passed``, ``max_abs``, ``rel_to_max``, ...; see
+    :mod:`migrator.core.export`); ``migrator_only``: the layers that need a Migrator class to
+    load from ``.keras``/``.h5`` (``[{'source', 'keras', 'class_name'}]``, normally empty)."""
     files = []
     for p in graph.files:
         if p and os.path.exists(p):
@@ -143,6 +147,10 @@ def build_report(graph, plan, result, *, outputs=(), overrides=None, accepted_mi
         "outputs": [os.path.abspath(p) for p in outputs],
         "layers": layers,
     }
+    if artifacts is not None:
+        rep["artifacts"] = jsonable(artifacts)
+    if migrator_only is not None:
+        rep["portable"] = {"plain_keras": not migrator_only, "needs_migrator": jsonable(migrator_only)}
     if extra:
         rep["extra"] = jsonable(extra)
     return rep
@@ -249,6 +257,21 @@ def render_markdown(rep: dict[str, Any]) -> str:
         out.append(f"- Overrides (mapping file): `{_json.dumps({k: ov[k] for k in ('layers', 'kinds') if ov.get(k)})}`")
     else:
         out.append("- Overrides: none (every rule at its default)")
+    arts = rep.get("artifacts") or []
+    if arts:
+        out += ["", "## Exported artifacts (each reloaded in a fresh process)", "",
+                "| format | path | loaded without Migrator | check | max abs | relative to max abs ref | compared with |",
+                "|---|---|---|---|---|---|---|"]
+        for a in arts:
+            chk = "not checked" if a.get("passed") is None else ("pass" if a.get("passed") else "FAIL")
+            out.append(f"| {a.get('format')} | `{a.get('path')}` | "
+                       f"{'no (needs Migrator)' if a.get('migrator_importable') else 'yes'} | {chk} | "
+                       f"{_fmt(a.get('max_abs'))} | {_fmt(a.get('rel_to_max'))} | {a.get('compared_with', '')} |")
+    por = rep.get("portable")
+    if por and por.get("needs_migrator"):
+        out.append("")
+        out.append("- Needs Migrator to load from .keras/.h5: " + ", ".join(
+            f"{d['keras']} ({d['class_name']})" for d in por["needs_migrator"]))
     out += ["", "| source layer | type | Keras layer | status | max abs | max rel | notes |",
             "|---|---|---|---|---|---|---|"]
     for L in rep["layers"]:

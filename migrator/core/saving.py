@@ -1,4 +1,5 @@
-"""Atomic writes of the Keras model (.keras, .h5, .weights.h5) and of the report.
+"""Atomic writes of the Keras model (.keras, .h5, .weights.h5) and of the report (the export
+of every format, re-checked in a fresh process, is :mod:`migrator.core.export`).
 
 Every file is written to a temporary file in the destination directory and renamed into
 place (``os.replace``), so a crash or a full disk never leaves a half-written file under
@@ -6,7 +7,6 @@ the final name.  An existing file is never overwritten unless ``force=True``.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,7 +22,7 @@ def format_of(path: str) -> str:
         return "weights"
     if p.endswith(".keras"):
         return "keras"
-    if p.endswith(".h5") or p.endswith(".hdf5"):
+    if p.endswith((".h5", ".hdf5")):
         return "h5"
     raise MigratorError("output must end in .keras, .h5 or .weights.h5", file=path)
 
@@ -97,49 +97,11 @@ def companion_paths(out_path: str, formats: Iterable[str]) -> list[str]:
 def export(model, plan, result, out_path: str, *, report_path: str | None = None,
            formats: Iterable[str] = (), force: bool = False, accept_mismatch: bool = False,
            graph=None, overrides=None, extra: dict[str, Any] | None = None) -> list[str]:
-    """Write the model (and companions) plus the JSON report (and its Markdown/HTML twins).
-
-    Refuses unless the comparison passed or ``accept_mismatch`` is set.  All target paths
-    are checked *before* anything is written, so a refusal leaves nothing behind.
-    """
-    from .report import build_report, render_html, render_markdown
-
-    if result is None and not accept_mismatch:
-        raise MigratorError("the conversion has not been verified; run the comparison first "
-                            "(or accept explicitly)", file=out_path)
-    if result is not None and not result.passed and not accept_mismatch:
-        fd = result.first_divergent
-        raise MigratorError("verification failed" + (f" (first divergent layer '{fd.source}')" if fd else "")
-                            + "; not saving without explicit consent (--accept-mismatch)", file=out_path)
-    format_of(out_path)
-    model_paths = companion_paths(out_path, formats)
-    report_paths = []
-    if report_path:
-        stem = report_path[:-5] if report_path.lower().endswith(".json") else report_path
-        report_paths = [report_path, stem + ".md", stem + ".html"]
-    for p in model_paths + report_paths:
-        check_writable(p, force)
-    written = []
-    try:
-        for p in model_paths:
-            save_model(model, p, force=force)
-            written.append(p)
-        if report_path:
-            rep = build_report(graph or plan.graph, plan, result, outputs=model_paths,
-                               overrides=overrides if overrides is not None else plan.overrides,
-                               accepted_mismatch=bool(result is not None and not result.passed),
-                               extra=extra)
-            write_text(report_paths[0], json.dumps(rep, indent=1, allow_nan=False), force=force)
-            written.append(report_paths[0])
-            write_text(report_paths[1], render_markdown(rep), force=force)
-            write_text(report_paths[2], render_html(rep), force=force)
-            written += report_paths[1:]
-    except BaseException:
-        # all-or-nothing: remove what this call wrote
-        for p in written:
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
-        raise
+    """Write the model (and companions) plus the JSON report (and its Markdown/HTML twins),
+    each model file re-checked in a fresh process first: :func:`migrator.core.export.export`
+    (which also writes SavedModel and TFLite).  Returns the paths written."""
+    from .export import export as _export
+    written, _records = _export(model, plan, result, out_path, also=formats, report_path=report_path,
+                                force=force, accept_mismatch=accept_mismatch, graph=graph,
+                                overrides=overrides, extra=extra)
     return written

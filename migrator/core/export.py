@@ -1,0 +1,621 @@
+"""Export a verified Keras model as portable artifacts, each re-checked in a fresh process.
+
+One place for every format the CLI (``migrator convert``) and the GUI (via
+:func:`migrator.core.document.export_model`) write:
+
+===============  ======================  ==================================================
+format           file                    loaded back (fresh process, Migrator un-importable)
+===============  ======================  ==================================================
+``keras``        ``model.keras``         ``keras.saving.load_model(p, safe_mode=True)``
+``h5``           ``model.h5``            same (legacy HDF5: only models without ``keras.ops``)
+``weights``      ``model.weights.h5``    ``keras.models.model_from_json(cfg).load_weights(p)``
+``saved_model``  ``DIR/``                ``tf.saved_model.load(p).signatures['serving_default']``
+``tflite``       ``model.tflite``        ``tf.lite.Interpreter(p).get_signature_runner()``
+===============  ======================  ==================================================
+
+Flow (:func:`export`): refuse unless the comparison passed (or the user accepted); check every
+target path first (nothing is overwritten without ``force``); write each artifact under a
+hidden temporary name next to its target; load every temporary artifact in ONE subprocess in
+which ``import migrator`` fails (``sys.modules['migrator'] = None``), run the comparison input
+through it and compare its outputs with the reference's (and with the in-memory Keras model);
+only when every artifact passes are they renamed into place and the report written.  A failure
+leaves no file behind.
+
+The SavedModel has a ``serving_default`` signature taking each network input (float32,
+channels-last NHWC) under the source input's name and returning a dict keyed by the source
+output names; the TFLite model (float32, no quantization) keeps the same signature.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from .errors import MigratorError
+
+#: export formats, in the order the GUI offers them
+FORMATS = ("keras", "h5", "weights", "saved_model", "tflite")
+#: file name suffix of each format (a SavedModel is a directory)
+SUFFIXES = {"keras": ".keras", "h5": ".h5", "weights": ".weights.h5", "saved_model": "_saved_model",
+            "tflite": ".tflite"}
+DESCRIPTIONS = {
+    "keras": "Keras 3 model (.keras): loads with plain keras.saving.load_model",
+    "h5": "legacy Keras HDF5 (.h5): only for models without keras.ops nodes",
+    "weights": "weights only (.weights.h5)",
+    "saved_model": "TensorFlow SavedModel directory (serving_default signature)",
+    "tflite": "TensorFlow Lite flatbuffer (.tflite, float32)",
+}
+_EXT_FORMAT = ((".weights.h5", "weights"), (".keras", "keras"), (".h5", "h5"), (".hdf5", "h5"),
+               (".tflite", "tflite"))
+
+Progress = Callable[[float, str], None] | None
+
+
+# --------------------------------------------------------------------------------------
+# formats and paths
+# --------------------------------------------------------------------------------------
+def format_of(path: str, fmt: str | None = None) -> str:
+    """The export format of ``path``: ``fmt`` when given (checked against the extension),
+    else from the extension (a SavedModel directory needs ``fmt='saved_model'``)."""
+    p = str(path).lower().rstrip("/\\")
+    by_ext = next((f for ext, f in _EXT_FORMAT if p.endswith(ext)), None)
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise MigratorError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})", file=path)
+        if fmt == "saved_model":
+            if by_ext is not None:
+                raise MigratorError("a SavedModel is a directory: give a path without a model "
+                                    "file extension", file=path)
+        elif by_ext is not None and by_ext != fmt:
+            raise MigratorError(f"the file name says {by_ext!r} but the format is {fmt!r}", file=path)
+        elif by_ext is None:
+            raise MigratorError(f"a {fmt} file must end in {SUFFIXES[fmt]}", file=path)
+        return fmt
+    if by_ext is None:
+        raise MigratorError("output must end in .keras, .h5, .weights.h5 or .tflite "
+                            "(a SavedModel directory: --format saved_model)", file=path)
+    return by_ext
+
+
+def _stem(path: str, fmt: str) -> str:
+    p = str(path).rstrip("/\\")
+    if fmt == "saved_model":
+        return p.removesuffix("_saved_model")
+    low = p.lower()
+    for ext, _ in _EXT_FORMAT:
+        if low.endswith(ext):
+            return p[: -len(ext)]
+    return p
+
+
+def artifact_paths(out_path: str, fmt: str | None = None, also: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """``[(path, format)]``: ``out_path`` first, then one companion per ``also`` format
+    next to it (``stem + SUFFIXES[format]``)."""
+    fmt = format_of(out_path, fmt)
+    out = [(str(out_path).rstrip("/\\") if fmt == "saved_model" else str(out_path), fmt)]
+    stem = _stem(out_path, fmt)
+    for f in also:
+        if f not in FORMATS:
+            raise MigratorError(f"unknown format {f!r} (choose from {', '.join(FORMATS)})", file=out_path)
+        if any(f == g for _, g in out):
+            continue
+        out.append((stem + SUFFIXES[f], f))
+    return out
+
+
+def default_report_path(out_path: str, fmt: str | None = None) -> str:
+    fmt = format_of(out_path, fmt)
+    return _stem(out_path, fmt) + ".report.json"
+
+
+def check_target(path: str, fmt: str, force: bool) -> None:
+    """Refuse before any work: existing target without ``force``, missing or read-only directory."""
+    from .saving import check_writable
+    if fmt == "saved_model":
+        d = os.path.dirname(os.path.abspath(path)) or "."
+        if os.path.exists(path) and not force:
+            raise MigratorError("already exists (use --force to overwrite)", file=path)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise MigratorError("exists and is not a directory", file=path)
+        if not os.path.isdir(d):
+            raise MigratorError("the output directory does not exist", file=path)
+        if not os.access(d, os.W_OK):
+            raise MigratorError("the output directory is not writable", file=path)
+        return
+    check_writable(path, force)
+
+
+# --------------------------------------------------------------------------------------
+# names of the serving signature
+# --------------------------------------------------------------------------------------
+def _sig_name(name: str, taken: set[str]) -> str:
+    s = re.sub(r"[^A-Za-z0-9_]", "_", str(name)) or "x"
+    if not (s[0].isalpha() or s[0] == "_"):
+        s = "t_" + s
+    base, i = s, 1
+    while s in taken:
+        i += 1
+        s = f"{base}_{i}"
+    taken.add(s)
+    return s
+
+
+def signature_names(plan, graph=None) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """``([(source input, keras input layer, signature name)], [(source output, signature name)])``
+    in the model's input / output order."""
+    graph = graph or plan.graph
+    taken: set[str] = set()
+    ins = []
+    for m in plan.mappings:
+        for s in m.layers:
+            if s.class_name == "Input":
+                ins.append((m.source, s.name, _sig_name(m.source, taken)))
+    taken_out: set[str] = set()
+    outs = [(t, _sig_name(t, taken_out)) for t in graph.output_tensors]
+    return ins, outs
+
+
+# --------------------------------------------------------------------------------------
+# writers
+# --------------------------------------------------------------------------------------
+def migrator_only_layers(plan) -> list[dict]:
+    """Layers that need a Migrator class to load from ``.keras``/``.h5`` (none normally)."""
+    from .keras_build.plain import migrator_only_layers as _m
+    return _m(plan)
+
+
+def h5_problem(model, plan) -> str | None:
+    """Why this model cannot be written as legacy HDF5 (``None`` when it can)."""
+    from .keras_build.plain import ops_layers
+    names = ops_layers(model)
+    if not names:
+        return None
+    by_keras = {s.name: (m.source, s.class_name) for m in plan.mappings for s in m.layers}
+    items = [f"'{by_keras[n][0]}' ({by_keras[n][1]})" if n in by_keras else f"'{n}'" for n in names]
+    more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+    return ("legacy HDF5 (.h5) cannot store the Keras operations used by layer(s) "
+            + ", ".join(items[:5]) + more + "; write .keras, SavedModel or TFLite instead")
+
+
+def _write_saved_model(model, plan, graph, path: str) -> None:
+    import tensorflow as tf
+    from keras.export import ExportArchive
+
+    ins, outs = signature_names(plan, graph)
+    specs = []
+    by_name = {t.name.split(":")[0]: t for t in model.inputs}
+    for _src, kname, sig in ins:
+        kt = by_name.get(kname)
+        shape = (None,) + tuple(kt.shape[1:]) if kt is not None else None
+        specs.append(tf.TensorSpec(shape, tf.float32, name=sig))
+    out_names = [sig for _, sig in outs]
+
+    def serve(*args):
+        y = model(list(args) if len(args) > 1 else args[0], training=False)
+        ys = list(y) if isinstance(y, (list, tuple)) else [y]
+        return {n: v for n, v in zip(out_names, ys)}
+
+    archive = ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", tf.function(serve), input_signature=specs)
+    archive.write_out(path, verbose=False)
+
+
+def _write_tflite(model, plan, graph, path: str) -> dict:
+    import tensorflow as tf
+    info: dict[str, Any] = {"quantization": "none (float32)"}
+    tmp = tempfile.mkdtemp(prefix="migrator-tflite-")
+    try:
+        _write_saved_model(model, plan, graph, tmp)
+        conv = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serving_default"])
+        try:
+            data = conv.convert()
+            info["ops"] = "TFLite built-ins"
+        except Exception:  # noqa: BLE001 - retry with TensorFlow ops where TFLite has none
+            conv = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serving_default"])
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+            data = conv.convert()
+            info["ops"] = "TFLite built-ins + TensorFlow select ops (needs the Flex delegate)"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return info
+
+
+def _write(model, plan, graph, fmt: str, tmp: str) -> dict:
+    if fmt == "keras" or fmt == "h5":
+        model.save(tmp)
+    elif fmt == "weights":
+        model.save_weights(tmp)
+        with open(tmp + ".json", "w", encoding="utf-8") as f:
+            f.write(model.to_json())
+    elif fmt == "saved_model":
+        _write_saved_model(model, plan, graph, tmp)
+    elif fmt == "tflite":
+        return _write_tflite(model, plan, graph, tmp)
+    else:
+        raise MigratorError(f"unknown format {fmt!r}")
+    return {}
+
+
+def _tmp_name(path: str, fmt: str) -> str:
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    base = os.path.basename(str(path).rstrip("/\\"))
+    suffix = "" if fmt == "saved_model" else (".weights.h5" if fmt == "weights" else os.path.splitext(base)[1])
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=d)
+    os.close(fd)
+    os.unlink(tmp)
+    return tmp
+
+
+def _remove(p: str) -> None:
+    try:
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p)
+        elif os.path.lexists(p):
+            os.unlink(p)
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------------------
+# the fresh-process check
+# --------------------------------------------------------------------------------------
+#: run as ``python -c VERIFY_SCRIPT job.json``: Migrator cannot be imported in there
+VERIFY_SCRIPT = r'''
+import json, os, sys, time
+BLOCK = json.load(open(sys.argv[1]))["block_migrator"]
+if BLOCK:
+    sys.modules["migrator"] = None          # the artifact must not need Migrator
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import warnings
+warnings.filterwarnings("ignore")
+import numpy as np
+job = json.load(open(sys.argv[1]))
+xs = np.load(job["inputs"])
+arrays = [np.asarray(xs[f"in{i}"], dtype=np.float32) for i in range(len(job["sig_inputs"]))]
+res, outs = [], {}
+for k, a in enumerate(job["artifacts"]):
+    rec = {"ok": False}
+    try:
+        t0 = time.perf_counter()
+        fmt, path = a["format"], a["path"]
+        if fmt in ("keras", "h5", "weights"):
+            import keras
+            if fmt == "weights":
+                m = keras.models.model_from_json(open(a["arch"]).read())
+                m.load_weights(path)
+            else:
+                m = keras.saving.load_model(path, safe_mode=True, compile=False)
+            rec["load_s"] = time.perf_counter() - t0
+            rec["classes"] = sorted({type(l).__name__ for l in m.layers})
+            t1 = time.perf_counter()
+            y = m(arrays if len(arrays) > 1 else arrays[0], training=False)
+            ys = list(y) if isinstance(y, (list, tuple)) else [y]
+            ys = [np.asarray(v) for v in ys]
+        elif fmt == "saved_model":
+            import tensorflow as tf
+            obj = tf.saved_model.load(path)
+            fn = obj.signatures["serving_default"]
+            rec["load_s"] = time.perf_counter() - t0
+            rec["signature_inputs"] = sorted(fn.structured_input_signature[1])
+            rec["signature_outputs"] = sorted(fn.structured_outputs)
+            t1 = time.perf_counter()
+            r = fn(**{n: tf.constant(v) for n, v in zip(job["sig_inputs"], arrays)})
+            ys = [np.asarray(r[n]) for n in job["sig_outputs"]]
+        elif fmt == "tflite":
+            import tensorflow as tf
+            it = tf.lite.Interpreter(model_path=path)
+            runner = it.get_signature_runner("serving_default")
+            rec["load_s"] = time.perf_counter() - t0
+            sl = it.get_signature_list()["serving_default"]
+            rec["signature_inputs"], rec["signature_outputs"] = sorted(sl["inputs"]), sorted(sl["outputs"])
+            t1 = time.perf_counter()
+            r = runner(**{n: v for n, v in zip(job["sig_inputs"], arrays)})
+            ys = [np.asarray(r[n]) for n in job["sig_outputs"]]
+        else:
+            raise ValueError("unknown format " + fmt)
+        rec["run_s"] = time.perf_counter() - t1
+        for j, v in enumerate(ys):
+            outs[f"a{k}_o{j}"] = v
+        rec["n_outputs"] = len(ys)
+        rec["ok"] = True
+    except Exception as e:
+        rec["error"] = (type(e).__name__ + ": " + " ".join(str(e).split()))[:600]
+    res.append(rec)
+np.savez(job["outputs"], **outs)
+with open(job["result"], "w") as f:
+    json.dump(res, f)
+'''
+
+
+def _keras_inputs(plan, x) -> list[np.ndarray]:
+    """The comparison input (source layout; an array or a dict keyed by source input name)
+    as the list of channels-last arrays in the model's input order."""
+    from .compare.metrics import to_keras_layout
+    ins, _ = signature_names(plan)
+    out = []
+    for src, kname, _sig in ins:
+        if isinstance(x, dict):
+            a = x.get(src, x.get(kname))
+            if a is None:
+                raise MigratorError(f"no input array for input '{src}'", layer=src)
+        else:
+            a = x
+        out.append(np.ascontiguousarray(to_keras_layout(np.asarray(a, dtype=np.float32))))
+    return out
+
+
+def _random_inputs(model, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in model.inputs:
+        shp = tuple(t.shape[1:])
+        if any(d is None for d in shp):
+            raise MigratorError("cannot check the exported model: the input size is unknown and no "
+                                "comparison input was kept")
+        out.append(rng.standard_normal((1,) + shp).astype(np.float32))
+    return out
+
+
+def run_fresh(artifacts: list[dict], sig_inputs: list[str], sig_outputs: list[str],
+              inputs: list[np.ndarray], *, block_migrator: bool = True,
+              timeout: float = 1800) -> tuple[list[dict], list[list[np.ndarray]]]:
+    """Load and run each artifact (``{'path', 'format', 'arch'?}``) in one fresh Python
+    process (Migrator un-importable when ``block_migrator``).  Returns one record per artifact
+    (``ok``, ``error``, ``load_s``, ``run_s``, ``classes``/``signature_*``) and its outputs."""
+    work = tempfile.mkdtemp(prefix="migrator-verify-")
+    try:
+        np.savez(os.path.join(work, "x.npz"), **{f"in{i}": a for i, a in enumerate(inputs)})
+        job = {"artifacts": artifacts, "sig_inputs": sig_inputs, "sig_outputs": sig_outputs,
+               "inputs": os.path.join(work, "x.npz"), "outputs": os.path.join(work, "y.npz"),
+               "result": os.path.join(work, "r.json"), "block_migrator": bool(block_migrator)}
+        with open(os.path.join(work, "job.json"), "w", encoding="utf-8") as f:
+            json.dump(job, f)
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # a neutral working directory: a checkout's migrator/ must not be importable by accident
+        p = subprocess.run([sys.executable, "-c", VERIFY_SCRIPT, os.path.join(work, "job.json")],
+                           capture_output=True, text=True, cwd=work, env=env, timeout=timeout,
+                           check=False)
+        if p.returncode != 0 or not os.path.exists(job["result"]):
+            tail = " ".join((p.stderr or p.stdout or "").strip().splitlines()[-3:])
+            raise MigratorError(f"the fresh-process check of the exported model crashed "
+                                f"(exit {p.returncode}): {tail[-500:]}")
+        with open(job["result"], encoding="utf-8") as f:
+            recs = json.load(f)
+        ys = np.load(job["outputs"])
+        outs = [[np.asarray(ys[f"a{k}_o{j}"]) for j in range(r.get("n_outputs", 0))] if r.get("ok") else []
+                for k, r in enumerate(recs)]
+        return recs, outs
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_outputs(rec: dict, got: list[np.ndarray], keras_outs: list[np.ndarray],
+                   refs: list[np.ndarray | None], tol, accept_mismatch: bool) -> None:
+    """Fill ``rec`` with the artifact's errors against the reference and against the
+    in-memory Keras model; ``rec['passed']``."""
+    from .compare.metrics import to_source_layout
+    if not rec.get("ok"):
+        rec["passed"] = False
+        return
+    if len(got) != len(keras_outs):
+        rec["passed"] = False
+        rec["error"] = f"{len(got)} outputs, the model has {len(keras_outs)}"
+        return
+    vs_ref, vs_keras = [], []
+    ok = True
+    for g, k, r in zip(got, keras_outs, refs):
+        if g.shape != k.shape:
+            rec["passed"] = False
+            rec["error"] = f"output shape {g.shape}, the Keras model gives {k.shape}"
+            return
+        dk = float(np.max(np.abs(g.astype(np.float64) - k))) if g.size else 0.0
+        scale = float(np.max(np.abs(k))) if k.size else 0.0
+        ok_k = bool(np.isfinite(dk)) and dk <= tol.atol + tol.rtol * scale
+        vs_keras.append({"max_abs": dk, "rel_to_max": dk / scale if scale else dk})
+        if r is not None:
+            gs = to_source_layout(g, r.ndim)
+            if gs.shape == r.shape:
+                dr = float(np.max(np.abs(gs.astype(np.float64) - r))) if r.size else 0.0
+                rscale = float(np.max(np.abs(r))) if r.size else 0.0
+                ok_r = bool(np.isfinite(dr)) and dr <= tol.atol + tol.rtol * rscale
+                vs_ref.append({"max_abs": dr, "rel_to_max": dr / rscale if rscale else dr, "passed": ok_r})
+                # an artifact passes when it matches the reference, or (mismatch accepted, or a
+                # pass only by float32 budget) reproduces the verified in-memory Keras model
+                ok = ok and (ok_r or ok_k)
+                continue
+        ok = ok and ok_k
+    rec["vs_reference"] = vs_ref or None
+    rec["vs_keras"] = vs_keras
+    rec["max_abs"] = max([d["max_abs"] for d in (vs_ref or vs_keras)], default=0.0)
+    rec["rel_to_max"] = max([d["rel_to_max"] for d in (vs_ref or vs_keras)], default=0.0)
+    rec["passed"] = bool(ok)
+
+
+def verify_artifacts(model, plan, graph, items: list[dict], result=None, *,
+                     accept_mismatch: bool = False) -> list[dict]:
+    """Check written artifacts (``{'path', 'format', 'arch'?, 'needs_migrator'?}``) in a
+    fresh process; returns one record per item (``passed``, ``max_abs``, ...)."""
+    from .compare.metrics import Tolerance
+    ins, outs = signature_names(plan, graph)
+    x = getattr(result, "input_array", None) if result is not None else None
+    inputs = _keras_inputs(plan, x) if x is not None else _random_inputs(model)
+    y = model(inputs if len(inputs) > 1 else inputs[0], training=False)
+    keras_outs = [np.asarray(v) for v in (list(y) if isinstance(y, (list, tuple)) else [y])]
+    ref_map = getattr(result, "reference_outputs", None) or {}
+    refs = [ref_map.get(t) for t, _ in outs]
+    tol = result.tolerances.default if result is not None else Tolerance()
+    recs: list[dict | None] = [None] * len(items)
+    for block in (True, False):
+        idx = [i for i, it in enumerate(items) if bool(it.get("needs_migrator")) != block]
+        if not idx:
+            continue
+        arts = [{"path": items[i]["path"], "format": items[i]["format"], "arch": items[i].get("arch")}
+                for i in idx]
+        rr, oo = run_fresh(arts, [s for *_, s in ins], [s for _, s in outs], inputs, block_migrator=block)
+        for i, r, o in zip(idx, rr, oo):
+            r["migrator_importable"] = not block
+            _check_outputs(r, o, keras_outs, refs, tol, accept_mismatch)
+            r["compared_with"] = "reference" if any(v is not None for v in refs) else "in-memory Keras model"
+            recs[i] = r
+    return [r or {} for r in recs]
+
+
+# --------------------------------------------------------------------------------------
+# the one export entry point
+# --------------------------------------------------------------------------------------
+def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: Iterable[str] = (),
+           report_path: str | None = None, force: bool = False, accept_mismatch: bool = False,
+           graph=None, overrides=None, extra: dict[str, Any] | None = None, verify: bool = True,
+           progress: Progress = None) -> tuple[list[str], list[dict]]:
+    """Write ``out_path`` (format ``fmt`` or from its extension), one companion per ``also``
+    format and the report (JSON + .md + .html twins); verify each artifact in a fresh process
+    first.  Returns ``(paths written, artifact records)``; raises :class:`MigratorError` (and
+    leaves nothing behind) when the comparison failed without consent or an artifact does
+    not reproduce the reference."""
+    from .report import build_report, render_html, render_markdown
+    from .saving import write_text
+
+    graph = graph or plan.graph
+    if result is None and not accept_mismatch:
+        raise MigratorError("the conversion has not been verified; run the comparison first "
+                            "(or accept explicitly)", file=out_path)
+    if result is not None and not result.passed and not accept_mismatch:
+        fd = result.first_divergent
+        raise MigratorError("verification failed" + (f" (first divergent layer '{fd.source}')" if fd else "")
+                            + "; not saving without explicit consent (--accept-mismatch)", file=out_path)
+    targets = artifact_paths(out_path, fmt, also)
+    report_paths = []
+    if report_path:
+        stem = report_path[:-5] if report_path.lower().endswith(".json") else report_path
+        report_paths = [report_path, stem + ".md", stem + ".html"]
+    for p, f in targets:
+        check_target(p, f, force)
+    for p in report_paths:
+        check_target(p, "report", force)
+    if any(f == "h5" for _, f in targets):
+        why = h5_problem(model, plan)
+        if why:
+            raise MigratorError(why, file=next(p for p, f in targets if f == "h5"))
+    needs = migrator_only_layers(plan)
+    temps: list[str] = []
+    written: list[str] = []
+    records: list[dict] = []
+    n = len(targets)
+    try:
+        items = []
+        for i, (p, f) in enumerate(targets):
+            if progress:
+                progress(0.7 * i / n, f"writing {os.path.basename(p)}")
+            tmp = _tmp_name(p, f)
+            temps.append(tmp)
+            t0 = time.perf_counter()
+            try:
+                info = _write(model, plan, graph, f, tmp)
+            except MigratorError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a converter / writer failure, named
+                raise MigratorError(f"cannot write the {f} export: {type(e).__name__}: "
+                                    f"{' '.join(str(e).split())[:400]}", file=p) from None
+            if f == "weights":
+                temps.append(tmp + ".json")
+            item = {"path": tmp, "format": f, "target": p, "write_s": time.perf_counter() - t0, **info}
+            if f == "weights":
+                item["arch"] = tmp + ".json"
+            if needs and f in ("keras", "h5", "weights"):
+                item["needs_migrator"] = True
+            items.append(item)
+        if verify:
+            if progress:
+                progress(0.7, "loading the exported model(s) in a fresh process")
+            recs = verify_artifacts(model, plan, graph, items, result, accept_mismatch=accept_mismatch)
+        else:
+            recs = [{"passed": None, "note": "not checked"} for _ in items]
+        for item, rec in zip(items, recs):
+            rec.update({"path": os.path.abspath(item["target"]), "format": item["format"],
+                        "write_s": item["write_s"]})
+            for k in ("quantization", "ops"):
+                if k in item:
+                    rec[k] = item[k]
+            if item.get("needs_migrator"):
+                rec["needs_migrator"] = [d["keras"] for d in needs]
+            records.append(rec)
+        bad = [r for r in records if r.get("passed") is False]
+        if bad:
+            r = bad[0]
+            why = r.get("error") or (f"outputs differ: max |diff| {r.get('max_abs', float('nan')):.3g} "
+                                     f"({r.get('rel_to_max', float('nan')):.3g} of max|ref|)")
+            raise MigratorError(f"the exported {r['format']} model failed its check in a fresh process: "
+                                f"{why}; nothing was written", file=r["path"])
+        if progress:
+            progress(0.9, "moving the files into place")
+        for item in items:
+            _place(item["path"], item["target"], item["format"], force)
+            written.append(item["target"])
+        if report_path:
+            ex = dict(extra or {})
+            rep = build_report(graph, plan, result, outputs=[p for p, _ in targets],
+                               overrides=overrides if overrides is not None else plan.overrides,
+                               accepted_mismatch=bool(result is not None and not result.passed),
+                               extra=ex or None, artifacts=records, migrator_only=needs)
+            write_text(report_paths[0], json.dumps(rep, indent=1, allow_nan=False), force=force)
+            written.append(report_paths[0])
+            write_text(report_paths[1], render_markdown(rep), force=force)
+            write_text(report_paths[2], render_html(rep), force=force)
+            written += report_paths[1:]
+    except BaseException:
+        for t in temps:
+            _remove(t)
+        for p in written:
+            _remove(p)
+        raise
+    for t in temps:
+        _remove(t)
+    if progress:
+        progress(1.0, "saved")
+    return written, records
+
+
+def _place(tmp: str, path: str, fmt: str, force: bool) -> None:
+    if os.path.lexists(path) and not force:
+        raise MigratorError("appeared while writing; not overwritten", file=path)
+    if fmt == "saved_model" and os.path.isdir(path):
+        old = path.rstrip("/\\") + f".old-{os.getpid()}"
+        os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.replace(old, path)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    os.replace(tmp, path)
+
+
+def describe_records(records: list[dict]) -> list[str]:
+    """One line per artifact for the CLI / the GUI's status."""
+    lines = []
+    for r in records:
+        if r.get("passed") is None:
+            lines.append(f"{r['format']:<12} {r['path']}: not checked")
+            continue
+        how = {"keras": "keras.saving.load_model(safe_mode=True)", "h5": "keras.saving.load_model(safe_mode=True)",
+               "weights": "model_from_json + load_weights", "saved_model": "tf.saved_model.load",
+               "tflite": "tf.lite.Interpreter"}[r["format"]]
+        who = "with Migrator" if r.get("migrator_importable") else "without Migrator"
+        lines.append(f"{r['format']:<12} {r['path']}: {'ok' if r.get('passed') else 'FAILED'} in a fresh "
+                     f"process {who} ({how}), max |diff| vs {r.get('compared_with', 'reference')} "
+                     f"{r.get('max_abs', float('nan')):.2g} ({r.get('rel_to_max', float('nan')):.2g} of max|ref|)")
+    return lines
