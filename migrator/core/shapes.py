@@ -599,3 +599,68 @@ def infer_shapes(graph: Graph, file: str | None = None) -> None:
 
 
 from . import shapes_forks  # noqa: E402,F401  (registers the Caffe fork ops)
+
+
+# ------------------------------------------------------------------------------------
+# BVLC Caffe catalogue (issue 14)
+# ------------------------------------------------------------------------------------
+@shape_rule("Exp", "Log", "Threshold", "Clip", "Swish")
+def _catalogue_same(node, ins, ctx):
+    return [tuple(ins[0])]
+
+
+@shape_rule("Reduction")
+def _catalogue_reduction(node, ins, ctx):
+    x = ins[0]
+    axis = _axis(node.attrs.get("axis", 0), len(x), ctx)
+    return [tuple(x[:axis])]
+
+
+@shape_rule("MVN")
+def _catalogue_mvn(node, ins, ctx):
+    x = ins[0]
+    _check_rank(ctx, x, min_rank=2)
+    if len(x) > 4:
+        raise ctx.error(f"MVN uses Caffe's 4-d (num, channels, height, width) view; got {_fmt(x)}")
+    # Caffe reshapes the top to (num, channels, height, width): missing axes become 1
+    return [tuple(x) + (1,) * (4 - len(x))]
+
+
+@shape_rule("Tile")
+def _catalogue_tile(node, ins, ctx):
+    x = ins[0]
+    axis = _axis(node.attrs.get("axis", 1), len(x), ctx)
+    tiles = int(node.attrs["tiles"])
+    if tiles < 1:
+        raise ctx.error(f"tiles must be at least 1, got {tiles}")
+    out = list(x)
+    out[axis] = None if x[axis] is None else x[axis] * tiles
+    return [tuple(out)]
+
+
+@shape_rule("ArgMax")
+def _catalogue_argmax(node, ins, ctx):
+    x = ins[0]
+    k = int(node.attrs.get("top_k", 1))
+    axis = node.attrs.get("axis")
+    if axis is not None:
+        a = _axis(axis, len(x), ctx)
+        if x[a] is not None and k > x[a]:
+            raise ctx.error(f"top_k {k} is larger than the axis size {x[a]}")
+        out = list(x)
+        out[a] = k
+        return [tuple(out)]
+    flat = _prod(x[1:])
+    if flat is not None and k > flat:
+        raise ctx.error(f"top_k {k} is larger than the {flat} values per sample")
+    return [(x[0], 2 if node.attrs.get("out_max_val") else 1, k) + (1,) * max(0, len(x) - 3)]
+
+
+@shape_rule("Embed")
+def _catalogue_embed(node, ins, ctx):
+    w = node.p("weight")
+    n = int(node.attrs["num_output"])
+    if w is not None and tuple(w.shape) != (int(node.attrs["input_dim"]), n):
+        raise ctx.error(f"Embed weight shape {tuple(w.shape)} does not fit input_dim "
+                        f"{node.attrs['input_dim']} and num_output {n}")
+    return [tuple(ins[0]) + (n,)]

@@ -208,9 +208,10 @@ class NetBuilder:
         return self._add(name, "ReLU", bottom, top or bottom, p)
 
     def prelu(self, name, bottom, channel_shared=False, top=None):
-        c = 1 if channel_shared else self.shapes[bottom][1]
+        # Caffe's blob: (C,), or a 0-d scalar when channel_shared (real Caffe refuses (1,))
+        c = () if channel_shared else (self.shapes[bottom][1],)
         p = {"prelu_param": {"channel_shared": True}} if channel_shared else {}
-        return self._add(name, "PReLU", bottom, top or bottom, p, [self._uniform((c,), 0.05, 0.3)])
+        return self._add(name, "PReLU", bottom, top or bottom, p, [self._uniform(c, 0.05, 0.3)])
 
     def elu(self, name, bottom, alpha=1.0, top=None):
         p = {"elu_param": {"alpha": alpha}} if alpha != 1.0 else {}
@@ -394,6 +395,65 @@ class NetBuilder:
     def softmax(self, name, bottom, axis=1, top=None):
         p = {"softmax_param": {"axis": axis}} if axis != 1 else {}
         return self._add(name, "Softmax", bottom, top or name, p)
+
+    # ---------------------------------------------------------------- BVLC catalogue (issue 14)
+    def exp(self, name, bottom, base=-1.0, scale=1.0, shift=0.0, top=None):
+        return self._add(name, "Exp", bottom, top or name,
+                         {"exp_param": {"base": base, "scale": scale, "shift": shift}})
+
+    def log(self, name, bottom, base=-1.0, scale=1.0, shift=0.0, top=None):
+        return self._add(name, "Log", bottom, top or name,
+                         {"log_param": {"base": base, "scale": scale, "shift": shift}})
+
+    def threshold(self, name, bottom, threshold=0.0, top=None):
+        return self._add(name, "Threshold", bottom, top or name,
+                         {"threshold_param": {"threshold": threshold}})
+
+    def clip(self, name, bottom, min, max, top=None):
+        return self._add(name, "Clip", bottom, top or name, {"clip_param": {"min": min, "max": max}})
+
+    def swish(self, name, bottom, beta=1.0, top=None):
+        return self._add(name, "Swish", bottom, top or name, {"swish_param": {"beta": beta}})
+
+    def reduction(self, name, bottom, operation="SUM", axis=0, coeff=1.0, top=None):
+        s = self.shapes[bottom]
+        return self._add(name, "Reduction", bottom, top or name,
+                         {"reduction_param": {"operation": operation, "axis": axis, "coeff": coeff}},
+                         out_shape=tuple(s[:axis % len(s)]))
+
+    def mvn(self, name, bottom, normalize_variance=True, across_channels=False, eps=1e-9, top=None):
+        s = tuple(self.shapes[bottom])
+        return self._add(name, "MVN", bottom, top or name,   # Caffe's top is 4-d (N, C, H, W)
+                         {"mvn_param": {"normalize_variance": normalize_variance,
+                                        "across_channels": across_channels, "eps": eps}},
+                         out_shape=s + (1,) * (4 - len(s)))
+
+    def tile(self, name, bottom, tiles, axis=1, top=None):
+        s = list(self.shapes[bottom])
+        s[axis % len(s)] *= tiles
+        return self._add(name, "Tile", bottom, top or name,
+                         {"tile_param": {"axis": axis, "tiles": tiles}}, out_shape=tuple(s))
+
+    def argmax(self, name, bottom, top_k=1, axis=None, out_max_val=False, top=None):
+        s = list(self.shapes[bottom])
+        p: dict[str, Any] = {"top_k": top_k, "out_max_val": out_max_val}
+        if axis is not None:
+            p["axis"] = axis
+            s[axis % len(s)] = top_k
+            out = tuple(s)
+        else:
+            out = (s[0], 2 if out_max_val else 1, top_k) + (1,) * max(0, len(s) - 3)
+        return self._add(name, "ArgMax", bottom, top or name, {"argmax_param": p}, out_shape=out)
+
+    def embed(self, name, bottom, num_output, input_dim, bias=True, top=None):
+        blobs = [self._normal((input_dim, num_output), 1.0)]
+        if bias:
+            blobs.append(self._normal((num_output,), 0.5))
+        p = {"num_output": num_output, "input_dim": input_dim}
+        if not bias:
+            p["bias_term"] = False
+        return self._add(name, "Embed", bottom, top or name, {"embed_param": p}, blobs,
+                         tuple(self.shapes[bottom]) + (num_output,))
 
     def layer(self, name, type_, bottoms, tops, params=None, blobs=None, out_shape=None, **extra):
         """Any layer (e.g. a type Migrator does not convert)."""

@@ -69,6 +69,25 @@ SUPPORTED_TYPES = {
     "Sigmoid", "TanH", "AbsVal", "BNLL", "Exp", "Power", "Pooling", "LRN", "Eltwise", "Concat",
     "Flatten", "Reshape", "Split", "Dropout", "Softmax", "Slice", "Crop", "Deconvolution",
 }
+#: BVLC catalogue additions (issue 14; the status of every type is in migrator/core/coverage.py).
+CATALOGUE_TYPES = {"Log", "Threshold", "Clip", "Swish", "Reduction", "MVN", "Tile", "ArgMax", "Embed"}
+SUPPORTED_TYPES |= CATALOGUE_TYPES
+#: BVLC layer types refused by name (imported as Custom nodes carrying the reason).
+REFUSED_TYPES: dict[str, str] = {
+    "Python": "a Python layer runs user code (python_param module/layer), which Migrator neither "
+              "executes nor converts",
+    "LSTM": "Caffe's own LSTM (time-major input with a 'cont' sequence-marker bottom) is not converted",
+    "RNN": "Caffe's own RNN (time-major input with a 'cont' sequence-marker bottom) is not converted",
+    "LSTMUnit": "LSTMUnit is the internal step of Caffe's LSTM (gate and 'cont' inputs); not converted",
+    "SPP": "spatial pyramid pooling is not converted",
+    "Parameter": "a Parameter layer outputs a learned blob without a batch axis, which a Keras "
+                 "tensor always has",
+    "BatchReindex": "BatchReindex reorders the batch by indices from a second input (a training "
+                    "tool); not converted",
+    "Filter": "Filter drops batch items by a selector input, so the output batch size depends on "
+              "the data; a static Keras graph cannot express it",
+    "Im2col": "Im2col (patch extraction, a building block of convolution) is not converted",
+}
 from .caffe_forks import FORK_TYPES as _FORK_TYPES  # fork layer types (own module)
 
 SUPPORTED_TYPES |= _FORK_TYPES
@@ -696,9 +715,6 @@ class _Builder:
             raise self.err(f"{t} layer has {len(bottoms)} bottoms (expected "
                            f"{n_bottom[0] if n_bottom[0] == n_bottom[1] else f'at least {n_bottom[0]}'})",
                            name)
-        if t == "Bias" and len(bottoms) == 2:
-            self._custom(lp, note="two-bottom Bias")
-            return
         handler = getattr(self, "_l_" + t, None)
         if handler is None:   # a fork layer type (caffe_forks.FORK_HANDLERS)
             from .caffe_forks import FORK_HANDLERS
@@ -883,6 +899,9 @@ class _Builder:
         bp = lp.bias_param
         attrs = {"axis": int(bp.axis), "num_axes": int(bp.num_axes)}
         params = {}
+        if len(lp.bottom) == 2:   # the bias is the second bottom (no blob)
+            attrs["two_input"] = True
+            return "Bias", attrs, params, 1
         blobs = self._need_blobs(lp, 1, 1, "bias")
         if blobs is not None:
             v, lay = self._scale_shaped(blobs[0], bp.num_axes, "bias", lp.name)
@@ -921,7 +940,7 @@ class _Builder:
         ep = lp.exp_param
         if ep.base == -1.0 and ep.scale == 1.0 and ep.shift == 0.0:
             return "Activation", {"kind": "exp"}, {}, 1
-        return self._custom_parts(lp, "Exp with base/scale/shift")
+        return "Exp", self._base_scale_shift(lp, ep), {}, 1
 
     def _l_Power(self, lp):
         pp = lp.power_param
@@ -1011,6 +1030,75 @@ class _Builder:
     def _l_Softmax(self, lp):
         return "Softmax", {"axis": int(lp.softmax_param.axis)}, {}, 1
 
+    # ---------------------------------------------------------------- BVLC catalogue (issue 14)
+    def _base_scale_shift(self, lp, p) -> dict:
+        if p.base != -1.0 and p.base <= 0:
+            raise self.err(f"{lp.type} base must be strictly positive (or -1 for e), got "
+                           f"{_f32(p.base)}", lp.name)
+        return {"base": _f32(p.base), "scale": _f32(p.scale), "shift": _f32(p.shift)}
+
+    def _l_Log(self, lp):
+        return "Log", self._base_scale_shift(lp, lp.log_param), {}, 1
+
+    def _l_Threshold(self, lp):
+        return "Threshold", {"threshold": _f32(lp.threshold_param.threshold)}, {}, 1
+
+    def _l_Clip(self, lp):
+        cp = lp.clip_param
+        if not (cp.HasField("min") and cp.HasField("max")):
+            raise self.err("clip_param needs both min and max", lp.name)
+        if cp.min > cp.max:
+            raise self.err(f"clip min {_f32(cp.min)} is larger than max {_f32(cp.max)}", lp.name)
+        return "Clip", {"min": _f32(cp.min), "max": _f32(cp.max)}, {}, 1
+
+    def _l_Swish(self, lp):
+        return "Swish", {"beta": _f32(lp.swish_param.beta)}, {}, 1
+
+    def _l_Reduction(self, lp):
+        rp = lp.reduction_param
+        op = {1: "sum", 2: "asum", 3: "sumsq", 4: "mean"}.get(int(rp.operation))
+        if op is None:
+            raise self.err(f"unknown reduction operation {int(rp.operation)}", lp.name)
+        return "Reduction", {"operation": op, "axis": int(rp.axis), "coeff": _f32(rp.coeff)}, {}, 1
+
+    def _l_MVN(self, lp):
+        mp = lp.mvn_param
+        return "MVN", {"normalize_variance": bool(mp.normalize_variance),
+                       "across_channels": bool(mp.across_channels), "eps": _f32(mp.eps)}, {}, 1
+
+    def _l_Tile(self, lp):
+        tp = lp.tile_param
+        if not tp.HasField("tiles") or tp.tiles < 1:
+            raise self.err("tile_param.tiles must be given and at least 1", lp.name)
+        return "Tile", {"axis": int(tp.axis), "tiles": int(tp.tiles)}, {}, 1
+
+    def _l_ArgMax(self, lp):
+        ap = lp.argmax_param
+        if ap.top_k < 1:
+            raise self.err("argmax_param.top_k must be at least 1", lp.name)
+        return "ArgMax", {"out_max_val": bool(ap.out_max_val), "top_k": int(ap.top_k),
+                          "axis": int(ap.axis) if ap.HasField("axis") else None}, {}, 1
+
+    def _l_Embed(self, lp):
+        ep = lp.embed_param
+        n = lp.name
+        if not ep.HasField("num_output") or not ep.HasField("input_dim"):
+            raise self.err("embed_param needs num_output and input_dim", n)
+        N, K, bias = int(ep.num_output), int(ep.input_dim), bool(ep.bias_term)
+        params = {}
+        blobs = self._need_blobs(lp, 1 + bias, 1 + bias, "weight" + (", bias" if bias else ""))
+        if blobs is not None:
+            w = _strip_leading_ones(blobs[0], 2)
+            if w.shape != (K, N):
+                raise MigratorError(f"weight blob of shape {tuple(blobs[0].shape)} does not fit "
+                                    f"input_dim {K} and num_output {N} (expected ({K}, {N}))",
+                                    file=self._wfile, layer=n)
+            params["weight"] = Param("weight", w, "IO", "blobs[0]")
+            if bias:
+                params["bias"] = Param("bias", _vector(blobs[1], "bias", self._wfile, n, N), "O",
+                                       "blobs[1]")
+        return "Embed", {"num_output": N, "input_dim": K, "bias": bias}, params, 1
+
     # ---------------------------------------------------------------- inputs as layers
     def _input_layer(self, lp):
         shapes = [tuple(int(d) for d in s.dim) for s in lp.input_param.shape]
@@ -1063,6 +1151,8 @@ class _Builder:
         attrs.update(_param_dict(lp))
         if note:
             attrs["note"] = note
+        if lp.type in REFUSED_TYPES:
+            attrs["refused"] = f"{lp.type}: {REFUSED_TYPES[lp.type]}"
         params = {}
         got = self._blobs(lp)
         if got is not None:
@@ -1105,7 +1195,7 @@ _BLOB_NAMES = {
     "Convolution": {0: "weight", 1: "bias"}, "Deconvolution": {0: "weight", 1: "bias"},
     "InnerProduct": {0: "weight", 1: "bias"},
     "BatchNorm": {0: "mean", 1: "variance", 2: "scale factor"}, "Scale": {0: "scale", 1: "bias"},
-    "Bias": {0: "bias"}, "PReLU": {0: "slope"},
+    "Bias": {0: "bias"}, "PReLU": {0: "slope"}, "Embed": {0: "weight", 1: "bias"},
 }
 
 

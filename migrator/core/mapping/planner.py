@@ -76,7 +76,8 @@ def make_plan(graph: Graph, overrides=None) -> Plan:
             plan.mappings.append(NodeMapping(
                 source=node.name, source_type=node.source_type, rule="unsupported",
                 supported=False,
-                error=f"unsupported layer type {node.source_type!r}"
+                error=(f"refused: {node.attrs['refused']}" if node.attrs.get("refused") else
+                       f"unsupported layer type {node.source_type!r}")
                       + (f" (params: {', '.join(f'{k}{list(p.shape)}' for k, p in node.params.items())})"
                          if node.params else "")))
             continue

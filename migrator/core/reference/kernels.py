@@ -675,3 +675,148 @@ def _custom(node, xs):
 
 
 from . import kernels_forks  # noqa: E402,F401  (registers the Caffe fork ops)
+
+
+# ------------------------------------------------------------------------------------
+# BVLC Caffe catalogue (issue 14): formulas from Caffe's own layer sources (git 2018-08),
+# checked against the real Caffe in tests/core/test_caffe_catalogue.py
+# ------------------------------------------------------------------------------------
+@kernel("Exp")
+def _caffe_exp(node, xs):
+    x = xs[0]
+    t = x.dtype.type
+    a = node.attrs
+    base, scale, shift = float(a.get("base", -1.0)), float(a.get("scale", 1.0)), float(a.get("shift", 0.0))
+    # exp_layer.cpp: inner = log(base) * scale; outer = base^shift; y = outer * exp(inner * x)
+    log_base = t(1.0) if base == -1.0 else np.log(t(base))
+    inner = t(log_base * t(scale))
+    outer = t(1.0) if shift == 0.0 else (np.exp(t(shift)) if base == -1.0 else np.power(t(base), t(shift)))
+    y = np.exp(x * inner) if inner != 1 else np.exp(x)
+    if outer != 1:
+        y *= outer
+    return [y]
+
+
+@kernel("Log")
+def _caffe_log(node, xs):
+    x = xs[0]
+    t = x.dtype.type
+    a = node.attrs
+    base, scale, shift = float(a.get("base", -1.0)), float(a.get("scale", 1.0)), float(a.get("shift", 0.0))
+    # log_layer.cpp: y = log(shift + scale * x) * (1 / log(base))
+    y = x * t(scale) if scale != 1.0 else x.copy()
+    if shift != 0.0:
+        y += t(shift)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.log(y, out=y)
+    if base != -1.0:
+        y *= t(1.0) / np.log(t(base))
+    return [y]
+
+
+@kernel("Threshold")
+def _caffe_threshold(node, xs):
+    x = xs[0]
+    return [(x > x.dtype.type(node.attrs.get("threshold", 0.0))).astype(x.dtype)]
+
+
+@kernel("Clip")
+def _caffe_clip(node, xs):
+    x = xs[0]
+    t = x.dtype.type
+    return [np.maximum(t(node.attrs["min"]), np.minimum(x, t(node.attrs["max"])))]
+
+
+@kernel("Swish")
+def _caffe_swish(node, xs):
+    x = xs[0]
+    t = x.dtype.type
+    beta = t(node.attrs.get("beta", 1.0))
+    # swish_layer.cpp: sigmoid(beta * x) through Caffe's sigmoid (0.5 * tanh(0.5 z) + 0.5)
+    s = activation(x * beta, {"kind": "sigmoid"}, inplace=True)
+    return [x * s]
+
+
+@kernel("Reduction")
+def _caffe_reduction(node, xs):
+    x = xs[0]
+    a = node.attrs
+    axis = _axis(int(a.get("axis", 0)), x.ndim)
+    op = a.get("operation", "sum")
+    flat = x.reshape(x.shape[:axis] + (-1,))
+    if op == "asum":
+        flat = np.abs(flat)
+    elif op == "sumsq":
+        flat = flat * flat
+    elif op not in ("sum", "mean"):
+        raise _err(node, f"unknown reduction operation {op!r}")
+    y = np.sum(flat, axis=-1, dtype=x.dtype)
+    coeff = float(a.get("coeff", 1.0))
+    if op == "mean":
+        coeff /= max(flat.shape[-1], 1)
+    if coeff != 1.0:
+        y = y * x.dtype.type(coeff)
+    return [np.asarray(y, dtype=x.dtype).reshape(x.shape[:axis])]
+
+
+@kernel("MVN")
+def _caffe_mvn(node, xs):
+    x = xs[0]
+    a = node.attrs
+    first = 1 if a.get("across_channels", False) else 2
+    axes = tuple(range(first, x.ndim))
+    y = x - np.mean(x, axis=axes, keepdims=True, dtype=x.dtype)
+    if a.get("normalize_variance", True):
+        std = np.sqrt(np.mean(y * y, axis=axes, keepdims=True, dtype=x.dtype))
+        y /= std + x.dtype.type(a.get("eps", 1e-9))
+    return [y.reshape(x.shape + (1,) * (4 - x.ndim))]   # Caffe's top is (num, channels, h, w)
+
+
+@kernel("Tile")
+def _caffe_tile(node, xs):
+    x = xs[0]
+    axis = _axis(int(node.attrs.get("axis", 1)), x.ndim)
+    return [np.concatenate([x] * int(node.attrs["tiles"]), axis=axis)]
+
+
+@kernel("ArgMax")
+def _caffe_argmax(node, xs):
+    x = xs[0]
+    a = node.attrs
+    k = int(a.get("top_k", 1))
+    out_val = bool(a.get("out_max_val", False))
+    axis = a.get("axis")
+    # argmax_layer.cpp sorts (value, index) pairs with std::greater: ties -> the larger index
+    if axis is not None:
+        axis = _axis(int(axis), x.ndim)
+        xm = np.moveaxis(x, axis, -1)
+        L = xm.shape[-1]
+        order = np.lexsort((-np.arange(L)[None, :].repeat(xm[..., 0].size, 0),
+                            -xm.reshape(-1, L)), axis=-1)[:, :k]
+        vals = np.take_along_axis(xm.reshape(-1, L), order, axis=-1)
+        res = vals if out_val else order.astype(x.dtype)
+        return [np.moveaxis(res.reshape(xm.shape[:-1] + (k,)).astype(x.dtype), -1, axis)]
+    N = x.shape[0]
+    flat = x.reshape(N, -1)
+    L = flat.shape[1]
+    order = np.lexsort((-np.arange(L)[None, :].repeat(N, 0), -flat), axis=-1)[:, :k]
+    idx = order.astype(x.dtype)
+    shape = [N, 2 if out_val else 1, k] + [1] * max(0, x.ndim - 3)
+    if out_val:
+        vals = np.take_along_axis(flat, order, axis=-1)
+        return [np.stack([idx, vals], axis=1).reshape(shape)]
+    return [idx.reshape(shape)]
+
+
+@kernel("Embed")
+def _caffe_embed(node, xs):
+    x = xs[0]
+    w = _param(node, "weight", x.dtype)
+    idx = x.astype(np.int64)
+    if (idx != x).any() or (idx < 0).any() or (idx >= w.shape[0]).any():
+        raise _err(node, f"Embed input must hold integers in [0, {w.shape[0]}) (Caffe checks this)")
+    y = w[idx]
+    b = _param(node, "bias", x.dtype)
+    if b is not None:
+        y = y + b
+    return [y]

@@ -1,0 +1,396 @@
+"""Mapping rules for the later BVLC Caffe layers (issue 14: the whole catalogue).
+
+Only built-in Keras layers, each exact up to float32 rounding (the formulas are in the
+ParamRows):
+
+* Exp (base/scale/shift): Rescaling -> Activation('exponential') -> Rescaling;
+* Clip: ReLU(max_value) between two offsets; Swish: Rescaling -> silu -> Rescaling;
+* Threshold: Discretization at the next float32 above the threshold (x > t exactly),
+  Rescaling(1) to float;
+* Reduction: the reduced axes flattened in source order, Dense(1) with a constant kernel
+  (abs = relu(x) + relu(-x), square = Multiply(x, x));
+* MVN: mean subtraction = x - GlobalAveragePooling(keepdims); variance normalisation =
+  LayerNormalization(epsilon = eps^2) (Caffe divides by sqrt(var) + eps: the two agree to
+  eps / std relative, exactly at var = 0);
+* Tile: Concatenate of the input with itself; Embed: Embedding (+ identity Dense for the bias);
+* InnerProduct with ``axis`` > 1: source-order Reshape, Dense on the last axis;
+* Bias / Scale with two bottoms: the second bottom reshaped to broadcast, Add / Multiply.
+
+The Dense, Bias and Scale rules here extend the ones of ``layers.py`` / ``batchnorm.py``
+(imported first, then re-registered): the cases those handle are delegated unchanged.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..plan import ParamRow
+from ..registry import Rule, keras_layout, rank_of, register, to_keras_axis
+from .batchnorm import BiasRule, ScaleRule
+from .layers import (
+    Chain,
+    DenseRule,
+    _alias,
+    _f32,
+    _in_shape,
+    _known,
+    _unsupported,
+    to_keras_perm,
+    to_source_perm,
+)
+
+F32 = np.float32
+
+
+def _to_source(chain: Chain, rank: int) -> None:
+    if rank > 2:
+        chain.add("Permute", {"dims": list(to_source_perm(rank))}, suffix="to_src")
+
+
+def _to_keras(chain: Chain, rank: int) -> None:
+    if rank > 2:
+        chain.add("Permute", {"dims": list(to_keras_perm(rank))}, suffix="to_keras")
+
+
+# ======================================================================================
+# element-wise
+# ======================================================================================
+@register("Exp")
+class ExpRule(Rule):
+    name = "Exp"
+    description = "Caffe Exp: Rescaling(ln(base)*scale) -> exponential -> Rescaling(base^shift)."
+
+    def map(self, node, ctx):
+        rank = rank_of(_in_shape(node, ctx))
+        a = node.attrs
+        base, scale, shift = float(a.get("base", -1.0)), float(a.get("scale", 1.0)), float(a.get("shift", 0.0))
+        lnb = 1.0 if base == -1.0 else float(np.log(F32(base)))
+        inner = float(F32(lnb) * F32(scale))
+        outer = 1.0 if shift == 0.0 else float(np.exp(F32(shift)) if base == -1.0 else
+                                               np.power(F32(base), F32(shift)))
+        chain = Chain(node, ctx)
+        if inner != 1.0:
+            chain.add("Rescaling", {"scale": inner, "offset": 0.0}, suffix="in")
+        chain.add("Activation", {"activation": "exponential"}, suffix=None if outer == 1.0 else "exp")
+        if outer != 1.0:
+            chain.add("Rescaling", {"scale": outer, "offset": 0.0})
+        rows = [ParamRow("inner_scale", "ln(base) * scale", inner, sources={"base": base, "scale": scale}),
+                ParamRow("outer_scale", "base^shift", outer, sources={"base": base, "shift": shift})]
+        return chain.finish(rows=rows, layout=keras_layout(rank))
+
+
+@register("Clip")
+class ClipRule(Rule):
+    name = "Clip"
+    description = "Caffe Clip: ReLU(max_value = max - min) between offsets -min and +min."
+
+    def map(self, node, ctx):
+        rank = rank_of(_in_shape(node, ctx))
+        lo, hi = float(node.attrs["min"]), float(node.attrs["max"])
+        chain = Chain(node, ctx)
+        if lo == 0.0:
+            chain.add("ReLU", {"max_value": hi})
+            formula = f"ReLU(max_value={hi!r}) = min(max(x, 0), {hi!r}) (exact)"
+        else:
+            chain.add("Rescaling", {"scale": 1.0, "offset": -lo}, suffix="shift")
+            chain.add("ReLU", {"max_value": float(F32(hi) - F32(lo))}, suffix="relu")
+            chain.add("Rescaling", {"scale": 1.0, "offset": lo})
+            formula = f"min(max(x - {lo!r}, 0), {hi!r} - {lo!r}) + {lo!r} (exact up to rounding)"
+        rows = [ParamRow("clip", formula, (lo, hi), sources={"min": lo, "max": hi})]
+        return chain.finish(rows=rows, layout=keras_layout(rank))
+
+
+@register("Swish")
+class SwishRule(Rule):
+    name = "Swish"
+    description = "Caffe Swish: silu(beta*x)/beta = x * sigmoid(beta*x)."
+
+    def map(self, node, ctx):
+        rank = rank_of(_in_shape(node, ctx))
+        beta = float(node.attrs.get("beta", 1.0))
+        chain = Chain(node, ctx)
+        if beta == 1.0:
+            chain.add("Activation", {"activation": "silu"})
+        elif beta == 0.0:
+            chain.add("Rescaling", {"scale": 0.5, "offset": 0.0})
+        else:
+            chain.add("Rescaling", {"scale": beta, "offset": 0.0}, suffix="in")
+            chain.add("Activation", {"activation": "silu"}, suffix="silu")
+            chain.add("Rescaling", {"scale": float(1.0 / beta), "offset": 0.0})
+        rows = [ParamRow("beta", "x * sigmoid(beta * x) = silu(beta * x) / beta", beta,
+                         sources={"beta": beta})]
+        return chain.finish(rows=rows, layout=keras_layout(rank))
+
+
+@register("Threshold")
+class ThresholdRule(Rule):
+    name = "Threshold"
+    description = "Caffe Threshold: Discretization at the next float32 above t (x > t), cast to float."
+
+    def map(self, node, ctx):
+        rank = rank_of(_in_shape(node, ctx))
+        t = float(node.attrs.get("threshold", 0.0))
+        edge = float(np.nextafter(F32(t), F32(np.inf)))
+        tiny = float(np.finfo(F32).tiny)
+        caveats = []
+        if abs(edge) < tiny:
+            # TF flushes subnormals to zero: the first normal float above t (0 below)
+            edge = tiny if t >= 0 else 0.0
+            caveats.append("subnormal inputs (|x| < 1.2e-38) count as 0 (TensorFlow flushes them)")
+        chain = Chain(node, ctx)
+        chain.add("Discretization", {"bin_boundaries": [edge], "output_mode": "int"}, suffix="bins")
+        chain.add("Rescaling", {"scale": 1.0, "offset": 0.0})
+        rows = [ParamRow("bin_boundaries", f"[nextafter({t!r})]: bucket 1 iff x >= {edge!r} iff "
+                         f"x > {t!r} (float32), then cast to float", [edge], sources={"threshold": t},
+                         caveats=caveats)]
+        return chain.finish(rows=rows, layout=keras_layout(rank))
+
+
+# ======================================================================================
+# Reduction, MVN, Tile
+# ======================================================================================
+@register("Reduction")
+class ReductionRule(Rule):
+    name = "Reduction"
+    description = "Caffe Reduction: axes >= axis flattened in source order, Dense(1) with a constant kernel."
+
+    def map(self, node, ctx):
+        in_shape = _in_shape(node, ctx)
+        a = node.attrs
+        op = a.get("operation", "sum")
+        if not _known(in_shape):
+            return _unsupported(node, ctx, "reduction needs a known input shape")
+        rank = len(in_shape)
+        axis = int(a.get("axis", 0))
+        axis = axis + rank if axis < 0 else axis
+        if axis == 0:
+            return _unsupported(node, ctx, "reduction over the batch axis (axis 0) gives one value "
+                                "for the whole batch; Keras keeps the batch axis")
+        K = int(np.prod(in_shape[axis:]))
+        coeff = float(a.get("coeff", 1.0))
+        w = coeff / K if op == "mean" else coeff
+        chain = Chain(node, ctx)
+        rows: list[ParamRow] = []
+        if op == "asum":
+            pos = chain.add("ReLU", {}, suffix="pos")
+            chain.add("Rescaling", {"scale": -1.0, "offset": 0.0}, suffix="neg", inputs=list(node.inputs))
+            neg = chain.add("ReLU", {}, suffix="negrelu")
+            chain.add("Add", {}, suffix="abs", inputs=[pos.output, neg.output])
+            rows.append(ParamRow("abs", "|x| = relu(x) + relu(-x) (exact)", "abs"))
+        elif op == "sumsq":
+            chain.add("Multiply", {}, suffix="sq", inputs=[node.inputs[0], node.inputs[0]])
+            rows.append(ParamRow("square", "x * x", "square"))
+        elif op not in ("sum", "mean"):
+            return _unsupported(node, ctx, f"unknown reduction operation {op!r}")
+        _to_source(chain, rank)
+        chain.add("Reshape", {"target_shape": [int(d) for d in in_shape[1:axis]] + [K]}, suffix="flat")
+        chain.add("Dense", {"units": 1, "use_bias": False}, suffix="sum",
+                  weights=[np.full((K, 1), w, F32)])
+        out_rank = axis
+        chain.add("Reshape", {"target_shape": [int(d) for d in in_shape[1:axis]]},
+                  suffix=None if out_rank <= 2 else "out")
+        _to_keras(chain, out_rank)
+        rows.append(ParamRow("kernel", f"Dense(1) over the {K} values of axes {axis}.. (source order), "
+                             f"kernel = {'coeff / count' if op == 'mean' else 'coeff'}", w,
+                             sources={"operation": op, "coeff": coeff, "axis": axis}))
+        return chain.finish(rows=rows, layout=keras_layout(out_rank))
+
+
+@register("MVN")
+class MVNRule(Rule):
+    name = "MVN"
+    description = ("Caffe MVN: x - GlobalAveragePooling(keepdims); LayerNormalization(epsilon=eps^2) "
+                   "when normalize_variance.")
+
+    def map(self, node, ctx):
+        in_shape = _in_shape(node, ctx)
+        rank = rank_of(in_shape)
+        a = node.attrs
+        across = bool(a.get("across_channels", False))
+        eps = float(a.get("eps", 1e-9))
+        if rank not in (3, 4):
+            return _unsupported(node, ctx, f"MVN on a rank-{rank} input (only 3-d and 4-d)")
+        spatial = list(range(1, rank - 1))
+        axes = spatial + ([rank - 1] if across else [])
+        chain = Chain(node, ctx)
+        rows: list[ParamRow] = []
+        if a.get("normalize_variance", True):
+            chain.add("LayerNormalization", {"axis": axes, "epsilon": eps * eps, "center": False,
+                                             "scale": False})
+            rows.append(ParamRow("epsilon", "eps^2: Keras divides by sqrt(var + eps^2), Caffe by "
+                                 "sqrt(var) + eps (equal at var = 0; relative difference <= eps/std)",
+                                 eps * eps, sources={"eps": eps},
+                                 caveats=[f"exact up to {eps:g} / std relative"]))
+        else:
+            if across:
+                if rank == 4:
+                    chain.add("GlobalAveragePooling2D", {"keepdims": True}, suffix="hw")
+                else:
+                    chain.add("GlobalAveragePooling1D", {"keepdims": True}, suffix="w")
+                # mean over channels of the spatial means (equal counts per channel)
+                chain.add("Dense", {"units": 1, "use_bias": False}, suffix="mean",
+                          weights=[np.full((int(in_shape[1]), 1), 1.0 / int(in_shape[1]), F32)])
+            else:
+                chain.add("GlobalAveragePooling2D" if rank == 4 else "GlobalAveragePooling1D",
+                          {"keepdims": True}, suffix="mean")
+            mean = chain.cur[0]
+            chain.add("Subtract", {}, inputs=[node.inputs[0], mean])
+            rows.append(ParamRow("mean", f"x - mean over {'C, ' if across else ''}the spatial axes "
+                                 "(broadcast)", "subtract", sources={"across_channels": across}))
+        if rank == 3:   # Caffe's top is (num, channels, height, 1)
+            chain.add("Reshape", {"target_shape": [int(in_shape[2]), 1, int(in_shape[1])]},
+                      suffix="to4d")
+            rows.append(ParamRow("shape", "Caffe's MVN top is 4-d: (N, C, L) -> (N, C, L, 1)",
+                                 (in_shape[0], in_shape[1], in_shape[2], 1)))
+        return chain.finish(rows=rows, layout=keras_layout(4))
+
+
+@register("Tile")
+class TileRule(Rule):
+    name = "Tile"
+    description = "Caffe Tile: Concatenate of the input with itself along the axis."
+
+    def map(self, node, ctx):
+        rank = rank_of(_in_shape(node, ctx))
+        axis = int(node.attrs.get("axis", 1))
+        tiles = int(node.attrs["tiles"])
+        kax = to_keras_axis(axis, rank)
+        if kax == 0:
+            return _unsupported(node, ctx, "tiling the batch axis")
+        if tiles == 1:
+            return _alias(node, ctx, "one tile: identity")
+        chain = Chain(node, ctx)
+        chain.add("Concatenate", {"axis": kax}, inputs=[node.inputs[0]] * tiles)
+        rows = [ParamRow("axis", f"source axis {axis} -> Keras axis {kax}, {tiles} copies", kax,
+                         sources={"axis": axis, "tiles": tiles})]
+        return chain.finish(rows=rows, layout=keras_layout(rank))
+
+
+# ======================================================================================
+# Embed
+# ======================================================================================
+@register("Embed")
+class EmbedRule(Rule):
+    name = "Embed"
+    description = "Caffe Embed: keras Embedding (indices cast to int), identity Dense for the bias."
+
+    def map(self, node, ctx):
+        in_shape = _in_shape(node, ctx)
+        rank = rank_of(in_shape)
+        W = node.p("weight")
+        if W is None:
+            return _unsupported(node, ctx, "Embed without weights")
+        K, N = (int(d) for d in W.shape)
+        chain = Chain(node, ctx)
+        _to_source(chain, rank)
+        chain.add("Embedding", {"input_dim": K, "output_dim": N}, suffix="embed", weights=[W])
+        rows = [ParamRow("embeddings", "blob0 (input_dim, num_output)", _f32(W), sources={"W": W})]
+        b = node.p("bias")
+        if b is not None and node.attrs.get("bias", True):
+            chain.add("Dense", {"units": N, "use_bias": True}, suffix="bias",
+                      weights=[np.eye(N, dtype=F32), b.reshape(-1)])
+            rows.append(ParamRow("bias", "identity kernel + blob1 (exact)", _f32(b), sources={"b": b}))
+        _to_keras(chain, rank + 1)
+        return chain.finish(rows=rows, layout=keras_layout(rank + 1))
+
+
+# ======================================================================================
+# extensions of existing rules
+# ======================================================================================
+@register("Dense")
+class DenseAxisRule(DenseRule):
+    """Dense plus Caffe InnerProduct with ``axis`` > 1 (the leading axes are kept)."""
+
+    description = DenseRule.description + " InnerProduct axis > 1: source-order Reshape, Dense on the last axis."
+
+    def map(self, node, ctx):
+        in_shape = _in_shape(node, ctx)
+        rank = rank_of(in_shape) if in_shape is not None else 2
+        axis = int(node.attrs.get("axis", 1))
+        axis = axis + rank if axis < 0 else axis
+        if axis <= 1:
+            return super().map(node, ctx)
+        W = node.p("weight")
+        if W is None or W.ndim != 2 or not _known(in_shape):
+            return _unsupported(node, ctx, "dense over axes >= 2 needs 2-d weights and a known input shape")
+        layout = (node.params["weight"].layout or "").upper()
+        K = W.T if layout == "OI" else np.asarray(W)
+        n_in = int(np.prod(in_shape[axis:]))
+        if K.shape[0] != n_in:
+            return _unsupported(node, ctx, f"weight has {K.shape[0]} inputs, the axes >= {axis} of "
+                                f"{tuple(in_shape)} hold {n_in}")
+        chain = Chain(node, ctx)
+        _to_source(chain, rank)
+        lead = [int(d) for d in in_shape[1:axis]]
+        chain.add("Reshape", {"target_shape": lead + [n_in]}, suffix="flat")
+        has_bias = bool(node.attrs.get("bias", True)) and node.p("bias") is not None
+        weights = [K] + ([node.p("bias").reshape(-1)] if has_bias else [])
+        out_rank = axis + 1
+        chain.add("Dense", {"units": int(K.shape[1]), "use_bias": has_bias, "activation": "linear"},
+                  weights=weights, suffix=None if out_rank <= 2 else "dense")
+        _to_keras(chain, out_rank)
+        rows = [ParamRow("kernel", f"{'W.T' if layout == 'OI' else 'W'} applied to the axes >= {axis} "
+                         "flattened in source (C-first) order; leading axes kept", _f32(K), sources={"W": W})]
+        if has_bias:
+            rows.append(ParamRow("bias", "b", _f32(node.p("bias")), sources={"b": node.p("bias")}))
+        return chain.finish(rows=rows, layout=keras_layout(out_rank))
+
+
+def _broadcast_second(node, ctx, merge: str, what: str):
+    """Bias / Scale whose second bottom (shape x.shape[axis:axis+k], axis 0: batch included)
+    is broadcast over the input: the operand is brought to a rank-r broadcastable shape."""
+    x_shape = _in_shape(node, ctx, 0)
+    s_shape = _in_shape(node, ctx, 1)
+    if not _known(x_shape) or not _known(s_shape):
+        return _unsupported(node, ctx, f"a two-input {what} needs known input shapes")
+    rank, k = len(x_shape), len(s_shape)
+    axis = int(node.attrs.get("axis", 1))
+    axis = axis + rank if axis < 0 else axis
+    if axis != 0:
+        return _unsupported(node, ctx, f"a two-input {what} at axis {axis}: its second bottom "
+                            f"{tuple(s_shape)} has no batch axis, which a Keras tensor always has")
+    if tuple(x_shape[1:k]) != tuple(s_shape[1:k]) or k > rank:
+        return _unsupported(node, ctx, f"second bottom {tuple(s_shape)} does not match input "
+                            f"{tuple(x_shape)} at axis 0")
+    chain = Chain(node, ctx, inputs=[node.inputs[1]])
+    if k < rank:
+        _to_source(chain, k)
+        chain.add("Reshape", {"target_shape": [int(d) for d in s_shape[1:]] + [1] * (rank - k)},
+                  suffix="bcast")
+        _to_keras(chain, rank)
+        operand = chain.cur[0]
+    else:
+        operand = node.inputs[1]
+    chain.add(merge, {}, inputs=[node.inputs[0], operand])
+    rows = [ParamRow("broadcast", f"second bottom {tuple(s_shape)} reshaped to broadcast over "
+                     f"{tuple(x_shape)} (source order), then {merge}", list(s_shape),
+                     sources={"axis": axis})]
+    return chain.finish(rows=rows, layout=keras_layout(rank))
+
+
+@register("Bias")
+class BiasTwoInputRule(BiasRule):
+    """Bias plus Caffe's two-bottom Bias (the bias is the second bottom)."""
+
+    description = BiasRule.description + "; two bottoms -> broadcast + Add"
+
+    def map(self, node, ctx):
+        if len(node.inputs) == 2:
+            return _broadcast_second(node, ctx, "Add", "Bias")
+        return super().map(node, ctx)
+
+
+@register("Scale")
+class ScaleTwoInputRule(ScaleRule):
+    """Scale plus the two-bottom cases ScaleRule refuses (a rank-k scale at axis 0)."""
+
+    description = ScaleRule.description + "; any axis-0 scale shape -> broadcast + Multiply"
+
+    def map(self, node, ctx):
+        m = super().map(node, ctx)
+        if m.supported or len(node.inputs) != 2 or node.attrs.get("bias"):
+            return m
+        return _broadcast_second(node, ctx, "Multiply", "Scale")
+
+
+__all__ = ["ClipRule", "DenseAxisRule", "EmbedRule", "ExpRule", "MVNRule", "ReductionRule",
+           "SwishRule", "ThresholdRule", "TileRule"]

@@ -1,0 +1,302 @@
+"""The BVLC Caffe catalogue (issue 14) against the real Caffe (Debian 11 python3-caffe, BVLC
+git 2018-08, in the test chroot) and OpenCV DNN where it implements the layer.
+
+One net holds every layer variant (so one real-Caffe run checks them all): Flatten with
+axis/end_axis, InnerProduct with axis/transpose, Softmax over any axis, Bias with one or two
+bottoms, Scale with two bottoms, Exp/Log with base/scale/shift, Clip, Swish, AbsVal, BNLL,
+Threshold, Power, ELU, PReLU, Reshape (axis, num_axes, 0/-1), Pooling (round_mode, pad),
+Reduction (all four operations over several axes, coeff), MVN (all flag combinations), Tile,
+ArgMax (top_k, axis, out_max_val); Embed in a second net (integer inputs). Both our numpy
+reference and the converted Keras model are compared with the real Caffe's blobs, with a
+relative bound of 1e-5 of max|real| (plus 1e-6 absolute). Inputs are seeded random draws
+independent of the weights.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from migrator.core.errors import MigratorError
+from migrator.core.importers.caffe import load_caffe
+from migrator.core.reference import numpy_ref
+from migrator.testing.caffe_net import NetBuilder
+from tests.legacy import caffe_root
+
+SHAPE = (2, 4, 5, 6)
+REL = 1e-5
+
+
+def net_catalogue(keras_ready: bool = True) -> NetBuilder:
+    """Every BVLC layer variant on a (2, 4, 5, 6) input.  ``keras_ready=False`` adds the
+    layers whose Keras mapping needs keras.ops nodes (Log, ArgMax)."""
+    nb = NetBuilder("catalogue", seed=21)
+    nb.input("data", SHAPE)
+    # Flatten / InnerProduct / Softmax with axes
+    nb.flatten("fl_a2", "data", axis=2)
+    nb.flatten("fl_a1e2", "data", axis=1, end_axis=2)
+    nb.flatten("fl_a2e2", "data", axis=2, end_axis=-2)
+    nb.ip("ip_ax2", "data", 3, axis=2)
+    nb.ip("ip_ax3", "data", 7, axis=3)
+    nb.ip("ip_tr", "data", 3, transpose=True)
+    nb.ip("ip_tr_ax2", "data", 5, transpose=True, axis=2)
+    nb.softmax("sm2", "data", axis=2)
+    nb.softmax("sm3", "data", axis=-1)
+    nb.softmax("sm_fl", "fl_a2", axis=2)            # rank-3 input, last axis
+    # Bias / Scale: one and two bottoms
+    nb.layer("bias_ax2", "Bias", ["data"], ["bias_ax2"], {"bias_param": {"axis": 2, "num_axes": 2}},
+             [nb._normal((5, 6), 0.5)])
+    nb.layer("bias_s", "Bias", ["data"], ["bias_s"], {"bias_param": {"num_axes": 0}},
+             [nb._normal((), 0.5)])
+    nb.ip("fc_c", "data", 4)                         # (N, C)
+    nb.ip("fc_ch", "data", 20)
+    nb.reshape("fc_chr", "fc_ch", [0, 4, 5])          # (N, C, H)
+    nb.layer("bias2", "Bias", ["data", "fc_c"], ["bias2"], {"bias_param": {"axis": 0}})
+    nb.layer("bias2h", "Bias", ["data", "fc_chr"], ["bias2h"], {"bias_param": {"axis": 0}})
+    nb.layer("scale2", "Scale", ["data", "fc_c"], ["scale2"], {"scale_param": {"axis": 0}})
+    nb.layer("scale2h", "Scale", ["data", "fc_chr"], ["scale2h"], {"scale_param": {"axis": 0}})
+    # element-wise
+    nb.absval("absv", "data", top="absv")
+    nb.bnll("bnll", "data", top="bnll")
+    nb.exp("exp_e", "data")
+    nb.exp("exp_b", "data", base=2.0, scale=0.5, shift=0.25)
+    nb.exp("exp_s", "data", scale=-0.7, shift=0.3)
+    nb.threshold("thr", "data", 0.3)
+    nb.relu("relu", "data", top="relu")
+    nb.threshold("thr0", "relu", 0.0)                # exact zeros sit on the threshold
+    nb.clip("clip", "data", -0.5, 0.7)
+    nb.clip("clip0", "data", 0.0, 1.2)
+    nb.swish("swish1", "data")
+    nb.swish("swish", "data", beta=1.7)
+    nb.power("pow", "absv", power=1.5, scale=2.0, shift=0.5, top="pow")
+    nb.elu("elu", "data", alpha=0.5, top="elu")
+    nb.prelu("prelu", "data", top="prelu")
+    nb.prelu("prelu_s", "data", channel_shared=True, top="prelu_s")
+    # Reshape
+    nb.reshape("rs", "data", [0, -1, 3])
+    nb.layer("rs_ax", "Reshape", ["data"], ["rs_ax"],
+             {"reshape_param": {"shape": {"dim": [2, 3]}, "axis": 3, "num_axes": 1}}, None, (2, 4, 5, 2, 3))
+    nb.layer("rs_end", "Reshape", ["data"], ["rs_end"],
+             {"reshape_param": {"shape": {"dim": [-1]}, "axis": 1, "num_axes": 2}}, None, (2, 20, 6))
+    # Pooling: ceil with pad (last window clipped), floor round_mode
+    nb.pool("pool_ceil", "data", "ave", 3, stride=2, pad=1)
+    nb.pool("pool_floor", "data", "max", 2, stride=2, round_mode="FLOOR")
+    # Reduction
+    nb.reduction("red_sum", "data", "SUM", axis=1)
+    nb.reduction("red_asum", "data", "ASUM", axis=2, coeff=-0.5)
+    nb.reduction("red_sumsq", "data", "SUMSQ", axis=3, coeff=0.25)
+    nb.reduction("red_mean", "data", "MEAN", axis=-1, coeff=3.0)
+    # MVN
+    nb.mvn("mvn", "data")
+    nb.mvn("mvn_ac", "data", across_channels=True)
+    nb.mvn("mvn_nv", "data", normalize_variance=False)
+    nb.mvn("mvn_nv_ac", "data", normalize_variance=False, across_channels=True)
+    nb.mvn("mvn3", "fl_a2")                          # rank 3
+    # Tile
+    nb.tile("tile_h", "data", 3, axis=2)
+    nb.tile("tile_c", "data", 2, axis=1)
+    nb.tile("tile_w", "fl_a2", 2, axis=-1)
+    if not keras_ready:
+        nb.log("log", "absv", base=10.0, scale=2.0, shift=1.0)
+        nb.log("log_e", "exp_e")
+        nb.argmax("am", "data")
+        nb.argmax("am_k", "data", top_k=3, out_max_val=True)
+        nb.argmax("am_ax", "data", top_k=2, axis=1)
+        nb.argmax("am_axv", "data", top_k=2, axis=3, out_max_val=True)
+    return nb
+
+
+def net_embed() -> NetBuilder:
+    nb = NetBuilder("embed", seed=5)
+    nb.input("ids", (3, 7))
+    nb.embed("emb", "ids", 5, 10)
+    nb.embed("emb_nb", "ids", 4, 10, bias=False)
+    nb.softmax("emb_sm", "emb", axis=1)
+    return nb
+
+
+def x_catalogue() -> np.ndarray:
+    return np.random.default_rng(1234).standard_normal(SHAPE).astype(np.float32)
+
+
+def x_embed() -> np.ndarray:
+    return np.random.default_rng(99).integers(0, 10, (3, 7)).astype(np.float32)
+
+
+def _rel_err(ref, got) -> float:
+    ref = np.asarray(ref, np.float64)
+    got = np.asarray(got, np.float64)
+    assert ref.shape == got.shape, (ref.shape, got.shape)
+    if not ref.size:
+        return 0.0
+    return float(np.max(np.abs(ref - got))) / max(float(np.max(np.abs(ref))), 1e-1)
+
+
+# ------------------------------------------------------------------------------------
+# without the real Caffe: import, shapes, closed forms
+# ------------------------------------------------------------------------------------
+def test_import_ops_and_shapes(tmp_path):
+    nb = net_catalogue(keras_ready=False)
+    g = load_caffe(*nb.save(tmp_path / "c.prototxt", tmp_path / "c.caffemodel"))
+    ops = {n.name: n.op for n in g.nodes}
+    for name, op in {"exp_b": "Exp", "exp_e": "Activation", "thr": "Threshold", "clip": "Clip",
+                     "swish": "Swish", "log": "Log", "red_sum": "Reduction", "mvn": "MVN",
+                     "tile_h": "Tile", "am": "ArgMax", "bias2": "Bias", "ip_ax2": "Dense"}.items():
+        assert ops[name] == op, name
+    for layer in nb.layers:   # the writer's closed-form shapes
+        for t in layer.tops:
+            if layer.name in g and t in nb.shapes and g.node(layer.name).num_outputs == 1:
+                assert g.node(layer.name).out_shape == nb.shapes[t], layer.name
+    assert g.node("am").out_shape == (2, 1, 1, 1) and g.node("am_k").out_shape == (2, 2, 3, 1)
+    assert g.node("red_sum").out_shape == (2,) and g.node("red_mean").out_shape == (2, 4, 5)
+    assert g.node("bias2").attrs["two_input"] is True
+
+
+def test_reference_closed_forms(tmp_path):
+    nb = net_catalogue(keras_ready=False)
+    g = load_caffe(*nb.save(tmp_path / "c.prototxt", tmp_path / "c.caffemodel"))
+    x = x_catalogue()
+    out = {k: v[0] for k, v in numpy_ref.run_all(g, x).items()}
+    np.testing.assert_allclose(out["exp_b"], 2.0 ** (0.25 + 0.5 * x), rtol=1e-6)
+    np.testing.assert_allclose(out["log"], np.log10(1.0 + 2.0 * np.abs(x)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(out["thr"], (x > np.float32(0.3)).astype(np.float32))
+    np.testing.assert_array_equal(out["clip"], np.clip(x, -0.5, 0.7))
+    np.testing.assert_allclose(out["swish"], x / (1 + np.exp(-1.7 * x)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out["red_asum"], -0.5 * np.abs(x).sum(axis=(2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(out["red_mean"], 3.0 * x.mean(axis=3), rtol=1e-5)
+    m = x - x.mean(axis=(2, 3), keepdims=True)
+    np.testing.assert_allclose(out["mvn"], m / (np.sqrt((m ** 2).mean(axis=(2, 3), keepdims=True)) + 1e-9),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out["tile_h"], np.tile(x, (1, 1, 3, 1)))
+    flat = x.reshape(2, -1)
+    np.testing.assert_array_equal(out["am"].reshape(2), np.argmax(flat, axis=1))
+    np.testing.assert_array_equal(out["am_ax"], np.argsort(-x, axis=1)[:, :2])
+
+
+@pytest.mark.parametrize("build, words", [
+    (lambda nb: nb.layer("c", "Clip", ["data"], ["c"], {"clip_param": {"min": 1.0, "max": 0.0}}),
+     "larger than max"),
+    (lambda nb: nb.layer("c", "Clip", ["data"], ["c"], {"clip_param": {"min": 1.0}}), "both min and max"),
+    (lambda nb: nb.layer("c", "Log", ["data"], ["c"], {"log_param": {"base": -2.0}}), "base must be"),
+    (lambda nb: nb.layer("c", "Tile", ["data"], ["c"], {"tile_param": {"axis": 1}}), "tiles must"),
+    (lambda nb: nb.layer("c", "ArgMax", ["data"], ["c"], {"argmax_param": {"top_k": 100, "axis": 1}}),
+     "top_k 100 is larger"),
+    (lambda nb: nb.layer("c", "Embed", ["data"], ["c"], {"embed_param": {"num_output": 3, "input_dim": 4}},
+                         [np.zeros((3, 4), np.float32), np.zeros(3, np.float32)]), "does not fit input_dim"),
+])
+def test_bad_catalogue_layers_are_one_line(tmp_path, build, words):
+    nb = NetBuilder("bad", seed=0)
+    nb.input("data", (1, 4, 5, 5))
+    build(nb)
+    with pytest.raises(MigratorError) as ei:
+        load_caffe(*nb.save(tmp_path / "bad.prototxt", tmp_path / "bad.caffemodel"))
+    msg = str(ei.value)
+    assert "\n" not in msg and words in msg and "layer 'c'" in msg and ("bad.prototxt" in msg or "bad.caffemodel" in msg), msg
+
+
+REFUSED = ["Python", "LSTM", "RNN", "LSTMUnit", "SPP", "Parameter", "BatchReindex", "Filter", "Im2col"]
+
+
+@pytest.mark.parametrize("type_", REFUSED)
+def test_refused_types_name_the_reason(tmp_path, type_):
+    from migrator.core import pipeline
+    from migrator.core.errors import UnsupportedLayerError
+    from migrator.core.importers.caffe import REFUSED_TYPES
+    nb = NetBuilder("ref", seed=0)
+    nb.input("data", (1, 4, 5, 5))
+    params = {"Python": {"python_param": {"module": "mylayers", "layer": "MyLayer"}}}.get(type_, {})
+    nb.layer("odd", type_, ["data"], ["odd"], params)
+    nb.relu("after", "odd", top="after")
+    g = pipeline.open_model(list(nb.save(tmp_path / "r.prototxt", tmp_path / "r.caffemodel")))
+    plan = pipeline.make_plan(g)
+    m = plan.mapping("odd")
+    assert not m.supported and m.error == f"refused: {type_}: {REFUSED_TYPES[type_]}"
+    with pytest.raises(UnsupportedLayerError) as ei:
+        pipeline.build_keras(plan)
+    msg = str(ei.value)
+    assert "\n" not in msg and "odd" in msg and REFUSED_TYPES[type_] in msg, msg
+
+
+def test_training_layers_dropped_with_a_note(tmp_path):
+    nb = NetBuilder("train", seed=0)
+    nb.layer("data", "Data", [], ["data", "label"], {"data_param": {"source": "x", "batch_size": 2}})
+    nb.input("data", (2, 4, 5, 5))
+    nb.ip("fc", "data", 3)
+    nb.layer("loss", "SoftmaxWithLoss", ["fc", "label"], ["loss"])
+    nb.layer("acc", "Accuracy", ["fc", "label"], ["acc"])
+    nb.layer("sil", "Silence", ["label"], [])
+    g = load_caffe(*nb.save(tmp_path / "t.prototxt", tmp_path / "t.caffemodel"))
+    assert [n.name for n in g.nodes if n.op != "Input"] == ["fc"]
+    for name, t in (("data", "Data"), ("loss", "SoftmaxWithLoss"), ("acc", "Accuracy"), ("sil", "Silence")):
+        assert any(f"'{name}' ({t})" in w and "\n" not in w for w in g.warnings), (name, g.warnings)
+
+
+# ------------------------------------------------------------------------------------
+# the real Caffe: one run per net, reference and Keras compared with its blobs
+# ------------------------------------------------------------------------------------
+def _check_against_real(g, x, with_keras: bool):
+    from migrator.core import pipeline
+    from migrator.core.reference.runtimes import get_runtime
+    from tests.legacy import caffe_command
+    rt = get_runtime("legacy", command=caffe_command())
+    real = {k: v for k, v in rt.run(g, x)}
+    assert rt.warnings == [], rt.warnings
+    ours = numpy_ref.run_all(g, x)
+    worst: dict[str, float] = {}
+    bad = []
+    for n in g.nodes:
+        if n.op == "Input":
+            continue
+        err = _rel_err(real[n.name][0], ours[n.name][0])
+        worst[n.name] = err
+        if err > REL:
+            bad.append((n.name, n.source_type, err))
+    assert not bad, bad
+    if not with_keras:
+        return worst, {}
+    from tests.lasagne import keras_outputs_by_source
+    plan = pipeline.make_plan(g)
+    assert all(m.supported for m in plan.mappings), [(m.source, m.error) for m in plan.mappings
+                                                     if not m.supported]
+    model = pipeline.build_keras(plan)
+    ref = {k: v[0] for k, v in real.items()}
+    kout = keras_outputs_by_source(model, plan, x, ref)
+    kworst = {}
+    for n in g.nodes:
+        if n.op == "Input" or n.name not in kout:
+            continue
+        kworst[n.name] = _rel_err(ref[n.name], kout[n.name])
+    kbad = [(k, e) for k, e in kworst.items() if e > REL]
+    assert not kbad, kbad
+    return worst, kworst
+
+
+needs_caffe = [pytest.mark.caffe,
+               pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")]
+
+
+@pytest.mark.caffe
+@pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
+def test_real_caffe_catalogue(tmp_path):
+    nb = net_catalogue(keras_ready=True)
+    g = load_caffe(*nb.save(tmp_path / "c.prototxt", tmp_path / "c.caffemodel"))
+    worst, kworst = _check_against_real(g, x_catalogue(), with_keras=True)
+    assert set(kworst) >= {n.name for n in g.nodes if n.op != "Input"} - {"relu", "absv", "fc_ch"}
+    print("reference vs real Caffe, worst relative error:", max(worst.values()))
+    print("Keras vs real Caffe, worst relative error:", max(kworst.values()))
+
+
+@pytest.mark.caffe
+@pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
+def test_real_caffe_log_argmax_reference(tmp_path):
+    nb = net_catalogue(keras_ready=False)
+    g = load_caffe(*nb.save(tmp_path / "c.prototxt", tmp_path / "c.caffemodel"))
+    _check_against_real(g, x_catalogue(), with_keras=False)
+
+
+@pytest.mark.caffe
+@pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
+def test_real_caffe_embed(tmp_path):
+    nb = net_embed()
+    g = load_caffe(*nb.save(tmp_path / "e.prototxt", tmp_path / "e.caffemodel"))
+    assert g.node("emb").out_shape == (3, 7, 5)
+    _check_against_real(g, x_embed(), with_keras=True)
