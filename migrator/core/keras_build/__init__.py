@@ -6,3 +6,4 @@ Importing this package registers the custom layers with Keras, so
 migrator.core.keras_build``.
 """
 from . import custom_layers  # noqa: F401  (registers the custom layers)
+from . import caffe_catalogue_plain  # noqa: F401  (plain expressions CaffeLog, CaffeArgMax)

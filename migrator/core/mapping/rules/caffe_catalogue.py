@@ -145,6 +145,57 @@ class ThresholdRule(Rule):
         return chain.finish(rows=rows, layout=keras_layout(rank))
 
 
+@register("Log")
+class LogRule(Rule):
+    name = "Log"
+    description = "Caffe Log: keras.ops log(shift + scale*x) / ln(base) (plain expression CaffeLog)."
+
+    def map(self, node, ctx):
+        rank = rank_of(_in_shape(node, ctx))
+        a = node.attrs
+        cfg = {"base": float(a.get("base", -1.0)), "scale": float(a.get("scale", 1.0)),
+               "shift": float(a.get("shift", 0.0))}
+        chain = Chain(node, ctx)
+        chain.add("CaffeLog", cfg)
+        rows = [ParamRow("log", f"log({cfg['shift']!r} + {cfg['scale']!r} * x)"
+                         + ("" if cfg["base"] == -1.0 else f" / ln({cfg['base']!r})"), cfg["base"],
+                         sources=cfg)]
+        return chain.finish(rows=rows, layout=keras_layout(rank))
+
+
+_TIES = "ties: Caffe returns the larger index first, TensorFlow's top_k the smaller"
+
+
+@register("ArgMax")
+class ArgMaxRule(Rule):
+    name = "ArgMax"
+    description = "Caffe ArgMax: keras.ops top_k on the source-order tensor (plain expression CaffeArgMax)."
+
+    def map(self, node, ctx):
+        in_shape = _in_shape(node, ctx)
+        out_shape = node.out_shape
+        if not _known(in_shape) or not _known(out_shape):
+            return _unsupported(node, ctx, "ArgMax needs known shapes")
+        rank, out_rank = len(in_shape), len(out_shape)
+        a = node.attrs
+        axis = a.get("axis")
+        if axis is not None:
+            axis = int(axis) + rank if int(axis) < 0 else int(axis)
+            if axis == 0:
+                return _unsupported(node, ctx, "ArgMax over the batch axis")
+        chain = Chain(node, ctx)
+        _to_source(chain, rank)
+        chain.add("CaffeArgMax", {"top_k": int(a.get("top_k", 1)), "axis": axis,
+                                  "out_max_val": bool(a.get("out_max_val", False))},
+                  suffix=None if out_rank <= 2 else "argmax")
+        _to_keras(chain, out_rank)
+        rows = [ParamRow("top_k", f"top {a.get('top_k', 1)} {'values' if a.get('out_max_val') else 'indices'}"
+                         + (f" along source axis {axis}" if axis is not None else
+                            " per sample over the flattened C*H*W"), int(a.get("top_k", 1)),
+                         sources=dict(a), caveats=[_TIES])]
+        return chain.finish(rows=rows, layout=keras_layout(out_rank))
+
+
 # ======================================================================================
 # Reduction, MVN, Tile
 # ======================================================================================

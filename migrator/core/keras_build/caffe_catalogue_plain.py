@@ -1,0 +1,52 @@
+"""Plain Keras expressions (``keras.ops`` nodes, no class of ours) for the BVLC Caffe layers
+that no built-in Keras layer computes: Log and ArgMax (issue 14).
+
+The rules in :mod:`migrator.core.mapping.rules.caffe_catalogue` name these expressions as
+the spec's class (``CaffeLog``, ``CaffeArgMax``); the builder materialises them through
+:func:`.plain.build_plain_layer` (a nested functional model named like the spec), so the
+saved model loads with plain Keras.  Both work on source-order (channels-first) tensors:
+the rule puts Permute layers around them.
+"""
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+from .plain import plain
+
+
+@plain("CaffeLog")
+def _caffe_log(xs, cfg, weights, name):
+    """y = log(shift + scale * x) / ln(base)   (Caffe log_layer.cpp; base -1 = e)"""
+    x = xs[0]
+    scale, shift, base = float(cfg.get("scale", 1.0)), float(cfg.get("shift", 0.0)), float(cfg.get("base", -1.0))
+    if scale != 1.0:
+        x = ops.multiply(x, np.float32(scale))
+    if shift != 0.0:
+        x = ops.add(x, np.float32(shift))
+    y = ops.log(x)
+    if base != -1.0:
+        y = ops.multiply(y, np.float32(1.0) / np.log(np.float32(base)))
+    return y
+
+
+@plain("CaffeArgMax")
+def _caffe_argmax(xs, cfg, weights, name):
+    """Caffe ArgMax on a source-order tensor: the top_k indices (as floats) or values in
+    descending order along ``axis``; without an axis, per sample over the flattened rest, out
+    (N, 1 | 2, top_k, 1...) = indices, then values when out_max_val."""
+    x = xs[0]
+    k = int(cfg.get("top_k", 1))
+    out_val = bool(cfg.get("out_max_val", False))
+    axis = cfg.get("axis")
+    if axis is not None:
+        xm = ops.moveaxis(x, int(axis), -1)
+        vals, idx = ops.top_k(xm, k, sorted=True)
+        res = vals if out_val else ops.cast(idx, x.dtype)
+        return ops.moveaxis(res, -1, int(axis))
+    rank = len(x.shape)
+    flat = ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
+    vals, idx = ops.top_k(flat, k, sorted=True)
+    idx = ops.cast(idx, x.dtype)
+    out = ops.stack([idx, vals], axis=1) if out_val else ops.expand_dims(idx, 1)
+    return ops.reshape(out, (-1, 2 if out_val else 1, k) + (1,) * max(0, rank - 3))
