@@ -61,9 +61,10 @@ def test_inspect_table_and_json(tmp_path):
 def test_convert_writes_model_and_report_and_reloads(tmp_path):
     proto, model = small_net(tmp_path)
     out = tmp_path / "out.keras"
-    r = run("convert", proto, model, "-o", out, "--also", "h5", "--also", "weights")
+    # (legacy .h5 cannot store the keras.ops of pool1's -FLT_MAX padding: tests/core/test_export.py)
+    r = run("convert", proto, model, "-o", out, "--also", "weights")
     assert r.returncode == 0, r.stdout + r.stderr
-    for p in ("out.keras", "out.h5", "out.weights.h5", "out.report.json", "out.report.md", "out.report.html"):
+    for p in ("out.keras", "out.weights.h5", "out.report.json", "out.report.md", "out.report.html"):
         assert (tmp_path / p).is_file(), p
     rep = json.loads((tmp_path / "out.report.json").read_text())
     assert rep["schema_version"] == 1 and rep["verification"]["passed"]
