@@ -110,6 +110,8 @@ def build_report(graph, plan, result, *, outputs=(), overrides=None, accepted_mi
     if result is not None:
         res_by = {r.source: r for r in result.layers}
     layers = []
+    from .importers.caffe_fields import unverified_layers
+    unverified = unverified_layers(graph)   # accepted unknown source fields, by layer
     for m in plan.mappings:
         node = graph.node(m.source)
         entry: dict[str, Any] = {
@@ -118,6 +120,9 @@ def build_report(graph, plan, result, *, outputs=(), overrides=None, accepted_mi
             "keras_classes": [s.class_name for s in m.layers],
             "layout": m.layout, "rule": m.rule, "fused_into": m.fused_into,
             "supported": m.supported, "error": m.error, "notes": list(m.notes),
+            "unverified": [f"unknown field '{u['field']}' = {u['value']} accepted "
+                           f"({u['accepted_by']}): semantics unverified"
+                           for u in unverified.get(m.source, []) if u.get("accepted")],
             "options": jsonable(m.options),
             "source_shape": list(node.out_shape) if node.out_shape else None,
             "mapping": [{"key": r.key, "formula": r.formula, "value": jsonable(r.value),
@@ -140,7 +145,9 @@ def build_report(graph, plan, result, *, outputs=(), overrides=None, accepted_mi
         "tool": tool_versions(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "source": {"framework": graph.framework, "name": graph.name, "files": files,
-                   "warnings": list(graph.warnings)},
+                   "warnings": list(graph.warnings),
+                   # --input-shape: declared vs given, and whether Keras keeps the open sizes
+                   "input_shapes": jsonable(graph.meta.get("input_shapes"))},
         "overrides": ov,
         "verification": jsonable(result.to_dict()) if result is not None else None,
         "accepted_mismatch": bool(accepted_mismatch),
