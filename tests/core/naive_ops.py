@@ -145,3 +145,116 @@ def nhwc(a):
     """NCHW -> NHWC (rank 4), rank 2 unchanged."""
     a = np.asarray(a)
     return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
+
+
+# ------------------------------------------------------------------------------------------
+# Lasagne layers, written from Lasagne's definitions (see /work/shared/docs/semantics.md)
+# ------------------------------------------------------------------------------------------
+def lasagne_dense(x, W, b=None):
+    """DenseLayer (``num_leading_axes=1``): the input flattened C-order over all trailing axes
+    ((C, H, W) for a conv output), ``y = x_flat . W + b``, W ``(num_inputs, num_units)``."""
+    x = np.asarray(x, np.float64)
+    W = np.asarray(W, np.float64)
+    flat = x.reshape(x.shape[0], -1)
+    out = np.zeros((x.shape[0], W.shape[1]))
+    for u in range(W.shape[1]):
+        for i in range(flat.shape[1]):
+            out[:, u] += flat[:, i] * W[i, u]
+        if b is not None:
+            out[:, u] += b[u]
+    return out
+
+
+def lasagne_lrn(x, alpha=1e-4, k=2.0, beta=0.75, n=5):
+    """LocalResponseNormalization2DLayer: ``x / (k + alpha * sum_{n neighbouring channels} x^2)^beta``
+    -- Lasagne's alpha multiplies the sum itself (Caffe's alpha is divided by n first)."""
+    x = np.asarray(x, np.float64)
+    N, C, H, W = x.shape
+    half = n // 2
+    out = np.empty_like(x)
+    for c in range(C):
+        s = np.zeros((N, H, W))
+        for c2 in range(c - half, c + half + 1):
+            if 0 <= c2 < C:
+                s += x[:, c2] ** 2
+        out[:, c] = x[:, c] / (k + alpha * s) ** beta
+    return out
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def lasagne_transposed_conv(x, W, b=None, stride=1, crop=0, flip_filters=False):
+    """TransposedConv2DLayer / Deconv2DLayer: the transpose (gradient w.r.t. its input) of a
+    convolution with ``subsample=stride``, ``border_mode=crop`` and ``filter_flip = not flip_filters``,
+    as a scatter: every input pixel ``x[c, i, j]`` adds ``x[c, i, j] * Wk[c, f, a, b]`` to output
+    pixel ``(i*s + a - crop, j*s + b - crop)`` of channel f, where ``Wk`` is W rotated by 180 degrees
+    when filter_flip.  W ``(num_input_channels, num_filters, fh, fw)``; crop 'valid' = 0,
+    'full' = f - 1, 'same' = f // 2; output ``(in - 1)*s - 2*crop + f``."""
+    x = np.asarray(x, np.float64)
+    W = np.asarray(W, np.float64)
+    N, C, H, Wd = x.shape
+    Ci, F, fh, fw = W.shape
+    assert Ci == C
+    sh, sw = _pair(stride)
+    if crop == "valid":
+        ch, cw = 0, 0
+    elif crop == "full":
+        ch, cw = fh - 1, fw - 1
+    elif crop == "same":
+        ch, cw = fh // 2, fw // 2
+    else:
+        ch, cw = _pair(crop)
+    Wk = W[:, :, ::-1, ::-1] if not flip_filters else W
+    oh, ow = (H - 1) * sh - 2 * ch + fh, (Wd - 1) * sw - 2 * cw + fw
+    out = np.zeros((N, F, oh, ow))
+    for i in range(H):
+        for j in range(Wd):
+            for a in range(fh):
+                for bb in range(fw):
+                    r, q = i * sh + a - ch, j * sw + bb - cw
+                    if 0 <= r < oh and 0 <= q < ow:
+                        # (N, C) x (C, F) -> (N, F)
+                        out[:, :, r, q] += x[:, :, i, j] @ Wk[:, :, a, bb]
+    if b is not None:
+        out += np.asarray(b, np.float64)[None, :, None, None]
+    return out
+
+
+def lasagne_dilated_conv(x, W, b=None, dilation=1):
+    """DilatedConv2DLayer (pad 0, flip_filters=False only): a dilated cross-correlation,
+    ``y[f, i, j] = sum_{c,a,b} x[c, i + a*dh, j + b*dw] * W[c, f, a, b]``, W
+    ``(num_input_channels, num_filters, fh, fw)`` (input channels first)."""
+    W = np.asarray(W, np.float64)
+    return conv2d(x, W.transpose(1, 0, 2, 3), b, dilation=_pair(dilation), true_conv=False)
+
+
+def lasagne_upscale(x, scale, mode="repeat"):
+    """Upscale2DLayer: 'repeat' copies every pixel into a scale_h x scale_w block; 'dilate' puts it
+    at the block's top-left corner and zeros elsewhere."""
+    x = np.asarray(x, np.float64)
+    sh, sw = _pair(scale)
+    N, C, H, W = x.shape
+    out = np.zeros((N, C, H * sh, W * sw))
+    for i in range(H * sh):
+        for j in range(W * sw):
+            if mode == "repeat" or (i % sh == 0 and j % sw == 0):
+                out[:, :, i, j] = x[:, :, i // sh, j // sw]
+    return out
+
+
+def lasagne_nonlin(x, kind):
+    """rectify, tanh, sigmoid, linear (None), ('leaky', a)."""
+    x = np.asarray(x, np.float64)
+    if kind is None or kind == "linear":
+        return x
+    if kind == "rectify":
+        return np.maximum(x, 0.0)
+    if kind == "tanh":
+        return np.tanh(x)
+    if kind == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))
+    if isinstance(kind, tuple) and kind[0] == "leaky":
+        return np.where(x > 0, x, kind[1] * x)
+    raise ValueError(kind)
