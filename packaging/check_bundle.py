@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     c.run("migrator-gui --screenshot (offscreen)", ["migrator-gui", "--screenshot", shot], shot_ok)
 
     demo = None
-    for base in (os.path.join(bundle, "_internal", "resources", "demo"),
+    for base in (os.path.join(bundle, "_internal", "migrator", "resources", "demo"),
                  os.path.join(c.env["XDG_CACHE_HOME"], "migrator", "demo")):
         if os.path.isfile(os.path.join(base, "caffe", "demo.prototxt")):
             demo = base

@@ -20,11 +20,13 @@ log = logging.getLogger("migrator.gui")
 _T0 = time.monotonic()
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+#: the package migrator.resources (the checkout's top-level resources/, shipped in the wheel)
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 
 
 def demo_dir() -> Path:
     """resources/demo in a source checkout; a user cache folder when that is read-only."""
-    d = ROOT / "resources" / "demo"
+    d = RESOURCES / "demo"
     try:
         d.mkdir(parents=True, exist_ok=True)
         probe = d / ".write-test"
@@ -38,14 +40,12 @@ def demo_dir() -> Path:
 
 def ensure_demos() -> dict[str, list[str]]:
     """Generate the bundled demos when missing (called from a worker)."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     try:
-        from resources.make_demos import ensure_demos as _ensure
+        from ..resources.make_demos import ensure_demos as _ensure
     except ImportError:
         from ..core.errors import MigratorError
         raise MigratorError("the demo generator (resources/make_demos.py) is not part of this "
-                            "installation; open a model with File > Open", file=str(ROOT / "resources")) from None
+                            "installation; open a model with File > Open", file=str(RESOURCES)) from None
     return _ensure(demo_dir())
 
 
@@ -61,6 +61,8 @@ def parse_args(argv):
     p.add_argument("--inspect", metavar="KEY", help="--screenshot: select this parameter row in the "
                                                    "mapping inspector (e.g. moving_variance)")
     p.add_argument("--channel", type=int, help="--screenshot: show this channel's values")
+    p.add_argument("--tab", choices=("channels", "layers", "values"),
+                   help="--screenshot: the error-plot tab to show")
     p.add_argument("--settings", help=argparse.SUPPRESS)   # INI file instead of the user's settings
     return p.parse_args(argv)
 
@@ -149,6 +151,9 @@ def _screenshot(app, win, args) -> int:
         if args.inspect:
             win.inspector.select_key(args.inspect)
         app.processEvents()
+        if args.tab:
+            win.plot_tabs.setCurrentIndex(("channels", "layers", "values").index(args.tab))
+            app.processEvents()
         if args.channel is not None:
             win.channel_values_ready.connect(lambda: QTimer.singleShot(300, grab))
             win.show_channel(args.channel)

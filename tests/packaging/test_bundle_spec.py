@@ -62,14 +62,15 @@ def test_spec_collects_existing_files_and_two_executables(monkeypatch):
     # files the code finds next to its own modules (same relative place as in the source tree)
     for name, dest in [("lasagne_child.py", "migrator/core/importers"),
                        ("bridge_script.py", "migrator/core/reference"),
-                       ("migrator.svg", "resources/icons"), ("app.qss", "resources/style"),
-                       ("migrator-256.png", "resources/icons/png"),
+                       ("migrator.svg", "migrator/resources/icons"),
+                       ("app.qss", "migrator/resources/style"),
+                       ("migrator-256.png", "migrator/resources/icons/png"),
                        ("install-desktop.sh", "linux")]:
         assert (name, dest) in dests, (name, dest)
     assert ("__init__.py", "migrator/core/importers/lasagne_recorder/lasagne") in dests
     assert not [s for s, _ in own if s.endswith(".pyc") or "__pycache__" in s]
     hidden = ns["a"].kw["hiddenimports"]
-    assert "migrator.core.keras_build.custom_layers" in hidden and "resources.make_demos" in hidden
+    assert "migrator.core.keras_build.custom_layers" in hidden and "migrator.resources.make_demos" in hidden
     assert not [h for h in hidden if "lasagne_recorder" in h]
     assert {"lasagne", "theano"} <= set(ns["a"].kw["excludes"])
 

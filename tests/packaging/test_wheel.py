@@ -64,8 +64,10 @@ def test_every_module_is_packaged(wheel):
     for top in ("migrator", "resources"):
         for f in (ROOT / top).rglob("*.py"):
             rel = f.relative_to(ROOT).as_posix()
-            if "__pycache__" in rel or rel.startswith("resources/demo/"):
+            if "__pycache__" in rel or rel.startswith(("resources/demo/", "migrator/resources/")):
                 continue
+            if top == "resources":          # shipped inside the migrator namespace
+                rel = "migrator/" + rel
             if rel not in names:
                 missing.append(rel)
     assert not missing, f"not in the wheel (a folder without __init__.py?): {missing}"
@@ -79,11 +81,19 @@ def test_runtime_data_is_packaged(wheel):
         "migrator/core/importers/lasagne_recorder/lasagne/__init__.py",
         "migrator/core/importers/lasagne_recorder/theano/__init__.py",
         "migrator/core/reference/bridge_script.py",            # copied into legacy environments
-        "resources/icons/migrator.svg",                        # migrator/gui/theme.py
-        "resources/style/app.qss",
-        "resources/make_demos.py",                             # migrator/gui/app.py: demos
-        *(f"resources/icons/png/migrator-{s}.png" for s in (16, 32, 48, 64, 128, 256, 512)),
+        "migrator/resources/icons/migrator.svg",               # migrator/gui/theme.py
+        "migrator/resources/style/app.qss",
+        "migrator/resources/make_demos.py",                    # migrator/gui/app.py: demos
+        *(f"migrator/resources/icons/png/migrator-{s}.png" for s in (16, 32, 48, 64, 128, 256, 512)),
     ]
     assert not [n for n in needed if n not in names]
     # generated or stray files stay out
-    assert not [n for n in names if n.startswith("resources/demo/") or n.endswith((".pyc", ".pyo"))]
+    assert not [n for n in names if "resources/demo/" in n or n.endswith((".pyc", ".pyo"))]
+
+
+def test_no_top_level_resources_package(wheel):
+    """The app's resources ship inside the migrator namespace: installing Migrator must not
+    add a top-level package that other distributions may also call ``resources``."""
+    tops = {n.split("/", 1)[0] for n in wheel.namelist()}
+    assert "resources" not in tops
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"migrator"}
