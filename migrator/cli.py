@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="save even when verification fails (recorded in the report)")
     _compare_args(pc, inputs=False)
 
+    pl = sub.add_parser("layers", help="every source layer type of both frameworks and its status "
+                                       "(exact: tested against which reference; refused: why)")
+    pl.add_argument("--framework", choices=("caffe", "lasagne"), help="only this framework")
+    pl.add_argument("--json", action="store_true", help="machine-readable output")
+
     pm = sub.add_parser("compare", help="compare the source semantics with the Keras model, layer by layer")
     _model_args(pm)
     pm.add_argument("--report", metavar="FILE.json", help="write the report here")
@@ -184,6 +189,13 @@ def _require_input_size(graph, plan) -> None:
         raise need_error(graph, need)
 
 
+def _note_output_choice(graph) -> None:
+    """State in one line which layer a Lasagne builder's dict/list gave as the output."""
+    for w in graph.warnings:
+        if w.startswith("output layer:"):
+            print(f"note: {w}", file=sys.stderr)
+
+
 def _check_tolerance_layers(graph, tols):
     from .core.errors import MigratorError
     for name in tols.per_layer:
@@ -210,21 +222,45 @@ def _fmt(v) -> str:
 
 
 def print_table(result, *, show_all: bool, out=sys.stdout) -> None:
+    import math
     rows = [r for r in result.layers if show_all or r.status in ("pass", "fail")]
     w = max([len(r.source) for r in rows] + [12])
     wk = max([len(r.keras or "-") for r in rows] + [11])
+    # the float64 second look: isolated error, chained drift from float64, float32's own drift
+    looked = any(r.isolated is not None or not math.isnan(r.budget64) for r in rows)
+    nset = getattr(result, "n_samples", 1) or 1
+    extra_h = f" {'isolated':>9} {'drift64':>9} {'f32 budg':>9}" if looked else ""
+    sample_h = "  worst sample" if nset > 1 else ""
     print(f"{'source layer':<{w}}  {'type':<14} {'keras layer':<{wk}}  {'max abs':>9} {'max rel':>9} "
-          f"{'need rtol':>9}  status", file=out)
+          f"{'need rtol':>9}{extra_h}  status{sample_h}", file=out)
     for r in rows:
+        st = r.status.upper() if r.status == "fail" else r.status
+        if r.status == "pass" and r.basis == "float32":
+            st = "pass*"
+        extra = (f" {_fmt(r.isolated_max_abs):>9} {_fmt(r.drift64):>9} {_fmt(r.budget64):>9}"
+                 if looked else "")
+        smp = ""
+        if nset > 1 and r.worst_sample is not None:
+            smp = f"  #{r.worst_sample}" + (f" {r.sample_name}" if r.sample_name else "")
         print(f"{r.source:<{w}}  {r.source_type[:14]:<14} {(r.keras or '-'):<{wk}}  {_fmt(r.max_abs):>9} "
-              f"{_fmt(r.max_rel):>9} {_fmt(r.needed_rtol):>9}  {r.status.upper() if r.status == 'fail' else r.status}"
+              f"{_fmt(r.max_rel):>9} {_fmt(r.needed_rtol):>9}{extra}  {st:<6}{smp}"
               + (f"  ({r.note})" if r.note and r.status == "fail" else ""), file=out)
     s = result.to_dict()
     c = s["counts"]
     rt = result.runtime
     print(f"\nreference: {rt.get('name')} ({rt.get('framework', '')}); Keras device: {result.device}", file=out)
+    if nset > 1:
+        print(f"input set: {nset} samples (per layer: the worst over the set)", file=out)
     print(f"compared {c['pass'] + c['fail']} layers: {c['pass']} passed, {c['fail']} failed"
           f" ({c['fused']} fused, {c['not-compared']} not compared)", file=out)
+    fac = getattr(result, "float32_factor", 4.0)
+    pb = result.passed_by_budget if hasattr(result, "passed_by_budget") else []
+    if pb:
+        print(f"pass* = {len(pb)} layer(s) over the plain tolerance that match on the reference's own inputs "
+              f"and drift from a float64 reference at most {fac:g}x as much as float32 itself does "
+              "(float32 accumulation, not a mapping error)", file=out)
+    if getattr(result, "budget_note", None):
+        print(f"note: {result.budget_note}", file=out)
     fd = result.first_divergent
     if fd:
         print(f"first divergent layer: {fd.source} ({fd.source_type}) max abs {_fmt(fd.max_abs)}, "
@@ -234,6 +270,11 @@ def print_table(result, *, show_all: bool, out=sys.stdout) -> None:
         if result.divergence == "accumulated":
             print("every failing layer matches when fed the reference's own inputs: the divergence is "
                   "float32 rounding accumulated along the network, not a wrong mapping", file=out)
+        elif result.divergence == "drift":
+            print(f"every failing layer matches on the reference's own inputs, but drifts from a float64 "
+                  f"reference more than {fac:g}x what float32 itself costs there (drift {_fmt(fd.drift64)} "
+                  f"vs float32 budget {_fmt(fd.budget64)}): a small error is introduced at or before "
+                  f"{fd.source}", file=out)
         elif rc is not None:
             iso = rc.isolated
             print(f"root cause: {rc.source} ({rc.source_type}) is wrong even on the reference's own "
@@ -242,9 +283,36 @@ def print_table(result, *, show_all: bool, out=sys.stdout) -> None:
     print(f"smallest rtol that would pass every layer: {_fmt(result.needed_rtol)}", file=out)
     if result.topk:
         t = result.topk
-        print(f"top-1 agreement {t['top1_agreement']:.3f}, top-{t['k']} overlap {t['topk_overlap']:.3f}",
-              file=out)
+        n = t.get("n", nset)
+        print(f"top-1 agreement {t['top1_agreement']:.3f}, top-{t['k']} overlap {t['topk_overlap']:.3f}"
+              + (f" over {n} samples" if n > 1 else ""), file=out)
+        mism = getattr(result, "top1_mismatches", None) or []
+        if mism:
+            shown = ", ".join(f"#{m['index']} {m.get('name') or ''}".strip() for m in mism[:10])
+            more = f" (+{len(mism) - 10} more)" if len(mism) > 10 else ""
+            print(f"top-1 differs on {len(mism)} sample(s): {shown}{more}", file=out)
     print("VERIFICATION PASSED" if result.passed else "VERIFICATION FAILED", file=out)
+
+
+def cmd_layers(args) -> int:
+    """Every source layer type with its status, from the registries (migrator.core.coverage)."""
+    from .core import coverage
+    items = coverage.entries(args.framework)
+    if args.json:
+        json.dump(coverage.as_json(items), sys.stdout, indent=1)
+        print()
+    else:
+        sys.stdout.write(coverage.as_text(items))
+    return EXIT_OK
+
+
+def _not_covered_line(plan) -> str:
+    """One line, printed first by inspect: the layers Migrator does not convert."""
+    bad = plan.unsupported
+    if not bad:
+        return f"coverage: all {len(plan.mappings)} layers are converted"
+    items = ", ".join(f"{m.source} ({m.source_type})" for m in bad[:12]) + (" ..." if len(bad) > 12 else "")
+    return f"not covered: {len(bad)} of {len(plan.mappings)} layers: {items}"
 
 
 def cmd_inspect(args) -> int:
@@ -271,7 +339,9 @@ def cmd_inspect(args) -> int:
                    "unsupported": [{"source": r["source"], "type": r["type"]} for r in unsupported],
                    "input_shape_needed": need,
                    "input_shapes": graph.meta.get("input_shapes"),
-                   "unknown_types": [{"source": n, "type": t} for n, t in unknown_types]},
+                   "unknown_types": [{"source": n, "type": t} for n, t in unknown_types],
+                   "not_covered": [{"source": m.source, "type": m.source_type, "why": m.error}
+                                   for m in plan.unsupported]},
                   sys.stdout, indent=1, default=list)
         print()
         return rc
@@ -296,6 +366,7 @@ def cmd_inspect(args) -> int:
     wp = max([len(params_txt(r["params"])) for r in rows] + [6])
     print(f"{graph.framework} model '{graph.name}' — {len(rows)} layers "
           f"({', '.join(os.path.basename(f) for f in graph.files if f)})")
+    print(_not_covered_line(plan))
     print(f"{'layer':<{w}}  {'type':<{wt}}  {'output shape':<{ws}}  {'params':<{wp}}  keras")
     for r in rows:
         if not r["supported"]:
@@ -328,7 +399,8 @@ def _verify(args, graph, plan, *, spec):
     from .core.errors import UnsupportedLayerError
     _require_input_size(graph, plan)
     if plan.unsupported:
-        raise UnsupportedLayerError([(m.source, m.source_type) for m in plan.unsupported],
+        raise UnsupportedLayerError([(m.source, m.source_type if not m.error or m.error.startswith(
+            "unsupported layer type") else f"{m.source_type}: {m.error}") for m in plan.unsupported],
                                     file=graph.files[0] if graph.files else None)
     tols = _tolerances(args)
     _check_tolerance_layers(graph, tols)
@@ -371,6 +443,7 @@ def cmd_compare(args) -> int:
     from .core.report import build_report
     from .core.saving import check_writable, write_text
     graph, overrides, plan = _load(args)
+    _note_output_choice(graph)
     if args.report:
         check_writable(args.report, args.force)
     spec = _image_spec(args, graph)
@@ -386,6 +459,7 @@ def cmd_compare(args) -> int:
 def cmd_convert(args) -> int:
     from .core import export
     graph, overrides, plan = _load(args)
+    _note_output_choice(graph)
     report = args.report or export.default_report_path(args.output, args.format)
     # refuse early, before any work, if outputs exist
     for p, f in export.artifact_paths(args.output, args.format, args.also):
@@ -421,7 +495,24 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     _quiet_tf()
     _install_signal_handlers()
+    _one_line_warnings()
     return _run_deep(lambda: _dispatch(args))
+
+
+def _one_line_warnings() -> None:
+    """Python/numpy warnings (e.g. ``RuntimeWarning: overflow``) as one line each, once per
+    message, without the source line they were raised from."""
+    import warnings
+    seen: set = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        key = (category, text)
+        if key in seen:
+            return
+        seen.add(key)
+        print(f"migrator: warning: {text} ({category.__name__})", file=sys.stderr)
+    warnings.showwarning = show
 
 
 class _Signalled(BaseException):
@@ -490,7 +581,8 @@ def _run_deep(fn) -> int:
 def _dispatch(args) -> int:
     from .core.errors import Cancelled, MigratorError, VerificationFailed
     try:
-        return {"inspect": cmd_inspect, "convert": cmd_convert, "compare": cmd_compare}[args.cmd](args)
+        return {"inspect": cmd_inspect, "convert": cmd_convert, "compare": cmd_compare,
+                "layers": cmd_layers}[args.cmd](args)
     except MigratorError as e:
         print(f"migrator: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -503,6 +595,10 @@ def _dispatch(args) -> int:
     except KeyboardInterrupt:
         print("migrator: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("migrator: error: out of memory: the model (or a size declared in its files) is too "
+              "large for this machine", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as e:  # noqa: BLE001 - internal error
         if os.environ.get("MIGRATOR_DEBUG"):
             traceback.print_exc()

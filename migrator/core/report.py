@@ -246,6 +246,25 @@ def render_markdown(rep: dict[str, Any]) -> str:
         elif v.get("divergence") == "accumulated":
             out.append("- Every failing layer matches on the reference's own inputs: float32 rounding "
                        "accumulated along the network, not a wrong mapping")
+        elif v.get("divergence") == "drift":
+            out.append(f"- Every failing layer matches on the reference's own inputs but drifts from the "
+                       f"float64 reference more than {v.get('float32_factor', 4):g}x what float32 itself "
+                       "costs: a small error enters at or before the first divergent layer")
+        pb = v.get("passed_by_float32_budget") or []
+        if pb:
+            out.append(f"- {len(pb)} layer(s) over the plain tolerance pass as float32 accumulation "
+                       f"(exact on the reference's own inputs; drift from a float64 reference at most "
+                       f"{v.get('float32_factor', 4):g}x float32's own): {', '.join(pb[:8])}"
+                       + (" …" if len(pb) > 8 else ""))
+        if v.get("budget_note"):
+            out.append(f"- Note: {v['budget_note']}")
+        if (v.get("n_samples") or 1) > 1:
+            out.append(f"- Input set: {v['n_samples']} samples; per layer the worst over the set")
+            mism = v.get("top1_mismatches") or []
+            if mism:
+                out.append("- Top-1 differs on: " + ", ".join(
+                    f"#{m['index']} {m.get('name') or ''}".strip() for m in mism[:20])
+                    + (f" (+{len(mism) - 20} more)" if len(mism) > 20 else ""))
         out.append(f"- Smallest rtol that would pass: {_fmt(v.get('needed_rtol'))}")
         if v.get("input"):
             out.append(f"- Input: {_input_text(v['input'])}")
@@ -279,12 +298,19 @@ def render_markdown(rep: dict[str, Any]) -> str:
         out.append("")
         out.append("- Needs Migrator to load from .keras/.h5: " + ", ".join(
             f"{d['keras']} ({d['class_name']})" for d in por["needs_migrator"]))
-    out += ["", "| source layer | type | Keras layer | status | max abs | max rel | notes |",
-            "|---|---|---|---|---|---|---|"]
+    out += ["", ("| source layer | type | Keras layer | status | max abs | max rel | isolated | drift64 | "
+                 "f32 budget | worst sample | notes |"),
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for L in rep["layers"]:
         notes = "; ".join(L.get("notes") or []) or (L.get("error") or "")
-        out.append(f"| {L['source']} | {L['source_type']} | {L.get('keras') or '—'} | {L.get('status')} | "
-                   f"{_fmt(L.get('max_abs'))} | {_fmt(L.get('max_rel'))} | {notes} |")
+        st = L.get("status")
+        if st == "pass" and L.get("basis") == "float32":
+            st = "pass (float32 budget)"
+        ws = L.get("worst_sample")
+        ws = "—" if ws is None else f"#{ws} {L.get('worst_sample_name') or ''}".strip()
+        out.append(f"| {L['source']} | {L['source_type']} | {L.get('keras') or '—'} | {st} | "
+                   f"{_fmt(L.get('max_abs'))} | {_fmt(L.get('max_rel'))} | {_fmt(L.get('isolated_max_abs'))} | "
+                   f"{_fmt(L.get('drift64'))} | {_fmt(L.get('budget64'))} | {ws} | {notes} |")
     out += ["", "## Mapping decisions", ""]
     for L in rep["layers"]:
         if not L["mapping"]:

@@ -96,16 +96,27 @@ def r50(tmp_path_factory):
     return files, g
 
 
+@pytest.fixture(scope="module")
+def r50_model(r50):
+    _, g = r50
+    plan = pipeline.make_plan(g)
+    return g, plan, pipeline.build_keras(plan)
+
+
 def _compare(g, overrides=None, x=None, **kw):
     plan = pipeline.make_plan(g, overrides)
     model = pipeline.build_keras(plan)
     return run_comparison(g, plan, model, image_like() if x is None else x, **kw)
 
 
+def _compare_default(r50_model, **kw):
+    g, plan, model = r50_model
+    return run_comparison(g, plan, model, image_like(), **kw)
+
+
 # ------------------------------------------------------------------ correct conversions PASS
-def test_correct_resnet50_passes_and_reports_the_float32_budget(r50):
-    _, g = r50
-    res = _compare(g, precision="all")
+def test_correct_resnet50_passes_and_reports_the_float32_budget(r50_model):
+    res = _compare_default(r50_model, precision="all")
     assert res.passed, [(r.source, r.max_rel, r.basis) for r in res.layers if r.status == "fail"]
     compared = res.compared
     assert len(compared) > 170
@@ -120,12 +131,11 @@ def test_correct_resnet50_passes_and_reports_the_float32_budget(r50):
     assert need < FLOAT32_FACTOR / 1.5, need
 
 
-def test_layers_over_the_plain_tolerance_pass_on_the_float32_budget(r50):
+def test_layers_over_the_plain_tolerance_pass_on_the_float32_budget(r50_model):
     """With rtol 1e-5 many deep layers miss the plain tolerance; every one passes as
     float32 accumulation (the default second look runs only on them) and convert would save."""
     from migrator.core.compare.metrics import Tolerance, Tolerances
-    _, g = r50
-    res = _compare(g, tolerances=Tolerances(default=Tolerance(atol=1e-6, rtol=1e-5)))
+    res = _compare_default(r50_model, tolerances=Tolerances(default=Tolerance(atol=1e-6, rtol=1e-5)))
     over = res.passed_by_budget
     assert len(over) >= 5, len(over)
     assert res.passed and res.first_divergent is None and res.divergence is None
@@ -139,10 +149,9 @@ def test_layers_over_the_plain_tolerance_pass_on_the_float32_budget(r50):
     assert lr["isolated_max_abs"] is not None
 
 
-def test_without_the_float64_look_the_old_verdict_fails(r50):
+def test_without_the_float64_look_the_old_verdict_fails(r50_model):
     from migrator.core.compare.metrics import Tolerance, Tolerances
-    _, g = r50
-    res = _compare(g, tolerances=Tolerances(default=Tolerance(atol=1e-6, rtol=1e-5)), precision="off")
+    res = _compare_default(r50_model, tolerances=Tolerances(default=Tolerance(atol=1e-6, rtol=1e-5)), precision="off")
     assert not res.passed and res.divergence == "accumulated"
 
 
@@ -154,15 +163,16 @@ def _first_fail(res):
 
 @pytest.mark.parametrize("layer,opts,expect", [
     # Keras's default epsilon with the raw variance: (var + 1e-3) instead of (var + 1e-5)
-    ("bn_res3a_branch2b", {"epsilon": 1e-3, "variance": "raw"}, "scale_res3a_branch2b"),
+    pytest.param("bn_res3a_branch2b", {"epsilon": 1e-3, "variance": "raw"}, "scale_res3a_branch2b"),
     # the same with the BN compared on its own (fuse_scale off): the BN itself is named
-    ("bn_res4b_branch2a", {"epsilon": 1e-3, "variance": "raw", "fuse_scale": False}, "bn_res4b_branch2a"),
+    pytest.param("bn_res4b_branch2a", {"epsilon": 1e-3, "variance": "raw", "fuse_scale": False},
+                 "bn_res4b_branch2a", marks=pytest.mark.slow),
     # beta dropped although the folded Scale has a bias
-    ("bn_res2b_branch2c", {"center": False}, "scale_res2b_branch2c"),
+    pytest.param("bn_res2b_branch2c", {"center": False}, "scale_res2b_branch2c", marks=pytest.mark.slow),
     # gamma dropped although the folded Scale has one
-    ("bn_res5a_branch2a", {"scale": False}, "scale_res5a_branch2a"),
+    pytest.param("bn_res5a_branch2a", {"scale": False}, "scale_res5a_branch2a", marks=pytest.mark.slow),
     # a Caffe kernel rotated by 180 degrees (true convolution instead of cross-correlation)
-    ("res3b_branch2b", {"flip": True}, "res3b_branch2b"),
+    pytest.param("res3b_branch2b", {"flip": True}, "res3b_branch2b", marks=pytest.mark.slow),
 ])
 def test_wrong_override_fails_at_its_layer(r50, layer, opts, expect):
     _, g = r50
@@ -174,6 +184,7 @@ def test_wrong_override_fails_at_its_layer(r50, layer, opts, expect):
     assert res.first_divergent.basis in ("isolated", "drift")
 
 
+@pytest.mark.slow
 def test_harmless_overrides_still_pass(r50):
     """Options that do not change the arithmetic: epsilon with the exact variance
     adjustment, momentum, an unfused Scale."""
@@ -191,6 +202,7 @@ def _one_layer(g, name):
     return lambda W: np.shape(W) == target.shape and np.array_equal(W, target)
 
 
+@pytest.mark.slow
 def test_flipped_kernel_transform_fails_at_that_layer(r50, monkeypatch):
     """A transform bug seeded in one layer: its kernel rotated by 180 degrees."""
     from migrator.core.mapping import transforms as T
@@ -204,6 +216,7 @@ def test_flipped_kernel_transform_fails_at_that_layer(r50, monkeypatch):
     assert res.root_cause.source == "res4c_branch2b" and res.divergence == "mapping"
 
 
+@pytest.mark.slow
 def test_bn_scale_factor_ignored_fails(r50, monkeypatch):
     """A transform bug: Caffe's moving-average scale factor not divided out (x 2)."""
     from migrator.core.mapping import transforms as T
@@ -226,6 +239,7 @@ def test_bn_scale_factor_ignored_fails(r50, monkeypatch):
     assert _first_fail(res) in (bad, "scale_" + bad[len("bn_"):])
 
 
+@pytest.mark.slow
 def test_small_defect_that_passes_isolation_is_caught_by_the_drift_rule(r50, monkeypatch):
     """One kernel scaled by (1 + 5e-5): inside rtol on the layer's own inputs, so no layer
     fails in isolation, but downstream layers drift far more than float32 explains."""

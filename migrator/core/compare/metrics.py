@@ -83,6 +83,7 @@ class LayerResult:
     drift64: float = float("nan")        # max |keras - ref64| (chained Keras vs float64 reference)
     budget64: float = float("nan")       # max |ref32 - ref64| (what float32 itself costs here)
     basis: str = ""                      # why it passed/failed: 'tolerance' | 'float32' | ''
+    samples: dict | None = field(default=None, repr=False)   # per-sample arrays (not serialised)
     worst_sample: int | None = None      # input sets: the sample with the worst max_abs
     sample_name: str | None = None       # ... and its name (file) when known
 
@@ -164,14 +165,19 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
     if ref.ndim >= 2:
         n, c = ref.shape[0], ref.shape[1]
         d3 = diff.reshape(n, c, -1)
-        ch_max = d3.max(axis=2).max(axis=0).astype(np.float64)    # NaN propagates through max
-        nonfinite = not bool(np.isfinite(ch_max).all())
+        nc_max = d3.max(axis=2)                       # (N, C); NaN propagates through max
+        nonfinite = not bool(np.isfinite(nc_max).all())
         if nonfinite:
             diff[~np.isfinite(diff)] = np.inf
-            ch_max = d3.max(axis=2).max(axis=0).astype(np.float64)
+            nc_max = d3.max(axis=2)
+        nc_max = nc_max.astype(np.float64)
+        ch_max = nc_max.max(axis=0)
+        s_max = nc_max.max(axis=1)
         ch_mean = d3.sum(axis=2).sum(axis=0).astype(np.float64) / (n * d3.shape[2])
         r3 = ref32.reshape(n, c, -1)       # max |ref| = max(max ref, -min ref): no temporary
-        ch_ref = np.maximum(r3.max(axis=2).max(axis=0), -r3.min(axis=2).min(axis=0)).astype(np.float64)
+        nc_ref = np.maximum(r3.max(axis=2), -r3.min(axis=2)).astype(np.float64)
+        ch_ref = nc_ref.max(axis=0)
+        s_scale = nc_ref.max(axis=1)
         max_abs = float(ch_max.max())
         mean_abs = float(ch_mean.mean())
         scale = float(ch_ref.max())
@@ -183,6 +189,7 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
         mean_abs = float(diff.mean(dtype=np.float64))
         scale = float(np.abs(ref32).max())
         ch_max, ch_mean, ch_ref = np.array([max_abs]), np.array([mean_abs]), np.array([scale])
+        s_max, s_scale = np.array([max_abs]), np.array([scale])
     if ref.ndim >= 2:   # argmax only inside the worst channel
         worst_channel = int(np.argmax(ch_max))
         sub = diff[:, worst_channel]
@@ -191,14 +198,21 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
     else:
         worst_index = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
         worst_channel = 0
-    denom = max(scale, _TINY)
-    max_rel = max_abs / denom
-    passed = (not nonfinite) and max_abs <= tol.atol + tol.rtol * scale
-    needed = max(0.0, (max_abs - tol.atol) / denom)
+    # the verdict is per sample (each judged against its own scale): a batch or an input set
+    # gives the same verdict as comparing its samples one by one
+    s_denom = np.maximum(s_scale, _TINY)
+    s_rel = s_max / s_denom
+    s_passed = np.isfinite(s_max) & (s_max <= tol.atol + tol.rtol * s_scale)
+    s_needed = np.maximum(0.0, (s_max - tol.atol) / s_denom)
+    max_rel = float(s_rel.max())
+    passed = (not nonfinite) and bool(s_passed.all())
+    needed = float(s_needed.max())
     return {"max_abs": max_abs, "mean_abs": mean_abs, "max_rel": max_rel, "scale": scale,
             "channel_max_abs": ch_max, "channel_mean_abs": ch_mean, "channel_ref_absmax": ch_ref,
             "worst_index": worst_index, "worst_channel": worst_channel, "passed": passed,
-            "needed_rtol": needed, "nonfinite": nonfinite}
+            "needed_rtol": needed, "nonfinite": nonfinite,
+            "sample_max_abs": s_max, "sample_scale": s_scale, "sample_passed": s_passed,
+            "sample_max_rel": s_rel, "sample_needed_rtol": s_needed}
 
 
 def topk_agreement(ref: np.ndarray, got: np.ndarray, k: int = 5) -> dict[str, Any]:
@@ -208,10 +222,13 @@ def topk_agreement(ref: np.ndarray, got: np.ndarray, k: int = 5) -> dict[str, An
     k = min(k, ref2.shape[1])
     r = np.argsort(-ref2, axis=1)[:, :k]
     g = np.argsort(-got2, axis=1)[:, :k]
-    top1 = float(np.mean(r[:, 0] == g[:, 0]))
-    overlap = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(r, g)]))
-    return {"k": k, "top1_agreement": top1, "topk_overlap": overlap,
-            "reference_top": r[0].tolist(), "keras_top": g[0].tolist()}
+    match = r[:, 0] == g[:, 0]
+    overlaps = [len(set(a) & set(b)) / k for a, b in zip(r, g)]
+    return {"k": k, "top1_agreement": float(np.mean(match)), "topk_overlap": float(np.mean(overlaps)),
+            "reference_top": r[0].tolist(), "keras_top": g[0].tolist(), "n": int(ref2.shape[0]),
+            "per_sample": {"top1_match": [bool(v) for v in match], "topk_overlap": overlaps,
+                           "reference_top1": [int(v) for v in r[:, 0]],
+                           "keras_top1": [int(v) for v in g[:, 0]]}}
 
 
 @dataclass
