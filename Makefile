@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test test-fast bench venv legacy-envs proto demo screenshots package package-check lint clean
+.PHONY: run test test-fast bench venv legacy-envs proto demo screenshots package package-check lint coverage clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found (Migrator needs Python 3.11)"; exit 2; }
@@ -54,6 +54,9 @@ package-check:
 
 lint: $(STAMP)
 	$(VPY) -m ruff check migrator tests
+
+coverage: $(STAMP)   # docs/coverage.md from the registries (what `migrator layers` prints)
+	$(VPY) -m migrator.core.coverage docs/coverage.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist

@@ -332,3 +332,16 @@ def test_saved_model_loads_without_migrator(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                        check=False)
     assert r.returncode == 0 and "OK" in r.stdout, (r.stdout[-500:], r.stderr[-1500:])
+
+
+def test_stochastic_pooling_refused_with_the_reason(tmp_path):
+    """The real (CPU) Caffe aborts on STOCHASTIC pooling ('Not Implemented Yet', measured in
+    the test chroot), so there is nothing to prove a conversion against: refused by name."""
+    from migrator.core import pipeline
+    from migrator.core.importers.caffe import STOCHASTIC_REFUSAL
+    nb = NetBuilder("sto", seed=0)
+    nb.input("data", (1, 2, 6, 6))
+    nb.pool("sp", "data", "stochastic", 2, stride=2)
+    g = pipeline.open_model(list(nb.save(tmp_path / "s.prototxt", tmp_path / "s.caffemodel")))
+    m = pipeline.make_plan(g).mapping("sp")
+    assert not m.supported and m.error == f"refused: {STOCHASTIC_REFUSAL}"

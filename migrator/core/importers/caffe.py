@@ -88,6 +88,8 @@ REFUSED_TYPES: dict[str, str] = {
               "the data; a static Keras graph cannot express it",
     "Im2col": "Im2col (patch extraction, a building block of convolution) is not converted",
 }
+STOCHASTIC_REFUSAL = ("Pooling STOCHASTIC: Caffe implements it only on the GPU (the CPU build aborts "
+                      "'Not Implemented Yet'), so it cannot be checked against the real framework")
 from .caffe_forks import FORK_TYPES as _FORK_TYPES  # fork layer types (own module)
 
 SUPPORTED_TYPES |= _FORK_TYPES
@@ -951,7 +953,9 @@ class _Builder:
         pp = lp.pooling_param
         f, n = self.file, lp.name
         if pp.pool == 2:   # STOCHASTIC
-            return self._custom_parts(lp, "stochastic pooling")
+            parts = self._custom_parts(lp, "stochastic pooling")
+            parts[1]["refused"] = STOCHASTIC_REFUSAL
+            return parts
         mode = "max" if pp.pool == 0 else "avg"
         if pp.global_pooling:
             if pp.HasField("kernel_size") or pp.HasField("kernel_h"):
