@@ -7,8 +7,11 @@ compared with real Theano 1.0.5 running the ops Lasagne 0.2 uses for these layer
 ``AbstractConv2d_gradWeights`` with the dilation as subsampling, ``T.extra_ops.repeat`` /
 ``set_subtensor``), see ``THEANO_LAYERS_SCRIPT``.  Tolerance: max |err| <= 1e-5 + 1e-4 * max|ref|.
 
-Without the Theano environment the import/mapping tests below still run, and the Upscale
-kernel is checked against closed-form numpy (np.kron).
+Without the Theano environment the import/mapping tests below still run, the Upscale kernel
+is checked against closed-form numpy (np.kron), and the whole chain -- both the converted Keras
+model and Migrator's numpy reference -- is checked against naive loops written from Lasagne's
+definitions of these layers (``tests/core/naive_ops.py``: transposed convolution as a scatter,
+dilated cross-correlation, repeat/dilate upscaling), which share no code with Migrator.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 import pytest
 
 from migrator.testing import lasagne_models as M
+from tests.core import naive_ops as N
 
 from . import keras_outputs_by_source
 
@@ -64,7 +68,7 @@ def converted(tmp_path_factory):
     from migrator.core.reference import numpy_ref
 
     d = tmp_path_factory.mktemp("extra")
-    b, p, _ = M.write_model(d, SCRIPT, "npz", seed=5)
+    b, p, values = M.write_model(d, SCRIPT, "npz", seed=5)
     g = load_lasagne(b, p)
     inp = g.input_nodes[0]
     x = np.random.default_rng(11).normal(size=(2,) + inp.out_shape[1:]).astype(np.float32)
@@ -72,7 +76,34 @@ def converted(tmp_path_factory):
     plan = make_plan(g)
     model = build_keras(plan)
     keras_out = keras_outputs_by_source(model, plan, x, ref)
-    return {"graph": g, "plan": plan, "x": x, "ref": ref, "keras": keras_out}
+    return {"graph": g, "plan": plan, "x": x, "ref": ref, "keras": keras_out, "values": values}
+
+
+def naive_chain(x, values) -> dict[str, np.ndarray]:
+    """SCRIPT's network evaluated from Lasagne's layer definitions (float64), given the parameter
+    values in get_all_params order (W, b per layer; tc_crop12 has b=None)."""
+    v = iter(values)
+    out = {}
+    y = N.lasagne_transposed_conv(x, next(v), next(v), stride=2, crop=0, flip_filters=False)
+    y = out["tc_s2_default"] = N.lasagne_nonlin(y, "rectify")
+    y = out["tc_full_flip"] = N.lasagne_transposed_conv(y, next(v), next(v), crop="full", flip_filters=True)
+    y = N.lasagne_transposed_conv(y, next(v), next(v), crop="same", flip_filters=False)
+    y = out["dc_same"] = N.lasagne_nonlin(y, "tanh")
+    y = N.lasagne_transposed_conv(y, next(v), None, stride=(2, 3), crop=(1, 2), flip_filters=False)
+    y = out["tc_crop12"] = N.lasagne_nonlin(y, ("leaky", 0.2))
+    y = out["dil_23"] = N.lasagne_nonlin(N.lasagne_dilated_conv(y, next(v), next(v), dilation=(2, 3)),
+                                         "rectify")
+    y = out["dil_1"] = N.lasagne_dilated_conv(y, next(v), next(v), dilation=1)
+    y = out["up_repeat"] = N.lasagne_upscale(y, (2, 3), "repeat")
+    y = out["up_dilate"] = N.lasagne_upscale(y, 2, "dilate")
+    out["out"] = N.lasagne_nonlin(N.lasagne_dilated_conv(y, next(v), next(v), dilation=(3, 2)), "sigmoid")
+    assert next(v, None) is None, "parameter values left over"
+    return out
+
+
+@pytest.fixture(scope="module")
+def naive(converted):
+    return naive_chain(converted["x"], converted["values"])
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +156,31 @@ def test_upscale_kernel_closed_form(converted):
     np.testing.assert_array_equal(r["up_dilate"], dil)
 
 
-def test_keras_matches_numpy_reference(converted):
-    for name, y in converted["keras"].items():
-        ref = converted["ref"][name]
-        assert _err(y, ref) <= _tol(ref), name
+def test_keras_and_reference_match_naive_lasagne(converted, naive):
+    """Both Migrator outputs, every layer of the chain, vs the naive Lasagne definitions."""
+    assert set(naive) == {n.name for n in converted["graph"].nodes if n.op != "Input"}
+    rows = []
+    for name, want in naive.items():
+        for side in ("keras", "ref"):
+            got = converted[side][name]
+            e = _err(got, want)
+            assert e <= _tol(want), f"layer {name}: {side} vs naive Lasagne max err {e:.3g} > {_tol(want):.3g}"
+        rows.append(f"{name}={_err(converted['keras'][name], want):.1e}")
+    print("\nKeras vs naive Lasagne (chained): " + ", ".join(rows))
+
+
+def test_naive_transposed_conv_is_the_adjoint_of_the_naive_conv():
+    """The scatter definition is the transpose of the (flipped) strided convolution:
+    <deconv(x), z> == <x, conv(z)> for random x, z (checks naive_ops itself)."""
+    rng = np.random.default_rng(4)
+    W = rng.normal(size=(3, 2, 3, 4))
+    x = rng.normal(size=(1, 3, 4, 5))
+    for flip in (False, True):
+        y = N.lasagne_transposed_conv(x, W, stride=(2, 3), crop=(1, 1), flip_filters=flip)
+        z = rng.normal(size=y.shape)
+        conv = N.conv2d(z, W, stride=(2, 3), pad=(1, 1), true_conv=not flip)
+        assert conv.shape == x.shape
+        assert abs(float((y * z).sum()) - float((x * conv).sum())) < 1e-9
 
 
 @pytest.mark.parametrize("name", list(UNSUPPORTED))
