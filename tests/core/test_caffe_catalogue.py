@@ -345,3 +345,49 @@ def test_stochastic_pooling_refused_with_the_reason(tmp_path):
     g = pipeline.open_model(list(nb.save(tmp_path / "s.prototxt", tmp_path / "s.caffemodel")))
     m = pipeline.make_plan(g).mapping("sp")
     assert not m.supported and m.error == f"refused: {STOCHASTIC_REFUSAL}"
+
+
+# ------------------------------------------------------------------------------------
+# OpenCV DNN, where it implements the layer as Caffe does
+# ------------------------------------------------------------------------------------
+#: catalogue layers OpenCV 4.x computes like the real Caffe.  Measured deviations (left out):
+#: InnerProduct transpose and Swish beta and Log base/scale/shift are ignored, MVN of a
+#: rank-3 input stays rank 3, round_mode FLOOR fails; Bias, Threshold, Clip, Reduction, Tile,
+#: ArgMax and a 0-d PReLU/Bias blob are not loaded at all.
+OPENCV_OK = ["fl_a2", "fl_a1e2", "fl_a2e2", "ip_ax2", "ip_ax3", "sm2", "sm3", "sm_fl", "scale2",
+             "scale2h", "absv", "bnll", "exp_e", "exp_b", "exp_s", "swish1", "pow", "elu", "prelu",
+             "rs", "rs_ax", "rs_end", "pool_ceil", "mvn", "mvn_ac", "mvn_nv", "mvn_nv_ac", "log_e"]
+
+
+def test_reference_and_keras_vs_opencv(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    from migrator.core import pipeline
+    from tests.lasagne import keras_outputs_by_source
+    full = net_catalogue(keras_ready=False)
+    producer = {t: L.name for L in full.layers for t in L.tops}
+    by_name = {L.name: L for L in full.layers}
+    keep, stack = set(), list(OPENCV_OK)
+    while stack:
+        n = stack.pop()
+        if n not in keep:
+            keep.add(n)
+            stack += [producer[b] for b in by_name[n].bottoms if b in producer]
+    full.layers = [L for L in full.layers if L.name in keep]
+    proto, model = full.save(tmp_path / "cv.prototxt", tmp_path / "cv.caffemodel")
+    g = load_caffe(proto, model)
+    x = x_catalogue()
+    ours = numpy_ref.run_all(g, x)
+    plan = pipeline.make_plan(g)
+    kout = keras_outputs_by_source(pipeline.build_keras(plan), plan, x, {k: v[0] for k, v in ours.items()})
+    bad = []
+    for name in OPENCV_OK:
+        net = cv2.dnn.readNetFromCaffe(str(proto), str(model))
+        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        net.setInput(x)
+        cv = net.forward(name)
+        for what, got in (("reference", ours[name][0]), ("keras", kout[name])):
+            err = _rel_err(cv, got)
+            if err > REL:
+                bad.append((name, what, err))
+    assert not bad, bad
