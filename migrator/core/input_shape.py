@@ -43,7 +43,7 @@ def parse_input_shapes(specs, *, option: str = "--input-shape") -> dict[str, tup
     for spec in specs or ():
         name, _, dims = str(spec).rpartition("=")
         name = name.strip()
-        parts = [p for p in re.split(r"[,x× ]+", dims.strip()) if p]
+        parts = re.split(r"\s*[,x×]\s*", dims.strip())
         try:
             shape = tuple(int(p) for p in parts)
         except ValueError:
