@@ -128,26 +128,6 @@ OPS: dict[str, str] = {
         "that position, the axis is dropped); or slice_points (list, Caffe Slice: num_outputs "
         "pieces split at those points, equal pieces when empty/None)."
     ),
-    # ---- Caffe fork layer types (importers/caffe_forks.py; shapes_forks.py; kernels_forks.py)
-    "Interp": (
-        "DeepLab/PSPNet Interp: bilinear, align-corners style. attrs: mode ('zoom' | 'shrink' | "
-        "'size' | 'shrink_zoom'), zoom_factor, shrink_factor, height, width, pad_beg, pad_end "
-        "(<= 0: the input is cropped to [-pad_beg, L + pad_end)). L_eff = L + pad_beg + pad_end; "
-        "out: shrink (L_eff-1)//s + 1; zoom L_eff + (L_eff-1)(z-1); size height/width; "
-        "shrink_zoom: shrink then zoom. y[o] = (1-l) x[i] + l x[min(i+1, L_eff-1)], r = "
-        "float32((L_eff-1)/(out-1)) (0 when out == 1), i = int(r*o), l = r*o - i (float32); "
-        "separable: along W first, then H."
-    ),
-    "Normalize": (
-        "SSD Normalize. attrs: across_spatial (bool), channel_shared (bool), eps (1e-10). "
-        "params: scale (C,) 'C' or (1,) when channel_shared. across_spatial: y = x / "
-        "sqrt(sum_{c,h,w} x^2 + eps) per sample; else y = x / sqrt(sum_c x^2 + eps) per "
-        "position; then y *= scale[c] (or scale[0])."
-    ),
-    "ShuffleChannel": (
-        "ShuffleNet channel shuffle. attrs: group (g). x (N, C, ...) viewed as (N, g, C/g, ...), "
-        "the two group axes swapped, viewed back: y[:, k*g + j] = x[:, j*(C/g) + k]."
-    ),
     # ---- BVLC Caffe catalogue (issue 14; rules in mapping/rules/caffe_catalogue.py) ----
     "Exp": "Caffe Exp. attrs: base (-1 = e), scale (1), shift (0): y = base^(shift + scale*x).",
     "Log": "Caffe Log. attrs: base (-1 = e), scale (1), shift (0): y = log_base(shift + scale*x).",
@@ -173,6 +153,58 @@ OPS: dict[str, str] = {
         "Caffe Embed. attrs: num_output, input_dim, bias (bool). params: weight (input_dim, "
         "num_output) 'IO', bias (num_output,) 'O'. y = weight[int(x)] (+ bias); out = x.shape + "
         "(num_output,)."
+    ),
+    "Embedding": (
+        "Lasagne EmbeddingLayer. attrs: input_size (V), output_size (E). params: weight (V, E) "
+        "'VE'. y = weight[int(x)]: out = x.shape + (E,)."
+    ),
+    "Recurrent": (
+        "Lasagne recurrent layers (lasagne.layers.recurrent), input (batch, time, features...; "
+        "trailing axes flattened). inputs: [x, mask (batch, time) if attrs.mask, hid_init "
+        "(batch, units) if attrs.hid_init == 'input', cell_init if attrs.cell_init == 'input']. "
+        "attrs: cell ('simple' | 'lstm' | 'gru'), units, backwards (scan in reverse; outputs "
+        "returned in forward time order), only_return_final (out (batch, units): the last scan "
+        "step), mask (bool: h_t = m*step + (1-m)*h_{t-1}, likewise c), hid_init/cell_init "
+        "('param': params hid_init/cell_init (1, units) '1U' | 'input'), learn_init (info). "
+        "simple (CustomRecurrentLayer/RecurrentLayer with Dense sub-layers): h_t = "
+        "activation(hid_activation(h_{t-1} W_hid + b_hid) + in_activation(x_t W_in + b_in)); "
+        "params W_in (F, U) 'IO', b_in (U,) (absent = none), W_hid (U, U) 'IO', b_hid (U,). "
+        "lstm: gates g in (ingate, forgetgate, cell, outgate), params W_in_to_g (F, U) 'IO', "
+        "W_hid_to_g (U, U) 'IO', b_g (U,); peepholes (bool) with W_cell_to_ingate/forgetgate/"
+        "outgate (U,): i = act_i(x W_i + b_i + h W_hi + c_{t-1} w_ci), f likewise, "
+        "c_t = f c_{t-1} + i act_cell(x W_c + b_c + h W_hc), o = act_o(x W_o + b_o + h W_ho "
+        "+ c_t w_co) with outgate_peephole 'before_nonlinearity' (Lasagne 0.2.dev/master) or "
+        "o = act_o(x W_o + b_o + h W_ho) + c_t w_co with 'after_nonlinearity' (Lasagne 0.1), "
+        "h_t = o * activation(c_t); gate_activations {gate: Activation dict or "
+        "None}, activation. gru: gates resetgate, updategate, hidden_update (params as lstm): "
+        "r = act_r(x W_r + b_r + h W_hr), u = act_u(...), c = act_h(x W_h + b_h + r (h W_hh)), "
+        "h_t = (1 - u) h_{t-1} + u c."
+    ),
+    # ---- Caffe fork layer types (importers/caffe_forks.py; shapes_forks.py; kernels_forks.py)
+    "Interp": (
+        "DeepLab/PSPNet Interp: bilinear, align-corners style. attrs: mode ('zoom' | 'shrink' | "
+        "'size' | 'shrink_zoom'), zoom_factor, shrink_factor, height, width, pad_beg, pad_end "
+        "(<= 0: the input is cropped to [-pad_beg, L + pad_end)). L_eff = L + pad_beg + pad_end; "
+        "out: shrink (L_eff-1)//s + 1; zoom L_eff + (L_eff-1)(z-1); size height/width; "
+        "shrink_zoom: shrink then zoom. y[o] = (1-l) x[i] + l x[min(i+1, L_eff-1)], r = "
+        "float32((L_eff-1)/(out-1)) (0 when out == 1), i = int(r*o), l = r*o - i (float32); "
+        "separable: along W first, then H."
+    ),
+    "Normalize": (
+        "SSD Normalize. attrs: across_spatial (bool), channel_shared (bool), eps (1e-10). "
+        "params: scale (C,) 'C' or (1,) when channel_shared. across_spatial: y = x / "
+        "sqrt(sum_{c,h,w} x^2 + eps) per sample; else y = x / sqrt(sum_c x^2 + eps) per "
+        "position; then y *= scale[c] (or scale[0])."
+    ),
+    "ShuffleChannel": (
+        "ShuffleNet channel shuffle. attrs: group (g). x (N, C, ...) viewed as (N, g, C/g, ...), "
+        "the two group axes swapped, viewed back: y[:, k*g + j] = x[:, j*(C/g) + k]."
+    ),
+    "SPP": (
+        "Caffe SPP. attrs: pyramid_height (h), mode ('max' | 'avg'). Level l < h: b = 2^l bins, "
+        "kernel k = ceil(L / b), pad = (k*b - L + 1) // 2, stride k, Caffe pooling (caffe_ceil, "
+        "caffe divisor). h == 1: the level-0 pooling, out (N, C, 1, 1); else every level "
+        "flattened (C, H, W order) and concatenated: out (N, C * sum of its pooled sizes)."
     ),
     "Custom": (
         "A layer Migrator does not know. attrs: class_name, plus whatever could be recorded. "

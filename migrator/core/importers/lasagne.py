@@ -51,6 +51,7 @@ import numpy as np
 
 from ..errors import MigratorError
 from ..ir import Graph, Node, Param, Provenance
+from . import lasagne_recurrent
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lasagne_child.py")
 
@@ -331,6 +332,7 @@ def graph_from_description(desc: dict, values: list[np.ndarray], builder_path: s
             shapes[inp.name] = _shape(direct)
             inputs = [inp.name]
         in_shapes = [shapes.get(i) for i in inputs]
+        L.setdefault("lasagne_version", desc.get("lasagne_version"))   # recurrent semantics
         try:
             op, attrs, pmap = _canonical(L, in_shapes)
         except _Unsupported as e:
@@ -670,11 +672,15 @@ def _canonical(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
         return "PReLU", {"channel_shared": False}, {"alpha": ("slope", None, "C")}
     if known == "SliceLayer":
         sl = a.get("slice")
+        if isinstance(sl, int) and not isinstance(sl, bool):   # an index: the axis is dropped
+            return "Slice", {"axis": int(a.get("axis", -1)) % _ndim(in_shapes), "index": sl}, {}
         if not isinstance(sl, dict) or "__slice__" not in sl:
-            raise _Unsupported("SliceLayer with an integer index (drops the axis)")
+            raise _Unsupported(f"SliceLayer with indices {sl!r}")
         start, stop, step = sl["__slice__"]
         return "Slice", {"axis": int(a.get("axis", -1)) % _ndim(in_shapes), "start": start,
                          "stop": stop, "step": step}, {}
+    if known == "EmbeddingLayer" or known in lasagne_recurrent.RECURRENT:
+        return lasagne_recurrent.canonical(L, in_shapes, _Unsupported, activation_of)
     raise _Unsupported(f"{known} has no canonical form")
 
 

@@ -46,7 +46,12 @@ KNOWN = {
     "GlobalPoolLayer", "FeaturePoolLayer", "Upscale2DLayer", "ElemwiseSumLayer",
     "ElemwiseMergeLayer", "ConcatLayer", "DropoutLayer", "GaussianNoiseLayer", "PadLayer",
     "FlattenLayer", "ReshapeLayer", "DimshuffleLayer", "SliceLayer",
+    # recurrent layers and their neighbours (lasagne.layers.recurrent / embedding)
+    "EmbeddingLayer", "CustomRecurrentLayer", "RecurrentLayer", "LSTMLayer", "GRULayer",
 }
+#: attributes holding sub-layers whose parameters the layer's get_params adds
+#: (CustomRecurrentLayer): described inline, parameters named '<attr>.<param>'
+SUBLAYER_ATTRS = ("input_to_hidden", "hidden_to_hidden")
 SKIP_ATTRS = {"params", "input_layer", "input_layers", "input_shape", "input_shapes", "name",
               "get_output_kwargs", "input_var", "convolution"}
 
@@ -237,6 +242,46 @@ def _describe_callable(f):
     return d
 
 
+def _sub_param_attr(sub, p):
+    """The attribute name under which a sub-layer keeps parameter ``p`` ('W', 'b')."""
+    for k, v in vars(sub).items():
+        if v is p:
+            return k
+    return (getattr(p, "name", None) or "param").rsplit(".", 1)[-1]
+
+
+def _sub_tags(sub, p):
+    for lyr in _all_below(sub):
+        if p in getattr(lyr, "params", {}):
+            return lyr.params[p]
+    return set()
+
+
+def _all_below(layer):
+    import lasagne.layers as LL
+    return LL.get_all_layers(layer)
+
+
+def _describe_sublayer(sub, names):
+    """A sub-layer that is not part of the network graph (CustomRecurrentLayer's
+    input_to_hidden / hidden_to_hidden): class, settings, parameter names and shapes."""
+    attrs = {}
+    for k, v in vars(sub).items():
+        if k in SKIP_ATTRS or k.startswith("__") or type(v).__name__.endswith("SharedVariable"):
+            continue
+        if _is_layer(v):
+            continue
+        try:
+            attrs[k] = _jsonable(v, names)
+        except TypeError:
+            attrs[k] = {"__repr__": repr(v)[:120]}
+    below = [type(x).__name__ for x in _all_below(sub)]
+    return {"__sublayer__": type(sub).__name__, "layers": below, "attrs": attrs,
+            "params": [_sub_param_attr(sub, p) for p in sub.params],
+            "input_shape": list(sub.input_shape) if getattr(sub, "input_shape", None) else None,
+            "output_shape": list(sub.output_shape)}
+
+
 def _param_shape(p):
     try:
         return [int(s) for s in p.get_value(borrow=True).shape]
@@ -301,6 +346,9 @@ def describe(ret, output_layer=None, impl="recorder"):
                 attr_of[id(v)] = k
                 continue
             if _is_layer(v):
+                if k in SUBLAYER_ATTRS and id(v) not in names:
+                    attrs[k] = _describe_sublayer(v, names)
+                    continue
                 attrs[k] = {"__layer__": names.get(id(v), "?")}
                 continue
             try:
@@ -322,6 +370,18 @@ def describe(ret, output_layer=None, impl="recorder"):
                            "tags": sorted(tags), "index": idx, "attr": attr_of.get(id(p))})
             if idx is not None:
                 powner.setdefault(idx, (name, params[-1]["name"]))
+        for sub_attr in SUBLAYER_ATTRS:
+            sub = getattr(lyr, sub_attr, None)
+            if sub is None or not _is_layer(sub) or id(sub) in names:
+                continue
+            for sp in LL.get_all_params(sub):
+                idx = pindex.get(id(sp))
+                pname = f"{sub_attr}.{_sub_param_attr(sub, sp)}"
+                params.append({"name": pname, "full_name": getattr(sp, "name", None) or "",
+                               "shape": _param_shape(sp), "tags": sorted(_sub_tags(sub, sp)),
+                               "index": idx, "attr": None})
+                if idx is not None:
+                    powner.setdefault(idx, (name, pname))
         inputs = [names[id(i)] for i in _inputs_of(lyr) if i is not None]
         direct = None
         if type(lyr).__name__ != "InputLayer" and known != "InputLayer":
@@ -344,7 +404,9 @@ def describe(ret, output_layer=None, impl="recorder"):
     for i, p in enumerate(all_params):
         owner = powner.get(i, ("?", getattr(p, "name", None) or f"param{i}"))
         plist.append([owner[0], owner[1], _param_shape(p)])
-    return {"ok": True, "impl": impl, "output": names[id(out)], "warnings": warnings,
+    import lasagne
+    return {"ok": True, "impl": impl, "lasagne_version": str(getattr(lasagne, "__version__", "")),
+            "output": names[id(out)], "warnings": warnings,
             "layers": descs, "params": plist}
 
 

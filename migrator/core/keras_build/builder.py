@@ -23,7 +23,10 @@ import keras
 import numpy as np
 
 from ..errors import MigratorError, UnsupportedLayerError
-from . import custom_layers
+from . import (
+    custom_layers,
+    recurrent_layers,  # LasagneRNN: called with a list of input tensors
+)
 from . import plain as plain_exprs
 
 Progress = Callable[[float, str], None] | None
@@ -126,7 +129,7 @@ def build_keras(plan, *, progress: Progress = None, release_weights: bool = Fals
                 except Exception as e:  # noqa: BLE001 - bad config from a rule / override
                     raise MigratorError(f"cannot create Keras {spec.class_name} '{spec.name}': {e}",
                                         file=file, layer=m.source) from None
-            if spec.class_name in MERGE_LAYERS:
+            if spec.class_name in MERGE_LAYERS or spec.class_name in recurrent_layers.LIST_INPUT:
                 arg = ins
             elif len(ins) == 1:
                 arg = ins[0]

@@ -115,7 +115,7 @@ def iter_keras_outputs(model, plan, x_channels_last, *, want: Iterable[str] | No
                 # gives a Caffe Crop its reference shape); nothing live consumes it either
                 continue
             ins = [tensors[alias.get(t, t)] for t in spec.inputs]
-            arg = ins if spec.class_name in MERGE_LAYERS else ins[0]
+            arg = ins if spec.class_name in MERGE_LAYERS or len(ins) > 1 else ins[0]
             out = layer(arg, training=False)
         tensors[spec.output] = out
         # free what is not needed any more

@@ -1,3 +1,2 @@
-"""Stand-in sub-module: re-exports the recording layers."""
-from ._impl import *
-from ._impl import conv_input_length, conv_output_length, pool_output_length  # noqa: F401
+"""Stand-in sub-module: ``lasagne.layers.embedding``."""
+from .recurrent import EmbeddingLayer  # noqa: F401

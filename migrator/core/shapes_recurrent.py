@@ -1,0 +1,21 @@
+"""Shape functions of the recurrent ops (``Recurrent``, ``Embedding``); registered in
+:data:`migrator.core.shapes.SHAPE_FUNCS` when :mod:`migrator.core.shapes` is imported."""
+from __future__ import annotations
+
+from .shapes import shape_rule
+
+
+@shape_rule("Embedding")
+def _embedding(node, ins, ctx):
+    return [tuple(ins[0]) + (int(node.attrs["output_size"]),)]
+
+
+@shape_rule("Recurrent")
+def _recurrent(node, ins, ctx):
+    x = ins[0]
+    if len(x) < 3:
+        raise ctx.error(f"recurrent input {tuple(x)} is not (batch, time, features...)")
+    units = int(node.attrs["units"])
+    if node.attrs.get("only_return_final"):
+        return [(x[0], units)]
+    return [(x[0], x[1], units)]
