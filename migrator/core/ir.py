@@ -128,32 +128,6 @@ OPS: dict[str, str] = {
         "that position, the axis is dropped); or slice_points (list, Caffe Slice: num_outputs "
         "pieces split at those points, equal pieces when empty/None)."
     ),
-    # ---- BVLC Caffe catalogue (issue 14; rules in mapping/rules/caffe_catalogue.py) ----
-    "Exp": "Caffe Exp. attrs: base (-1 = e), scale (1), shift (0): y = base^(shift + scale*x).",
-    "Log": "Caffe Log. attrs: base (-1 = e), scale (1), shift (0): y = log_base(shift + scale*x).",
-    "Threshold": "attrs: threshold (float, 0.0): y = 1 if x > threshold else 0, element-wise.",
-    "Clip": "attrs: min, max: y = max(min, min(x, max)).",
-    "Swish": "attrs: beta (1.0): y = x * sigmoid(beta * x).",
-    "Reduction": (
-        "Caffe Reduction. attrs: operation ('sum' | 'asum' | 'sumsq' | 'mean'), axis (0; all axes "
-        "from axis to the end are reduced), coeff (1.0): y = coeff * op(x[..., axis:]) "
-        "(mean: sum / count). out = x.shape[:axis]."
-    ),
-    "MVN": (
-        "Caffe MVN. attrs: normalize_variance (True), across_channels (False), eps (1e-9): per "
-        "sample (and per channel unless across_channels) y = x - mean, then y / (sqrt(mean(y^2)) + eps)."
-    ),
-    "Tile": "attrs: axis (1), tiles: y = concatenate([x] * tiles, axis).",
-    "ArgMax": (
-        "Caffe ArgMax. attrs: out_max_val (False), top_k (1), axis (None = per sample over the "
-        "flattened C*H*W). axis: out shape[axis] = top_k, indices (or the values if out_max_val) "
-        "in descending order; no axis: out (N, 1 or 2, top_k, 1...) indices then values."
-    ),
-    "Embed": (
-        "Caffe Embed. attrs: num_output, input_dim, bias (bool). params: weight (input_dim, "
-        "num_output) 'IO', bias (num_output,) 'O'. y = weight[int(x)] (+ bias); out = x.shape + "
-        "(num_output,)."
-    ),
     "Embedding": (
         "Lasagne EmbeddingLayer. attrs: input_size (V), output_size (E). params: weight (V, E) "
         "'VE'. y = weight[int(x)]: out = x.shape + (E,)."
@@ -200,11 +174,31 @@ OPS: dict[str, str] = {
         "ShuffleNet channel shuffle. attrs: group (g). x (N, C, ...) viewed as (N, g, C/g, ...), "
         "the two group axes swapped, viewed back: y[:, k*g + j] = x[:, j*(C/g) + k]."
     ),
-    "SPP": (
-        "Caffe SPP. attrs: pyramid_height (h), mode ('max' | 'avg'). Level l < h: b = 2^l bins, "
-        "kernel k = ceil(L / b), pad = (k*b - L + 1) // 2, stride k, Caffe pooling (caffe_ceil, "
-        "caffe divisor). h == 1: the level-0 pooling, out (N, C, 1, 1); else every level "
-        "flattened (C, H, W order) and concatenated: out (N, C * sum of its pooled sizes)."
+    # ---- BVLC Caffe catalogue (issue 14; rules in mapping/rules/caffe_catalogue.py) ----
+    "Exp": "Caffe Exp. attrs: base (-1 = e), scale (1), shift (0): y = base^(shift + scale*x).",
+    "Log": "Caffe Log. attrs: base (-1 = e), scale (1), shift (0): y = log_base(shift + scale*x).",
+    "Threshold": "attrs: threshold (float, 0.0): y = 1 if x > threshold else 0, element-wise.",
+    "Clip": "attrs: min, max: y = max(min, min(x, max)).",
+    "Swish": "attrs: beta (1.0): y = x * sigmoid(beta * x).",
+    "Reduction": (
+        "Caffe Reduction. attrs: operation ('sum' | 'asum' | 'sumsq' | 'mean'), axis (0; all axes "
+        "from axis to the end are reduced), coeff (1.0): y = coeff * op(x[..., axis:]) "
+        "(mean: sum / count). out = x.shape[:axis]."
+    ),
+    "MVN": (
+        "Caffe MVN. attrs: normalize_variance (True), across_channels (False), eps (1e-9): per "
+        "sample (and per channel unless across_channels) y = x - mean, then y / (sqrt(mean(y^2)) + eps)."
+    ),
+    "Tile": "attrs: axis (1), tiles: y = concatenate([x] * tiles, axis).",
+    "ArgMax": (
+        "Caffe ArgMax. attrs: out_max_val (False), top_k (1), axis (None = per sample over the "
+        "flattened C*H*W). axis: out shape[axis] = top_k, indices (or the values if out_max_val) "
+        "in descending order; no axis: out (N, 1 or 2, top_k, 1...) indices then values."
+    ),
+    "Embed": (
+        "Caffe Embed. attrs: num_output, input_dim, bias (bool). params: weight (input_dim, "
+        "num_output) 'IO', bias (num_output,) 'O'. y = weight[int(x)] (+ bias); out = x.shape + "
+        "(num_output,)."
     ),
     "Custom": (
         "A layer Migrator does not know. attrs: class_name, plus whatever could be recorded. "

@@ -674,6 +674,12 @@ def _custom(node, xs):
                      f"{node.attrs.get('class_name') or node.source_type}")
 
 
+from . import kernels_recurrent  # noqa: E402,F401  (registers the recurrent ops)
+
+
+from . import kernels_forks  # noqa: E402,F401  (registers the Caffe fork ops)
+
+
 # ------------------------------------------------------------------------------------
 # BVLC Caffe catalogue (issue 14): formulas from Caffe's own layer sources (git 2018-08),
 # checked against the real Caffe in tests/core/test_caffe_catalogue.py
@@ -817,22 +823,3 @@ def _caffe_embed(node, xs):
     if b is not None:
         y = y + b
     return [y]
-
-
-from . import kernels_recurrent  # noqa: E402,F401  (registers the recurrent ops)
-
-
-from . import kernels_forks  # noqa: E402,F401  (registers the Caffe fork ops)
-
-
-@kernel("SPP")
-def _caffe_spp(node, xs):
-    from ..shapes import spp_levels
-    x = xs[0]
-    N, C, H, W = x.shape
-    mode = node.attrs.get("mode", "max")
-    outs = [pool2d(x, mode, k, k, p, "caffe_ceil", "caffe")
-            for k, p in spp_levels(H, W, int(node.attrs["pyramid_height"]))]
-    if len(outs) == 1:
-        return [outs[0]]
-    return [np.concatenate([o.reshape(N, -1) for o in outs], axis=1)]
