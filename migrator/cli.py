@@ -46,6 +46,14 @@ def _compare_args(p: argparse.ArgumentParser, *, inputs: bool) -> None:
                        help="input array in the source layout (NCHW); for several inputs an .npz "
                             "with one array per input layer name")
         g.add_argument("--image", metavar="IMG", help="an image file, preprocessed as documented")
+        g.add_argument("--images", metavar="DIR|LIST",
+                       help="an input set: a folder of images (sorted by name) or a text file listing "
+                            "image paths, each preprocessed like --image; compared batch by batch")
+        p.add_argument("--limit", type=int, default=None, metavar="N",
+                       help="input sets (--images, or --input with a leading sample axis): the first N")
+        p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                       help="input sets: samples per batch (memory is bounded by the batch; default 8); "
+                            "with --input X.npy|.npz the first axis is the set")
         p.add_argument("--channel-order", choices=("BGR", "RGB"), default=None,
                        help="image channel order fed to the network (default: BGR for Caffe, RGB for Lasagne)")
         p.add_argument("--mean", default=None,
@@ -66,6 +74,9 @@ def _compare_args(p: argparse.ArgumentParser, *, inputs: bool) -> None:
                    help="tolerance relative to each layer's max |reference| (default 1e-4)")
     p.add_argument("--layer-tolerance", action="append", default=[], metavar="LAYER=ATOL,RTOL",
                    help="per-layer tolerance override (repeatable)")
+    p.add_argument("--precision", choices=("failing", "all", "off"), default="failing",
+                   help="float64 second look (isolated error, drift from a float64 reference, float32's "
+                        "own drift): for layers over the tolerance (default), every layer, or never")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -405,20 +416,49 @@ def _verify(args, graph, plan, *, spec):
     tols = _tolerances(args)
     _check_tolerance_layers(graph, tols)
     settings = _runtime_settings(args)
+    from .core.inputs import is_set
+    precision = getattr(args, "precision", "failing")
+    if is_set(spec):
+        iset = pipeline.make_input_batches(graph, spec)     # validates the set before the build
+        _quiet_tf()
+        model = pipeline.build_keras(plan, release_weights=True)
+        n = len(iset)
+
+        def progress(_f, msg, _state={"last": -1}):  # noqa: B006 - per-call state
+            done = int(msg.split(" of ")[0]) if msg.endswith("samples compared") else None
+            if done is not None and done != _state["last"] and sys.stderr.isatty():
+                _state["last"] = done
+                print(f"\r{done}/{n} samples compared", end="", file=sys.stderr, flush=True)
+
+        result = pipeline.compare_set(graph, plan, model, iset, runtime=args.runtime,
+                                      runtime_settings=settings, tolerances=tols, precision=precision,
+                                      progress=progress)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        return model, result
     x, desc = pipeline.make_input(graph, spec)
     _quiet_tf()
     model = pipeline.build_keras(plan, release_weights=True)
     result = pipeline.compare(graph, plan, model, x, runtime=args.runtime, runtime_settings=settings,
-                              tolerances=tols, input_desc=desc)
+                              tolerances=tols, input_desc=desc, precision=precision)
     return model, result
 
 
 def _image_spec(args, graph):
     from .core.errors import MigratorError
     from .core.pipeline import ImagePreprocessing, InputSpec
+    bs = getattr(args, "batch_size", None)
+    limit = getattr(args, "limit", None)
+    for flag, v in (("--batch-size", bs), ("--limit", limit)):
+        if v is not None and v < 1:
+            raise MigratorError(f"{flag} must be at least 1, got {v}")
     if args.input:
+        if bs is not None or limit is not None:
+            return InputSpec(kind="arrays", path=args.input, limit=limit, batch_size=bs or 8)
         return InputSpec(kind="npy", path=args.input)
-    if args.image:
+    if (bs is not None or limit is not None) and not getattr(args, "images", None):
+        raise MigratorError("--limit and --batch-size need an input set: --images DIR|LIST or --input X.npy")
+    if args.image or getattr(args, "images", None):
         mean = None
         if args.mean:
             try:
@@ -433,9 +473,11 @@ def _image_spec(args, graph):
             except ValueError:
                 raise MigratorError(f"--resize expects HxW, got {args.resize!r}") from None
         order = args.channel_order or ("BGR" if graph.framework == "caffe" else "RGB")
-        return InputSpec(kind="image", path=args.image,
-                         preprocessing=ImagePreprocessing(channel_order=order, mean=mean,
-                                                          scale=args.scale, resize=resize))
+        pp = ImagePreprocessing(channel_order=order, mean=mean, scale=args.scale, resize=resize)
+        if getattr(args, "images", None):
+            return InputSpec(kind="images", path=args.images, limit=limit, batch_size=bs or 8,
+                             preprocessing=pp)
+        return InputSpec(kind="image", path=args.image, preprocessing=pp)
     return InputSpec(kind="random", seed=args.seed)
 
 

@@ -182,12 +182,14 @@ class ImagePreprocessing:
 
 @dataclass
 class InputSpec:
-    kind: str = "random"                      # 'random' | 'npy' | 'image'
+    kind: str = "random"                      # 'random' | 'npy' | 'image' | 'images' | 'arrays'
     seed: int = 0
-    path: str | None = None
+    path: str | None = None                   # images: a folder or a list file; arrays: .npy/.npz
     batch: int = 1
     preprocessing: ImagePreprocessing = field(default_factory=ImagePreprocessing)
     distribution: str = "normal"              # random: 'normal' (N(0,1)) | 'uniform' ([0, 255))
+    limit: int | None = None                  # input sets: the first N samples only
+    batch_size: int = 8                       # input sets: samples per batch (memory bound)
 
 
 def input_shapes(graph: Graph, batch: int = 1) -> dict[str, tuple[int, ...]]:
@@ -288,21 +290,22 @@ def _load_npz(graph: Graph, spec: InputSpec):
     return arrays, desc
 
 
-def _load_image(graph: Graph, spec: InputSpec):
+def preprocess_image(graph: Graph, path: str, pp: ImagePreprocessing) -> tuple[np.ndarray, str]:
+    """One image file -> (CHW float32 in the source layout, where the mean came from:
+    'given' | 'model' | 'none'), following :class:`ImagePreprocessing`."""
     from PIL import Image
-    _check_readable(spec.path)
-    pp = spec.preprocessing
+    _check_readable(path)
     shp = model_input_shape(graph, 1)
     if len(shp) != 4 or shp[1] not in (1, 3):
         raise MigratorError(f"image input needs a 1- or 3-channel NCHW model input, got {shp}",
-                            file=spec.path)
+                            file=path)
     h, w = pp.resize or (shp[2], shp[3])
     try:
-        with Image.open(spec.path) as im:
+        with Image.open(path) as im:
             im = im.convert("RGB" if shp[1] == 3 else "L").resize((w, h), Image.BILINEAR)
             a = np.asarray(im, dtype=np.float32)
     except Exception as e:  # noqa: BLE001 - user file
-        raise MigratorError(f"cannot read image: {e}", file=spec.path) from None
+        raise MigratorError(f"cannot read image: {e}", file=path) from None
     if a.ndim == 2:
         a = a[:, :, None]
     if shp[1] == 3 and pp.channel_order.upper() == "BGR":
@@ -321,12 +324,25 @@ def _load_image(graph: Graph, spec: InputSpec):
                                  for c in mean.astype(np.float32)])
             chw = chw - mean
     chw = chw * np.float32(pp.scale)
+    src = "given" if pp.mean is not None else ("model" if mean is not None else "none")
+    return chw.astype(np.float32, copy=False), src
+
+
+def _load_image(graph: Graph, spec: InputSpec):
+    chw, mean_source = preprocess_image(graph, spec.path, spec.preprocessing)
     x = chw[None].astype(np.float32)
     desc = {"kind": "image", "path": os.path.abspath(spec.path), "shape": list(x.shape),
-            "preprocessing": {**pp.to_dict(),
-                              "mean_source": "given" if pp.mean is not None else
-                              ("model" if mean is not None else "none")}}
+            "preprocessing": {**spec.preprocessing.to_dict(), "mean_source": mean_source}}
     return x, desc
+
+
+def make_input_batches(graph: Graph, spec: InputSpec):
+    """The streaming successor of :func:`make_input`: an
+    :class:`~migrator.core.inputs.InputSet` whose ``batches()`` yields
+    :class:`~migrator.core.inputs.Batch` es (x, names, start) of ``spec.batch_size``
+    samples; single inputs (random, one image, one array) are a set of one batch."""
+    from .inputs import open_input_set
+    return open_input_set(graph, spec)
 
 
 # ------------------------------------------------------------------------------------
@@ -335,8 +351,25 @@ def _load_image(graph: Graph, spec: InputSpec):
 def compare(graph: Graph, plan, model, x: np.ndarray, *, runtime: str = "builtin",
             runtime_settings: dict | None = None, tolerances=None,
             input_desc: dict | None = None, progress: Progress = None,
-            cancel: Cancel = None):
+            cancel: Cancel = None, precision: str = "failing"):
     from .compare.engine import run_comparison
     return run_comparison(graph, plan, model, x, runtime=runtime,
                           runtime_settings=runtime_settings or {}, tolerances=tolerances,
-                          input_desc=input_desc, progress=progress, cancel=cancel)
+                          input_desc=input_desc, progress=progress, cancel=cancel,
+                          precision=precision)
+
+
+def compare_set(graph: Graph, plan, model, spec_or_set, *, runtime: str = "builtin",
+                runtime_settings: dict | None = None, tolerances=None, batch_size: int | None = None,
+                progress: Progress = None, cancel: Cancel = None, precision: str = "failing"):
+    """Compare on an input set (an :class:`InputSpec` or an opened
+    :class:`~migrator.core.inputs.InputSet`), batch by batch; returns one set-level
+    ComparisonResult (per layer the worst over the set and which sample, per-channel worst,
+    top-1 agreement / top-k overlap over N, samples whose top-1 differs)."""
+    from .compare.sets import run_set_comparison
+    from .inputs import InputSet
+    iset = spec_or_set if isinstance(spec_or_set, InputSet) else make_input_batches(graph, spec_or_set)
+    return run_set_comparison(graph, plan, model, iset, runtime=runtime,
+                              runtime_settings=runtime_settings or {}, tolerances=tolerances,
+                              batch_size=batch_size, progress=progress, cancel=cancel,
+                              precision=precision)

@@ -24,6 +24,32 @@ from .metrics import (
     topk_agreement,
 )
 
+_TF32_OFF = False
+
+
+def strict_float32() -> bool:
+    """Turn TensorFloat-32 off for verification (TensorFlow enables it by default on Ampere
+    and newer GPUs: ~1e-3 relative error on float32 matmul/conv, which fails a correct
+    model).  Returns True when it is off."""
+    global _TF32_OFF
+    if not _TF32_OFF:
+        try:
+            import tensorflow as tf
+            tf.config.experimental.enable_tensor_float_32_execution(False)
+            _TF32_OFF = not tf.config.experimental.tensor_float_32_execution_enabled()
+        except Exception:  # noqa: BLE001 - an old TensorFlow without the switch
+            _TF32_OFF = False
+    return _TF32_OFF
+
+
+def device_description() -> str:
+    """Where Keras runs, and that TF32 is off on a GPU."""
+    from ..keras_build.executor import keras_device_description
+    d = keras_device_description()
+    if d.startswith("GPU"):
+        d += "; TF32 off" if strict_float32() else "; TF32 could not be turned off"
+    return d
+
 
 def _runtime(name: str, settings: dict):
     from ..reference.runtimes import get_runtime
@@ -77,6 +103,7 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
     budget figures for the whole table, one more reference pass) or 'off'."""
     from ..keras_build.executor import keras_device_description
 
+    strict_float32()
     if precision not in ("failing", "all", "off"):
         raise MigratorError(f"precision must be 'failing', 'all' or 'off', not {precision!r}")
     box: dict = {}

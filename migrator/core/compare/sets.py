@@ -1,0 +1,226 @@
+"""Comparison on an input set: batch by batch, folded into set-level results.
+
+Each batch is compared with :func:`.engine.run_comparison` (the verdict is per sample, see
+:func:`.metrics.compare_arrays`), then folded into running per-layer figures: the worst
+``max_abs`` over the set and which sample, per-channel worst, mean over all samples, the
+top-1 agreement / top-k overlap over all N samples and the samples whose top-1 class
+differs.  Only the current batch's arrays and the small per-layer figures are held, so
+memory is bounded by the batch, not by the set.  Folding N single-sample comparisons gives
+the same result as comparing the set (tests/core/test_inputs_sets.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from ..errors import Cancelled
+from .metrics import ComparisonResult, LayerResult
+
+_FIELDS_MAX = ("max_abs", "max_rel", "scale", "needed_rtol")
+
+
+class SetFolder:
+    """Accumulates per-batch :class:`ComparisonResult` s into one set-level result."""
+
+    def __init__(self, names: list[str] | None = None):
+        self.names = names
+        self.layers: dict[str, LayerResult] = {}
+        self.order: list[str] = []
+        self.n = 0
+        self.first: ComparisonResult | None = None
+        self.timings: dict[str, float] = {}
+        self.topk_k: int | None = None
+        self.top1: list[bool] = []
+        self.overlap: list[float] = []
+        self.ref_top1: list[int] = []
+        self.keras_top1: list[int] = []
+        self.topk_first: dict | None = None
+        self.cancelled = False
+        self.budget_note: str | None = None
+
+    def add(self, res: ComparisonResult, start: int, n: int) -> None:
+        if self.first is None:
+            self.first = res
+        for k, v in res.timings.items():
+            self.timings[k] = self.timings.get(k, 0.0) + v
+        self.cancelled = self.cancelled or res.cancelled
+        self.budget_note = self.budget_note or res.budget_note
+        for r in res.layers:
+            self._fold_layer(r, start, n)
+        if res.topk:
+            t = res.topk
+            ps = t.get("per_sample") or {}
+            self.topk_k = t["k"]
+            if self.topk_first is None:
+                self.topk_first = {"reference_top": t.get("reference_top"), "keras_top": t.get("keras_top")}
+            self.top1 += list(ps.get("top1_match", []))
+            self.overlap += list(ps.get("topk_overlap", []))
+            self.ref_top1 += list(ps.get("reference_top1", []))
+            self.keras_top1 += list(ps.get("keras_top1", []))
+        self.n += n
+
+    def _fold_layer(self, r: LayerResult, start: int, n: int) -> None:
+        cur = self.layers.get(r.source)
+        has = np.isfinite(r.max_abs)
+        if cur is None:
+            new = LayerResult(source=r.source, source_type=r.source_type, keras=r.keras, layout=r.layout,
+                              shape=r.shape, status=r.status, note=r.note, tolerance=r.tolerance)
+            self.layers[r.source] = new
+            self.order.append(r.source)
+            cur = new
+            cur._mean_sum = 0.0                      # type: ignore[attr-defined]
+            cur._mean_n = 0                          # type: ignore[attr-defined]
+            cur._ch_sum = None                       # type: ignore[attr-defined]
+            cur._iso_pass = True                     # type: ignore[attr-defined]
+        # status: one failing sample fails the layer; compared beats not-compared
+        if r.status == "fail":
+            if cur.status != "fail":
+                cur.basis, cur.note = r.basis, r.note
+            cur.status = "fail"
+        elif r.status == "pass" and cur.status not in ("fail",):
+            cur.status = "pass"
+            if r.basis == "float32" or cur.basis != "float32":
+                cur.basis = r.basis
+        if cur.shape is not None and r.shape is not None and len(r.shape) >= 1:
+            cur.shape = (self.n + n,) + tuple(r.shape[1:])
+        if not has:
+            return
+        if not np.isfinite(cur.max_abs) or r.max_abs > cur.max_abs:
+            cur.max_abs = r.max_abs
+            cur.worst_channel = r.worst_channel
+            wi = r.worst_index
+            cur.worst_index = ((start + int(wi[0]),) + tuple(wi[1:])) if wi else None
+            cur.worst_sample = start + (int(wi[0]) if wi else 0)
+            if self.names is not None and cur.worst_sample < len(self.names):
+                cur.sample_name = self.names[cur.worst_sample]
+        for f in _FIELDS_MAX[1:]:
+            v = getattr(r, f)
+            if np.isfinite(v):
+                c = getattr(cur, f)
+                setattr(cur, f, v if not np.isfinite(c) else max(c, v))
+        cur._mean_sum += r.mean_abs * n                  # type: ignore[attr-defined]
+        cur._mean_n += n                                 # type: ignore[attr-defined]
+        cur.mean_abs = cur._mean_sum / cur._mean_n       # type: ignore[attr-defined]
+        if r.channel_max_abs is not None:
+            if cur.channel_max_abs is None or len(cur.channel_max_abs) != len(r.channel_max_abs):
+                cur.channel_max_abs = np.array(r.channel_max_abs, dtype=np.float64)
+                cur.channel_ref_absmax = np.array(r.channel_ref_absmax, dtype=np.float64)
+                cur._ch_sum = np.array(r.channel_mean_abs, dtype=np.float64) * n  # type: ignore[attr-defined]
+            else:
+                np.maximum(cur.channel_max_abs, r.channel_max_abs, out=cur.channel_max_abs)
+                np.maximum(cur.channel_ref_absmax, r.channel_ref_absmax, out=cur.channel_ref_absmax)
+                cur._ch_sum += np.asarray(r.channel_mean_abs) * n                  # type: ignore[attr-defined]
+            cur.channel_mean_abs = cur._ch_sum / cur._mean_n                      # type: ignore[attr-defined]
+        for f in ("drift64", "budget64"):
+            v = getattr(r, f)
+            if np.isfinite(v):
+                c = getattr(cur, f)
+                setattr(cur, f, v if not np.isfinite(c) else max(c, v))
+        if r.isolated is not None:
+            iso = dict(cur.isolated or {})
+            cur._iso_pass = cur._iso_pass and bool(r.isolated.get("passed", True))  # type: ignore[attr-defined]
+            for k in ("max_abs", "max_rel", "needed_rtol"):
+                v = r.isolated.get(k)
+                if v is not None and (iso.get(k) is None or v > iso[k]):
+                    iso[k] = v
+                    if k == "max_abs":
+                        iso["worst_channel"] = r.isolated.get("worst_channel")
+            iso["passed"] = cur._iso_pass                                         # type: ignore[attr-defined]
+            cur.isolated = iso
+
+    def result(self) -> ComparisonResult:
+        first = self.first
+        layers = []
+        for name in self.order:
+            r = self.layers[name]
+            for a in ("_mean_sum", "_mean_n", "_ch_sum", "_iso_pass"):
+                r.__dict__.pop(a, None)
+            layers.append(r)
+        topk = None
+        if self.top1:
+            n = len(self.top1)
+            topk = {"k": self.topk_k, "n": n, "top1_agreement": float(np.mean(self.top1)),
+                    "topk_overlap": float(np.mean(self.overlap)), **(self.topk_first or {})}
+        mism = None
+        if self.top1:
+            mism = [{"index": i, "name": self.names[i] if self.names and i < len(self.names) else None,
+                     "reference_top1": self.ref_top1[i], "keras_top1": self.keras_top1[i]}
+                    for i, ok in enumerate(self.top1) if not ok]
+        return ComparisonResult(
+            layers=layers, runtime=first.runtime, device=first.device, input={}, tolerances=first.tolerances,
+            topk=topk, timings=self.timings, cancelled=self.cancelled, float32_factor=first.float32_factor,
+            precision=first.precision, budget_note=self.budget_note, n_samples=self.n,
+            sample_names=list(self.names[:self.n]) if self.names else None, top1_mismatches=mism)
+
+
+def fold_results(results: Iterable[tuple[ComparisonResult, int, int]], names: list[str] | None = None,
+                 input_desc: dict | None = None) -> ComparisonResult:
+    """Fold ``(result, start, n)`` per batch (or per sample) into one set-level result."""
+    f = SetFolder(names)
+    for res, start, n in results:
+        f.add(res, start, n)
+    out = f.result()
+    out.input = input_desc or {}
+    return out
+
+
+def run_set_comparison(graph, plan, model, iset, *, runtime: str = "builtin",
+                       runtime_settings: dict | None = None, tolerances=None,
+                       batch_size: int | None = None,
+                       progress: Callable[[float, str], None] | None = None,
+                       cancel: Callable[[], bool] | None = None,
+                       precision: str = "failing") -> ComparisonResult:
+    """Compare on the :class:`~migrator.core.inputs.InputSet` ``iset`` batch by batch.
+    ``progress(fraction, message)`` names the images being compared; ``cancel()`` stops
+    between layers (the result then says ``cancelled``)."""
+    from ..reference.runtimes import get_runtime
+    from .engine import run_comparison
+
+    rt = get_runtime(runtime, **(runtime_settings or {}))
+    names = iset.names()
+    total = max(1, len(iset))
+    folder = SetFolder(names)
+    single = None
+    batches = iset.batches(batch_size)
+    try:
+        for batch in batches:
+            if cancel is not None and cancel():
+                folder.cancelled = True
+                break
+            n = len(batch)
+            lo, hi = batch.start, batch.start + n
+            label = (names[lo] if n == 1 else f"{names[lo]} … {names[hi - 1]}") if names else ""
+            what = f"samples {lo + 1}-{hi} of {total}" if n > 1 else f"sample {lo + 1} of {total}"
+
+            def p(f, msg="", lo=lo, n=n, what=what, label=label):
+                if progress:
+                    progress(min(0.999, (lo + f * n) / total), f"{what} ({label}): {msg}")
+
+            try:
+                res = run_comparison(graph, plan, model, batch.x, runtime=rt, tolerances=tolerances,
+                                     input_desc=None, progress=p if progress else None, cancel=cancel,
+                                     precision=precision)
+            except Cancelled:
+                folder.cancelled = True
+                break
+            if len(iset) == n and single is None:
+                single = res
+            folder.add(res, lo, n)
+            if res.cancelled:
+                break
+            if progress:
+                progress(min(0.999, hi / total), f"{hi} of {total} samples compared")
+    finally:
+        close = getattr(batches, "close", None)
+        if close:
+            close()
+    if folder.first is None:
+        raise Cancelled("cancelled before the first batch")
+    out = folder.result()
+    out.input = iset.describe()
+    if single is not None and out.n_samples == 1:
+        out.sample_names = None
+    if progress:
+        progress(1.0, "comparison cancelled" if out.cancelled else "comparison finished")
+    return out

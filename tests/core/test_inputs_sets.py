@@ -1,0 +1,168 @@
+"""Set-level comparison (issue 12.1/12.2): per layer the worst over the set and which sample,
+per-channel worst, top-1 agreement / top-5 overlap over N, the samples whose top-1 differs;
+equal to a per-sample loop; memory bounded by the batch; progress per image; cancel."""
+from __future__ import annotations
+
+import os
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from migrator.core import pipeline
+from migrator.core.errors import Cancelled
+from migrator.core.pipeline import InputSpec
+from tests.core.test_inputs import make_images, small_net
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sets")
+    g = pipeline.open_model(small_net(str(d)))
+    plan = pipeline.make_plan(g)
+    model = pipeline.build_keras(plan)
+    files = make_images(str(d / "im"), 11)
+    return d, g, plan, model, files
+
+
+def _per_sample_loop(g, plan, model, files):
+    out = []
+    for f in files:
+        x, _ = pipeline.make_input(g, InputSpec(kind="image", path=f))
+        out.append(pipeline.compare(g, plan, model, x))
+    return out
+
+
+def test_set_equals_a_per_sample_loop(setup):
+    """Batch 1: the same arithmetic as a loop of single comparisons, so the set-level
+    figures must equal the fold computed here by hand (max, argmax, means, per channel)."""
+    d, g, plan, model, files = setup
+    res = pipeline.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=1))
+    singles = _per_sample_loop(g, plan, model, files)
+    assert res.n_samples == 11 and res.sample_names == [os.path.basename(f) for f in files]
+    assert res.passed == all(s.passed for s in singles)
+    for r in res.compared:
+        per = [s.layer(r.source) for s in singles]
+        mx = np.array([p.max_abs for p in per])
+        assert r.max_abs == mx.max(), r.source
+        assert r.worst_sample == int(mx.argmax()) and r.sample_name == res.sample_names[r.worst_sample]
+        assert r.status == ("pass" if all(p.status == "pass" for p in per) else "fail")
+        assert r.mean_abs == pytest.approx(np.mean([p.mean_abs for p in per]), rel=1e-12)
+        np.testing.assert_array_equal(r.channel_max_abs, np.max([p.channel_max_abs for p in per], axis=0))
+        np.testing.assert_allclose(r.channel_mean_abs, np.mean([p.channel_mean_abs for p in per], axis=0),
+                                   rtol=1e-12)
+        np.testing.assert_array_equal(r.channel_ref_absmax, np.max([p.channel_ref_absmax for p in per], axis=0))
+        assert r.scale == max(p.scale for p in per)
+        assert r.max_rel == max(p.max_rel for p in per)
+        assert r.needed_rtol == max(p.needed_rtol for p in per)
+        assert r.shape[0] == 11
+    ref_top1 = [s.topk["reference_top"][0] for s in singles]
+    ker_top1 = [s.topk["keras_top"][0] for s in singles]
+    assert res.topk["n"] == 11
+    assert res.topk["top1_agreement"] == np.mean([a == b for a, b in zip(ref_top1, ker_top1)])
+    assert res.topk["topk_overlap"] == pytest.approx(np.mean([s.topk["topk_overlap"] for s in singles]))
+
+
+def test_batched_set_agrees_with_batch_one(setup):
+    """Batch 4: the same verdict; figures equal up to float32 rounding (within tolerance)."""
+    d, g, plan, model, files = setup
+    spec = InputSpec(kind="images", path=str(d / "im"))
+    one = pipeline.compare_set(g, plan, model, spec, batch_size=1)
+    four = pipeline.compare_set(g, plan, model, spec, batch_size=4)
+    assert one.passed == four.passed and four.n_samples == 11
+    for a, b in zip(one.compared, four.compared):
+        tol = b.tolerance.atol + b.tolerance.rtol * b.scale
+        assert abs(a.max_abs - b.max_abs) <= tol, a.source
+        assert a.scale == pytest.approx(b.scale, rel=1e-5)
+    assert one.topk["top1_agreement"] == four.topk["top1_agreement"]
+
+
+def test_top1_mismatches_are_named_by_file(setup, monkeypatch):
+    """A Keras side whose final output is perturbed on two samples: the set result lists
+    exactly those files (the per-sample top-1 from the independent argmax)."""
+    from migrator.core.compare import engine
+    d, g, plan, model, files = setup
+    flip = {2, 7}
+    orig = engine._KerasFeed.next
+    state = {"start": 0}
+
+    def next_(self):
+        item = orig(self)
+        if item is not None and item[0] == plan.mapping("prob").keras_output:
+            arr = np.array(item[1])
+            for i in range(arr.shape[0]):
+                if state["start"] + i in flip:
+                    arr[i] = arr[i][::-1]          # reversed class order: top-1 changes
+            state["start"] += arr.shape[0]
+            return item[0], arr
+        return item
+
+    monkeypatch.setattr(engine._KerasFeed, "next", next_)
+    res = pipeline.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=3),
+                               precision="off")
+    assert not res.passed
+    assert [m["index"] for m in res.top1_mismatches] == sorted(flip)
+    assert [m["name"] for m in res.top1_mismatches] == [os.path.basename(files[i]) for i in sorted(flip)]
+    assert res.topk["top1_agreement"] == pytest.approx(9 / 11)
+    prob = res.layer("prob")
+    assert prob.status == "fail" and prob.worst_sample in flip
+    d2 = res.to_dict()
+    assert d2["n_samples"] == 11 and len(d2["top1_mismatches"]) == 2
+
+
+def test_progress_names_each_image_and_cancel_stops(setup):
+    d, g, plan, model, files = setup
+    msgs = []
+    pipeline.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=1),
+                         progress=lambda f, m: msgs.append((f, m)))
+    fr = [f for f, _ in msgs]
+    assert fr == sorted(fr) and fr[-1] == 1.0
+    for f in files:
+        assert any(os.path.basename(f) in m for _, m in msgs), f
+    assert any(m == "11 of 11 samples compared" for _, m in msgs)
+    # cancel after the 3rd image: the result says cancelled and does not pass
+    seen = {"n": 0}
+
+    def progress(f, m):
+        if m.endswith("samples compared"):
+            seen["n"] = int(m.split()[0])
+
+    res = pipeline.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=1),
+                               progress=progress, cancel=lambda: seen["n"] >= 3)
+    assert res.cancelled and not res.passed and res.n_samples == 3
+    with pytest.raises(Cancelled):
+        pipeline.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im")),
+                             cancel=lambda: True)
+
+
+def test_memory_is_bounded_by_the_batch_not_the_set(tmp_path):
+    """numpy peak while comparing 16 vs 128 samples of 64x64 with batch 4: about the same."""
+    g = pipeline.open_model(small_net(str(tmp_path), hw=(64, 64)))
+    plan = pipeline.make_plan(g)
+    model = pipeline.build_keras(plan)
+    a = np.random.default_rng(0).standard_normal((128, 3, 64, 64)).astype(np.float32)
+    np.save(tmp_path / "set.npy", a)
+    peaks = {}
+    for n in (16, 128):
+        spec = InputSpec(kind="arrays", path=str(tmp_path / "set.npy"), batch_size=4, limit=n)
+        pipeline.compare_set(g, plan, model, spec)          # warm-up (TF graph caches)
+        tracemalloc.start()
+        try:
+            res = pipeline.compare_set(g, plan, model, spec)
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert res.passed and res.n_samples == n
+    set_bytes = a.nbytes
+    assert peaks[128] < 1.5 * peaks[16] + (1 << 20), peaks
+    assert peaks[128] < set_bytes / 2, (peaks, set_bytes)
+
+
+def test_single_inputs_are_a_set_of_one(setup):
+    d, g, plan, model, files = setup
+    x, _ = pipeline.make_input(g, InputSpec(kind="image", path=files[0]))
+    one = pipeline.compare(g, plan, model, x)
+    res = pipeline.compare_set(g, plan, model, InputSpec(kind="image", path=files[0]))
+    assert res.n_samples == 1 and res.passed == one.passed
+    for a, b in zip(res.compared, one.compared):
+        assert a.max_abs == b.max_abs and a.status == b.status
