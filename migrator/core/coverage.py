@@ -75,6 +75,7 @@ CAFFE_TESTED: dict[str, tuple[str, str, str]] = {
     "Tile": (_RC, _CAT, "axis, tiles"),
     "ArgMax": (_RC, _CAT, "top_k, axis, out_max_val (keras.ops expression)"),
     "Embed": (_RC, _CAT, "bias_term"),
+    "SPP": (_RC, _CAT, "MAX, AVE, pyramid_height 1-3 (STOCHASTIC refused)"),
 }
 
 #: Lasagne class -> (reference, test file, what is covered); classes of the registry without

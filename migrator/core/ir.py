@@ -200,6 +200,12 @@ OPS: dict[str, str] = {
         "num_output) 'IO', bias (num_output,) 'O'. y = weight[int(x)] (+ bias); out = x.shape + "
         "(num_output,)."
     ),
+    "SPP": (
+        "Caffe SPP. attrs: pyramid_height (h), mode ('max' | 'avg'). Level l < h: b = 2^l bins, "
+        "kernel k = ceil(L / b), pad = (k*b - L + 1) // 2, stride k, Caffe pooling (caffe_ceil, "
+        "caffe divisor). h == 1: the level-0 pooling, out (N, C, 1, 1); else every level "
+        "flattened (C, H, W order) and concatenated: out (N, C * sum of its pooled sizes)."
+    ),
     "Custom": (
         "A layer Migrator does not know. attrs: class_name, plus whatever could be recorded. "
         "params keep their names and shapes. Always reported as unsupported, never dropped."

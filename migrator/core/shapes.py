@@ -667,3 +667,32 @@ def _catalogue_embed(node, ins, ctx):
         raise ctx.error(f"Embed weight shape {tuple(w.shape)} does not fit input_dim "
                         f"{node.attrs['input_dim']} and num_output {n}")
     return [tuple(ins[0]) + (n,)]
+
+
+def spp_levels(H: int, W: int, height: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Caffe SPP's (kernel, pad) per pyramid level (stride = kernel), spp_layer.cpp."""
+    out = []
+    for lvl in range(height):
+        b = 2 ** lvl
+        kh, kw = -(-H // b), -(-W // b)
+        out.append(((kh, kw), ((kh * b - H + 1) // 2, (kw * b - W + 1) // 2)))
+    return out
+
+
+@shape_rule("SPP")
+def _catalogue_spp(node, ins, ctx):
+    x = ins[0]
+    _check_rank(ctx, x, rank=4)
+    if x[2] is None or x[3] is None:
+        return [(x[0], x[1], 1, 1) if node.attrs["pyramid_height"] == 1 else (x[0], None)]
+    total = 0
+    for (kh, kw), (ph, pw) in spp_levels(x[2], x[3], int(node.attrs["pyramid_height"])):
+        if ph >= kh or pw >= kw:
+            raise ctx.error(f"SPP level with kernel {(kh, kw)} needs pad {(ph, pw)} >= kernel: the input "
+                            f"{_fmt(x)} is too small for pyramid_height {node.attrs['pyramid_height']}")
+        oh = pool_out_len(x[2], kh, kh, ph, "caffe_ceil")
+        ow = pool_out_len(x[3], kw, kw, pw, "caffe_ceil")
+        total += oh * ow
+    if node.attrs["pyramid_height"] == 1:
+        return [(x[0], x[1], 1, 1)]
+    return [(x[0], None if x[1] is None else x[1] * total)]

@@ -95,6 +95,12 @@ def net_catalogue(keras_ready: bool = True) -> NetBuilder:
     nb.tile("tile_h", "data", 3, axis=2)
     nb.tile("tile_c", "data", 2, axis=1)
     nb.tile("tile_w", "fl_a2", 2, axis=-1)
+    # SPP (levels' kernel/pad from the input size; 4 x 1 bins and pad at level 2 of 15 x 6)
+    nb.layer("spp3", "SPP", ["tile_h"], ["spp3"], {"spp_param": {"pyramid_height": 3}}, None,
+             (2, 4 * (1 + 4 + 16)))
+    nb.layer("spp2a", "SPP", ["data"], ["spp2a"], {"spp_param": {"pyramid_height": 2, "pool": "AVE"}},
+             None, (2, 4 * (1 + 4)))
+    nb.layer("spp1", "SPP", ["data"], ["spp1"], {"spp_param": {"pyramid_height": 1}}, None, (2, 4, 1, 1))
     if not keras_ready:
         nb.log("log", "absv", base=10.0, scale=2.0, shift=1.0)
         nb.log("log_e", "exp_e")
@@ -193,7 +199,7 @@ def test_bad_catalogue_layers_are_one_line(tmp_path, build, words):
     assert "\n" not in msg and words in msg and "layer 'c'" in msg and ("bad.prototxt" in msg or "bad.caffemodel" in msg), msg
 
 
-REFUSED = ["Python", "LSTM", "RNN", "LSTMUnit", "SPP", "Parameter", "BatchReindex", "Filter", "Im2col"]
+REFUSED = ["Python", "LSTM", "RNN", "LSTMUnit", "Parameter", "BatchReindex", "Filter", "Im2col"]
 
 
 @pytest.mark.parametrize("type_", REFUSED)

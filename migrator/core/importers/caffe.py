@@ -70,7 +70,8 @@ SUPPORTED_TYPES = {
     "Flatten", "Reshape", "Split", "Dropout", "Softmax", "Slice", "Crop", "Deconvolution",
 }
 #: BVLC catalogue additions (issue 14; the status of every type is in migrator/core/coverage.py).
-CATALOGUE_TYPES = {"Log", "Threshold", "Clip", "Swish", "Reduction", "MVN", "Tile", "ArgMax", "Embed"}
+CATALOGUE_TYPES = {"Log", "Threshold", "Clip", "Swish", "Reduction", "MVN", "Tile", "ArgMax", "Embed",
+                   "SPP"}
 SUPPORTED_TYPES |= CATALOGUE_TYPES
 #: BVLC layer types refused by name (imported as Custom nodes carrying the reason).
 REFUSED_TYPES: dict[str, str] = {
@@ -79,7 +80,6 @@ REFUSED_TYPES: dict[str, str] = {
     "LSTM": "Caffe's own LSTM (time-major input with a 'cont' sequence-marker bottom) is not converted",
     "RNN": "Caffe's own RNN (time-major input with a 'cont' sequence-marker bottom) is not converted",
     "LSTMUnit": "LSTMUnit is the internal step of Caffe's LSTM (gate and 'cont' inputs); not converted",
-    "SPP": "spatial pyramid pooling is not converted",
     "Parameter": "a Parameter layer outputs a learned blob without a batch axis, which a Keras "
                  "tensor always has",
     "BatchReindex": "BatchReindex reorders the batch by indices from a second input (a training "
@@ -1102,6 +1102,17 @@ class _Builder:
                 params["bias"] = Param("bias", _vector(blobs[1], "bias", self._wfile, n, N), "O",
                                        "blobs[1]")
         return "Embed", {"num_output": N, "input_dim": K, "bias": bias}, params, 1
+
+    def _l_SPP(self, lp):
+        sp = lp.spp_param
+        if not sp.HasField("pyramid_height") or sp.pyramid_height < 1:
+            raise self.err("spp_param.pyramid_height must be given and at least 1", lp.name)
+        if sp.pool == 2:
+            parts = self._custom_parts(lp, "stochastic SPP")
+            parts[1]["refused"] = "SPP " + STOCHASTIC_REFUSAL
+            return parts
+        return "SPP", {"pyramid_height": int(sp.pyramid_height),
+                       "mode": "max" if sp.pool == 0 else "avg"}, {}, 1
 
     # ---------------------------------------------------------------- inputs as layers
     def _input_layer(self, lp):

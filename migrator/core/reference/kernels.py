@@ -823,3 +823,16 @@ def _caffe_embed(node, xs):
     if b is not None:
         y = y + b
     return [y]
+
+
+@kernel("SPP")
+def _caffe_spp(node, xs):
+    from ..shapes import spp_levels
+    x = xs[0]
+    N, C, H, W = x.shape
+    mode = node.attrs.get("mode", "max")
+    outs = [pool2d(x, mode, k, k, p, "caffe_ceil", "caffe")
+            for k, p in spp_levels(H, W, int(node.attrs["pyramid_height"]))]
+    if len(outs) == 1:
+        return [outs[0]]
+    return [np.concatenate([o.reshape(N, -1) for o in outs], axis=1)]

@@ -316,6 +316,55 @@ class TileRule(Rule):
         return chain.finish(rows=rows, layout=keras_layout(rank))
 
 
+@register("SPP")
+class SPPRule(Rule):
+    name = "SPP"
+    description = ("Caffe SPP: one Caffe pooling per pyramid level (the Pool rule), each flattened in "
+                   "(C, H, W) order, concatenated.")
+
+    def map(self, node, ctx):
+        from ...ir import Node as _Node
+        from ...shapes import spp_levels
+        from ..registry import RULES
+        in_shape = _in_shape(node, ctx)
+        if rank_of(in_shape) != 4 or not _known(in_shape):
+            return _unsupported(node, ctx, "SPP needs a 4-d input of known size")
+        height = int(node.attrs["pyramid_height"])
+        levels = spp_levels(int(in_shape[2]), int(in_shape[3]), height)
+        layers, rows, outs = [], [], []
+        for lvl, (k, p) in enumerate(levels):
+            sub = _Node(name=node.name if height == 1 else f"{node.name}_l{lvl}", op="Pool",
+                        inputs=list(node.inputs),
+                        attrs={"mode": node.attrs.get("mode", "max"), "kernel": k, "stride": k, "pad": p,
+                               "rounding": "caffe_ceil", "avg_divisor": "caffe"},
+                        provenance=node.provenance)
+            m = RULES["Pool"].map(sub, ctx)
+            if not m.supported:
+                return _unsupported(node, ctx, f"pyramid level {lvl}: {m.error}")
+            layers += m.layers
+            rows.append(ParamRow(f"level {lvl}", f"{2 ** lvl}x{2 ** lvl} bins: kernel = stride = ceil(L/b), "
+                                 "pad = (k*b - L + 1) // 2", {"kernel": k, "pad": p},
+                                 sources={"pyramid_height": height}))
+            if height == 1:
+                return _mapping_from(node, ctx, layers, rows, "NHWC")
+            chain = Chain(node, ctx, inputs=[sub.outputs[0]])
+            chain.add("Permute", {"dims": [3, 1, 2]}, suffix=f"l{lvl}_chw")
+            chain.add("Flatten", {}, suffix=f"l{lvl}_flat")
+            layers += chain.layers
+            outs.append(chain.cur[0])
+        chain = Chain(node, ctx, inputs=outs)
+        chain.add("Concatenate", {"axis": -1})
+        m = chain.finish(rows=rows, layout="NC")
+        m.layers = layers + m.layers
+        return m
+
+
+def _mapping_from(node, ctx, layers, rows, layout):
+    from .layers import _mapping
+    layers[-1].output = node.outputs[0]
+    return _mapping(node, ctx, layers=layers, rows=rows, keras_output=layers[-1].name, layout=layout)
+
+
 # ======================================================================================
 # Embed
 # ======================================================================================
