@@ -188,8 +188,10 @@ def every_layer_net(tmp_path):
     return nb.save(tmp_path / "every.prototxt", tmp_path / "every.caffemodel")
 
 
+@pytest.mark.opencv
 def test_every_layer_against_opencv(tmp_path):
-    cv2 = pytest.importorskip("cv2")
+    import cv2
+
     from migrator.core.importers.caffe import load_caffe
 
     proto, weights = every_layer_net(tmp_path)

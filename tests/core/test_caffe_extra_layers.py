@@ -12,6 +12,7 @@ Odd sizes (13x17), several strides / pads / dilations / groups, rectangular kern
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -20,8 +21,6 @@ from migrator.core.importers.caffe import load_caffe
 from migrator.core.reference import numpy_ref
 from migrator.testing.caffe_net import NetBuilder
 from tests.legacy import caffe_root, within_default_tolerance
-
-cv2 = pytest.importorskip("cv2")
 
 SHAPE = (2, 4, 13, 17)
 
@@ -124,8 +123,9 @@ def load_caffe_text_slice_equal_parts():
     return g.node("s").attrs["slice_points"]
 
 
+@pytest.mark.opencv
 def test_reference_vs_opencv_layer_by_layer(opencv_model):
-    nb, proto, model = opencv_model
+    _nb, proto, model = opencv_model
     g = load_caffe(proto, model)
     x = _input()
     ours = numpy_ref.run_all(g, x)
@@ -144,6 +144,7 @@ def test_reference_vs_opencv_layer_by_layer(opencv_model):
     assert {"Deconvolution", "Slice", "Crop"} <= set(worst)
 
 
+@pytest.mark.opencv
 def test_keras_vs_opencv(opencv_model):
     from migrator.core import pipeline
     _, proto, model = opencv_model

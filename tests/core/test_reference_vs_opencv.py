@@ -17,14 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from migrator.core.importers.caffe import load_caffe
 from migrator.core.reference import numpy_ref
 from migrator.testing.caffe_net import NetBuilder
-
-cv2 = pytest.importorskip("cv2")
 
 REL_TOL = 1e-4      # max |ours - theirs| / max |theirs| per layer
 
@@ -171,6 +170,7 @@ def compare_with_opencv(nb: NetBuilder, tmp: Path) -> list[tuple[str, str, float
     return res
 
 
+@pytest.mark.opencv
 @pytest.mark.parametrize("net", list(NETS))
 def test_reference_vs_opencv_layer_by_layer(net, tmp_path):
     nb = NETS[net](opencv=True)
@@ -190,6 +190,7 @@ def test_every_mapped_caffe_type_is_covered():
     assert want <= types, want - types
 
 
+@pytest.mark.opencv
 def test_opencv_lrn_across_ignores_k_but_ours_does_not(tmp_path):
     """Documents a deviation found: OpenCV's ACROSS_CHANNELS LRN ignores k (uses 1).
     Ours follows Caffe (checked against the real Caffe in test_reference_vs_real_caffe)."""
@@ -213,6 +214,7 @@ def test_opencv_lrn_across_ignores_k_but_ours_does_not(tmp_path):
     np.testing.assert_allclose(theirs, x * (1.0 + 2.0 / 3 * s) ** -0.75, rtol=1e-4)
 
 
+@pytest.mark.opencv
 def test_opencv_ignores_inner_product_transpose(tmp_path):
     """Documents the second deviation found: OpenCV reads a ``transpose: true`` InnerProduct
     blob (K, N) as if it were (N, K).  Ours follows Caffe: y = x . W (checked against the

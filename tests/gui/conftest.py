@@ -9,8 +9,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["MIGRATOR_GUI_NO_DIALOGS"] = "1"
 
-pytest.importorskip("PySide6")
-pytest.importorskip("pyqtgraph")
+# the gui extra, installed by `make test`: imported, not skipped (a broken install must fail)
+import pyqtgraph  # noqa: F401
+import PySide6  # noqa: F401
 
 LOAD_TIMEOUT = 120_000
 

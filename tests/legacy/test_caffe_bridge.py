@@ -132,10 +132,10 @@ def test_probe_reports_versions():
     assert info["versions"]["caffe"] == "1.0.0" and info["versions"]["python"].startswith("3.9")
 
 
+@pytest.mark.opencv
 def test_opencv_deviations_refused_by_check_are_real(tmp_path, monkeypatch):
     """OpenCV's check() refuses LRN k != 1 and InnerProduct transpose because, run anyway, OpenCV
     disagrees with real Caffe there (and agrees on the k = 1 / no-transpose twins)."""
-    pytest.importorskip("cv2")
     from migrator.core.importers.caffe import load_caffe
     from migrator.core.reference import opencv_rt
     from migrator.testing.caffe_net import NetBuilder

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -15,7 +16,7 @@ from migrator.core.errors import MigratorError
 from migrator.core.reference.runtimes import available_runtimes, get_runtime
 from tests.legacy import make_caffe_models, nsfw_files, within_default_tolerance
 
-cv2 = pytest.importorskip("cv2")
+pytestmark = pytest.mark.opencv
 
 
 def opencv_net(d):

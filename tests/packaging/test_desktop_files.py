@@ -130,10 +130,11 @@ def test_png_icon_sizes(size):
 def test_pngs_are_renderings_of_the_svg():
     """The committed PNGs are up to date with the SVG (compared with Pillow after a fresh
     render into a temporary folder; antialiasing may differ by a few levels)."""
-    pytest.importorskip("PySide6.QtSvg")
-    np = pytest.importorskip("numpy")
-    Image = pytest.importorskip("PIL.Image")
     import tempfile
+
+    import numpy as np
+    from PIL import Image
+    from PySide6 import QtSvg  # noqa: F401  (the gui extra; Pillow and numpy are dependencies)
 
     from resources import make_icons
     with tempfile.TemporaryDirectory() as td:
