@@ -65,7 +65,7 @@ def test_set_equals_a_per_sample_loop(setup):
 
 def test_batched_set_agrees_with_batch_one(setup):
     """Batch 4: the same verdict; figures equal up to float32 rounding (within tolerance)."""
-    d, g, plan, model, files = setup
+    d, g, plan, model, _files = setup
     spec = InputSpec(kind="images", path=str(d / "im"))
     one = pipeline.compare_set(g, plan, model, spec, batch_size=1)
     four = pipeline.compare_set(g, plan, model, spec, batch_size=4)
@@ -159,7 +159,7 @@ def test_memory_is_bounded_by_the_batch_not_the_set(tmp_path):
 
 
 def test_single_inputs_are_a_set_of_one(setup):
-    d, g, plan, model, files = setup
+    _d, g, plan, model, files = setup
     x, _ = pipeline.make_input(g, InputSpec(kind="image", path=files[0]))
     one = pipeline.compare(g, plan, model, x)
     res = pipeline.compare_set(g, plan, model, InputSpec(kind="image", path=files[0]))
