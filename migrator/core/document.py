@@ -575,6 +575,20 @@ def run_comparison(graph, plan, model, spec, *, runtime: str = "builtin",
         lo = 0.2
     if cancel is not None and cancel():
         raise Cancelled()
+    from .inputs import is_set
+    if is_set(spec):
+        # an input set (image folder, arrays with a sample axis): batch by batch; 'x' is the
+        # sample to inspect (the first divergent layer's worst sample, else the first), and
+        # 'input_set' the opened set (InputSet.sample(i) jumps to any other sample)
+        iset = pipeline.make_input_batches(graph, spec)
+        result = pipeline.compare_set(graph, plan, model, iset, runtime=runtime,
+                                      runtime_settings=runtime_settings or {}, tolerances=tolerances,
+                                      progress=_scaled(progress, lo, 1.0), cancel=cancel)
+        fd = result.first_divergent
+        idx = fd.worst_sample if fd is not None and fd.worst_sample is not None else 0
+        x, _name = iset.sample(idx)
+        return {"result": result, "model": model, "fingerprint": fp, "x": x,
+                "input_desc": result.input, "input_set": iset, "sample_index": idx}
     x, desc = pipeline.make_input(graph, spec)
     result = pipeline.compare(graph, plan, model, x, runtime=runtime,
                               runtime_settings=runtime_settings or {}, tolerances=tolerances,

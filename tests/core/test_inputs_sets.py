@@ -166,3 +166,15 @@ def test_single_inputs_are_a_set_of_one(setup):
     assert res.n_samples == 1 and res.passed == one.passed
     for a, b in zip(res.compared, one.compared):
         assert a.max_abs == b.max_abs and a.status == b.status
+
+
+def test_document_api_for_an_image_folder(setup):
+    """The call the GUI worker makes: document.run_comparison with an 'images' spec."""
+    from migrator.core import document
+    d, g, plan, model, files = setup
+    out = document.run_comparison(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=4))
+    res, iset = out["result"], out["input_set"]
+    assert res.n_samples == len(iset) == 11 and out["input_desc"]["kind"] == "images"
+    x, name = iset.sample(out["sample_index"])
+    np.testing.assert_array_equal(out["x"], x)
+    assert name in res.sample_names
