@@ -7,6 +7,8 @@ measured in the same run (machines are noisy: ratios matter, absolute numbers le
 * convert: parse + map + build + assign weights, TensorFlow import excluded (target <= 2 s)
 * reference: our numpy forward vs OpenCV DNN's forward (target <= 3x)
 * comparison overhead: full layer-by-layer comparison vs the two bare forward passes (target <= 1.3x)
+* exported model: the .keras / SavedModel / TFLite that ``convert`` writes, loaded back, their own
+  inference time vs OpenCV DNN's forward (ratio measured in the same run)
 * peak RSS: full convert + compare in a fresh process vs TensorFlow's own baseline (target <= baseline
   + 4x model bytes)
 """
@@ -75,10 +77,60 @@ print(int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].spl
 """
     args = [sys.executable, "-c", code, mode] + (list(nsfw_files()) if mode == "full" else
                                                  [keras_path] if mode == "keras-model" else [])
-    out = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return int(out.stdout.strip().splitlines()[-1])
+
+
+def exported_inference(g, plan, km, res, x, xk, t_cv) -> dict:
+    """Export the verified model (.keras, SavedModel, TFLite float32, each checked in a fresh
+    process by the exporter), load each back as a user would and time its own forward on the
+    comparison input, as a ratio to OpenCV DNN's forward measured in this run."""
+    import tempfile
+
+    import numpy as np
+    import tensorflow as tf
+
+    from migrator.core import export
+    figures = {}
+    with tempfile.TemporaryDirectory() as td:
+        t0 = time.perf_counter()
+        _written, recs = export.export(km, plan, res, os.path.join(td, "nsfw.keras"),
+                                       also=["saved_model", "tflite"], graph=g)
+        t_export = time.perf_counter() - t0
+        line("export: .keras + SavedModel + TFLite, checked", t_export, "s")
+        for r in recs:
+            print(f"  ({r['format']}: fresh-process check {'passed' if r['passed'] else 'FAILED'}, "
+                  f"max |diff| {r['max_abs']:.2e} = {r['rel_to_max']:.1e} of max|ref|)")
+        import keras
+        loaded = keras.saving.load_model(os.path.join(td, "nsfw.keras"), safe_mode=True)
+        t_k = median_time(lambda: loaded(xk, training=False))
+        sm = tf.saved_model.load(os.path.join(td, "nsfw_saved_model")).signatures["serving_default"]
+        (in_name,) = sm.structured_input_signature[1]
+        xt = tf.constant(xk)
+        t_sm = median_time(lambda: sm(**{in_name: xt}))
+        it = tf.lite.Interpreter(model_path=os.path.join(td, "nsfw.tflite"), num_threads=os.cpu_count())
+        run = it.get_signature_runner("serving_default")
+        t_tfl = median_time(lambda: run(**{in_name: xk}))
+        out = np.asarray(next(iter(run(**{in_name: xk}).values())))
+        print(f"  (TFLite output vs OpenCV: max |diff| "
+              f"{float(np.abs(out.reshape(-1) - _cv_out(x).reshape(-1)).max()):.2e})")
+    line("inference: exported .keras (plain Keras)", t_k, "s", t_k / t_cv, peer="OpenCV DNN")
+    line("inference: exported SavedModel", t_sm, "s", t_sm / t_cv, peer="OpenCV DNN")
+    line("inference: exported TFLite (float32)", t_tfl, "s", t_tfl / t_cv, peer="OpenCV DNN")
+    figures.update(export_s=t_export, exported_keras_s=t_k, exported_saved_model_s=t_sm,
+                   exported_tflite_s=t_tfl, exported_keras_vs_opencv=t_k / t_cv,
+                   exported_saved_model_vs_opencv=t_sm / t_cv, exported_tflite_vs_opencv=t_tfl / t_cv)
+    return figures
+
+
+def _cv_out(x):
+    import cv2
+    net = cv2.dnn.readNetFromCaffe(*nsfw_files())
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setInput(x)
+    return net.forward()
 
 
 def main() -> dict:
@@ -93,8 +145,10 @@ def main() -> dict:
 
     from migrator.core.importers.caffe import load_caffe
     from migrator.core.importers.caffe_proto import migrator_caffe_pb2 as pb
-    data = open(model, "rb").read()
-    text = open(proto).read()
+    with open(model, "rb") as f:
+        data = f.read()
+    with open(proto) as f:
+        text = f.read()
 
     def floor():
         n = pb.NetParameter()
@@ -160,6 +214,9 @@ def main() -> dict:
     res = pipeline.compare(g, p, km, x)
     worst = max((r.max_rel for r in res.compared), default=0)
     print(f"  (comparison: {len(res.compared)} layers compared, passed={res.passed}, worst max_rel {worst:.2e})")
+
+    # ---- the exported artifacts' own inference vs OpenCV DNN ------------------------
+    figures.update(exported_inference(g, p, km, res, x, xk, t_cv))
 
     # ---- peak RSS --------------------------------------------------------------------
     import tempfile

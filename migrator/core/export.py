@@ -614,8 +614,9 @@ def describe_records(records: list[dict]) -> list[str]:
         how = {"keras": "keras.saving.load_model(safe_mode=True)", "h5": "keras.saving.load_model(safe_mode=True)",
                "weights": "model_from_json + load_weights", "saved_model": "tf.saved_model.load",
                "tflite": "tf.lite.Interpreter"}[r["format"]]
-        who = "with Migrator" if r.get("migrator_importable") else "without Migrator"
-        lines.append(f"{r['format']:<12} {r['path']}: {'ok' if r.get('passed') else 'FAILED'} in a fresh "
-                     f"process {who} ({how}), max |diff| vs {r.get('compared_with', 'reference')} "
+        who = "with Migrator importable" if r.get("migrator_importable") else "without Migrator"
+        path = os.path.relpath(r["path"]) if not os.path.relpath(r["path"]).startswith("..") else r["path"]
+        lines.append(f"{r['format']:<12} {path}: {'ok' if r.get('passed') else 'FAILED'}, reloaded in a "
+                     f"fresh process {who} ({how}); max |diff| vs {r.get('compared_with', 'reference')} "
                      f"{r.get('max_abs', float('nan')):.2g} ({r.get('rel_to_max', float('nan')):.2g} of max|ref|)")
     return lines

@@ -261,13 +261,14 @@ def test_demos_convert_cli_every_format(tmp_path):
     for kind, fmt_args, main in [("caffe", ["-o", str(tmp_path / "c.tflite"), "--also", "keras",
                                             "--also", "saved_model"], "c.tflite"),
                                  ("lasagne", ["-o", str(tmp_path / "l_sm"), "--format", "saved_model",
-                                              "--also", "keras"], "l_sm")]:
+                                              "--also", "keras", "--also", "tflite"], "l_sm")]:
         r = subprocess.run([sys.executable, "-m", "migrator", "convert", *demos[kind], *fmt_args],
                            capture_output=True, text=True, timeout=900, cwd=root, env=env, check=False)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         assert (tmp_path / main).exists()
         checked = [ln for ln in r.stdout.splitlines() if ln.startswith("checked ")]
-        assert len(checked) == 3 and all(": ok in a fresh process without Migrator" in ln for ln in checked), checked
+        assert len(checked) == 3, checked
+        assert all(": ok, reloaded in a fresh process without Migrator" in ln for ln in checked), checked
     rep = json.loads((tmp_path / "c.report.json").read_text())
     assert [a["format"] for a in rep["artifacts"]] == ["tflite", "keras", "saved_model"]
     assert all(a["passed"] and a["rel_to_max"] <= REL for a in rep["artifacts"])
