@@ -111,6 +111,51 @@ def net_catalogue(keras_ready: bool = True) -> NetBuilder:
     return nb
 
 
+def net_edges() -> NetBuilder:
+    """Negative axes, num_axes -1 / 0, rank-2 and rank-3 inputs, other corners."""
+    nb = NetBuilder("edges", seed=33)
+    nb.input("data", SHAPE)
+    nb.flatten("fl_neg", "data", axis=-3, end_axis=-2)                 # (2, 20, 6)
+    nb.ip("ip_neg", "data", 3, axis=-1)                                # (2, 4, 5, 3)
+    nb.ip("ip_tr_neg", "data", 2, transpose=True, axis=-2)             # (2, 4, 2)
+    nb.layer("sc_ax2", "Scale", ["data"], ["sc_ax2"], {"scale_param": {"axis": 2, "num_axes": 2, "bias_term": True}},
+             [nb._uniform((5, 6), 0.5, 1.5), nb._normal((5, 6), 0.3)])
+    nb.layer("sc_all", "Scale", ["data"], ["sc_all"], {"scale_param": {"num_axes": -1}},
+             [nb._uniform((4, 5, 6), 0.5, 1.5)])
+    nb.layer("sc_0", "Scale", ["data"], ["sc_0"], {"scale_param": {"num_axes": 0, "bias_term": True}},
+             [nb._uniform((), 0.5, 1.5), nb._normal((), 0.3)])
+    nb.layer("bias_all", "Bias", ["data"], ["bias_all"], {"bias_param": {"num_axes": -1}},
+             [nb._normal((4, 5, 6), 0.3)])
+    nb.layer("rs0", "Reshape", ["data"], ["rs0"], {"reshape_param": {"shape": {"dim": [0, 0, -1]}}}, None,
+             (2, 4, 30))
+    nb.layer("rs_tail", "Reshape", ["data"], ["rs_tail"], {"reshape_param": {"shape": {"dim": [-1]}, "axis": 2}},
+             None, (2, 4, 30))
+    nb.concat("cat_w", ["data", "data"], axis=-1)
+    nb.slice("sl_w", "data", ["w0", "w1"], axis=-1, slice_points=[2])
+    nb.eltwise("emax3", ["rs0", "rs_tail"], "max")
+    nb.pool("pmax_pad", "data", "max", 3, stride=2, pad=1)
+    nb.pool("pave_rect", "data", "ave", (2, 3), stride=(1, 2))
+    nb.pool("pg_ave", "data", "ave", global_pooling=True)
+    nb.ip("fc", "data", 6)                                             # rank 2
+    nb.prelu("prelu2", "fc", top="prelu2")
+    nb.relu("leaky", "data", negative_slope=-0.3, top="leaky")
+    nb.absval("absv", "data", top="absv")
+    nb.power("sq", "absv", power=2.0, top="sq")
+    nb.power("sqrt", "absv", power=0.5, scale=3.0, top="sqrt")
+    nb.tile("tile_w", "data", 2, axis=3)
+    nb.tile("tile_fc", "fc", 3, axis=1)
+    nb.reduction("red_fc", "fc", "SUM", axis=1)
+    nb.reduction("red_r3", "rs0", "SUMSQ", axis=-1)
+    nb.mvn("mvn3_nv_ac", "rs0", normalize_variance=False, across_channels=True)
+    nb.argmax("am_fc", "fc", top_k=3)
+    nb.argmax("am_fcv", "fc", top_k=2, out_max_val=True)
+    nb.threshold("thr_neg", "data", -0.2)
+    nb.clip("clip_pt", "data", 0.1, 0.1)
+    nb.exp("exp_half", "data", base=0.5)
+    nb.log("log2", "exp_half", base=2.0)
+    return nb
+
+
 def net_embed() -> NetBuilder:
     nb = NetBuilder("embed", seed=5)
     nb.input("ids", (3, 7))
@@ -299,6 +344,15 @@ def test_real_caffe_log_argmax(tmp_path):
     g = load_caffe(*nb.save(tmp_path / "c.prototxt", tmp_path / "c.caffemodel"))
     _, kworst = _check_against_real(g, x_catalogue(), with_keras=True)
     assert {"log", "log_e", "am", "am_k", "am_ax", "am_axv"} <= set(kworst)
+
+
+@pytest.mark.caffe
+@pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
+def test_real_caffe_edge_variants(tmp_path):
+    nb = net_edges()
+    g = load_caffe(*nb.save(tmp_path / "e.prototxt", tmp_path / "e.caffemodel"))
+    _, kworst = _check_against_real(g, x_catalogue(), with_keras=True)
+    assert {"ip_tr_neg", "sc_all", "bias_all", "red_fc", "am_fc", "log2", "mvn3_nv_ac"} <= set(kworst)
 
 
 @pytest.mark.caffe
