@@ -290,7 +290,7 @@ def test_recorder_describes_recurrent_layers_like_real_lasagne_01(py, char):
     assert "trainable" not in next(p for p in by["lstm"]["params"] if p["name"] == "hid_init")["tags"]
 
 
-def test_char_model_matches_real_lasagne_01(py, char):
+def test_char_model_matches_real_lasagne_01(py, char, tmp_path):
     from migrator.core.importers.lasagne import load_lasagne
 
     b, p, vals = char
@@ -309,6 +309,44 @@ def test_char_model_matches_real_lasagne_01(py, char):
                     "lstm_odd": "unrolled", "gru_back": "builtin", "rnn": "builtin",
                     "crnn": "unrolled"}
     assert not np.allclose(g.node("gru").p("hid_init"), 0)      # learned init really used
+    _check_saved_and_custom(plan, g, xs, real["prob"], tmp_path)
+
+
+LOAD_PLAIN = r'''
+import sys, numpy as np, keras
+m = keras.saving.load_model(sys.argv[1], safe_mode=True)
+z = np.load(sys.argv[2])
+y = m.predict([z["in%d" % i] for i in range(len(z.files))], verbose=0)
+assert "migrator" not in sys.modules
+np.save(sys.argv[3], y)
+'''
+
+
+def _check_saved_and_custom(plan, g, xs, want, tmp_path):
+    """The saved .keras loads in a fresh interpreter without Migrator (plain Keras), and the
+    custom-class build (plain=False, LasagneRNN's own call) computes the same."""
+    import subprocess
+    import sys
+
+    from migrator.core.compare.metrics import to_keras_layout
+    from migrator.core.keras_build.builder import build_keras
+
+    model = build_keras(plan)
+    path = str(tmp_path / "char.keras")
+    model.save(path)
+    ins = {f"in{i}": to_keras_layout(xs[n.name]) for i, n in enumerate(g.input_nodes)}
+    np.savez(tmp_path / "in.npz", **ins)
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_PLAIN)
+    r = subprocess.run([sys.executable, str(script), path, str(tmp_path / "in.npz"),
+                        str(tmp_path / "y.npy")], cwd=str(tmp_path), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    e_saved = _rel(np.load(tmp_path / "y.npy"), want)
+    custom = build_keras(plan, plain=False)
+    e_custom = _rel(np.asarray(custom.predict(list(ins.values()), verbose=0)), want)
+    print(f"saved .keras (loaded without Migrator) {e_saved:.1e}, custom class {e_custom:.1e}")
+    assert e_saved <= 1e-5 and e_custom <= 1e-5
 
 
 def test_lstm_peephole_02_form_matches_theano(py, tmp_path):

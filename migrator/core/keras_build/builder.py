@@ -129,7 +129,8 @@ def build_keras(plan, *, progress: Progress = None, release_weights: bool = Fals
                 except Exception as e:  # noqa: BLE001 - bad config from a rule / override
                     raise MigratorError(f"cannot create Keras {spec.class_name} '{spec.name}': {e}",
                                         file=file, layer=m.source) from None
-            if spec.class_name in MERGE_LAYERS or spec.class_name in recurrent_layers.LIST_INPUT:
+            if spec.class_name in MERGE_LAYERS or (spec.class_name in recurrent_layers.LIST_INPUT
+                                                  and len(ins) > 1):
                 arg = ins
             elif len(ins) == 1:
                 arg = ins[0]
