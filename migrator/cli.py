@@ -174,22 +174,29 @@ def _load(args):
     given = parse_input_shapes(args.input_shape)
     shapes = {**{k: tuple(v) for k, v in overrides.input_shapes.items()}, **given}
     overrides.input_shapes.update({k: list(v) for k, v in given.items()})
-    if getattr(args, "input", None) and not shapes and args.input.lower().endswith(".npy"):
-        shapes = _npy_input_shape(args.input)
     graph = pipeline.open_model(args.model, builder_function=args.builder_function,
                                 output_layer=args.output_layer,
                                 accept_unknown=overrides.accept_unknown, input_shapes=shapes)
+    if getattr(args, "input", None) and not shapes:
+        from .core.input_shape import apply_input_shapes, open_inputs
+        if open_inputs(graph):   # open sizes: the --input array gives them
+            apply_input_shapes(graph, _array_input_shapes(args.input, graph), option="--input")
     plan = pipeline.make_plan(graph, overrides)
     return graph, overrides, plan
 
 
-def _npy_input_shape(path) -> dict:
-    """The shape of an --input .npy for a model whose input size is open."""
+def _array_input_shapes(path, graph) -> dict:
+    """The shapes of an --input .npy / .npz (by input name) for a model whose input size is
+    open; {} when the file cannot be read (make_input then reports the problem)."""
     import numpy as np
+    names = {n.name for n in graph.input_nodes}
     try:
+        if str(path).lower().endswith(".npz"):
+            with np.load(path) as z:
+                return {k: tuple(z[k].shape) for k in z.files if k in names}
         return {"": tuple(int(d) for d in np.load(path, mmap_mode="r").shape)}
     except (OSError, ValueError):
-        return {}   # make_input reports the file problem
+        return {}
 
 
 def _require_input_size(graph, plan) -> None:

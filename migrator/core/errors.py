@@ -35,7 +35,11 @@ class UnsupportedLayerError(MigratorError):
 
     def __init__(self, layers: list[tuple[str, str]], *, file: str | None = None):
         names = ", ".join(f"'{n}' (type {t})" for n, t in layers)
-        super().__init__(f"unsupported layer type: {names}", file=file,
+        # a type given as 'Pooling: <reason>' is a supported type with a setting or an
+        # input that cannot be converted: say so rather than "unsupported layer type"
+        head = ("cannot convert" if any(": " in str(t) for _, t in layers)
+                else "unsupported layer type")
+        super().__init__(f"{head}: {names}", file=file,
                          layer=layers[0][0] if len(layers) == 1 else None)
         self.layers = layers
 

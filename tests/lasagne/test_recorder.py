@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from migrator.core.errors import MigratorError
 from migrator.core.importers.lasagne import describe_builder, load_lasagne
 from migrator.testing import lasagne_models as M
 
@@ -136,9 +137,13 @@ def build_model():
     net['fc2'] = DenseLayer(net['fc1'], 3)
     return net
 '''
-    d = _desc(tmp_path, body)
+    # two layers feed no other ('fc2', 'side'): ambiguous -> an error listing both (issue 11)
+    with pytest.raises(MigratorError) as ei:
+        _desc(tmp_path, body)
+    msg = str(ei.value)
+    assert "'fc2'" in msg and "'side'" in msg and "--output-layer" in msg and "\n" not in msg
+    d = describe_builder(str(tmp_path / "builder.py"), output_layer="fc2")
     assert d["output"] == "fc2" and [L["name"] for L in d["layers"]] == ["input", "fc1", "fc2"]
-    assert any("several returned layers feed no other" in w and "side" in w for w in d["warnings"])
     d2 = describe_builder(str(tmp_path / "builder.py"), output_layer="side")
     assert d2["output"] == "side"
     d3 = _desc(tmp_path, body.replace("return net", "net['prob'] = NonlinearityLayer("

@@ -583,6 +583,8 @@ class _Builder:
             graph.infer_shapes(self.file)
         except MigratorError as e:
             raise self._with_weights_file(graph, e) from None
+        from ..limits import check_tensor_sizes  # a forged size: refuse before allocating
+        check_tensor_sizes(graph, self.file)
         self._p(1.0, "imported")
         return graph
 
@@ -620,6 +622,7 @@ class _Builder:
         else:
             raise self.err(f"input '{names[0]}' has no input_dim or input_shape")
         for blob, shape in zip(names, shapes):
+            self._check_input_dims(shape, blob)
             name = blob
             if name in kept_names or name in self.names:
                 name = f"{blob}_input"
@@ -1115,6 +1118,13 @@ class _Builder:
                        "mode": "max" if sp.pool == 0 else "avg"}, {}, 1
 
     # ---------------------------------------------------------------- inputs as layers
+    def _check_input_dims(self, shape, name):
+        """Input sizes must be positive (Caffe refuses others; a -1 would leave every later
+        size unknown and surface as a misleading 'unsupported' further down)."""
+        if any(d < 1 for d in shape) or any(d > 1 << 31 for d in shape):
+            raise self.err(f"input shape {tuple(shape)} has a dimension that is not a positive "
+                           "size (Caffe needs 1 <= dim < 2^31)", name)
+
     def _input_layer(self, lp):
         shapes = [tuple(int(d) for d in s.dim) for s in lp.input_param.shape]
         tops = list(lp.top)
@@ -1128,6 +1138,7 @@ class _Builder:
             raise self.err(f"Input layer has {len(tops)} tops but {len(shapes)} shapes", lp.name)
         for k, (top, shape) in enumerate(zip(tops, shapes)):
             nm = lp.name if len(tops) == 1 else top
+            self._check_input_dims(shape, nm)
             prov = self._prov(lp)
             prov.tops = [top]
             self._add(Node(name=nm, op="Input", attrs={"shape": shape}, provenance=prov), [top])

@@ -22,7 +22,8 @@ A layer built on a shape tuple instead of an InputLayer gets an ``Input`` node
 
 Output layer: the builder may return a layer or a dict (or list) of layers; with a dict
 ``output_layer`` names the key, else the key ``prob``/``output``/``out`` is used, else the
-returned layer that feeds no other (the choice is stated in ``graph.warnings``).
+returned layer that feeds no other (the choice is stated in ``graph.warnings``); when
+several returned layers feed no other, a MigratorError lists them (never a silent pick).
 
 ``graph.meta``: ``builder``, ``builder_function``, ``params_file``, ``output_key`` (the dict
 key of the output layer, when the builder returned a dict), ``param_order``
@@ -370,6 +371,8 @@ def graph_from_description(desc: dict, values: list[np.ndarray], builder_path: s
     g.meta["lasagne_param_values"] = list(values)   # as the file held them (same arrays)
     g.validate(builder_path)
     _infer_and_check(g, shapes, builder_path)
+    from ..limits import check_tensor_sizes  # a forged size: refuse before allocating
+    check_tensor_sizes(g, builder_path)
     return g
 
 

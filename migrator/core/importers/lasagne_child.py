@@ -185,10 +185,11 @@ def _pick_output(ret, output_layer, warnings):
                 stack.append(i)
     sinks = [(k, v) for k, v in items if id(v) not in consumed]
     k, v = sinks[-1] if sinks else items[-1]
-    if len(sinks) > 1:
-        warnings.append(f"output layer: several returned layers feed no other layer "
-                        f"({', '.join(s for s, _ in sinks)}); using '{k}' (the last; choose "
-                        "another with output_layer)")
+    if len(sinks) > 1:   # ambiguous: never pick one silently
+        raise BuilderFailed("bad_output", f"the builder returned {len(items)} layers and "
+                            f"{len(sinks)} of them feed no other layer "
+                            f"({', '.join(repr(s) for s, _ in sinks)}): choose the output "
+                            "layer by its key (CLI: --output-layer KEY)")
     else:
         warnings.append(f"output layer: using '{k}', the returned layer that feeds no other")
     return v, keys

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -32,7 +34,7 @@ from . import safe_pickle
 
 VALUE_KEYS = ("param values", "param_values", "values", "params", "parameters", "weights")
 #: bytes a pickle may hold beyond 8 per declared value (pickle framing, labels, mean image)
-PICKLE_MARGIN = 4 << 20
+PICKLE_MARGIN = 1 << 20
 #: node budget for a nested list when nothing is declared (tests calling without a model)
 _FALLBACK_NODES = 1 << 24
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -261,11 +263,23 @@ def _npy_header(fp, member: str, path: str):
     return tuple(int(d) for d in shape), bool(fortran), dtype, fp.tell()
 
 
+_ZIP_ERRORS = (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError,
+               NotImplementedError, RuntimeError, zlib.error, struct.error, UnicodeError)
+
+
 def _load_npz(path: str, expected, warnings: list[str]) -> list[np.ndarray]:
     try:
-        zf = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        raise MigratorError(f"not a readable .npz file: {e}", file=path) from None
+        return _load_npz_unguarded(path, expected, warnings)
+    except MigratorError:
+        raise
+    except _ZIP_ERRORS as e:
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise MigratorError(f"not a readable .npz file: {reason} (corrupt or truncated zip)",
+                            file=path) from None
+
+
+def _load_npz_unguarded(path: str, expected, warnings: list[str]) -> list[np.ndarray]:
+    zf = zipfile.ZipFile(path)
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         names = [i.filename for i in infos]

@@ -103,9 +103,10 @@ class _BoundedReader:
                            f"holds only {_human(self._size - self.consumed)} more "
                            "(truncated or corrupt file)")
         if self._budget is not None and self.consumed + n > self._budget and n > 0:
+            nxt = f"; the next block alone is {_human(n)}" if n >= 1 << 20 else ""
             raise _TooMuch(f"the pickle holds more data than the network's parameters can need "
-                           f"(over {_human(self._budget)}; the next block alone is {_human(n)}): "
-                           "not a parameter file for this network, or a corrupt or hostile file")
+                           f"(over {_human(self._budget)}{nxt}): not a parameter file for this "
+                           "network, or a corrupt or hostile file")
 
     def read(self, n=-1):
         self._take(n)

@@ -92,7 +92,9 @@ def _execute(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
         raise MigratorError(f"no reference kernel for op {node.op}", file=node.provenance.file,
                             layer=node.provenance.layer or node.name)
     try:
-        outs = fn(node, xs)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            outs = fn(node, xs)
+        _check_overflow(node, xs, outs)
     except MigratorError:
         raise
     except (ValueError, TypeError, KeyError, IndexError) as e:
@@ -102,6 +104,25 @@ def _execute(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
         raise MigratorError(f"{node.op} produced {len(outs)} outputs, expected {node.num_outputs}",
                             layer=node.name)
     return outs
+
+
+def _check_overflow(node: Node, xs: list[np.ndarray], outs: list[np.ndarray]) -> None:
+    """A layer with parameters whose output is non-finite on a finite input overflowed
+    (a huge weight: corrupt or bit-flipped file): an error naming the layer, not numpy
+    RuntimeWarnings followed by a failed comparison."""
+    if not node.params:
+        return
+    with np.errstate(all="ignore"):
+        if all(np.isfinite(o).all() for o in outs if isinstance(o, np.ndarray) and o.dtype.kind == "f"):
+            return
+        if not all(np.isfinite(x).all() for x in xs if isinstance(x, np.ndarray) and x.dtype.kind == "f"):
+            return
+        big = max((float(np.max(np.abs(p.value))) for p in node.params.values()
+                   if p.value is not None and np.size(p.value)), default=0.0)
+    raise MigratorError(f"the reference computation of this {node.source_type} layer overflows to "
+                        f"inf/NaN on a finite input (largest |parameter| {big:.3g}): corrupt or "
+                        "bit-flipped weights?", file=node.provenance.weights_file or node.provenance.file,
+                        layer=node.provenance.layer or node.name)
 
 
 def run_all(graph: Graph, inputs: dict[str, np.ndarray] | np.ndarray, **kw) -> dict[str, list]:
