@@ -229,8 +229,12 @@ def make_input(graph: Graph, spec: InputSpec) -> tuple[np.ndarray, dict[str, Any
         shapes = input_shapes(graph, spec.batch)
         rng = np.random.default_rng(spec.seed)
         xs = {}
+        from .shapes_recurrent import index_inputs
+        vocab = index_inputs(graph)             # inputs of embedding lookups: valid indices
         for name, shp in shapes.items():       # in graph order: reproducible per seed
-            if spec.distribution == "uniform":
+            if name in vocab:
+                xs[name] = rng.integers(0, vocab[name], size=shp).astype(np.float32)
+            elif spec.distribution == "uniform":
                 xs[name] = rng.uniform(0, 255, size=shp).astype(np.float32)
             else:
                 xs[name] = rng.standard_normal(size=shp).astype(np.float32)

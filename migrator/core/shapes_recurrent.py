@@ -19,3 +19,25 @@ def _recurrent(node, ins, ctx):
     if node.attrs.get("only_return_final"):
         return [(x[0], units)]
     return [(x[0], x[1], units)]
+
+
+def index_inputs(graph) -> dict[str, int]:
+    """Network inputs that only feed embedding lookups (Lasagne ``Embedding``, Caffe
+    ``Embed``): input name -> vocabulary size.  Random test inputs for them must be
+    integers in ``[0, size)`` (a Gaussian sample gives negative indices, which Lasagne/numpy
+    wrap around and Keras refuses)."""
+    out: dict[str, int] = {}
+    for n in graph.input_nodes:
+        users = graph.consumers(n.name)
+        sizes = []
+        for u in users:
+            if u.op == "Embedding" and u.inputs[:1] == [n.name]:
+                sizes.append(int(u.attrs["input_size"]))
+            elif u.op == "Embed" and u.inputs[:1] == [n.name]:
+                sizes.append(int(u.attrs["input_dim"]))
+            else:
+                sizes = []
+                break
+        if sizes:
+            out[n.name] = min(sizes)
+    return out
