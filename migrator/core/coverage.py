@@ -76,6 +76,8 @@ CAFFE_TESTED: dict[str, tuple[str, str, str]] = {
     "ArgMax": (_RC, _CAT, "top_k, axis, out_max_val (keras.ops expression)"),
     "Embed": (_RC, _CAT, "bias_term"),
     "SPP": (_RC, _CAT, "MAX, AVE, pyramid_height 1-3 (STOCHASTIC refused)"),
+    "LSTM": (_RC, _CAT, "x + cont bottoms, unrolled over the fixed T (static input / expose_hidden refused)"),
+    "RNN": (_RC, _CAT, "x + cont bottoms, unrolled over the fixed T (static input / expose_hidden refused)"),
 }
 
 #: Lasagne class -> (reference, test file, what is covered); classes of the registry without

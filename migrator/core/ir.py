@@ -206,6 +206,14 @@ OPS: dict[str, str] = {
         "caffe divisor). h == 1: the level-0 pooling, out (N, C, 1, 1); else every level "
         "flattened (C, H, W order) and concatenated: out (N, C * sum of its pooled sizes)."
     ),
+    "CaffeRecurrent": (
+        "Caffe's own LSTM / RNN. inputs: [x (T, N, ...) time-major, cont (T, N)]. attrs: cell "
+        "('lstm' | 'rnn'), num_output (H). h_0 = c_0 = 0; per step t: h' = cont_t * h_{t-1}. "
+        "lstm: params W_xc (4H, I) 'OI', b_c (4H,), W_hc (4H, H) 'OI'; gates = W_xc x_t + b_c + "
+        "W_hc h' split as i, f, o, g; i, f, o = sigmoid, g = tanh; c_t = cont_t * f * c_{t-1} + i * g; "
+        "h_t = o * tanh(c_t); out h (T, N, H). rnn: params W_xh (H, I), b_h, W_hh (H, H), W_ho (H, H), "
+        "b_o; h_t = tanh(W_xh x_t + b_h + W_hh h'); out o_t = tanh(W_ho h_t + b_o) (T, N, H)."
+    ),
     "Custom": (
         "A layer Migrator does not know. attrs: class_name, plus whatever could be recorded. "
         "params keep their names and shapes. Always reported as unsupported, never dropped."

@@ -696,3 +696,16 @@ def _catalogue_spp(node, ins, ctx):
     if node.attrs["pyramid_height"] == 1:
         return [(x[0], x[1], 1, 1)]
     return [(x[0], None if x[1] is None else x[1] * total)]
+
+
+@shape_rule("CaffeRecurrent")
+def _catalogue_recurrent(node, ins, ctx):
+    x, cont = ins[0], ins[1]
+    _check_rank(ctx, x, min_rank=3)
+    if len(cont) != 2 or not all(_same(a, b) for a, b in zip(cont, x[:2])):
+        raise ctx.error(f"the 'cont' bottom must have shape (T, N) = {_fmt(x[:2])}, got {_fmt(cont)}")
+    w = node.p("W_xc") if node.p("W_xc") is not None else node.p("W_xh")
+    feat = _prod(x[2:])
+    if w is not None and feat is not None and w.shape[1] != feat:
+        raise ctx.error(f"input weight expects {w.shape[1]} features per step, the input {_fmt(x)} has {feat}")
+    return [(x[0], x[1], int(node.attrs["num_output"]))]

@@ -244,7 +244,7 @@ def test_bad_catalogue_layers_are_one_line(tmp_path, build, words):
     assert "\n" not in msg and words in msg and "layer 'c'" in msg and ("bad.prototxt" in msg or "bad.caffemodel" in msg), msg
 
 
-REFUSED = ["Python", "LSTM", "RNN", "LSTMUnit", "Parameter", "BatchReindex", "Filter", "Im2col"]
+REFUSED = ["Python", "LSTMUnit", "Parameter", "BatchReindex", "Filter", "Im2col"]
 
 
 @pytest.mark.parametrize("type_", REFUSED)
@@ -451,3 +451,73 @@ def test_reference_and_keras_vs_opencv(tmp_path):
             if err > REL:
                 bad.append((name, what, err))
     assert not bad, bad
+
+
+# ------------------------------------------------------------------------------------
+# Caffe's own LSTM and RNN (time-major x (T, N, I) and the 'cont' markers (T, N))
+# ------------------------------------------------------------------------------------
+T_, N_, I_, H_ = 5, 3, 4, 6
+
+
+def net_recurrent() -> NetBuilder:
+    nb = NetBuilder("rec", seed=8)
+    nb.input("x", (T_, N_, I_))
+    nb.input("cont", (T_, N_))
+    nb.layer("lstm", "LSTM", ["x", "cont"], ["lstm"], {"recurrent_param": {"num_output": H_}},
+             [nb._normal((4 * H_, I_), 0.5), nb._normal((4 * H_,), 0.3), nb._normal((4 * H_, H_), 0.5)],
+             (T_, N_, H_))
+    nb.layer("rnn", "RNN", ["x", "cont"], ["rnn"], {"recurrent_param": {"num_output": H_}},
+             [nb._normal((H_, I_), 0.5), nb._normal((H_,), 0.3), nb._normal((H_, H_), 0.5),
+              nb._normal((H_, H_), 0.5), nb._normal((H_,), 0.3)], (T_, N_, H_))
+    nb.ip("fc", "lstm", 2, axis=2)                 # a consumer of the time-major output
+    nb.split("lstm_copy", "lstm", ["lstm_out"])    # and the LSTM's own output as a model output
+    return nb
+
+
+def x_recurrent() -> dict:
+    rng = np.random.default_rng(77)
+    cont = (rng.random((T_, N_)) > 0.25).astype(np.float32)
+    cont[0] = 0.0                                  # sequence starts, as Caffe's data gives them
+    return {"x": rng.standard_normal((T_, N_, I_)).astype(np.float32), "cont": cont}
+
+
+@pytest.mark.caffe
+@pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
+def test_real_caffe_lstm_rnn(tmp_path):
+    from migrator.core import pipeline
+    from migrator.core.compare.metrics import to_keras_layout, to_source_layout
+    from migrator.core.reference.runtimes import get_runtime
+    from tests.legacy import caffe_command
+    nb = net_recurrent()
+    g = load_caffe(*nb.save(tmp_path / "r.prototxt", tmp_path / "r.caffemodel"))
+    assert g.node("lstm").op == "CaffeRecurrent" and g.node("lstm").out_shape == (T_, N_, H_)
+    xs = x_recurrent()
+    rt = get_runtime("legacy", command=caffe_command())
+    real = {k: v[0] for k, v in rt.run(g, xs)}
+    ours = numpy_ref.run_all(g, xs)
+    for name in ("lstm", "rnn", "fc"):
+        assert _rel_err(real[name], ours[name][0]) <= REL, name
+    plan = pipeline.make_plan(g)
+    assert all(m.supported for m in plan.mappings), [(m.source, m.error) for m in plan.mappings if not m.supported]
+    model = pipeline.build_keras(plan)
+    outs = model([to_keras_layout(xs["x"]), xs["cont"]])
+    names = [t.split(":")[0] for t in g.output_tensors]
+    got = dict(zip(names, outs))
+    got["lstm"] = got.pop("lstm_copy")
+    for name in ("lstm", "rnn", "fc"):
+        assert _rel_err(real[name], to_source_layout(np.asarray(got[name]), real[name].ndim)) <= REL, name
+    # the whole verification path (convert / compare) on the same model
+    res = pipeline.compare(g, plan, model, xs)
+    assert res.passed, [(r.source, r.status, r.note) for r in res.layers if r.status != "pass"]
+
+
+def test_recurrent_variants_refused(tmp_path):
+    from migrator.core import pipeline
+    nb = NetBuilder("recx", seed=0)
+    nb.input("x", (3, 2, 4))
+    nb.input("cont", (3, 2))
+    nb.input("xs", (2, 4))
+    nb.layer("lstm", "LSTM", ["x", "cont", "xs"], ["lstm"], {"recurrent_param": {"num_output": 2}})
+    g = pipeline.open_model(list(nb.save(tmp_path / "r.prototxt", tmp_path / "r.caffemodel")))
+    m = pipeline.make_plan(g).mapping("lstm")
+    assert not m.supported and m.error.startswith("refused: LSTM with a static input")

@@ -71,14 +71,12 @@ SUPPORTED_TYPES = {
 }
 #: BVLC catalogue additions (issue 14; the status of every type is in migrator/core/coverage.py).
 CATALOGUE_TYPES = {"Log", "Threshold", "Clip", "Swish", "Reduction", "MVN", "Tile", "ArgMax", "Embed",
-                   "SPP"}
+                   "SPP", "LSTM", "RNN"}
 SUPPORTED_TYPES |= CATALOGUE_TYPES
 #: BVLC layer types refused by name (imported as Custom nodes carrying the reason).
 REFUSED_TYPES: dict[str, str] = {
     "Python": "a Python layer runs user code (python_param module/layer), which Migrator neither "
               "executes nor converts",
-    "LSTM": "Caffe's own LSTM (time-major input with a 'cont' sequence-marker bottom) is not converted",
-    "RNN": "Caffe's own RNN (time-major input with a 'cont' sequence-marker bottom) is not converted",
     "LSTMUnit": "LSTMUnit is the internal step of Caffe's LSTM (gate and 'cont' inputs); not converted",
     "Parameter": "a Parameter layer outputs a learned blob without a batch axis, which a Keras "
                  "tensor always has",
@@ -715,7 +713,7 @@ class _Builder:
         if t not in ("Split", "Slice") and len(tops) != 1:
             raise self.err(f"{t} layer must have exactly one top, has {len(tops)}", name)
         n_bottom = {"Eltwise": (2, 1 << 30), "Concat": (1, 1 << 30), "Scale": (1, 2),
-                    "Bias": (1, 2), "Crop": (2, 2)}.get(t, (1, 1))
+                    "Bias": (1, 2), "Crop": (2, 2), "LSTM": (2, 3), "RNN": (2, 3)}.get(t, (1, 1))
         if not n_bottom[0] <= len(bottoms) <= n_bottom[1]:
             raise self.err(f"{t} layer has {len(bottoms)} bottoms (expected "
                            f"{n_bottom[0] if n_bottom[0] == n_bottom[1] else f'at least {n_bottom[0]}'})",
@@ -1105,6 +1103,39 @@ class _Builder:
                 params["bias"] = Param("bias", _vector(blobs[1], "bias", self._wfile, n, N), "O",
                                        "blobs[1]")
         return "Embed", {"num_output": N, "input_dim": K, "bias": bias}, params, 1
+
+    def _recurrent(self, lp, cell: str):
+        rp = lp.recurrent_param
+        n = lp.name
+        if len(lp.bottom) == 3 or rp.expose_hidden:
+            parts = self._custom_parts(lp, "recurrent variant")
+            parts[1]["refused"] = (f"{lp.type} with a static input (third bottom) or expose_hidden "
+                                   "(initial states as bottoms) is not converted")
+            return parts
+        H = int(rp.num_output)
+        if H < 1:
+            raise self.err("recurrent_param.num_output must be at least 1", n)
+        names = ("W_xc", "b_c", "W_hc") if cell == "lstm" else ("W_xh", "b_h", "W_hh", "W_ho", "b_o")
+        params = {}
+        blobs = self._need_blobs(lp, len(names), len(names), ", ".join(names))
+        if blobs is not None:
+            G = 4 * H if cell == "lstm" else H
+            want = {"W_xc": (G, None), "b_c": (G,), "W_hc": (G, H), "W_xh": (G, None), "b_h": (G,),
+                    "W_hh": (H, H), "W_ho": (H, H), "b_o": (H,)}
+            for i, (nm, arr) in enumerate(zip(names, blobs)):
+                w = want[nm]
+                if arr.ndim != len(w) or any(a is not None and a != b for a, b in zip(w, arr.shape)):
+                    raise MigratorError(f"blob {i} ({nm}) has shape {tuple(arr.shape)}, expected "
+                                        f"{tuple('I' if a is None else a for a in w)} for num_output {H}",
+                                        file=self._wfile, layer=n)
+                params[nm] = Param(nm, arr, "OI" if arr.ndim == 2 else "O", f"blobs[{i}]")
+        return "CaffeRecurrent", {"cell": cell, "num_output": H}, params, 1
+
+    def _l_LSTM(self, lp):
+        return self._recurrent(lp, "lstm")
+
+    def _l_RNN(self, lp):
+        return self._recurrent(lp, "rnn")
 
     def _l_SPP(self, lp):
         sp = lp.spp_param

@@ -50,3 +50,34 @@ def _caffe_argmax(xs, cfg, weights, name):
     idx = ops.cast(idx, x.dtype)
     out = ops.stack([idx, vals], axis=1) if out_val else ops.expand_dims(idx, 1)
     return ops.reshape(out, (-1, 2 if out_val else 1, k) + (1,) * max(0, rank - 3))
+
+
+@plain("CaffeRecurrent")
+def _caffe_recurrent(xs, cfg, weights, name):
+    """Caffe's LSTM / RNN unrolled over its ``steps`` time steps (the leading axis, which the
+    Keras model sees as its batch axis); one input (T, N, I + 1): x_t's I features, then cont_t;
+    h' = cont_t * h_{t-1}; lstm: gates i, f, o, g = W_xc x_t + b_c + W_hc h', c_t = cont_t * f *
+    c_{t-1} + i * g, h_t = o * tanh(c_t); rnn: h_t = tanh(W_xh x_t + b_h + W_hh h'),
+    o_t = tanh(W_ho h_t + b_o)."""
+    z = xs[0]                                             # (T, N, I + 1): x_t | cont_t
+    T, N, H, F = int(cfg["steps"]), int(cfg["batch"]), int(cfg["num_output"]), int(cfg["features"])
+    w = [np.asarray(a, np.float32) for a in weights]
+    x, cont = z[:, :, :F], z[:, :, F]
+    xw = ops.add(ops.matmul(x, w[0].T), w[1])             # (T, N, G)
+    h = ops.zeros((N, H), dtype=z.dtype)
+    c = h
+    outs = []
+    for t in range(T):
+        ct = ops.expand_dims(ops.take(cont, t, axis=0), -1)  # (N, 1)
+        hc = ops.multiply(ct, h)
+        if cfg["cell"] == "lstm":
+            g = ops.add(ops.take(xw, t, axis=0), ops.matmul(hc, w[2].T))
+            i, f = ops.sigmoid(g[:, :H]), ops.sigmoid(g[:, H:2 * H])
+            o, gg = ops.sigmoid(g[:, 2 * H:3 * H]), ops.tanh(g[:, 3 * H:])
+            c = ops.add(ops.multiply(ops.multiply(ct, f), c), ops.multiply(i, gg))
+            h = ops.multiply(o, ops.tanh(c))
+            outs.append(h)
+        else:
+            h = ops.tanh(ops.add(ops.take(xw, t, axis=0), ops.matmul(hc, w[2].T)))
+            outs.append(ops.tanh(ops.add(ops.matmul(h, w[3].T), w[4])))
+    return ops.stack(outs, axis=0)

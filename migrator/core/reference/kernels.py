@@ -836,3 +836,35 @@ def _caffe_spp(node, xs):
     if len(outs) == 1:
         return [outs[0]]
     return [np.concatenate([o.reshape(N, -1) for o in outs], axis=1)]
+
+
+@kernel("CaffeRecurrent")
+def _caffe_recurrent(node, xs):
+    """Caffe's unrolled LSTM / RNN (lstm_layer.cpp, lstm_unit_layer.cpp, rnn_layer.cpp)."""
+    x, cont = xs[0], xs[1].astype(xs[0].dtype, copy=False)
+    T, N = x.shape[:2]
+    xf = x.reshape(T, N, -1)
+    dt = x.dtype
+    H = int(node.attrs["num_output"])
+    p = {k: np.asarray(v.value, dt) for k, v in node.params.items()}
+
+    def sig(v):
+        return activation(v, {"kind": "sigmoid"})
+    h = np.zeros((N, H), dt)
+    outs = []
+    if node.attrs["cell"] == "lstm":
+        c = np.zeros((N, H), dt)
+        xw = xf @ p["W_xc"].T + p["b_c"]
+        for t in range(T):
+            ct = cont[t][:, None]
+            g = xw[t] + (ct * h) @ p["W_hc"].T
+            i, f, o, gg = sig(g[:, :H]), sig(g[:, H:2 * H]), sig(g[:, 2 * H:3 * H]), np.tanh(g[:, 3 * H:])
+            c = ct * f * c + i * gg
+            h = o * np.tanh(c)
+            outs.append(h)
+    else:
+        xw = xf @ p["W_xh"].T + p["b_h"]
+        for t in range(T):
+            h = np.tanh(xw[t] + (cont[t][:, None] * h) @ p["W_hh"].T)
+            outs.append(np.tanh(h @ p["W_ho"].T + p["b_o"]))
+    return [np.stack(outs).astype(dt)]

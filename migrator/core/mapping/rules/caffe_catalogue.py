@@ -365,6 +365,40 @@ def _mapping_from(node, ctx, layers, rows, layout):
     return _mapping(node, ctx, layers=layers, rows=rows, keras_output=layers[-1].name, layout=layout)
 
 
+@register("CaffeRecurrent")
+class CaffeRecurrentRule(Rule):
+    name = "CaffeRecurrent"
+    description = ("Caffe LSTM / RNN: unrolled over the known number of time steps with keras.ops "
+                   "(plain expression CaffeRecurrent); time is the model's leading (batch) axis.")
+
+    def map(self, node, ctx):
+        x_shape, _c_shape = _in_shape(node, ctx, 0), _in_shape(node, ctx, 1)
+        if not _known(x_shape) or x_shape[0] is None:
+            return _unsupported(node, ctx, "a Caffe recurrent layer needs a known (T, N, ...) input shape")
+        rank = len(x_shape)
+        names = ("W_xc", "b_c", "W_hc") if node.attrs["cell"] == "lstm" else ("W_xh", "b_h", "W_hh", "W_ho", "b_o")
+        if any(node.p(k) is None for k in names):
+            return _unsupported(node, ctx, "recurrent layer without weights")
+        N, feat = int(x_shape[1]), int(np.prod(x_shape[2:]))
+        # one input for the expression: [x_t features | cont_t] per (t, n)
+        chain = Chain(node, ctx, inputs=[node.inputs[0]])
+        _to_source(chain, rank)
+        chain.add("Reshape", {"target_shape": [N, feat]}, suffix="x_flat")
+        x_flat = chain.cur[0]
+        chain.add("Reshape", {"target_shape": [N, 1]}, suffix="cont", inputs=[node.inputs[1]])
+        chain.add("Concatenate", {"axis": -1}, suffix="x_cont", inputs=[x_flat, chain.cur[0]])
+        cfg = {"cell": node.attrs["cell"], "num_output": int(node.attrs["num_output"]),
+               "steps": int(x_shape[0]), "batch": N, "features": feat}
+        chain.add("CaffeRecurrent", cfg, suffix="unrolled", weights=[node.p(k) for k in names])
+        _to_keras(chain, 3)
+        rows = [ParamRow("cell", f"{cfg['cell']} unrolled over {cfg['steps']} steps (the leading axis); "
+                         "h' = cont_t * h_{t-1}" + ("; gates i, f, o, g" if cfg["cell"] == "lstm" else ""),
+                         cfg["cell"], sources={k: node.p(k) for k in names},
+                         caveats=[("the Keras model's leading (batch) axis is Caffe's time axis, of "
+                                  f"fixed length {cfg['steps']}")])]
+        return chain.finish(rows=rows, layout=keras_layout(3))
+
+
 # ======================================================================================
 # Embed
 # ======================================================================================
