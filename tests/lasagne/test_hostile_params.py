@@ -196,3 +196,19 @@ def test_peak_memory_on_hostile_files_is_bounded_by_the_declared_size(tmp_path, 
     print(f"{name}: {len(blob)} bytes on disk, peak growth {growth / 2**20:.2f} MiB "
           f"(declared {MEM_DECLARED / 2**20:.2f} MiB): {res['outcome'][-90:]}")
     assert growth < 2 * MEM_DECLARED + limit_extra, (growth, res)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_the_byte_budget_admits_legitimate_files_of_every_protocol(tmp_path, dtype, protocol):
+    """float64 data at protocol 2 (latin-1 text, up to 2 bytes a byte) or 0/1 (escaped text)
+    takes more bytes than the values: the budget depends on the protocol."""
+    exp = [["fc", "W", [300, 400]], ["fc", "b", [400]]]
+    rng = np.random.default_rng(protocol)
+    vals = [rng.normal(size=(300, 400)).astype(dtype), rng.normal(size=400).astype(dtype)]
+    p = tmp_path / "p.pkl"
+    p.write_bytes(pickle.dumps({"param values": vals, "synset words": ["x"] * 1000},
+                               protocol=protocol))
+    got, extra, _ = load_param_values(str(p), exp)
+    np.testing.assert_array_equal(got[0], vals[0])
+    assert len(extra["synset words"]) == 1000

@@ -4,10 +4,10 @@ The builder script has already told us what the network needs (``expected``: one
 ``[layer, param name, shape]`` per parameter, in ``get_all_params`` order) before a single
 value is read, so nothing much beyond that is ever materialized:
 
-* **pickles** are read through :func:`.safe_pickle.load` with a byte budget of 8 bytes per
-  declared value (float64 files, or float32 written as protocol-2 latin-1 text) plus a
-  small margin for extras such as ``'synset words'``; a data block that would cross it is
-  refused *before* it is read;
+* **pickles** are read through :func:`.safe_pickle.load` with a byte budget per declared
+  value (8 bytes at protocol >= 3: float64 files; 16 at protocol 2, 32 at protocols 0/1, whose
+  array data is latin-1 or escaped text) plus a small margin for extras such as
+  ``'synset words'``; a data block that would cross it is refused *before* it is read;
 * **nested lists** (values pickled as Python lists) are walked with a node budget of the
   declared count: a list shared 2^27 times through the pickle memo, a ragged list or one
   nested deeper than the parameter's rank is refused without building an array;
@@ -52,8 +52,11 @@ def _count(shape) -> int:
     return math.prod(int(d) for d in shape)
 
 
-def byte_budget(expected: list | None) -> int | None:
-    """Most bytes a pickle for ``expected`` may hold (None: no model known)."""
+def byte_budget(expected: list | None):
+    """Most bytes a pickle for ``expected`` may hold, as a function of its protocol (None:
+    no model known).  Per declared value: 8 bytes for protocol >= 3 (float64 as raw bytes);
+    16 for protocol 2 (Python 3 writes array data as latin-1 text, up to 2 bytes per byte);
+    32 for protocols 0/1 (escaped text, up to 4 characters per byte: Python 2's default)."""
     if expected is None:
         return None
     n = 0
@@ -61,7 +64,11 @@ def byte_budget(expected: list | None) -> int | None:
         if shp is None:
             return None
         n += _count(shp)
-    return 8 * n + PICKLE_MARGIN
+
+    def budget(protocol: int) -> int:
+        per = 8 if protocol >= 3 else 16 if protocol == 2 else 32
+        return per * n + PICKLE_MARGIN
+    return budget
 
 
 def load_param_values(params_path, expected: list | None = None

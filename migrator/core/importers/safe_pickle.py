@@ -89,9 +89,15 @@ class _BoundedReader:
     (the bytes the model's parameters can need), so a forged length or a decompression
     bomb stops without materializing the data."""
 
-    def __init__(self, f, *, size: int | None, budget: int | None):
+    def __init__(self, f, *, size: int | None, budget):
         self._f = f
         self._size = size          # bytes in the stream (None: unknown, e.g. gzip)
+        if callable(budget):       # budget by pickle protocol (0 when there is no PROTO)
+            try:
+                head = f.peek(2)[:2]
+            except (OSError, EOFError, zlib.error):   # reported by the unpickler's read
+                head = b""
+            budget = budget(head[1] if len(head) == 2 and head[0] == 0x80 else 0)
         self._budget = budget
         self.consumed = 0
 
@@ -180,7 +186,7 @@ def _unpickle(f, *, file: str | None, encoding: str):
 
 
 def loads(data: bytes, *, file: str | None = None, encoding: str = "latin1",
-          max_bytes: int | None = None):
+          max_bytes=None):
     """Unpickle ``data`` with the restricted unpickler; MigratorError when refused."""
     if data[:2] == b"\x1f\x8b":
         stream = io.BufferedReader(gzip.GzipFile(fileobj=io.BytesIO(data)))
@@ -190,12 +196,13 @@ def loads(data: bytes, *, file: str | None = None, encoding: str = "latin1",
                                     budget=max_bytes), file=file, encoding=encoding)
 
 
-def load(path: str | os.PathLike, *, encoding: str = "latin1", max_bytes: int | None = None):
+def load(path: str | os.PathLike, *, encoding: str = "latin1", max_bytes=None):
     """Load a pickle file with the restricted unpickler (gzip-compressed files too).
 
     Streams from the file (no second copy of a large file in memory).  ``max_bytes``: the
     most (uncompressed) pickle bytes to read; a block that would cross it is refused before
-    it is read (a gzip bomb or forged length never gets materialized)."""
+    it is read (a gzip bomb or forged length never gets materialized); an int, or a function
+    of the pickle protocol (0 for protocols 0/1, whose text escapes take more bytes)."""
     path = os.fspath(path)
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed by the with below
