@@ -132,6 +132,15 @@ OPS: dict[str, str] = {
         "Lasagne EmbeddingLayer. attrs: input_size (V), output_size (E). params: weight (V, E) "
         "'VE'. y = weight[int(x)]: out = x.shape + (E,)."
     ),
+    "Conv1D": (
+        "Lasagne Conv1DLayer on (N, C, L): exactly a 'Conv' over (N, C, 1, L) -- the same attrs "
+        "with kernel (1, k), stride (1, s), pad (0, p), params weight (O, I, 1, k) 'OIHW', bias "
+        "(O,) -- the output's size-1 axis dropped: (N, O, L')."
+    ),
+    "Pool1D": (
+        "Lasagne Pool1DLayer/MaxPool1DLayer on (N, C, L): a 'Pool' over (N, C, 1, L) (kernel "
+        "(1, k), stride (1, s), pad (0, p), rounding, avg_divisor, mode), size-1 axis dropped."
+    ),
     "Recurrent": (
         "Lasagne recurrent layers (lasagne.layers.recurrent), input (batch, time, features...; "
         "trailing axes flattened). inputs: [x, mask (batch, time) if attrs.mask, hid_init "

@@ -41,3 +41,14 @@ def index_inputs(graph) -> dict[str, int]:
         if sizes:
             out[n.name] = min(sizes)
     return out
+
+
+@shape_rule("Conv1D", "Pool1D")
+def _one_d(node, ins, ctx):
+    """The 2-D op's shape over (N, C, 1, L), the size-1 axis dropped."""
+    from .shapes import SHAPE_FUNCS
+    x = ins[0]
+    if len(x) != 3:
+        raise ctx.error(f"1-D layer input {tuple(x)} is not (N, C, L)")
+    out = SHAPE_FUNCS["Conv" if node.op == "Conv1D" else "Pool"](node, [(x[0], x[1], 1, x[2])], ctx)
+    return [(o[0], o[1], o[3]) for o in out]

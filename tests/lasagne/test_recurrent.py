@@ -120,11 +120,36 @@ def build_model():
 
 #: run by the Theano venv: real Lasagne builds the network, the parameters are set in
 #: get_all_params(roots) order, the wanted layers' outputs (deterministic) for the inputs
+CONV1D_01 = '''
+import theano.tensor as T
+import lasagne
+from lasagne.layers import (InputLayer, EmbeddingLayer, Conv1DLayer, MaxPool1DLayer,
+                            DimshuffleLayer, DenseLayer, SliceLayer, ConcatLayer, FlattenLayer)
+from lasagne.nonlinearities import tanh, softmax
+
+
+def build_model():
+    net = {}
+    net['chars'] = InputLayer((None, 12), input_var=T.imatrix('chars'))
+    net['emb'] = EmbeddingLayer(net['chars'], input_size=11, output_size=4)
+    net['to_ncl'] = DimshuffleLayer(net['emb'], (0, 2, 1))
+    net['conv'] = Conv1DLayer(net['to_ncl'], 5, 3, pad='same', nonlinearity=tanh)
+    net['conv_full'] = Conv1DLayer(net['conv'], 6, 2, pad='full', stride=2)
+    net['pool'] = MaxPool1DLayer(net['conv_full'], 3, stride=2, ignore_border=False)
+    net['pool_pad'] = MaxPool1DLayer(net['conv'], 2, pad=1)
+    net['to_ntc'] = DimshuffleLayer(net['pool'], (0, 2, 1))
+    net['last'] = SliceLayer(net['to_ntc'], -1, 1)
+    net['cat'] = ConcatLayer([net['last'], FlattenLayer(net['pool_pad'])])
+    net['prob'] = DenseLayer(net['cat'], 3, nonlinearity=softmax)
+    return net
+'''
+
 #: Theano's scan C extension does not compile on Python 3.11 (longintrepr.h moved): run
 #: the Theano side with pure-Python ops (the last THEANO_FLAGS entry wins)
 NO_CXX = r'''
 import os
-os.environ["THEANO_FLAGS"] = os.environ.get("THEANO_FLAGS", "") + ",cxx="
+if int(IN.get("no_cxx", 1)):
+    os.environ["THEANO_FLAGS"] = os.environ.get("THEANO_FLAGS", "") + ",cxx="
 '''
 
 FORWARD = NO_CXX + r'''
@@ -205,11 +230,13 @@ def _inputs(g, rng):
     return xs
 
 
-def _run_real(py, builder, roots, vals, xs, want):
+def _run_real(py, builder, roots, vals, xs, want, no_cxx=True):
+    """``no_cxx``: pure-Python ops (scan needs it on Python 3.11); False: Theano's C ops
+    (the old ConvOp of Lasagne 0.1's Conv1DLayer has no Python version with today's scipy)."""
     from tests.envs.theano_env import run_theano
 
     req = {"builder": np.array(builder), "roots": np.array(roots), "n_params": np.array(len(vals)),
-           "want": np.array(want)}
+           "want": np.array(want), "no_cxx": np.array(int(no_cxx))}
     req.update({f"param__{i}": v for i, v in enumerate(vals)})
     req.update({f"input__{k}": v for k, v in xs.items()})
     return run_theano(py, FORWARD, req, timeout=900)
@@ -389,3 +416,25 @@ def test_02_features_match_theano(py, tmp_path):
     real = _run_real(py, b01, ["h0", "c0", "out"], vals, xs, names)
     ref, _, _, keras_out = _migrate(g, xs)
     _check(real, ref, keras_out, names)
+
+
+def test_conv1d_pool1d_text_model_matches_real_lasagne_01(py, tmp_path):
+    """Embedding -> Dimshuffle to (N, C, L) -> Conv1DLayer ('same', 'full' + stride; Lasagne
+    0.1 always convolves, i.e. flips) -> MaxPool1DLayer (ignore_border=False; pad) ->
+    Dimshuffle back -> SliceLayer on time: recorder vs real description, then every layer vs
+    real Lasagne (Theano's C ops: no scan here)."""
+    from migrator.core.importers.lasagne import describe_builder, load_lasagne
+
+    b, p, vals = M.write_model(tmp_path, CONV1D_01, "npz", seed=12)
+    rec = describe_builder(b, output_layer="prob")
+    real_desc = describe_builder(b, impl="real", python=py, timeout=300, output_layer="prob")
+    assert [(L["name"], L["class"], L["output_shape"]) for L in rec["layers"]] == \
+           [(L["name"], L["class"], L["output_shape"]) for L in real_desc["layers"]]
+    assert rec["params"] == real_desc["params"]
+    g = load_lasagne(b, p, output_layer="prob")
+    assert {n.op for n in g.nodes} >= {"Conv1D", "Pool1D", "Embedding"}
+    xs = _inputs(g, np.random.default_rng(4))
+    names = [n.name for n in g.nodes if n.op != "Input"]
+    real = _run_real(py, b, ["prob"], vals, xs, names, no_cxx=False)
+    ref, _, _, keras_out = _migrate(g, xs)
+    _check(real, ref, keras_out, [n for n in names if n in real])

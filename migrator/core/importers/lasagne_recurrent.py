@@ -109,3 +109,65 @@ def canonical(L: dict, in_shapes: list, unsupported, activation_of) -> tuple[str
 def _row2(v: np.ndarray) -> np.ndarray:
     """hid_init / cell_init as stored, (1, units)."""
     return np.asarray(v).reshape(1, -1)
+
+
+# ---- 1-D convolution and pooling (sequence models) -------------------------------------
+ONE_D = {"Conv1DLayer", "Pool1DLayer", "MaxPool1DLayer"}
+
+
+def canonical_1d(L: dict, in_shapes: list, unsupported, activation_of) -> tuple[str, dict, dict]:
+    """Conv1DLayer / Pool1DLayer / MaxPool1DLayer -> ``Conv1D`` / ``Pool1D``: the attrs of
+    the 2-D op over (N, C, 1, L) (kernel (1, k), ...), weight (O, I, 1, k) 'OIHW'."""
+    known, a = L.get("known"), L.get("attrs", {})
+    x = in_shapes[0] if in_shapes else None
+    if x is None or len(x) != 3:
+        raise unsupported(f"1-D layer on an input of shape {x} (expected (N, C, L))")
+
+    def one(v, what):
+        v = v[0] if isinstance(v, list) and len(v) == 1 else v
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise unsupported(f"{what} {v!r} is not an integer")
+        return int(v)
+
+    if known == "Conv1DLayer":
+        k = one(a.get("filter_size"), "filter_size")
+        pad = a.get("pad", 0)
+        if pad == "full":
+            p = k - 1
+        elif pad == "same":
+            if k % 2 == 0:
+                raise unsupported("pad='same' with an even filter (asymmetric padding)")
+            p = k // 2
+        elif pad == "valid":
+            p = 0
+        else:
+            p = one(pad, "pad")
+        pnames = [q["name"] for q in L["params"]]
+        untie = bool(a.get("untie_biases", False))
+        attrs = {"kernel": (1, k), "stride": (1, one(a.get("stride", 1), "stride")), "pad": (0, p),
+                 "dilation": (1, 1), "group": int(a.get("num_groups", 1) or 1), "bias": "b" in pnames,
+                 "flip": bool(a.get("flip_filters", True)),
+                 "activation": activation_of(a.get("nonlinearity")), "untie_biases": untie}
+        return "Conv1D", attrs, {"W": ("weight", _oihw_1d, "OIHW", "W (O, I, k) stored; as (O, I, 1, k)"),
+                                 "b": ("bias", _bias_1d if untie else None, "OHW" if untie else "O")}
+    k = one(a.get("pool_size"), "pool_size")
+    s = k if a.get("stride") is None else one(a.get("stride"), "stride")
+    p = one(a.get("pad", 0) or 0, "pad")
+    mode = a.get("mode", "max")
+    if mode == "max":
+        m, div = "max", None
+    elif mode in ("average_inc_pad", "average_exc_pad"):
+        m, div = "avg", "inc_pad" if mode == "average_inc_pad" else "exc_pad"
+    else:
+        raise unsupported(f"pooling mode {mode!r}")
+    return "Pool1D", {"mode": m, "kernel": (1, k), "stride": (1, s), "pad": (0, p),
+                      "rounding": "floor" if bool(a.get("ignore_border", True)) else "lasagne_ceil",
+                      "avg_divisor": div}, {}
+
+
+def _oihw_1d(w: np.ndarray) -> np.ndarray:
+    return np.asarray(w)[:, :, None, :]
+
+
+def _bias_1d(b: np.ndarray) -> np.ndarray:
+    return np.asarray(b)[:, None, :]

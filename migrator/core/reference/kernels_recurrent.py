@@ -124,3 +124,14 @@ def _recurrent(node, xs):
     if a.get("only_return_final"):
         return [h]
     return [out]
+
+
+@kernel("Conv1D", "Pool1D")
+def _one_d(node, xs):
+    """The 2-D kernel over (N, C, 1, L) (see ``ir.OPS['Conv1D']``), size-1 axis dropped."""
+    from .kernels import KERNELS
+    x = np.asarray(xs[0])
+    if x.ndim != 3:
+        raise _err(node, f"1-D layer input of shape {x.shape} is not (N, C, L)")
+    y = KERNELS["Conv" if node.op == "Conv1D" else "Pool"](node, [x[:, :, None, :]])[0]
+    return [y[:, :, 0, :]]

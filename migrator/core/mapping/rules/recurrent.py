@@ -270,3 +270,61 @@ def dense_trailing(node, ctx, K: np.ndarray, kformula: str, in_shape, rank: int,
     if out_rank > 2:
         chain.add("Permute", {"dims": list(to_keras_perm(out_rank))}, suffix="to_keras")
     return chain.finish(rows=rows, layout=keras_layout(out_rank))
+
+
+# ======================================================================================
+# 1-D convolution / pooling: the 2-D rules over (N, 1, L, C)
+# ======================================================================================
+class _OneDRule(Rule):
+    two_d = ""
+
+    def map(self, node, ctx):
+        from ...ir import Graph, Node
+        from ..registry import RULES, MapContext
+
+        in_shape = _in_shape(node, ctx)
+        out_shape = node.out_shape
+        if in_shape is None or len(in_shape) != 3 or in_shape[1] is None:
+            return _unsupported(node, ctx, f"1-D layer on an input of shape {in_shape}")
+        N, C, L = in_shape
+        chain = Chain(node, ctx)
+        # Keras keeps (N, C, L) as (N, L, C): (N, 1, L, C) is the NHWC form of (N, C, 1, L)
+        chain.add("Reshape", {"target_shape": [1, -1 if L is None else int(L), int(C)]},
+                  suffix="to2d", inputs=[node.inputs[0]])
+        t2d = chain.cur[0]
+        inp = Node(name=t2d, op="Input", attrs={"shape": (N, C, 1, L)})
+        inp.out_shapes = [(N, C, 1, L)]
+        sub = Node(name=node.name, op=self.two_d, inputs=[t2d], attrs=dict(node.attrs),
+                   params=node.params, provenance=node.provenance)
+        sub.out_shapes = [None if out_shape is None else (out_shape[0], out_shape[1], 1, out_shape[2])]
+        rule = RULES[self.two_d]
+        sub_ctx = MapContext(graph=Graph(framework=ctx.graph.framework, nodes=[inp, sub]),
+                             options={k: o.default for k, o in rule.options.items()},
+                             keras_names=ctx.keras_names)
+        m = rule.map(sub, sub_ctx)
+        if not m.supported:
+            return _unsupported(node, ctx, m.error or "not supported", rows=m.rows)
+        m.layers[-1].output = f"{node.name}/2d"
+        chain.layers += m.layers
+        chain.cur = [m.layers[-1].output]
+        O = out_shape[1] if out_shape is not None and out_shape[1] is not None else None
+        if O is None:
+            return _unsupported(node, ctx, "1-D layer with an unknown number of output channels")
+        chain.add("Reshape", {"target_shape": [-1, int(O)]}, suffix="to1d")
+        rows = [ParamRow("layout", f"(N, L, C) reshaped to (N, 1, L, C), the 2-D {self.two_d} rule "
+                         "(exact: the (N, C, 1, L) form of the layer), reshaped back", self.two_d)]
+        return chain.finish(rows=rows + list(m.rows), layout=keras_layout(3), notes=list(m.notes))
+
+
+@register("Conv1D")
+class Conv1DRule(_OneDRule):
+    name = "Conv1D"
+    two_d = "Conv"
+    description = "Lasagne Conv1DLayer: the Conv rule over (N, 1, L, C) (Reshape before and after)."
+
+
+@register("Pool1D")
+class Pool1DRule(_OneDRule):
+    name = "Pool1D"
+    two_d = "Pool"
+    description = "Lasagne Pool1DLayer/MaxPool1DLayer: the Pool rule over (N, 1, L, C)."
