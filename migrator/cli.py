@@ -356,6 +356,7 @@ def cmd_inspect(args) -> int:
                    "warnings": graph.warnings, "layers": rows,
                    "unsupported": [{"source": r["source"], "type": r["type"]} for r in unsupported],
                    "input_shape_needed": need,
+                   "unknown_fields": (graph.meta.get("caffe") or {}).get("unknown_fields") or [],
                    "input_shapes": graph.meta.get("input_shapes"),
                    "unknown_types": [{"source": n, "type": t} for n, t in unknown_types],
                    "not_covered": [{"source": m.source, "type": m.source_type, "why": m.error}

@@ -147,15 +147,20 @@ def suggest_input_shape(graph: Graph, max_size: int = 2048) -> tuple[dict | None
 
     def cand(s):
         return {node.name: (1, int(shape[1]), s, s)}
-    # any size fits: nothing to suggest
-    if all(_try_shapes(graph, cand(s)) for s in (224, 225, 300, 97)):
+    # only a layer whose weights fix a size that depends on H x W implies one: a Dense (with
+    # its weight) on an input whose features are open
+    dense = None
+    for n in graph.nodes:
+        if n.op == "Dense" and n.p("weight") is not None and n.inputs:
+            x = graph.tensor_shape(n.inputs[0])
+            if x is None or any(d is None for d in x[int(n.attrs.get("axis", 1)):]):
+                dense = n.name
+                break
+    if dense is None:
         return None, None
     for s in list(COMMON_SIZES) + [s for s in range(1, max_size + 1) if s not in COMMON_SIZES]:
         if _try_shapes(graph, cand(s)):
-            dense = next((n.name for n in graph.nodes if n.op == "Dense"), None)
-            why = "the parameters imply it" + (f": the weights of '{dense}' fix the flattened size"
-                                              if dense else "")
-            return cand(s), why
+            return cand(s), f"the parameters imply it: the weights of '{dense}' fix the flattened size"
     return None, None
 
 

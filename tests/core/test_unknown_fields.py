@@ -161,6 +161,20 @@ def test_accepted_field_converts_and_is_reported_unverified(tmp_path, spec):
     assert m_bn.supported and any("semantics unverified" in n for n in m_bn.notes)
 
 
+def test_collect_mode_marks_the_layer_unsupported(tmp_path):
+    """The GUI opens with unknown='collect': the model loads, the layer is marked and the
+    plan refuses it (export blocked) until the field is accepted."""
+    p, m = _bn_files(tmp_path, "frob: 1", "")
+    g = pipeline.open_model([p, m], unknown="collect")
+    recs = g.meta["caffe"]["unknown_fields"]
+    assert [(r["layer"], r["field"], r["accepted"]) for r in recs] == [("bn", "frob", False)]
+    plan = pipeline.make_plan(g)
+    assert [u.source for u in plan.unsupported] == ["bn"]
+    assert "--accept-unknown bn.frob" in plan.unsupported[0].error
+    g = pipeline.open_model([p, m], unknown="collect", accept_unknown=["bn.frob"])
+    assert not pipeline.make_plan(g).unsupported
+
+
 def test_accept_specs_do_not_overreach(tmp_path):
     p, m = _bn_files(tmp_path, "", "frob: 1")
     for spec in ("conv.frob", "conv", "Convolution.frob", "fro", "batch_norm_param"):
@@ -268,6 +282,8 @@ def test_cli_inspect_and_convert_exit_2_then_accept(tmp_path):
     r = _cli("inspect", p, m, "--accept-unknown", "bn.frob")
     assert r.returncode == 0, r.stderr
     assert "unverified" in r.stdout
+    r = _cli("inspect", p, m, "--accept-unknown", "bn.frob", "--json")
+    assert json.loads(r.stdout)["unknown_fields"][0]["accepted_by"] == "bn.frob"
     # the same through a mapping file
     mp = tmp_path / "map.json"
     mp.write_text(json.dumps({"version": 1, "accept_unknown": ["bn.frob"]}))
