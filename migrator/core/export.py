@@ -210,12 +210,15 @@ def _write_saved_model(model, plan, graph, path: str) -> None:
     archive.write_out(path, verbose=False)
 
 
-def _write_tflite(model, plan, graph, path: str) -> dict:
+def _write_tflite(model, plan, graph, path: str, saved_model: str | None = None) -> dict:
+    """TFLite (float32) converted from a SavedModel: ``saved_model`` when one was just written
+    for the same model, else a temporary one."""
     import tensorflow as tf
     info: dict[str, Any] = {"quantization": "none (float32)"}
-    tmp = tempfile.mkdtemp(prefix="migrator-tflite-")
+    tmp = saved_model or tempfile.mkdtemp(prefix="migrator-tflite-")
     try:
-        _write_saved_model(model, plan, graph, tmp)
+        if saved_model is None:
+            _write_saved_model(model, plan, graph, tmp)
         conv = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serving_default"])
         try:
             data = conv.convert()
@@ -226,13 +229,14 @@ def _write_tflite(model, plan, graph, path: str) -> dict:
             data = conv.convert()
             info["ops"] = "TFLite built-ins + TensorFlow select ops (needs the Flex delegate)"
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if saved_model is None:
+            shutil.rmtree(tmp, ignore_errors=True)
     with open(path, "wb") as f:
         f.write(data)
     return info
 
 
-def _write(model, plan, graph, fmt: str, tmp: str) -> dict:
+def _write(model, plan, graph, fmt: str, tmp: str, saved_model: str | None = None) -> dict:
     if fmt == "keras" or fmt == "h5":
         model.save(tmp)
     elif fmt == "weights":
@@ -242,7 +246,7 @@ def _write(model, plan, graph, fmt: str, tmp: str) -> dict:
     elif fmt == "saved_model":
         _write_saved_model(model, plan, graph, tmp)
     elif fmt == "tflite":
-        return _write_tflite(model, plan, graph, tmp)
+        return _write_tflite(model, plan, graph, tmp, saved_model)
     else:
         raise MigratorError(f"unknown format {fmt!r}")
     return {}
@@ -516,14 +520,19 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
     n = len(targets)
     try:
         items = []
-        for i, (p, f) in enumerate(targets):
+        # a SavedModel, when one is asked for, is written first: the TFLite converter reads it
+        order = sorted(range(n), key=lambda k: targets[k][1] != "saved_model")
+        sm_tmp = None
+        for i in order:
+            p, f = targets[i]
             if progress:
-                progress(0.7 * i / n, f"writing {os.path.basename(p)}")
+                progress(0.7 * len(items) / n, f"writing {os.path.basename(p)}")
             tmp = _tmp_name(p, f)
             temps.append(tmp)
             t0 = time.perf_counter()
             try:
-                info = _write(model, plan, graph, f, tmp)
+                info = _write(model, plan, graph, f, tmp, sm_tmp) if f == "tflite" else \
+                    _write(model, plan, graph, f, tmp)
             except MigratorError:
                 raise
             except Exception as e:  # noqa: BLE001 - a converter / writer failure, named
@@ -531,12 +540,16 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
                                     f"{' '.join(str(e).split())[:400]}", file=p) from None
             if f == "weights":
                 temps.append(tmp + ".json")
-            item = {"path": tmp, "format": f, "target": p, "write_s": time.perf_counter() - t0, **info}
+            if f == "saved_model":
+                sm_tmp = tmp
+            item = {"path": tmp, "format": f, "target": p, "write_s": time.perf_counter() - t0,
+                    "index": i, **info}
             if f == "weights":
                 item["arch"] = tmp + ".json"
             if needs and f in ("keras", "h5", "weights"):
                 item["needs_migrator"] = True
             items.append(item)
+        items.sort(key=lambda it: it["index"])
         if verify:
             if progress:
                 progress(0.7, "loading the exported model(s) in a fresh process")

@@ -184,8 +184,8 @@ def test_a_failing_artifact_leaves_nothing(small, tmp_path, monkeypatch):
     _d, _p, _w, (g, plan, model, res, _x) = small
     real = E._write
 
-    def broken(model_, plan_, graph_, fmt, tmp):
-        info = real(model_, plan_, graph_, fmt, tmp)
+    def broken(model_, plan_, graph_, fmt, tmp, *rest):
+        info = real(model_, plan_, graph_, fmt, tmp, *rest)
         if fmt == "tflite":
             with open(tmp, "r+b") as f:         # a corrupt flatbuffer: loads fail downstream
                 f.write(b"\0" * 64)
