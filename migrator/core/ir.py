@@ -141,6 +141,17 @@ OPS: dict[str, str] = {
         "Lasagne Pool1DLayer/MaxPool1DLayer on (N, C, L): a 'Pool' over (N, C, 1, L) (kernel "
         "(1, k), stride (1, s), pad (0, p), rounding, avg_divisor, mode), size-1 axis dropped."
     ),
+    "Conv3D": (
+        "Lasagne Conv3DLayer (flip_filters True) / Conv3DDNNLayer (False) on (N, C, D, H, W). "
+        "attrs: kernel (kd, kh, kw), stride (3), pad (3, symmetric), bias (bool), flip (bool: true "
+        "convolution), activation. params: weight (O, I, kd, kh, kw) 'OIDHW', bias (O,) 'O'. "
+        "out = (L + 2p - k) // s + 1 per axis."
+    ),
+    "Pool3D": (
+        "Lasagne Pool3DLayer/MaxPool3DLayer/(Max)Pool3DDNNLayer, ignore_border=True. attrs: mode "
+        "('max' | 'avg'), kernel (3), stride (3), pad (3), avg_divisor ('inc_pad' | 'exc_pad' | "
+        "None). out = (L + 2p - k) // s + 1; max ignores padding."
+    ),
     "Recurrent": (
         "Lasagne recurrent layers (lasagne.layers.recurrent), input (batch, time, features...; "
         "trailing axes flattened). inputs: [x, mask (batch, time) if attrs.mask, hid_init "

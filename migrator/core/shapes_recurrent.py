@@ -52,3 +52,26 @@ def _one_d(node, ins, ctx):
         raise ctx.error(f"1-D layer input {tuple(x)} is not (N, C, L)")
     out = SHAPE_FUNCS["Conv" if node.op == "Conv1D" else "Pool"](node, [(x[0], x[1], 1, x[2])], ctx)
     return [(o[0], o[1], o[3]) for o in out]
+
+
+@shape_rule("Conv3D", "Pool3D")
+def _three_d(node, ins, ctx):
+    x = ins[0]
+    if len(x) != 5:
+        raise ctx.error(f"3-D layer input {tuple(x)} is not (N, C, D, H, W)")
+    a = node.attrs
+    k, s, p = a["kernel"], a["stride"], a["pad"]
+    sp = []
+    for L, kk, ss, pp in zip(x[2:], k, s, p):
+        if L is None:
+            sp.append(None)
+            continue
+        o = (L + 2 * pp - kk) // ss + 1
+        if o < 1:
+            raise ctx.error(f"input {tuple(x)} is too small for kernel {tuple(k)} (pad {tuple(p)})")
+        sp.append(o)
+    if node.op == "Conv3D":
+        w = node.p("weight")
+        c = None if w is None else int(w.shape[0])
+        return [(x[0], c, *sp)]
+    return [(x[0], x[1], *sp)]

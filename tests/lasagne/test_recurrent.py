@@ -438,3 +438,73 @@ def test_conv1d_pool1d_text_model_matches_real_lasagne_01(py, tmp_path):
     real = _run_real(py, b, ["prob"], vals, xs, names, no_cxx=False)
     ref, _, _, keras_out = _migrate(g, xs)
     _check(real, ref, keras_out, [n for n in names if n in real])
+
+
+C3D = '''
+import lasagne
+from lasagne.layers import InputLayer, DenseLayer, NonlinearityLayer, ElemwiseSumLayer, Conv3DLayer
+from lasagne.layers.dnn import Conv3DDNNLayer, MaxPool3DDNNLayer, Pool3DDNNLayer
+from lasagne.nonlinearities import softmax
+
+
+def build_model():
+    # the Recipes C3D layer types (cuDNN classes: flip_filters=False), scaled down
+    net = {}
+    net['input'] = InputLayer((None, 3, 4, 10, 10))
+    net['conv1a'] = Conv3DDNNLayer(net['input'], 4, (3, 3, 3), pad=1)
+    net['pool1'] = MaxPool3DDNNLayer(net['conv1a'], pool_size=(1, 2, 2), stride=(1, 2, 2))
+    net['conv2a'] = Conv3DLayer(net['pool1'], 5, (3, 2, 3), pad=(1, 0, 1), stride=(1, 1, 2))
+    net['pool2'] = MaxPool3DDNNLayer(net['conv2a'], pool_size=(2, 2, 2), stride=(2, 2, 2))
+    net['avg'] = Pool3DDNNLayer(net['conv1a'], (2, 3, 3), stride=(2, 2, 2), pad=(1, 1, 1),
+                                mode='average_inc_pad')
+    net['fc6'] = DenseLayer(net['pool2'], 6)
+    net['fc7'] = DenseLayer(net['avg'], 6, nonlinearity=None)
+    net['sum'] = ElemwiseSumLayer([net['fc6'], net['fc7']])
+    net['prob'] = NonlinearityLayer(net['sum'], softmax)
+    return net
+'''
+
+#: the C3D network with Theano's own ops (Lasagne 0.1 has no 3-D layers): Conv3DLayer is
+#: conv3d(border_mode=pad, subsample=stride, filter_flip=flip_filters) + b, then the
+#: nonlinearity; Pool3D(DNN)Layer is pool_3d(ws, ignore_border=True, stride, pad, mode)
+C3D_THEANO = r'''
+import theano, theano.tensor as T
+from theano.tensor.nnet import conv3d, relu
+from theano.tensor.signal.pool import pool_3d
+P = [IN["param__%d" % i] for i in range(8)]
+x = T.TensorType("float32", (False,) * 5)("x")
+def conv(v, W, b, pad, stride, flip):
+    y = conv3d(v, theano.shared(W), border_mode=pad, subsample=stride, filter_flip=flip)
+    return relu(y + theano.shared(b).dimshuffle("x", 0, "x", "x", "x"))
+o = {}
+o["conv1a"] = conv(x, P[0], P[1], (1, 1, 1), (1, 1, 1), False)
+o["pool1"] = pool_3d(o["conv1a"], (1, 2, 2), ignore_border=True, stride=(1, 2, 2), pad=(0, 0, 0), mode="max")
+o["conv2a"] = conv(o["pool1"], P[2], P[3], (1, 0, 1), (1, 1, 2), True)
+o["pool2"] = pool_3d(o["conv2a"], (2, 2, 2), ignore_border=True, stride=(2, 2, 2), pad=(0, 0, 0), mode="max")
+o["avg"] = pool_3d(o["conv1a"], (2, 3, 3), ignore_border=True, stride=(2, 2, 2), pad=(1, 1, 1),
+                   mode="average_inc_pad")
+o["fc6"] = relu(T.dot(o["pool2"].flatten(2), theano.shared(P[4])) + theano.shared(P[5]))
+o["fc7"] = T.dot(o["avg"].flatten(2), theano.shared(P[6])) + theano.shared(P[7])
+o["sum"] = o["fc6"] + o["fc7"]
+o["prob"] = T.nnet.softmax(o["sum"])
+names = sorted(o)
+for k, v in zip(names, theano.function([x], [o[k] for k in names])(IN["x"])):
+    OUT[k] = v
+'''
+
+
+def test_c3d_layers_match_theano_ops(py, tmp_path):
+    from migrator.core.importers.lasagne import load_lasagne
+    from tests.envs.theano_env import run_theano
+
+    b, p, vals = M.write_model(tmp_path, C3D, "npz", seed=21)
+    g = load_lasagne(b, p, output_layer="prob")
+    assert g.node("conv1a").attrs["flip"] is False and g.node("conv2a").attrs["flip"] is True
+    assert [tuple(v.shape) for v in vals] == [(4, 3, 3, 3, 3), (4,), (5, 4, 3, 2, 3), (5,),
+                                              (20, 6), (6,), (300, 6), (6,)]
+    x = np.random.default_rng(3).normal(size=(2, 3, 4, 10, 10)).astype(np.float32)
+    req = {"x": x}
+    req.update({f"param__{i}": v for i, v in enumerate(vals)})
+    real = run_theano(py, C3D_THEANO, req, timeout=600)
+    ref, _, _, keras_out = _migrate(g, {"input": x})
+    _check(real, ref, keras_out, sorted(real))

@@ -686,6 +686,8 @@ def _canonical(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
         return lasagne_recurrent.canonical(L, in_shapes, _Unsupported, activation_of)
     if known in lasagne_recurrent.ONE_D:
         return lasagne_recurrent.canonical_1d(L, in_shapes, _Unsupported, activation_of)
+    if known in lasagne_recurrent.THREE_D:
+        return lasagne_recurrent.canonical_3d(L, in_shapes, _Unsupported, activation_of)
     raise _Unsupported(f"{known} has no canonical form")
 
 

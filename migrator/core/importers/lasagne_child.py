@@ -48,6 +48,9 @@ KNOWN = {
     "FlattenLayer", "ReshapeLayer", "DimshuffleLayer", "SliceLayer",
     # recurrent layers and their neighbours (lasagne.layers.recurrent / embedding)
     "EmbeddingLayer", "CustomRecurrentLayer", "RecurrentLayer", "LSTMLayer", "GRULayer",
+    # 3-D (lasagne.layers.conv/pool and dnn; the Recipes C3D model)
+    "Conv3DLayer", "Conv3DDNNLayer", "Pool3DLayer", "MaxPool3DLayer", "Pool3DDNNLayer",
+    "MaxPool3DDNNLayer",
 }
 #: attributes holding sub-layers whose parameters the layer's get_params adds
 #: (CustomRecurrentLayer): described inline, parameters named '<attr>.<param>'

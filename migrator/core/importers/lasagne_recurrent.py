@@ -171,3 +171,58 @@ def _oihw_1d(w: np.ndarray) -> np.ndarray:
 
 def _bias_1d(b: np.ndarray) -> np.ndarray:
     return np.asarray(b)[:, None, :]
+
+
+# ---- 3-D convolution and pooling (the Recipes C3D model) -------------------------------
+THREE_D = {"Conv3DLayer", "Conv3DDNNLayer", "Pool3DLayer", "MaxPool3DLayer", "Pool3DDNNLayer",
+           "MaxPool3DDNNLayer"}
+_FLIP_3D = {"Conv3DLayer": True, "Conv3DDNNLayer": False}
+
+
+def canonical_3d(L: dict, in_shapes: list, unsupported, activation_of) -> tuple[str, dict, dict]:
+    """-> ``Conv3D`` / ``Pool3D`` (see ``ir.OPS``)."""
+    known, a = L.get("known"), L.get("attrs", {})
+    x = in_shapes[0] if in_shapes else None
+    if x is None or len(x) != 5:
+        raise unsupported(f"3-D layer on an input of shape {x} (expected (N, C, D, H, W))")
+
+    def triple(v, what):
+        if isinstance(v, int) and not isinstance(v, bool):
+            return (int(v),) * 3
+        if isinstance(v, list) and len(v) == 3 and all(isinstance(t, int) for t in v):
+            return tuple(int(t) for t in v)
+        raise unsupported(f"{what} {v!r} is not an integer or three")
+
+    if known in _FLIP_3D:
+        k = triple(a.get("filter_size"), "filter_size")
+        pad = a.get("pad", 0)
+        if pad == "full":
+            p = tuple(t - 1 for t in k)
+        elif pad == "same":
+            p = tuple(t // 2 for t in k)
+        elif pad == "valid":
+            p = (0, 0, 0)
+        else:
+            p = triple(pad, "pad")
+        if int(a.get("num_groups", 1) or 1) != 1:
+            raise unsupported("grouped 3-D convolution")
+        if bool(a.get("untie_biases", False)):
+            raise unsupported("untie_biases=True")
+        pnames = [q["name"] for q in L["params"]]
+        return "Conv3D", {"kernel": k, "stride": triple(a.get("stride", 1), "stride"), "pad": p,
+                          "bias": "b" in pnames, "flip": bool(a.get("flip_filters", _FLIP_3D[known])),
+                          "activation": activation_of(a.get("nonlinearity"))}, \
+            {"W": ("weight", None, "OIDHW"), "b": ("bias", None, "O")}
+    k = triple(a.get("pool_size"), "pool_size")
+    s = k if a.get("stride") is None else triple(a.get("stride"), "stride")
+    p = triple(a.get("pad", 0) or 0, "pad")
+    if not bool(a.get("ignore_border", True)):
+        raise unsupported("3-D pooling with ignore_border=False")
+    mode = a.get("mode", "max")
+    if mode == "max":
+        m, div = "max", None
+    elif mode in ("average_inc_pad", "average_exc_pad"):
+        m, div = "avg", "inc_pad" if mode == "average_inc_pad" else "exc_pad"
+    else:
+        raise unsupported(f"pooling mode {mode!r}")
+    return "Pool3D", {"mode": m, "kernel": k, "stride": s, "pad": p, "avg_divisor": div}, {}

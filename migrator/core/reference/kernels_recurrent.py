@@ -135,3 +135,60 @@ def _one_d(node, xs):
         raise _err(node, f"1-D layer input of shape {x.shape} is not (N, C, L)")
     y = KERNELS["Conv" if node.op == "Conv1D" else "Pool"](node, [x[:, :, None, :]])[0]
     return [y[:, :, 0, :]]
+
+
+def _windows3d(xp, k, s, out):
+    """Yield ((a, b, c), view) of every kernel offset: xp[:, :, a::sd, b::sh, c::sw] cut to out."""
+    for a in range(k[0]):
+        for b in range(k[1]):
+            for c in range(k[2]):
+                yield (a, b, c), xp[:, :, a:a + s[0] * (out[0] - 1) + 1:s[0],
+                                    b:b + s[1] * (out[1] - 1) + 1:s[1],
+                                    c:c + s[2] * (out[2] - 1) + 1:s[2]]
+
+
+@kernel("Conv3D")
+def _conv3d(node, xs):
+    """y[n, o] = sum_{c, a, b, e} xpad[n, c, s*z + a, ...] * w[o, c, a, b, e] (``flip``: w
+    rotated over its three spatial axes first: a true convolution)."""
+    a = node.attrs
+    x = np.asarray(xs[0])
+    w = np.asarray(node.p("weight"), dtype=x.dtype)
+    if a.get("flip"):
+        w = w[:, :, ::-1, ::-1, ::-1]
+    k, s, p = tuple(a["kernel"]), tuple(a["stride"]), tuple(a["pad"])
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(q, q) for q in p])
+    out = [(L + 2 * q - kk) // ss + 1 for L, kk, ss, q in zip(x.shape[2:], k, s, p)]
+    y = np.zeros((x.shape[0], w.shape[0], *out), x.dtype)
+    for (i, j, m), v in _windows3d(xp, k, s, out):
+        y += np.einsum("ncdhw,oc->nodhw", v, w[:, :, i, j, m], optimize=True)
+    b = node.p("bias")
+    if b is not None and a.get("bias", True):
+        y += np.asarray(b, x.dtype).reshape(1, -1, 1, 1, 1)
+    return [activation(y, a.get("activation"))]
+
+
+@kernel("Pool3D")
+def _pool3d(node, xs):
+    a = node.attrs
+    x = np.asarray(xs[0])
+    k, s, p = tuple(a["kernel"]), tuple(a["stride"]), tuple(a["pad"])
+    out = [(L + 2 * q - kk) // ss + 1 for L, kk, ss, q in zip(x.shape[2:], k, s, p)]
+    pads = [(0, 0), (0, 0)] + [(q, q) for q in p]
+    if a.get("mode", "max") == "max":
+        xp = np.pad(x, pads, constant_values=-np.inf)
+        y = np.full((*x.shape[:2], *out), -np.inf, x.dtype)
+        for _, v in _windows3d(xp, k, s, out):
+            np.maximum(y, v, out=y)
+        return [y]
+    xp = np.pad(x, pads)
+    y = np.zeros((*x.shape[:2], *out), x.dtype)
+    for _, v in _windows3d(xp, k, s, out):
+        y += v
+    if a.get("avg_divisor") == "exc_pad":
+        cnt = np.zeros(out, x.dtype)
+        ones = np.pad(np.ones(x.shape[2:], x.dtype), [(q, q) for q in p])[None, None]
+        for _, v in _windows3d(ones, k, s, out):
+            cnt += v[0, 0]
+        return [y / cnt]
+    return [y / x.dtype.type(k[0] * k[1] * k[2])]

@@ -508,12 +508,10 @@ class DenseRule(Rule):
         if rank > 2:
             if in_shape is None or any(d is None for d in in_shape[1:]):
                 return _unsupported(node, ctx, "dense on an input of unknown spatial size")
-            if rank > 4:
-                return _unsupported(node, ctx, f"dense on a rank-{rank} input")
             c = int(in_shape[1])
             h = int(in_shape[2])
             w = int(in_shape[3]) if rank == 4 else 1
-            if ctx.options.get("permute_rows", True):
+            if ctx.options.get("permute_rows", True) and rank <= 4:   # rank 5 (C3D): Permute
                 K2 = T.dense_rows_chw_to_hwc(K, c, h, w)
                 order = "(C, H, W) -> (H, W, C)" if rank == 4 else "(C, L) -> (L, C)"
                 chain.add("Flatten", {}, suffix="flatten")

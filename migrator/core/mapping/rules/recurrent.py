@@ -328,3 +328,68 @@ class Pool1DRule(_OneDRule):
     name = "Pool1D"
     two_d = "Pool"
     description = "Lasagne Pool1DLayer/MaxPool1DLayer: the Pool rule over (N, 1, L, C)."
+
+
+# ======================================================================================
+# 3-D convolution / pooling (NDHWC)
+# ======================================================================================
+@register("Conv3D")
+class Conv3DRule(Rule):
+    name = "Conv3D"
+    description = ("ZeroPadding3D (symmetric pads) + Conv3D(padding='valid'); kernel OIDHW -> "
+                   "DHWIO (rotated first when the layer convolves).")
+
+    def map(self, node, ctx):
+        from .layers import add_activation
+
+        a = node.attrs
+        W = node.p("weight")
+        in_shape = _in_shape(node, ctx)
+        if W is None or W.ndim != 5 or in_shape is None or len(in_shape) != 5:
+            return _unsupported(node, ctx, "3-D convolution needs a 5-d weight and input")
+        k, s, p = (tuple(int(v) for v in a[key]) for key in ("kernel", "stride", "pad"))
+        K = np.asarray(W)
+        flip = bool(a.get("flip"))
+        if flip:
+            K = K[:, :, ::-1, ::-1, ::-1]
+        K = _f32(K.transpose(2, 3, 4, 1, 0))
+        chain = Chain(node, ctx)
+        rows = [ParamRow("kernel", ("W[:, :, ::-1, ::-1, ::-1].transpose(2, 3, 4, 1, 0) (a true "
+                                    "convolution: kernel rotated)" if flip else
+                                    "W.transpose(2, 3, 4, 1, 0) (cross-correlation)"), K, sources={"W": W})]
+        if any(p):
+            chain.add("ZeroPadding3D", {"padding": [[q, q] for q in p]}, suffix="pad")
+            rows.append(ParamRow("padding", f"ZeroPadding3D {p} (symmetric) + 'valid'", p))
+        has_bias = bool(a.get("bias", True)) and node.p("bias") is not None
+        weights = [K] + ([node.p("bias").reshape(-1)] if has_bias else [])
+        main = chain.add("Conv3D", {"filters": int(W.shape[0]), "kernel_size": list(k), "strides": list(s),
+                                    "padding": "valid", "use_bias": has_bias, "activation": "linear"},
+                         weights=weights)
+        add_activation(chain, main, a.get("activation"), 5, rows)
+        return chain.finish(rows=rows, layout=keras_layout(5))
+
+
+@register("Pool3D")
+class Pool3DRule(Rule):
+    name = "Pool3D"
+    description = "MaxPooling3D / AveragePooling3D ('valid', ignore_border=True); zero padding " \
+                  "only where it is exact (average including the pad)."
+
+    def map(self, node, ctx):
+        a = node.attrs
+        k, s, p = (tuple(int(v) for v in a[key]) for key in ("kernel", "stride", "pad"))
+        mode = a.get("mode", "max")
+        chain = Chain(node, ctx)
+        rows = []
+        if any(p):
+            if mode == "max" or a.get("avg_divisor") == "exc_pad":
+                return _unsupported(node, ctx, f"3-D {mode} pooling with pad {p} "
+                                    f"({'padded cells must never win' if mode == 'max' else 'divisor excludes the pad'})")
+            chain.add("ZeroPadding3D", {"padding": [[q, q] for q in p]}, suffix="pad")
+            rows.append(ParamRow("padding", f"ZeroPadding3D {p}: the pad's zeros are averaged "
+                                 "(average_inc_pad)", p))
+        cls = "MaxPooling3D" if mode == "max" else "AveragePooling3D"
+        chain.add(cls, {"pool_size": list(k), "strides": list(s), "padding": "valid"})
+        rows.insert(0, ParamRow("pool", f"{cls}(pool_size={k}, strides={s}, 'valid') (floor, as "
+                                "ignore_border=True)", cls))
+        return chain.finish(rows=rows, layout=keras_layout(5))

@@ -31,3 +31,5 @@ class MaxPool2DDNNLayer(Pool2DDNNLayer):
 
 BatchNormDNNLayer = BatchNormLayer
 batch_norm_dnn = batch_norm
+
+from .volumetric import Conv3DDNNLayer, MaxPool3DDNNLayer, Pool3DDNNLayer  # noqa: F401
