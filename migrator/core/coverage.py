@@ -76,6 +76,7 @@ CAFFE_TESTED: dict[str, tuple[str, str, str]] = {
     "ArgMax": (_RC, _CAT, "top_k, axis, out_max_val (keras.ops expression)"),
     "Embed": (_RC, _CAT, "bias_term"),
     "SPP": (_RC, _CAT, "MAX, AVE, pyramid_height 1-3 (STOCHASTIC refused)"),
+    "Im2col": (_RC, _CAT, "kernel/stride/pad h != w, dilation"),
     "LSTM": (_RC, _CAT, "x + cont bottoms, unrolled over the fixed T (static input / expose_hidden refused)"),
     "RNN": (_RC, _CAT, "x + cont bottoms, unrolled over the fixed T (static input / expose_hidden refused)"),
 }

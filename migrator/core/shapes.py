@@ -709,3 +709,18 @@ def _catalogue_recurrent(node, ins, ctx):
     if w is not None and feat is not None and w.shape[1] != feat:
         raise ctx.error(f"input weight expects {w.shape[1]} features per step, the input {_fmt(x)} has {feat}")
     return [(x[0], x[1], int(node.attrs["num_output"]))]
+
+
+@shape_rule("Im2col")
+def _catalogue_im2col(node, ins, ctx):
+    x = ins[0]
+    _check_rank(ctx, x, rank=4)
+    a = node.attrs
+    (kh, kw), (ph, pw), (sh, sw), (dh, dw) = a["kernel"], a["pad"], a["stride"], a["dilation"]
+    sp = []
+    for L, k, p, s, d in ((x[2], kh, ph, sh, dh), (x[3], kw, pw, sw, dw)):
+        o = None if L is None else (L + 2 * p - (d * (k - 1) + 1)) // s + 1
+        if o is not None and o <= 0:
+            raise ctx.error(f"input {_fmt(x)} is too small for the Im2col kernel {(kh, kw)}")
+        sp.append(o)
+    return [(x[0], None if x[1] is None else x[1] * kh * kw, *sp)]

@@ -30,7 +30,7 @@ WRITER = {"Convolution": ".conv(", "Deconvolution": ".deconv(", "InnerProduct": 
           "Slice": ".slice(", "Split": ".split(", "Crop": ".crop(", "Flatten": ".flatten(",
           "Reshape": ".reshape(", "Softmax": ".softmax(", "Dropout": ".dropout(",
           "Reduction": ".reduction(", "MVN": ".mvn(", "Tile": ".tile(", "ArgMax": ".argmax(",
-          "Embed": ".embed(", "Input": ".input(", "Bias": '"Bias"', "SPP": '"SPP"', "LSTM": '"LSTM"', "RNN": '"RNN"'}
+          "Embed": ".embed(", "Input": ".input(", "Bias": '"Bias"', "SPP": '"SPP"', "LSTM": '"LSTM"', "RNN": '"RNN"', "Im2col": '"Im2col"'}
 
 
 def run(*args):

@@ -151,6 +151,11 @@ def net_edges() -> NetBuilder:
     nb.argmax("am_fcv", "fc", top_k=2, out_max_val=True)
     nb.threshold("thr_neg", "data", -0.2)
     nb.clip("clip_pt", "data", 0.1, 0.1)
+    nb.layer("im2col", "Im2col", ["data"], ["im2col"],
+             {"convolution_param": {"kernel_h": 2, "kernel_w": 3, "pad_h": 1, "pad_w": 0, "stride_h": 2,
+                                    "stride_w": 1}}, None, (2, 24, 3, 4))
+    nb.layer("im2col_d", "Im2col", ["data"], ["im2col_d"],
+             {"convolution_param": {"kernel_size": [2], "dilation": [2], "pad": [1]}}, None, (2, 16, 5, 6))
     nb.exp("exp_half", "data", base=0.5)
     nb.log("log2", "exp_half", base=2.0)
     return nb
@@ -244,7 +249,7 @@ def test_bad_catalogue_layers_are_one_line(tmp_path, build, words):
     assert "\n" not in msg and words in msg and "layer 'c'" in msg and ("bad.prototxt" in msg or "bad.caffemodel" in msg), msg
 
 
-REFUSED = ["Python", "LSTMUnit", "Parameter", "BatchReindex", "Filter", "Im2col"]
+REFUSED = ["Python", "LSTMUnit", "Parameter", "BatchReindex", "Filter"]
 
 
 @pytest.mark.parametrize("type_", REFUSED)
@@ -352,7 +357,8 @@ def test_real_caffe_edge_variants(tmp_path):
     nb = net_edges()
     g = load_caffe(*nb.save(tmp_path / "e.prototxt", tmp_path / "e.caffemodel"))
     _, kworst = _check_against_real(g, x_catalogue(), with_keras=True)
-    assert {"ip_tr_neg", "sc_all", "bias_all", "red_fc", "am_fc", "log2", "mvn3_nv_ac"} <= set(kworst)
+    assert {"ip_tr_neg", "sc_all", "bias_all", "red_fc", "am_fc", "log2", "mvn3_nv_ac", "im2col",
+            "im2col_d"} <= set(kworst)
 
 
 @pytest.mark.caffe

@@ -71,7 +71,7 @@ SUPPORTED_TYPES = {
 }
 #: BVLC catalogue additions (issue 14; the status of every type is in migrator/core/coverage.py).
 CATALOGUE_TYPES = {"Log", "Threshold", "Clip", "Swish", "Reduction", "MVN", "Tile", "ArgMax", "Embed",
-                   "SPP", "LSTM", "RNN"}
+                   "SPP", "LSTM", "RNN", "Im2col"}
 SUPPORTED_TYPES |= CATALOGUE_TYPES
 #: BVLC layer types refused by name (imported as Custom nodes carrying the reason).
 REFUSED_TYPES: dict[str, str] = {
@@ -84,7 +84,6 @@ REFUSED_TYPES: dict[str, str] = {
                     "tool); not converted",
     "Filter": "Filter drops batch items by a selector input, so the output batch size depends on "
               "the data; a static Keras graph cannot express it",
-    "Im2col": "Im2col (patch extraction, a building block of convolution) is not converted",
 }
 STOCHASTIC_REFUSAL = ("Pooling STOCHASTIC: Caffe implements it only on the GPU (the CPU build aborts "
                       "'Not Implemented Yet'), so it cannot be checked against the real framework")
@@ -1136,6 +1135,26 @@ class _Builder:
 
     def _l_RNN(self, lp):
         return self._recurrent(lp, "rnn")
+
+    def _l_Im2col(self, lp):
+        _, kernel, pad, stride, dilation, _, _ = self._conv_geometry_nocheck(lp)
+        return "Im2col", {"kernel": kernel, "pad": pad, "stride": stride, "dilation": dilation}, {}, 1
+
+    def _conv_geometry_nocheck(self, lp):
+        """Im2col's convolution_param: kernel/pad/stride/dilation (num_output not needed)."""
+        cp = lp.convolution_param
+        f, n = self.file, lp.name
+        if cp.axis != 1 or cp.force_nd_im2col:
+            raise self.err("Im2col with axis != 1 or force_nd_im2col is not supported", n)
+        kernel = _hw(cp.kernel_size, "kernel_h", "kernel_w", cp, None, "kernel_size", f, n)
+        if kernel[0] is None:
+            raise self.err("Im2col has no kernel_size (nor kernel_h/kernel_w)", n)
+        pad = _hw(cp.pad, "pad_h", "pad_w", cp, 0, "pad", f, n)
+        stride = _hw(cp.stride, "stride_h", "stride_w", cp, 1, "stride", f, n)
+        dilation = _hw(cp.dilation, None, None, cp, 1, "dilation", f, n)
+        if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1:
+            raise self.err(f"invalid kernel {kernel} / stride {stride} / dilation {dilation}", n)
+        return None, kernel, pad, stride, dilation, 1, False
 
     def _l_SPP(self, lp):
         sp = lp.spp_param

@@ -868,3 +868,20 @@ def _caffe_recurrent(node, xs):
             h = np.tanh(xw[t] + (cont[t][:, None] * h) @ p["W_hh"].T)
             outs.append(np.tanh(h @ p["W_ho"].T + p["b_o"]))
     return [np.stack(outs).astype(dt)]
+
+
+@kernel("Im2col")
+def _caffe_im2col(node, xs):
+    x = xs[0]
+    a = node.attrs
+    (kh, kw), (ph, pw), (sh, sw), (dh, dw) = a["kernel"], a["pad"], a["stride"], a["dilation"]
+    N, C, H, W = x.shape
+    Ho = (H + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
+    Wo = (W + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+    xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), x.dtype)
+    xp[:, :, ph:ph + H, pw:pw + W] = x
+    y = np.empty((N, C, kh, kw, Ho, Wo), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            y[:, :, i, j] = xp[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh, j * dw:j * dw + sw * (Wo - 1) + 1:sw]
+    return [y.reshape(N, C * kh * kw, Ho, Wo)]

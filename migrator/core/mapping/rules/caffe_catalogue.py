@@ -399,6 +399,34 @@ class CaffeRecurrentRule(Rule):
         return chain.finish(rows=rows, layout=keras_layout(3))
 
 
+@register("Im2col")
+class Im2colRule(Rule):
+    name = "Im2col"
+    description = "Caffe Im2col: ZeroPadding2D + Conv2D with one-hot kernels (each output channel copies one (c, i, j))."
+
+    def map(self, node, ctx):
+        in_shape = _in_shape(node, ctx)
+        if rank_of(in_shape) != 4 or in_shape[1] is None:
+            return _unsupported(node, ctx, "Im2col needs a 4-d input with a known channel count")
+        a = node.attrs
+        (kh, kw), (ph, pw) = a["kernel"], a["pad"]
+        C = int(in_shape[1])
+        K = np.zeros((kh, kw, C, C * kh * kw), F32)
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    K[i, j, c, (c * kh + i) * kw + j] = 1.0
+        chain = Chain(node, ctx)
+        if ph or pw:
+            chain.add("ZeroPadding2D", {"padding": [[ph, ph], [pw, pw]]}, suffix="pad")
+        chain.add("Conv2D", {"filters": C * kh * kw, "kernel_size": [kh, kw], "strides": list(a["stride"]),
+                             "dilation_rate": list(a["dilation"]), "padding": "valid", "use_bias": False},
+                  weights=[K])
+        rows = [ParamRow("kernel", "one-hot: output channel (c*kh + i)*kw + j copies x[c] at offset (i, j) "
+                         "(a product with 1, sums of zeros: exact)", (kh, kw), sources=dict(a))]
+        return chain.finish(rows=rows, layout="NHWC")
+
+
 # ======================================================================================
 # Embed
 # ======================================================================================
