@@ -61,7 +61,7 @@ def build_actions(win) -> None:
                           "Save the overrides as a mapping file (JSON)")
     w.act_save_map_as = _act(w, "Save mapping &as…", lambda: w.save_mapping(ask=True), K.SaveAs)
     w.act_export = _act(w, "&Export Keras model…", w.export_dialog, "Ctrl+E",
-                        "Save the Keras model (.keras / .h5 / .weights.h5) and the report")
+                        "Save the Keras model (.keras / .h5 / .weights.h5 / .tflite / SavedModel) and the report")
     w.act_quit = _act(w, "&Quit", w.close, K.Quit)
     w.act_undo = w.undo_stack.createUndoAction(w, "&Undo")
     w.act_undo.setShortcuts([QKeySequence("Ctrl+Z")])

@@ -8,6 +8,7 @@ edits of the mapping are undoable commands (:mod:`migrator.core.commands` wrappe
 """
 from __future__ import annotations
 
+import html
 import logging
 import os
 from collections.abc import Callable
@@ -84,6 +85,8 @@ class MainWindow(QMainWindow):
         self.ask: Callable[[str, str], bool] = self._ask_dialog
         # unsaved overrides before the model is replaced or the app quits: 'save' | 'discard' | 'cancel'
         self.ask_unsaved: Callable[[str], str] = self._ask_unsaved_dialog
+        # a line of text (the input size of a model that leaves it open); None = cancelled
+        self.ask_text: Callable[[str, str, str], str | None] = self._ask_text_dialog
         self.setWindowTitle("Migrator")
         self.setWindowIcon(theme.app_icon())
         self.setAcceptDrops(True)
@@ -197,8 +200,11 @@ class MainWindow(QMainWindow):
         """Proportions for a first start (and screenshots): trees | inspector on top,
         comparison | plots below."""
         w = max(self.width(), 1000)
-        self.resizeDocks([self.inspector_dock], [int(w * 0.40)], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.compare_dock], [int(self.height() * 0.45)], Qt.Orientation.Vertical)
+        self.resizeDocks([self.inspector_dock], [int(w * (0.40 if w >= 1300 else 0.47))],
+                         Qt.Orientation.Horizontal)
+        # a short window keeps more height for the trees and the inspector's rows
+        frac = 0.45 if self.height() >= 850 else 0.42
+        self.resizeDocks([self.compare_dock], [int(self.height() * frac)], Qt.Orientation.Vertical)
         self.resizeDocks([self.compare_dock, self.plots_dock], [int(w * 0.53), int(w * 0.47)],
                          Qt.Orientation.Horizontal)
         # the trees share their width in proportion to what their columns need
@@ -206,7 +212,7 @@ class MainWindow(QMainWindow):
                 for t in (self.source_tree, self.keras_tree)]
         tw = int(w * 0.60)
         self.trees_split.setSizes([int(tw * need[0] / sum(need)), int(tw * need[1] / sum(need))])
-        self.cmp_split.setSizes([230, int(w * 0.53) - 230])
+        self.cmp_split.setSizes([245, int(w * 0.53) - 245])
 
     # ---- start-up -------------------------------------------------------------------------------
     def after_first_paint(self, fn: Callable[[], None]) -> None:
@@ -257,8 +263,9 @@ class MainWindow(QMainWindow):
     def export_dialog(self) -> None:
         self.exporting.export_dialog()
 
-    def export_to(self, path: str, *, gate_confirmed: bool = False, force: bool = False) -> None:
-        self.exporting.export_to(path, gate_confirmed=gate_confirmed, force=force)
+    def export_to(self, path: str, *, gate_confirmed: bool = False, force: bool = False,
+                  fmt: str | None = None) -> None:
+        self.exporting.export_to(path, gate_confirmed=gate_confirmed, force=force, fmt=fmt)
 
     format_of = staticmethod(format_of)
     export_targets = staticmethod(export_targets)
@@ -372,6 +379,13 @@ class MainWindow(QMainWindow):
         B = QMessageBox.StandardButton
         r = QMessageBox.warning(self, "Unsaved mapping", text, B.Save | B.Discard | B.Cancel, B.Save)
         return {B.Save: "save", B.Discard: "discard"}.get(r, "cancel")
+
+    def _ask_text_dialog(self, title: str, text: str, default: str = "") -> str | None:
+        if QApplication.platformName() == "offscreen" and os.environ.get("MIGRATOR_GUI_NO_DIALOGS"):
+            return None
+        from PySide6.QtWidgets import QInputDialog
+        value, ok = QInputDialog.getText(self, title, text, text=default)
+        return value.strip() if ok and value.strip() else None
 
     def _ask_dialog(self, title: str, text: str) -> bool:
         r = QMessageBox.question(self, title, text,
@@ -549,6 +563,15 @@ class MainWindow(QMainWindow):
         elif kind == "accumulated":
             extra += ("<br>every failing layer matches on the reference's own inputs: "
                       "float32 rounding accumulated along the network")
+        n_samples = getattr(r, "n_samples", 1) or 1
+        if n_samples > 1:
+            # an input set (image folder): the verdict is the worst over every sample
+            extra += f"<br>over {n_samples} samples (worst per layer)"
+            if fd is not None and getattr(fd, "sample_name", None):
+                extra += f"; first divergent worst on <b>{html.escape(fd.sample_name)}</b>"
+            mism = getattr(r, "top1_mismatches", None)
+            if mism is not None:
+                extra += f"<br>top-1 differs on {len(mism)} of {n_samples} samples"
         topk = ""
         if r.topk:
             topk = (f"<br>top-1 agreement {r.topk.get('top1_agreement', 0):.0%}, "
@@ -583,7 +606,8 @@ class MainWindow(QMainWindow):
             self.act_export.setStatusTip("Export: " + (self.doc.export_problem() or "") +
                                          " — you will be asked to confirm")
         else:
-            self.act_export.setStatusTip("Save the Keras model (.keras / .h5 / .weights.h5) and the report")
+            self.act_export.setStatusTip("Save the Keras model (.keras / .h5 / .weights.h5 / .tflite / "
+                                         "SavedModel) and the report")
         self.compare.run_btn.setEnabled(open_ and not running)
 
     # ---- selection sync ------------------------------------------------------------------------

@@ -12,23 +12,36 @@ from ..workers import run_job
 log = logging.getLogger("migrator.gui")
 
 
-def format_of(path: str) -> str:
+# (file-dialog filter, format) in the order offered; a SavedModel is a directory
+FILTERS = (("Keras model (*.keras)", "keras"), ("HDF5 model (*.h5)", "h5"),
+           ("Weights only (*.weights.h5)", "weights"), ("TensorFlow Lite (*.tflite)", "tflite"),
+           ("TensorFlow SavedModel (a folder)", "saved_model"))
+EXTS = {"keras": ".keras", "h5": ".h5", "weights": ".weights.h5", "tflite": ".tflite", "saved_model": ""}
+
+
+def format_of(path: str, fmt: str | None = None) -> str:
+    if fmt is not None:
+        return fmt
     p = path.lower()
     if p.endswith(".weights.h5"):
         return "weights"
     if p.endswith((".h5", ".hdf5")):
         return "h5"
+    if p.endswith(".tflite"):
+        return "tflite"
     return "keras"
 
 
-def export_targets(path: str) -> tuple[str, list[str]]:
+def export_targets(path: str, fmt: str | None = None) -> tuple[str, list[str]]:
     """(report path, every file an export to ``path`` writes).
 
     ``x.keras`` -> ``x.report.{json,md,html}``; other formats keep their extension in the
     report's name (``x.h5.report.json``, ``x.weights.h5.report.json``), so ``x.keras`` and
     ``x.h5`` exported side by side each have their own report."""
-    stem = path
-    if stem.lower().endswith(".keras"):
+    stem = path.rstrip("/\\")
+    if fmt == "saved_model":
+        stem += ".saved_model"
+    elif stem.lower().endswith(".keras"):
         stem = stem[: -len(".keras")]
     report = stem + ".report.json"
     return report, [path, report, stem + ".report.md", stem + ".report.html"]
@@ -45,12 +58,20 @@ class ExportFlow:
         if not self.confirm_gate():
             return
         start = os.path.join(w.settings.get("last_dir") or "", (w.doc.graph.name or "model") + ".keras")
-        path, _filt = QFileDialog.getSaveFileName(
-            w, "Export Keras model", start,
-            "Keras model (*.keras);;HDF5 model (*.h5);;Weights only (*.weights.h5)",
+        path, filt = QFileDialog.getSaveFileName(
+            w, "Export Keras model", start, ";;".join(f for f, _ in FILTERS),
             options=QFileDialog.Option.DontConfirmOverwrite)
         if not path:
             return
+        fmt = dict(FILTERS).get(filt)
+        if fmt == "saved_model":
+            for ext in (".keras", ".h5", ".tflite"):
+                if path.lower().endswith(ext):
+                    path = path[: -len(ext)]
+            self.export_to(path, gate_confirmed=True, fmt="saved_model")
+            return
+        if fmt is not None and not path.lower().endswith(EXTS[fmt]) and format_of(path) != fmt:
+            path += EXTS[fmt]
         self.export_to(path, gate_confirmed=True)
 
     def confirm_gate(self) -> bool:
@@ -61,17 +82,18 @@ class ExportFlow:
                             f"Export is meant for a mapping with a passing comparison, but {problem}.\n\n"
                             "Export the Keras model anyway? The report will say so.")
 
-    def export_to(self, path: str, *, gate_confirmed: bool = False, force: bool = False) -> None:
+    def export_to(self, path: str, *, gate_confirmed: bool = False, force: bool = False,
+                  fmt: str | None = None) -> None:
         """Export in a worker; asks (win.ask) before exporting past the gate or overwriting."""
         w = self.win
         doc = w.doc
         problem = doc.export_problem()
         if problem is not None and not gate_confirmed and not self.confirm_gate():
             return
-        fmt = format_of(path)
+        fmt = format_of(path, fmt)
         if fmt == "keras" and not path.lower().endswith(".keras"):
             path += ".keras"
-        report, targets = export_targets(path)
+        report, targets = export_targets(path, fmt)
         existing = [t for t in targets if os.path.exists(t)]
         if not force and existing:
             names = "\n".join(existing)
@@ -85,7 +107,7 @@ class ExportFlow:
         def failed(msg, details):
             w._busy(False)
             if "exist" in msg and not force and w.ask("Overwrite?", f"{msg}\n\nReplace the existing files?"):
-                self.export_to(path, gate_confirmed=True, force=True)
+                self.export_to(path, gate_confirmed=True, force=True, fmt=fmt)
                 return
             w.show_error("Export failed", msg, details)
 
@@ -100,6 +122,7 @@ class ExportFlow:
 
         w.jobs["export"] = run_job(docmod.export_model, doc.graph, doc.plan, doc.overrides, model, result,
                                    path, formats=(), report_path=report, force=force,
+                                   fmt=fmt if fmt == "saved_model" else None,
                                    accept_mismatch=problem is not None,
                                    on_done=done, on_error=failed, on_progress=w._busy_progress,
                                    name="export", parent=w)

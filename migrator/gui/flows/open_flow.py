@@ -5,6 +5,7 @@ import logging
 import os
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -145,6 +146,17 @@ class OpenDialog(QDialog):
                 "output_layer": self.out_layer.text().strip() or None}
 
 
+def _load(paths, progress=None, cancel=None, **kw) -> dict:
+    """Open in a worker: unknown source fields mark their layers (instead of failing the
+    whole model), and a model that leaves input sizes open says which it needs."""
+    res = docmod.load_model(paths, unknown="collect", progress=progress, cancel=cancel, **kw)
+    res["input_shape_need"] = None
+    from ...core.input_shape import input_shape_need, open_inputs
+    if open_inputs(res["graph"]) and not kw.get("input_shapes"):
+        res["input_shape_need"] = input_shape_need(res["graph"], res["plan"])
+    return res
+
+
 def _demo_paths(which: str) -> list[str]:
     from ..app import ensure_demos
     return ensure_demos()[which]
@@ -193,7 +205,8 @@ class OpenFlow:
         w.last_error = None
         w._busy(True, f"Opening {', '.join(os.path.basename(p) for p in paths)}…")
         log.info("opening %s", " ".join(paths))
-        w.jobs["load"] = run_job(docmod.load_model, paths, mapping_path=mapping_path,
+        self._request = (paths, mapping_path, dict(opts))
+        w.jobs["load"] = run_job(_load, paths, mapping_path=mapping_path,
                                  on_done=self.loaded, on_error=self.load_failed,
                                  on_cancel=lambda: w._busy(False, "Opening cancelled"),
                                  on_progress=w._busy_progress, name="load", parent=w, **opts)
@@ -220,6 +233,43 @@ class OpenFlow:
         if res["build_error"]:
             log.warning(res["build_error"])
         w.opened.emit()
+        need = res.get("input_shape_need")
+        if need:
+            QTimer.singleShot(0, lambda: self.ask_input_shape(res["paths"], need))
+
+    def ask_input_shape(self, paths: list[str], need: dict) -> None:
+        """The model leaves input sizes open and a layer needs one: ask for it (with the
+        size its parameters imply, when there is one) and reopen at that size."""
+        from ...core.errors import MigratorError
+        from ...core.input_shape import _fmt, parse_input_shapes
+        w = self.win
+        g = w.doc.graph
+        names = need["inputs"]
+        several = len(g.input_nodes) > 1
+        sugg = need.get("suggestion") or {}
+        default = " ".join(f"{n + '=' if several else ''}{_fmt(sugg[n])}" for n in names if n in sugg)
+        declared = ", ".join(f"{n} {_fmt(g.node(n).attrs.get('shape'))}" for n in names)
+        layers = need.get("layers") or []
+        why = (f"Layer '{layers[0][0]}' cannot be converted without it ({layers[0][1]})."
+               if layers else "The comparison needs a known input size.")
+        text = (f"The model leaves input sizes open: {declared}.\n{why}\n\n"
+                "Input size (N,C,H,W; several inputs: NAME=1,3,224,224 separated by spaces)"
+                + (f"\n{need['why_suggested']}" if need.get("why_suggested") else ""))
+        answer = w.ask_text("Input size", text, default)
+        if not answer:
+            w.statusBar().showMessage("Input size not given: the layers that need it stay "
+                                      "unsupported", 8000)
+            return
+        try:
+            shapes = parse_input_shapes(answer.split(), option="input size")
+        except MigratorError as e:
+            w.show_error("Invalid input size", str(e))
+            return
+        req_paths, mapping_path, opts = getattr(self, "_request", (paths, None, {}))
+        opts = dict(opts)
+        opts["input_shapes"] = shapes
+        self.open_paths(req_paths, mapping_path=mapping_path, confirmed=True,
+                        demo=getattr(self, "_demo", False), **opts)
 
     def load_failed(self, msg: str, details: str) -> None:
         w = self.win

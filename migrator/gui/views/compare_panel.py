@@ -23,9 +23,13 @@ from PySide6.QtWidgets import (
 
 from ...core.errors import MigratorError
 
-INPUT_KINDS = [("random", "Seeded random (N(0,1))"), ("image", "Image file"), ("npy", ".npy array (NCHW)")]
+INPUT_KINDS = [("random", "Seeded random (N(0,1))"), ("image", "Image file"),
+               ("images", "Image folder (a set)"), ("npy", ".npy array (NCHW)")]
 RUNTIME_LABELS = {"builtin": "Built-in (numpy)", "opencv": "OpenCV DNN (Caffe)",
                   "legacy": "Legacy framework (subprocess)"}
+
+
+_PATH_KEYS = {"image": "compare/image_path", "images": "compare/images_path", "npy": "compare/npy_path"}
 
 
 def parse_mean(text: str):
@@ -53,6 +57,15 @@ class ComparePanel(QWidget):
         self.seed.setRange(0, 2**31 - 1)
         self.path = QLineEdit()
         self.path.setPlaceholderText("image or .npy file")
+        # image folder (an input set): how many images, and how many per batch (memory)
+        self.limit = QSpinBox()
+        self.limit.setRange(0, 10_000_000)
+        self.limit.setSpecialValueText("all")
+        self.limit.setToolTip("Compare only the first N images of the folder (sorted by name)")
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(1, 4096)
+        self.batch_size.setValue(8)
+        self.batch_size.setToolTip("Images per batch: memory grows with the batch, not the folder")
         browse = QToolButton()
         browse.setText("…")
         browse.setToolTip("Choose the input file")
@@ -104,6 +117,10 @@ class ComparePanel(QWidget):
         f.addRow(self.seed_label, self.seed)
         self.path_label = QLabel("File")
         f.addRow(self.path_label, self.path_w)
+        self.limit_label = QLabel("Images")
+        f.addRow(self.limit_label, self.limit)
+        self.batch_label = QLabel("Batch size")
+        f.addRow(self.batch_label, self.batch_size)
         # ---- runtime -----------------------------------------------------------------
         self.runtime = QComboBox()
         self.legacy_cmd = QLineEdit()
@@ -164,7 +181,12 @@ class ComparePanel(QWidget):
         self.seed_label.setVisible(k == "random")
         self.path_w.setVisible(k != "random")
         self.path_label.setVisible(k != "random")
-        self.pre_box.setVisible(k == "image")
+        self.path_label.setText("Folder" if k == "images" else "File")
+        self.path.setPlaceholderText({"images": "folder of images, or a .txt list of paths",
+                                      "image": "image file", "npy": ".npy file"}.get(k, ""))
+        for w in (self.limit, self.limit_label, self.batch_size, self.batch_label):
+            w.setVisible(k == "images")
+        self.pre_box.setVisible(k in ("image", "images"))
 
     def _runtime_changed(self, *_):
         on = self.runtime.currentData() == "legacy"
@@ -173,6 +195,11 @@ class ComparePanel(QWidget):
 
     def _browse(self):
         k = self.kind.currentData()
+        if k == "images":
+            path = QFileDialog.getExistingDirectory(self, "Choose the image folder", self.path.text())
+            if path:
+                self.path.setText(path)
+            return
         filt = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)" if k == "image" else "NumPy arrays (*.npy)"
         path, _ = QFileDialog.getOpenFileName(self, "Choose input", self.path.text(), filt)
         if path:
@@ -262,6 +289,9 @@ class ComparePanel(QWidget):
                                  scale=float(self.scale.value()),
                                  resize=None if self.resize_model.isChecked()
                                  else (int(self.resize_h.value()), int(self.resize_w.value())))
+        if k == "images":
+            return InputSpec(kind="images", path=path, preprocessing=pre,
+                             limit=int(self.limit.value()) or None, batch_size=int(self.batch_size.value()))
         return InputSpec(kind="image", path=path, preprocessing=pre)
 
     def runtime_choice(self) -> tuple[str, dict]:
@@ -284,7 +314,9 @@ class ComparePanel(QWidget):
         self.scale.setValue(float(s.get("compare/scale")))
         self.legacy_cmd.setText(s.get("compare/legacy_command") or "")
         k = self.kind.currentData()
-        self.path.setText(s.get("compare/image_path" if k == "image" else "compare/npy_path") or "")
+        self.path.setText(s.get(_PATH_KEYS.get(k, "compare/npy_path")) or "")
+        self.limit.setValue(int(s.get("compare/images_limit") or 0))
+        self.batch_size.setValue(int(s.get("compare/batch_size") or 8))
 
     def save_settings(self, s) -> None:
         k = self.kind.currentData()
@@ -294,7 +326,7 @@ class ComparePanel(QWidget):
         s.set("compare/scale", float(self.scale.value()))
         s.set("compare/legacy_command", self.legacy_cmd.text())
         s.set("compare/runtime", self.runtime.currentData() or "builtin")
-        if k == "image":
-            s.set("compare/image_path", self.path.text())
-        elif k == "npy":
-            s.set("compare/npy_path", self.path.text())
+        if k in _PATH_KEYS:
+            s.set(_PATH_KEYS[k], self.path.text())
+        s.set("compare/images_limit", int(self.limit.value()))
+        s.set("compare/batch_size", int(self.batch_size.value()))

@@ -178,7 +178,11 @@ class Inspector(QWidget):
         self.view.setTextElideMode(Qt.TextElideMode.ElideRight)
         hdr = self.view.header()
         hdr.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        hdr.setStretchLastSection(True)
+        # the formula takes the width left by the other columns (its whole text is shown
+        # under the table); the Keras value always stays in view
+        hdr.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        hdr.setStretchLastSection(False)
+        hdr.setMinimumSectionSize(60)
         self.view.setColumnWidth(0, 130)
         self.view.setColumnWidth(1, 190)
         self.view.setColumnWidth(2, 190)
@@ -222,6 +226,7 @@ class Inspector(QWidget):
         split.addWidget(self.hist)
         split.setStretchFactor(0, 4)
         split.setStretchFactor(1, 1)
+        split.setSizes([400, 100])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(split)
@@ -295,14 +300,39 @@ class Inspector(QWidget):
             self.view.setCurrentIndex(keep)
         self._on_current(self.view.currentIndex(), None)
 
-    _FIT: ClassVar[dict[int, tuple[int, int]]] = {0: (100, 150), 1: (140, 340), 2: (100, 170)}
+    _FIT: ClassVar[dict[int, tuple[int, int]]] = {0: (90, 150), 2: (80, 170), 3: (80, 200)}
 
     def _fit_columns(self) -> None:
-        """Parameter, formula and source-value columns sized to their text (a dozen rows:
-        resizeColumnToContents is cheap here), within limits; the Keras value stretches."""
+        """Parameter, source-value and Keras-value columns sized to their text (a dozen
+        rows: resizeColumnToContents is cheap here), within limits; when the inspector is
+        narrow the source values give up width first, so that the Keras value stays in view
+        and the formula (whole text under the table) keeps at least a readable start."""
+        nat = {}
         for c, (lo, hi) in self._FIT.items():
             self.view.resizeColumnToContents(c)
-            self.view.setColumnWidth(c, max(lo, min(hi, self.view.columnWidth(c))))
+            nat[c] = max(lo, min(hi, self.view.columnWidth(c)))
+        self._natural = nat
+        self._distribute()
+
+    def _distribute(self) -> None:
+        nat = getattr(self, "_natural", None)
+        if not nat:
+            return
+        avail = self.view.viewport().width()
+        formula_min = 130
+        spare = avail - nat[0] - nat[3] - formula_min
+        # a narrow inspector (1024-px screens) drops the source-value column (its values
+        # are in the tooltips and the child rows) before squeezing the formula
+        narrow = spare < self._FIT[2][0]
+        self.view.setColumnHidden(2, narrow)
+        self.view.setColumnWidth(0, nat[0])
+        if not narrow:
+            self.view.setColumnWidth(2, min(nat[2], spare))
+        self.view.setColumnWidth(3, nat[3])
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self._distribute()
 
     def _row_items(self, src: str, pr, multi: bool) -> list[QStandardItem]:
         name = QStandardItem(pr.key + (f"  [{src}]" if multi else ""))

@@ -95,6 +95,7 @@ class ChannelErrorPlot(QWidget):
         self.plot.addItem(self.sel_line)
         self.title = QLabel("Per-channel error: select a compared layer")
         self.title.setMinimumWidth(10)
+        self.title.setWordWrap(True)
         self.legend = QLabel(" ")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setMinimumWidth(10)
@@ -185,7 +186,7 @@ class ChannelErrorPlot(QWidget):
         if show_tol:
             self.tol_line.setPos(np.log10(self._tol) if log else self._tol)
         if n:
-            self.plot.setXRange(-1, n, padding=0.01)
+            self.plot.setXRange(-0.6, n - 0.4, padding=0.01)
             # room above the highest bar and the tolerance line
             if log:
                 self.plot.setYRange(y0, y0 + max(top, 1.0) * 1.08 + 0.15, padding=0)
@@ -526,7 +527,11 @@ class Histogram(pg.PlotWidget):
         if v.size == 0:
             self.curve.setData([0, 1], [0])
             self._set_title("Select a per-channel parameter to see its histogram")
+            for ax in ("left", "bottom"):
+                self.hideAxis(ax)
             return
+        for ax in ("left", "bottom"):
+            self.showAxis(ax)
         bins = int(min(40, max(5, np.sqrt(v.size) * 2)))
         lo, hi = float(v.min()), float(v.max())
         if hi <= lo:
