@@ -517,7 +517,8 @@ def _scaled(progress, lo: float, hi: float):
 
 
 def load_model(paths, *, mapping_path: str | None = None, builder_function: str = "build_model",
-               output_layer: str | None = None, build: bool = True, progress=None, cancel=None) -> dict:
+               output_layer: str | None = None, build: bool = True, progress=None, cancel=None,
+               unknown: str = "error", input_shapes: dict | None = None) -> dict:
     """Open a model, apply a mapping file, plan and (when every layer is supported) build
     the Keras model.  Returns ``{'paths', 'graph', 'overrides', 'plan', 'model',
     'build_error', 'mapping_path'}``; raises MigratorError for user errors."""
@@ -528,6 +529,10 @@ def load_model(paths, *, mapping_path: str | None = None, builder_function: str 
         kw["builder_function"] = builder_function
     if output_layer:
         kw["output_layer"] = output_layer
+    if unknown != "error":          # GUI: 'collect' marks layers with unknown fields instead
+        kw["unknown"] = unknown
+    if input_shapes:
+        kw["input_shapes"] = input_shapes
     if progress:
         progress(0.0, "reading the model files")
     graph = pipeline.open_model(list(paths), progress=_scaled(progress, 0.0, 0.5), **kw)
