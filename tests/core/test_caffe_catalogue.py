@@ -370,6 +370,7 @@ def test_real_caffe_embed(tmp_path):
     _check_against_real(g, x_embed(), with_keras=True)
 
 
+@pytest.mark.slow
 def test_saved_model_loads_without_migrator(tmp_path):
     """The catalogue's Keras expressions (built-in layers, keras.ops nodes for Log/ArgMax)
     load with plain Keras, safe_mode=True, Migrator un-importable, and compute the same."""
