@@ -234,6 +234,11 @@ OPS: dict[str, str] = {
         "h_t = o * tanh(c_t); out h (T, N, H). rnn: params W_xh (H, I), b_h, W_hh (H, H), W_ho (H, H), "
         "b_o; h_t = tanh(W_xh x_t + b_h + W_hh h'); out o_t = tanh(W_ho h_t + b_o) (T, N, H)."
     ),
+    "Im2col": (
+        "Caffe Im2col. attrs: kernel (kh, kw), pad, stride, dilation (pairs). y[n, (c*kh + i)*kw + j, "
+        "oy, ox] = x[n, c, oy*sh - ph + i*dh, ox*sw - pw + j*dw] (0 outside); out (N, C*kh*kw, Ho, Wo) "
+        "with the convolution output size."
+    ),
     "Custom": (
         "A layer Migrator does not know. attrs: class_name, plus whatever could be recorded. "
         "params keep their names and shapes. Always reported as unsupported, never dropped."
