@@ -25,49 +25,62 @@ from migrator.core.input_shape import (
 )
 from migrator.core.reference import numpy_ref
 from migrator.testing.caffe_net import NetBuilder
-from migrator.testing.lasagne_models import HEADER, write_model
+from migrator.testing.lasagne_models import write_model
 
 from .test_cli import run
 
 # Lasagne Recipes GoogLeNet's pattern, small: open input, ceil-mode pooling
 # (ignore_border=False), a global 'pool5' before the DenseLayer (Lasagne itself refuses a
 # DenseLayer on open sizes).
-GOOGLENET_LIKE = HEADER + '''
+IMPORTS = """
+import lasagne
+from lasagne.layers import (InputLayer, Conv2DLayer, MaxPool2DLayer, GlobalPoolLayer,
+                            DenseLayer)
+from lasagne.nonlinearities import softmax
+"""
+
+# (written so that the real Lasagne 0.1 in the Theano venv runs it too: no flip_filters)
+GOOGLENET_LIKE = IMPORTS + '''
 def build_model():
     net = {}
     net['input'] = InputLayer((None, 3, None, None))
-    net['conv1'] = Conv2DLayer(net['input'], 8, 7, stride=2, pad=3, flip_filters=False)
+    net['conv1'] = Conv2DLayer(net['input'], 8, 7, stride=2, pad=3)
     net['pool1'] = MaxPool2DLayer(net['conv1'], pool_size=3, stride=2, ignore_border=False)
-    net['conv2'] = Conv2DLayer(net['pool1'], 8, 3, pad=1, flip_filters=False)
+    net['conv2'] = Conv2DLayer(net['pool1'], 8, 3, pad=1)
     net['pool5'] = GlobalPoolLayer(net['conv2'])
     net['prob'] = DenseLayer(net['pool5'], num_units=10, nonlinearity=softmax)
     return net
 '''
 
 # Fully convolutional: floor pooling and a global pool before the Dense -> any size works.
-FCN_LIKE = HEADER + '''
+FCN_LIKE = IMPORTS + '''
 def build_model():
     l = InputLayer((None, 3, None, None), name='input')
-    l = Conv2DLayer(l, 8, 3, pad=1, flip_filters=False, name='conv1')
+    l = Conv2DLayer(l, 8, 3, pad=1, name='conv1')
     l = MaxPool2DLayer(l, 2, name='pool1')
-    l = Conv2DLayer(l, 6, 1, flip_filters=False, name='conv2')
+    l = Conv2DLayer(l, 6, 1, name='conv2')
     l = GlobalPoolLayer(l, name='gap')
     l = DenseLayer(l, 5, nonlinearity=softmax, name='fc')
     return l
 '''
 
 
+VALUES: dict = {}
+
+
 @pytest.fixture(scope="module")
 def googlenet(tmp_path_factory):
     d = tmp_path_factory.mktemp("googlenet_like")
-    b, p, _ = write_model(d, GOOGLENET_LIKE, flavour="npz", seed=2)
+    b, p, vals = write_model(d, GOOGLENET_LIKE, flavour="npz", seed=2)
+    VALUES[b] = vals
     return d, b, p
 
 
 @pytest.fixture(scope="module")
 def fcn(tmp_path_factory):
     d = tmp_path_factory.mktemp("fcn_like")
-    b, p, _ = write_model(d, FCN_LIKE, flavour="npz", seed=5)
+    b, p, vals = write_model(d, FCN_LIKE, flavour="npz", seed=5)
+    VALUES[b] = vals
     return d, b, p
 
 
@@ -186,3 +199,46 @@ def test_caffe_input_shape_and_names(tmp_path):
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert {L["source"]: L["shape"] for L in info["layers"]}["c"] == [1, 4, 7, 7]
+
+
+FORWARD = r"""
+import runpy, theano, lasagne
+ns = runpy.run_path(str(IN["builder"]), run_name="__migrator_builder__")
+net = ns["build_model"]()
+out = net["prob"] if isinstance(net, dict) else net
+lasagne.layers.set_all_param_values(out, [IN["param__%d" % i] for i in range(int(IN["n"]))])
+x = lasagne.layers.get_all_layers(out)[0].input_var
+OUT["y"] = theano.function([x], lasagne.layers.get_output(out, deterministic=True))(IN["x"])
+"""
+
+
+@pytest.mark.theano
+@pytest.mark.slow
+def test_exported_models_vs_real_lasagne(googlenet, fcn, tmp_path):
+    """The real Lasagne 0.1 runs the open-size builders at the given size (GoogLeNet-like,
+    fixed Keras input) and at another size (fully convolutional, open Keras input); the
+    saved Keras models must agree with it."""
+    import keras
+
+    from tests.envs import theano_env as TE
+    from tests.envs.theano_env import run_theano
+    py = TE.ensure_theano_env()
+    if not py:
+        pytest.skip(f"the real-Theano environment is unavailable: {TE.last_reason}")
+    worst = {}
+    for (_d, b, p), given, run_at in ((googlenet, "1,3,32,32", (2, 3, 32, 32)),
+                                      (fcn, "1,3,20,16", (2, 3, 34, 26))):
+        out = tmp_path / f"{len(worst)}.keras"
+        r = run("convert", b, p, "-o", out, "--input-shape", given)
+        assert r.returncode == 0, r.stdout + r.stderr
+        x = np.random.default_rng(4).standard_normal(run_at).astype(np.float32)
+        vals = VALUES[b]
+        req = {"builder": np.array(b), "x": x, "n": np.array(len(vals))}
+        req.update({f"param__{i}": v for i, v in enumerate(vals)})
+        want = run_theano(py, FORWARD, req)["y"]
+        m = keras.saving.load_model(out, compile=False)
+        got = np.asarray(m(np.transpose(x, (0, 2, 3, 1))))
+        err = float(np.abs(got - want).max())
+        assert err <= 1e-5 + 1e-4 * float(np.abs(want).max()), (b, err)
+        worst[str(b)] = err
+    print(f"\nKeras vs real Lasagne 0.1 (open input sizes): {worst}")
