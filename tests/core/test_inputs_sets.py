@@ -83,11 +83,11 @@ def test_top1_mismatches_are_named_by_file(setup, monkeypatch):
     from migrator.core.compare import engine
     d, g, plan, model, files = setup
     flip = {2, 7}
-    orig = engine._KerasFeed.next
     state = {"start": 0}
+    origs = {cls: cls.next for cls in (engine._KerasFeed, engine._CompiledKerasFeed)}
 
     def next_(self):
-        item = orig(self)
+        item = origs[type(self)](self)
         if item is not None and item[0] == plan.mapping("prob").keras_output:
             arr = np.array(item[1])
             for i in range(arr.shape[0]):
@@ -97,7 +97,8 @@ def test_top1_mismatches_are_named_by_file(setup, monkeypatch):
             return item[0], arr
         return item
 
-    monkeypatch.setattr(engine._KerasFeed, "next", next_)
+    for cls in origs:
+        monkeypatch.setattr(cls, "next", next_)
     res = pipeline.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=3),
                                precision="off")
     assert not res.passed

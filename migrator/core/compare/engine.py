@@ -91,14 +91,89 @@ class _KerasFeed:
             close()
 
 
+# The Keras side as one compiled call (tf.function over a multi-output model) when all the
+# outputs it must return fit in this many bytes; eager layer-by-layer calls otherwise.
+COMPILED_MAX_BYTES = 1 << 30
+_COMPILED: dict = {}     # id(model) -> (model, tuple of output names, compiled fn)
+
+
+def _compiled_outputs(model, names: tuple[str, ...]):
+    """A tf.function returning the outputs of the Keras layers ``names`` (cached per model)."""
+    hit = _COMPILED.get(id(model))
+    if hit is not None and hit[0] is model and hit[1] == names:
+        return hit[2]
+    import keras
+    import tensorflow as tf
+    sub = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    fn = tf.function(lambda x: sub(x, training=False), jit_compile=False, reduce_retracing=True)
+    _COMPILED.clear()
+    _COMPILED[id(model)] = (model, names, fn)
+    return fn
+
+
+class _CompiledKerasFeed:
+    """The Keras side in graph form: one compiled call computes every wanted output of the
+    batch (same layers and weights as the eager feed); arrays are handed out in plan order
+    and converted to numpy one at a time."""
+
+    def __init__(self, model, plan, x_keras, cancel, wanted, timings, names):
+        self._timings = timings
+        t0 = time.perf_counter()
+        fn = _compiled_outputs(model, names)
+        outs = fn(np.asarray(x_keras, dtype=np.float32))
+        if not isinstance(outs, (list, tuple)):
+            outs = [outs]
+        self._items = list(zip(names, outs))
+        self._i = 0
+        timings["keras_s"] += time.perf_counter() - t0
+
+    def next(self):
+        if self._i >= len(self._items):
+            return None
+        t0 = time.perf_counter()
+        name, t = self._items[self._i]
+        self._items[self._i] = (name, None)
+        self._i += 1
+        arr = np.asarray(t)
+        self._timings["keras_s"] += time.perf_counter() - t0
+        return name, arr
+
+    def close(self):
+        self._items = []
+
+
+def _keras_feed(model, plan, x_keras, cancel, wanted, timings, graph):
+    """The compiled feed when every wanted output is known and fits COMPILED_MAX_BYTES,
+    else the eager layer-by-layer feed (bounded memory on big models)."""
+    order = [s.name for s in plan.keras_layers if s.name in wanted]
+    first = next(iter(x_keras.values())) if isinstance(x_keras, dict) else x_keras
+    batch = int(first.shape[0])
+    total = 0
+    for m in plan.mappings:
+        if m.keras_output in wanted:
+            shp = graph.node(m.source).out_shape
+            if not shp or any(d is None for d in shp[1:]):
+                total = None
+                break
+            total += 4 * batch * int(np.prod([int(d) for d in shp[1:]]))
+    if total is not None and total <= COMPILED_MAX_BYTES and len(order) == len(wanted) \
+            and not isinstance(x_keras, dict) and len(model.inputs) == 1:
+        try:
+            return _CompiledKerasFeed(model, plan, x_keras, cancel, wanted, timings, tuple(order))
+        except Exception:  # noqa: BLE001 - a model the functional API cannot cut: the eager feed
+            _COMPILED.clear()
+    return _KerasFeed(model, plan, x_keras, cancel, wanted, timings)
+
+
 def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin",
                    runtime_settings: dict | None = None, tolerances: Tolerances | None = None,
                    input_desc: dict | None = None,
                    progress: Callable[[float, str], None] | None = None,
                    cancel: Callable[[], bool] | None = None,
                    chunk_bytes: int = 64 << 20, isolate_failures: bool = True,
-                   precision: str = "failing") -> ComparisonResult:
-    """Compare layer by layer; ``precision`` chooses the float64 second look: 'failing'
+                   precision: str = "failing", compiled: bool = True) -> ComparisonResult:
+    """Compare layer by layer; ``compiled`` runs the Keras side as one graph-mode call
+    when its outputs fit COMPILED_MAX_BYTES (else eager layer by layer); ``precision`` chooses the float64 second look: 'failing'
     (default: the layers over the plain tolerance), 'all' (every compared layer: the
     budget figures for the whole table, one more reference pass) or 'off'."""
     from ..keras_build.executor import keras_device_description
@@ -131,7 +206,8 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
             wanted[m.keras_output] = wanted.get(m.keras_output, 0) + 1
 
     timings = {"reference_s": 0.0, "keras_s": 0.0, "metrics_s": 0.0}
-    k_feed = _KerasFeed(model, plan, x_keras, cancel, wanted, timings)
+    k_feed = (_keras_feed(model, plan, x_keras, cancel, wanted, timings, graph) if compiled
+              else _KerasFeed(model, plan, x_keras, cancel, wanted, timings))
     k_buf: dict[str, np.ndarray] = {}
 
     def pull_keras(name: str) -> np.ndarray | None:
@@ -253,7 +329,7 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
                                       note="cancelled" if cancelled else
                                       f"not observed by the '{runtime}' runtime"))
     _apply_second_look(graph, plan, model, x, layers, rt, tolerances, precision,
-                       isolate_failures and not cancelled, progress, cancel, timings, box)
+                       isolate_failures and not cancelled, progress, cancel, timings, box, compiled)
     cancelled = cancelled or box.get("cancelled", False)
     topk = None
     for ref, got in final_pairs:
@@ -275,7 +351,7 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
 
 
 def _apply_second_look(graph, plan, model, x, layers, rt, tolerances, precision, enabled,
-                       progress, cancel, timings, box) -> None:
+                       progress, cancel, timings, box, compiled=True) -> None:
     """Isolated error, float64 budget and chained drift for the layers over the plain
     tolerance (or all compared layers), then the verdict of each: a layer over the
     tolerance passes when it reproduces the reference on the reference's own inputs AND
@@ -299,7 +375,7 @@ def _apply_second_look(graph, plan, model, x, layers, rt, tolerances, precision,
     t0 = time.perf_counter()
     try:
         res, note = second_look(graph, plan, model, x, looked, runtime=rt, tolerances=tolerances,
-                                cancel=cancel, float64=precision != "off")
+                                cancel=cancel, float64=precision != "off", compiled=compiled)
     except Cancelled:
         res, note = {}, None
         box["cancelled"] = True

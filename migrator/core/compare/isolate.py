@@ -78,7 +78,8 @@ def float64_stream(graph, x, cancel=None):
 
 def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, tolerances: Tolerances,
                 cancel: Callable[[], bool] | None = None, float64: bool = True,
-                isolate: Iterable[str] | None = None) -> tuple[dict[str, dict], str | None]:
+                isolate: Iterable[str] | None = None,
+                compiled: bool = True) -> tuple[dict[str, dict], str | None]:
     """For each source node in ``names``: ``{'isolated': {...} | absent, 'budget64': float,
     'drift64': float}`` (keys only when measurable) and a note when no float64 budget could
     be measured.  ``isolate`` restricts the isolated re-runs (default: all of ``names``).
@@ -121,10 +122,15 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
             if ko and ko in model_layers:
                 k_uses[ko] = k_uses.get(ko, 0) + 1
         if it64 is not None and k_uses:
-            from ..keras_build.executor import iter_keras_outputs
+            # the same Keras feed as the chained comparison (compiled when it fits)
+            from .engine import _keras_feed
             xk = ({k: to_keras_layout(np.asarray(v, np.float32)) for k, v in x.items()}
                   if isinstance(x, dict) else to_keras_layout(np.asarray(x, np.float32)))
-            k_it = iter_keras_outputs(model, plan, xk, want=set(k_uses), cancel=cancel)
+            k_it = _keras_feed(model, plan, xk, cancel, dict(k_uses),
+                               {"keras_s": 0.0}, graph) if compiled else None
+            if k_it is None:
+                from ..keras_build.executor import iter_keras_outputs
+                k_it = iter_keras_outputs(model, plan, xk, want=set(k_uses), cancel=cancel)
     buf64: dict[str, np.ndarray] = {}
     kbuf: dict[str, np.ndarray] = {}
     state = {"done64": it64 is None, "donek": k_it is None}
@@ -143,11 +149,13 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
     def pullk(kname):
         while kname not in kbuf and not state["donek"]:
             try:
-                n, arr = next(k_it)
+                item = k_it.next() if hasattr(k_it, "next") else next(k_it)
             except StopIteration:
+                item = None
+            if item is None:
                 state["donek"] = True
                 break
-            kbuf[n] = arr
+            kbuf[item[0]] = item[1]
         return kbuf.get(kname)
 
     held: dict[str, np.ndarray] = {}
