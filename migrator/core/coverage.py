@@ -222,14 +222,11 @@ def as_markdown(items: list[Entry]) -> str:
     return "\n".join(lines)
 
 
-def not_covered(graph) -> list[tuple[str, str]]:
-    """(layer, type) of the graph's layers that Migrator does not convert (unknown types,
-    refused types and refused variants) -- what ``inspect`` lists up front."""
-    out = []
-    for n in graph.nodes:
-        if n.op == "Custom":
-            out.append((n.name, n.source_type))
-    return out
+def not_covered(plan) -> list[tuple[str, str, str]]:
+    """(layer, type, why) of a plan's layers that Migrator does not convert (unknown types,
+    refused types and variants, cases a rule cannot convert exactly) -- what ``inspect``
+    lists up front; for the GUI to show the same line."""
+    return [(m.source, m.source_type, m.error or "") for m in plan.unsupported]
 
 
 def main() -> None:   # pragma: no cover - thin wrapper, the output is tested
