@@ -103,7 +103,52 @@ def main() -> dict:
         figures["legacy"]["startup_s"] = statistics.median(ts)
         print(f"legacy start-up (chroot + python3 + import caffe, probe only): {statistics.median(ts):.3f} s",
               flush=True)
+    figures["dataset"] = dataset_throughput(g, plan, km)
     return figures
+
+
+def dataset_throughput(g, plan, km, n: int = 32, batch: int = 16) -> dict:
+    """An input set of ``n`` generated images: ``compare --images`` throughput (all layers,
+    all metrics, batch ``batch``) next to OpenCV DNN's forward-only throughput on the same
+    preprocessed images (the same batch size)."""
+    import tempfile
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from migrator.core import pipeline
+    proto, model = nsfw_files()
+    with tempfile.TemporaryDirectory() as td:
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(f"{td}/img{i:03d}.png")
+        spec = pipeline.InputSpec(kind="images", path=td, batch_size=batch,
+                                  preprocessing=pipeline.ImagePreprocessing(mean=[104.0, 117.0, 123.0]))
+        iset = pipeline.make_input_batches(g, spec)
+        xs = [b.x for b in iset.batches()]
+        pipeline.compare_set(g, plan, km, pipeline.make_input_batches(
+            g, pipeline.InputSpec(kind="images", path=td, batch_size=batch, limit=batch,
+                                  preprocessing=spec.preprocessing)))                    # warm-up
+        t0 = time.perf_counter()
+        res = pipeline.compare_set(g, plan, km, iset)
+        t_cmp = time.perf_counter() - t0
+    net = cv2.dnn.readNetFromCaffe(proto, model)
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setInput(xs[0])
+    net.forward()                                                                        # warm-up
+    t0 = time.perf_counter()
+    for xb in xs:
+        net.setInput(xb)
+        net.forward()
+    t_cv = time.perf_counter() - t0
+    print(f"dataset: {n} images, batch {batch}: compare --images {n / t_cmp:.2f} images/s "
+          f"(reference {res.timings.get('reference_s', 0):.2f} s, Keras {res.timings.get('keras_s', 0):.2f} s, "
+          f"metrics {res.timings.get('metrics_s', 0):.2f} s); OpenCV DNN forward only {n / t_cv:.2f} images/s "
+          f"(= {t_cmp / t_cv:.1f}x the comparison time); verdict {'PASS' if res.passed else 'FAIL'}, "
+          f"top-1 agreement {(res.topk or {}).get('top1_agreement')}", flush=True)
+    return {"images": n, "batch": batch, "compare_images_per_s": n / t_cmp,
+            "opencv_forward_images_per_s": n / t_cv, "passed": res.passed}
 
 
 if __name__ == "__main__":
