@@ -2,8 +2,13 @@
 import numpy as np
 import pytest
 
-from migrator.core.compare.metrics import (Tolerance, compare_arrays, to_keras_layout, to_source_layout,
-                                           topk_agreement)
+from migrator.core.compare.metrics import (
+    Tolerance,
+    compare_arrays,
+    to_keras_layout,
+    to_source_layout,
+    topk_agreement,
+)
 
 
 def test_layout_round_trip():
@@ -52,3 +57,49 @@ def test_topk():
     got = np.array([[0.1, 0.2, 0.5, 0.15, 0.05]])
     t = topk_agreement(ref, got, k=2)
     assert t["top1_agreement"] == 0.0 and t["topk_overlap"] == 1.0
+
+
+def test_a_batch_is_judged_per_sample():
+    """Sample 0 is small (max |ref| 1) with an error of 1e-3; sample 1 is large (max |ref|
+    1000).  Against the batch's scale 1e-3 would pass rtol 1e-4; against its own it fails."""
+    ref = np.zeros((2, 1, 2, 2), np.float32)
+    ref[0, 0, 0, 0] = 1.0
+    ref[1, 0, 0, 0] = 1000.0
+    got = ref.copy()
+    got[0, 0, 1, 1] += 1e-3
+    m = compare_arrays(ref, got, Tolerance(atol=0.0, rtol=1e-4))
+    assert not m["passed"]
+    assert list(m["sample_passed"]) == [False, True]
+    assert m["sample_scale"].tolist() == [1.0, 1000.0]
+    assert m["max_rel"] == pytest.approx(1e-3, rel=1e-3)           # sample 0's own
+    assert m["needed_rtol"] == pytest.approx(1e-3, rel=1e-3)
+    assert m["scale"] == 1000.0 and m["worst_index"][0] == 0
+
+
+def test_float32_budget_rule_by_hand():
+    """judge(): over the plain tolerance, exact in isolation, drift <= 4 x budget + atol."""
+    from migrator.core.compare.engine import judge
+    from migrator.core.compare.metrics import FLOAT32_FACTOR, LayerResult, Tolerances
+
+    def lr(drift, budget, iso_ok=True, plain=(False,)):
+        r = LayerResult(source="l", source_type="Conv", keras="l", layout="NHWC", shape=(1, 1),
+                        status="fail", max_abs=drift, tolerance=Tolerance(atol=1e-5, rtol=1e-4))
+        r.isolated = {"max_abs": 0.0, "passed": iso_ok, "sample_passed": [iso_ok] * len(plain)}
+        r.samples = {"passed": np.array(plain), "drift64": np.array([drift] * len(plain)),
+                     "budget64": np.array([budget] * len(plain))}
+        r.drift64, r.budget64 = drift, budget
+        return r
+
+    t = Tolerances()
+    assert judge(lr(3.9e-3, 1e-3), FLOAT32_FACTOR, t) == ("pass", "float32")
+    assert judge(lr(4.2e-3, 1e-3), FLOAT32_FACTOR, t) == ("fail", "drift")
+    assert judge(lr(1e-3, 1e-3, iso_ok=False), FLOAT32_FACTOR, t) == ("fail", "isolated")
+    assert judge(lr(1e-5, 0.0), FLOAT32_FACTOR, t) == ("pass", "float32")       # within atol
+    # two samples: the one over the plain tolerance decides
+    r = lr(3e-3, 1e-3, plain=(True, False))
+    r.samples["drift64"] = np.array([9e-3, 3e-3])     # sample 0 passes plainly despite its drift
+    assert judge(r, FLOAT32_FACTOR, t) == ("pass", "float32")
+    r.samples["drift64"] = np.array([1e-4, 9e-3])
+    assert judge(r, FLOAT32_FACTOR, t) == ("fail", "drift")
+    nan = lr(float("nan"), 1e-3)
+    assert judge(nan, FLOAT32_FACTOR, t)[0] == "fail"
