@@ -155,8 +155,9 @@ def test_compare_then_failing_override_then_export_gate(qtbot, window, demos, tm
         if name == "prob":
             ref = outs[0]
     np.testing.assert_allclose(got, ref.reshape(got.shape), rtol=1e-4, atol=1e-6)
-    # other formats from the file name
-    for name in ("ok.h5", "ok_w.weights.h5"):
+    # other formats from the file name (legacy .h5 is refused for this model: HDF5 cannot store
+    # the keras.ops of pool1's -FLT_MAX padding; tests/core/test_export.py)
+    for name in ("ok_w.weights.h5",):
         with qtbot.waitSignal(win.exported, timeout=120_000):
             win.export_to(str(tmp_path / name))
         assert (tmp_path / name).exists()
