@@ -162,8 +162,11 @@ def check_unknown_fields(b) -> list[dict[str, Any]]:
         return []
     items = list(b.unknown_scan.net) + list(b.unknown_items)
     left = apply_accepts(items, b.accept_unknown)
-    if left and b.unknown_mode == "error":
+    if left and b.unknown_mode != "collect":
         raise unknown_error(left, b.file)
+    net_level = [it for it in left if it.layer is None]
+    if net_level:   # no layer to mark: even 'collect' cannot carry on
+        raise unknown_error(net_level, b.file)
     records = [it.to_dict() for it in items if not it.training_only()]
     skipped = [it for it in items if it.training_only()]
     if skipped:
