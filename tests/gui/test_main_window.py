@@ -265,6 +265,7 @@ def test_channel_values(qtbot, window, demos):
 
 def test_about_and_theme(qtbot, window):
     from PySide6.QtWidgets import QTextBrowser
+
     from migrator.gui.main_window import about_html, library_versions
     v = library_versions()
     assert "Migrator" in v and "NumPy" in v

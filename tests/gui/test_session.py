@@ -258,6 +258,9 @@ def test_channel_value_images_show_the_whole_map(qtbot, size):
     for vb in view.view_boxes:
         (x0, x1), (y0, y1) = vb.viewRange()
         assert x0 <= 0 and x1 >= w and y0 <= 0 and y1 >= h, (vb, vb.viewRange())
+    # the three boxes are equally wide
+    widths = [vb.sceneBoundingRect().width() for vb in view.view_boxes]
+    assert max(widths) - min(widths) <= 2, widths
 
 
 # ---- 5. undo scope of Reset after "Apply to every batch-norm layer" -------------------------
@@ -347,7 +350,8 @@ def test_theme_switch_restyles_every_plot(qtbot, window, demos):
         win.set_theme("dark")
         for w in (win.inspector.hist, win.channel_plot.plot, win.overview_plot.plot):
             assert w.backgroundBrush().color().lightness() < 80, w
-        assert win.channel_view.glw.backgroundBrush().color().lightness() < 80
+        for g in win.channel_view.glws:
+            assert g.backgroundBrush().color().lightness() < 80
         fg = win.inspector.hist.getPlotItem().titleLabel.text
         assert "#d0d0d0" in fg.lower()        # a readable title on the dark background
         win.set_theme("light")
@@ -463,14 +467,18 @@ def test_h5_and_keras_exports_have_their_own_reports(qtbot, window, demos, tmp_p
     win = window
     open_model(qtbot, win, demos["caffe"])
     run_compare(qtbot, win)
-    for name in ("x.keras", "x.h5"):
+    # (the demo's exact average pooling cannot be stored in legacy .h5: weights-only .h5 then)
+    for name in ("x.keras", "x.weights.h5"):
         with qtbot.waitSignal(win.exported, timeout=LOAD_TIMEOUT):
             win.export_to(str(tmp_path / name))
-    for rep in ("x.report.json", "x.report.html", "x.h5.report.json", "x.h5.report.html"):
+    for rep in ("x.report.json", "x.report.html", "x.weights.h5.report.json", "x.weights.h5.report.html"):
         assert (tmp_path / rep).is_file(), rep
     a = json.loads((tmp_path / "x.report.json").read_text())
-    b = json.loads((tmp_path / "x.h5.report.json").read_text())
-    assert a["outputs"][0].endswith("x.keras") and b["outputs"][0].endswith("x.h5")
+    b = json.loads((tmp_path / "x.weights.h5.report.json").read_text())
+    assert a["outputs"][0].endswith("x.keras") and b["outputs"][0].endswith("x.weights.h5")
+    from migrator.gui.flows.export_flow import export_targets
+    assert export_targets("/d/x.h5")[0] == "/d/x.h5.report.json"
+    assert export_targets("/d/x.keras")[0] == "/d/x.report.json"
     html = (tmp_path / "x.report.html").read_text()
     assert "`" not in html.split("<body>", 1)[1]           # backticks rendered, not shown
     assert "<code>" in html and "class='passed'" in html

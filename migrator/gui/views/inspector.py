@@ -473,6 +473,7 @@ class Inspector(QWidget):
             ed = self.model.item(i, 3).data(EDIT_ROLE)
             if (data and data[1] == key) or (ed and ed["key"] == key):
                 self.view.setCurrentIndex(it.index())
+                self.view.scrollTo(it.index())
                 return True
         return False
 

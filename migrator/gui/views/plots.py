@@ -404,19 +404,26 @@ class ChannelValuesView(QWidget):
     Each image has its own view box ranged to the whole map (linked boxes of different
     widths showed only part of the last map)."""
 
-    HEADS = ("reference (source semantics)", "Keras", "|Keras − reference|")
+    HEADS = ("reference", "Keras", "|Keras − reference|")
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.title = QLabel("Click a channel in the per-channel plot to see its values")
         self.title.setMinimumWidth(10)
-        self.glw = pg.GraphicsLayoutWidget()
-        self.heads = [self.glw.addLabel(text, row=0, col=col) for col, text in enumerate(self.HEADS)]
-        self.ref_vb = self.glw.addViewBox(row=1, col=0, lockAspect=True, invertY=True)
-        self.keras_vb = self.glw.addViewBox(row=1, col=1, lockAspect=True, invertY=True)
-        self.diff_vb = self.glw.addViewBox(row=1, col=2, lockAspect=True, invertY=True)
-        for c in range(3):
-            self.glw.ci.layout.setColumnStretchFactor(c, 1)
+        # three graphics views in a row with equal stretch: one graphics layout sized its
+        # columns by their header texts, which gave the images boxes of different widths
+        self.glw = QWidget()
+        row = QHBoxLayout(self.glw)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        self.glws, self.heads, vbs = [], [], []
+        for text in self.HEADS:
+            g = pg.GraphicsLayoutWidget()
+            self.heads.append(g.addLabel(text, row=0, col=0))
+            vbs.append(g.addViewBox(row=1, col=0, lockAspect=True, invertY=True))
+            self.glws.append(g)
+            row.addWidget(g, 1)
+        self.ref_vb, self.keras_vb, self.diff_vb = vbs
         self.ref_img = pg.ImageItem(axisOrder="row-major")
         self.keras_img = pg.ImageItem(axisOrder="row-major")
         self.diff_img = pg.ImageItem(axisOrder="row-major")
@@ -489,7 +496,8 @@ class ChannelValuesView(QWidget):
             self.scatter_plot.show()
 
     def apply_theme(self) -> None:
-        self.glw.setBackground(pg.getConfigOption("background"))
+        for g in self.glws:
+            g.setBackground(pg.getConfigOption("background"))
         for lab, text in zip(self.heads, self.HEADS):
             lab.setText(text, color=_fg().name())
         restyle(self.scatter_plot, {"bottom": "reference", "left": "Keras"})
