@@ -281,6 +281,8 @@ import json, os, sys, time
 BLOCK = json.load(open(sys.argv[1]))["block_migrator"]
 if BLOCK:
     sys.modules["migrator"] = None          # the artifact must not need Migrator
+else:
+    import migrator.core.keras_build        # registers Migrator's custom layer classes
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import warnings
 warnings.filterwarnings("ignore")

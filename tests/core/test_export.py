@@ -303,3 +303,30 @@ def test_open_nsfw_tflite_and_saved_model_match_opencv(tmp_path):
                               [to_keras_layout(x)], [s for *_, s in ins], [s for _, s in outs])
     for i in range(3):
         assert rel_err(ref, to_source_layout(got[(i, 0)], ref.ndim)) <= REL, i
+
+
+# ---- a custom class without a plain expression ------------------------------------------------
+def test_a_class_without_plain_expression_is_named_and_tflite_stays_self_contained(tmp_path, monkeypatch):
+    """Should a custom class lack its plain expression, the .keras needs Migrator (checked with
+    Migrator importable and named in the report), while TFLite is still checked without it."""
+    from migrator.core.keras_build import plain as PL
+    from migrator.testing.caffe_net import NetBuilder
+    nb = NetBuilder("absnet", seed=4)
+    nb.input("data", (1, 2, 6, 6))
+    nb.conv("conv1", "data", 3, 3, pad=1)
+    nb.absval("abs", "conv1", top="abs")
+    nb.ip("fc", "abs", 4)
+    nb.softmax("prob", "fc")
+    proto, weights = nb.save(tmp_path / "a.prototxt", tmp_path / "a.caffemodel")
+    monkeypatch.delitem(PL.PLAIN, "UnaryOp")
+    g, plan, model, res, _x = convert([proto, weights])
+    assert E.migrator_only_layers(plan) == [{"source": "abs", "keras": "abs", "class_name": "UnaryOp"}]
+    _w, records = E.export(model, plan, res, str(tmp_path / "a.keras"), also=["tflite"], graph=g,
+                           report_path=str(tmp_path / "a.report.json"))
+    k, t = records
+    assert k["passed"] and k["migrator_importable"] is True and k["needs_migrator"] == ["abs"]
+    assert t["passed"] and t["migrator_importable"] is False and t["rel_to_max"] <= REL
+    rep = json.loads((tmp_path / "a.report.json").read_text())
+    assert rep["portable"]["plain_keras"] is False
+    assert rep["portable"]["needs_migrator"][0]["class_name"] == "UnaryOp"
+    assert "Needs Migrator to load" in (tmp_path / "a.report.md").read_text()
