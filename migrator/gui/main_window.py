@@ -500,6 +500,8 @@ class MainWindow(QMainWindow):
         if sel:
             self._sync_keras_selection(sel)
         self._update_actions()
+        if self.doc.result is None:
+            self._update_result_status()        # the not-converted line follows the plan
         self.comparing.after_plan()
 
     def _on_plan_error(self, message: str) -> None:
@@ -537,7 +539,7 @@ class MainWindow(QMainWindow):
         if r is None:
             self.status_result.setText("not compared")
             self.status_result.setStyleSheet("")
-            self.compare.summary.setText("")
+            self.compare.summary.setText(self._not_covered_html())
             return
         fd = r.first_divergent
         n = len(r.compared)
@@ -579,6 +581,20 @@ class MainWindow(QMainWindow):
         self.compare.summary.setText(f"<span style='color:{col}'><b>{txt}</b></span>{extra}<br>"
                                      f"reference: {rt}; Keras on {dev}<br>"
                                      f"smallest rtol passing every layer: {r.needed_rtol:.2g}{topk}")
+
+    def _not_covered_html(self) -> str:
+        """The layers Migrator does not convert, up front (as ``migrator inspect`` lists them)."""
+        plan = self.doc.plan
+        if plan is None or not plan.unsupported:
+            return ""
+        from ..core.coverage import not_covered
+        rows = not_covered(plan)
+        col = theme.colour("unsupported").name()
+        items = "".join(f"<br>• <b>{html.escape(n)}</b> ({html.escape(t)}): {html.escape(why)}"
+                        for n, t, why in rows[:6])
+        more = f"<br>… and {len(rows) - 6} more" if len(rows) > 6 else ""
+        return (f"<span style='color:{col}'><b>{len(rows)} layer(s) not converted</b></span>"
+                f"{items}{more}<br>Comparison and export need every layer converted.")
 
     @Slot(bool)
     def _on_clean_changed(self, _clean: bool) -> None:

@@ -28,6 +28,9 @@ def test_unknown_field_marks_the_layer_and_blocks_export(qtbot, window, tmp_path
     assert "frob" in win.doc.plan.unsupported[0].error
     assert win.source_model._status[win.source_model.row_of("bn")] == "unsupported"
     assert not win.act_export.isEnabled()
+    # named up front, as `migrator inspect` does (coverage.not_covered)
+    summary = win.compare.summary.text()
+    assert "1 layer(s) not converted" in summary and "bn" in summary and "frob" in summary
 
 
 def test_open_input_size_prompt_reopens_at_the_given_size(qtbot, window, tmp_path):
