@@ -81,6 +81,10 @@ CAFFE_TESTED: dict[str, tuple[str, str, str]] = {
     "RNN": (_RC, _CAT, "x + cont bottoms, unrolled over the fixed T (static input / expose_hidden refused)"),
 }
 
+_RL = "real Theano + Lasagne 0.1"
+_TO = "Theano ops (Lasagne master's definition)"
+_LCAT = "tests/lasagne/test_lasagne_catalogue.py"
+
 #: Lasagne class -> (reference, test file, what is covered); classes of the registry without
 #: an entry are listed as 'converted' (no proof recorded here).
 LASAGNE_TESTED: dict[str, tuple[str, str, str]] = {
@@ -103,6 +107,26 @@ LASAGNE_TESTED: dict[str, tuple[str, str, str]] = {
     "TransposedConv2DLayer": ("real Theano", "tests/lasagne/test_extra_layers.py", ""),
     "DilatedConv2DLayer": ("real Theano", "tests/lasagne/test_extra_layers.py", ""),
     "Upscale2DLayer": ("real Theano", "tests/lasagne/test_extra_layers.py", ""),
+    # issue 14: the rest of master's lasagne.layers (tests/lasagne/test_lasagne_catalogue.py)
+    "FeaturePoolLayer": (_RL, _LCAT, "T.max / T.mean / T.sum / T.min, any axis"),
+    "FeatureWTALayer": (_RL, _LCAT, "axis 1 and 3"),
+    "ElemwiseMergeLayer": (_RL, _LCAT, "T.maximum, T.mul, T.minimum, T.sub; cropping vs Theano ops"),
+    "SliceLayer": (_RL, _LCAT, "slices with a step, an index"),
+    "GaussianNoiseLayer": (_RL, _LCAT, "identity at inference"),
+    "Conv2DDNNLayer": (_TO, _LCAT, "flip_filters=False default"),
+    "Conv2DMMLayer": (_TO, _LCAT, "flip_filters False (default) / True, pad same / full"),
+    "Conv2DCCLayer": (_TO, _LCAT, "flip_filters=False default, stride, untie_biases"),
+    "MaxPool2DDNNLayer": (_TO, _LCAT, "stride, pad"),
+    "Pool2DDNNLayer": (_TO, _LCAT, "average_exc_pad, rectangular, pad"),
+    "MaxPool2DCCLayer": (_TO, _LCAT, "cuda-convnet pooling = Theano pool_2d ignore_border=False"),
+    "ScaleLayer": (_TO, _LCAT, "shared_axes auto, rank 2 and 4"),
+    "BiasLayer": (_TO, _LCAT, "shared_axes auto, rank 2 and 4"),
+    "ParametricRectifierLayer": (_TO, _LCAT, "shared_axes auto / 'all'"),
+    "RandomizedRectifierLayer": (_TO, _LCAT, "deterministic: slope (lower + upper) / 2"),
+    "StandardizationLayer": (_TO, _LCAT, "axes spatial / features / int; instance_norm, layer_norm"),
+    "SpatialPyramidPoolingLayer": (_TO, _LCAT, "kaiming / fast (pool_2d), max / average"),
+    "SpatialPyramidPoolingDNNLayer": (_TO, _LCAT, "cuDNN pooling as pool_2d (ceil window, floor stride)"),
+    "LocallyConnected2DLayer": (_TO, _LCAT, "channelwise or not, flip_filters, untie_biases"),
 }
 
 
@@ -146,11 +170,14 @@ def caffe_entries() -> list[Entry]:
 
 
 def lasagne_entries() -> list[Entry]:
+    from .importers.lasagne_catalogue import REFUSED_CLASSES as LASAGNE_REFUSED
     from .importers.lasagne_child import KNOWN
     out = []
     for cls in sorted(KNOWN):
         ref = LASAGNE_TESTED.get(cls)
-        if ref is None:
+        if cls in LASAGNE_REFUSED:
+            out.append(Entry("lasagne", cls, "refused", detail=LASAGNE_REFUSED[cls]))
+        elif ref is None:
             out.append(Entry("lasagne", cls, "converted", detail="no proof against the real framework "
                              "recorded in migrator/core/coverage.py"))
         else:

@@ -239,6 +239,40 @@ OPS: dict[str, str] = {
         "oy, ox] = x[n, c, oy*sh - ph + i*dh, ox*sw - pw + j*dw] (0 outside); out (N, C*kh*kw, Ho, Wo) "
         "with the convolution output size."
     ),
+    # ---- the rest of Lasagne master's lasagne.layers (issue 14) -----------------------
+    "Standardize": (
+        "Lasagne StandardizationLayer. attrs: axes (source axes, >= 1), epsilon (1e-4): "
+        "y = (x - mean(x, axes)) / sqrt(var(x, axes) + epsilon) (biased variance)."
+    ),
+    "FeaturePool": (
+        "Lasagne FeaturePoolLayer. attrs: axis, pool_size, mode (mean|max|min|sum|prod|var|std): "
+        "groups of pool_size consecutive features along axis reduced to one; out axis = C / pool_size."
+    ),
+    "FeatureWTA": (
+        "Lasagne FeatureWTALayer. attrs: axis, pool_size: in each group of pool_size consecutive "
+        "features along axis, the first maximum is kept, the others set to 0."
+    ),
+    "LasagneReduce": (
+        "Lasagne GlobalPoolLayer with any pool function. attrs: mode (mean|max|min|sum|prod|var|std), "
+        "axes (source axes reduced, e.g. [2, 3]); out (N, C)."
+    ),
+    "LocallyConnected": (
+        "Lasagne LocallyConnected2DLayer (stride 1, 'same'). attrs: kernel (kh, kw odd), flip, "
+        "channelwise, bias, activation. params: weight (O, C, kh, kw, H, W) or channelwise "
+        "(O, kh, kw, H, W) 'LC', bias (O,) 'O' or (O, H, W) 'OHW'. y[o, h, w] = sum_{c,i,j} "
+        "x[c, h+i-kh//2, w+j-kw//2] * W[o, c, i', j', h, w] (0 outside; i' = kh-1-i when flip)."
+    ),
+    "LasagneSPP": (
+        "Lasagne SpatialPyramidPooling(DNN)Layer. attrs: pool_dims (list of n), mode ('max'|'avg'), "
+        "implementation ('kaiming': bins [floor(r*H/n), ceil((r+1)*H/n)); 'fast'/cuDNN: window "
+        "ceil(H/n), stride floor(H/n)): out (N, C, sum n*n), levels in order, bins row-major."
+    ),
+    "CropMerge": (
+        "Lasagne merge with autocrop / other merge functions. attrs: kind (concat|sum|add|mul|maximum|"
+        "minimum|sub), axis (concat), coeffs (sum), cropping (per axis None|'lower'|'upper'|'center', "
+        "or None): every input cropped to the smallest size on each cropped axis, then merged "
+        "(binary functions folded left to right)."
+    ),
     "Custom": (
         "A layer Migrator does not know. attrs: class_name, plus whatever could be recorded. "
         "params keep their names and shapes. Always reported as unsupported, never dropped."

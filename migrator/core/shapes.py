@@ -724,3 +724,6 @@ def _catalogue_im2col(node, ins, ctx):
             raise ctx.error(f"input {_fmt(x)} is too small for the Im2col kernel {(kh, kw)}")
         sp.append(o)
     return [(x[0], None if x[1] is None else x[1] * kh * kw, *sp)]
+
+
+from . import shapes_lasagne_catalogue  # noqa: E402,F401  (registers the Lasagne catalogue ops)

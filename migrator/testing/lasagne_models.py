@@ -670,3 +670,265 @@ def _values_in_lasagne_order(graph) -> list[np.ndarray]:
     if vals is not None:
         return list(vals)
     raise KeyError("graph.meta['lasagne_param_values'] missing")
+
+
+# ======================================================================================
+# The Lasagne catalogue (issue 14): builder scripts and the Theano expressions of the
+# classes THEANO_LAYERS_SCRIPT does not know, written from Lasagne master's definitions
+# ======================================================================================
+#: Classes Lasagne 0.1 (PyPI) has: run by the real Lasagne in the tests.
+CATALOGUE_01_SCRIPT = '''
+import theano.tensor as T
+from lasagne.layers import (InputLayer, Conv2DLayer, NINLayer, FeaturePoolLayer,
+                            FeatureWTALayer, GlobalPoolLayer, ElemwiseMergeLayer, SliceLayer,
+                            GaussianNoiseLayer, FlattenLayer, ReshapeLayer, ConcatLayer,
+                            DenseLayer, NonlinearityLayer)
+from lasagne.nonlinearities import softmax, tanh
+
+
+def build_model():
+    net = {}
+    net['input'] = InputLayer((None, 4, 9, 8))
+    net['conv'] = Conv2DLayer(net['input'], 12, 3, pad=1, nonlinearity=tanh)
+    net['noise'] = GaussianNoiseLayer(net['conv'], 0.3)
+    net['fp_max'] = FeaturePoolLayer(net['noise'], 3)
+    net['fp_mean'] = FeaturePoolLayer(net['conv'], 3, pool_function=T.mean)
+    net['fp_sum_h'] = FeaturePoolLayer(net['conv'], 3, axis=2, pool_function=T.sum)
+    net['fp_min_w'] = FeaturePoolLayer(net['conv'], 4, axis=3, pool_function=T.min)
+    net['wta'] = FeatureWTALayer(net['conv'], 4)
+    net['wta_w'] = FeatureWTALayer(net['conv'], 2, axis=3)
+    net['nin'] = NINLayer(net['wta'], 5, untie_biases=True)
+    net['m_min'] = ElemwiseMergeLayer([net['fp_max'], net['fp_mean']], T.minimum)
+    net['m_sub'] = ElemwiseMergeLayer([net['fp_max'], net['fp_mean']], T.sub)
+    net['m_mul'] = ElemwiseMergeLayer([net['m_min'], net['m_sub'], net['fp_mean']], T.mul)
+    net['m_max'] = ElemwiseMergeLayer([net['m_mul'], net['fp_max']], T.maximum)
+    net['gp_sum'] = GlobalPoolLayer(net['conv'], T.sum)
+    net['gp_min'] = GlobalPoolLayer(net['wta_w'], T.min)
+    net['gp_var'] = GlobalPoolLayer(net['m_max'], T.var)
+    net['gp_std'] = GlobalPoolLayer(net['nin'], T.std)
+    net['sl_h'] = SliceLayer(net['conv'], slice(1, 3), axis=2)
+    net['sl_hw'] = SliceLayer(net['sl_h'], slice(None, None, 4), axis=-1)
+    net['gp_prod'] = GlobalPoolLayer(net['sl_hw'], T.prod)
+    net['sl_idx'] = SliceLayer(net['fp_sum_h'], 1, axis=1)
+    net['resh3'] = ReshapeLayer(net['fp_min_w'], ([0], [1], -1))
+    net['gp3_max'] = GlobalPoolLayer(net['resh3'], T.max)
+    net['gp3_mean'] = GlobalPoolLayer(net['resh3'])
+    net['flat3'] = FlattenLayer(net['sl_idx'], outdim=2)
+    net['cat'] = ConcatLayer([net['gp_sum'], net['gp_min'], net['gp_var'], net['gp_std'],
+                              net['gp_prod'], net['gp3_max'], net['gp3_mean'], net['flat3']])
+    net['fc'] = DenseLayer(net['cat'], 6, nonlinearity=None)
+    net['prob'] = NonlinearityLayer(net['fc'], softmax)
+    return net
+'''
+
+#: Classes of Lasagne master only (cuDNN / corrMM / cuda-convnet variants, num_leading_axes,
+#: cropping, RReLU, StandardizationLayer, ...): compared with Theano's own ops.
+CATALOGUE_MASTER_SCRIPT = '''
+import theano.tensor as T
+from lasagne.layers import (InputLayer, DenseLayer, ScaleLayer, BiasLayer, ConcatLayer,
+                            ElemwiseSumLayer, ElemwiseMergeLayer, ParametricRectifierLayer,
+                            RandomizedRectifierLayer, StandardizationLayer, GaussianNoiseLayer,
+                            DropoutLayer, instance_norm, layer_norm, FlattenLayer, ReshapeLayer,
+                            GlobalPoolLayer, NINLayer, SpatialPyramidPoolingLayer,
+                            LocallyConnected2DLayer)
+from lasagne.layers.dnn import (Conv2DDNNLayer, MaxPool2DDNNLayer, Pool2DDNNLayer,
+                                SpatialPyramidPoolingDNNLayer)
+from lasagne.layers.corrmm import Conv2DMMLayer
+from lasagne.layers.cuda_convnet import Conv2DCCLayer, MaxPool2DCCLayer
+from lasagne.nonlinearities import tanh, rectify
+
+
+def build_model():
+    net = {}
+    net['input'] = InputLayer((None, 3, 11, 10))
+    net['dnn'] = Conv2DDNNLayer(net['input'], 6, (3, 2), pad=1, nonlinearity=tanh)
+    net['mm'] = Conv2DMMLayer(net['input'], 6, 3, pad='same', nonlinearity=tanh)
+    net['cc'] = Conv2DCCLayer(net['input'], 6, 3, pad=2, stride=2, untie_biases=True,
+                              nonlinearity=tanh)
+    net['mm_flip'] = Conv2DMMLayer(net['input'], 6, 3, pad='full', flip_filters=True,
+                                   nonlinearity=None)
+    net['dnn_max'] = MaxPool2DDNNLayer(net['mm'], 3, stride=2, pad=1)
+    net['dnn_avg'] = Pool2DDNNLayer(net['mm'], (3, 2), stride=(2, 1), pad=(1, 1),
+                                    mode='average_exc_pad')
+    net['cc_max'] = MaxPool2DCCLayer(net['mm'], 3, stride=2)
+    net['scale'] = ScaleLayer(net['dnn'])
+    net['bias'] = BiasLayer(net['scale'])
+    net['prelu'] = ParametricRectifierLayer(net['bias'])
+    net['prelu_all'] = ParametricRectifierLayer(net['mm_flip'], shared_axes='all')
+    net['rrelu'] = RandomizedRectifierLayer(net['mm_flip'], lower=0.2, upper=0.5)
+    net['std_sp'] = StandardizationLayer(net['rrelu'])
+    net['std_ft'] = StandardizationLayer(net['prelu_all'], axes='features', epsilon=1e-3)
+    net['std_c'] = StandardizationLayer(net['cc'], axes=1)
+    net['inorm'] = instance_norm(Conv2DDNNLayer(net['prelu'], 4, 3, pad=1, name='in_conv'))
+    net['lnorm'] = layer_norm(DenseLayer(net['std_c'], 7, name='ln_dense'))
+    net['noise'] = GaussianNoiseLayer(net['std_sp'])
+    net['drop'] = DropoutLayer(net['noise'], p=0.3)
+    net['cat_crop'] = ConcatLayer([net['drop'], net['prelu'], net['dnn_max']],
+                                  cropping=[None, None, 'center', 'lower'])
+    net['sum_crop'] = ElemwiseSumLayer([net['mm'], net['dnn_avg'], net['prelu']],
+                                       coeffs=[0.5, -1.0, 2.0],
+                                       cropping=[None, None, 'upper', 'center'])
+    net['mul_crop'] = ElemwiseMergeLayer([net['cc_max'], net['dnn_max']], T.mul,
+                                         cropping=[None, None, 'lower', 'upper'])
+    net['cat_w'] = ConcatLayer([net['inorm'], net['std_ft']], axis=-1,
+                               cropping=[None, 'center', 'lower', None])
+    net['dense_nla'] = DenseLayer(ReshapeLayer(net['sum_crop'], ([0], [1], -1)), 5,
+                                  num_leading_axes=2, nonlinearity=tanh)
+    net['dense_neg'] = DenseLayer(net['cat_crop'], 3, num_leading_axes=-1, nonlinearity=None)
+    net['nin_untied'] = NINLayer(net['mul_crop'], 4, untie_biases=True)
+    net['lc'] = LocallyConnected2DLayer(net['dnn_max'], 4, 3, untie_biases=True)
+    net['lc_cw'] = LocallyConnected2DLayer(net['dnn_max'], 6, (3, 1), channelwise=True,
+                                           flip_filters=False, nonlinearity=tanh)
+    net['spp_k'] = SpatialPyramidPoolingLayer(net['mm'], [3, 2, 1], implementation='kaiming')
+    net['spp_f'] = SpatialPyramidPoolingLayer(net['dnn'], [2, 1], mode='average_exc_pad')
+    net['spp_d'] = SpatialPyramidPoolingDNNLayer(net['mm'], [2, 1])
+    net['out'] = ConcatLayer([FlattenLayer(net['spp_k']), FlattenLayer(net['spp_f']),
+                              FlattenLayer(net['spp_d']), FlattenLayer(net['lc']),
+                              FlattenLayer(net['lc_cw']),
+                              FlattenLayer(net['dense_nla']), FlattenLayer(net['dense_neg']),
+                              FlattenLayer(net['cat_w']), FlattenLayer(net['nin_untied']),
+                              net['lnorm'], GlobalPoolLayer(net['cc_max'])])
+    return net
+'''
+
+#: Appended to THEANO_LAYERS_SCRIPT (before its run loop) by :data:`CATALOGUE_THEANO_SCRIPT`:
+#: the master classes THEANO_LAYERS_SCRIPT does not build, from Lasagne master's
+#: get_output_for (deterministic), the rest delegated to its layer_expr.
+_CATALOGUE_EXPR = r'''
+_base_layer_expr = layer_expr
+
+def autocrop(inputs, cropping):
+    # lasagne.layers.merge.autocrop (master)
+    if cropping is None:
+        return inputs
+    ndim = inputs[0].ndim
+    shapes = [x.shape for x in inputs]
+    min_shape = T.min(T.as_tensor_variable(shapes), axis=0)
+    cropping = list(cropping) + [None] * (ndim - len(cropping))
+    slices = [[] for _ in inputs]
+    for dim, cr in enumerate(cropping):
+        if cr is None:
+            for s in slices:
+                s.append(slice(None))
+            continue
+        sz = min_shape[dim]
+        for sh, s in zip(shapes, slices):
+            if cr == 'lower':
+                s.append(slice(None, sz))
+            elif cr == 'upper':
+                s.append(slice(-sz, None))
+            else:
+                off = (sh[dim] - sz) // 2
+                s.append(slice(off, off + sz))
+    return [x[tuple(s)] for x, s in zip(inputs, slices)]
+
+def layer_expr(L, xs):
+    k, a = L["known"], L["attrs"]
+    x = xs[0] if xs else None
+    if k == "DenseLayer" and a.get("num_leading_axes", 1) < 0:
+        # master: num_leading_axes += input.ndim, then as usual
+        a = dict(a, num_leading_axes=a["num_leading_axes"] + x.ndim)
+        return _base_layer_expr(dict(L, attrs=a), xs)
+    if k == "RandomizedRectifierLayer":
+        return T.nnet.relu(x, (a["upper"] + a["lower"]) / 2.0)
+    if k == "StandardizationLayer":
+        axes = tuple(a["axes"])
+        mean = x.mean(axes, keepdims=True)
+        std = T.sqrt(x.var(axes, keepdims=True) + a["epsilon"])
+        return (x - mean) / std
+    if k == "MaxPool2DCCLayer":
+        # cuda-convnet max pooling: windows start at 0 and the last one is clipped at the
+        # border (Lasagne passes ignore_border=False), i.e. Theano's pool_2d ignore_border=False
+        stride = a["stride"] if a.get("stride") is not None else a["pool_size"]
+        return pool_2d(x, ws=tuple(a["pool_size"]), stride=tuple(stride), ignore_border=False,
+                       mode="max")
+    if k == "ConcatLayer" and a.get("cropping") is not None:
+        return T.concatenate(autocrop(xs, a["cropping"]), axis=a["axis"])
+    if k == "ElemwiseSumLayer" and a.get("cropping") is not None:
+        ys = [xi * c if c != 1 else xi for c, xi in zip(a["coeffs"], xs)]
+        out = None
+        for y in autocrop(ys, a["cropping"]):
+            out = y if out is None else out + y
+        return out
+    if k == "ElemwiseMergeLayer":
+        f = getattr(T, fname(a["merge_function"]))
+        out = None
+        for y in autocrop(xs, a.get("cropping")):
+            out = y if out is None else f(out, y)
+        return out
+    if k == "GlobalPoolLayer":
+        return getattr(T, fname(a["pool_function"]))(x.flatten(3), axis=2)
+    if k == "FeaturePoolLayer":
+        ax, p = a["axis"] % x.ndim, a["pool_size"]
+        shp = tuple(x.shape[i] for i in range(ax)) + (x.shape[ax] // p, p) + \
+            tuple(x.shape[i] for i in range(ax + 1, x.ndim))
+        return getattr(T, fname(a["pool_function"]))(x.reshape(shp, ndim=x.ndim + 1), axis=ax + 1)
+    if k == "FeatureWTALayer":
+        ax, p = a["axis"] % x.ndim, a["pool_size"]
+        shp = tuple(x.shape[i] for i in range(ax)) + (x.shape[ax] // p, p) + \
+            tuple(x.shape[i] for i in range(ax + 1, x.ndim))
+        r = x.reshape(shp, ndim=x.ndim + 1)
+        idx = T.argmax(r, axis=ax + 1, keepdims=True)
+        ar = T.arange(p).dimshuffle(*(["x"] * (ax + 1) + [0] + ["x"] * (x.ndim - ax - 1)))
+        return x * T.reshape(T.eq(idx, ar), x.shape)
+    if k == "LocallyConnected2DLayer":
+        # master's LocallyConnected2DLayer.convolve, then BaseConvLayer's bias + nonlinearity
+        ps = {p["name"]: param(p["index"]) for p in L["params"]}
+        W, fs, flip, cw = ps["W"], a["filter_size"], a["flip_filters"], a["channelwise"]
+        oshape = L["output_shape"]
+        i, j = fs[0] // 2, fs[1] // 2
+        fh, fw = (-i - 1 if flip else i), (-j - 1 if flip else j)
+        conved = x * W[:, fh, fw, :, :] if cw else \
+            (x[:, None, :, :, :] * W[:, :, fh, fw, :, :]).sum(axis=-3)
+        for i in range(fs[0]):
+            fh = -i - 1 if flip else i
+            ii = i - (fs[0] // 2)
+            ih = slice(max(ii, 0), min(ii + oshape[-2], oshape[-2]))
+            oh = slice(max(-ii, 0), min(-ii + oshape[-2], oshape[-2]))
+            for j in range(fs[1]):
+                fw = -j - 1 if flip else j
+                jj = j - (fs[1] // 2)
+                iw = slice(max(jj, 0), min(jj + oshape[-1], oshape[-1]))
+                ow = slice(max(-jj, 0), min(-jj + oshape[-1], oshape[-1]))
+                if ii == jj == 0:
+                    continue
+                if cw:
+                    inc = x[:, :, ih, iw] * W[:, fh, fw, oh, ow]
+                else:
+                    inc = (x[:, None, :, ih, iw] * W[:, :, fh, fw, oh, ow]).sum(axis=-3)
+                conved = T.inc_subtensor(conved[:, :, oh, ow], inc)
+        if "b" in ps:
+            conved = conved + (ps["b"].dimshuffle("x", 0, 1, 2) if a.get("untie_biases")
+                               else ps["b"].dimshuffle("x", 0, "x", "x"))
+        return nonlin(a.get("nonlinearity"), conved)
+    if k in ("SpatialPyramidPoolingLayer", "SpatialPyramidPoolingDNNLayer"):
+        # master's get_output_for: 'kaiming' = pool_2d_nxn_regions; 'fast' (and cuDNN's
+        # dnn_pool with the same window / stride) = pool_2d
+        impl = a.get("implementation", "fast") if k == "SpatialPyramidPoolingLayer" else "fast"
+        pool_list = []
+        for n in a["pool_dims"]:
+            if impl == "kaiming":
+                op = T.max if a["mode"] == "max" else T.mean
+                h, w = x.shape[2:]
+                nf = float(n)
+                for row in range(n):
+                    for col in range(n):
+                        sh = T.floor(row / nf * h).astype('int32')
+                        eh = T.ceil((row + 1) / nf * h).astype('int32')
+                        sw = T.floor(col / nf * w).astype('int32')
+                        ew = T.ceil((col + 1) / nf * w).astype('int32')
+                        pool_list.append(op(x[:, :, sh:eh, sw:ew], axis=(2, 3)).dimshuffle(0, 1, 'x'))
+            else:
+                size = x.shape[2:]
+                win = tuple((i + n - 1) // n for i in size)
+                st = tuple(i // n for i in size)
+                pool_list.append(pool_2d(x, ws=win, stride=st, mode=a["mode"], pad=None,
+                                         ignore_border=True).flatten(3))
+        return T.concatenate(pool_list, axis=2)
+    return _base_layer_expr(L, xs)
+
+'''
+
+CATALOGUE_THEANO_SCRIPT = THEANO_LAYERS_SCRIPT.replace("\ndef run_model(tag):",
+                                                       _CATALOGUE_EXPR + "\ndef run_model(tag):", 1)
+assert CATALOGUE_THEANO_SCRIPT != THEANO_LAYERS_SCRIPT

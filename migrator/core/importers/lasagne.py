@@ -520,6 +520,10 @@ def _canonical(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
                            f"a subclass of {known} with its own get_output_for")
     if known == "InputLayer":
         return "Input", {"shape": _shape(L["output_shape"])}, {}
+    from . import lasagne_catalogue  # the rest of master's lasagne.layers (issue 14)
+    got = lasagne_catalogue.canonical(L, in_shapes, _Unsupported, activation_of, _fn_name)
+    if got is not None:
+        return got
     if known == "TransposedConv2DLayer":
         return _transposed_conv(L, pnames, in_shapes)
     if known == "DilatedConv2DLayer":

@@ -51,6 +51,10 @@ KNOWN = {
     # 3-D (lasagne.layers.conv/pool and dnn; the Recipes C3D model)
     "Conv3DLayer", "Conv3DDNNLayer", "Pool3DLayer", "MaxPool3DLayer", "Pool3DDNNLayer",
     "MaxPool3DDNNLayer",
+    # the rest of master's lasagne.layers (issue 14; refused ones are named by the importer)
+    "FeatureWTALayer", "RandomizedRectifierLayer", "StandardizationLayer",
+    "LocallyConnected2DLayer", "SpatialPyramidPoolingLayer", "SpatialPyramidPoolingDNNLayer",
+    "TransformerLayer", "TPSTransformerLayer",
 }
 #: attributes holding sub-layers whose parameters the layer's get_params adds
 #: (CustomRecurrentLayer): described inline, parameters named '<attr>.<param>'
@@ -395,7 +399,8 @@ def describe(ret, output_layer=None, impl="recorder"):
             elif getattr(lyr, "input_layer", None) is None:
                 direct = list(lyr.input_shape)
         try:
-            oshape = list(lyr.output_shape)
+            oshape = [int(d) if type(d).__module__ == "numpy" else d   # 0.1: np.prod sizes
+                      for d in lyr.output_shape]
         except Exception as e:  # noqa: BLE001
             raise BuilderFailed("shape", f"layer '{name}': cannot compute its output shape: "
                                 f"{type(e).__name__}: {e}", e)

@@ -8,5 +8,6 @@ migrator.core.keras_build``.
 from . import (  # noqa: F401  (registers the custom layers, plain expressions, LasagneRNN)
     caffe_catalogue_plain,
     custom_layers,
+    lasagne_catalogue_plain,
     recurrent_layers,
 )

@@ -33,7 +33,7 @@ Progress = Callable[[float, str], None] | None
 
 #: layers that take a list of tensors
 MERGE_LAYERS = frozenset({"Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average",
-                          "Concatenate", "Dot", "WeightedSum"})
+                          "Concatenate", "Dot", "WeightedSum", "LasagneMergeOp"})
 
 
 def layer_class(class_name: str):

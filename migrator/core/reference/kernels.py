@@ -885,3 +885,6 @@ def _caffe_im2col(node, xs):
         for j in range(kw):
             y[:, :, i, j] = xp[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh, j * dw:j * dw + sw * (Wo - 1) + 1:sw]
     return [y.reshape(N, C * kh * kw, Ho, Wo)]
+
+
+from . import kernels_lasagne_catalogue  # noqa: E402,F401  (registers the Lasagne catalogue ops)

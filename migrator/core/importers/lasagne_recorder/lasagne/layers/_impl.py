@@ -724,6 +724,28 @@ def _merge_shapes(input_shapes, axis_skip=None):
     return tuple(out)
 
 
+def autocrop_array_shapes(input_shapes, cropping):
+    """Lasagne master's merge.autocrop_array_shapes: cropped axes take the smallest size."""
+    if cropping is None:
+        return input_shapes
+    ndim = len(input_shapes[0])
+    if not all(len(sh) == ndim for sh in input_shapes):
+        raise ValueError("Not all inputs are of the same dimensionality. Got {} inputs of "
+                         "dimensionalities {}.".format(len(input_shapes),
+                                                       [len(sh) for sh in input_shapes]))
+    cropping = list(cropping) + [None] * (ndim - len(cropping))
+    result = []
+    for sh, cr in zip(zip(*input_shapes), cropping):
+        if cr is None:
+            result.append(sh)
+        elif cr in ("lower", "center", "upper"):
+            m = None if any(x is None for x in sh) else min(sh)
+            result.append([m] * len(sh))
+        else:
+            raise ValueError(f"Unknown crop mode '{cr}'")
+    return [tuple(sh) for sh in zip(*result)]
+
+
 class ElemwiseMergeLayer(MergeLayer):
     def __init__(self, incomings, merge_function, cropping=None, **kwargs):
         super().__init__(incomings, **kwargs)
@@ -731,7 +753,7 @@ class ElemwiseMergeLayer(MergeLayer):
         self.cropping = cropping
 
     def get_output_shape_for(self, input_shapes):
-        return _merge_shapes(input_shapes)
+        return _merge_shapes(autocrop_array_shapes(input_shapes, self.cropping))
 
 
 class ElemwiseSumLayer(ElemwiseMergeLayer):
@@ -755,7 +777,7 @@ class ConcatLayer(MergeLayer):
 
     def get_output_shape_for(self, input_shapes):
         ax = self.axis % len(input_shapes[0])
-        return _merge_shapes(input_shapes, axis_skip=ax)
+        return _merge_shapes(autocrop_array_shapes(input_shapes, self.cropping), axis_skip=ax)
 
 
 concat = ConcatLayer

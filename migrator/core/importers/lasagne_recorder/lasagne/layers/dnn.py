@@ -33,3 +33,4 @@ BatchNormDNNLayer = BatchNormLayer
 batch_norm_dnn = batch_norm
 
 from .volumetric import Conv3DDNNLayer, MaxPool3DDNNLayer, Pool3DDNNLayer  # noqa: F401
+from .catalogue import SpatialPyramidPoolingDNNLayer  # noqa: F401,E402
