@@ -730,7 +730,7 @@ from lasagne.layers import (InputLayer, DenseLayer, ScaleLayer, BiasLayer, Conca
                             RandomizedRectifierLayer, StandardizationLayer, GaussianNoiseLayer,
                             DropoutLayer, instance_norm, layer_norm, FlattenLayer, ReshapeLayer,
                             GlobalPoolLayer, NINLayer, SpatialPyramidPoolingLayer,
-                            LocallyConnected2DLayer)
+                            LocallyConnected2DLayer, BatchNormLayer, batch_norm)
 from lasagne.layers.dnn import (Conv2DDNNLayer, MaxPool2DDNNLayer, Pool2DDNNLayer,
                                 SpatialPyramidPoolingDNNLayer)
 from lasagne.layers.corrmm import Conv2DMMLayer
@@ -779,12 +779,14 @@ def build_model():
     net['lc'] = LocallyConnected2DLayer(net['dnn_max'], 4, 3, untie_biases=True)
     net['lc_cw'] = LocallyConnected2DLayer(net['dnn_max'], 6, (3, 1), channelwise=True,
                                            flip_filters=False, nonlinearity=tanh)
+    net['bn'] = BatchNormLayer(net['cc_max'], epsilon=1e-3)
+    net['bn_d'] = batch_norm(DenseLayer(net['std_c'], 5, name='bn_dense'))
     net['spp_k'] = SpatialPyramidPoolingLayer(net['mm'], [3, 2, 1], implementation='kaiming')
     net['spp_f'] = SpatialPyramidPoolingLayer(net['dnn'], [2, 1], mode='average_exc_pad')
     net['spp_d'] = SpatialPyramidPoolingDNNLayer(net['mm'], [2, 1])
     net['out'] = ConcatLayer([FlattenLayer(net['spp_k']), FlattenLayer(net['spp_f']),
                               FlattenLayer(net['spp_d']), FlattenLayer(net['lc']),
-                              FlattenLayer(net['lc_cw']),
+                              FlattenLayer(net['lc_cw']), FlattenLayer(net['bn']), net['bn_d'],
                               FlattenLayer(net['dense_nla']), FlattenLayer(net['dense_neg']),
                               FlattenLayer(net['cat_w']), FlattenLayer(net['nin_untied']),
                               net['lnorm'], GlobalPoolLayer(net['cc_max'])])
