@@ -128,6 +128,7 @@ LASAGNE_TESTED: dict[str, tuple[str, str, str]] = {
     "SpatialPyramidPoolingDNNLayer": (_TO, _LCAT, "cuDNN pooling as pool_2d (ceil window, floor stride)"),
     "LocallyConnected2DLayer": (_TO, _LCAT, "channelwise or not, flip_filters, untie_biases"),
     "BatchNormLayer": (_TO, _LCAT, "axes auto on rank 4 and 2, batch_norm(), epsilon"),
+    "BatchNormDNNLayer": (_TO, _LCAT, "batch_norm_dnn(), inference formula of BatchNormLayer"),
 }
 
 

@@ -732,7 +732,7 @@ from lasagne.layers import (InputLayer, DenseLayer, ScaleLayer, BiasLayer, Conca
                             GlobalPoolLayer, NINLayer, SpatialPyramidPoolingLayer,
                             LocallyConnected2DLayer, BatchNormLayer, batch_norm)
 from lasagne.layers.dnn import (Conv2DDNNLayer, MaxPool2DDNNLayer, Pool2DDNNLayer,
-                                SpatialPyramidPoolingDNNLayer)
+                                SpatialPyramidPoolingDNNLayer, batch_norm_dnn)
 from lasagne.layers.corrmm import Conv2DMMLayer
 from lasagne.layers.cuda_convnet import Conv2DCCLayer, MaxPool2DCCLayer
 from lasagne.nonlinearities import tanh, rectify
@@ -781,12 +781,14 @@ def build_model():
                                            flip_filters=False, nonlinearity=tanh)
     net['bn'] = BatchNormLayer(net['cc_max'], epsilon=1e-3)
     net['bn_d'] = batch_norm(DenseLayer(net['std_c'], 5, name='bn_dense'))
+    net['bn_dnn'] = batch_norm_dnn(Conv2DDNNLayer(net['dnn_avg'], 3, 1, name='bn_dnn_conv'))
     net['spp_k'] = SpatialPyramidPoolingLayer(net['mm'], [3, 2, 1], implementation='kaiming')
     net['spp_f'] = SpatialPyramidPoolingLayer(net['dnn'], [2, 1], mode='average_exc_pad')
     net['spp_d'] = SpatialPyramidPoolingDNNLayer(net['mm'], [2, 1])
     net['out'] = ConcatLayer([FlattenLayer(net['spp_k']), FlattenLayer(net['spp_f']),
                               FlattenLayer(net['spp_d']), FlattenLayer(net['lc']),
                               FlattenLayer(net['lc_cw']), FlattenLayer(net['bn']), net['bn_d'],
+                              FlattenLayer(net['bn_dnn']),
                               FlattenLayer(net['dense_nla']), FlattenLayer(net['dense_neg']),
                               FlattenLayer(net['cat_w']), FlattenLayer(net['nin_untied']),
                               net['lnorm'], GlobalPoolLayer(net['cc_max'])])

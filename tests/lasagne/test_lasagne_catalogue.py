@@ -13,7 +13,7 @@ against the real framework or refused by name.
   Pool2DDNNLayer, MaxPool2DCCLayer, DenseLayer(num_leading_axes 2 / -1), ScaleLayer,
   BiasLayer, ParametricRectifierLayer (auto / 'all'), RandomizedRectifierLayer,
   StandardizationLayer (spatial / features / an int; instance_norm, layer_norm),
-  BatchNormLayer (rank 4 and 2, batch_norm), LocallyConnected2DLayer (channelwise or not,
+  BatchNormLayer (rank 4 and 2, batch_norm), BatchNormDNNLayer (batch_norm_dnn), LocallyConnected2DLayer (channelwise or not,
   flip_filters, untie_biases), SpatialPyramidPooling(DNN)Layer (kaiming / fast, max / average),
   ConcatLayer / ElemwiseSumLayer / ElemwiseMergeLayer with ``cropping`` -- are compared with
   Theano's own ops written from master's get_output_for
@@ -154,7 +154,7 @@ def test_master_classes_match_theano_ops(results):
                 "Pool2DDNNLayer", "MaxPool2DCCLayer", "ScaleLayer", "BiasLayer",
                 "ParametricRectifierLayer", "RandomizedRectifierLayer", "StandardizationLayer",
                 "GaussianNoiseLayer", "DropoutLayer", "ConcatLayer", "ElemwiseSumLayer",
-                "ElemwiseMergeLayer", "DenseLayer", "NINLayer", "BatchNormLayer",
+                "ElemwiseMergeLayer", "DenseLayer", "NINLayer", "BatchNormLayer", "BatchNormDNNLayer",
                 "LocallyConnected2DLayer", "SpatialPyramidPoolingLayer",
                 "SpatialPyramidPoolingDNNLayer"):
         assert cls in classes.values(), cls

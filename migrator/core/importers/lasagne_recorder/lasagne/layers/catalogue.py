@@ -5,7 +5,15 @@ the spatial transformers (recorded so that Migrator can name them when it refuse
 Constructor arguments and output shapes as in Lasagne master."""
 from .. import init, nonlinearities
 from ..utils import as_tuple
-from ._impl import BiasLayer, Conv2DLayer, Layer, MergeLayer, NonlinearityLayer, ScaleLayer
+from ._impl import (
+    BatchNormLayer,
+    BiasLayer,
+    Conv2DLayer,
+    Layer,
+    MergeLayer,
+    NonlinearityLayer,
+    ScaleLayer,
+)
 
 __all__ = [
     "FeatureWTALayer",
@@ -173,3 +181,29 @@ class SpatialPyramidPoolingDNNLayer(SpatialPyramidPoolingLayer):
         if pool_dims is None:
             pool_dims = [4, 2, 1]
         super().__init__(incoming, pool_dims, mode, "kaiming", **kwargs)
+
+
+class BatchNormDNNLayer(BatchNormLayer):
+    """lasagne.layers.dnn.BatchNormDNNLayer: BatchNormLayer's parameters and inference formula,
+    axes limited to (0,) or all but the second."""
+
+    def __init__(self, incoming, axes="auto", epsilon=1e-4, alpha=0.1, **kwargs):
+        super().__init__(incoming, axes, epsilon, alpha, **kwargs)
+        all_but_second = (0,) + tuple(range(2, len(self.input_shape)))
+        if tuple(self.axes) not in ((0,), all_but_second):
+            raise ValueError("BatchNormDNNLayer only supports normalization across the first "
+                             f"axis, or across all but the second axis, got axes={axes!r}")
+
+
+def batch_norm_dnn(layer, **kwargs):
+    nonlinearity = getattr(layer, "nonlinearity", None)
+    if nonlinearity is not None:
+        layer.nonlinearity = nonlinearities.identity
+    if getattr(layer, "b", None) is not None:
+        del layer.params[layer.b]
+        layer.b = None
+    bn_name = kwargs.pop("name", None) or (getattr(layer, "name", None) and layer.name + "_bn")
+    layer = BatchNormDNNLayer(layer, name=bn_name, **kwargs)
+    if nonlinearity is not None:
+        layer = NonlinearityLayer(layer, nonlinearity, name=bn_name and bn_name + "_nonlin")
+    return layer

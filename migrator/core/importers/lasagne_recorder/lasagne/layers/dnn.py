@@ -1,7 +1,7 @@
 """Stand-in for ``lasagne.layers.dnn`` (cuDNN layers; flip_filters defaults to False)."""
 from .. import init, nonlinearities
 from . import _impl
-from ._impl import BatchNormLayer, batch_norm
+from ._impl import BatchNormLayer, batch_norm  # noqa: F401
 
 
 class Conv2DDNNLayer(_impl.Conv2DLayer):
@@ -29,8 +29,10 @@ class MaxPool2DDNNLayer(Pool2DDNNLayer):
                                                 "max", **kwargs)
 
 
-BatchNormDNNLayer = BatchNormLayer
-batch_norm_dnn = batch_norm
 
+from .catalogue import (  # noqa: F401
+    BatchNormDNNLayer,
+    SpatialPyramidPoolingDNNLayer,
+    batch_norm_dnn,
+)
 from .volumetric import Conv3DDNNLayer, MaxPool3DDNNLayer, Pool3DDNNLayer  # noqa: F401
-from .catalogue import SpatialPyramidPoolingDNNLayer  # noqa: F401,E402
