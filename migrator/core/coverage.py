@@ -129,6 +129,7 @@ LASAGNE_TESTED: dict[str, tuple[str, str, str]] = {
     "LocallyConnected2DLayer": (_TO, _LCAT, "channelwise or not, flip_filters, untie_biases"),
     "BatchNormLayer": (_TO, _LCAT, "axes auto on rank 4 and 2, batch_norm(), epsilon"),
     "BatchNormDNNLayer": (_TO, _LCAT, "batch_norm_dnn(), inference formula of BatchNormLayer"),
+    "Upscale1DLayer": (_TO, _LCAT, "repeat / dilate"),
 }
 
 

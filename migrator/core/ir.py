@@ -256,6 +256,10 @@ OPS: dict[str, str] = {
         "Lasagne GlobalPoolLayer with any pool function. attrs: mode (mean|max|min|sum|prod|var|std), "
         "axes (source axes reduced, e.g. [2, 3]); out (N, C)."
     ),
+    "Upscale1D": (
+        "Lasagne Upscale1DLayer on (N, C, L). attrs: scale (a), mode ('repeat': each value a times; "
+        "'dilate': the value then a-1 zeros): out (N, C, L*a)."
+    ),
     "LocallyConnected": (
         "Lasagne LocallyConnected2DLayer (stride 1, 'same'). attrs: kernel (kh, kw odd), flip, "
         "channelwise, bias, activation. params: weight (O, C, kh, kw, H, W) or channelwise "

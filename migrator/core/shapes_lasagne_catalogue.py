@@ -60,3 +60,11 @@ def _locally_connected(node, ins, ctx):
     s = ins[0]
     w = node.params.get("weight")
     return [(s[0], int(w.value.shape[0]) if w is not None else None) + tuple(s[2:])]
+
+
+@shape_rule("Upscale1D")
+def _upscale1d(node, ins, ctx):
+    s = ins[0]
+    if len(s) != 3:
+        raise ctx.error(f"Upscale1D needs a rank-3 input, got {s}")
+    return [(s[0], s[1], None if s[2] is None else s[2] * int(node.attrs["scale"]))]

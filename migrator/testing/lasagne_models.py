@@ -730,7 +730,8 @@ from lasagne.layers import (InputLayer, DenseLayer, ScaleLayer, BiasLayer, Conca
                             RandomizedRectifierLayer, StandardizationLayer, GaussianNoiseLayer,
                             DropoutLayer, instance_norm, layer_norm, FlattenLayer, ReshapeLayer,
                             GlobalPoolLayer, NINLayer, SpatialPyramidPoolingLayer,
-                            LocallyConnected2DLayer, BatchNormLayer, batch_norm)
+                            LocallyConnected2DLayer, BatchNormLayer, batch_norm,
+                            Upscale1DLayer)
 from lasagne.layers.dnn import (Conv2DDNNLayer, MaxPool2DDNNLayer, Pool2DDNNLayer,
                                 SpatialPyramidPoolingDNNLayer, batch_norm_dnn)
 from lasagne.layers.corrmm import Conv2DMMLayer
@@ -782,13 +783,15 @@ def build_model():
     net['bn'] = BatchNormLayer(net['cc_max'], epsilon=1e-3)
     net['bn_d'] = batch_norm(DenseLayer(net['std_c'], 5, name='bn_dense'))
     net['bn_dnn'] = batch_norm_dnn(Conv2DDNNLayer(net['dnn_avg'], 3, 1, name='bn_dnn_conv'))
+    net['up1_r'] = Upscale1DLayer(ReshapeLayer(net['mm'], ([0], [1], -1)), 2)
+    net['up1_d'] = Upscale1DLayer(net['up1_r'], 3, mode='dilate')
     net['spp_k'] = SpatialPyramidPoolingLayer(net['mm'], [3, 2, 1], implementation='kaiming')
     net['spp_f'] = SpatialPyramidPoolingLayer(net['dnn'], [2, 1], mode='average_exc_pad')
     net['spp_d'] = SpatialPyramidPoolingDNNLayer(net['mm'], [2, 1])
     net['out'] = ConcatLayer([FlattenLayer(net['spp_k']), FlattenLayer(net['spp_f']),
                               FlattenLayer(net['spp_d']), FlattenLayer(net['lc']),
                               FlattenLayer(net['lc_cw']), FlattenLayer(net['bn']), net['bn_d'],
-                              FlattenLayer(net['bn_dnn']),
+                              FlattenLayer(net['bn_dnn']), FlattenLayer(net['up1_d']),
                               FlattenLayer(net['dense_nla']), FlattenLayer(net['dense_neg']),
                               FlattenLayer(net['cat_w']), FlattenLayer(net['nin_untied']),
                               net['lnorm'], GlobalPoolLayer(net['cc_max'])])
@@ -875,6 +878,13 @@ def layer_expr(L, xs):
         idx = T.argmax(r, axis=ax + 1, keepdims=True)
         ar = T.arange(p).dimshuffle(*(["x"] * (ax + 1) + [0] + ["x"] * (x.ndim - ax - 1)))
         return x * T.reshape(T.eq(idx, ar), x.shape)
+    if k == "Upscale1DLayer":
+        # master's Upscale1DLayer.get_output_for
+        sa = a["scale_factor"][0]
+        if a["mode"] == "repeat":
+            return T.extra_ops.repeat(x, sa, 2) if sa > 1 else x
+        z = T.zeros((x.shape[0], x.shape[1], x.shape[2] * sa), dtype=x.dtype)
+        return T.set_subtensor(z[:, :, ::sa], x)
     if k == "LocallyConnected2DLayer":
         # master's LocallyConnected2DLayer.convolve, then BaseConvLayer's bias + nonlinearity
         ps = {p["name"]: param(p["index"]) for p in L["params"]}

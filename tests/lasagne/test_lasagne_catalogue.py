@@ -13,7 +13,7 @@ against the real framework or refused by name.
   Pool2DDNNLayer, MaxPool2DCCLayer, DenseLayer(num_leading_axes 2 / -1), ScaleLayer,
   BiasLayer, ParametricRectifierLayer (auto / 'all'), RandomizedRectifierLayer,
   StandardizationLayer (spatial / features / an int; instance_norm, layer_norm),
-  BatchNormLayer (rank 4 and 2, batch_norm), BatchNormDNNLayer (batch_norm_dnn), LocallyConnected2DLayer (channelwise or not,
+  Upscale1DLayer (repeat / dilate), BatchNormLayer (rank 4 and 2, batch_norm), BatchNormDNNLayer (batch_norm_dnn), LocallyConnected2DLayer (channelwise or not,
   flip_filters, untie_biases), SpatialPyramidPooling(DNN)Layer (kaiming / fast, max / average),
   ConcatLayer / ElemwiseSumLayer / ElemwiseMergeLayer with ``cropping`` -- are compared with
   Theano's own ops written from master's get_output_for
@@ -156,7 +156,7 @@ def test_master_classes_match_theano_ops(results):
                 "GaussianNoiseLayer", "DropoutLayer", "ConcatLayer", "ElemwiseSumLayer",
                 "ElemwiseMergeLayer", "DenseLayer", "NINLayer", "BatchNormLayer", "BatchNormDNNLayer",
                 "LocallyConnected2DLayer", "SpatialPyramidPoolingLayer",
-                "SpatialPyramidPoolingDNNLayer"):
+                "SpatialPyramidPoolingDNNLayer", "Upscale1DLayer"):
         assert cls in classes.values(), cls
     assert {g.node(n).op for n in ("cat_crop", "sum_crop", "mul_crop", "cat_w")} == {"CropMerge"}
     assert g.node("rrelu").attrs == {"kind": "relu", "negative_slope": 0.35}

@@ -14,6 +14,7 @@ handle (the importer's own cases then apply).
 * SpatialPyramidPoolingLayer / SpatialPyramidPoolingDNNLayer -> ``LasagneSPP`` (the 'kaiming'
   regions, or the 'fast' / cuDNN pool_2d with window ceil(size/n) and stride floor(size/n) --
   refused for input sizes where that gives other than n x n bins).
+* Upscale1DLayer -> ``Upscale1D`` (repeat / dilate along the last axis).
 * LocallyConnected2DLayer -> ``LocallyConnected`` (master's convolve: stride 1, 'same').
 * Refused by name with the reason (:data:`REFUSED_CLASSES`).
 """
@@ -77,6 +78,10 @@ def canonical(L: dict, in_shapes: list, unsupported, activation_of, fn_name):
             "flip": bool(a.get("flip_filters", True)), "channelwise": bool(a.get("channelwise", False)),
             "bias": "b" in pn, "activation": activation_of(a.get("nonlinearity"))}, \
             {"W": ("weight", None, "LC"), "b": ("bias", None, "OHW" if untie else "O")}
+    if known == "Upscale1DLayer":
+        sf = a.get("scale_factor", 1)
+        return "Upscale1D", {"scale": int(sf[0] if isinstance(sf, list) else sf),
+                             "mode": a.get("mode", "repeat")}, {}
     if known == "StandardizationLayer":
         nd = _nd(in_shapes, unsupported)
         axes = sorted({int(x) % nd for x in a.get("axes", list(range(2, nd)))})

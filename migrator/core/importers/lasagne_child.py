@@ -54,7 +54,7 @@ KNOWN = {
     # the rest of master's lasagne.layers (issue 14; refused ones are named by the importer)
     "FeatureWTALayer", "RandomizedRectifierLayer", "StandardizationLayer",
     "LocallyConnected2DLayer", "SpatialPyramidPoolingLayer", "SpatialPyramidPoolingDNNLayer",
-    "TransformerLayer", "TPSTransformerLayer",
+    "TransformerLayer", "TPSTransformerLayer", "Upscale1DLayer",
 }
 #: attributes holding sub-layers whose parameters the layer's get_params adds
 #: (CustomRecurrentLayer): described inline, parameters named '<attr>.<param>'

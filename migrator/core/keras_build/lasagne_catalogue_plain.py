@@ -87,6 +87,14 @@ def _lasagne_source_op(xs, cfg, weights, name):
         if len(weights) > 1:
             b = np.asarray(weights[1], np.float32)
             y = ops.add(y, b[None, :, None, None] if b.ndim == 1 else b[None])
+    elif op == "Upscale1D":
+        a = int(cfg["scale"])
+        if cfg["mode"] == "repeat":
+            y = ops.repeat(x, a, axis=2)
+        else:
+            z = ops.zeros_like(x)
+            y = ops.reshape(ops.stack([x] + [z] * (a - 1), axis=-1),
+                            (-1, int(x.shape[1]), int(x.shape[2]) * a))
     elif op == "LasagneSPP":
         from ..importers.lasagne_catalogue import spp_regions
         f = ops.max if cfg["mode"] == "max" else ops.mean

@@ -102,3 +102,14 @@ def _locally_connected(node, xs):
         bv = b.value.astype(x.dtype)
         y = y + (bv[None, :, None, None] if bv.ndim == 1 else bv[None])
     return [activation(y, a.get("activation"))]
+
+
+@kernel("Upscale1D")
+def _upscale1d(node, xs):
+    x = xs[0]
+    a = int(node.attrs["scale"])
+    if node.attrs["mode"] == "repeat":
+        return [np.repeat(x, a, axis=2)]
+    y = np.zeros(x.shape[:2] + (x.shape[2] * a,), dtype=x.dtype)
+    y[:, :, ::a] = x
+    return [y]

@@ -36,6 +36,7 @@ _FORMULA = {
     "FeatureWTA": "in groups of {pool_size} consecutive features along source axis {axis}: the "
                   "first maximum kept, the rest 0",
     "LasagneReduce": "{mode} over source axes {axes}",
+    "Upscale1D": "{mode} upscaling by {scale} along the last axis",
     "LasagneSPP": "{mode} pyramid pooling, levels {pool_dims} ({implementation} bins)",
 }
 
@@ -141,6 +142,12 @@ class LocallyConnectedRule(Rule):
             rows.append(ParamRow("activation", f"separate {cls} layer: {formula}", cls,
                                  sources={"nonlinearity": _describe_act(act)}))
         return chain.finish(rows=rows, layout="NHWC")
+
+
+@register("Upscale1D")
+class Upscale1DRule(_SourceOpRule):
+    name = "Upscale1D"
+    description = "Lasagne Upscale1DLayer: keras.ops repeat / interleaved zeros (plain LasagneSourceOp)."
 
 
 @register("CropMerge")

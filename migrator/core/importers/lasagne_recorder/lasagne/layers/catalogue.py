@@ -23,6 +23,7 @@ __all__ = [
     "StandardizationLayer",
     "TPSTransformerLayer",
     "TransformerLayer",
+    "Upscale1DLayer",
     "instance_norm",
     "layer_norm",
     "rrelu",
@@ -207,3 +208,20 @@ def batch_norm_dnn(layer, **kwargs):
     if nonlinearity is not None:
         layer = NonlinearityLayer(layer, nonlinearity, name=bn_name and bn_name + "_nonlin")
     return layer
+
+
+class Upscale1DLayer(Layer):
+    def __init__(self, incoming, scale_factor, mode="repeat", **kwargs):
+        super().__init__(incoming, **kwargs)
+        self.scale_factor = as_tuple(scale_factor, 1)
+        if self.scale_factor[0] < 1:
+            raise ValueError(f"Scale factor must be >= 1, not {scale_factor}")
+        if mode not in {"repeat", "dilate"}:
+            raise ValueError(f"Invalid upsampling mode: {mode}")
+        self.mode = mode
+
+    def get_output_shape_for(self, input_shape):
+        out = list(input_shape)
+        if out[2] is not None:
+            out[2] *= self.scale_factor[0]
+        return tuple(out)
