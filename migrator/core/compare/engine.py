@@ -95,21 +95,26 @@ class _KerasFeed:
 # outputs it must return fit in this many bytes (open-nsfw: 74 MiB per 224x224 sample, so a
 # batch of 16-27); eager layer-by-layer calls otherwise.
 COMPILED_MAX_BYTES = 2 << 30
+# Tracing costs time per layer (about 25 s for 1,000 small layers on 2 cores, far more than
+# their eager forward); graph form pays off for models of heavy layers, not for very deep ones.
+COMPILED_MAX_LAYERS = 400
 _COMPILED: dict = {}     # id(model) -> (model, tuple of output names, compiled fn)
 
 
 def _compiled_outputs(model, names: tuple[str, ...]):
-    """A tf.function returning the outputs of the Keras layers ``names`` (cached per model)."""
+    """A tf.function returning the outputs of the Keras layers ``names`` (cached per model).
+    Returns (fn, names the fn returns): a cached function whose outputs include every
+    requested name is reused (the second look asks for a subset), not traced again."""
     hit = _COMPILED.get(id(model))
-    if hit is not None and hit[0] is model and hit[1] == names:
-        return hit[2]
+    if hit is not None and hit[0] is model and set(names) <= set(hit[1]):
+        return hit[2], hit[1]
     import keras
     import tensorflow as tf
     sub = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
     fn = tf.function(lambda x: sub(x, training=False), jit_compile=False, reduce_retracing=True)
     _COMPILED.clear()
     _COMPILED[id(model)] = (model, names, fn)
-    return fn
+    return fn, names
 
 
 class _CompiledKerasFeed:
@@ -120,11 +125,12 @@ class _CompiledKerasFeed:
     def __init__(self, model, plan, x_keras, cancel, wanted, timings, names):
         self._timings = timings
         t0 = time.perf_counter()
-        fn = _compiled_outputs(model, names)
+        fn, returned = _compiled_outputs(model, names)
         outs = fn(np.asarray(x_keras, dtype=np.float32))
         if not isinstance(outs, (list, tuple)):
             outs = [outs]
-        self._items = list(zip(names, outs))
+        by_name = dict(zip(returned, outs))
+        self._items = [(n, by_name[n]) for n in names]
         self._i = 0
         timings["keras_s"] += time.perf_counter() - t0
 
@@ -158,6 +164,7 @@ def _keras_feed(model, plan, x_keras, cancel, wanted, timings, graph):
                 break
             total += 4 * batch * int(np.prod([int(d) for d in shp[1:]]))
     if total is not None and total <= COMPILED_MAX_BYTES and len(order) == len(wanted) \
+            and len(plan.keras_layers) <= COMPILED_MAX_LAYERS \
             and not isinstance(x_keras, dict) and len(model.inputs) == 1:
         try:
             return _CompiledKerasFeed(model, plan, x_keras, cancel, wanted, timings, tuple(order))
