@@ -12,7 +12,8 @@ import sys
 
 SUITES = [("core (open-nsfw ResNet-50)", "benchmarks.bench_core"),
           ("reference runtimes", "benchmarks.bench_runtimes"),
-          ("GUI responsiveness", "benchmarks.bench_gui")]
+          ("GUI responsiveness", "benchmarks.bench_gui"),
+          ("conversion memory (AlexNet-size, 244 MB)", "benchmarks.bench_memory")]
 
 
 def main() -> int:

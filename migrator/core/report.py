@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import html
+import math
 import os
 import platform
 import sys
@@ -48,17 +49,25 @@ def sha256_file(path: str) -> str:
 
 
 def jsonable(v: Any) -> Any:
+    if hasattr(v, "read_rows"):      # a weight held by the built Keras model (builder.py)
+        return _released_summary(v)
     if isinstance(v, np.ndarray) or (isinstance(v, (list, tuple)) and v and isinstance(v[0], np.ndarray)):
         a = np.asarray(v)
         if a.dtype.kind in "fiub" and a.size:
+            # the sha256 first, then the float64 statistics: never both temporaries at once
+            # (a 150 MB weight would otherwise cost several copies of itself here)
+            sha = hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32)).hexdigest()
+            n_fin = int(np.isfinite(a).sum())
             af = a.astype(np.float64)
-            fin = np.isfinite(af)
+            # the finite values in C order: a view when all are finite and af is C-contiguous
+            vals = af.ravel() if n_fin == af.size else af[np.isfinite(af)]
             d = {"shape": list(a.shape), "dtype": str(a.dtype),
-                 "min": float(af[fin].min()) if fin.any() else None,
-                 "mean": float(af[fin].mean()) if fin.any() else None,
-                 "max": float(af[fin].max()) if fin.any() else None,
-                 "nonfinite": int((~fin).sum()),
-                 "sha256": hashlib.sha256(np.ascontiguousarray(a.astype(np.float32)).tobytes()).hexdigest()}
+                 "min": float(vals.min()) if n_fin else None,
+                 "mean": float(vals.mean()) if n_fin else None,
+                 "max": float(vals.max()) if n_fin else None,
+                 "nonfinite": int(a.size - n_fin),
+                 "sha256": sha}
+            del vals
             if a.size <= _FULL_LIMIT:
                 d["values"] = [None if not np.isfinite(x) else float(x) for x in af.ravel()]
             return d
@@ -78,6 +87,36 @@ def jsonable(v: Any) -> Any:
     if v is None or isinstance(v, (str, int, bool)):
         return v
     return str(v)
+
+
+def _released_summary(rw) -> dict[str, Any]:
+    """``jsonable`` of a weight that lives in the Keras model (the same dict as for the array
+    itself), read a block of rows at a time: no float32 copy of the whole weight."""
+    shape = tuple(rw.shape)
+    if len(shape) == 0 or math.prod(shape) == 0:
+        return jsonable(rw.read_rows(0, None))
+    row = max(1, math.prod(shape[1:]))
+    step = max(1, (1 << 22) // row)            # about 16 MB of float32 per block
+    h = hashlib.sha256()
+    af = np.empty(shape, dtype=np.float64)     # exactly a.astype(np.float64), in C order
+    n_fin = 0
+    for i in range(0, shape[0], step):
+        blk = np.asarray(rw.read_rows(i, i + step))
+        h.update(np.ascontiguousarray(blk, dtype=np.float32))
+        af[i:i + step] = blk
+        n_fin += int(np.isfinite(blk).sum())
+    del blk
+    vals = af.ravel() if n_fin == af.size else af[np.isfinite(af)]
+    d = {"shape": list(shape), "dtype": str(np.dtype(rw.dtype)),
+         "min": float(vals.min()) if n_fin else None,
+         "mean": float(vals.mean()) if n_fin else None,
+         "max": float(vals.max()) if n_fin else None,
+         "nonfinite": int(af.size - n_fin),
+         "sha256": h.hexdigest()}
+    del vals
+    if af.size <= _FULL_LIMIT:
+        d["values"] = [None if not np.isfinite(x) else float(x) for x in af.ravel()]
+    return d
 
 
 def tool_versions() -> dict[str, str]:

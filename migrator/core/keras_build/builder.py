@@ -137,15 +137,21 @@ def build_keras(plan, *, progress: Progress = None, release_weights: bool = Fals
             else:
                 raise MigratorError(f"Keras {spec.class_name} '{spec.name}' takes one input, the plan "
                                     f"gives {len(ins)}", file=file, layer=m.source)
+            preset = False
             try:
-                out = layer(arg)
+                if spec.weights is not None and not as_plain:
+                    out, preset = _call_with_weights(layer, arg, spec.weights)
+                else:
+                    out = layer(arg)
             except Exception as e:  # noqa: BLE001 - shape errors etc.
                 raise MigratorError(f"Keras {spec.class_name} '{spec.name}' cannot be applied: {e}",
                                     file=file, layer=m.source) from None
             if spec.weights is not None:
-                if not as_plain:      # a plain expression set its weights itself
+                if not as_plain and not preset:   # a plain expression set its weights itself
                     set_layer_weights(layer, spec.weights, file=file, source=m.source)
                 if release_weights:
+                    if not as_plain:
+                        _release_rows(m, spec.weights, layer)
                     spec.weights = None
                     spec.released = True
             tensors[spec.output] = out
@@ -172,12 +178,95 @@ def build_keras(plan, *, progress: Progress = None, release_weights: bool = Fals
     return model
 
 
+def _call_with_weights(layer, arg, weights) -> tuple[object, bool]:
+    """``layer(arg)`` (which builds a built-in Keras layer) with each variable created directly
+    from the plan's weight of the same index, instead of from the layer's random initializer
+    and then ``set_weights`` (random values, their temporaries and a converted copy alive at
+    once: up to 3x the largest weight).  Returns ``(output, preset)``; ``preset`` is True only
+    when the layer's weights are exactly the variables created here, in order, each from
+    ``weights[i]`` cast to its dtype (the values ``set_layer_weights`` would assign);
+    otherwise the caller sets the weights as usual."""
+    if not type(layer).__module__.startswith("keras."):
+        return layer(arg), False
+    import inspect
+    orig = layer.add_weight
+    sig = inspect.signature(orig)
+    created: list = []
+
+    def add_weight(*args, **kwargs):
+        ba = sig.bind(*args, **kwargs)
+        shape = ba.arguments.get("shape")
+        i = len(created)
+        fed = (i < len(weights) and isinstance(weights[i], np.ndarray) and shape is not None
+               and tuple(shape) == tuple(weights[i].shape))
+        if fed:
+            w = weights[i]
+            ba.arguments["initializer"] = lambda shape, dtype=None: np.asarray(
+                w, dtype=np.dtype(dtype) if dtype is not None else w.dtype)
+        v = orig(*ba.args, **ba.kwargs)
+        created.append((v, fed))
+        return v
+
+    layer.__dict__["add_weight"] = add_weight     # this instance only, for this call
+    try:
+        out = layer(arg)
+    finally:
+        layer.__dict__.pop("add_weight", None)
+    have = list(layer.weights)
+    preset = (len(have) == len(weights) == len(created)
+              and all(h is v and fed for h, (v, fed) in zip(have, created)))
+    return out, preset
+
+
+class ReleasedWeight:
+    """Stands in a mapping row for a weight array that a ``release_weights`` build handed to
+    the Keras model: the report reads the (identical float32) values back from the layer's
+    variable when it needs them, so the plan keeps no second copy of the weights."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.variable.shape)
+
+    @property
+    def dtype(self):
+        return np.dtype(self.variable.dtype)
+
+    def released_array(self) -> np.ndarray:
+        return np.asarray(self.variable.numpy())
+
+    def read_rows(self, start: int, stop: int | None) -> np.ndarray:
+        """Rows ``start:stop`` of the first axis (the whole value for a scalar)."""
+        if not self.variable.shape:
+            return self.released_array()
+        return np.asarray(self.variable.value[start:stop])
+
+
+def _release_rows(m, weights, layer) -> None:
+    """Rows of mapping ``m`` whose value IS one of the weight arrays just set into ``layer``
+    (same dtype and shape as the variable, so the values read back are the same) point to
+    the variable instead of holding the array."""
+    pairs = [(w, v) for w, v in zip(weights, layer.weights)
+             if isinstance(w, np.ndarray) and w.dtype == np.dtype(v.dtype)
+             and tuple(w.shape) == tuple(v.shape)]
+    for r in m.rows:
+        for w, v in pairs:
+            if r.value is w:
+                r.value = ReleasedWeight(v)
+                break
+
+
 def set_layer_weights(layer, weights, *, file=None, source=None) -> None:
     """``layer.set_weights`` with a one-line error naming the layer on a mismatch."""
-    have = layer.get_weights()
-    ws = [np.asarray(w, dtype=h.dtype) for w, h in zip(weights, have)]
-    if len(weights) != len(have) or any(w.shape != h.shape for w, h in zip(ws, have)):
+    # shapes and dtypes from the variables (get_weights() would copy every array first)
+    have = [(tuple(v.shape), np.dtype(v.dtype)) for v in layer.weights]
+    ws = [np.asarray(w, dtype=dt) for w, (_, dt) in zip(weights, have)]
+    if len(weights) != len(have) or any(w.shape != shp for w, (shp, _) in zip(ws, have)):
         raise MigratorError(f"Keras layer '{layer.name}' expects weights "
-                            f"{[tuple(h.shape) for h in have]}, the plan gives "
+                            f"{[shp for shp, _ in have]}, the plan gives "
                             f"{[tuple(np.shape(w)) for w in weights]}", file=file, layer=source)
     layer.set_weights(ws)
