@@ -5,7 +5,8 @@ The topologies are rebuilt by code (``migrator.testing.architectures``, written 
 deploy definitions).  The *real* Caffe (Debian 11's python3-caffe in the chroot) loads the deploy
 net, fills every blob with seeded random values (He-scaled kernels, BatchNorm statistics stored
 with a moving-average scale factor of 999.98, Scale gammas around 1), writes the ``.caffemodel``
-with ``net.save`` and runs the forward pass; its output and blob shapes are the reference.
+with ``net.save`` (the classifier scaled so the logits have std 3, an unsaturated softmax) and
+runs the forward pass; its output and blob shapes are the reference.
 Real BVLC Caffe refuses the fork field ``ceil_mode``, so it gets the same net with
 ``round_mode: FLOOR`` (the same arithmetic) while Migrator gets the fork's own file.
 
@@ -67,9 +68,16 @@ for layer in net.layers:
             b[1].data[...] = rng.randn(*b[1].data.shape) * 0.05
     elif len(b):
         raise SystemExit("unexpected blobs in a %s layer" % layer.type)
-net.save(os.path.join(wd, "w.caffemodel"))
 x = np.load(os.path.join(wd, "x.npy"))
 net.blobs[net.inputs[0]].data[...] = x
+# an unsaturated output: scale the classifier so that the logits have std 3
+last = [n for n, ly in zip(net._layer_names, net.layers) if ly.type in ("Convolution", "InnerProduct")][-1]
+logits = list(net.bottom_names[net._layer_names[-1]])[0] if net.layers[-1].type == "Softmax" else last
+net.forward()
+k = 3.0 / float(net.blobs[logits].data.std())
+for blob in net.params[last]:
+    blob.data[...] *= k
+net.save(os.path.join(wd, "w.caffemodel"))
 out = net.forward()
 np.save(os.path.join(wd, "out.npy"), out[net.outputs[0]])
 json.dump({k: list(v.data.shape) for k, v in net.blobs.items()}, open(os.path.join(wd, "shapes.json"), "w"))
