@@ -78,6 +78,9 @@ class MainWindow(QMainWindow):
         self.last_error: str | None = None
         self.last_export: list[str] = []
         self._selecting = False
+        self._result_seq = 0                 # see _on_result
+        self._result_installing = False
+        self._result_waiters: list = []
         self.opening = OpenFlow(self)
         self.comparing = CompareFlow(self)
         self.exporting = ExportFlow(self)
@@ -421,6 +424,7 @@ class MainWindow(QMainWindow):
         theme.apply_theme(key)
         self.source_model.refresh_status()
         self.keras_model.refresh_status()
+        self.results_model.restatus()          # its colours are cached per row
         self.inspector.refresh()
         # existing plots keep the colours they were made with unless told (the error plot
         # stayed dark after switching back to light, the histogram stayed white in dark)
@@ -458,7 +462,12 @@ class MainWindow(QMainWindow):
 
     def _on_opened(self) -> None:
         # nothing of the previous model may remain: filters, plot readouts, progress,
-        # channel-values ranges, image preprocessing
+        # channel-values ranges, image preprocessing; a result still being installed is dropped
+        self._result_seq += 1
+        self._result_installing = False
+        waiters, self._result_waiters = self._result_waiters, []
+        for fn in waiters:
+            fn()
         for t in (self.source_tree, self.keras_tree):
             t.filter.clear()
         self.compare.reset_for_model(self.doc.graph)
@@ -509,21 +518,63 @@ class MainWindow(QMainWindow):
         self.show_error("Invalid mapping", message)
 
     def _on_result(self) -> None:
+        """Install a new (or cleared) comparison result in short GUI-thread steps.
+
+        Each step updates one part of the window and returns to the event loop, which paints
+        it before the next step (a short timer, so input and other timers run in between): a
+        1,000-layer result is a few stalls of a few tens of milliseconds, not one of a few
+        hundred (``benchmarks/bench_gui.py``: target <= 100 ms).  A newer result (or a newly
+        opened model) abandons the steps left of an older one; :meth:`when_result_installed`
+        runs code after the last step."""
+        self._result_seq += 1
+        self._update_actions()
+        self._result_installing = True
+        seq = self._result_seq
+        steps = [self._install_results_table, self._install_source_statuses,
+                 self._install_keras_statuses, self._install_result_plots]
+        QTimer.singleShot(self._STEP_MS, lambda: self._run_result_steps(seq, steps))
+
+    # between two installation steps: long enough that Qt lays out and paints the previous
+    # step first (a view lays out its rows in a 0 ms timer of its own, then paints)
+    _STEP_MS = 10
+
+    def _run_result_steps(self, seq: int, steps: list) -> None:
+        if seq != self._result_seq:
+            return                  # superseded: the newer installation runs the waiters
+        if not steps:
+            self._result_installing = False
+            waiters, self._result_waiters = self._result_waiters, []
+            for fn in waiters:
+                fn()
+            return
+        self._result_installing = True
+        steps[0]()
+        # a timer, not a posted call: the paint of this step and other timers come first
+        QTimer.singleShot(self._STEP_MS, lambda: self._run_result_steps(seq, steps[1:]))
+
+    def when_result_installed(self, fn) -> None:
+        """Run ``fn`` once the result being installed is fully shown (now if none is)."""
+        if self._result_installing:
+            self._result_waiters.append(fn)
+        else:
+            fn()
+
+    def _install_results_table(self) -> None:
         self.results_model.refresh()
+        self._fit_results()
+        self._update_result_status()
+
+    def _install_source_statuses(self) -> None:
         self.source_model.refresh_status()
+        self.source_tree.fit_columns([0, 4], self._SOURCE_FIT)   # the bold row, the statuses
+
+    def _install_keras_statuses(self) -> None:
         self.keras_model.refresh_status(self.source_model.statuses())
-        # column fitting measures every row's text: done in a later turn of the event loop,
-        # so installing a big result is two short GUI-thread stalls, not one long one
-        QTimer.singleShot(0, self._fit_after_result)
+
+    def _install_result_plots(self) -> None:
         self.overview_plot.set_result(self.doc.result)
         self.inspector.refresh()
         self._show_layer_plots(self.source_tree.current_name())
-        self._update_result_status()
-        self._update_actions()
-
-    def _fit_after_result(self) -> None:
-        self._fit_results()
-        self.source_tree.fit_columns([0, 4], self._SOURCE_FIT)   # the bold row, the statuses
 
     def _on_stale(self) -> None:
         self.source_model.refresh_status()

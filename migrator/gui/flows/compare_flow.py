@@ -70,9 +70,10 @@ class CompareFlow:
         log.info("comparison finished: %s%s", "PASS" if r.passed else "FAIL",
                  f" (first divergent layer '{fd.source}')" if fd else "")
         w._update_actions()
-        # select the first divergent layer in a later turn of the event loop, so the
-        # window repaints in between (two short GUI-thread steps instead of one long one)
-        QTimer.singleShot(0, lambda: self._after_compare(fd.source if fd is not None else None))
+        # the window installs the result in several short steps: select the first divergent
+        # layer (one more step) once they are done
+        w.when_result_installed(
+            lambda: QTimer.singleShot(1, lambda: self._after_compare(fd.source if fd is not None else None)))
 
     def _after_compare(self, first_divergent: str | None) -> None:
         w = self.win

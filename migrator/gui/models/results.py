@@ -1,6 +1,8 @@
 """Qt model over the last comparison result: one row per source layer."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, Qt
 from PySide6.QtGui import QColor, QFont
@@ -23,6 +25,7 @@ class ResultsModel(QAbstractTableModel):
         self._layers = []
         self._first = None
         self._row_of: dict[str, int] = {}
+        self._cache: dict[int, tuple] = {}
 
     def refresh(self) -> None:
         self.beginResetModel()
@@ -31,10 +34,12 @@ class ResultsModel(QAbstractTableModel):
         fd = res.first_divergent if res is not None else None
         self._first = fd.source if fd is not None else None
         self._row_of = {r.source: i for i, r in enumerate(self._layers)}
+        self._cache = {}
         self.endResetModel()
 
     def restatus(self) -> None:
         """Redraw (staleness changed) without resetting selection or sorting."""
+        self._cache = {}
         if self._layers:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self._layers) - 1, len(self.HEADERS) - 1))
 
@@ -59,10 +64,10 @@ class ResultsModel(QAbstractTableModel):
             seen, texts, bold = set(), [], []
             for i, r in enumerate(L):
                 if r.source == self._first:
-                    bold.append(self.data(self.index(i, c)))
+                    bold.append(self._text(i, r, f))
                 elif r.status not in seen:
                     seen.add(r.status)
-                    texts.append(self.data(self.index(i, c)))
+                    texts.append(self._text(i, r, f))
             return texts, bold
         return ["-8.88e-08"], (["-8.88e-08"] if self._first else [])
 
@@ -85,34 +90,75 @@ class ResultsModel(QAbstractTableModel):
             return float("nan")
         return r.tolerance.atol + r.tolerance.rtol * r.scale
 
+    # roles a view asks for every visible cell on every paint: answered from a per-row cache
+    # (a paint of ~25 rows x 10 columns asks ~2,000 times; each answer is a Python call that
+    # needs the GIL, which a comparison running in a worker holds most of the time)
+    _PAINT_ROLES: ClassVar[dict[int, int]] = {int(Qt.ItemDataRole.DisplayRole): 0, int(Qt.ItemDataRole.DecorationRole): 1,
+                    int(Qt.ItemDataRole.FontRole): 2, int(Qt.ItemDataRole.TextAlignmentRole): 3,
+                    int(Qt.ItemDataRole.BackgroundRole): 4, int(Qt.ItemDataRole.ForegroundRole): 5}
+    _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    _NONE_ROLES = frozenset({int(Qt.ItemDataRole.CheckStateRole), int(Qt.ItemDataRole.SizeHintRole)})
+
+    def _paint_row(self, row: int) -> tuple:
+        """(texts, decorations, fonts, alignments, backgrounds, foregrounds), one per column."""
+        r = self._layers[row]
+        n = len(self.HEADERS)
+        texts = tuple(self._text(row, r, f) for f in self._COLS)
+        deco = [None] * n
+        if r.status in ("pass", "fail"):
+            deco[self._COLS.index("status")] = theme.status_icon(r.status)
+        first = r.source == self._first
+        font = None
+        back = None
+        if first:
+            font = QFont()
+            font.setBold(True)
+            back = QColor(theme.colour("fail"))
+            back.setAlpha(48)
+        fore = (theme.colour("fail") if r.status == "fail" else
+                theme.colour("muted") if r.status in ("fused", "not-compared") else None)
+        align = tuple(self._RIGHT if c in self.NUMERIC else None for c in range(n))
+        out = (texts, tuple(deco), (font,) * n, align, (back,) * n, (fore,) * n)
+        self._cache[row] = out
+        return out
+
+    def _text(self, row: int, r, f: str) -> str:
+        if f == "index":
+            return str(row + 1)
+        if f == "source":
+            return r.source
+        if f == "type":
+            return r.source_type
+        if f == "keras":
+            return r.keras or ""
+        if f == "status":
+            s = {"fail": "FAIL", "not-compared": "not compared"}.get(r.status, r.status)
+            if self.doc.stale and r.status in ("pass", "fail"):
+                s += " (stale)"
+            if r.source == self._first:
+                s += "  ← first divergent"
+            return s
+        if r.status not in ("pass", "fail"):
+            return ""
+        if f == "worst":
+            return "" if r.worst_channel is None else str(r.worst_channel)
+        return fmt_num({"max_abs": r.max_abs, "max_rel": r.max_rel, "needed_rtol": r.needed_rtol,
+                        "tol": self._tol(r)}[f])
+
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
+        k = self._PAINT_ROLES.get(role)
+        if k is not None:
+            row = index.row()
+            cached = self._cache.get(row)
+            if cached is None:
+                if not index.isValid() or row >= len(self._layers):
+                    return None
+                cached = self._paint_row(row)
+            return cached[k][index.column()]
+        if role in self._NONE_ROLES or not index.isValid():
             return None
         r = self._layers[index.row()]
-        c = index.column()
-        f = self._COLS[c]
-        if role == Qt.ItemDataRole.DisplayRole:
-            if f == "index":
-                return str(index.row() + 1)
-            if f == "source":
-                return r.source
-            if f == "type":
-                return r.source_type
-            if f == "keras":
-                return r.keras or ""
-            if f == "status":
-                s = {"fail": "FAIL", "not-compared": "not compared"}.get(r.status, r.status)
-                if self.doc.stale and r.status in ("pass", "fail"):
-                    s += " (stale)"
-                if r.source == self._first:
-                    s += "  ← first divergent"
-                return s
-            if r.status not in ("pass", "fail"):
-                return ""
-            if f == "worst":
-                return "" if r.worst_channel is None else str(r.worst_channel)
-            return fmt_num({"max_abs": r.max_abs, "max_rel": r.max_rel, "needed_rtol": r.needed_rtol,
-                            "tol": self._tol(r)}[f])
+        f = self._COLS[index.column()]
         if role == SORT_ROLE:
             return {"index": index.row(), "source": r.source, "type": r.source_type,
                     "keras": r.keras or "", "status": r.status, "max_abs": r.max_abs,
@@ -120,21 +166,6 @@ class ResultsModel(QAbstractTableModel):
                     "worst": -1 if r.worst_channel is None else r.worst_channel}[f]
         if role == NAME_ROLE:
             return r.source
-        if role == Qt.ItemDataRole.ForegroundRole:
-            if r.status == "fail":
-                return theme.colour("fail")
-            if r.status in ("fused", "not-compared"):
-                return theme.colour("muted")
-        if role == Qt.ItemDataRole.BackgroundRole and r.source == self._first:
-            col = QColor(theme.colour("fail"))
-            col.setAlpha(48)
-            return col
-        if role == Qt.ItemDataRole.FontRole and r.source == self._first:
-            f = QFont()
-            f.setBold(True)
-            return f
-        if role == Qt.ItemDataRole.DecorationRole and f == "status" and r.status in ("pass", "fail"):
-            return theme.status_icon(r.status)
         if role == Qt.ItemDataRole.ToolTipRole:
             tip = [f"{r.source} ({r.source_type}) → {r.keras or '—'}"]
             if r.status in ("pass", "fail"):
@@ -145,6 +176,4 @@ class ResultsModel(QAbstractTableModel):
             if r.note:
                 tip.append(r.note)
             return "\n".join(tip)
-        if role == Qt.ItemDataRole.TextAlignmentRole and c in self.NUMERIC:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
