@@ -73,31 +73,50 @@ class _FlatModel(QAbstractTableModel):
             return self.HEADERS[section]
         return None
 
+    # roles a view asks for every visible cell on every paint (each a Python call needing the
+    # GIL, which a comparison in a worker holds most of the time): a dict lookup, then a list
+    _DISPLAY = int(Qt.ItemDataRole.DisplayRole)
+    _PAINT_ROLES: ClassVar[dict[int, int]] = {
+        int(Qt.ItemDataRole.DecorationRole): 0, int(Qt.ItemDataRole.FontRole): 1,
+        int(Qt.ItemDataRole.TextAlignmentRole): 2, int(Qt.ItemDataRole.ForegroundRole): 3,
+        int(Qt.ItemDataRole.BackgroundRole): 4, int(Qt.ItemDataRole.CheckStateRole): 4,
+        int(Qt.ItemDataRole.SizeHintRole): 4}
+    _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if role == self._DISPLAY:
+            try:
+                return self._rows[index.row()][index.column()]
+            except IndexError:
+                return None
+        k = self._PAINT_ROLES.get(role)
+        r = index.row()
+        if k is not None:
+            if k == 4 or r >= len(self._rows):
+                return None
+            c = index.column()
+            if k == 2:
+                return self._RIGHT if c in self.RIGHT_COLUMNS else None
+            st = self._status[r]
+            if k == 0:
+                return theme.status_icon(st) if c == 0 and st else None
+            if k == 3:
+                return theme.colour(st) if st and st != "pass" else None
+            if r in self._bold:
+                f = QFont()
+                f.setBold(True)
+                return f
+            return None
         if not index.isValid():
             return None
-        r, c = index.row(), index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._rows[r][c]
         if role == NAME_ROLE:
             return self._names[r]
         if role == STATUS_ROLE:
             return self._status[r]
         if role == SORT_ROLE:
-            return self._sort[r][c]
-        st = self._status[r]
+            return self._sort[r][index.column()]
         if role == Qt.ItemDataRole.ToolTipRole:
             return self.tooltip(r) or None
-        if role == Qt.ItemDataRole.ForegroundRole and st and st != "pass":
-            return theme.colour(st)
-        if role == Qt.ItemDataRole.DecorationRole and c == 0 and st:
-            return theme.status_icon(st)
-        if role == Qt.ItemDataRole.FontRole and r in self._bold:
-            f = QFont()
-            f.setBold(True)
-            return f
-        if role == Qt.ItemDataRole.TextAlignmentRole and c in self.RIGHT_COLUMNS:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
     RIGHT_COLUMNS: tuple[int, ...] = ()

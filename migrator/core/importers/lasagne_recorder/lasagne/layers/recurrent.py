@@ -74,6 +74,15 @@ class _RecurrentBase(MergeLayer):
             raise ValueError("Input sequence length cannot be specified as None when "
                              "unroll_scan is True")
 
+    def _gate_params(self, gate, gate_name, num_inputs):
+        """One gate's W_in, W_hid and b (in Lasagne's order: the order of the saved params),
+        and its nonlinearity."""
+        n = self.num_units
+        return (self.add_param(gate.W_in, (num_inputs, n), name=f"W_in_to_{gate_name}"),
+                self.add_param(gate.W_hid, (n, n), name=f"W_hid_to_{gate_name}"),
+                self.add_param(gate.b, (n,), name=f"b_{gate_name}", regularizable=False),
+                gate.nonlinearity)
+
     def _init_param(self, spec, shape, name, learn_init):
         if isinstance(spec, Layer):
             return spec
@@ -177,23 +186,14 @@ class LSTMLayer(_RecurrentBase):
                      precompute_input, only_return_final)
         num_inputs = int(np.prod(self.input_shapes[0][2:]))
 
-        def add_gate_params(gate, gate_name):
-            return (self.add_param(gate.W_in, (num_inputs, num_units),
-                                   name=f"W_in_to_{gate_name}"),
-                    self.add_param(gate.W_hid, (num_units, num_units),
-                                   name=f"W_hid_to_{gate_name}"),
-                    self.add_param(gate.b, (num_units,), name=f"b_{gate_name}",
-                                   regularizable=False),
-                    gate.nonlinearity)
-
         (self.W_in_to_ingate, self.W_hid_to_ingate, self.b_ingate,
-         self.nonlinearity_ingate) = add_gate_params(ingate, "ingate")
+         self.nonlinearity_ingate) = self._gate_params(ingate, "ingate", num_inputs)
         (self.W_in_to_forgetgate, self.W_hid_to_forgetgate, self.b_forgetgate,
-         self.nonlinearity_forgetgate) = add_gate_params(forgetgate, "forgetgate")
+         self.nonlinearity_forgetgate) = self._gate_params(forgetgate, "forgetgate", num_inputs)
         (self.W_in_to_cell, self.W_hid_to_cell, self.b_cell,
-         self.nonlinearity_cell) = add_gate_params(cell, "cell")
+         self.nonlinearity_cell) = self._gate_params(cell, "cell", num_inputs)
         (self.W_in_to_outgate, self.W_hid_to_outgate, self.b_outgate,
-         self.nonlinearity_outgate) = add_gate_params(outgate, "outgate")
+         self.nonlinearity_outgate) = self._gate_params(outgate, "outgate", num_inputs)
         if self.peepholes:
             self.W_cell_to_ingate = self.add_param(ingate.W_cell, (num_units,),
                                                    name="W_cell_to_ingate")
@@ -224,21 +224,12 @@ class GRULayer(_RecurrentBase):
                      precompute_input, only_return_final)
         num_inputs = int(np.prod(self.input_shapes[0][2:]))
 
-        def add_gate_params(gate, gate_name):
-            return (self.add_param(gate.W_in, (num_inputs, num_units),
-                                   name=f"W_in_to_{gate_name}"),
-                    self.add_param(gate.W_hid, (num_units, num_units),
-                                   name=f"W_hid_to_{gate_name}"),
-                    self.add_param(gate.b, (num_units,), name=f"b_{gate_name}",
-                                   regularizable=False),
-                    gate.nonlinearity)
-
         (self.W_in_to_updategate, self.W_hid_to_updategate, self.b_updategate,
-         self.nonlinearity_updategate) = add_gate_params(updategate, "updategate")
+         self.nonlinearity_updategate) = self._gate_params(updategate, "updategate", num_inputs)
         (self.W_in_to_resetgate, self.W_hid_to_resetgate, self.b_resetgate,
-         self.nonlinearity_resetgate) = add_gate_params(resetgate, "resetgate")
+         self.nonlinearity_resetgate) = self._gate_params(resetgate, "resetgate", num_inputs)
         (self.W_in_to_hidden_update, self.W_hid_to_hidden_update, self.b_hidden_update,
-         self.nonlinearity_hid) = add_gate_params(hidden_update, "hidden_update")
+         self.nonlinearity_hid) = self._gate_params(hidden_update, "hidden_update", num_inputs)
         self.hid_init = self._init_param(hid_init, (1, num_units), "hid_init", learn_init)
 
     def get_output_shape_for(self, input_shapes):
