@@ -52,6 +52,9 @@ package: $(STAMP)
 package-check:
 	python3 packaging/check_bundle.py dist/Migrator
 
+screenshots: $(STAMP)   # docs/images/*.png from the real window (Xvfb when installed)
+	PY=$(VPY) bash docs/screenshots.sh
+
 lint: $(STAMP)
 	$(VPY) -m ruff check migrator tests
 
