@@ -56,7 +56,7 @@ screenshots: $(STAMP)   # docs/images/*.png from the real window (Xvfb when inst
 	PY=$(VPY) bash docs/screenshots.sh
 
 lint: $(STAMP)
-	$(VPY) -m ruff check migrator tests
+	$(VPY) -m ruff check migrator tests benchmarks resources
 
 coverage: $(STAMP)   # docs/coverage.md from the registries (what `migrator layers` prints)
 	$(VPY) -m migrator.core.coverage docs/coverage.md

@@ -334,7 +334,7 @@ def _not_covered_line(plan) -> str:
 
 
 def cmd_inspect(args) -> int:
-    graph, overrides, plan = _load(args)
+    graph, _overrides, plan = _load(args)
     rows = []
     for node, m in zip(graph.nodes, plan.mappings):
         rows.append({"source": node.name, "type": node.source_type, "op": node.op,

@@ -18,8 +18,9 @@ or 10; Lasagne ``None`` is stored as ``None``).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -598,10 +598,10 @@ def infer_shapes(graph: Graph, file: str | None = None) -> None:
             known[t] = s
 
 
-from . import shapes_recurrent  # noqa: E402,F401  (registers the recurrent ops)
-
-
-from . import shapes_forks  # noqa: E402,F401  (registers the Caffe fork ops)
+from . import (
+    shapes_forks,  # noqa: F401  (registers the Caffe fork ops)
+    shapes_recurrent,  # noqa: F401  (registers the recurrent ops)
+)
 
 
 # ------------------------------------------------------------------------------------
@@ -726,4 +726,4 @@ def _catalogue_im2col(node, ins, ctx):
     return [(x[0], None if x[1] is None else x[1] * kh * kw, *sp)]
 
 
-from . import shapes_lasagne_catalogue  # noqa: E402,F401  (registers the Lasagne catalogue ops)
+from . import shapes_lasagne_catalogue  # noqa: F401  (registers the Lasagne catalogue ops)

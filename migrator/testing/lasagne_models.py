@@ -17,6 +17,7 @@ import gzip
 import os
 import pickle
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 
@@ -262,7 +263,7 @@ class _Py2Str(bytes):
 
 
 class _Py2Pickler(pickle._Pickler):  # the pure-Python pickler lets us add a dispatch entry
-    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)
 
     def save_py2str(self, obj):
         n = len(obj)

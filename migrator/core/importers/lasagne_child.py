@@ -80,7 +80,7 @@ def _choose_impl(impl: str) -> str:
                 import lasagne.layers
                 if not getattr(lasagne, "MIGRATOR_RECORDER", False):
                     return "real"
-            except Exception as e:  # a broken real install: fall back to the recorder
+            except Exception as e:  # noqa: BLE001 - a broken real install: fall back to the recorder
                 if impl == "real":
                     raise BuilderFailed("impl", f"real Lasagne does not import: {e}", e)
                 for k in [k for k in sys.modules if k.split(".")[0] in ("lasagne", "theano")]:

@@ -15,8 +15,9 @@ and lets a rule *absorb* a later node (BatchNorm fusing its Scale).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 from ..errors import MigratorError
 from ..ir import Graph, Node
@@ -48,7 +49,7 @@ class Option:
         elif t is int:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise MigratorError(f"option '{key}' must be an integer, got {value!r}", key=key)
-        elif t is str:
+        elif t is str:  # noqa: SIM102 - one branch per option type
             if not isinstance(value, str):
                 raise MigratorError(f"option '{key}' must be a string, got {value!r}", key=key)
         if self.choices is not None and value not in self.choices:
@@ -63,10 +64,10 @@ class Option:
 
 class Rule:
     name: str = ""
-    options: dict[str, Option] = {}
+    options: ClassVar[dict[str, Option]] = {}
     description: str = ""
 
-    def map(self, node: Node, ctx: "MapContext") -> NodeMapping:  # pragma: no cover - abstract
+    def map(self, node: Node, ctx: MapContext) -> NodeMapping:  # pragma: no cover - abstract
         raise NotImplementedError
 
 

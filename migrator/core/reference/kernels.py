@@ -674,10 +674,10 @@ def _custom(node, xs):
                      f"{node.attrs.get('class_name') or node.source_type}")
 
 
-from . import kernels_recurrent  # noqa: E402,F401  (registers the recurrent ops)
-
-
-from . import kernels_forks  # noqa: E402,F401  (registers the Caffe fork ops)
+from . import (
+    kernels_forks,  # noqa: F401  (registers the Caffe fork ops)
+    kernels_recurrent,  # noqa: F401  (registers the recurrent ops)
+)
 
 
 # ------------------------------------------------------------------------------------
@@ -829,7 +829,7 @@ def _caffe_embed(node, xs):
 def _caffe_spp(node, xs):
     from ..shapes import spp_levels
     x = xs[0]
-    N, C, H, W = x.shape
+    N, _C, H, W = x.shape
     mode = node.attrs.get("mode", "max")
     outs = [pool2d(x, mode, k, k, p, "caffe_ceil", "caffe")
             for k, p in spp_levels(H, W, int(node.attrs["pyramid_height"]))]
@@ -887,4 +887,4 @@ def _caffe_im2col(node, xs):
     return [y.reshape(N, C * kh * kw, Ho, Wo)]
 
 
-from . import kernels_lasagne_catalogue  # noqa: E402,F401  (registers the Lasagne catalogue ops)
+from . import kernels_lasagne_catalogue  # noqa: F401  (registers the Lasagne catalogue ops)

@@ -25,7 +25,7 @@ row that carries them.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -626,7 +626,7 @@ def _affine_param(p, node: Node, rank: int, in_shape):
 class ScaleRule(Rule):
     name = "Scale"
     description = "Caffe Scale (not fused into a BatchNorm) -> ChannelAffine; two inputs -> Multiply"
-    options: dict[str, Option] = {}
+    options: ClassVar[dict[str, Option]] = {}
 
     def map(self, node: Node, ctx: MapContext) -> NodeMapping:
         rank = _rank(ctx, node)
@@ -708,7 +708,7 @@ class ScaleRule(Rule):
 class BiasRule(Rule):
     name = "Bias"
     description = "Caffe Bias (not fused into a BatchNorm) -> ChannelAffine(use_scale=False)"
-    options: dict[str, Option] = {}
+    options: ClassVar[dict[str, Option]] = {}
 
     def map(self, node: Node, ctx: MapContext) -> NodeMapping:
         rank = _rank(ctx, node)

@@ -730,9 +730,8 @@ def autocrop_array_shapes(input_shapes, cropping):
         return input_shapes
     ndim = len(input_shapes[0])
     if not all(len(sh) == ndim for sh in input_shapes):
-        raise ValueError("Not all inputs are of the same dimensionality. Got {} inputs of "
-                         "dimensionalities {}.".format(len(input_shapes),
-                                                       [len(sh) for sh in input_shapes]))
+        raise ValueError(f"Not all inputs are of the same dimensionality. Got {len(input_shapes)} inputs of "
+                         f"dimensionalities {[len(sh) for sh in input_shapes]}.")
     cropping = list(cropping) + [None] * (ndim - len(cropping))
     result = []
     for sh, cr in zip(zip(*input_shapes), cropping):
