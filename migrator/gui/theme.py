@@ -20,6 +20,7 @@ STATUS_COLOURS = {
     "stale": ("#7a6400", "#e6cf5c"),
     "warning": ("#b45f00", "#ffb74d"),
     "muted": ("#6b6b6b", "#9a9a9a"),
+    "fused": ("#6b6b6b", "#9a9a9a"),    # compared as part of another layer's Keras layer
 }
 
 
@@ -113,7 +114,7 @@ _ICONS: dict[str, QIcon] = {}
 
 def status_icon(status: str) -> QIcon:
     """A small painted icon: pass (check), fail (cross), unsupported (!), overridden (pencil
-    dot), stale (clock-ish ring)."""
+    dot), stale (clock-ish ring), fused (two linked dots)."""
     if status in _ICONS:
         return _ICONS[status]
     size = 16
@@ -154,6 +155,12 @@ def status_icon(status: str) -> QIcon:
     elif status == "stale":
         p.drawLine(QPointF(8, 4.5), QPointF(8, 8))
         p.drawLine(QPointF(8, 8), QPointF(10.5, 9.5))
+    elif status == "fused":             # a link: two dots and the line between them
+        p.drawLine(QPointF(5.5, 8), QPointF(10.5, 8))
+        p.setBrush(QColor("#ffffff"))
+        p.setPen(Qt.PenStyle.NoPen)
+        p.drawEllipse(QPointF(5, 8), 1.7, 1.7)
+        p.drawEllipse(QPointF(11, 8), 1.7, 1.7)
     p.end()
     icon = QIcon(pm)
     _ICONS[status] = icon

@@ -13,6 +13,7 @@ The GUI thread never runs import/plan/build/compare/save itself.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -97,6 +98,31 @@ def pool(kind: str = "heavy") -> _Executor:
     return p
 
 
+_GC_LOCK = threading.Lock()
+_GC_PAUSES = 0
+
+
+def _gc_pause() -> None:
+    """No automatic garbage collection while a worker runs core code.  A collection started
+    by the GUI thread in the middle of a Keras/TensorFlow build on the worker thread crashed
+    the process (seen as a SIGSEGV in 'Garbage-collecting' under pytest-qt); reference
+    counting still frees everything that is not in a cycle, and collection resumes when the
+    last worker job ends."""
+    global _GC_PAUSES
+    with _GC_LOCK:
+        _GC_PAUSES += 1
+        if _GC_PAUSES == 1:
+            gc.disable()
+
+
+def _gc_resume() -> None:
+    global _GC_PAUSES
+    with _GC_LOCK:
+        _GC_PAUSES -= 1
+        if _GC_PAUSES == 0:
+            gc.enable()
+
+
 class _Runnable:
     def __init__(self, job: Job, fn, args, kwargs, pass_callbacks: bool):
         self.job, self.fn, self.args, self.kwargs = job, fn, args, kwargs
@@ -115,6 +141,13 @@ class _Runnable:
             raise Cancelled()
 
     def run(self) -> None:  # worker thread
+        _gc_pause()
+        try:
+            self._run()
+        finally:
+            _gc_resume()
+
+    def _run(self) -> None:
         job = self.job
         outcome: tuple = ("cancelled",)
         try:
@@ -283,11 +316,13 @@ def run_sync(fn: Callable, *args, kind: str = "heavy", **kwargs):
 
     class _R:
         def run(self):
+            _gc_pause()
             try:
                 box["v"] = fn(*args, **kwargs)
             except BaseException as e:  # noqa: BLE001
                 box["e"] = e
             finally:
+                _gc_resume()
                 done.set()
 
     pool(kind).start(_R())

@@ -136,7 +136,7 @@ def test_status_colours_readable_on_both_palettes(qapp, theme_name):
             return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
         return 0.2126 * ch(c.red()) + 0.7152 * ch(c.green()) + 0.0722 * ch(c.blue())
 
-    for st in ("fail", "unsupported", "overridden", "pass", "stale"):
+    for st in ("fail", "unsupported", "overridden", "pass", "stale", "fused"):
         c = theme.colour(st)
         hi, lo = sorted([lum(c), lum(base)], reverse=True)
         assert (hi + 0.05) / (lo + 0.05) >= 3.0, (theme_name, st)   # WCAG large-text contrast

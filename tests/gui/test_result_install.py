@@ -93,3 +93,30 @@ def test_theme_switch_recolours_result_rows(qtbot, window, demos):
     finally:
         win.set_theme("light")
     assert m.data(ix, fg).name() == light
+
+
+def test_fused_layers_are_marked_as_such(qtbot, window, demos):
+    """A Caffe BatchNorm compared through its Scale's Keras layer is 'fused' in the layer tree
+    and the table (grey, with its own icon), not a row without status."""
+    from migrator.gui import theme
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    run_compare(qtbot, win)
+    assert win.doc.layer_result("bn1").status == "fused"
+    sm = win.source_model
+    row = sm.row_of("bn1")
+    assert sm._status[row] == "fused"
+    ix = sm.index(row, 0)
+    assert not sm.data(ix, Qt.ItemDataRole.DecorationRole).isNull()
+    assert sm.data(ix, Qt.ItemDataRole.ForegroundRole).name() == theme.colour("fused").name()
+    assert sm._status[sm.row_of("scale1")] == "pass"
+    # the Keras BatchNormalization computing bn1 + scale1 shows the compared layer's status
+    km = win.keras_model
+    assert km._status[km.row_of("bn1")] == "pass"
+    rm = win.results_model
+    rix = rm.index(rm.row_of("bn1"), 2)
+    assert rm.data(rix) == "fused" and not rm.data(rix, Qt.ItemDataRole.DecorationRole).isNull()
+    # an override on the fused layer wins over 'fused'
+    assert win.set_override("bn1", "epsilon", 1e-3)
+    wait_plan(qtbot, win)
+    assert sm._status[row] == "overridden"

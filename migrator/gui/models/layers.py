@@ -149,7 +149,9 @@ class _FlatModel(QAbstractTableModel):
 
 
 def quick_status(doc: Document, name: str) -> str:
-    """The status of one source layer: unsupported > fail > overridden > pass > ''."""
+    """The status of one source layer: unsupported > fail > overridden > pass > fused > ''
+    (fused: compared as part of another source layer's Keras layer, e.g. a Caffe BatchNorm
+    whose Scale shares its BatchNormalization)."""
     m = doc.mapping(name)
     if m is not None and not m.supported:
         return "unsupported"
@@ -160,6 +162,8 @@ def quick_status(doc: Document, name: str) -> str:
         return "overridden"
     if r is not None and r.status == "pass":
         return "pass"
+    if r is not None and r.status == "fused":
+        return "fused"
     return ""
 
 
@@ -196,6 +200,8 @@ def source_status(doc: Document, name: str) -> tuple[str, str]:
     if r is not None and r.status == "pass" and not status:
         status = "pass"
         tips.append(f"Matches: max abs error {fmt_num(r.max_abs)}")
+    if r is not None and r.status == "fused" and not status:
+        status = "fused"
     if r is not None and doc.stale:
         tips.append("(result is stale: the mapping changed since this comparison)")
     if m is not None and m.fused_into:
@@ -267,7 +273,8 @@ class SourceLayerModel(_FlatModel):
 class KerasLayerModel(_FlatModel):
     HEADERS = ("Keras layer", "Class", "Output shape", "Parameters")
     RIGHT_COLUMNS = (3,)
-    _ORDER: ClassVar[dict[str, int]] = {"unsupported": 4, "fail": 3, "overridden": 2, "pass": 1, "": 0}
+    _ORDER: ClassVar[dict[str, int]] = {"unsupported": 5, "fail": 4, "overridden": 3, "pass": 2, "fused": 1,
+                                        "": 0}
 
     def refresh(self) -> None:
         doc = self.doc

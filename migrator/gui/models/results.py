@@ -105,7 +105,7 @@ class ResultsModel(QAbstractTableModel):
         n = len(self.HEADERS)
         texts = tuple(self._text(row, r, f) for f in self._COLS)
         deco = [None] * n
-        if r.status in ("pass", "fail"):
+        if r.status in ("pass", "fail", "fused"):
             deco[self._COLS.index("status")] = theme.status_icon(r.status)
         first = r.source == self._first
         font = None
