@@ -120,3 +120,17 @@ def test_fused_layers_are_marked_as_such(qtbot, window, demos):
     assert win.set_override("bn1", "epsilon", 1e-3)
     wait_plan(qtbot, win)
     assert sm._status[row] == "overridden"
+
+
+def test_inspector_histogram_labels_fit(qtbot):
+    """The histogram is short: its count axis is labelled 0 and the highest count only."""
+    import numpy as np
+
+    from migrator.gui.views.plots import Histogram
+    h = Histogram()
+    qtbot.addWidget(h)
+    h.set_values("gamma", np.linspace(0.5, 1.5, 64) ** 2)
+    ticks = h.getAxis("left")._tickLevels
+    labels = [t[1] for t in ticks[0]]
+    counts, _ = np.histogram(np.linspace(0.5, 1.5, 64) ** 2, bins=16)
+    assert labels == ["0", str(int(counts.max()))]

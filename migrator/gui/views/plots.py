@@ -546,6 +546,9 @@ class Histogram(pg.PlotWidget):
             lo, hi = lo - 0.5, hi + 0.5
         h, edges = np.histogram(v, bins=bins, range=(lo, hi))
         self.curve.setData(edges, h)
+        # the plot is short: label 0 and the highest count only (three labels overlapped)
+        top = int(h.max())
+        self.getAxis("left").setTicks([[(0, "0"), (top, str(top))], []])
         self._set_title(f"{title}: {v.size} values, min {fmt_num(lo)}, mean {fmt_num(v.mean())}, "
                         f"max {fmt_num(hi)}")
         self.enableAutoRange()
