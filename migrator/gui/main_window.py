@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.document import Document
-from . import actions, theme
+from . import actions, theme, workers
 from .flows.compare_flow import CompareFlow
 from .flows.export_flow import ExportFlow, export_targets, format_of
 from .flows.mapping_flow import MappingFlow
@@ -81,6 +81,9 @@ class MainWindow(QMainWindow):
         self._result_seq = 0                 # see _on_result
         self._result_installing = False
         self._result_waiters: list = []
+        # cyclic garbage is collected on this thread between worker jobs (workers.py says why)
+        workers.acquire_collector()
+        self._holds_collector = True
         self.opening = OpenFlow(self)
         self.comparing = CompareFlow(self)
         self.exporting = ExportFlow(self)
@@ -358,6 +361,9 @@ class MainWindow(QMainWindow):
                 job.cancel()
         self.save_layout()
         self.log_panel.uninstall()
+        if self._holds_collector:
+            self._holds_collector = False
+            workers.release_collector()
         super().closeEvent(ev)
 
     # ---- dialogs (overridable in tests) -----------------------------------------------------------

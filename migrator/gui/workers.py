@@ -98,29 +98,96 @@ def pool(kind: str = "heavy") -> _Executor:
     return p
 
 
-_GC_LOCK = threading.Lock()
-_GC_PAUSES = 0
+# ---- garbage collection: on the GUI thread, between jobs ------------------------------------
+# A cyclic collection runs in whichever thread happens to allocate when a threshold is crossed.
+# Both ways round that broke the app: a collection on the GUI thread while the worker built a
+# Keras model segfaulted (TensorFlow objects finalized concurrently with TensorFlow work), and a
+# collection on the worker thread finalized Qt objects of a closed window there, deadlocking with
+# the GUI thread (QObject's mutex held by the worker waiting for the GIL held by the GUI thread).
+# So while a window is open, automatic collection is off and the GUI thread collects from a timer
+# -- only when no worker job runs.
+_JOBS_LOCK = threading.Lock()
+_JOBS_RUNNING = 0
 
 
-def _gc_pause() -> None:
-    """No automatic garbage collection while a worker runs core code.  A collection started
-    by the GUI thread in the middle of a Keras/TensorFlow build on the worker thread crashed
-    the process (seen as a SIGSEGV in 'Garbage-collecting' under pytest-qt); reference
-    counting still frees everything that is not in a cycle, and collection resumes when the
-    last worker job ends."""
-    global _GC_PAUSES
-    with _GC_LOCK:
-        _GC_PAUSES += 1
-        if _GC_PAUSES == 1:
-            gc.disable()
+def _job_started() -> None:
+    global _JOBS_RUNNING
+    with _JOBS_LOCK:
+        _JOBS_RUNNING += 1
 
 
-def _gc_resume() -> None:
-    global _GC_PAUSES
-    with _GC_LOCK:
-        _GC_PAUSES -= 1
-        if _GC_PAUSES == 0:
+def _job_ended() -> None:
+    global _JOBS_RUNNING
+    with _JOBS_LOCK:
+        _JOBS_RUNNING -= 1
+
+
+def jobs_running() -> int:
+    with _JOBS_LOCK:
+        return _JOBS_RUNNING
+
+
+class GuiThreadCollector(QObject):
+    """Cyclic garbage collection on the GUI thread, between worker jobs (see above).
+
+    ``check`` runs every ``interval_ms``: when no job runs it collects the generations whose
+    counts passed Python's own thresholds (young ones often and cheaply, the oldest rarely)."""
+
+    def __init__(self, interval_ms: int = 250, parent: QObject | None = None):
+        super().__init__(parent)
+        from PySide6.QtCore import QTimer
+        self.threshold = gc.get_threshold()
+        self.was_enabled = gc.isenabled()
+        gc.disable()
+        self.timer = QTimer(self)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.check)
+        self.timer.start()
+        self.skipped = 0                 # checks skipped because a job ran (tests read it)
+
+    def check(self) -> int | None:
+        """Collect what is due; None when a job runs (nothing is collected then)."""
+        if jobs_running():
+            self.skipped += 1
+            return None
+        c0, c1, c2 = gc.get_count()
+        t0, t1, t2 = self.threshold
+        if c0 <= t0:
+            return 0
+        gen = 2 if (c1 > t1 and c2 > t2) else 1 if c1 > t1 else 0
+        return gc.collect(gen)
+
+    def stop(self) -> None:
+        self.timer.stop()
+        if self.was_enabled:
             gc.enable()
+
+
+_COLLECTOR: list[GuiThreadCollector] = []
+_COLLECTOR_USERS = [0]
+
+
+def acquire_collector() -> GuiThreadCollector:
+    """A window opens: automatic collection off, the GUI-thread collector on (one for all)."""
+    _COLLECTOR_USERS[0] += 1
+    if not _COLLECTOR:
+        from PySide6.QtCore import QCoreApplication
+        _COLLECTOR.append(GuiThreadCollector(parent=QCoreApplication.instance()))
+    return _COLLECTOR[0]
+
+
+def reset_collector() -> None:
+    """Tests: give automatic collection back whatever windows remain."""
+    _COLLECTOR_USERS[0] = 0
+    while _COLLECTOR:
+        _COLLECTOR.pop().stop()
+
+
+def release_collector() -> None:
+    """A window closed; the last one gives automatic collection back."""
+    _COLLECTOR_USERS[0] = max(0, _COLLECTOR_USERS[0] - 1)
+    if _COLLECTOR_USERS[0] == 0 and _COLLECTOR:
+        _COLLECTOR.pop().stop()
 
 
 class _Runnable:
@@ -141,11 +208,11 @@ class _Runnable:
             raise Cancelled()
 
     def run(self) -> None:  # worker thread
-        _gc_pause()
+        _job_started()
         try:
             self._run()
         finally:
-            _gc_resume()
+            _job_ended()
 
     def _run(self) -> None:
         job = self.job
@@ -316,13 +383,13 @@ def run_sync(fn: Callable, *args, kind: str = "heavy", **kwargs):
 
     class _R:
         def run(self):
-            _gc_pause()
+            _job_started()
             try:
                 box["v"] = fn(*args, **kwargs)
             except BaseException as e:  # noqa: BLE001
                 box["e"] = e
             finally:
-                _gc_resume()
+                _job_ended()
                 done.set()
 
     pool(kind).start(_R())

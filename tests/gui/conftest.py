@@ -16,6 +16,15 @@ import PySide6  # noqa: F401
 LOAD_TIMEOUT = 120_000
 
 
+@pytest.fixture(autouse=True)
+def _automatic_collection_back():
+    """A window turns automatic garbage collection off while it lives (migrator.gui.workers):
+    give it back after each test, whatever windows a test left open."""
+    yield
+    from migrator.gui import workers
+    workers.reset_collector()
+
+
 @pytest.fixture(scope="session")
 def demos(tmp_path_factory):
     from resources.make_demos import ensure_demos
