@@ -470,10 +470,7 @@ class MainWindow(QMainWindow):
         # nothing of the previous model may remain: filters, plot readouts, progress,
         # channel-values ranges, image preprocessing; a result still being installed is dropped
         self._result_seq += 1
-        self._result_installing = False
-        waiters, self._result_waiters = self._result_waiters, []
-        for fn in waiters:
-            fn()
+        self._result_installed()
         for t in (self.source_tree, self.keras_tree):
             t.filter.clear()
         self.compare.reset_for_model(self.doc.graph)
@@ -548,15 +545,18 @@ class MainWindow(QMainWindow):
         if seq != self._result_seq:
             return                  # superseded: the newer installation runs the waiters
         if not steps:
-            self._result_installing = False
-            waiters, self._result_waiters = self._result_waiters, []
-            for fn in waiters:
-                fn()
+            self._result_installed()
             return
-        self._result_installing = True
         steps[0]()
         # a timer, not a posted call: the paint of this step and other timers come first
         QTimer.singleShot(self._STEP_MS, lambda: self._run_result_steps(seq, steps[1:]))
+
+    def _result_installed(self) -> None:
+        """The last step ran (or the installation was dropped): tell whoever waited."""
+        self._result_installing = False
+        waiters, self._result_waiters = self._result_waiters, []
+        for fn in waiters:
+            fn()
 
     def when_result_installed(self, fn) -> None:
         """Run ``fn`` once the result being installed is fully shown (now if none is)."""

@@ -134,3 +134,14 @@ def test_inspector_histogram_labels_fit(qtbot):
     labels = [t[1] for t in ticks[0]]
     counts, _ = np.histogram(np.linspace(0.5, 1.5, 64) ** 2, bins=16)
     assert labels == ["0", str(int(counts.max()))]
+
+
+def test_models_answer_nothing_for_an_invalid_index(qtbot, window, demos):
+    from PySide6.QtCore import QModelIndex
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    run_compare(qtbot, win)
+    for m in (win.source_model, win.keras_model, win.results_model):
+        for role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.DecorationRole,
+                     Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.ToolTipRole):
+            assert m.data(QModelIndex(), role) is None, (type(m).__name__, role)

@@ -84,15 +84,14 @@ class _FlatModel(QAbstractTableModel):
     _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-        if role == self._DISPLAY:
-            try:
-                return self._rows[index.row()][index.column()]
-            except IndexError:
-                return None
-        k = self._PAINT_ROLES.get(role)
         r = index.row()
+        if not 0 <= r < len(self._rows):        # an invalid index has row -1
+            return None
+        if role == self._DISPLAY:
+            return self._rows[r][index.column()]
+        k = self._PAINT_ROLES.get(role)
         if k is not None:
-            if k == 4 or r >= len(self._rows):
+            if k == 4:
                 return None
             c = index.column()
             if k == 2:
@@ -106,8 +105,6 @@ class _FlatModel(QAbstractTableModel):
                 f = QFont()
                 f.setBold(True)
                 return f
-            return None
-        if not index.isValid():
             return None
         if role == NAME_ROLE:
             return self._names[r]
