@@ -396,7 +396,7 @@ class NetBuilder:
         p = {"softmax_param": {"axis": axis}} if axis != 1 else {}
         return self._add(name, "Softmax", bottom, top or name, p)
 
-    # ---------------------------------------------------------------- BVLC catalogue (issue 14)
+    # ---------------------------------------------------------------- the rest of the BVLC layer catalogue
     def exp(self, name, bottom, base=-1.0, scale=1.0, shift=0.0, top=None):
         return self._add(name, "Exp", bottom, top or name,
                          {"exp_param": {"base": base, "scale": scale, "shift": shift}})

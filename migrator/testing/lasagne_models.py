@@ -674,7 +674,7 @@ def _values_in_lasagne_order(graph) -> list[np.ndarray]:
 
 
 # ======================================================================================
-# The Lasagne catalogue (issue 14): builder scripts and the Theano expressions of the
+# The rest of the Lasagne layer catalogue: builder scripts and the Theano expressions of the
 # classes THEANO_LAYERS_SCRIPT does not know, written from Lasagne master's definitions
 # ======================================================================================
 #: Classes Lasagne 0.1 (PyPI) has: run by the real Lasagne in the tests.
