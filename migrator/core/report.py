@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .report_figures import Figure, report_figures
+
 SCHEMA_VERSION = 1
 _FULL_LIMIT = 64
 
@@ -267,7 +269,17 @@ def _inline(text: str) -> str:
     return "".join(out)
 
 
-def render_markdown(rep: dict[str, Any]) -> str:
+def figure_links(rep: dict[str, Any], markdown_path: str) -> list[tuple[Figure, str]]:
+    """The report's figures and the file names they get beside the Markdown report
+    (``<report>.<figure>.svg``); :func:`render_markdown` links them."""
+    base = os.path.basename(markdown_path)
+    stem = base.removesuffix(".md")
+    return [(f, f"{stem}.{f.stem}.svg") for f in report_figures(rep)]
+
+
+def render_markdown(rep: dict[str, Any], figures: list[tuple[Figure, str]] | None = None) -> str:
+    """The Markdown report; ``figures``: (figure, relative link) pairs to show as images
+    (:func:`figure_links`; the caller writes the SVG files beside the report)."""
     v = rep.get("verification") or {}
     out = [f"# Migrator conversion report: {rep['source'].get('name') or 'model'}", ""]
     out.append(f"- Created: {rep['created']} with Migrator {rep['tool'].get('migrator')} "
@@ -337,6 +349,10 @@ def render_markdown(rep: dict[str, Any]) -> str:
         out.append("")
         out.append("- Needs Migrator to load from .keras/.h5: " + ", ".join(
             f"{d['keras']} ({d['class_name']})" for d in por["needs_migrator"]))
+    if figures:
+        out += ["", "## Figures", ""]
+        for fig, link in figures:
+            out += [f"![{fig.alt}]({link})", ""]
     out += ["", ("| source layer | type | Keras layer | status | max abs | max rel | isolated | drift64 | "
                  "f32 budget | worst sample | notes |"),
             "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -367,7 +383,10 @@ def render_markdown(rep: dict[str, Any]) -> str:
 
 
 def render_html(rep: dict[str, Any]) -> str:
-    md = render_markdown(rep)
+    """A self-contained HTML page: the Markdown report's text and tables, the figures inline as
+    SVG (with their alternative text as caption and ``aria-label``; no external asset)."""
+    figs = {f"figure:{f.stem}": f for f in report_figures(rep)}
+    md = render_markdown(rep, [(f, link) for link, f in figs.items()])
     # small self-contained rendering: tables and headings, no external assets
     rows, body, in_table = [], [], False
     for line in md.splitlines():
@@ -394,12 +413,17 @@ def render_html(rep: dict[str, Any]) -> str:
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
         elif line.startswith("- "):
             body.append(f"<p>{_inline(line[2:])}</p>")
+        elif line.startswith("![") and line.endswith(")") and "](" in line:
+            fig = figs.get(line[line.rindex("](") + 2:-1])
+            if fig is not None:
+                body.append(f"<figure>{fig.svg}<figcaption>{html.escape(fig.alt)}</figcaption></figure>")
     if in_table:
         body.append("</table>")
     del rows
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}"
              "tr.fail td{background:#fdd}th{background:#eee}code{background:#f3f3f3;padding:0 2px}"
-             ".failed{color:#b00020}.passed{color:#1b7f2a}")
+             ".failed{color:#b00020}.passed{color:#1b7f2a}figure{margin:1em 0}figcaption{font-size:12px;"
+             "color:#555;max-width:760px}svg{max-width:100%;height:auto}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Migrator report</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
