@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_VERIFY = 0, 1, 2, 3
@@ -119,6 +120,29 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--force", action="store_true", help="overwrite an existing report")
     pm.add_argument("--all", action="store_true", help="show every layer, not only compared ones")
     _compare_args(pm, inputs=True)
+    pb = sub.add_parser("batch", help="convert and verify every model in a folder tree (or a LIST file), "
+                                      "each in its own process; writes OUTDIR/index.html and index.json")
+    pb.add_argument("models", metavar="DIR|LIST", help="a folder of models (searched recursively) or a text "
+                                                       "file naming one model's files per line")
+    pb.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="where the models and the index go")
+    pb.add_argument("--mapping", metavar="FILE", help="mapping file for every model without its own "
+                                                      "(<weights>.mapping.json or mapping.json beside it)")
+    pb.add_argument("--runtime", default="builtin", choices=("builtin", "opencv", "legacy"),
+                    help="reference runtime for every model")
+    pb.add_argument("--format", choices=("keras", "h5", "weights", "saved_model", "tflite"),
+                    help="format of each model's main output (default keras)")
+    pb.add_argument("--also", action="append", default=[],
+                    choices=("keras", "h5", "weights", "saved_model", "tflite"),
+                    help="also write this format for every model (repeatable)")
+    pb.add_argument("--images", metavar="DIR|LIST", help="verify every model on this input set too")
+    pb.add_argument("--builder-function", default="build_model",
+                    help="Lasagne: the builder function to look for in .py files (default build_model)")
+    pb.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
+                    help="per-model time limit (default 1800)")
+    pb.add_argument("--memory-limit", type=float, default=None, metavar="MB",
+                    help="per-model limit on resident memory (the model's process group)")
+    pb.add_argument("--force", action="store_true",
+                    help="convert again the models an earlier run already verified")
     ap.__version__ = __version__
     return ap
 
@@ -534,6 +558,38 @@ def cmd_convert(args) -> int:
     return EXIT_OK if result.passed else EXIT_VERIFY
 
 
+def cmd_batch(args) -> int:
+    """Exit 0 when every model was verified and written, 3 when some were not (the index says
+    which and why), 2 for a usage mistake, 130 when interrupted (the index keeps what finished)."""
+    from .core import batch
+    opts = batch.BatchOptions(out_dir=args.output, mapping=args.mapping, runtime=args.runtime,
+                              fmt=args.format, also=args.also, images=args.images, timeout_s=args.timeout,
+                              memory_mb=args.memory_limit, force=args.force,
+                              builder_function=args.builder_function)
+    tty = sys.stderr.isatty()
+    t0 = time.monotonic()
+
+    def progress(done, total, name, eta):
+        if not tty:
+            return
+        width = 24
+        bar = "#" * int(width * done / max(total, 1))
+        left = f", about {eta:.0f} s left" if eta else ""
+        print(f"\r[{bar:<{width}}] {done}/{total} {name[:40]:<40} {time.monotonic() - t0:.0f} s{left}   ",
+              end="", file=sys.stderr, flush=True)
+
+    index = batch.run_batch(args.models, opts, progress=progress)
+    if tty:
+        print(file=sys.stderr)
+    for m in index["models"]:
+        extra = " (already done)" if m.get("skipped") else ""
+        print(f"{m['status']:<20} {m['name']}{extra}" + (f": {m['detail']}" if m.get("detail") else ""))
+    counts = ", ".join(f"{n} {s}" for s, n in index["counts"].items() if n)
+    print(f"\n{len(index['models'])} models: {counts}")
+    print(f"index: {os.path.join(args.output, 'index.html')}")
+    return EXIT_OK if batch.all_verified(index) else EXIT_VERIFY
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -593,6 +649,9 @@ def _stop_children() -> None:
     mod = sys.modules.get("migrator.core.importers.lasagne")
     if mod is not None:
         mod.kill_builder_processes()
+    mod = sys.modules.get("migrator.core.batch")
+    if mod is not None:
+        mod.stop_all()
 
 
 def _run_deep(fn) -> int:
@@ -632,7 +691,7 @@ def _dispatch(args) -> int:
     from .core.errors import Cancelled, MigratorError, VerificationFailed
     try:
         return {"inspect": cmd_inspect, "convert": cmd_convert, "compare": cmd_compare,
-                "layers": cmd_layers}[args.cmd](args)
+                "layers": cmd_layers, "batch": cmd_batch}[args.cmd](args)
     except MigratorError as e:
         print(f"migrator: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,134 @@
+"""`migrator batch`: a folder of models in one run — each converted and verified in its own process,
+an index that says what happened to each (verified / verification failed at a layer / refused by type /
+bad file), written files only for the good ones, the exit status saying that some failed, a re-run that
+skips what is done."""
+import json
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+import pytest
+
+from migrator.core.batch import discover
+from migrator.testing.lasagne_models import MISC_SCRIPT, write_model
+
+from .test_cli import run, small_net
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    good = root / "caffe_good"
+    good.mkdir()
+    small_net(good, name="deploy")
+    (good / "train_val.prototxt").write_text("name: 'not the deploy net'\n")
+    las = root / "lasagne_misc"
+    las.mkdir()
+    write_model(las, MISC_SCRIPT, flavour="npz", seed=2)
+    unk = root / "unknown_type"
+    unk.mkdir()
+    proto, _ = small_net(unk, name="deploy")
+    with open(proto, "a", encoding="utf-8") as f:
+        f.write('layer { name: "prior" type: "PriorBoxish" bottom: "prob" top: "prior" }\n')
+    bad = root / "corrupt"
+    bad.mkdir()
+    _, model = small_net(bad, name="deploy")
+    data = open(model, "rb").read()
+    open(model, "wb").write(data[: len(data) // 3] + b"\xff\xff\xff")
+    fail = root / "broken_by_mapping"
+    fail.mkdir()
+    small_net(fail, name="deploy")
+    (fail / "deploy.mapping.json").write_text(json.dumps(
+        {"version": 1, "layers": {"bn1": {"epsilon": 0.5, "variance": "raw"}}}))
+    return root
+
+
+def test_discovery_picks_the_deploy_net_and_pairs_the_files(zoo):
+    found = {e.name: e for e in discover(str(zoo))}
+    assert set(found) == {"caffe_good/deploy", "lasagne_misc/params", "unknown_type/deploy",
+                          "corrupt/deploy", "broken_by_mapping/deploy"}, sorted(found)
+    assert [os.path.basename(p) for p in found["caffe_good/deploy"].files] == ["deploy.prototxt",
+                                                                                "deploy.caffemodel"]
+    assert found["broken_by_mapping/deploy"].mapping.endswith("deploy.mapping.json")
+    assert found["lasagne_misc/params"].framework == "lasagne"
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self._row, self._cell = [], None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self._row = []
+        elif tag == "td" and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row:
+            self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+@pytest.mark.slow
+def test_batch_over_a_mixed_folder(zoo, tmp_path):
+    out = tmp_path / "out"
+    r = run("batch", zoo, "-o", out, "--timeout", "600")
+    assert r.returncode == 3, r.stdout + r.stderr          # some models were not verified
+    idx = json.loads((out / "index.json").read_text())
+    by = {m["name"]: m for m in idx["models"]}
+    assert by["caffe_good/deploy"]["status"] == "verified", by["caffe_good/deploy"]
+    assert by["lasagne_misc/params"]["status"] == "verified", by["lasagne_misc/params"]
+    assert by["unknown_type/deploy"]["status"] == "refused" and "PriorBoxish" in by["unknown_type/deploy"]["detail"]
+    assert by["corrupt/deploy"]["status"] == "bad file" and "deploy.caffemodel" in by["corrupt/deploy"]["detail"]
+    broken = by["broken_by_mapping/deploy"]
+    # bn1 is compared through the Scale it is fused with
+    assert broken["status"] == "verification failed" and broken["layer"] == "scale1", broken
+    for name in ("caffe_good/deploy", "lasagne_misc/params"):
+        m = by[name]
+        assert m["outputs"] and all(os.path.exists(p) for p in m["outputs"])
+        assert m["worst_max_rel"] is not None and m["worst_max_rel"] < 1e-3
+        assert m["peak_rss_mb"] and m["seconds"] > 0
+    for name in ("unknown_type/deploy", "corrupt/deploy", "broken_by_mapping/deploy"):
+        folder = out / name.split("/")[0]
+        assert not folder.exists() or not any(p.suffix in (".keras", ".json") for p in folder.rglob("*")), name
+    page = _Page()
+    page.feed((out / "index.html").read_text())
+    statuses = {row[0]: row[2] for row in page.rows}
+    assert statuses == {n: m["status"] for n, m in by.items()}
+    assert "verified" in r.stdout and "index:" in r.stdout
+
+    # a re-run skips what is done and converts the rest again
+    shutil.rmtree(zoo / "broken_by_mapping")
+    r2 = run("batch", zoo, "-o", out, "--timeout", "600")
+    idx2 = json.loads((out / "index.json").read_text())
+    by2 = {m["name"]: m for m in idx2["models"]}
+    assert by2["caffe_good/deploy"].get("skipped") and by2["lasagne_misc/params"].get("skipped")
+    assert "broken_by_mapping/deploy" not in by2 and "(already done)" in r2.stdout
+
+
+def test_no_models_is_a_one_line_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = run("batch", tmp_path / "empty", "-o", tmp_path / "out")
+    assert r.returncode == 2 and "no models found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_index_html_is_well_formed(tmp_path):
+    from migrator.core.batch import write_index
+    idx = write_index(str(tmp_path), str(tmp_path), "builtin", [
+        {"name": "a/b", "framework": "caffe", "status": "verified", "detail": "", "outputs": [],
+         "report": str(tmp_path / "a" / "b.report.json"), "worst_layer": "fc", "worst_max_rel": 1e-7,
+         "top1_agreement": 1.0, "seconds": 3.2, "peak_rss_mb": 900.0},
+        {"name": "c<d>", "framework": "lasagne", "status": "refused", "detail": "unsupported layer type: 'x' (type Y&Z)"}])
+    text = (tmp_path / "index.html").read_text()
+    ET.fromstring(text.replace("<!DOCTYPE html>", "").replace("<meta charset='utf-8'>", "<meta charset='utf-8'/>"))
+    assert "c&lt;d&gt;" in text and "Y&amp;Z" in text and "b.report.html" in text
+    assert idx["counts"]["verified"] == 1 and idx["counts"]["refused"] == 1
