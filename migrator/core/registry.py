@@ -2,13 +2,15 @@
 
 Each aspect keeps exactly one registry (shape rules, reference kernels, mapping rules, Keras
 constructs, importer handlers, ...).  A variant of an op is an option of its one entry, never
-a second registration that silently replaces the first: :meth:`Registry.add` raises
-:class:`RegistrationError` at import time, naming both places.
+a second registration that silently replaces the first: :meth:`Registry.add` (and item
+assignment, which goes through it) raises :class:`RegistrationError` at import time, naming
+both places.  A registry *is* a dict for every reader (``in``, ``[]``, ``.get``, iteration,
+``isinstance(r, dict)``), so code that only reads needs no change.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -23,19 +25,19 @@ def _where(entry: Any) -> str:
     return f"{mod}.{name}"
 
 
-class Registry(Generic[T]):
-    """``name -> entry`` for one aspect.  Read like a mapping; write only through :meth:`add`."""
+class Registry(dict):
+    """``name -> entry`` for one aspect; every write goes through :meth:`add`."""
 
     def __init__(self, aspect: str):
+        super().__init__()
         self.aspect = aspect
-        self._entries: dict[str, T] = {}
 
     def add(self, name: str, entry: T) -> T:
-        if name in self._entries:
+        if name in self:
             raise RegistrationError(
-                f"{self.aspect}: {name!r} registered twice ({_where(self._entries[name])} and "
+                f"{self.aspect}: {name!r} registered twice ({_where(self[name])} and "
                 f"{_where(entry)}); make the variant an option of the one entry")
-        self._entries[name] = entry
+        super().__setitem__(name, entry)
         return entry
 
     def decorator(self, *names: str) -> Callable[[T], T]:
@@ -46,34 +48,22 @@ class Registry(Generic[T]):
             return entry
         return deco
 
-    def remove(self, name: str) -> T:
-        """Take an entry out again (plugins unloading, tests); KeyError when absent."""
-        return self._entries.pop(name)
+    def remove(self, name: str) -> Any:
+        """Take an entry out again (a plugin unloading, a test cleaning up); KeyError when absent."""
+        return super().pop(name)
 
-    # --- read-only mapping protocol -------------------------------------------------
-    def __getitem__(self, name: str) -> T:
-        return self._entries[name]
+    # every other way of writing goes through add()
+    def __setitem__(self, name: str, entry: Any) -> None:
+        self.add(name, entry)
 
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._entries.get(name, default)
+    def update(self, *args, **kwargs) -> None:
+        for k, v in dict(*args, **kwargs).items():
+            self.add(k, v)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def keys(self):
-        return self._entries.keys()
-
-    def values(self):
-        return self._entries.values()
-
-    def items(self):
-        return self._entries.items()
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        if name not in self:
+            self.add(name, default)
+        return self[name]
 
     def __repr__(self) -> str:
         return f"Registry({self.aspect!r}, {len(self)} entries)"
