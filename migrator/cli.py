@@ -317,6 +317,11 @@ def print_table(result, *, show_all: bool, out=sys.stdout) -> None:
                   f"reference more than {fac:g}x what float32 itself costs there (drift {_fmt(fd.drift64)} "
                   f"vs float32 budget {_fmt(fd.budget64)}): a small error is introduced at or before "
                   f"{fd.source}", file=out)
+        elif result.divergence == "unconfirmed":
+            print(f"the float32 budget would pass {fd.source}, but the '{rt.get('name')}' reference does not "
+                  f"confirm Migrator's float64 anchor there (|{rt.get('name')} - float64| {_fmt(fd.anchor64)} > "
+                  f"{fac:g}x float32's own {_fmt(fd.budget64)}): the reference and Migrator's numpy semantics "
+                  "disagree, so no pass is claimed", file=out)
         elif rc is not None:
             iso = rc.isolated
             print(f"root cause: {rc.source} ({rc.source_type}) is wrong even on the reference's own "

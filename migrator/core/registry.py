@@ -9,7 +9,8 @@ both places.  A registry *is* a dict for every reader (``in``, ``[]``, ``.get``,
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -51,6 +52,17 @@ class Registry(dict):
     def remove(self, name: str) -> Any:
         """Take an entry out again (a plugin unloading, a test cleaning up); KeyError when absent."""
         return super().pop(name)
+
+    @contextlib.contextmanager
+    def override(self, name: str, entry: Any) -> Iterator[Any]:
+        """Replace an entry for the duration of a ``with`` block and put the original back
+        after (tests that plant a defect in one aspect).  Returns the original entry."""
+        original = self[name]
+        super().__setitem__(name, entry)
+        try:
+            yield original
+        finally:
+            super().__setitem__(name, original)
 
     # every other way of writing goes through add()
     def __setitem__(self, name: str, entry: Any) -> None:

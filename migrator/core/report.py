@@ -301,6 +301,9 @@ def render_markdown(rep: dict[str, Any], figures: list[tuple[Figure, str]] | Non
             out.append(f"- Every failing layer matches on the reference's own inputs but drifts from the "
                        f"float64 reference more than {v.get('float32_factor', 4):g}x what float32 itself "
                        "costs: a small error enters at or before the first divergent layer")
+        elif v.get("divergence") == "unconfirmed":
+            out.append("- A failing layer would pass on the float32 budget, but the chosen reference runtime "
+                       "does not confirm Migrator's float64 anchor there: no pass is claimed")
         pb = v.get("passed_by_float32_budget") or []
         if pb:
             out.append(f"- {len(pb)} layer(s) over the plain tolerance pass as float32 accumulation "

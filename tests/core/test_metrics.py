@@ -77,17 +77,20 @@ def test_a_batch_is_judged_per_sample():
 
 
 def test_float32_budget_rule_by_hand():
-    """judge(): over the plain tolerance, exact in isolation, drift <= 4 x budget + atol."""
+    """judge(): over the plain tolerance, exact in isolation, drift <= 4 x budget + atol, and the
+    runtime confirms the float64 anchor (anchor <= anchor_factor x budget + atol)."""
     from migrator.core.compare.engine import judge
     from migrator.core.compare.metrics import FLOAT32_FACTOR, LayerResult, Tolerances
 
-    def lr(drift, budget, iso_ok=True, plain=(False,)):
+    def lr(drift, budget, iso_ok=True, plain=(False,), anchor=None):
         r = LayerResult(source="l", source_type="Conv", keras="l", layout="NHWC", shape=(1, 1),
                         status="fail", max_abs=drift, tolerance=Tolerance(atol=1e-5, rtol=1e-4))
         r.isolated = {"max_abs": 0.0, "passed": iso_ok, "sample_passed": [iso_ok] * len(plain)}
         r.samples = {"passed": np.array(plain), "drift64": np.array([drift] * len(plain)),
                      "budget64": np.array([budget] * len(plain))}
         r.drift64, r.budget64 = drift, budget
+        r.anchor64 = budget if anchor is None else anchor    # the built-in runtime: numpy32 is the runtime
+        r.samples["anchor64"] = np.array([r.anchor64] * len(plain))
         return r
 
     t = Tolerances()
@@ -103,3 +106,9 @@ def test_float32_budget_rule_by_hand():
     assert judge(r, FLOAT32_FACTOR, t) == ("fail", "drift")
     nan = lr(float("nan"), 1e-3)
     assert judge(nan, FLOAT32_FACTOR, t)[0] == "fail"
+    # the anchor: a runtime far from Migrator's float64 run does not confirm the budget
+    assert judge(lr(3.9e-3, 1e-3, anchor=3.9e-3), FLOAT32_FACTOR, t) == ("pass", "float32")
+    assert judge(lr(3.9e-3, 1e-3, anchor=4.2e-3), FLOAT32_FACTOR, t) == ("fail", "unconfirmed")
+    assert judge(lr(3.9e-3, 1e-3, anchor=9e-3), FLOAT32_FACTOR, t, anchor_factor=10.0) == ("pass", "float32")
+    assert judge(lr(3.9e-3, 1e-3, anchor=float("nan")), FLOAT32_FACTOR, t) == ("fail", "unconfirmed")
+    assert judge(lr(4.2e-3, 1e-3, anchor=9e-3), FLOAT32_FACTOR, t) == ("fail", "drift")

@@ -398,22 +398,32 @@ def _apply_second_look(graph, plan, model, x, layers, rt, tolerances, precision,
             r.isolated = e["isolated"]
         r.budget64 = float(e.get("budget64", float("nan")))
         r.drift64 = float(e.get("drift64", float("nan")))
+        r.anchor64 = float(e.get("anchor64", float("nan")))
         if r.samples is not None:
-            for key in ("budget64", "drift64"):
+            for key in ("budget64", "drift64", "anchor64"):
                 if key + "_s" in e:
                     r.samples[key] = e[key + "_s"]
             if r.isolated is not None and "sample_passed" in r.isolated:
                 r.samples["isolated_passed"] = np.asarray(r.isolated["sample_passed"], bool)
         if r.status != "fail" or box.get("cancelled"):
             continue
-        r.status, r.basis = judge(r, factor, tolerances)
+        anchor_factor = getattr(rt, "anchor_factor", factor)
+        r.status, r.basis = judge(r, factor, tolerances, anchor_factor)
+        if r.basis == "unconfirmed":
+            r.note = (f"float32 budget not confirmed by the '{rt.name}' reference: it is "
+                      f"{r.anchor64:.3g} from the float64 anchor, more than {anchor_factor:g}x float32's own "
+                      f"{r.budget64:.3g}")
 
 
-def judge(r, factor: float, tolerances) -> tuple[str, str]:
+def judge(r, factor: float, tolerances, anchor_factor: float | None = None) -> tuple[str, str]:
     """The verdict of a layer over the plain tolerance, per sample: each sample passes on
     the plain tolerance, or (it reproduces the reference in isolation AND its drift from
-    the float64 reference is <= factor x the float32 reference's own drift + atol).
-    Returns (status, basis)."""
+    the float64 reference is <= factor x float32's own drift + atol AND the chosen reference
+    runtime confirms the float64 anchor: ``anchor64 <= anchor_factor x budget64 + atol``, the
+    runtime's own factor, default ``factor``).  The
+    float64 anchor is Migrator's own numpy code; a pass that only it vouches for is no pass.
+    Returns (status, basis); basis 'unconfirmed' when the budget would have passed the layer
+    but the runtime disagrees with the anchor."""
     if r.isolated is not None and not r.isolated.get("passed", False) and \
             "sample_passed" not in r.isolated:
         return "fail", "isolated"
@@ -426,14 +436,20 @@ def judge(r, factor: float, tolerances) -> tuple[str, str]:
     iso = np.asarray(r.isolated.get("sample_passed", [r.isolated.get("passed", False)]), bool)
     drift = np.asarray(smp.get("drift64", [r.drift64]), float)
     budget = np.asarray(smp.get("budget64", [r.budget64]), float)
-    if not (len(plain) == len(iso) == len(drift) == len(budget)):
+    anchor = np.asarray(smp.get("anchor64", [getattr(r, "anchor64", np.nan)]), float)
+    if not (len(plain) == len(iso) == len(drift) == len(budget) == len(anchor)):
         plain, iso = plain.all(keepdims=True), iso.all(keepdims=True)
         drift, budget = np.array([r.drift64]), np.array([r.budget64])
+        anchor = np.array([getattr(r, "anchor64", np.nan)])
+    af = factor if anchor_factor is None else anchor_factor
+    confirmed = np.isfinite(anchor) & (anchor <= af * budget + atol)
     by_budget = iso & np.isfinite(drift) & (drift <= factor * budget + atol)
-    ok = plain | by_budget
+    ok = plain | (by_budget & confirmed)
     if ok.all():
         return "pass", "float32"
     bad = ~ok
     if (bad & ~iso).any():
         return "fail", "isolated"
+    if (bad & by_budget & ~confirmed).any():
+        return "fail", "unconfirmed"
     return "fail", "drift"

@@ -9,10 +9,16 @@ passes in isolation only inherited error from upstream.
 
 The same pass (:func:`second_look`) also measures what float32 itself costs: the
 built-in numpy reference runs once more in float64 and, per looked-at layer,
-``budget64 = max |ref32 - ref64|`` (the float32 reference's own drift) and
-``drift64 = max |keras - ref64|`` (the chained Keras drift, Keras run again up to the
-last looked-at layer).  Three streams advance in graph order; only the arrays of the
-looked-at layers and the inputs they need are held.
+``budget64 = max |numpy32 - numpy64|`` (what float32 arithmetic itself costs there),
+``drift64 = max |keras - numpy64|`` (the chained Keras drift, Keras run again up to the
+last looked-at layer) and ``anchor64 = max |runtime - numpy64|``: how far the *chosen*
+reference runtime is from that float64 anchor.  The float64 anchor is Migrator's own numpy
+code, so it vouches for nothing by itself: the budget may only be used where the chosen
+runtime confirms it (``anchor64 <= factor * budget64 + atol``, see
+:func:`migrator.core.compare.engine.judge`).  For the built-in runtime numpy32 *is* the
+runtime (``anchor64 == budget64``); for OpenCV or a real framework a separate numpy float32
+stream runs too.  The streams advance in graph order; only the arrays of the looked-at
+layers and the inputs they need are held.
 """
 from __future__ import annotations
 
@@ -66,14 +72,15 @@ def _max_abs_diff_per_sample(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return m
 
 
-def float64_stream(graph, x, cancel=None):
-    """The built-in reference in float64 (``None`` and the reason when it cannot run)."""
+def float64_stream(graph, x, cancel=None, dtype=np.float64):
+    """The built-in reference in float64 (``None`` and the reason when it cannot run);
+    ``dtype=np.float32`` gives the built-in float32 stream the budget is measured with."""
     from ..reference.runtimes import BuiltinRuntime, input_dict
     why = BuiltinRuntime().check(graph)
     if why:
         return None, f"the float64 reference cannot run this model: {why}"
     from ..reference import numpy_ref
-    return numpy_ref.run(graph, input_dict(graph, x), cancel=cancel, dtype=np.float64), None
+    return numpy_ref.run(graph, input_dict(graph, x), cancel=cancel, dtype=dtype), None
 
 
 def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, tolerances: Tolerances,
@@ -115,8 +122,12 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
     it64, note = (None, None)
     k_it = None
     k_uses: dict[str, int] = {}
+    it32 = None
+    builtin = getattr(runtime, "name", "") == "builtin"
     if float64:
         it64, note = float64_stream(graph, x, cancel)
+        if it64 is not None and not builtin:
+            it32, _ = float64_stream(graph, x, cancel, dtype=np.float32)
         for n in names:
             ko = plan.mapping(n).keras_output
             if ko and ko in model_layers:
@@ -131,20 +142,26 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
             if k_it is None:
                 from ..keras_build.executor import iter_keras_outputs
                 k_it = iter_keras_outputs(model, plan, xk, want=set(k_uses), cancel=cancel)
-    buf64: dict[str, np.ndarray] = {}
     kbuf: dict[str, np.ndarray] = {}
-    state = {"done64": it64 is None, "donek": k_it is None}
+    state = {"donek": k_it is None}
 
-    def pull64(name):
-        while name not in buf64 and not state["done64"]:
-            try:
-                n, outs = next(it64)
-            except StopIteration:
-                state["done64"] = True
-                break
-            if n in looked and outs:
-                buf64[n] = outs[0]
-        return buf64.pop(name, None)
+    def puller(stream):
+        buf: dict[str, np.ndarray] = {}
+        done = [stream is None]
+
+        def pull(name):
+            while name not in buf and not done[0]:
+                try:
+                    n, outs = next(stream)
+                except StopIteration:
+                    done[0] = True
+                    break
+                if n in looked and outs:
+                    buf[n] = outs[0]
+            return buf.pop(name, None)
+        return pull
+
+    pull64, pull32 = puller(it64), puller(it32)
 
     def pullk(kname):
         while kname not in kbuf and not state["donek"]:
@@ -176,9 +193,11 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
             entry = results[name]
             if ref is not None and it64 is not None:
                 r64 = pull64(name)
-                if r64 is not None and r64.shape == ref.shape:
-                    entry["budget64_s"] = _max_abs_diff_per_sample(ref, r64)
-                    entry["budget64"] = float(entry["budget64_s"].max()) if entry["budget64_s"].size else 0.0
+                n32 = ref if builtin else pull32(name)
+                if r64 is not None and r64.shape == ref.shape and n32 is not None and n32.shape == r64.shape:
+                    for key, a in (("budget64", n32), ("anchor64", ref)):
+                        entry[key + "_s"] = _max_abs_diff_per_sample(a, r64)
+                        entry[key] = float(entry[key + "_s"].max()) if entry[key + "_s"].size else 0.0
                     ko = plan.mapping(name).keras_output
                     if ko in k_uses:
                         got = pullk(ko)
@@ -192,7 +211,7 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
                         if k_uses[ko] <= 0:
                             kbuf.pop(ko, None)
                     # keras outputs of layers before this one are never asked for again
-                del r64
+                del r64, n32
             if name in targets and ref is not None:
                 specs, ext = targets[name]
                 if all(t in held for t in ext):
@@ -218,7 +237,7 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
             if not remaining:
                 break
     finally:
-        for g in (it, it64, k_it):
+        for g in (it, it64, it32, k_it):
             close = getattr(g, "close", None)
             if close:
                 close()

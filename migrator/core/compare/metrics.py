@@ -81,7 +81,8 @@ class LayerResult:
     note: str = ""
     isolated: dict | None = None         # failing layers: metrics on the reference's own inputs
     drift64: float = float("nan")        # max |keras - ref64| (chained Keras vs float64 reference)
-    budget64: float = float("nan")       # max |ref32 - ref64| (what float32 itself costs here)
+    budget64: float = float("nan")       # max |numpy32 - numpy64| (what float32 itself costs here)
+    anchor64: float = float("nan")       # max |runtime - numpy64| (does the chosen runtime confirm it?)
     basis: str = ""                      # why it passed/failed: 'tolerance' | 'float32' | ''
     samples: dict | None = field(default=None, repr=False)   # per-sample arrays (not serialised)
     worst_sample: int | None = None      # input sets: the sample with the worst max_abs
@@ -116,7 +117,8 @@ class LayerResult:
              "worst_index": list(self.worst_index) if self.worst_index else None,
              "note": self.note, "basis": self.basis or None,
              "isolated_max_abs": f(self.isolated_max_abs), "drift64": f(self.drift64),
-             "budget64": f(self.budget64), "drift_ratio": f(self.drift_ratio)}
+             "budget64": f(self.budget64), "anchor64": f(self.anchor64),
+             "drift_ratio": f(self.drift_ratio)}
         if self.worst_sample is not None:
             d["worst_sample"] = self.worst_sample
             d["worst_sample_name"] = self.sample_name
@@ -283,13 +285,17 @@ class ComparisonResult:
         """None when passed; 'mapping' when some layer is wrong in isolation; 'drift' when
         every failing layer passes in isolation but drifts more than FLOAT32_FACTOR x what
         float32 itself costs (a small error the isolated check cannot resolve, e.g. a
-        slightly wrong epsilon); 'accumulated' when every failing layer passes in isolation
+        slightly wrong epsilon); 'unconfirmed' when a failing layer would pass on the float32
+        budget but the chosen reference runtime does not confirm the float64 anchor (Migrator's
+        own numpy code and the runtime disagree there); 'accumulated' when every failing layer passes in isolation
         and no float64 budget could be measured; 'unknown' when isolation could not run."""
         fails = [r for r in self.layers if r.status == "fail"]
         if not fails:
             return None
         if self.root_cause is not None:
             return "mapping"
+        if any(r.basis == "unconfirmed" for r in fails):
+            return "unconfirmed"
         if all(r.isolated is not None for r in fails):
             if any(np.isfinite(r.budget64) for r in fails):
                 return "drift"

@@ -106,6 +106,10 @@ def known_deviation(graph, proto: str | None = None) -> str | None:
 class OpenCVRuntime(Runtime):
     name = "opencv"
     label = "OpenCV DNN"
+    # OpenCV's float32 kernels (Winograd 3x3 convolution, BN/Scale fused into the convolution)
+    # land up to 7.4x farther from the float64 result than numpy's float32 on a correct ResNet-50
+    # (median 4.2x; tests/core/test_verdict.py); a common-mode 5e-5 kernel defect moves it 13-17x.
+    anchor_factor = 10.0
 
     def __init__(self, **settings: Any):
         super().__init__(**settings)

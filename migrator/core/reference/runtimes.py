@@ -38,6 +38,10 @@ class Runtime:
     name: str = "base"
     #: human-readable label for menus
     label: str = ""
+    #: how much farther than numpy's float32 this runtime's own float32 arithmetic may land from the
+    #: exact (float64) result while still confirming it (the verdict's anchor check,
+    #: migrator.core.compare.engine.judge); measured per runtime on correct deep nets
+    anchor_factor: float = 4.0
 
     def __init__(self, **settings: Any):
         self.settings = dict(settings)
