@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from .registry import check_rank, fmt_shape, out_lens_3d, pair, shape_rule
+from .registry import check_rank, fmt_shape, one_d, out_lens_3d, pair, shape_rule
 
 
 def conv_out_len(L: int | None, k: int, s: int, p: int, d: int = 1) -> int | None:
@@ -117,11 +117,7 @@ def _deconv(node, ins, ctx):
 @shape_rule("Conv1D")
 def _conv1d(node, ins, ctx):
     """The ``Conv`` rule over (N, C, 1, L), the size-1 axis dropped."""
-    x = ins[0]
-    if len(x) != 3:
-        raise ctx.error(f"1-D layer input {tuple(x)} is not (N, C, L)")
-    out = conv_shape(node, [(x[0], x[1], 1, x[2])], ctx)
-    return [(o[0], o[1], o[3]) for o in out]
+    return one_d(node, ins, ctx, conv_shape)
 
 
 @shape_rule("Conv3D")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from .registry import check_rank, fmt_shape, out_lens_3d, pair, shape_rule
+from .registry import check_rank, fmt_shape, one_d, out_lens_3d, pair, shape_rule
 
 
 def pool_out_len(L: int | None, k: int, s: int, p: int, rounding: str = "floor") -> int | None:
@@ -103,11 +103,7 @@ def _gpool(node, ins, ctx):
 @shape_rule("Pool1D")
 def _pool1d(node, ins, ctx):
     """The ``Pool`` rule over (N, C, 1, L), the size-1 axis dropped."""
-    x = ins[0]
-    if len(x) != 3:
-        raise ctx.error(f"1-D layer input {tuple(x)} is not (N, C, L)")
-    out = pool_shape(node, [(x[0], x[1], 1, x[2])], ctx)
-    return [(o[0], o[1], o[3]) for o in out]
+    return one_d(node, ins, ctx, pool_shape)
 
 
 @shape_rule("Pool3D")

@@ -106,3 +106,12 @@ def out_lens_3d(ctx: ShapeContext, x: Shape, kernel, stride, pad) -> list:
             raise ctx.error(f"input {tuple(x)} is too small for kernel {tuple(kernel)} (pad {tuple(pad)})")
         sp.append(o)
     return sp
+
+
+def one_d(node, ins, ctx: ShapeContext, rule_2d: ShapeRule) -> list:
+    """A 1-D op's shapes: the 2-D rule ``rule_2d`` over (N, C, 1, L), the size-1 axis dropped."""
+    x = ins[0]
+    if len(x) != 3:
+        raise ctx.error(f"1-D layer input {tuple(x)} is not (N, C, L)")
+    out = rule_2d(node, [(x[0], x[1], 1, x[2])], ctx)
+    return [(o[0], o[1], o[3]) for o in out]
