@@ -1,17 +1,13 @@
 """Shape inference over a whole graph: every node's rule from :data:`.registry.SHAPE_RULES`."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..errors import MigratorError
 from .registry import SHAPE_RULES, Shape, ShapeContext
 
-if TYPE_CHECKING:
-    from ..ir import Graph
 
-
-def infer_shapes(graph: Graph, file: str | None = None) -> None:
-    """Fill ``node.out_shapes`` for every node of ``graph`` (in order)."""
+def infer_shapes(graph, file: str | None = None) -> None:
+    """Fill ``node.out_shapes`` for every node of ``graph`` (a :class:`migrator.core.ir.Graph`,
+    in order; the IR is not imported here since :meth:`Graph.infer_shapes` calls this)."""
     known: dict[str, Shape | None] = {}
     for node in graph.nodes:
         ctx = ShapeContext(node, file)

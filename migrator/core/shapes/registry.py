@@ -8,13 +8,10 @@ in :data:`SHAPE_RULES`.  ``ctx`` is a :class:`ShapeContext`: ``ctx.error(msg)`` 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import MigratorError
 from ..registry import Registry
-
-if TYPE_CHECKING:
-    from ..ir import Node
 
 Shape = tuple  # tuple of int | None
 ShapeRule = Callable[..., list]
@@ -29,9 +26,10 @@ def shape_rule(*ops: str) -> Callable[[ShapeRule], ShapeRule]:
 
 
 class ShapeContext:
-    """What a shape rule needs to raise a good error: the node and the source file."""
+    """What a shape rule needs to raise a good error: the node (a :class:`migrator.core.ir.Node`;
+    not imported here, the IR imports this package) and the source file."""
 
-    def __init__(self, node: Node, file: str | None):
+    def __init__(self, node, file: str | None):
         self.node = node
         self.file = file or node.provenance.file
 
