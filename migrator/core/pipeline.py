@@ -229,7 +229,7 @@ def make_input(graph: Graph, spec: InputSpec) -> tuple[np.ndarray, dict[str, Any
         shapes = input_shapes(graph, spec.batch)
         rng = np.random.default_rng(spec.seed)
         xs = {}
-        from .shapes_recurrent import index_inputs
+        from .shapes import index_inputs
         vocab = index_inputs(graph)             # inputs of embedding lookups: valid indices
         for name, shp in shapes.items():       # in graph order: reproducible per seed
             if name in vocab:

@@ -20,6 +20,13 @@ handle (the importer's own cases then apply).
 """
 from __future__ import annotations
 
+from ..shapes import (  # noqa: F401  (crop_slices, spp_regions, locally_connected_taps re-exported)
+    crop_slices,
+    locally_connected_taps,
+    spp_fast_geometry,
+    spp_regions,
+)
+
 #: Lasagne class -> why Migrator does not convert it (the Custom node's ``refused`` reason).
 REFUSED_CLASSES: dict[str, str] = {
     "ExpressionLayer": "ExpressionLayer runs an arbitrary Python/Theano function (user code) "
@@ -132,35 +139,6 @@ def canonical(L: dict, in_shapes: list, unsupported, activation_of, fn_name):
     return None
 
 
-def crop_slices(shapes: list, cropping) -> list[list[slice]]:
-    """Lasagne's ``autocrop``: per input, one slice per axis (static shapes)."""
-    nd = len(shapes[0])
-    out: list[list[slice]] = [[] for _ in shapes]
-    cr = list(cropping or []) + [None] * (nd - len(cropping or []))
-    for d in range(nd):
-        c = cr[d]
-        if c is None:
-            for s in out:
-                s.append(slice(None))
-            continue
-        sz = min(int(sh[d]) for sh in shapes)
-        for sh, s in zip(shapes, out):
-            if c == "lower":
-                s.append(slice(0, sz))
-            elif c == "upper":
-                s.append(slice(int(sh[d]) - sz, int(sh[d])))
-            else:
-                off = (int(sh[d]) - sz) // 2
-                s.append(slice(off, off + sz))
-    return out
-
-
-def spp_fast_geometry(size: int, n: int) -> tuple[int, int, int]:
-    """(window, stride, bins) of the 'fast' / cuDNN SPP level ``n`` on ``size`` pixels."""
-    win, st = -(-size // n), size // n
-    return win, st, ((size - win) // st + 1) if st > 0 else 0
-
-
 def _spp(L, in_shapes, unsupported):
     a = L.get("attrs", {})
     s = in_shapes[0] if in_shapes else None
@@ -182,32 +160,3 @@ def _spp(L, in_shapes, unsupported):
                                       f"bins, not {n} as the layer's output shape says")
     return "LasagneSPP", {"pool_dims": dims, "mode": "max" if mode == "max" else "avg",
                           "implementation": impl}, {}
-
-
-def spp_regions(h: int, w: int, attrs: dict) -> list[tuple[int, int, int, int]]:
-    """(h0, h1, w0, w1) of every SPP bin, level by level, row-major (Lasagne master)."""
-    out = []
-    for n in attrs["pool_dims"]:
-        if attrs["implementation"] == "kaiming":   # pool_2d_nxn_regions
-            import math
-            for r in range(n):
-                for c in range(n):
-                    out.append((math.floor(r / float(n) * h), math.ceil((r + 1) / float(n) * h),
-                                math.floor(c / float(n) * w), math.ceil((c + 1) / float(n) * w)))
-        else:
-            wh, sh, bh = spp_fast_geometry(h, n)
-            ww, sw, bw = spp_fast_geometry(w, n)
-            for r in range(bh):
-                for c in range(bw):
-                    out.append((r * sh, r * sh + wh, c * sw, c * sw + ww))
-    return out
-
-
-def locally_connected_taps(kh: int, kw: int, flip: bool):
-    """(dy, dx, fi, fj) of every filter tap of Lasagne's LocallyConnected2DLayer.convolve:
-    output (h, w) reads input (h + dy, w + dx) with W[..., fi, fj, h, w]."""
-    out = []
-    for i in range(kh):
-        for j in range(kw):
-            out.append((i - kh // 2, j - kw // 2, kh - 1 - i if flip else i, kw - 1 - j if flip else j))
-    return out

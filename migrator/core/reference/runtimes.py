@@ -137,7 +137,7 @@ class BuiltinRuntime(Runtime):
         except ImportError as e:  # pragma: no cover - only while the package is incomplete
             return f"the built-in numpy reference is not available ({e})"
         supported = getattr(numpy_ref, "KERNELS", None)
-        if graph is not None and isinstance(supported, dict):
+        if graph is not None and supported is not None:
             missing = sorted({n.op for n in graph.nodes if n.op not in supported and n.op != "Input"})
             if missing:
                 return "no built-in kernel for " + ", ".join(missing)

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...reference.kernels_forks import interp_matrix
-from ...shapes_forks import interp_out_len
+from ...reference.kernels import interp_matrix
+from ...shapes import interp_out_len
 from ..plan import ParamRow
 from ..registry import Rule, rank_of, register
 from .layers import Chain, _in_shape, _unsupported

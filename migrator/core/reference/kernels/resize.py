@@ -1,11 +1,28 @@
-"""Reference kernels of the Caffe fork ops (``Interp``, ``Normalize``, ``ShuffleChannel``),
-written from the forks' definitions (see :data:`migrator.core.ir.OPS`)."""
+"""Reference kernels of the resize family: ``Upscale``, ``Upscale1D``, ``Interp`` (DeepLab /
+PSPNet, from the forks' definitions).
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from ..shapes_forks import interp_out_len
-from .kernels import _err, _param, kernel
+from ...shapes import interp_out_len
+from .registry import err, kernel, pair
+
+
+@kernel("Upscale")
+def _upscale(node, xs):
+    x = xs[0]
+    if x.ndim != 4:
+        raise err(node, f"upscaling supports 2-d (NCHW) inputs, got shape {x.shape}")
+    sh, sw = pair(node.attrs.get("scale", 2))
+    mode = node.attrs.get("mode", "repeat")
+    if mode == "repeat":
+        return [np.ascontiguousarray(np.repeat(np.repeat(x, sh, axis=2), sw, axis=3))]
+    if mode == "dilate":
+        y = np.zeros(x.shape[:2] + (x.shape[2] * sh, x.shape[3] * sw), dtype=x.dtype)
+        y[:, :, ::sh, ::sw] = x
+        return [y]
+    raise err(node, f"unknown upscale mode {mode!r}")
 
 
 def interp_matrix(L_eff: int, out: int, offset: int = 0, L: int | None = None) -> np.ndarray:
@@ -35,7 +52,7 @@ def interp_matrix(L_eff: int, out: int, offset: int = 0, L: int | None = None) -
 def _interp(node, xs):
     x = xs[0]
     if x.ndim != 4:
-        raise _err(node, f"Interp supports 4-d (NCHW) inputs, got shape {x.shape}")
+        raise err(node, f"Interp supports 4-d (NCHW) inputs, got shape {x.shape}")
     a = node.attrs
     H, W = x.shape[2:]
     off = -int(a.get("pad_beg", 0))
@@ -49,29 +66,12 @@ def _interp(node, xs):
     return [np.ascontiguousarray(y)]
 
 
-@kernel("Normalize")
-def _normalize(node, xs):
+@kernel("Upscale1D")
+def _upscale1d(node, xs):
     x = xs[0]
-    a = node.attrs
-    eps = x.dtype.type(a.get("eps", 1e-10))
-    sq = np.square(x)
-    if a.get("across_spatial", True):
-        ss = sq.reshape(x.shape[0], -1).sum(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
-    else:
-        ss = sq.sum(axis=1, keepdims=True)
-    y = x / np.sqrt(ss + eps)
-    s = _param(node, "scale", x.dtype)
-    if s is not None:
-        y *= s.reshape(1, -1, *([1] * (x.ndim - 2))) if s.size > 1 else s.reshape(())
+    a = int(node.attrs["scale"])
+    if node.attrs["mode"] == "repeat":
+        return [np.repeat(x, a, axis=2)]
+    y = np.zeros(x.shape[:2] + (x.shape[2] * a,), dtype=x.dtype)
+    y[:, :, ::a] = x
     return [y]
-
-
-@kernel("ShuffleChannel")
-def _shuffle(node, xs):
-    x = xs[0]
-    g = int(node.attrs.get("group", 1))
-    N, C = x.shape[:2]
-    if C % g:
-        raise _err(node, f"{C} channels cannot be split into {g} groups")
-    y = x.reshape((N, g, C // g) + x.shape[2:]).swapaxes(1, 2).reshape(x.shape)
-    return [np.ascontiguousarray(y)]

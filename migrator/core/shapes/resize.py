@@ -1,8 +1,7 @@
-"""Shape rules of the Caffe fork ops (``Interp``, ``Normalize``, ``ShuffleChannel``);
-formulas in :data:`migrator.core.ir.OPS`."""
+"""Shape rules and formulas of the resize family: ``Upscale``, ``Upscale1D``, ``Interp``."""
 from __future__ import annotations
 
-from .shapes import _check_rank, _fmt, shape_rule
+from .registry import check_rank, fmt_shape, pair, shape_rule
 
 
 def interp_out_len(L: int | None, attrs: dict, axis: str) -> int | None:
@@ -24,34 +23,34 @@ def interp_out_len(L: int | None, attrs: dict, axis: str) -> int | None:
     raise ValueError(f"unknown Interp mode {mode!r}")
 
 
+@shape_rule("Upscale")
+def _upscale(node, ins, ctx):
+    x = ins[0]
+    check_rank(ctx, x, rank=4)
+    sh, sw = pair(node.attrs.get("scale", 2))
+    if sh < 1 or sw < 1:
+        raise ctx.error(f"scale factor {(sh, sw)} must be >= 1")
+    if node.attrs.get("mode", "repeat") not in ("repeat", "dilate"):
+        raise ctx.error(f"unknown upscale mode {node.attrs.get('mode')!r}")
+    return [(x[0], x[1], None if x[2] is None else x[2] * sh, None if x[3] is None else x[3] * sw)]
+
+
+@shape_rule("Upscale1D")
+def _upscale1d(node, ins, ctx):
+    s = ins[0]
+    if len(s) != 3:
+        raise ctx.error(f"Upscale1D needs a rank-3 input, got {s}")
+    return [(s[0], s[1], None if s[2] is None else s[2] * int(node.attrs["scale"]))]
+
+
 @shape_rule("Interp")
 def _interp(node, ins, ctx):
     x = ins[0]
-    _check_rank(ctx, x, rank=4)
+    check_rank(ctx, x, rank=4)
     a = node.attrs
     crop = int(a.get("pad_beg", 0)) + int(a.get("pad_end", 0))
     for L in x[2:]:
         if L is not None and L + crop < 1:
-            raise ctx.error(f"input {_fmt(x)} is smaller than the Interp cropping "
+            raise ctx.error(f"input {fmt_shape(x)} is smaller than the Interp cropping "
                             f"(pad_beg {a.get('pad_beg')}, pad_end {a.get('pad_end')})")
     return [(x[0], x[1], interp_out_len(x[2], a, "h"), interp_out_len(x[3], a, "w"))]
-
-
-@shape_rule("Normalize")
-def _normalize(node, ins, ctx):
-    x = ins[0]
-    _check_rank(ctx, x, min_rank=2)
-    s = node.p("scale")
-    if s is not None and s.size != 1 and x[1] is not None and s.size != x[1]:
-        raise ctx.error(f"Normalize has {s.size} scales but the input {_fmt(x)} has {x[1]} channels")
-    return [tuple(x)]
-
-
-@shape_rule("ShuffleChannel")
-def _shuffle(node, ins, ctx):
-    x = ins[0]
-    _check_rank(ctx, x, min_rank=2)
-    g = int(node.attrs.get("group", 1))
-    if x[1] is not None and x[1] % g:
-        raise ctx.error(f"{x[1]} channels cannot be split into {g} groups")
-    return [tuple(x)]

@@ -1,25 +1,45 @@
-"""Reference kernels of the Lasagne recurrent ops (``Recurrent``, ``Embedding``), written
-from lasagne/layers/recurrent.py (see ``ir.OPS['Recurrent']``): a plain loop over time in
-the input dtype.  Registered in :data:`.kernels.KERNELS` when :mod:`.kernels` is imported."""
+"""Reference kernels of the recurrent family: ``Recurrent`` (Lasagne, written from
+lasagne/layers/recurrent.py: a plain loop over time in the input dtype) and
+``CaffeRecurrent`` (Caffe's LSTM / RNN).
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from .kernels import _err, activation, kernel
+from .activation import activation
+from .registry import err, kernel
 
 
-@kernel("Embedding")
-def _embedding(node, xs):
-    idx = np.asarray(xs[0])
-    W = node.p("weight")
-    if idx.dtype.kind == "f":
-        if not np.all(np.isfinite(idx)):
-            raise _err(node, "embedding indices are not finite")
-        idx = idx.astype(np.int64)
-    V = W.shape[0]
-    if idx.size and (idx.min() < -V or idx.max() >= V):
-        raise _err(node, f"embedding index out of range 0..{V - 1}")
-    return [W[idx]]
+@kernel("CaffeRecurrent")
+def _caffe_recurrent(node, xs):
+    """Caffe's unrolled LSTM / RNN (lstm_layer.cpp, lstm_unit_layer.cpp, rnn_layer.cpp)."""
+    x, cont = xs[0], xs[1].astype(xs[0].dtype, copy=False)
+    T, N = x.shape[:2]
+    xf = x.reshape(T, N, -1)
+    dt = x.dtype
+    H = int(node.attrs["num_output"])
+    p = {k: np.asarray(v.value, dt) for k, v in node.params.items()}
+
+    def sig(v):
+        return activation(v, {"kind": "sigmoid"})
+    h = np.zeros((N, H), dt)
+    outs = []
+    if node.attrs["cell"] == "lstm":
+        c = np.zeros((N, H), dt)
+        xw = xf @ p["W_xc"].T + p["b_c"]
+        for t in range(T):
+            ct = cont[t][:, None]
+            g = xw[t] + (ct * h) @ p["W_hc"].T
+            i, f, o, gg = sig(g[:, :H]), sig(g[:, H:2 * H]), sig(g[:, 2 * H:3 * H]), np.tanh(g[:, 3 * H:])
+            c = ct * f * c + i * gg
+            h = o * np.tanh(c)
+            outs.append(h)
+    else:
+        xw = xf @ p["W_xh"].T + p["b_h"]
+        for t in range(T):
+            h = np.tanh(xw[t] + (cont[t][:, None] * h) @ p["W_hh"].T)
+            outs.append(np.tanh(h @ p["W_ho"].T + p["b_o"]))
+    return [np.stack(outs).astype(dt)]
 
 
 def _mm(a, b):
@@ -31,7 +51,7 @@ def _init_state(node, name, xs, pos, batch, dtype):
         return np.asarray(xs[pos], dtype=dtype).reshape(batch, -1), pos + 1
     v = node.p(name)
     if v is None:
-        raise _err(node, f"missing parameter {name}")
+        raise err(node, f"missing parameter {name}")
     return np.broadcast_to(v.reshape(1, -1).astype(dtype), (batch, v.size)).copy(), pos
 
 
@@ -84,7 +104,7 @@ def _recurrent(node, xs):
         b = {g: _p(node, f"b_{g}", dt) for g in gates}
         pre_in = {g: _mm(x, W_in[g]) + b[g] for g in gates}
     else:
-        raise _err(node, f"unknown recurrent cell {cell!r}")
+        raise err(node, f"unknown recurrent cell {cell!r}")
     for t in steps:
         if cell == "simple":
             h_new = activation(activation(_mm(h, W_hid) + b_hid, a.get("hid_activation"))
@@ -124,71 +144,3 @@ def _recurrent(node, xs):
     if a.get("only_return_final"):
         return [h]
     return [out]
-
-
-@kernel("Conv1D", "Pool1D")
-def _one_d(node, xs):
-    """The 2-D kernel over (N, C, 1, L) (see ``ir.OPS['Conv1D']``), size-1 axis dropped."""
-    from .kernels import KERNELS
-    x = np.asarray(xs[0])
-    if x.ndim != 3:
-        raise _err(node, f"1-D layer input of shape {x.shape} is not (N, C, L)")
-    y = KERNELS["Conv" if node.op == "Conv1D" else "Pool"](node, [x[:, :, None, :]])[0]
-    return [y[:, :, 0, :]]
-
-
-def _windows3d(xp, k, s, out):
-    """Yield ((a, b, c), view) of every kernel offset: xp[:, :, a::sd, b::sh, c::sw] cut to out."""
-    for a in range(k[0]):
-        for b in range(k[1]):
-            for c in range(k[2]):
-                yield (a, b, c), xp[:, :, a:a + s[0] * (out[0] - 1) + 1:s[0],
-                                    b:b + s[1] * (out[1] - 1) + 1:s[1],
-                                    c:c + s[2] * (out[2] - 1) + 1:s[2]]
-
-
-@kernel("Conv3D")
-def _conv3d(node, xs):
-    """y[n, o] = sum_{c, a, b, e} xpad[n, c, s*z + a, ...] * w[o, c, a, b, e] (``flip``: w
-    rotated over its three spatial axes first: a true convolution)."""
-    a = node.attrs
-    x = np.asarray(xs[0])
-    w = np.asarray(node.p("weight"), dtype=x.dtype)
-    if a.get("flip"):
-        w = w[:, :, ::-1, ::-1, ::-1]
-    k, s, p = tuple(a["kernel"]), tuple(a["stride"]), tuple(a["pad"])
-    xp = np.pad(x, [(0, 0), (0, 0)] + [(q, q) for q in p])
-    out = [(L + 2 * q - kk) // ss + 1 for L, kk, ss, q in zip(x.shape[2:], k, s, p)]
-    y = np.zeros((x.shape[0], w.shape[0], *out), x.dtype)
-    for (i, j, m), v in _windows3d(xp, k, s, out):
-        y += np.einsum("ncdhw,oc->nodhw", v, w[:, :, i, j, m], optimize=True)
-    b = node.p("bias")
-    if b is not None and a.get("bias", True):
-        y += np.asarray(b, x.dtype).reshape(1, -1, 1, 1, 1)
-    return [activation(y, a.get("activation"))]
-
-
-@kernel("Pool3D")
-def _pool3d(node, xs):
-    a = node.attrs
-    x = np.asarray(xs[0])
-    k, s, p = tuple(a["kernel"]), tuple(a["stride"]), tuple(a["pad"])
-    out = [(L + 2 * q - kk) // ss + 1 for L, kk, ss, q in zip(x.shape[2:], k, s, p)]
-    pads = [(0, 0), (0, 0)] + [(q, q) for q in p]
-    if a.get("mode", "max") == "max":
-        xp = np.pad(x, pads, constant_values=-np.inf)
-        y = np.full((*x.shape[:2], *out), -np.inf, x.dtype)
-        for _, v in _windows3d(xp, k, s, out):
-            np.maximum(y, v, out=y)
-        return [y]
-    xp = np.pad(x, pads)
-    y = np.zeros((*x.shape[:2], *out), x.dtype)
-    for _, v in _windows3d(xp, k, s, out):
-        y += v
-    if a.get("avg_divisor") == "exc_pad":
-        cnt = np.zeros(out, x.dtype)
-        ones = np.pad(np.ones(x.shape[2:], x.dtype), [(q, q) for q in p])[None, None]
-        for _, v in _windows3d(ones, k, s, out):
-            cnt += v[0, 0]
-        return [y / cnt]
-    return [y / x.dtype.type(k[0] * k[1] * k[2])]

@@ -1,0 +1,164 @@
+"""Reference kernels of the pool family: ``Pool``, ``GlobalPool``, ``Pool1D``, ``Pool3D``,
+``SPP``, ``LasagneSPP``, ``FeaturePool``, ``FeatureWTA``.
+
+* Pool: ``floor`` / ``caffe_ceil`` / ``lasagne_ceil`` output sizes (see shapes/pool.py); MAX
+  ignores padding and the part of a window hanging past the input; AVE divisors
+  ``caffe`` = ``inc_pad`` = window clipped to the padded extent ``L + 2p`` (pad zeros
+  counted, overhang past the pad not; for Theano this is ``ws0*ws1`` whenever
+  ignore_border=True and the clipped window when ignore_border=False), ``exc_pad`` = the
+  elements inside the input only.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...shapes import pool_out_len, spp_levels, spp_regions
+from .reduce import REDUCERS
+from .registry import err, kernel, one_d, pair, windows3d
+
+
+def _avg_counts(L: int, out: int, k: int, s: int, p: int, divisor: str) -> np.ndarray:
+    start = np.arange(out) * s          # in padded coordinates
+    if divisor in ("caffe", "inc_pad"):
+        return np.minimum(start + k, L + 2 * p) - start
+    if divisor == "exc_pad":
+        return np.minimum(start + k, L + p) - np.maximum(start, p)
+    raise ValueError(f"unknown average-pooling divisor {divisor!r}")
+
+
+def pool2d(x: np.ndarray, mode: str, kernel, stride, pad, rounding: str = "floor",
+           avg_divisor: str = "caffe") -> np.ndarray:
+    N, C, H, W = x.shape
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = pad
+    Ho = pool_out_len(H, kh, sh, ph, rounding)
+    Wo = pool_out_len(W, kw, sw, pw, rounding)
+    if Ho <= 0 or Wo <= 0:
+        raise ValueError(f"input {x.shape} too small for pooling kernel {(kh, kw)}")
+    # extent needed in padded coordinates; beyond L + p on the right is "overhang"
+    eh = max(H + 2 * ph, (Ho - 1) * sh + kh)
+    ew = max(W + 2 * pw, (Wo - 1) * sw + kw)
+    is_max = mode == "max"
+    if (eh, ew) != (H, W):
+        # MAX ignores padding/overhang; an empty window (Caffe ceil, p=0, s>k) gives -FLT_MAX as in Caffe
+        fill = np.finfo(x.dtype).min if is_max else 0
+        xp = np.full((N, C, eh, ew), fill, dtype=x.dtype)
+        xp[:, :, ph:ph + H, pw:pw + W] = x
+    else:
+        xp = x
+    acc = None
+    for i in range(kh):
+        for j in range(kw):
+            v = xp[:, :, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
+            if acc is None:
+                acc = v.copy()
+            elif is_max:
+                np.maximum(acc, v, out=acc)
+            else:
+                acc += v
+    if not is_max:
+        ch = _avg_counts(H, Ho, kh, sh, ph, avg_divisor)
+        cw = _avg_counts(W, Wo, kw, sw, pw, avg_divisor)
+        div = np.maximum(np.outer(ch, cw), 1).astype(x.dtype)
+        acc /= div
+    return acc
+
+
+@kernel("Pool")
+def _pool(node, xs):
+    x = xs[0]
+    a = node.attrs
+    if x.ndim != 4:
+        raise err(node, f"the reference pooling supports 2-d (NCHW) inputs, got shape {x.shape}")
+    k = pair(a["kernel"])
+    s = pair(a.get("stride") or k)
+    return [pool2d(x, a.get("mode", "max"), k, s, pair(a.get("pad", 0)), a.get("rounding", "floor"),
+                   a.get("avg_divisor", "caffe"))]
+
+
+@kernel("GlobalPool")
+def _gpool(node, xs):
+    x = xs[0]
+    axes = tuple(range(2, x.ndim))
+    keep = bool(node.attrs.get("keepdims", False))
+    if node.attrs.get("mode", "avg") == "max":
+        return [np.max(x, axis=axes, keepdims=keep)]
+    return [np.mean(x, axis=axes, keepdims=keep, dtype=x.dtype)]
+
+
+@kernel("SPP")
+def _spp(node, xs):
+    x = xs[0]
+    N, _C, H, W = x.shape
+    mode = node.attrs.get("mode", "max")
+    outs = [pool2d(x, mode, k, k, p, "caffe_ceil", "caffe")
+            for k, p in spp_levels(H, W, int(node.attrs["pyramid_height"]))]
+    if len(outs) == 1:
+        return [outs[0]]
+    return [np.concatenate([o.reshape(N, -1) for o in outs], axis=1)]
+
+
+def _grouped(x, axis, p):
+    return x.reshape(x.shape[:axis] + (x.shape[axis] // p, p) + x.shape[axis + 1:])
+
+
+@kernel("FeaturePool")
+def _feature_pool(node, xs):
+    x = xs[0]
+    ax, p = int(node.attrs["axis"]), int(node.attrs["pool_size"])
+    y = REDUCERS[node.attrs["mode"]](_grouped(x, ax, p), axis=ax + 1)
+    return [np.asarray(y, dtype=x.dtype)]
+
+
+@kernel("FeatureWTA")
+def _feature_wta(node, xs):
+    x = xs[0]
+    ax, p = int(node.attrs["axis"]), int(node.attrs["pool_size"])
+    g = _grouped(x, ax, p)
+    idx = np.expand_dims(np.argmax(g, axis=ax + 1), ax + 1)
+    shape = [1] * g.ndim
+    shape[ax + 1] = p
+    mask = (idx == np.arange(p).reshape(shape)).astype(x.dtype)
+    return [(g * mask).reshape(x.shape)]
+
+
+@kernel("LasagneSPP")
+def _lasagne_spp(node, xs):
+    x = xs[0]
+    f = np.max if node.attrs["mode"] == "max" else np.mean
+    bins = [f(x[:, :, h0:h1, w0:w1], axis=(2, 3))
+            for h0, h1, w0, w1 in spp_regions(x.shape[2], x.shape[3], node.attrs)]
+    return [np.stack(bins, axis=2).astype(x.dtype)]
+
+
+@kernel("Pool3D")
+def _pool3d(node, xs):
+    a = node.attrs
+    x = np.asarray(xs[0])
+    k, s, p = tuple(a["kernel"]), tuple(a["stride"]), tuple(a["pad"])
+    out = [(L + 2 * q - kk) // ss + 1 for L, kk, ss, q in zip(x.shape[2:], k, s, p)]
+    pads = [(0, 0), (0, 0)] + [(q, q) for q in p]
+    if a.get("mode", "max") == "max":
+        xp = np.pad(x, pads, constant_values=-np.inf)
+        y = np.full((*x.shape[:2], *out), -np.inf, x.dtype)
+        for _, v in windows3d(xp, k, s, out):
+            np.maximum(y, v, out=y)
+        return [y]
+    xp = np.pad(x, pads)
+    y = np.zeros((*x.shape[:2], *out), x.dtype)
+    for _, v in windows3d(xp, k, s, out):
+        y += v
+    if a.get("avg_divisor") == "exc_pad":
+        cnt = np.zeros(out, x.dtype)
+        ones = np.pad(np.ones(x.shape[2:], x.dtype), [(q, q) for q in p])[None, None]
+        for _, v in windows3d(ones, k, s, out):
+            cnt += v[0, 0]
+        return [y / cnt]
+    return [y / x.dtype.type(k[0] * k[1] * k[2])]
+
+
+@kernel("Pool1D")
+def _pool1d(node, xs):
+    """The ``Pool`` kernel over (N, C, 1, L) (see ``OPS['Pool1D']``), size-1 axis dropped."""
+    return one_d(node, xs, _pool)
