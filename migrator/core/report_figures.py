@@ -44,7 +44,9 @@ def _finite(v) -> float | None:
 
 
 def _log_range(values: list[float]) -> tuple[float, float]:
-    vals = [max(v, FLOOR) for v in values if v is not None]
+    """Decades spanning the positive values (exact zeros sit on the bottom edge, they do not
+    stretch the axis down to the floor)."""
+    vals = [max(v, FLOOR) for v in values if v is not None and v > 0]
     if not vals:
         return -6.0, 0.0
     lo, hi = math.floor(math.log10(min(vals))), math.ceil(math.log10(max(vals)))
@@ -145,7 +147,8 @@ def error_along_layers(rep: dict) -> Figure | None:
         if v is None:
             continue
         colour = FAIL if e.get("status") == "fail" else PASS
-        c.add(f'<circle cx="{c.x(i):.1f}" cy="{c.y(v):.1f}" r="{r}" fill="{colour}">'
+        fill = colour if v > 0 else "white"          # an exact zero: a hollow mark on the bottom edge
+        c.add(f'<circle cx="{c.x(i):.1f}" cy="{c.y(v):.1f}" r="{r}" fill="{fill}" stroke="{colour}">'
               f"<title>{html.escape(e['source'])}: max_rel {v:.3g} ({e.get('status')})</title></circle>")
         if e["source"] == first:
             c.add(f'<line x1="{c.x(i):.1f}" y1="{TOP}" x2="{c.x(i):.1f}" y2="{H - BOTTOM}" stroke="{FAIL}" '
