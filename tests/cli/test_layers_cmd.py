@@ -50,7 +50,7 @@ def test_caffe_table_agrees_with_the_importer():
     exact = {t for t, e in entries.items() if e.status == "exact"}
     assert exact == set(coverage.CAFFE_TESTED)          # every proved type is converted, and back
     bvlc = set(coverage.BVLC_CAFFE_TYPES)
-    from migrator.core.importers.caffe_forks import FORK_TYPES
+    from migrator.core.importers.caffe import FORK_TYPES
     # nothing converted is missing from the list (fork types are listed after the BVLC ones)
     assert set(C.SUPPORTED_TYPES) <= bvlc | {"Input"} | set(FORK_TYPES)
     assert set(FORK_TYPES) - bvlc <= set(entries)

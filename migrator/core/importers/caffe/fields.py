@@ -10,7 +10,7 @@ the report then says that layer's semantics are unverified.
 protobuf's text parser stops at the first unknown field (or, permissively, skips them all
 without saying where), so :func:`scan_unknown_fields` walks the text itself: a small
 tokenizer for the protobuf text format and a walk against the message descriptors of
-:mod:`.caffe_proto`.  The result is keyed by the top-level ``layer``/``layers`` entry
+:mod:`migrator.core.importers.caffe_proto`.  The result is keyed by the top-level ``layer``/``layers`` entry
 index, so the importer can name the layer.
 
 Binary .caffemodel files: Migrator reads only the *blobs* from them (layer parameters
@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import MigratorError
+from ...errors import MigratorError
 
 #: Field names that only matter for training (or for data input, or for the speed of a
 #: Caffe build) and are read past silently when a fork adds them.  A field is skipped when
@@ -272,10 +272,6 @@ def unknown_error(items: list[UnknownField], file: str) -> MigratorError:
         f"unverified){more}", file=file, layer=first.layer)
 
 
-__all__ = ["TRAINING_ONLY", "ScanResult", "UnknownField", "accept_matches", "apply_accepts",
-           "scan_unknown_fields", "unknown_error", "unverified_layers"]
-
-
 def unverified_layers(graph) -> dict[str, list[dict[str, Any]]]:
     """layer name -> the records of its unknown fields (accepted or not) from
     ``graph.meta['caffe']['unknown_fields']`` (training-only fields are not recorded)."""
@@ -283,3 +279,53 @@ def unverified_layers(graph) -> dict[str, list[dict[str, Any]]]:
     for rec in ((graph.meta.get("caffe") or {}).get("unknown_fields") or []):
         out.setdefault(rec.get("layer") or "(net)", []).append(rec)
     return out
+
+
+# ------------------------------------------------------------------------------------
+# unknown fields (called by the importer)
+# ------------------------------------------------------------------------------------
+def collect_layer_unknowns(b, lp) -> None:
+    """Record the unknown fields of the layer entry being imported (it stays in the deploy
+    graph: dropped data/loss layers never get here)."""
+    items = b.unknown_scan.layers.get(b.cur_entry, [])
+    for it in items:
+        it.layer, it.type = lp.name, lp.type
+        b.unknown_items.append(it)
+
+
+def check_unknown_fields(b) -> list[dict[str, Any]]:
+    """Apply the accept specs; raise for the first field that is neither training-only nor
+    accepted (mode 'error'); return the records for ``graph.meta['caffe']``."""
+    if b.unknown_scan is None:
+        return []
+    items = list(b.unknown_scan.net) + list(b.unknown_items)
+    left = apply_accepts(items, b.accept_unknown)
+    if left and b.unknown_mode != "collect":
+        raise unknown_error(left, b.file)
+    net_level = [it for it in left if it.layer is None]
+    if net_level:   # no layer to mark: even 'collect' cannot carry on
+        raise unknown_error(net_level, b.file)
+    records = [it.to_dict() for it in items if not it.training_only()]
+    skipped = [it for it in items if it.training_only()]
+    if skipped:
+        b.warnings.append(f"{len(skipped)} training-only field(s) unknown to Migrator were read "
+                          f"past: {', '.join(sorted({it.path for it in skipped})[:6])}")
+    for it in items:
+        if it.accepted:
+            b.warnings.append(f"layer '{it.layer}': unknown field '{it.path}' accepted by the "
+                              f"user ({it.accepted_by}); its semantics are unverified")
+    return records
+
+
+__all__ = [
+    "TRAINING_ONLY",
+    "ScanResult",
+    "UnknownField",
+    "accept_matches",
+    "apply_accepts",
+    "check_unknown_fields",
+    "collect_layer_unknowns",
+    "scan_unknown_fields",
+    "unknown_error",
+    "unverified_layers",
+]
