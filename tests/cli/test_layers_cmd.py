@@ -73,7 +73,7 @@ def test_each_exact_caffe_type_is_used_by_its_test(type_):
 
 
 def test_lasagne_table_agrees_with_the_registry():
-    from migrator.core.importers.lasagne_child import KNOWN
+    from migrator.core.importers.lasagne import KNOWN
     assert set(coverage.LASAGNE_TESTED) <= set(KNOWN)
     listed = {e.type for e in coverage.lasagne_entries()}
     assert listed == set(KNOWN)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..importers.lasagne_catalogue import crop_slices, locally_connected_taps, spp_regions
+from ..importers.lasagne.conv import locally_connected_taps
+from ..importers.lasagne.merge import crop_slices
+from ..importers.lasagne.pool import spp_regions
 from .kernels import activation, kernel
 
 _REDUCE = {"mean": np.mean, "max": np.max, "min": np.min, "sum": np.sum, "prod": np.prod,

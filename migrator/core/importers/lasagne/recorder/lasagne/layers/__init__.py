@@ -7,7 +7,7 @@ from .recurrent import *
 from .recurrent import __all__ as _recurrent_all
 from .volumetric import *
 from .volumetric import __all__ as _volumetric_all
-from .catalogue import *  # noqa: E402
-from .catalogue import __all__ as _catalogue_all
+from .master_layers import *  # noqa: E402
+from .master_layers import __all__ as _master_all
 
-__all__ = list(_impl_all) + list(_recurrent_all) + list(_volumetric_all) + list(_catalogue_all)
+__all__ = list(_impl_all) + list(_recurrent_all) + list(_volumetric_all) + list(_master_all)

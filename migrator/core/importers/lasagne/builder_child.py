@@ -1,10 +1,10 @@
 """Child-process entry: run a Lasagne builder script and describe the network as JSON.
 
-Run as ``python -m migrator.core.importers.lasagne_child ...`` or directly by path (it only
+Run by path as ``python .../importers/lasagne/builder_child.py ...`` (it only
 needs the standard library, plus numpy for the recorder), so it also runs under a legacy
 interpreter with real Lasagne.  The builder script is user code: it runs here, never in the
 Migrator process.  Unless ``--impl real`` is given, Migrator's recording stand-ins for
-``lasagne`` and ``theano`` (``lasagne_recorder/``) are put first on ``sys.path``
+``lasagne`` and ``theano`` (``recorder/``) are put first on ``sys.path``
 (``--impl auto`` uses a real Lasagne when one imports).
 
 The description goes to the file named by ``--out`` (never stdout: user code may print).
@@ -34,28 +34,8 @@ import sys
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RECORDER_DIR = os.path.join(HERE, "lasagne_recorder")
+RECORDER_DIR = os.path.join(HERE, "recorder")
 
-KNOWN = {
-    "InputLayer", "DenseLayer", "NINLayer", "Conv1DLayer", "Conv2DLayer", "BaseConvLayer",
-    "Conv2DDNNLayer", "Conv2DMMLayer", "Conv2DCCLayer", "TransposedConv2DLayer",
-    "DilatedConv2DLayer", "BatchNormLayer", "BatchNormDNNLayer",
-    "LocalResponseNormalization2DLayer", "NonlinearityLayer", "BiasLayer", "ScaleLayer",
-    "ExpressionLayer", "InverseLayer", "ParametricRectifierLayer", "Pool1DLayer", "Pool2DLayer",
-    "MaxPool1DLayer", "MaxPool2DLayer", "Pool2DDNNLayer", "MaxPool2DDNNLayer", "MaxPool2DCCLayer",
-    "GlobalPoolLayer", "FeaturePoolLayer", "Upscale2DLayer", "ElemwiseSumLayer",
-    "ElemwiseMergeLayer", "ConcatLayer", "DropoutLayer", "GaussianNoiseLayer", "PadLayer",
-    "FlattenLayer", "ReshapeLayer", "DimshuffleLayer", "SliceLayer",
-    # recurrent layers and their neighbours (lasagne.layers.recurrent / embedding)
-    "EmbeddingLayer", "CustomRecurrentLayer", "RecurrentLayer", "LSTMLayer", "GRULayer",
-    # 3-D (lasagne.layers.conv/pool and dnn; the Recipes C3D model)
-    "Conv3DLayer", "Conv3DDNNLayer", "Pool3DLayer", "MaxPool3DLayer", "Pool3DDNNLayer",
-    "MaxPool3DDNNLayer",
-    # the rest of master's lasagne.layers (issue 14; refused ones are named by the importer)
-    "FeatureWTALayer", "RandomizedRectifierLayer", "StandardizationLayer",
-    "LocallyConnected2DLayer", "SpatialPyramidPoolingLayer", "SpatialPyramidPoolingDNNLayer",
-    "TransformerLayer", "TPSTransformerLayer", "Upscale1DLayer",
-}
 #: attributes holding sub-layers whose parameters the layer's get_params adds
 #: (CustomRecurrentLayer): described inline, parameters named '<attr>.<param>'
 SUBLAYER_ATTRS = ("input_to_hidden", "hidden_to_hidden")
@@ -297,7 +277,7 @@ def _param_shape(p):
         return None
 
 
-def describe(ret, output_layer=None, impl="recorder"):
+def describe(ret, output_layer=None, impl="recorder", known_classes=frozenset()):
     import lasagne.layers as LL
     warnings = []
     out, keys = _pick_output(ret, output_layer, warnings)
@@ -339,7 +319,7 @@ def describe(ret, output_layer=None, impl="recorder"):
         known = None
         custom_output = False
         for c in cls.__mro__:
-            if c.__module__.split(".")[0] == "lasagne" and c.__name__ in KNOWN:
+            if c.__module__.split(".")[0] == "lasagne" and c.__name__ in known_classes:
                 known = c.__name__
                 break
             if "get_output_for" in c.__dict__:
@@ -454,16 +434,19 @@ def main(argv=None) -> int:
     ap.add_argument("--output-layer", default="")
     ap.add_argument("--impl", default="recorder", choices=("recorder", "real", "auto"))
     ap.add_argument("--out", required=True)
+    ap.add_argument("--known", default="", help="comma-separated names of the lasagne.layers classes "
+                    "Migrator converts (the parent's registry of converters)")
     a = ap.parse_args(argv)
     _die_with_parent()
-    # run by path, sys.path[0] is this directory, whose lasagne.py (the importer) would
-    # shadow the real ``lasagne`` package
+    # run by path, sys.path[0] is this directory, whose modules (the importer's) must not
+    # shadow what the builder script imports
     sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != HERE]
     script = os.path.realpath(a.builder)
     try:
         impl = _choose_impl(a.impl)
         ret = _run_builder(script, a.function)
-        result = describe(ret, a.output_layer or None, impl)
+        known = frozenset(k for k in a.known.split(",") if k)
+        result = describe(ret, a.output_layer or None, impl, known)
     except BuilderFailed as e:
         result = {"ok": False, "error": e.info}
     except Exception as e:  # noqa: BLE001 - a recorder bug or odd user object

@@ -1,4 +1,4 @@
-"""Recording stand-ins for the rest of Lasagne master's ``lasagne.layers`` (issue 14):
+"""Recording stand-ins for the layers that only Lasagne master has in ``lasagne.layers``:
 FeatureWTALayer, RandomizedRectifierLayer (``rrelu``), StandardizationLayer
 (``instance_norm``, ``layer_norm``), LocallyConnected2DLayer, SpatialPyramidPoolingLayer and
 the spatial transformers (recorded so that Migrator can name them when it refuses them).

@@ -29,7 +29,7 @@ import zlib
 
 import numpy as np
 
-from ..errors import MigratorError
+from ...errors import MigratorError
 from . import safe_pickle
 
 VALUE_KEYS = ("param values", "param_values", "values", "params", "parameters", "weights")

@@ -15,7 +15,7 @@ import os
 import pickle
 import zlib
 
-from ..errors import MigratorError
+from ...errors import MigratorError
 
 
 def _allowed() -> dict[tuple[str, str], object]:

@@ -30,7 +30,7 @@ class MaxPool2DDNNLayer(Pool2DDNNLayer):
 
 
 
-from .catalogue import (  # noqa: F401
+from .master_layers import (  # noqa: F401
     BatchNormDNNLayer,
     SpatialPyramidPoolingDNNLayer,
     batch_norm_dnn,
