@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import MigratorError
+from .fields import scan_unknown_fields
 
 #: V1 enum name -> V2 type string (Caffe's own upgrade table).
 V1_TYPE_NAMES: dict[str, str] = {
@@ -94,7 +95,6 @@ def parse_prototxt(path: str, warnings: list[str] | None = None, unknown_out: li
                 text_format.Parse(text, net, allow_unknown_field=True)
             except text_format.ParseError as e2:
                 raise MigratorError(f"syntax error {_parse_error_text(e2)}", file=path) from None
-            from .fields import scan_unknown_fields
             try:
                 scan = scan_unknown_fields(text, pb.NetParameter.DESCRIPTOR)
             except ValueError:

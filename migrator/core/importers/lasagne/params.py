@@ -30,7 +30,7 @@ import zlib
 import numpy as np
 
 from ...errors import MigratorError
-from . import safe_pickle
+from .safe_pickle import load as load_pickle
 
 VALUE_KEYS = ("param values", "param_values", "values", "params", "parameters", "weights")
 #: bytes a pickle may hold beyond 8 per declared value (pickle framing, labels, mean image)
@@ -92,7 +92,7 @@ def load_param_values(params_path, expected: list | None = None
     if head[:4] == b"PK\x03\x04":
         values = _load_npz(path, expected, warnings)
     else:
-        obj = safe_pickle.load(path, max_bytes=byte_budget(expected))
+        obj = load_pickle(path, max_bytes=byte_budget(expected))
         if isinstance(obj, (list, tuple)):
             values = list(obj)
         elif isinstance(obj, dict):
