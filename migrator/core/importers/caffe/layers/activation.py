@@ -56,9 +56,10 @@ def bnll(b, lp):
 
 
 def base_scale_shift(b, lp, p) -> dict:
+    """base / scale / shift of Exp and Log (base -1 = e, else strictly positive)."""
     if p.base != -1.0 and p.base <= 0:
         raise b.err(f"{lp.type} base must be strictly positive (or -1 for e), got "
-                       f"{f32(p.base)}", lp.name)
+                    f"{f32(p.base)}", lp.name)
     return {"base": f32(p.base), "scale": f32(p.scale), "shift": f32(p.shift)}
 
 

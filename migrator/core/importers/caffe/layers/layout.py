@@ -17,7 +17,7 @@ def slice_(b, lp):
     points = [int(p) for p in sp.slice_point]
     if points and len(points) != len(lp.top) - 1:
         raise b.err(f"Slice has {len(points)} slice points for {len(lp.top)} tops (needs "
-                       f"{len(lp.top) - 1})", lp.name)
+                    f"{len(lp.top) - 1})", lp.name)
     if any(b >= e for b, e in itertools.pairwise(points)):
         raise b.err(f"slice points {points} are not strictly increasing", lp.name)
     return "Slice", {"axis": axis, "slice_points": points or None}, {}, len(lp.top)

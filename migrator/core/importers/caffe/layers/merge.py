@@ -17,7 +17,7 @@ def eltwise(b, lp):
             raise b.err("Eltwise coefficients are only allowed with operation SUM", lp.name)
         if len(coeffs) != len(lp.bottom):
             raise b.err(f"Eltwise has {len(coeffs)} coefficients for {len(lp.bottom)} bottoms",
-                           lp.name)
+                        lp.name)
     return "Eltwise", {"operation": op, "coeffs": coeffs}, {}, 1
 
 

@@ -36,6 +36,7 @@ def batch_norm(b, lp):
 
 
 def scale_shaped(b, arr, num_axes, what, n):
+    """A Scale/Bias blob and its layout for ``num_axes`` (1: 'C', 0: 'SCALAR', more: as stored)."""
     if num_axes == 1:
         return vector(arr, what, b.blob_file, n), "C"
     if num_axes == 0:

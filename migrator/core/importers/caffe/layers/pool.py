@@ -24,7 +24,7 @@ def pooling(b, lp):
     kernel = hw(ks, "kernel_h", "kernel_w", pp, None, "kernel_size", f, n)
     if kernel[0] is None:
         raise b.err("pooling has no kernel_size (nor kernel_h/kernel_w, nor global_pooling)",
-                       n)
+                    n)
     pads = [pp.pad] if pp.HasField("pad") else []
     pad = hw(pads, "pad_h", "pad_w", pp, 0, "pad", f, n)
     strides = [pp.stride] if pp.HasField("stride") else []
@@ -35,7 +35,7 @@ def pooling(b, lp):
     if pp.HasField("ceil_mode"):   # fork field (DenseNet-Caffe & co.): false = floor
         if pp.HasField("round_mode") and (pp.round_mode == 1) == bool(pp.ceil_mode):
             raise b.err("pooling_param gives ceil_mode and round_mode with opposite "
-                           "meanings", n)
+                        "meanings", n)
         rounding = "caffe_ceil" if pp.ceil_mode else "floor"
     return "Pool", {"mode": mode, "kernel": kernel, "stride": stride, "pad": pad,
                     "rounding": rounding, "avg_divisor": "caffe"}, {}, 1

@@ -9,6 +9,8 @@ from ..registry import layer_handler
 
 
 def recurrent(b, lp, cell: str):
+    """LSTM / RNN (``cell`` 'lstm' / 'rnn') -> ``CaffeRecurrent``; a static input or
+    expose_hidden is refused (Custom)."""
     rp = lp.recurrent_param
     n = lp.name
     if len(lp.bottom) == 3 or rp.expose_hidden:
