@@ -3,7 +3,7 @@
 The one-folder bundle holds two executables built from this script, ``migrator`` (the
 command line) and ``migrator-gui`` (the desktop app); the program name decides which one
 runs.  A third mode exists for the Lasagne importer: it runs the builder script in a child
-process started as ``sys.executable .../lasagne_child.py ARGS`` — in a bundle
+process started as ``sys.executable .../builder_child.py ARGS`` — in a bundle
 ``sys.executable`` is this launcher, so that script is run here, by path, like a Python
 interpreter would.
 """
@@ -14,7 +14,7 @@ import runpy
 import sys
 
 # scripts Migrator itself starts with ``sys.executable SCRIPT ...`` (by file name)
-CHILD_SCRIPTS = ("lasagne_child.py",)
+CHILD_SCRIPTS = ("builder_child.py",)
 
 
 def _child_script(argv: list[str]) -> str | None:

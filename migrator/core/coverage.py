@@ -1,8 +1,9 @@
 """What Migrator converts: every source layer type of both frameworks with its status.
 
 The status of each type is *derived from the registries* (the Caffe importer's
-``SUPPORTED_TYPES`` / ``REFUSED_TYPES`` / data and sink tables, the Lasagne child's
-``KNOWN`` classes and the mapping rules), so it cannot drift from what the code does; the
+``LAYER_HANDLERS`` with the ``SUPPORTED_TYPES`` / ``FORK_TYPES`` derived from it, its
+``REFUSED_TYPES`` / data and sink tables, and the Lasagne importer's ``CONVERTERS``, from which
+its ``KNOWN`` / ``REFUSED_CLASSES`` are derived), so it cannot drift from what the code does; the
 only hand-written data is *which reference proves each converted type* (the test file and
 the independent implementation it compares with).  ``tests/cli/test_layers_cmd.py`` checks
 that this table and the registries agree both ways, that each named test file exists and
@@ -107,7 +108,7 @@ LASAGNE_TESTED: dict[str, tuple[str, str, str]] = {
     "TransposedConv2DLayer": ("real Theano", "tests/lasagne/test_extra_layers.py", ""),
     "DilatedConv2DLayer": ("real Theano", "tests/lasagne/test_extra_layers.py", ""),
     "Upscale2DLayer": ("real Theano", "tests/lasagne/test_extra_layers.py", ""),
-    # issue 14: the rest of master's lasagne.layers (tests/lasagne/test_lasagne_catalogue.py)
+    # the rest of master's lasagne.layers (tests/lasagne/test_lasagne_catalogue.py)
     "FeaturePoolLayer": (_RL, _LCAT, "T.max / T.mean / T.sum / T.min, any axis"),
     "FeatureWTALayer": (_RL, _LCAT, "axis 1 and 3"),
     "ElemwiseMergeLayer": (_RL, _LCAT, "T.maximum, T.mul, T.minimum, T.sub; cropping vs Theano ops"),
@@ -149,12 +150,12 @@ def caffe_entries() -> list[Entry]:
     for t in BVLC_CAFFE_TYPES:
         if t in C.REFUSED_TYPES:
             out.append(Entry("caffe", t, "refused", detail=C.REFUSED_TYPES[t]))
-        elif t in C.DATA_TYPES or t in C.SINK_TYPES or C._is_loss(t):
+        elif t in C.DATA_TYPES or t in C.SINK_TYPES or C.is_loss(t):
             out.append(Entry("caffe", t, "dropped", detail="training only: dropped from the deploy "
                              "graph with a note naming the layer"))
         elif t in C.SHAPED_DATA_TYPES:
             out.append(Entry("caffe", t, "input", detail="becomes a model Input (its shape is known)"))
-        elif t in C.SUPPORTED_TYPES or t == "Input":
+        elif t in C.SUPPORTED_TYPES:
             ref = CAFFE_TESTED.get(t)
             if ref is None:
                 out.append(Entry("caffe", t, "converted"))
@@ -162,19 +163,15 @@ def caffe_entries() -> list[Entry]:
                 out.append(Entry("caffe", t, "exact", ref[0], ref[1], ref[2]))
         else:
             out.append(Entry("caffe", t, "unsupported", detail="imported as an unknown layer"))
-    try:   # layer types of Caffe forks (SSD, DeepLab, ShuffleNet, ...), converted by their own module
-        from .importers.caffe_forks import FORK_TYPES
-    except ImportError:   # pragma: no cover
-        FORK_TYPES = frozenset()
-    for t in sorted(set(FORK_TYPES) - set(BVLC_CAFFE_TYPES)):
-        out.append(Entry("caffe", t, "converted", detail="Caffe fork type, not in BVLC "
-                         "(migrator/core/importers/caffe_forks.py)"))
+    for t in sorted(set(C.FORK_TYPES) - set(BVLC_CAFFE_TYPES)):   # SSD, DeepLab, ShuffleNet, ...
+        out.append(Entry("caffe", t, "converted", detail=f"Caffe fork type ({C.LAYER_HANDLERS[t].fork}), "
+                         "not in BVLC"))
     return out
 
 
 def lasagne_entries() -> list[Entry]:
-    from .importers.lasagne_catalogue import REFUSED_CLASSES as LASAGNE_REFUSED
-    from .importers.lasagne_child import KNOWN
+    from .importers.lasagne import KNOWN
+    from .importers.lasagne import REFUSED_CLASSES as LASAGNE_REFUSED
     out = []
     for cls in sorted(KNOWN):
         ref = LASAGNE_TESTED.get(cls)

@@ -44,6 +44,20 @@ class UnsupportedLayerError(MigratorError):
         self.layers = layers
 
 
+def unsupported_layers_error(mappings, *, file: str | None = None) -> UnsupportedLayerError:
+    """The one error naming every unsupported mapping of a plan (``plan.unsupported``: objects
+    with ``source``, ``source_type`` and ``error``).  A layer whose *type* has no rule is named
+    with its type; a layer of a converted type whose setting or input cannot be converted is
+    named with ``'<type>: <reason>'`` (the message then starts "cannot convert")."""
+    items = []
+    for m in mappings:
+        t = m.source_type
+        if m.error and not m.error.startswith("unsupported layer type"):
+            t = f"{t}: {m.error}"
+        items.append((m.source, t))
+    return UnsupportedLayerError(items, file=file)
+
+
 class VerificationFailed(Exception):
     """The comparison ran and did not pass; carries the comparison result."""
 

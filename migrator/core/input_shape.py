@@ -276,7 +276,7 @@ def finish_plan(graph: Graph, plan, overrides=None) -> None:
     * inputs the user sized (--input-shape) over open declared dimensions: the Keras
       Input keeps ``None`` there when :func:`open_size_check` finds no reason against it;
       the outcome is recorded in ``graph.meta['input_shapes']`` (the report shows it)."""
-    from .importers.caffe_fields import unverified_layers
+    from .importers.caffe.fields import unverified_layers
     for layer, items in unverified_layers(graph).items():
         if layer not in graph:
             continue

@@ -151,7 +151,7 @@ def build_report(graph, plan, result, *, outputs=(), overrides=None, accepted_mi
     if result is not None:
         res_by = {r.source: r for r in result.layers}
     layers = []
-    from .importers.caffe_fields import unverified_layers
+    from .importers.caffe.fields import unverified_layers
     unverified = unverified_layers(graph)   # accepted unknown source fields, by layer
     for m in plan.mappings:
         node = graph.node(m.source)

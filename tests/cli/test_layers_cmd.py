@@ -50,7 +50,7 @@ def test_caffe_table_agrees_with_the_importer():
     exact = {t for t, e in entries.items() if e.status == "exact"}
     assert exact == set(coverage.CAFFE_TESTED)          # every proved type is converted, and back
     bvlc = set(coverage.BVLC_CAFFE_TYPES)
-    from migrator.core.importers.caffe_forks import FORK_TYPES
+    from migrator.core.importers.caffe import FORK_TYPES
     # nothing converted is missing from the list (fork types are listed after the BVLC ones)
     assert set(C.SUPPORTED_TYPES) <= bvlc | {"Input"} | set(FORK_TYPES)
     assert set(FORK_TYPES) - bvlc <= set(entries)
@@ -73,7 +73,7 @@ def test_each_exact_caffe_type_is_used_by_its_test(type_):
 
 
 def test_lasagne_table_agrees_with_the_registry():
-    from migrator.core.importers.lasagne_child import KNOWN
+    from migrator.core.importers.lasagne import KNOWN
     assert set(coverage.LASAGNE_TESTED) <= set(KNOWN)
     listed = {e.type for e in coverage.lasagne_entries()}
     assert listed == set(KNOWN)

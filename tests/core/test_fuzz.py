@@ -149,7 +149,7 @@ def _lasagne_seeds() -> dict[str, bytes]:
 def run_worker(seed: int, out_dir: str) -> dict:
     from migrator.core.errors import MigratorError
     from migrator.core.importers.caffe import load_caffe
-    from migrator.core.importers.lasagne_params import load_param_values
+    from migrator.core.importers.lasagne.params import load_param_values
     from migrator.core.mapping.planner import make_plan
 
     rng = random.Random(seed)

@@ -20,7 +20,7 @@ import pytest
 from migrator.core import pipeline
 from migrator.core.errors import MigratorError
 from migrator.core.importers.caffe import load_caffe
-from migrator.core.importers.caffe_fields import TRAINING_ONLY, scan_unknown_fields
+from migrator.core.importers.caffe.fields import TRAINING_ONLY, scan_unknown_fields
 from migrator.core.importers.caffe_proto import pb
 from migrator.core.mapping.overrides import Overrides
 from migrator.core.reference import numpy_ref

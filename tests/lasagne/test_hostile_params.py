@@ -14,7 +14,7 @@ import pytest
 
 from migrator.core.errors import MigratorError
 from migrator.core.importers.lasagne import describe_builder, load_lasagne
-from migrator.core.importers.lasagne_params import PICKLE_MARGIN, load_param_values
+from migrator.core.importers.lasagne.params import PICKLE_MARGIN, load_param_values
 from migrator.testing import hostile as H
 from migrator.testing import lasagne_models as M
 
@@ -132,7 +132,7 @@ _MEASURE = textwrap.dedent('''
     import gzip, io, pickle, zipfile, zlib
     import numpy as np
     from migrator.core.errors import MigratorError
-    from migrator.core.importers.lasagne_params import load_param_values
+    from migrator.core.importers.lasagne.params import load_param_values
     def hwm():
         for line in open("/proc/self/status"):
             if line.startswith("VmHWM:"):

@@ -216,8 +216,7 @@ def build_model():
 
 def test_refused_classes_are_named_with_their_reason(tmp_path):
     from migrator.core.errors import UnsupportedLayerError
-    from migrator.core.importers.lasagne import load_lasagne
-    from migrator.core.importers.lasagne_catalogue import REFUSED_CLASSES
+    from migrator.core.importers.lasagne import REFUSED_CLASSES, load_lasagne
     from migrator.core.keras_build.builder import build_keras
     from migrator.core.mapping.planner import make_plan
 

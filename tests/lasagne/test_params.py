@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from migrator.core.errors import MigratorError
-from migrator.core.importers import safe_pickle
-from migrator.core.importers.lasagne import load_lasagne, load_param_values
+from migrator.core.importers.lasagne import load_lasagne, load_param_values, safe_pickle
 from migrator.testing import lasagne_models as M
 
 SMALL = M.HEADER + '''

@@ -1,6 +1,6 @@
 """The recorder vs the real Lasagne (0.1, from PyPI, in the Theano venv).
 
-* The same builder script is described twice by ``lasagne_child``: with Migrator's recording
+* The same builder script is described twice by ``builder_child``: with Migrator's recording
   stand-ins, and with the real Lasagne + Theano (``--impl real``).  Names, classes, wiring,
   output shapes, parameter names/shapes and the get_all_params order must agree.
 * The real Lasagne then runs the network (``get_output(..., deterministic=True)`` for every

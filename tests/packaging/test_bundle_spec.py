@@ -29,7 +29,7 @@ def _exec_spec(monkeypatch):
     hooks.collect_data_files = lambda pkg, **kw: [(f"<{pkg} data>", pkg)]
     hooks.collect_submodules = lambda pkg, filter=None: [
         n for n in ("migrator.cli", "migrator.core.keras_build.custom_layers",
-                    "migrator.core.importers.lasagne_recorder.lasagne.layers", "migrator.gui.app")
+                    "migrator.core.importers.lasagne.recorder.lasagne.layers", "migrator.gui.app")
         if filter is None or filter(n)]
     for name in ("PyInstaller", "PyInstaller.utils"):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
@@ -58,18 +58,18 @@ def test_spec_collects_existing_files_and_two_executables(monkeypatch):
         assert os.path.isfile(src), src
     dests = {(Path(s).name, d) for s, d in own}
     # files the code finds next to its own modules (same relative place as in the source tree)
-    for name, dest in [("lasagne_child.py", "migrator/core/importers"),
+    for name, dest in [("builder_child.py", "migrator/core/importers/lasagne"),
                        ("bridge_script.py", "migrator/core/reference"),
                        ("migrator.svg", "migrator/resources/icons"),
                        ("app.qss", "migrator/resources/style"),
                        ("migrator-256.png", "migrator/resources/icons/png"),
                        ("install-desktop.sh", "linux")]:
         assert (name, dest) in dests, (name, dest)
-    assert ("__init__.py", "migrator/core/importers/lasagne_recorder/lasagne") in dests
+    assert ("__init__.py", "migrator/core/importers/lasagne/recorder/lasagne") in dests
     assert not [s for s, _ in own if s.endswith(".pyc") or "__pycache__" in s]
     hidden = ns["a"].kw["hiddenimports"]
     assert "migrator.core.keras_build.custom_layers" in hidden and "migrator.resources.make_demos" in hidden
-    assert not [h for h in hidden if "lasagne_recorder" in h]
+    assert not [h for h in hidden if "lasagne.recorder" in h]
     assert {"lasagne", "theano"} <= set(ns["a"].kw["excludes"])
 
 
@@ -79,13 +79,13 @@ def test_launcher_dispatch(tmp_path, monkeypatch):
         import launcher
     finally:
         sys.path.remove(str(ROOT / "packaging"))
-    child = tmp_path / "lasagne_child.py"
+    child = tmp_path / "builder_child.py"
     child.write_text("import sys, json\nopen(sys.argv[2], 'w').write(json.dumps(sys.argv))\n")
     assert launcher._child_script(["x", str(child), "--out", "y"]) == str(child)
     assert launcher._child_script(["x", str(tmp_path / "other.py")]) is None
-    assert launcher._child_script(["x", str(tmp_path / "missing" / "lasagne_child.py")]) is None
+    assert launcher._child_script(["x", str(tmp_path / "missing" / "builder_child.py")]) is None
     assert launcher._child_script(["x", "--version"]) is None
-    # child mode runs the script by path with its own argv, like `python lasagne_child.py ...`
+    # child mode runs the script by path with its own argv, like `python builder_child.py ...`
     out = tmp_path / "argv.json"
     monkeypatch.setattr(sys, "argv", ["/bundle/migrator", str(child), "--out", str(out)])
     monkeypatch.setattr(sys, "path", list(sys.path))

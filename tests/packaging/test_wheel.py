@@ -77,9 +77,9 @@ def test_runtime_data_is_packaged(wheel):
     names = set(wheel.namelist())
     needed = [
         "migrator/core/importers/caffe_proto/migrator_caffe.proto",
-        "migrator/core/importers/lasagne_child.py",            # run by path in a child process
-        "migrator/core/importers/lasagne_recorder/lasagne/__init__.py",
-        "migrator/core/importers/lasagne_recorder/theano/__init__.py",
+        "migrator/core/importers/lasagne/builder_child.py",    # run by path in a child process
+        "migrator/core/importers/lasagne/recorder/lasagne/__init__.py",
+        "migrator/core/importers/lasagne/recorder/theano/__init__.py",
         "migrator/core/reference/bridge_script.py",            # copied into legacy environments
         "migrator/resources/icons/migrator.svg",               # migrator/gui/theme.py
         "migrator/resources/style/app.qss",

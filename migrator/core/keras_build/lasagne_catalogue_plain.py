@@ -71,7 +71,7 @@ def _lasagne_source_op(xs, cfg, weights, name):
     elif op == "LasagneReduce":
         y = _reduce(x, cfg["mode"], tuple(int(a) for a in cfg["axes"]))
     elif op == "LocallyConnected":
-        from ..importers.lasagne_catalogue import locally_connected_taps
+        from ..shapes import locally_connected_taps
         kh, kw = (int(k) for k in cfg["kernel"])
         H, Wd = int(x.shape[2]), int(x.shape[3])
         W = np.asarray(weights[0], np.float32)
@@ -96,13 +96,13 @@ def _lasagne_source_op(xs, cfg, weights, name):
             y = ops.reshape(ops.stack([x] + [z] * (a - 1), axis=-1),
                             (-1, int(x.shape[1]), int(x.shape[2]) * a))
     elif op == "LasagneSPP":
-        from ..importers.lasagne_catalogue import spp_regions
+        from ..shapes import spp_regions
         f = ops.max if cfg["mode"] == "max" else ops.mean
         bins = [f(x[:, :, h0:h1, w0:w1], axis=(2, 3))
                 for h0, h1, w0, w1 in spp_regions(int(x.shape[2]), int(x.shape[3]), cfg)]
         y = ops.stack(bins, axis=2)
     elif op == "CropMerge":
-        from ..importers.lasagne_catalogue import crop_slices
+        from ..shapes import crop_slices
         shapes = [(1,) + tuple(int(d) for d in s.shape[1:]) for s in srcs]
         sl = crop_slices(shapes, cfg.get("cropping"))
         ys = []

@@ -26,37 +26,17 @@ import tempfile
 from typing import Any
 
 from ..errors import MigratorError
+from ..importers.caffe import source_type_ops as caffe_source_type_ops
+from ..importers.lasagne import source_type_ops as lasagne_source_type_ops
 
 VERSION = 1
 TOP_KEYS = ("version", "layers", "kinds", "accept_unknown", "input_shapes")
 
 #: Well-known source layer types and the canonical op they import as (kinds may name these
 #: even when the current model has no such layer, so one mapping file serves many models).
-SOURCE_TYPE_OPS: dict[str, str] = {
-    # Caffe
-    "BatchNorm": "BatchNorm", "Scale": "Scale", "Bias": "Bias", "Convolution": "Conv",
-    "InnerProduct": "Dense", "Pooling": "Pool", "LRN": "LRN", "ReLU": "Activation",
-    "ELU": "Activation", "Sigmoid": "Activation", "TanH": "Activation", "AbsVal": "Activation",
-    "PReLU": "PReLU", "Power": "Power", "Eltwise": "Eltwise", "Concat": "Concat",
-    "Flatten": "Flatten", "Reshape": "Reshape", "Split": "Split", "Dropout": "Dropout",
-    "Softmax": "Softmax", "Input": "Input",
-    # Lasagne
-    "BatchNormLayer": "BatchNorm", "BatchNormDNNLayer": "BatchNorm", "Conv2DLayer": "Conv",
-    "DilatedConv2DLayer": "Conv", "NINLayer": "Conv", "Conv2DDNNLayer": "Conv",
-    "Conv2DMMLayer": "Conv", "Conv2DCCLayer": "Conv", "DenseLayer": "Dense",
-    "Pool2DLayer": "Pool", "MaxPool2DLayer": "Pool", "Pool2DDNNLayer": "Pool",
-    "MaxPool2DDNNLayer": "Pool", "GlobalPoolLayer": "GlobalPool",
-    "NonlinearityLayer": "Activation", "ElemwiseSumLayer": "Eltwise", "ConcatLayer": "Concat",
-    "DropoutLayer": "Dropout", "FlattenLayer": "Flatten", "ReshapeLayer": "Reshape",
-    "LocalResponseNormalization2DLayer": "LRN", "InputLayer": "Input",
-    "DimshuffleLayer": "Transpose", "PadLayer": "Pad", "BiasLayer": "Bias", "ScaleLayer": "Scale",
-    "ParametricRectifierLayer": "PReLU", "TransposedConv2DLayer": "Deconv",
-    "Deconv2DLayer": "Deconv", "Upscale2DLayer": "Upscale",
-    # Caffe forks
-    "ReLU6": "Activation", "Upsample": "Upscale", "Interp": "Interp", "Permute": "Transpose",
-    "Normalize": "Normalize", "ConvolutionDepthwise": "Conv", "DepthwiseConvolution": "Conv",
-    "ShuffleChannel": "ShuffleChannel",
-}
+#: Derived from the importers' registries: every Caffe layer type and Lasagne class (and its
+#: aliases) -> the op its handler / converter declares first (the one it usually produces).
+SOURCE_TYPE_OPS: dict[str, str] = {**caffe_source_type_ops(), **lasagne_source_type_ops()}
 
 
 def _rules() -> dict:

@@ -1,4 +1,0 @@
-"""Stand-in sub-module: re-exports the recording layers."""
-from ._impl import *
-from ._impl import conv_input_length, conv_output_length, pool_output_length  # noqa: F401
-from .catalogue import RandomizedRectifierLayer, TPSTransformerLayer, TransformerLayer, rrelu  # noqa: F401,E402
