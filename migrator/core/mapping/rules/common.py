@@ -208,6 +208,13 @@ def add_activation(chain: Chain, main: KerasLayerSpec, act: dict | None, rank: i
         rows.append(ParamRow("activation", f"activation='{inline}' (exact)", inline,
                              sources={"nonlinearity": describe_act(act)}))
         return
+    add_activation_layer(chain, act, rank, rows)
+
+
+def add_activation_layer(chain: Chain, act: dict | None, rank: int, rows: list[ParamRow]) -> None:
+    """Append a separate layer computing the folded activation ``act`` (nothing for linear)."""
+    if not act or act.get("kind") == "linear":
+        return
     cls, cfg, formula = activation_layer(act, rank)
     chain.add(cls, cfg, suffix="act", weights=act_weights(cls, cfg, act, rank))
     rows.append(ParamRow("activation", f"separate {cls} layer: {formula}", cls,

@@ -23,10 +23,8 @@ from .common import (
     F32,
     Chain,
     OneDRule,
-    act_weights,
-    activation_layer,
     add_activation,
-    describe_act,
+    add_activation_layer,
     f32,
     input_shape,
     known_shape,
@@ -69,11 +67,7 @@ class ConvRule(Rule):
         chain.add("LasagneSourceOp", {"op": "AddUntiedBias"}, suffix="bias", weights=[bk])
         rows = [ParamRow("untied_bias", "b.transpose(1, 2, 0): one bias per output position "
                          "(H, W, O), added after the Conv2D", bk, sources={"b": b})]
-        if act and act.get("kind") != "linear":
-            cls, cfg, formula = activation_layer(act, 4)
-            chain.add(cls, cfg, suffix="act", weights=act_weights(cls, cfg, act, 4))
-            rows.append(ParamRow("activation", f"separate {cls} layer: {formula}", cls,
-                                 sources={"nonlinearity": describe_act(act)}))
+        add_activation_layer(chain, act, 4, rows)
         tail = chain.finish(rows=rows, layout="NHWC")
         m.layers += tail.layers
         m.keras_output = tail.keras_output
@@ -295,11 +289,7 @@ class LocallyConnectedRule(Rule):
                 ParamRow("bias", "tied (O,)" if b is not None and b.ndim == 1 else
                          "untied (O, H, W)" if b is not None else "none", b)]
         act = a.get("activation")
-        if act and act.get("kind") != "linear":
-            cls, acfg, formula = activation_layer(act, 4)
-            chain.add(cls, acfg, suffix="act", weights=act_weights(cls, acfg, act, 4))
-            rows.append(ParamRow("activation", f"separate {cls} layer: {formula}", cls,
-                                 sources={"nonlinearity": describe_act(act)}))
+        add_activation_layer(chain, act, 4, rows)
         return chain.finish(rows=rows, layout="NHWC")
 
 
