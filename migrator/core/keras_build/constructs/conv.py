@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from ...importers.lasagne_catalogue import locally_connected_taps
+from ...shapes import locally_connected_taps
 from .registry import source_op
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from ...importers.lasagne_catalogue import crop_slices
+from ...shapes import crop_slices
 from .registry import plain, source_op
 
 

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ...importers.lasagne_catalogue import spp_regions
+from ...shapes import spp_regions
 from ..custom_layers import avg_pool_divisor, pad_pairs, pair
 from .registry import plain, reduce_by, source_op
 
