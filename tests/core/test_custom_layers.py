@@ -1,4 +1,4 @@
-"""Custom Keras layers and their plain expressions (keras_build/plain.py): formula vs
+"""Custom Keras layers and their plain expressions (keras_build/constructs/): formula vs
 independent numpy (every formula test runs on both implementations), get_config round trip,
 and save -> load in a fresh process -> identical outputs (the plain model with Migrator
 un-importable and ``safe_mode=True``)."""

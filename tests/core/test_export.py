@@ -309,7 +309,7 @@ def test_open_nsfw_tflite_and_saved_model_match_opencv(tmp_path):
 def test_a_class_without_plain_expression_is_named_and_tflite_stays_self_contained(tmp_path, monkeypatch):
     """Should a custom class lack its plain expression, the .keras needs Migrator (checked with
     Migrator importable and named in the report), while TFLite is still checked without it."""
-    from migrator.core.keras_build import plain as PL
+    from migrator.core.keras_build.constructs.registry import CONSTRUCTS
     from migrator.testing.caffe_net import NetBuilder
     nb = NetBuilder("absnet", seed=4)
     nb.input("data", (1, 2, 6, 6))
@@ -318,7 +318,7 @@ def test_a_class_without_plain_expression_is_named_and_tflite_stays_self_contain
     nb.ip("fc", "abs", 4)
     nb.softmax("prob", "fc")
     proto, weights = nb.save(tmp_path / "a.prototxt", tmp_path / "a.caffemodel")
-    monkeypatch.delitem(PL.PLAIN, "UnaryOp")
+    monkeypatch.delitem(CONSTRUCTS, "UnaryOp")
     g, plan, model, res, _x = convert([proto, weights])
     assert E.migrator_only_layers(plan) == [{"source": "abs", "keras": "abs", "class_name": "UnaryOp"}]
     _w, records = E.export(model, plan, res, str(tmp_path / "a.keras"), also=["tflite"], graph=g,

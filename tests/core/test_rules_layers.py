@@ -1,4 +1,4 @@
-"""Mapping rules (rules/layers.py) end to end: hand-built IR graph -> make_plan ->
+"""Mapping rules (mapping/rules/, one module per op family) end to end: hand-built IR graph -> make_plan ->
 build_keras -> Keras output, compared with an independent computation (naive NCHW loops
 written from the frameworks' definitions, or plain numpy) -- never with Migrator's own
 reference executor."""

@@ -8,8 +8,8 @@ name, constructor config, weights) wired by tensor ids.  The builder
 2. creates one ``keras.Input`` per IR Input node (spec class ``'Input'``, shape without
    the batch axis, already channels-last);
 3. creates each layer (``keras.layers.<class_name>``; a spec naming a custom class of
-   :mod:`.custom_layers` becomes its plain expression of :mod:`.plain` -- a nested functional
-   model of built-in layers and ``keras.ops`` named like the spec -- unless ``plain=False``
+   :mod:`.custom_layers` becomes its construct (:mod:`.constructs`, built by :mod:`.plain`) -- a
+   nested functional model of built-in layers and ``keras.ops`` named like the spec -- unless ``plain=False``
    or the class has none), calls it on its input tensors, sets its weights;
 4. follows ``NodeMapping.aliases`` (nodes without a Keras layer);
 5. returns ``keras.Model(inputs, outputs)`` with the graph's output tensors as outputs.
@@ -23,17 +23,15 @@ import keras
 import numpy as np
 
 from ..errors import MigratorError, UnsupportedLayerError
-from . import (
-    custom_layers,
-    recurrent_layers,  # LasagneRNN: called with a list of input tensors
-)
+from . import custom_layers
 from . import plain as plain_exprs
+from .constructs.registry import LIST_INPUT_CONSTRUCTS, MERGE_CONSTRUCTS
 
 Progress = Callable[[float, str], None] | None
 
-#: layers that take a list of tensors
+#: layers that take a list of tensors: Keras's merge layers and the merge constructs
 MERGE_LAYERS = frozenset({"Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average",
-                          "Concatenate", "Dot", "WeightedSum", "LasagneMergeOp"})
+                          "Concatenate", "Dot"} | MERGE_CONSTRUCTS)
 
 
 def layer_class(class_name: str):
@@ -80,7 +78,7 @@ def build_keras(plan, *, progress: Progress = None, release_weights: bool = Fals
                 plain: bool = True) -> keras.Model:
     """Build the functional channels-last Keras model described by ``plan``.
 
-    ``plain=True`` (default): custom classes become plain expressions (:mod:`.plain`), so the
+    ``plain=True`` (default): custom classes become their constructs (:mod:`.plain`), so the
     model saves to a ``.keras`` that loads without Migrator; ``plain=False`` keeps Migrator's
     custom layer classes (the model then needs ``import migrator`` to load).
 
@@ -129,7 +127,7 @@ def build_keras(plan, *, progress: Progress = None, release_weights: bool = Fals
                 except Exception as e:  # noqa: BLE001 - bad config from a rule / override
                     raise MigratorError(f"cannot create Keras {spec.class_name} '{spec.name}': {e}",
                                         file=file, layer=m.source) from None
-            if spec.class_name in MERGE_LAYERS or (spec.class_name in recurrent_layers.LIST_INPUT
+            if spec.class_name in MERGE_LAYERS or (spec.class_name in LIST_INPUT_CONSTRUCTS
                                                   and len(ins) > 1):
                 arg = ins
             elif len(ins) == 1:

@@ -38,13 +38,15 @@ __all__ = [
     "SliceAxis",
     "UnaryOp",
     "WeightedSum",
-    "get_custom_layer",
 ]
 
-_PKG = "migrator"
+#: the ``package=`` of every custom class registered with Keras (saved models name the classes
+#: ``migrator>ClassName``: never change it)
+KERAS_PACKAGE = "migrator"
 
 
-def _pair(v, name: str) -> tuple[int, int]:
+def pair(v, name: str) -> tuple[int, int]:
+    """An int or a pair -> a pair of ints (``ValueError`` naming ``name`` otherwise)."""
     if isinstance(v, int):
         return (int(v), int(v))
     v = tuple(int(i) for i in v)
@@ -53,7 +55,7 @@ def _pair(v, name: str) -> tuple[int, int]:
     return v
 
 
-def _pad_pairs(padding, name: str = "padding") -> tuple[tuple[int, int], tuple[int, int]]:
+def pad_pairs(padding, name: str = "padding") -> tuple[tuple[int, int], tuple[int, int]]:
     """``p`` | ``(ph, pw)`` | ``((top, bottom), (left, right))`` -> the last form."""
     if isinstance(padding, int):
         return ((padding, padding), (padding, padding))
@@ -75,7 +77,7 @@ def _pad_pairs(padding, name: str = "padding") -> tuple[tuple[int, int], tuple[i
 
 
 # --------------------------------------------------------------------------------------
-@keras.saving.register_keras_serializable(package=_PKG)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class ChannelAffine(keras.layers.Layer):
     """Per-channel affine map ``y = x * scale + bias``.
 
@@ -131,7 +133,7 @@ class ChannelAffine(keras.layers.Layer):
 
 
 # --------------------------------------------------------------------------------------
-@keras.saving.register_keras_serializable(package=_PKG)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class ConstantPadding2D(keras.layers.Layer):
     """Spatial padding with a constant: ``y = pad(x, ((0,0), (top,bottom), (left,right), (0,0)),
     value)`` on a channels-last ``(N, H, W, C)`` tensor.
@@ -142,7 +144,7 @@ class ConstantPadding2D(keras.layers.Layer):
 
     def __init__(self, padding=((0, 0), (0, 0)), value: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        self.padding = _pad_pairs(padding)
+        self.padding = pad_pairs(padding)
         self.value = float(value)
 
     def call(self, x):
@@ -161,7 +163,7 @@ class ConstantPadding2D(keras.layers.Layer):
 
 
 # --------------------------------------------------------------------------------------
-@keras.saving.register_keras_serializable(package=_PKG)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class LRN(keras.layers.Layer):
     """Local response normalisation on a channels-last ``(N, H, W, C)`` tensor.
 
@@ -236,7 +238,7 @@ def avg_pool_divisor(length: int, kernel: int, stride: int, pad: tuple[int, int]
     return np.array([mask[i * stride:i * stride + kernel].sum() for i in range(n_out)])
 
 
-@keras.saving.register_keras_serializable(package=_PKG)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class ExactAveragePooling2D(keras.layers.Layer):
     """Average pooling with an explicit divisor (channels-last).
 
@@ -256,10 +258,10 @@ class ExactAveragePooling2D(keras.layers.Layer):
     def __init__(self, pool_size=(2, 2), strides=None, padding=((0, 0), (0, 0)),
                  counted_padding=((0, 0), (0, 0)), **kwargs):
         super().__init__(**kwargs)
-        self.pool_size = _pair(pool_size, "pool_size")
-        self.strides = self.pool_size if strides is None else _pair(strides, "strides")
-        self.padding = _pad_pairs(padding)
-        self.counted_padding = _pad_pairs(counted_padding, "counted_padding")
+        self.pool_size = pair(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else pair(strides, "strides")
+        self.padding = pad_pairs(padding)
+        self.counted_padding = pad_pairs(counted_padding, "counted_padding")
         for (p0, p1), (c0, c1) in zip(self.padding, self.counted_padding):
             if c0 > p0 or c1 > p1:
                 raise ValueError("counted_padding cannot exceed padding")
@@ -313,7 +315,7 @@ class ExactAveragePooling2D(keras.layers.Layer):
 
 
 # --------------------------------------------------------------------------------------
-@keras.saving.register_keras_serializable(package=_PKG)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class UnaryOp(keras.layers.Layer):
     """Element-wise maps Keras has no exact built-in for.
 
@@ -364,7 +366,7 @@ class UnaryOp(keras.layers.Layer):
 
 
 # --------------------------------------------------------------------------------------
-@keras.saving.register_keras_serializable(package=_PKG)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class WeightedSum(keras.layers.Layer):
     """``y = sum_i coeffs[i] * x_i`` over a list of same-shape inputs (Caffe Eltwise SUM
     with ``coeff``, Lasagne ElemwiseSumLayer with ``coeffs``)."""
@@ -399,7 +401,7 @@ class WeightedSum(keras.layers.Layer):
 
 
 # --------------------------------------------------------------------------------------
-@keras.saving.register_keras_serializable(package=_PKG)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class SliceAxis(keras.layers.Layer):
     """``y = x[..., start:stop:step, ...]`` on one axis (Python slice semantics; ``None``
     allowed; ``axis`` counts the batch axis as 0 and may not be 0)."""
@@ -441,14 +443,4 @@ class SliceAxis(keras.layers.Layer):
 
 CUSTOM_LAYERS: dict[str, type] = {c.__name__: c for c in (
     ChannelAffine, ConstantPadding2D, LRN, ExactAveragePooling2D, UnaryOp, WeightedSum, SliceAxis)}
-
-
-def get_custom_layer(name: str):
-    """The custom layer class called ``name`` (``KeyError`` if none)."""
-    return CUSTOM_LAYERS[name]
-
-
-def custom_objects() -> dict[str, type]:
-    """``custom_objects`` for ``keras.saving.load_model`` (registration makes it optional)."""
-    return {f"{_PKG}>{k}": v for k, v in CUSTOM_LAYERS.items()} | dict(CUSTOM_LAYERS)
 

@@ -13,9 +13,14 @@ from .plan import NodeMapping, Plan
 from .registry import RULES, MapContext
 
 
-def _load_rules() -> None:
-    # importing the rules package registers every rule
+def load_rules() -> None:
+    """Register every mapping rule in :data:`.registry.RULES` (importing the rules package
+    does it; calling again costs nothing)."""
     from . import rules  # noqa: F401
+
+
+#: the former private name, until document.py and overrides.py import :func:`load_rules`
+_load_rules = load_rules
 
 
 def resolve_options(node, rule, overrides) -> tuple[dict, set]:
@@ -46,7 +51,7 @@ def _record_tensor_layers(m: NodeMapping, node, ctx: MapContext) -> None:
 
 
 def make_plan(graph: Graph, overrides=None) -> Plan:
-    _load_rules()
+    load_rules()
     if overrides is not None:
         overrides.check_against(graph)
     plan = Plan(graph=graph, overrides=overrides)

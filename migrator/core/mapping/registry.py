@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from ..errors import MigratorError
 from ..ir import Graph, Node
+from ..registry import Registry
 from .plan import NodeMapping
 
 
@@ -71,15 +72,18 @@ class Rule:
         raise NotImplementedError
 
 
-RULES: dict[str, Rule] = {}
+#: op -> its one rule (an instance); registering an op twice raises RegistrationError
+RULES: Registry[Rule] = Registry("mapping rules")
 
 
 def register(op: str):
+    """Class decorator: register an instance of the rule class as THE rule of ``op`` (a
+    variant of an op is a branch of its one rule, never a second registration)."""
     def deco(cls):
         inst = cls()
         if not inst.name:
             inst.name = op
-        RULES[op] = inst
+        RULES.add(op, inst)
         return cls
     return deco
 

@@ -1,6 +1,21 @@
-"""Importing this package registers every rule (one module per family)."""
-import importlib
-import pkgutil
+"""The mapping rules, one module per op family (:data:`migrator.core.ops.FAMILIES`).
 
-for _m in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_m.name}")
+Importing this package registers every rule in :data:`..registry.RULES`; shared helpers are
+in :mod:`.common`.  The family modules are imported here explicitly; their order is
+irrelevant to the result, since each op is registered exactly once (a second registration
+raises :class:`migrator.core.registry.RegistrationError`).
+"""
+from . import (  # noqa: F401  (each module registers the rules of its family)
+    activation,
+    conv,
+    dense,
+    embedding,
+    io,
+    layout,
+    merge,
+    norm,
+    pool,
+    recurrent,
+    reduce,
+    resize,
+)

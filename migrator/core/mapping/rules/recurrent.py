@@ -1,15 +1,17 @@
-"""Mapping rules of Lasagne's recurrent layers and their neighbours: ``Recurrent``,
-``Embedding``, and Dense over trailing axes (``DenseLayer(num_leading_axes=2)``).
+"""Mapping rules of the recurrent family: Lasagne's recurrent layers (``Recurrent``) and Caffe's
+LSTM / RNN (``CaffeRecurrent``).
 
 Layout: Migrator keeps every rank-3 source tensor ``(N, A, B)`` as ``(N, B, A)`` on the Keras
 side (channels-last, as for ``(N, C, L)``).  A Lasagne sequence ``(N, T, F)`` therefore
 arrives as ``(N, F, T)``: the rules put ``Permute((2, 1))`` before the recurrence (Keras RNNs
 and Lasagne both run on ``(N, T, F)``) and after it.
 
-The recurrence is one ``LasagneRNN`` spec (:mod:`migrator.core.keras_build.recurrent_layers`),
-built as plain Keras: ``impl='builtin'`` uses ``keras.layers.SimpleRNN`` / ``LSTM`` / ``GRU``
-where they are exact (no peepholes, Keras-expressible gate nonlinearities, no mask),
-``impl='unrolled'`` writes the Lasagne step out for every time step otherwise.
+The Lasagne recurrence is one ``LasagneRNN`` spec
+(:mod:`migrator.core.keras_build.constructs.recurrent`), built as plain Keras:
+``impl='builtin'`` uses ``keras.layers.SimpleRNN`` / ``LSTM`` / ``GRU`` where they are exact
+(no peepholes, Keras-expressible gate nonlinearities, no mask), ``impl='unrolled'`` writes
+the Lasagne step out for every time step otherwise.  Caffe's LSTM / RNN is unrolled over its
+known number of time steps (the plain expression ``CaffeRecurrent``).
 """
 from __future__ import annotations
 
@@ -17,10 +19,24 @@ import numpy as np
 
 from ..plan import ParamRow
 from ..registry import Option, Rule, keras_layout, register
-from .layers import Chain, _describe_act, _f32, _in_shape, _unsupported, inline_activation
+from .common import (
+    Chain,
+    chain_to_keras,
+    chain_to_source,
+    describe_act,
+    f32,
+    inline_activation,
+    input_shape,
+    known_shape,
+    unsupported,
+)
 
 LSTM_GATES = ("ingate", "forgetgate", "cell", "outgate")
+
+
 GRU_GATES = ("resetgate", "updategate", "hidden_update")
+
+
 _KERAS_ACTS = {"relu", "linear", "sigmoid", "tanh", "softplus", "elu", "exponential"}
 
 
@@ -41,7 +57,7 @@ def _builtin_config(node) -> tuple[dict | None, str]:
             return None, "the Dense sub-layers have nonlinearities of their own"
         act = _inline(a.get("activation"))
         if act is None:
-            return None, f"nonlinearity {_describe_act(a.get('activation'))}"
+            return None, f"nonlinearity {describe_act(a.get('activation'))}"
         return {"units": int(a["units"]), "activation": act, "use_bias": True}, ""
     if cell == "lstm":
         if a.get("peepholes"):
@@ -60,7 +76,7 @@ def _builtin_config(node) -> tuple[dict | None, str]:
         return None, "reset/update gates are not sigmoid (the z = 1 - u negation needs sigmoid)"
     act = _inline(ga.get("hidden_update"))
     if act is None:
-        return None, f"hidden_update nonlinearity {_describe_act(ga.get('hidden_update'))}"
+        return None, f"hidden_update nonlinearity {describe_act(ga.get('hidden_update'))}"
     return {"units": int(a["units"]), "activation": act, "recurrent_activation": "sigmoid",
             "use_bias": True, "reset_after": True}, ""
 
@@ -70,7 +86,7 @@ def _weights(node, n_in: int) -> list[np.ndarray]:
 
     def p(name, shape):
         v = node.p(name)
-        return np.zeros(shape, np.float32) if v is None else _f32(v).reshape(shape)
+        return np.zeros(shape, np.float32) if v is None else f32(v).reshape(shape)
 
     cell = a["cell"]
     if cell == "simple":
@@ -115,7 +131,7 @@ def _rows(node, impl: str, kc: dict | None, why: str) -> list[ParamRow]:
                              f"projection), keras.ops for the gates -- because of {why}", "unrolled"))
         ga = a.get("gate_activations") or {}
         if ga:
-            rows.append(ParamRow("gate nonlinearities", ", ".join(f"{g}: {_describe_act(v)}"
+            rows.append(ParamRow("gate nonlinearities", ", ".join(f"{g}: {describe_act(v)}"
                                                                for g, v in ga.items()), None))
         if cell == "lstm" and a.get("peepholes"):
             where = ("added after the outgate nonlinearity (Lasagne 0.1)"
@@ -154,13 +170,13 @@ class RecurrentRule(Rule):
 
     def map(self, node, ctx):
         a = node.attrs
-        in_shape = _in_shape(node, ctx)
+        in_shape = input_shape(node, ctx)
         if in_shape is None or len(in_shape) != 3:
-            return _unsupported(node, ctx, f"recurrent input of shape {in_shape}: only (batch, time, "
-                                           "features) is supported (flatten trailing axes first)")
+            return unsupported(node, ctx, f"recurrent input of shape {in_shape}: only (batch, time, "
+                                          "features) is supported (flatten trailing axes first)")
         T, n_in = in_shape[1], in_shape[2]
         if n_in is None:
-            return _unsupported(node, ctx, "recurrent input with an unknown number of features")
+            return unsupported(node, ctx, "recurrent input with an unknown number of features")
         kc, why = _builtin_config(node)
         impl = "builtin" if kc is not None and ctx.options.get("impl", "auto") == "auto" else "unrolled"
         if kc is None and ctx.options.get("impl") == "unrolled":
@@ -168,8 +184,8 @@ class RecurrentRule(Rule):
         elif kc is not None and impl == "unrolled":
             why = "option impl='unrolled'"
         if impl == "unrolled" and T is None:
-            return _unsupported(node, ctx, f"{why} needs the recurrence unrolled, which needs a known "
-                                           "sequence length (the input's time axis is None)")
+            return unsupported(node, ctx, f"{why} needs the recurrence unrolled, which needs a known "
+                                          "sequence length (the input's time axis is None)")
         a = dict(a)
         a["_T"] = T
         node_view = type("V", (), {"attrs": a, "p": node.p})()
@@ -199,197 +215,35 @@ class RecurrentRule(Rule):
         return chain.finish(rows=rows, layout=keras_layout(3))
 
 
-@register("Embedding")
-class EmbeddingRule(Rule):
-    name = "Embedding"
-    description = "keras.layers.Embedding (weights W as stored); a (N, T) input gives (N, T, E), " \
-                  "kept as (N, E, T) like every rank-3 tensor."
+@register("CaffeRecurrent")
+class CaffeRecurrentRule(Rule):
+    name = "CaffeRecurrent"
+    description = ("Caffe LSTM / RNN: unrolled over the known number of time steps with keras.ops "
+                   "(plain expression CaffeRecurrent); time is the model's leading (batch) axis.")
 
     def map(self, node, ctx):
-        in_shape = _in_shape(node, ctx)
-        W = node.p("weight")
-        if W is None or W.ndim != 2:
-            return _unsupported(node, ctx, "embedding weight must be 2-D")
-        if in_shape is None or len(in_shape) > 2:
-            return _unsupported(node, ctx, f"embedding of an input of shape {in_shape} (only (N,) "
-                                           "or (N, T) is supported)")
-        chain = Chain(node, ctx)
-        chain.add("Embedding", {"input_dim": int(W.shape[0]), "output_dim": int(W.shape[1])},
-                  weights=[W])
-        rows = [ParamRow("embeddings", "W (input_size, output_size) as stored; y = W[int(x)]",
-                         _f32(W), sources={"W": W})]
-        if len(in_shape) == 2:
-            chain.add("Permute", {"dims": [2, 1]}, suffix="to_keras")
-            return chain.finish(rows=rows, layout=keras_layout(3))
-        return chain.finish(rows=rows, layout="NC")
-
-
-def dense_trailing_node(node, ctx, in_shape, rank: int, axis: int):
-    """:func:`dense_trailing` for a Dense node with a Lasagne-layout ('IO') weight."""
-    W = node.p("weight")
-    if W is None or W.ndim != 2:
-        return _unsupported(node, ctx, "dense weight must be 2-D")
-    if (node.params["weight"].layout or "").upper() == "OI":
-        return dense_trailing(node, ctx, np.asarray(W).T, "W.T", in_shape, rank, axis)
-    return dense_trailing(node, ctx, np.asarray(W), "W", in_shape, rank, axis)
-
-
-def dense_trailing(node, ctx, K: np.ndarray, kformula: str, in_shape, rank: int, axis: int):
-    """Dense over the source axes >= ``axis`` (> 1; Lasagne ``num_leading_axes = axis``):
-    Permute the Keras tensor to the source order, Reshape the trailing axes into one,
-    Dense (acts on the last axis), Permute the result back to Migrator's layout."""
-    from .layers import add_activation, to_keras_perm, to_source_perm
-
-    if in_shape is None or any(d is None for d in in_shape[axis:]):
-        return _unsupported(node, ctx, "dense over trailing axes of unknown size")
-    if any(d is None for d in in_shape[1:axis]) and rank - axis > 1:
-        return _unsupported(node, ctx, "dense over several trailing axes with unknown leading axes")
-    feat = int(np.prod(in_shape[axis:]))
-    if feat != K.shape[0]:
-        return _unsupported(node, ctx, f"weight has {K.shape[0]} inputs but the input "
-                                       f"{tuple(in_shape)} has {feat} features from axis {axis}")
-    chain = Chain(node, ctx)
-    rows = [ParamRow("kernel", f"{kformula}; applied to the last axis of the source-order tensor "
-                     f"(num_leading_axes={axis})", _f32(K))]
-    if rank > 2:
-        chain.add("Permute", {"dims": list(to_source_perm(rank))}, suffix="to_src")
-    if rank - axis > 1:
-        chain.add("Reshape", {"target_shape": [int(d) for d in in_shape[1:axis]] + [feat]},
-                  suffix="flatten")
-    has_bias = bool(node.attrs.get("bias", True)) and node.p("bias") is not None
-    weights = [K] + ([node.p("bias").reshape(-1)] if has_bias else [])
-    main = chain.add("Dense", {"units": int(K.shape[1]), "use_bias": has_bias, "activation": "linear"},
-                     weights=weights)
-    out_rank = axis + 1
-    if has_bias:
-        rows.append(ParamRow("bias", "b", _f32(node.p("bias"))))
-    act = node.attrs.get("activation")
-    if act and act.get("kind") == "softmax":
-        return _unsupported(node, ctx, "softmax on a dense layer with several leading axes")
-    add_activation(chain, main, act, out_rank, rows)
-    if out_rank > 2:
-        chain.add("Permute", {"dims": list(to_keras_perm(out_rank))}, suffix="to_keras")
-    return chain.finish(rows=rows, layout=keras_layout(out_rank))
-
-
-# ======================================================================================
-# 1-D convolution / pooling: the 2-D rules over (N, 1, L, C)
-# ======================================================================================
-class _OneDRule(Rule):
-    two_d = ""
-
-    def map(self, node, ctx):
-        from ...ir import Graph, Node
-        from ..registry import RULES, MapContext
-
-        in_shape = _in_shape(node, ctx)
-        out_shape = node.out_shape
-        if in_shape is None or len(in_shape) != 3 or in_shape[1] is None:
-            return _unsupported(node, ctx, f"1-D layer on an input of shape {in_shape}")
-        N, C, L = in_shape
-        chain = Chain(node, ctx)
-        # Keras keeps (N, C, L) as (N, L, C): (N, 1, L, C) is the NHWC form of (N, C, 1, L)
-        chain.add("Reshape", {"target_shape": [1, -1 if L is None else int(L), int(C)]},
-                  suffix="to2d", inputs=[node.inputs[0]])
-        t2d = chain.cur[0]
-        inp = Node(name=t2d, op="Input", attrs={"shape": (N, C, 1, L)})
-        inp.out_shapes = [(N, C, 1, L)]
-        sub = Node(name=node.name, op=self.two_d, inputs=[t2d], attrs=dict(node.attrs),
-                   params=node.params, provenance=node.provenance)
-        sub.out_shapes = [None if out_shape is None else (out_shape[0], out_shape[1], 1, out_shape[2])]
-        rule = RULES[self.two_d]
-        sub_ctx = MapContext(graph=Graph(framework=ctx.graph.framework, nodes=[inp, sub]),
-                             options={k: o.default for k, o in rule.options.items()},
-                             keras_names=ctx.keras_names)
-        m = rule.map(sub, sub_ctx)
-        if not m.supported:
-            return _unsupported(node, ctx, m.error or "not supported", rows=m.rows)
-        m.layers[-1].output = f"{node.name}/2d"
-        chain.layers += m.layers
-        chain.cur = [m.layers[-1].output]
-        O = out_shape[1] if out_shape is not None and out_shape[1] is not None else None
-        if O is None:
-            return _unsupported(node, ctx, "1-D layer with an unknown number of output channels")
-        chain.add("Reshape", {"target_shape": [-1, int(O)]}, suffix="to1d")
-        rows = [ParamRow("layout", f"(N, L, C) reshaped to (N, 1, L, C), the 2-D {self.two_d} rule "
-                         "(exact: the (N, C, 1, L) form of the layer), reshaped back", self.two_d)]
-        return chain.finish(rows=rows + list(m.rows), layout=keras_layout(3), notes=list(m.notes))
-
-
-@register("Conv1D")
-class Conv1DRule(_OneDRule):
-    name = "Conv1D"
-    two_d = "Conv"
-    description = "Lasagne Conv1DLayer: the Conv rule over (N, 1, L, C) (Reshape before and after)."
-
-
-@register("Pool1D")
-class Pool1DRule(_OneDRule):
-    name = "Pool1D"
-    two_d = "Pool"
-    description = "Lasagne Pool1DLayer/MaxPool1DLayer: the Pool rule over (N, 1, L, C)."
-
-
-# ======================================================================================
-# 3-D convolution / pooling (NDHWC)
-# ======================================================================================
-@register("Conv3D")
-class Conv3DRule(Rule):
-    name = "Conv3D"
-    description = ("ZeroPadding3D (symmetric pads) + Conv3D(padding='valid'); kernel OIDHW -> "
-                   "DHWIO (rotated first when the layer convolves).")
-
-    def map(self, node, ctx):
-        from .layers import add_activation
-
-        a = node.attrs
-        W = node.p("weight")
-        in_shape = _in_shape(node, ctx)
-        if W is None or W.ndim != 5 or in_shape is None or len(in_shape) != 5:
-            return _unsupported(node, ctx, "3-D convolution needs a 5-d weight and input")
-        k, s, p = (tuple(int(v) for v in a[key]) for key in ("kernel", "stride", "pad"))
-        K = np.asarray(W)
-        flip = bool(a.get("flip"))
-        if flip:
-            K = K[:, :, ::-1, ::-1, ::-1]
-        K = _f32(K.transpose(2, 3, 4, 1, 0))
-        chain = Chain(node, ctx)
-        rows = [ParamRow("kernel", ("W[:, :, ::-1, ::-1, ::-1].transpose(2, 3, 4, 1, 0) (a true "
-                                    "convolution: kernel rotated)" if flip else
-                                    "W.transpose(2, 3, 4, 1, 0) (cross-correlation)"), K, sources={"W": W})]
-        if any(p):
-            chain.add("ZeroPadding3D", {"padding": [[q, q] for q in p]}, suffix="pad")
-            rows.append(ParamRow("padding", f"ZeroPadding3D {p} (symmetric) + 'valid'", p))
-        has_bias = bool(a.get("bias", True)) and node.p("bias") is not None
-        weights = [K] + ([node.p("bias").reshape(-1)] if has_bias else [])
-        main = chain.add("Conv3D", {"filters": int(W.shape[0]), "kernel_size": list(k), "strides": list(s),
-                                    "padding": "valid", "use_bias": has_bias, "activation": "linear"},
-                         weights=weights)
-        add_activation(chain, main, a.get("activation"), 5, rows)
-        return chain.finish(rows=rows, layout=keras_layout(5))
-
-
-@register("Pool3D")
-class Pool3DRule(Rule):
-    name = "Pool3D"
-    description = "MaxPooling3D / AveragePooling3D ('valid', ignore_border=True); zero padding " \
-                  "only where it is exact (average including the pad)."
-
-    def map(self, node, ctx):
-        a = node.attrs
-        k, s, p = (tuple(int(v) for v in a[key]) for key in ("kernel", "stride", "pad"))
-        mode = a.get("mode", "max")
-        chain = Chain(node, ctx)
-        rows = []
-        if any(p):
-            if mode == "max" or a.get("avg_divisor") == "exc_pad":
-                return _unsupported(node, ctx, f"3-D {mode} pooling with pad {p} "
-                                    f"({'padded cells must never win' if mode == 'max' else 'divisor excludes the pad'})")
-            chain.add("ZeroPadding3D", {"padding": [[q, q] for q in p]}, suffix="pad")
-            rows.append(ParamRow("padding", f"ZeroPadding3D {p}: the pad's zeros are averaged "
-                                 "(average_inc_pad)", p))
-        cls = "MaxPooling3D" if mode == "max" else "AveragePooling3D"
-        chain.add(cls, {"pool_size": list(k), "strides": list(s), "padding": "valid"})
-        rows.insert(0, ParamRow("pool", f"{cls}(pool_size={k}, strides={s}, 'valid') (floor, as "
-                                "ignore_border=True)", cls))
-        return chain.finish(rows=rows, layout=keras_layout(5))
+        x_shape, _c_shape = input_shape(node, ctx, 0), input_shape(node, ctx, 1)
+        if not known_shape(x_shape) or x_shape[0] is None:
+            return unsupported(node, ctx, "a Caffe recurrent layer needs a known (T, N, ...) input shape")
+        rank = len(x_shape)
+        names = ("W_xc", "b_c", "W_hc") if node.attrs["cell"] == "lstm" else ("W_xh", "b_h", "W_hh", "W_ho", "b_o")
+        if any(node.p(k) is None for k in names):
+            return unsupported(node, ctx, "recurrent layer without weights")
+        N, feat = int(x_shape[1]), int(np.prod(x_shape[2:]))
+        # one input for the expression: [x_t features | cont_t] per (t, n)
+        chain = Chain(node, ctx, inputs=[node.inputs[0]])
+        chain_to_source(chain, rank)
+        chain.add("Reshape", {"target_shape": [N, feat]}, suffix="x_flat")
+        x_flat = chain.cur[0]
+        chain.add("Reshape", {"target_shape": [N, 1]}, suffix="cont", inputs=[node.inputs[1]])
+        chain.add("Concatenate", {"axis": -1}, suffix="x_cont", inputs=[x_flat, chain.cur[0]])
+        cfg = {"cell": node.attrs["cell"], "num_output": int(node.attrs["num_output"]),
+               "steps": int(x_shape[0]), "batch": N, "features": feat}
+        chain.add("CaffeRecurrent", cfg, suffix="unrolled", weights=[node.p(k) for k in names])
+        chain_to_keras(chain, 3)
+        rows = [ParamRow("cell", f"{cfg['cell']} unrolled over {cfg['steps']} steps (the leading axis); "
+                         "h' = cont_t * h_{t-1}" + ("; gates i, f, o, g" if cfg["cell"] == "lstm" else ""),
+                         cfg["cell"], sources={k: node.p(k) for k in names},
+                         caveats=[("the Keras model's leading (batch) axis is Caffe's time axis, of "
+                                  f"fixed length {cfg['steps']}")])]
+        return chain.finish(rows=rows, layout=keras_layout(3))

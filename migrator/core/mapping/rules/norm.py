@@ -1,4 +1,5 @@
-"""Batch-norm family rules: ``BatchNorm`` (Caffe / Lasagne / 2015 gist), ``Scale``, ``Bias``.
+"""Mapping rules of the norm family: ``BatchNorm`` (Caffe / Lasagne / 2015 gist), ``Scale``,
+``Bias``, ``LRN``, ``Normalize``, ``MVN``, ``Standardize``.
 
 Keras ``BatchNormalization`` computes at inference
 
@@ -17,10 +18,21 @@ gist           mean             (std + eps)**2 - eps_k                1 - alpha
 
 with ``s = 0 if blob2 == 0 else 1/blob2``.  A Caffe ``BatchNorm`` followed by its
 ``Scale`` (and optionally a ``Bias``) becomes ONE ``BatchNormalization`` by default
-(``fuse_scale``); otherwise the ``Scale``/``Bias`` become a ``ChannelAffine``.
+(``fuse_scale``); otherwise the ``Scale``/``Bias`` become a ``ChannelAffine``; a ``Scale`` /
+``Bias`` whose operand is a second bottom is broadcast and multiplied / added.
 
 Nothing is clamped: negative or non-finite statistics are reported as warnings on the
 row that carries them.
+
+* LRN: the custom LRN layer (plain expression); Normalize (SSD): ``UnitNormalization`` then
+  a 1x1 ``DepthwiseConv2D`` holding the scale (Keras computes ``x * min(rsqrt(sum x^2),
+  1e12)`` where the fork computes ``x / sqrt(sum x^2 + eps)``: the same up to a relative
+  ``eps / (2 sum x^2)``; a larger eps than 1e-6 is refused).
+* MVN: mean subtraction = x - GlobalAveragePooling(keepdims); variance normalisation =
+  LayerNormalization(epsilon = eps^2) (Caffe divides by sqrt(var) + eps: the two agree to
+  eps / std relative, exactly at var = 0).
+* Standardize (Lasagne StandardizationLayer): ``LayerNormalization(axes, epsilon,
+  center=False, scale=False)``, Lasagne's formula exactly.
 """
 from __future__ import annotations
 
@@ -32,12 +44,21 @@ import numpy as np
 from ...ir import Node
 from .. import transforms as T
 from ..plan import KerasLayerSpec, NodeMapping, ParamRow
-from ..registry import MapContext, Option, Rule, keras_layout, register, to_keras_axis
+from ..registry import MapContext, Option, Rule, keras_layout, rank_of, register, to_keras_axis
+from .common import (
+    F32,
+    Chain,
+    act_weights,
+    activation_layer,
+    chain_to_keras,
+    chain_to_source,
+    describe_act,
+    input_shape,
+    known_shape,
+    unsupported,
+)
 
 
-# --------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------
 def _positive_finite(v) -> str | None:
     if not (math.isfinite(v) and v > 0):
         return "must be a finite number > 0"
@@ -74,7 +95,7 @@ def _keras_axis_cfg(axis: int, rank: int) -> int:
     return -1 if k == rank - 1 else k
 
 
-def _unsupported(node: Node, rule: str, why: str, layout: str = "NHWC") -> NodeMapping:
+def _refuse(node: Node, rule: str, why: str, layout: str = "NHWC") -> NodeMapping:
     return NodeMapping(source=node.name, source_type=node.source_type, rule=rule,
                        supported=False, error=why, layout=layout)
 
@@ -88,9 +109,6 @@ def _bool_identity(arr, value: float) -> bool:
     return arr is None or bool(np.all(np.asarray(arr) == value))
 
 
-# --------------------------------------------------------------------------------------
-# BatchNorm
-# --------------------------------------------------------------------------------------
 BN_OPTIONS = {
     "epsilon": Option(float, None, "Keras epsilon (default: derived from the source so the "
                       "outputs stay exact)", check=_positive_finite),
@@ -106,15 +124,6 @@ BN_OPTIONS = {
     "scale": Option(bool, None, "keep a gamma weight (default: when the source has one; true adds "
                     "gamma = 1 for fine-tuning; false drops it)"),
 }
-
-
-class _BN:
-    """Everything a BatchNorm rule computes before it becomes specs and rows."""
-
-    def __init__(self):
-        self.rows: list[ParamRow] = []
-        self.gamma: np.ndarray | None = None
-        self.beta: np.ndarray | None = None
 
 
 def _channel_axis(node: Node, rank: int) -> int:
@@ -148,10 +157,10 @@ class BatchNormRule(Rule):
         try:
             axis = _channel_axis(node, rank)
         except ValueError as e:
-            return _unsupported(node, rule, str(e), layout)
+            return _refuse(node, rule, str(e), layout)
         if rank < 2 or not (1 <= axis < rank):
-            return _unsupported(node, rule, f"channel axis {axis} of a rank-{rank} tensor is not "
-                                "supported (Keras BatchNormalization needs a non-batch axis)", layout)
+            return _refuse(node, rule, f"channel axis {axis} of a rank-{rank} tensor is not "
+                           "supported (Keras BatchNormalization needs a non-batch axis)", layout)
         opts = ctx.options
         try:
             if form == "caffe":
@@ -161,8 +170,8 @@ class BatchNormRule(Rule):
             if form == "gist":
                 return self._gist(node, ctx, opts, rank, axis, layout)
         except (ValueError, KeyError) as e:
-            return _unsupported(node, rule, f"cannot convert the parameters: {e}", layout)
-        return _unsupported(node, rule, f"unknown batch-norm form {form!r}", layout)
+            return _refuse(node, rule, f"cannot convert the parameters: {e}", layout)
+        return _refuse(node, rule, f"unknown batch-norm form {form!r}", layout)
 
     # ------------------------------------------------------------------ common pieces
     @staticmethod
@@ -556,7 +565,6 @@ class BatchNormRule(Rule):
         rows += [mrow, vrow, moderow]
 
         act = node.attrs.get("activation")
-        from .layers import _act_weights, _describe_act, activation_layer
         try:
             act_l = activation_layer(act, rank) if act else None
         except ValueError as e:
@@ -569,18 +577,15 @@ class BatchNormRule(Rule):
             cls, cfg, aformula = act_l
             act_spec = KerasLayerSpec(ctx.unique_name(f"{node.name}_nonlin"), cls, dict(cfg),
                                       [bn_out], node.outputs[0],
-                                      _act_weights(cls, cfg, act, rank))
+                                      act_weights(cls, cfg, act, rank))
             layers.append(act_spec)
             rows.append(ParamRow("activation", f"separate {cls} layer '{act_spec.name}' after the "
                                  f"BatchNormalization: {aformula}", cls,
-                                 {"nonlinearity": _describe_act(act)}))
+                                 {"nonlinearity": describe_act(act)}))
         return NodeMapping(source=node.name, source_type=node.source_type, rule="gist.BatchNorm",
                            layers=layers, rows=rows, keras_output=layers[-1].name, layout=layout)
 
 
-# --------------------------------------------------------------------------------------
-# Scale / Bias (not fused)
-# --------------------------------------------------------------------------------------
 def _affine_axes(node: Node, rank: int, pshape: tuple) -> tuple[list[int], list[int]]:
     """Source axes covered by a Scale/Bias parameter and the matching Keras axes."""
     axis = int(node.attrs.get("axis", 1))
@@ -622,10 +627,43 @@ def _affine_param(p, node: Node, rank: int, in_shape):
     return [int(k_axes[i]) for i in perm], np.ascontiguousarray(p.transpose(perm))
 
 
+def _broadcast_second(node, ctx, merge: str, what: str):
+    """Bias / Scale whose second bottom (shape x.shape[axis:axis+k], axis 0: batch included)
+    is broadcast over the input: the operand is brought to a rank-r broadcastable shape."""
+    x_shape = input_shape(node, ctx, 0)
+    s_shape = input_shape(node, ctx, 1)
+    if not known_shape(x_shape) or not known_shape(s_shape):
+        return unsupported(node, ctx, f"a two-input {what} needs known input shapes")
+    rank, k = len(x_shape), len(s_shape)
+    axis = int(node.attrs.get("axis", 1))
+    axis = axis + rank if axis < 0 else axis
+    if axis != 0:
+        return unsupported(node, ctx, f"a two-input {what} at axis {axis}: its second bottom "
+                           f"{tuple(s_shape)} has no batch axis, which a Keras tensor always has")
+    if tuple(x_shape[1:k]) != tuple(s_shape[1:k]) or k > rank:
+        return unsupported(node, ctx, f"second bottom {tuple(s_shape)} does not match input "
+                           f"{tuple(x_shape)} at axis 0")
+    chain = Chain(node, ctx, inputs=[node.inputs[1]])
+    if k < rank:
+        chain_to_source(chain, k)
+        chain.add("Reshape", {"target_shape": [int(d) for d in s_shape[1:]] + [1] * (rank - k)},
+                  suffix="bcast")
+        chain_to_keras(chain, rank)
+        operand = chain.cur[0]
+    else:
+        operand = node.inputs[1]
+    chain.add(merge, {}, inputs=[node.inputs[0], operand])
+    rows = [ParamRow("broadcast", f"second bottom {tuple(s_shape)} reshaped to broadcast over "
+                     f"{tuple(x_shape)} (source order), then {merge}", list(s_shape),
+                     sources={"axis": axis})]
+    return chain.finish(rows=rows, layout=keras_layout(rank))
+
+
 @register("Scale")
 class ScaleRule(Rule):
     name = "Scale"
-    description = "Caffe Scale (not fused into a BatchNorm) -> ChannelAffine; two inputs -> Multiply"
+    description = ("Caffe Scale (not fused into a BatchNorm) -> ChannelAffine; two inputs -> Multiply"
+                   "; any axis-0 scale shape -> broadcast + Multiply")
     options: ClassVar[dict[str, Option]] = {}
 
     def map(self, node: Node, ctx: MapContext) -> NodeMapping:
@@ -634,14 +672,18 @@ class ScaleRule(Rule):
         rule = f"{ctx.graph.framework}.Scale"
         in_shape = ctx.graph.tensor_shape(node.inputs[0]) if node.inputs else None
         if node.attrs.get("two_input") or len(node.inputs) == 2:
-            return self._two_input(node, ctx, rank, layout, in_shape)
+            m = self._two_input(node, ctx, rank, layout, in_shape)
+            if m.supported or len(node.inputs) != 2 or node.attrs.get("bias"):
+                return m
+            # any other axis-0 scale shape: reshaped to broadcast, then Multiply
+            return _broadcast_second(node, ctx, "Multiply", "Scale")
         try:
             k_axis, scale = _affine_param(node.p("scale"), node, rank, in_shape)
             bias = None
             if node.attrs.get("bias"):
                 _, bias = _affine_param(node.p("bias"), node, rank, in_shape)
         except (ValueError, TypeError) as e:
-            return _unsupported(node, rule, f"cannot convert the Scale: {e}", layout)
+            return _refuse(node, rule, f"cannot convert the Scale: {e}", layout)
         rows = [ParamRow("axis", f"source axis {node.attrs.get('axis', 1)} (num_axes "
                          f"{node.attrs.get('num_axes', 1)}) -> Keras axis {k_axis}", k_axis,
                          {"axis": node.attrs.get("axis", 1), "num_axes": node.attrs.get("num_axes", 1)}),
@@ -662,24 +704,24 @@ class ScaleRule(Rule):
     def _two_input(self, node, ctx, rank, layout, in_shape) -> NodeMapping:
         rule = f"{ctx.graph.framework}.Scale"
         if len(node.inputs) != 2:
-            return _unsupported(node, rule, "a two-input Scale needs exactly two inputs", layout)
+            return _refuse(node, rule, "a two-input Scale needs exactly two inputs", layout)
         if node.attrs.get("bias"):
-            return _unsupported(node, rule, "a two-input Scale with bias_term is not supported",
-                                layout)
+            return _refuse(node, rule, "a two-input Scale with bias_term is not supported",
+                           layout)
         x_id, s_id = node.inputs
         s_shape = ctx.graph.tensor_shape(s_id)
         axis = int(node.attrs.get("axis", 1))
         if axis < 0:
             axis += rank
         if s_shape is None or in_shape is None:
-            return _unsupported(node, rule, "a two-input Scale needs known input shapes", layout)
+            return _refuse(node, rule, "a two-input Scale needs known input shapes", layout)
         k = len(s_shape)
         expect = tuple(in_shape[axis:axis + k])
         if axis != 0 or not all(a is None or b is None or a == b
                                 for a, b in zip(s_shape, expect)) or k > rank:
-            return _unsupported(node, rule, f"two-input Scale: scale shape {tuple(s_shape)} at axis "
-                                f"{axis} over input {tuple(in_shape)} is not supported (only "
-                                "axis 0 with a (N, C) or same-rank scale)", layout)
+            return _refuse(node, rule, f"two-input Scale: scale shape {tuple(s_shape)} at axis "
+                           f"{axis} over input {tuple(in_shape)} is not supported (only "
+                           "axis 0 with a (N, C) or same-rank scale)", layout)
         layers = []
         rows = []
         s_in = s_id
@@ -694,8 +736,8 @@ class ScaleRule(Rule):
             note = (f"scale (N, C) reshaped to (N, {', '.join(map(str, target))}) and broadcast "
                     "over the spatial axes")
         else:
-            return _unsupported(node, rule, f"two-input Scale with a rank-{k} scale over a "
-                                f"rank-{rank} input is not supported", layout)
+            return _refuse(node, rule, f"two-input Scale with a rank-{k} scale over a "
+                           f"rank-{rank} input is not supported", layout)
         layers.append(KerasLayerSpec(ctx.unique_name(node.name), "Multiply", {}, [x_id, s_in],
                                      node.outputs[0]))
         rows.append(ParamRow("broadcast", note, list(s_shape), {"scale_shape": list(s_shape),
@@ -707,7 +749,8 @@ class ScaleRule(Rule):
 @register("Bias")
 class BiasRule(Rule):
     name = "Bias"
-    description = "Caffe Bias (not fused into a BatchNorm) -> ChannelAffine(use_scale=False)"
+    description = ("Caffe Bias (not fused into a BatchNorm) -> ChannelAffine(use_scale=False)"
+                   "; two bottoms -> broadcast + Add")
     options: ClassVar[dict[str, Option]] = {}
 
     def map(self, node: Node, ctx: MapContext) -> NodeMapping:
@@ -715,12 +758,14 @@ class BiasRule(Rule):
         layout = keras_layout(rank)
         rule = f"{ctx.graph.framework}.Bias"
         in_shape = ctx.graph.tensor_shape(node.inputs[0]) if node.inputs else None
+        if len(node.inputs) == 2:     # the bias is the second bottom
+            return _broadcast_second(node, ctx, "Add", "Bias")
         if len(node.inputs) != 1:
-            return _unsupported(node, rule, "a two-input Bias is not supported", layout)
+            return _refuse(node, rule, "a two-input Bias is not supported", layout)
         try:
             k_axis, bias = _affine_param(node.p("bias"), node, rank, in_shape)
         except (ValueError, TypeError) as e:
-            return _unsupported(node, rule, f"cannot convert the Bias: {e}", layout)
+            return _refuse(node, rule, f"cannot convert the Bias: {e}", layout)
         rows = [ParamRow("axis", f"source axis {node.attrs.get('axis', 1)} -> Keras axis {k_axis}",
                          k_axis, {"axis": node.attrs.get("axis", 1)}),
                 ParamRow("bias", "blob0 (y = x + bias)", _f32(bias), {"blob0": node.p("bias")},
@@ -732,4 +777,140 @@ class BiasRule(Rule):
                            layers=[spec], rows=rows, keras_output=spec.name, layout=layout)
 
 
-__all__ = ["BN_OPTIONS", "BatchNormRule", "BiasRule", "ScaleRule"]
+@register("LRN")
+class LRNRule(Rule):
+    name = "LRN"
+    description = "Custom LRN layer: y = x / (k + coeff * sum x^2)^beta."
+
+    def map(self, node, ctx):
+        a = node.attrs
+        rank = rank_of(input_shape(node, ctx))
+        if rank != 4:
+            return unsupported(node, ctx, f"LRN on a rank-{rank} input")
+        region = a.get("region", "across")
+        cfg = {"region": region, "size": int(a.get("size", 5)), "coeff": float(a["coeff"]),
+               "beta": float(a.get("beta", 0.75)), "k": float(a.get("k", 1.0))}
+        chain = Chain(node, ctx)
+        chain.add("LRN", cfg)
+        n = cfg["size"]
+        src_alpha = a.get("source_alpha")
+        rows = [ParamRow("coeff", "factor on the sum of squares (Caffe across: alpha/n, within: alpha/n^2; "
+                         "Lasagne: alpha)", cfg["coeff"], sources={"alpha": src_alpha, "local_size": n,
+                                                                    "region": region}),
+                ParamRow("beta", "beta", cfg["beta"], sources={"beta": a.get("beta")}),
+                ParamRow("k", "k", cfg["k"], sources={"k": a.get("k")})]
+        return chain.finish(rows=rows, layout="NHWC")
+
+
+@register("Normalize")
+class NormalizeRule(Rule):
+    name = "Normalize"
+    description = ("UnitNormalization over C (or H, W, C when across_spatial) and a 1x1 "
+                   "DepthwiseConv2D holding the scale.")
+
+    def map(self, node, ctx):
+        x = input_shape(node, ctx)
+        if rank_of(x) != 4:
+            return unsupported(node, ctx, f"Normalize needs a 4-d input (rank {rank_of(x)})")
+        a = node.attrs
+        eps = float(a.get("eps", 1e-10))
+        if eps > 1e-6:
+            return unsupported(node, ctx, f"Normalize eps {eps:g} is too large for Keras "
+                                          "UnitNormalization (which has no eps term) to be exact")
+        across = bool(a.get("across_spatial", True))
+        chain = Chain(node, ctx)
+        chain.add("UnitNormalization", {"axis": [1, 2, 3] if across else -1}, suffix="l2")
+        rows = [ParamRow("norm", "x * rsqrt(sum x^2) over " + ("H, W, C" if across else "C")
+                         + f" (the fork: x / sqrt(sum x^2 + {eps:g}); equal up to a relative "
+                         "eps / (2 sum x^2))", "UnitNormalization",
+                         sources={"across_spatial": across, "eps": eps})]
+        s = node.p("scale")
+        C = x[1]
+        if s is not None:
+            if s.size > 1:
+                k = np.asarray(s, F32).reshape(1, 1, -1, 1)
+            else:
+                if C is None:
+                    return unsupported(node, ctx, "a shared Normalize scale needs a known "
+                                                  "channel count")
+                k = np.full((1, 1, int(C), 1), float(np.asarray(s).reshape(-1)[0]), F32)
+            chain.add("DepthwiseConv2D", {"kernel_size": [1, 1], "strides": [1, 1],
+                                          "padding": "valid", "depth_multiplier": 1,
+                                          "use_bias": False, "activation": "linear"},
+                      weights=[k])
+            rows.append(ParamRow("scale", "1x1 DepthwiseConv2D kernel (1, 1, C, 1) = scale"
+                                 + (" (shared value repeated)" if s.size == 1 else ""), k,
+                                 sources={"blobs[0]": np.asarray(s),
+                                          "channel_shared": a.get("channel_shared")}))
+        return chain.finish(rows=rows, layout="NHWC")
+
+
+@register("MVN")
+class MVNRule(Rule):
+    name = "MVN"
+    description = ("Caffe MVN: x - GlobalAveragePooling(keepdims); LayerNormalization(epsilon=eps^2) "
+                   "when normalize_variance.")
+
+    def map(self, node, ctx):
+        in_shape = input_shape(node, ctx)
+        rank = rank_of(in_shape)
+        a = node.attrs
+        across = bool(a.get("across_channels", False))
+        eps = float(a.get("eps", 1e-9))
+        if rank not in (3, 4):
+            return unsupported(node, ctx, f"MVN on a rank-{rank} input (only 3-d and 4-d)")
+        spatial = list(range(1, rank - 1))
+        axes = spatial + ([rank - 1] if across else [])
+        chain = Chain(node, ctx)
+        rows: list[ParamRow] = []
+        if a.get("normalize_variance", True):
+            chain.add("LayerNormalization", {"axis": axes, "epsilon": eps * eps, "center": False,
+                                             "scale": False})
+            rows.append(ParamRow("epsilon", "eps^2: Keras divides by sqrt(var + eps^2), Caffe by "
+                                 "sqrt(var) + eps (equal at var = 0; relative difference <= eps/std)",
+                                 eps * eps, sources={"eps": eps},
+                                 caveats=[f"exact up to {eps:g} / std relative"]))
+        else:
+            if across:
+                if rank == 4:
+                    chain.add("GlobalAveragePooling2D", {"keepdims": True}, suffix="hw")
+                else:
+                    chain.add("GlobalAveragePooling1D", {"keepdims": True}, suffix="w")
+                # mean over channels of the spatial means (equal counts per channel)
+                chain.add("Dense", {"units": 1, "use_bias": False}, suffix="mean",
+                          weights=[np.full((int(in_shape[1]), 1), 1.0 / int(in_shape[1]), F32)])
+            else:
+                chain.add("GlobalAveragePooling2D" if rank == 4 else "GlobalAveragePooling1D",
+                          {"keepdims": True}, suffix="mean")
+            mean = chain.cur[0]
+            chain.add("Subtract", {}, inputs=[node.inputs[0], mean])
+            rows.append(ParamRow("mean", f"x - mean over {'C, ' if across else ''}the spatial axes "
+                                 "(broadcast)", "subtract", sources={"across_channels": across}))
+        if rank == 3:   # Caffe's top is (num, channels, height, 1)
+            chain.add("Reshape", {"target_shape": [int(in_shape[2]), 1, int(in_shape[1])]},
+                      suffix="to4d")
+            rows.append(ParamRow("shape", "Caffe's MVN top is 4-d: (N, C, L) -> (N, C, L, 1)",
+                                 (in_shape[0], in_shape[1], in_shape[2], 1)))
+        return chain.finish(rows=rows, layout=keras_layout(4))
+
+
+@register("Standardize")
+class StandardizeRule(Rule):
+    name = "Standardize"
+    description = ("Lasagne StandardizationLayer: LayerNormalization(axes, epsilon, no center/scale) "
+                   "= (x - mean) / sqrt(var + epsilon).")
+
+    def map(self, node, ctx):
+        shp = input_shape(node, ctx)
+        if shp is None:
+            return unsupported(node, ctx, "standardization needs a known input rank")
+        rank = len(shp)
+        eps = float(node.attrs.get("epsilon", 1e-4))
+        axes = sorted(to_keras_axis(int(a), rank) for a in node.attrs["axes"])
+        chain = Chain(node, ctx)
+        chain.add("LayerNormalization", {"axis": axes, "epsilon": eps, "center": False,
+                                         "scale": False})
+        rows = [ParamRow("epsilon", "(x - mean) / sqrt(var + epsilon) over source axes "
+                         f"{list(node.attrs['axes'])} (Keras axes {axes})", eps,
+                         sources={"epsilon": eps, "axes": list(node.attrs["axes"])})]
+        return chain.finish(rows=rows, layout=keras_layout(rank))

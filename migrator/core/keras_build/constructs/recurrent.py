@@ -1,5 +1,6 @@
-"""Keras side of Lasagne's recurrent layers: the custom class ``LasagneRNN`` and its plain
-expression (built-in layers + ``keras.ops`` only, see :mod:`.plain`).
+"""Keras constructs of the recurrent family: Lasagne's recurrent layers (the custom class
+``LasagneRNN`` and its construct: built-in layers + ``keras.ops`` only) and Caffe's LSTM / RNN
+(the construct ``CaffeRecurrent``).
 
 ``LasagneRNN`` takes ``[x, mask?, hid_init?, cell_init?]`` with ``x`` time-major second,
 ``(batch, time, features)`` -- the rule puts ``Permute`` layers around it -- and computes
@@ -34,12 +35,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from . import plain as _plain
-from .custom_layers import _PKG, CUSTOM_LAYERS
+from ..custom_layers import CUSTOM_LAYERS, KERAS_PACKAGE
+from .registry import plain
 
 GATES = {"simple": 1, "lstm": 4, "gru": 3}
-#: classes the builder calls with the list of all their input tensors
-LIST_INPUT = frozenset({"LasagneRNN"})
 
 
 def act_fn(spec):
@@ -164,7 +163,7 @@ def unrolled(x, mask, h0, c0, cfg, px, ph, w_cell, hid_init, cell_init):
     return ops.stack(outs, axis=1)
 
 
-@keras.saving.register_keras_serializable(package=_PKG)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class LasagneRNN(keras.layers.Layer):
     """A Lasagne recurrent layer (see the module docstring); inputs
     ``[x (batch, time, F), mask?, hid_init?, cell_init?]``."""
@@ -225,7 +224,6 @@ class LasagneRNN(keras.layers.Layer):
 CUSTOM_LAYERS["LasagneRNN"] = LasagneRNN
 
 
-# --------------------------------------------------------------------------------------
 def _builtin(xs, cfg, weights, name):
     """Built-in SimpleRNN / LSTM / GRU (weights already in Keras's order and signs)."""
     x, _mask, h0, c0 = _split_inputs(xs, cfg)      # the rule never gives a mask here
@@ -273,7 +271,7 @@ def keras_rnn_weights(cell: str, U: int, weights) -> list[np.ndarray]:
     return [zrh(w[0]), zrh(w[1]), np.stack([zrh(w[2]), np.zeros(3 * U, np.float32)])]
 
 
-@_plain.plain("LasagneRNN")
+@plain("LasagneRNN", inputs="list")
 def _lasagne_rnn(xs, cfg, weights, name):
     """The Lasagne recurrence: built-in RNN layers where exact, else unrolled over time
     with built-in Dense layers (shared across steps) and keras.ops."""
@@ -308,3 +306,34 @@ def _lasagne_rnn(xs, cfg, weights, name):
     dx.set_weights(wx)
     dh.set_weights(wh)
     return y
+
+
+@plain("CaffeRecurrent")
+def _caffe_recurrent(xs, cfg, weights, name):
+    """Caffe's LSTM / RNN unrolled over its ``steps`` time steps (the leading axis, which the
+    Keras model sees as its batch axis); one input (T, N, I + 1): x_t's I features, then cont_t;
+    h' = cont_t * h_{t-1}; lstm: gates i, f, o, g = W_xc x_t + b_c + W_hc h', c_t = cont_t * f *
+    c_{t-1} + i * g, h_t = o * tanh(c_t); rnn: h_t = tanh(W_xh x_t + b_h + W_hh h'),
+    o_t = tanh(W_ho h_t + b_o)."""
+    z = xs[0]                                             # (T, N, I + 1): x_t | cont_t
+    T, N, H, F = int(cfg["steps"]), int(cfg["batch"]), int(cfg["num_output"]), int(cfg["features"])
+    w = [np.asarray(a, np.float32) for a in weights]
+    x, cont = z[:, :, :F], z[:, :, F]
+    xw = ops.add(ops.matmul(x, w[0].T), w[1])             # (T, N, G)
+    h = ops.zeros((N, H), dtype=z.dtype)
+    c = h
+    outs = []
+    for t in range(T):
+        ct = ops.expand_dims(ops.take(cont, t, axis=0), -1)  # (N, 1)
+        hc = ops.multiply(ct, h)
+        if cfg["cell"] == "lstm":
+            g = ops.add(ops.take(xw, t, axis=0), ops.matmul(hc, w[2].T))
+            i, f = ops.sigmoid(g[:, :H]), ops.sigmoid(g[:, H:2 * H])
+            o, gg = ops.sigmoid(g[:, 2 * H:3 * H]), ops.tanh(g[:, 3 * H:])
+            c = ops.add(ops.multiply(ops.multiply(ct, f), c), ops.multiply(i, gg))
+            h = ops.multiply(o, ops.tanh(c))
+            outs.append(h)
+        else:
+            h = ops.tanh(ops.add(ops.take(xw, t, axis=0), ops.matmul(hc, w[2].T)))
+            outs.append(ops.tanh(ops.add(ops.matmul(h, w[3].T), w[4])))
+    return ops.stack(outs, axis=0)

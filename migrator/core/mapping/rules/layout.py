@@ -1,0 +1,333 @@
+"""Mapping rules of the layout family: ``Crop``, ``Flatten``, ``Reshape``, ``Split``, ``Pad``,
+``Transpose``, ``Slice``, ``ShuffleChannel``, ``Tile``.
+
+Shape ops permute the channels-last Keras tensor to the source (channels-first) order where
+the source semantics depend on it, and back afterwards.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...shapes import crop_bounds
+from ..plan import KerasLayerSpec, ParamRow
+from ..registry import Rule, keras_layout, rank_of, register, to_keras_axis
+from .common import (
+    F32,
+    Chain,
+    alias_mapping,
+    input_shape,
+    known_shape,
+    node_mapping,
+    to_keras_perm,
+    to_source_perm,
+    unsupported,
+)
+
+
+@register("Crop")
+class CropRule(Rule):
+    name = "Crop"
+    description = ("Cropping2D on H, W (+ SliceAxis on other axes) of the first input; the "
+                   "second input only gives the shape (static, known at conversion).")
+
+    def map(self, node, ctx):
+        x, ref = input_shape(node, ctx, 0), input_shape(node, ctx, 1)
+        if not known_shape(x) or not known_shape(ref):
+            return unsupported(node, ctx, f"crop needs known input shapes (got {x} and {ref})")
+        rank = len(x)
+        axis = int(node.attrs.get("axis", 2))
+        errs: list[str] = []
+
+        def fail(m):
+            errs.append(m)
+            return ValueError(m)
+        try:
+            bounds = crop_bounds(x, ref, axis, node.attrs.get("offsets"), fail)
+        except ValueError:
+            return unsupported(node, ctx, errs[0] if errs else "invalid crop")
+        b0, e0 = bounds[0]
+        if not (b0 == 0 and (e0 is None or x[0] is None or e0 == x[0])):
+            return unsupported(node, ctx, "cropping the batch axis")
+        chain = Chain(node, ctx, inputs=[node.inputs[0]])
+        rows: list[ParamRow] = []
+        spatial_done: set[int] = set()
+        if rank == 4 and any(e is not None for _, e in bounds[2:]):
+            crops = []
+            for i in (2, 3):
+                b, e = bounds[i]
+                crops.append([b, (x[i] - e) if e is not None else 0])
+            chain.add("Cropping2D", {"cropping": crops})
+            spatial_done = {2, 3}
+            rows.append(ParamRow("cropping", f"Cropping2D(({tuple(crops[0])}, {tuple(crops[1])})): "
+                                 f"H {x[2]} -> {x[2] - sum(crops[0])} at offset {crops[0][0]}, "
+                                 f"W {x[3]} -> {x[3] - sum(crops[1])} at offset {crops[1][0]}",
+                                 crops, sources={"axis": axis, "offset": node.attrs.get("offsets"),
+                                                 "reference shape": tuple(ref)}))
+        for i in range(1, rank):
+            b, e = bounds[i]
+            if i in spatial_done or e is None or (b == 0 and e == x[i]):
+                continue
+            kax = to_keras_axis(i, rank)
+            chain.add("SliceAxis", {"axis": kax, "start": b, "stop": e, "step": None}, suffix=f"crop{i}")
+            rows.append(ParamRow(f"axis {i}", f"x[{b}:{e}] on source axis {i} (Keras axis {kax})",
+                                 (b, e), sources={"axis": axis, "offset": node.attrs.get("offsets")}))
+        if not chain.layers:
+            chain.add("Identity", {})
+            rows.append(ParamRow("crop", "nothing to crop (shapes equal, offsets 0)", None))
+        return chain.finish(rows=rows, layout=keras_layout(rank))
+
+
+def _reshape_via_source(chain: Chain, in_rank: int, out_shape, rows: list[ParamRow], what: str) -> None:
+    """Permute to source order, Reshape to ``out_shape[1:]`` (source order), Permute back."""
+    if in_rank > 2:
+        chain.add("Permute", {"dims": list(to_source_perm(in_rank))}, suffix="to_src")
+    chain.add("Reshape", {"target_shape": [int(d) for d in out_shape[1:]]}, suffix=None)
+    out_rank = len(out_shape)
+    if out_rank > 2:
+        chain.add("Permute", {"dims": list(to_keras_perm(out_rank))}, suffix="to_keras")
+    rows.append(ParamRow("layout", f"{'Permute to source (C-first) order, ' if in_rank > 2 else ''}"
+                         f"{what} to {tuple(out_shape[1:])}"
+                         f"{', Permute back to channels-last' if out_rank > 2 else ''} (exact)",
+                         tuple(out_shape[1:])))
+
+
+@register("Flatten")
+class FlattenRule(Rule):
+    name = "Flatten"
+    description = "Permute to (C, H, W) order, then Flatten: the features come out in the source order."
+
+    def map(self, node, ctx):
+        in_shape = input_shape(node, ctx)
+        rank = rank_of(in_shape)
+        axis = int(node.attrs.get("axis", 1))
+        end = int(node.attrs.get("end_axis", -1))
+        axis = axis + rank if axis < 0 else axis
+        end = end + rank if end < 0 else end
+        rows: list[ParamRow] = []
+        if axis == 0:
+            return unsupported(node, ctx, "flattening the batch axis")
+        if end <= axis or (rank <= 2 and end == rank - 1):
+            return alias_mapping(node, ctx, "flatten of nothing: identity")
+        chain = Chain(node, ctx)
+        if axis == 1 and end == rank - 1:
+            chain.add("Permute", {"dims": list(to_source_perm(rank))}, suffix="to_chw")
+            chain.add("Flatten", {})
+            rows.append(ParamRow("order", f"Permute({to_source_perm(rank)}) then Flatten: features in "
+                                 "the source (C, H, W) order", "(C, H, W)"))
+            return chain.finish(rows=rows, layout="NC")
+        out_shape = node.out_shape
+        if not known_shape(out_shape):
+            return unsupported(node, ctx, "flatten with unknown output shape")
+        _reshape_via_source(chain, rank, out_shape, rows, "Reshape")
+        return chain.finish(rows=rows, layout=keras_layout(len(out_shape)))
+
+
+@register("Reshape")
+class ReshapeRule(Rule):
+    name = "Reshape"
+    description = "Permute to source order, Reshape, Permute back to channels-last."
+
+    def map(self, node, ctx):
+        in_shape = input_shape(node, ctx)
+        out_shape = node.out_shape
+        rank = rank_of(in_shape)
+        if not known_shape(out_shape):
+            return unsupported(node, ctx, "reshape with unknown output shape (run shape inference)")
+        if in_shape is not None and out_shape[0] != in_shape[0]:
+            return unsupported(node, ctx, f"reshape changes the batch size ({in_shape[0]} -> {out_shape[0]})")
+        chain = Chain(node, ctx)
+        rows = [ParamRow("shape", "source reshape spec", tuple(out_shape),
+                         sources={"shape": node.attrs.get("shape")})]
+        _reshape_via_source(chain, rank, out_shape, rows, "Reshape")
+        return chain.finish(rows=rows, layout=keras_layout(len(out_shape)))
+
+
+@register("Split")
+class SplitRule(Rule):
+    name = "Split"
+    description = "No Keras layer: every output is the input."
+
+    def map(self, node, ctx):
+        return alias_mapping(node, ctx, f"split into {node.num_outputs} copies: no Keras layer")
+
+
+@register("Pad")
+class PadRule(Rule):
+    name = "Pad"
+    description = "ZeroPadding2D (value 0) or ConstantPadding2D(value) on the spatial axes."
+
+    def map(self, node, ctx):
+        rank = rank_of(input_shape(node, ctx))
+        a = node.attrs
+        bnd = int(a.get("batch_ndim", 2))
+        pads = [tuple(int(v) for v in (p if isinstance(p, (list, tuple)) else (p, p))) for p in a["pad"]]
+        value = float(a.get("value", 0.0) or 0.0)
+        if rank != 4 or bnd != 2 or len(pads) != 2:
+            return unsupported(node, ctx, f"padding of {len(pads)} axes after {bnd} leading axes of a "
+                                          f"rank-{rank} tensor (only spatial 2-D padding is supported)")
+        cfg = {"padding": [list(pads[0]), list(pads[1])]}
+        chain = Chain(node, ctx)
+        if value == 0.0:
+            chain.add("ZeroPadding2D", cfg)
+        else:
+            chain.add("ConstantPadding2D", {**cfg, "value": value})
+        rows = [ParamRow("padding", f"pad (H, W) by {pads} with {value!r}", cfg["padding"],
+                         sources={"pad": a["pad"], "value": value})]
+        return chain.finish(rows=rows, layout="NHWC")
+
+
+@register("Transpose")
+class TransposeRule(Rule):
+    name = "Transpose"
+    description = "Lasagne DimshuffleLayer: Permute to source order, Permute/Reshape, Permute back."
+
+    def map(self, node, ctx):
+        pattern = list(node.attrs.get("pattern", ()))
+        in_shape = input_shape(node, ctx)
+        rank = rank_of(in_shape)
+        if not pattern or pattern[0] != 0:
+            return unsupported(node, ctx, f"dimshuffle pattern {pattern} moves the batch axis")
+        kept = [p for p in pattern if p != "x"]
+        if len(set(kept)) != len(kept) or any(not isinstance(p, int) or p < 0 or p >= rank for p in kept):
+            return unsupported(node, ctx, f"invalid dimshuffle pattern {pattern}")
+        dropped = [d for d in range(rank) if d not in kept]
+        if dropped and (in_shape is None or any(in_shape[d] != 1 for d in dropped)):
+            return unsupported(node, ctx, f"dimshuffle drops non-broadcastable axes {dropped}")
+        out_rank = len(pattern)
+        if (in_shape is None or any(d is None for d in in_shape[1:])) and (dropped or "x" in pattern):
+                return unsupported(node, ctx, "dimshuffle with 'x' on an input of unknown shape")
+        perm = kept[1:] + dropped
+        if perm == list(range(1, rank)) and not dropped and "x" not in pattern:
+            return alias_mapping(node, ctx, "identity dimshuffle: no Keras layer")
+        chain = Chain(node, ctx)
+        if rank > 2:
+            chain.add("Permute", {"dims": list(to_source_perm(rank))}, suffix="to_src")
+        if perm != list(range(1, rank)):
+            chain.add("Permute", {"dims": perm})
+        if dropped or "x" in pattern:
+            tgt = [1 if p == "x" else int(in_shape[p]) for p in pattern[1:]]
+            chain.add("Reshape", {"target_shape": tgt}, suffix="reshape")
+        if out_rank > 2:
+            chain.add("Permute", {"dims": list(to_keras_perm(out_rank))}, suffix="to_keras")
+        rows = [ParamRow("pattern", "Permute to source order, apply the pattern, Permute back "
+                         "to channels-last (exact)", tuple(pattern), sources={"pattern": tuple(pattern)})]
+        return chain.finish(rows=rows, layout=keras_layout(out_rank))
+
+
+@register("Slice")
+class SliceRule(Rule):
+    name = "Slice"
+    description = ("SliceAxis on the channels-last axis of the source axis (one per output for "
+                   "Caffe's multi-output Slice); an integer index also drops the axis.")
+
+    def map(self, node, ctx):
+        in_shape = input_shape(node, ctx)
+        rank = rank_of(in_shape)
+        a = node.attrs
+        axis = int(a.get("axis", 1))
+        axis = axis + rank if axis < 0 else axis
+        kax = to_keras_axis(axis, rank)
+        if axis == 0:
+            return unsupported(node, ctx, "slicing the batch axis")
+        points = a.get("slice_points")
+        if points is not None or node.num_outputs > 1:
+            return self._multi(node, ctx, in_shape, axis, kax, points)
+        chain = Chain(node, ctx)
+        if a.get("index") is not None:
+            idx = int(a["index"])
+            out_shape = node.out_shape
+            if not known_shape(out_shape):
+                return unsupported(node, ctx, "indexing with an unknown output shape")
+            stop = idx + 1 if idx != -1 else None
+            rows: list[ParamRow] = []
+            chain.add("SliceAxis", {"axis": kax, "start": idx, "stop": stop, "step": None}, suffix="slice")
+            _reshape_via_source(chain, rank, out_shape, rows, "Reshape (drop the indexed axis)")
+            rows.insert(0, ParamRow("index", f"x[{idx}] on source axis {axis} (Keras axis {kax})", idx,
+                                    sources={"axis": axis, "index": idx}))
+            return chain.finish(rows=rows, layout=keras_layout(len(out_shape)))
+        cfg = {"axis": kax, "start": a.get("start"), "stop": a.get("stop"), "step": a.get("step")}
+        chain.add("SliceAxis", cfg)
+        rows = [ParamRow("slice", f"x[{cfg['start']}:{cfg['stop']}:{cfg['step']}] on Keras axis {kax}",
+                         (cfg["start"], cfg["stop"], cfg["step"]), sources={"axis": axis})]
+        return chain.finish(rows=rows, layout=keras_layout(rank))
+
+    def _multi(self, node, ctx, in_shape, axis, kax, points):
+        n = node.num_outputs
+        L = None if in_shape is None else in_shape[axis]
+        if points:
+            edges = [0] + [int(p) for p in points] + [L]
+            if len(edges) != n + 1:
+                return unsupported(node, ctx, f"{len(points)} slice points for {n} outputs")
+        else:
+            if L is None or L % n:
+                return unsupported(node, ctx, f"axis of size {L} cannot be split into {n} equal parts")
+            edges = [i * (L // n) for i in range(n + 1)]
+        layers, rows = [], []
+        for i, out in enumerate(node.outputs):
+            b, e = edges[i], edges[i + 1]
+            name = ctx.unique_name(f"{node.name}_{i}")
+            layers.append(KerasLayerSpec(name=name, class_name="SliceAxis",
+                                         config={"axis": kax, "start": b, "stop": e, "step": None},
+                                         inputs=[node.inputs[0]], output=out))
+            rows.append(ParamRow(f"output {i}", f"x[{b}:{e}] on source axis {axis} (Keras axis {kax})",
+                                 (b, e), sources={"slice_points": points}))
+        rank = rank_of(in_shape)
+        note = f"{n} outputs; keras_output is output 0, output i is Keras layer '{node.name}_<i>'"
+        return node_mapping(node, ctx, layers=layers, rows=rows, keras_output=layers[0].name,
+                        layout=keras_layout(rank), notes=[note])
+
+
+@register("ShuffleChannel")
+class ShuffleChannelRule(Rule):
+    name = "ShuffleChannel"
+    description = ("Reshape (H, W, g, C/g) -> Permute -> Reshape (H, W, C); with an open spatial "
+                   "size a bias-free Dense holding the 0/1 permutation.")
+
+    def map(self, node, ctx):
+        x = input_shape(node, ctx)
+        rank = rank_of(x)
+        g = int(node.attrs.get("group", 1))
+        if x is None or x[1] is None:
+            return unsupported(node, ctx, "ShuffleChannel needs a known channel count")
+        C = int(x[1])
+        if C % g:
+            return unsupported(node, ctx, f"{C} channels cannot be split into {g} groups")
+        chain = Chain(node, ctx)
+        perm = np.arange(C).reshape(g, C // g).T.reshape(-1)     # y[:, i] = x[:, perm[i]]
+        sp = list(x[2:])
+        if rank == 4 and all(d is not None for d in sp):
+            chain.add("Reshape", {"target_shape": [int(sp[0]), int(sp[1]), g, C // g]},
+                      suffix="split")
+            chain.add("Permute", {"dims": [1, 2, 4, 3]}, suffix="swap")
+            chain.add("Reshape", {"target_shape": [int(sp[0]), int(sp[1]), C]})
+            how = "Reshape (H, W, g, C/g), Permute (swap the group axes), Reshape (H, W, C)"
+        else:
+            P = np.zeros((C, C), F32)
+            P[perm, np.arange(C)] = 1
+            chain.add("Dense", {"units": C, "use_bias": False, "activation": "linear"},
+                      weights=[P])
+            how = "Dense with a 0/1 permutation kernel (open spatial size)"
+        rows = [ParamRow("order", f"{how}: y[c] = x[perm[c]]", perm,
+                         sources={"group": g, "channels": C})]
+        return chain.finish(rows=rows, layout="NHWC" if rank == 4 else f"rank{rank}")
+
+
+@register("Tile")
+class TileRule(Rule):
+    name = "Tile"
+    description = "Caffe Tile: Concatenate of the input with itself along the axis."
+
+    def map(self, node, ctx):
+        rank = rank_of(input_shape(node, ctx))
+        axis = int(node.attrs.get("axis", 1))
+        tiles = int(node.attrs["tiles"])
+        kax = to_keras_axis(axis, rank)
+        if kax == 0:
+            return unsupported(node, ctx, "tiling the batch axis")
+        if tiles == 1:
+            return alias_mapping(node, ctx, "one tile: identity")
+        chain = Chain(node, ctx)
+        chain.add("Concatenate", {"axis": kax}, inputs=[node.inputs[0]] * tiles)
+        rows = [ParamRow("axis", f"source axis {axis} -> Keras axis {kax}, {tiles} copies", kax,
+                         sources={"axis": axis, "tiles": tiles})]
+        return chain.finish(rows=rows, layout=keras_layout(rank))

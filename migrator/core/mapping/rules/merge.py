@@ -1,0 +1,78 @@
+"""Mapping rules of the merge family: ``Eltwise``, ``Concat``, ``CropMerge``."""
+from __future__ import annotations
+
+from ..plan import ParamRow
+from ..registry import Rule, keras_layout, rank_of, register, to_keras_axis
+from .common import (
+    Chain,
+    SourceOpRule,
+    alias_mapping,
+    input_shape,
+    unsupported,
+)
+
+
+@register("Eltwise")
+class EltwiseRule(Rule):
+    name = "Eltwise"
+    description = "Add / Multiply / Maximum; WeightedSum for sums with coefficients."
+
+    def map(self, node, ctx):
+        op = node.attrs.get("operation", "sum")
+        coeffs = node.attrs.get("coeffs")
+        n = len(node.inputs)
+        rank = rank_of(input_shape(node, ctx))
+        chain = Chain(node, ctx)
+        if coeffs is not None and len(coeffs) not in (1, n):
+            return unsupported(node, ctx, f"{len(coeffs)} coefficients for {n} inputs")
+        if op == "sum":
+            cs = [1.0] * n if coeffs is None else [float(c) for c in
+                                                     (coeffs * n if len(coeffs) == 1 else coeffs)]
+            if all(c == 1.0 for c in cs) and n >= 2:
+                chain.add("Add", {})
+                rows = [ParamRow("operation", "sum", "Add")]
+            else:
+                chain.add("WeightedSum", {"coeffs": cs})
+                rows = [ParamRow("coeffs", "y = sum(c_i * x_i)", cs, sources={"coeffs": coeffs})]
+        elif op in ("prod", "max"):
+            if coeffs is not None and any(float(c) != 1.0 for c in coeffs):
+                return unsupported(node, ctx, f"coefficients are only allowed for sum, not {op}")
+            if n == 1:
+                return alias_mapping(node, ctx, f"{op} of one input: identity")
+            cls = "Multiply" if op == "prod" else "Maximum"
+            chain.add(cls, {})
+            rows = [ParamRow("operation", op, cls)]
+        else:
+            return unsupported(node, ctx, f"unknown eltwise operation {op!r}")
+        return chain.finish(rows=rows, layout=keras_layout(rank))
+
+
+@register("Concat")
+class ConcatRule(Rule):
+    name = "Concat"
+    description = "Concatenate on the channels-last axis of the source axis."
+
+    def map(self, node, ctx):
+        rank = rank_of(input_shape(node, ctx))
+        axis = int(node.attrs.get("axis", 1))
+        kax = to_keras_axis(axis, rank)
+        if kax == 0:
+            return unsupported(node, ctx, "concatenation along the batch axis")
+        if len(node.inputs) == 1:
+            return alias_mapping(node, ctx, "concatenation of one input: identity")
+        chain = Chain(node, ctx)
+        chain.add("Concatenate", {"axis": kax})
+        rows = [ParamRow("axis", "source axis -> channels-last axis", kax, sources={"axis": axis})]
+        return chain.finish(rows=rows, layout=keras_layout(rank))
+
+
+@register("CropMerge")
+class CropMergeRule(SourceOpRule):
+    name = "CropMerge"
+    description = ("Lasagne Concat/ElemwiseSum/ElemwiseMerge with autocrop (or T.minimum / T.sub): "
+                   "keras.ops slicing + merge (plain LasagneMergeOp).")
+
+    def describe(self, node) -> str:
+        a = node.attrs
+        return (f"{a['kind']} of the inputs cropped with {a.get('cropping')}"
+                + (f" along source axis {a['axis']}" if a["kind"] == "concat" else ""))

@@ -1,0 +1,128 @@
+"""Mapping rules of the resize family: ``Upscale``, ``Interp``, ``Upscale1D``.
+
+* Upscale: UpSampling2D('nearest') for 'repeat'; a strided Conv2DTranspose with a one-hot
+  kernel for 'dilate'.
+* Interp (DeepLab/PSPNet, align-corners bilinear; Keras ``Resizing`` is half-pixel, so it is
+  NOT used): the interpolation is separable, ``Y = A_h X A_w^T``; two bias-free ``Dense``
+  layers whose kernels are the fixed interpolation matrices (:func:`align_corners_matrix`,
+  float32 as the fork computes them), between ``Permute`` layers.  Needs a known input size.
+* Upscale1D: the plain expression ``LasagneSourceOp``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...shapes import interp_out_len
+from ..plan import ParamRow
+from ..registry import Rule, rank_of, register
+from .common import (
+    F32,
+    Chain,
+    SourceOpRule,
+    input_shape,
+    unsupported,
+)
+
+
+def align_corners_matrix(L_eff: int, out: int, offset: int = 0, L: int | None = None) -> np.ndarray:
+    """The ``(out, L)`` float32 matrix ``A`` of DeepLab's align-corners linear interpolation of one
+    axis, ``y = A @ x``, with the fork's float32 arithmetic: ``r = (L_eff-1)/(out-1)`` (0 when
+    ``out == 1``), ``s = r*o``, ``i = int(s)``, ``l = s - i``; output ``o`` takes ``(1-l)`` of
+    input ``offset + i`` and ``l`` of input ``offset + min(i+1, L_eff-1)``.  ``offset`` is where
+    the effective extent starts in the input (``-pad_beg``), ``L`` the input length (default
+    ``L_eff``)."""
+    L = L_eff if L is None else L
+    r = F32(L_eff - 1) / F32(out - 1) if out > 1 else F32(0)
+    s = (r * np.arange(out, dtype=F32)).astype(F32)
+    lo = s.astype(np.int64)
+    lam = (s - lo.astype(F32)).astype(F32)
+    hi = np.minimum(lo + 1, L_eff - 1)
+    rows = np.arange(out)
+    A = np.zeros((out, L), dtype=F32)
+    np.add.at(A, (rows, offset + lo), (F32(1) - lam).astype(F32))
+    np.add.at(A, (rows, offset + hi), lam)
+    return A
+
+
+@register("Upscale")
+class UpscaleRule(Rule):
+    name = "Upscale"
+    description = ("repeat: UpSampling2D(interpolation='nearest'); dilate: Conv2DTranspose "
+                   "(strides = scale, one-hot identity kernel at tap (0, 0), no bias).")
+
+    def map(self, node, ctx):
+        in_shape = input_shape(node, ctx)
+        if rank_of(in_shape) != 4:
+            return unsupported(node, ctx, f"only 2-D upscaling is supported (input rank "
+                                          f"{rank_of(in_shape)})")
+        sh, sw = (int(v) for v in node.attrs.get("scale", (2, 2)))
+        mode = node.attrs.get("mode", "repeat")
+        chain = Chain(node, ctx)
+        if mode == "repeat":
+            chain.add("UpSampling2D", {"size": [sh, sw], "interpolation": "nearest"})
+            rows = [ParamRow("size", "scale_factor; mode 'repeat' = nearest neighbour (exact)",
+                             [sh, sw], sources={"scale_factor": (sh, sw), "mode": mode})]
+            return chain.finish(rows=rows, layout="NHWC")
+        if mode != "dilate":
+            return unsupported(node, ctx, f"upscale mode {mode!r}")
+        C = in_shape[1]
+        if C is None:
+            return unsupported(node, ctx, "mode 'dilate' needs a known channel count")
+        K = np.zeros((sh, sw, C, C), dtype=F32)
+        K[0, 0] = np.eye(C, dtype=F32)
+        chain.add("Conv2DTranspose", {"filters": int(C), "kernel_size": [sh, sw],
+                                      "strides": [sh, sw], "padding": "valid",
+                                      "output_padding": [0, 0], "dilation_rate": [1, 1],
+                                      "use_bias": False, "activation": "linear"}, weights=[K])
+        rows = [ParamRow("kernel", f"one-hot ({sh}, {sw}, C, C): identity at tap (0, 0), zeros "
+                         "elsewhere -> x at (sh*i, sw*j), zeros between (exact)", K,
+                         sources={"scale_factor": (sh, sw), "mode": mode})]
+        return chain.finish(rows=rows, layout="NHWC")
+
+
+@register("Interp")
+class InterpRule(Rule):
+    name = "Interp"
+    description = ("Align-corners bilinear as two fixed-matrix Dense layers (W then H) between "
+                   "Permutes; built-in layers only (Keras Resizing is half-pixel, not used).")
+
+    def map(self, node, ctx):
+        x = input_shape(node, ctx)
+        if rank_of(x) != 4:
+            return unsupported(node, ctx, f"Interp needs a 4-d input (rank {rank_of(x)})")
+        if x is None or x[2] is None or x[3] is None:
+            return unsupported(node, ctx, "Interp needs a known input size (its interpolation "
+                                          "matrices depend on it): give --input-shape")
+        a = node.attrs
+        H, W = int(x[2]), int(x[3])
+        crop = int(a.get("pad_beg", 0)) + int(a.get("pad_end", 0))
+        off = -int(a.get("pad_beg", 0))
+        oh, ow = interp_out_len(H, a, "h"), interp_out_len(W, a, "w")
+        Ah = align_corners_matrix(H + crop, oh, off, H)
+        Aw = align_corners_matrix(W + crop, ow, off, W)
+        chain = Chain(node, ctx)
+        chain.add("Permute", {"dims": [3, 1, 2]}, suffix="to_chw")                 # N, C, H, W
+        chain.add("Dense", {"units": ow, "use_bias": False, "activation": "linear"},
+                  suffix="w", weights=[Aw.T.copy()])                              # N, C, H, ow
+        chain.add("Permute", {"dims": [1, 3, 2]}, suffix="to_cwh")                 # N, C, ow, H
+        chain.add("Dense", {"units": oh, "use_bias": False, "activation": "linear"},
+                  suffix="h", weights=[Ah.T.copy()])                              # N, C, ow, oh
+        chain.add("Permute", {"dims": [3, 2, 1]})                                  # N, oh, ow, C
+        src = {k: a.get(k) for k in ("mode", "zoom_factor", "shrink_factor", "height", "width",
+                                     "pad_beg", "pad_end")}
+        rows = [ParamRow("output size", "zoom: L + (L-1)(z-1); shrink: (L-1)//s + 1; size: "
+                         "height/width (L after the pad_beg/pad_end crop)", (oh, ow),
+                         sources={"input": (H, W), **src}),
+                ParamRow("kernel (W)", "align-corners weights: r = (L-1)/(out-1), src = r*o, "
+                         "(1-l, l) at (floor(src), floor(src)+1), float32 as the fork", Aw.T,
+                         sources={"width": W}),
+                ParamRow("kernel (H)", "the same along H, applied after W (the fork's order)",
+                         Ah.T, sources={"height": H})]
+        return chain.finish(rows=rows, layout="NHWC")
+
+
+@register("Upscale1D")
+class Upscale1DRule(SourceOpRule):
+    name = "Upscale1D"
+    description = "Lasagne Upscale1DLayer: keras.ops repeat / interleaved zeros (plain LasagneSourceOp)."
+    formula = "{mode} upscaling by {scale} along the last axis"
