@@ -5,7 +5,7 @@ Each op belongs to exactly one *family*; every aspect (shape rules in
 mapping rules in :mod:`migrator.core.mapping.rules`, Keras constructs in
 :mod:`migrator.core.keras_build.constructs`) keeps the op in the module named after its
 family, so a reader finds an op in the file of the same name in every aspect
-(``tests/test_lint.py`` checks it).  Provenance (BVLC Caffe, a Caffe fork, Lasagne) is
+(``tests/core/test_registries.py`` and ``tests/core/test_rule_registry.py`` check it).  Provenance (BVLC Caffe, a Caffe fork, Lasagne) is
 data on the op, never a module name.
 
 Importers MUST produce exactly the attributes documented here (defaults filled in);
@@ -39,7 +39,7 @@ _DOCS: dict[str, str] = {
         "for cross-correlation; Caffe False, Lasagne per layer), activation (None or an Activation "
         "kind dict, see 'Activation'; Lasagne folds nonlinearities into layers). "
         "params: weight (O, I/group, kh, kw) layout 'OIHW'; bias (O,) layout 'O'. "
-        "Lasagne untie_biases=True: bias (O, H, W) layout 'OHW' (flagged unsupported by the rule)."
+        "Lasagne untie_biases=True: bias (O, H, W) layout 'OHW' (Keras: a per-position bias constant added after the convolution)."
     ),
     "Deconv": (
         "Caffe Deconvolution (transposed convolution). attrs: num_output (O), kernel (kh, kw), "
@@ -175,7 +175,7 @@ _DOCS: dict[str, str] = {
         "r = act_r(x W_r + b_r + h W_hr), u = act_u(...), c = act_h(x W_h + b_h + r (h W_hh)), "
         "h_t = (1 - u) h_{t-1} + u c."
     ),
-    # ---- Caffe fork layer types (importers/caffe_forks.py; shapes_forks.py; kernels_forks.py)
+    # ---- ops of Caffe forks (DeepLab, PSPNet, SSD, ShuffleNet; provenance 'caffe-fork') ----
     "Interp": (
         "DeepLab/PSPNet Interp: bilinear, align-corners style. attrs: mode ('zoom' | 'shrink' | "
         "'size' | 'shrink_zoom'), zoom_factor, shrink_factor, height, width, pad_beg, pad_end "
@@ -195,7 +195,7 @@ _DOCS: dict[str, str] = {
         "ShuffleNet channel shuffle. attrs: group (g). x (N, C, ...) viewed as (N, g, C/g, ...), "
         "the two group axes swapped, viewed back: y[:, k*g + j] = x[:, j*(C/g) + k]."
     ),
-    # ---- BVLC Caffe catalogue (issue 14; rules in mapping/rules/caffe_catalogue.py) ----
+    # ---- the rest of BVLC Caffe's layer catalogue ----------------------------------------
     "Exp": "Caffe Exp. attrs: base (-1 = e), scale (1), shift (0): y = base^(shift + scale*x).",
     "Log": "Caffe Log. attrs: base (-1 = e), scale (1), shift (0): y = log_base(shift + scale*x).",
     "Threshold": "attrs: threshold (float, 0.0): y = 1 if x > threshold else 0, element-wise.",
@@ -240,7 +240,7 @@ _DOCS: dict[str, str] = {
         "oy, ox] = x[n, c, oy*sh - ph + i*dh, ox*sw - pw + j*dw] (0 outside); out (N, C*kh*kw, Ho, Wo) "
         "with the convolution output size."
     ),
-    # ---- the rest of Lasagne master's lasagne.layers (issue 14) -----------------------
+    # ---- the rest of Lasagne master's lasagne.layers ------------------------------------
     "Standardize": (
         "Lasagne StandardizationLayer. attrs: axes (source axes, >= 1), epsilon (1e-4): "
         "y = (x - mean(x, axes)) / sqrt(var(x, axes) + epsilon) (biased variance)."

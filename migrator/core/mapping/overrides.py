@@ -40,9 +40,9 @@ SOURCE_TYPE_OPS: dict[str, str] = {**caffe_source_type_ops(), **lasagne_source_t
 
 
 def _rules() -> dict:
-    from .planner import _load_rules
+    from .planner import load_rules
     from .registry import RULES
-    _load_rules()
+    load_rules()
     return RULES
 
 
