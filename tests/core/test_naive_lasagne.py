@@ -64,7 +64,7 @@ def _check(naive: dict, plan, model, x):
         err = float(np.abs(got.astype(np.float64) - ref).max())
         assert err <= _tol(ref), f"layer {name}: Keras vs naive Lasagne max err {err:.3g} > {_tol(ref):.3g}"
     # and the model's own output, as a user calls it (channels-last input)
-    y = np.asarray(model(np.transpose(x, (0, 2, 3, 1))))
+    y = np.asarray(model(np.moveaxis(x, 1, -1)))
     last = list(naive)[-1]
     assert float(np.abs(y - naive[last]).max()) <= _tol(naive[last])
 
@@ -119,3 +119,22 @@ def build_model():
     x = np.random.default_rng(2).normal(size=(3, 2, 3, 4)).astype(np.float32)
     conv = N.conv2d(x, W_c, b_c)
     _check({"conv": conv, "dense": N.lasagne_dense(conv, W_d, b_d)}, plan, model, x)
+
+
+@pytest.mark.parametrize("shape", [(3, 7), (2, 3, 4, 5)], ids=["rank3", "rank5"])
+def test_dense_on_rank3_and_rank5_inputs_against_naive(tmp_path, shape):
+    """DenseLayer straight on a (C, L) or a (C, D, H, W) input: Keras holds it channels-last, so
+    the kernel rows must follow Lasagne's C-order flatten over the source axes -- removing that
+    permutation must fail here, not only in the real-framework tiers."""
+    script = M.HEADER + f'''
+def build_model():
+    l = InputLayer((None,) + {tuple(shape)!r}, name='x')
+    return DenseLayer(l, 4, nonlinearity=None, name='dense')
+'''
+    plan, model, x, values = _convert(tmp_path, script)
+    W_d, b_d = values
+    naive = N.lasagne_dense(x, W_d, b_d)
+    _check({"dense": naive}, plan, model, x)
+    # the check can fail: the same weights with the rows in channels-last flatten order are wrong
+    xt = np.moveaxis(x.astype(np.float64), 1, -1).reshape(x.shape[0], -1)
+    assert np.abs(xt @ W_d + b_d - naive).max() > 100 * _tol(naive)
