@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -43,9 +44,30 @@ def parse_mean(text: str):
     return vals
 
 
+def _section_toggle(title: str, body: QWidget) -> QToolButton:
+    """A flat arrow button that shows or hides ``body`` (a collapsible section)."""
+    t = QToolButton()
+    t.setText(title)
+    t.setCheckable(True)
+    t.setChecked(True)
+    t.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    t.setArrowType(Qt.ArrowType.DownArrow)
+    t.setAutoRaise(True)
+    t.setToolTip(f"Show or hide the {title.lower()} settings")
+
+    def toggled(on: bool) -> None:
+        t.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        body.setVisible(on and not t.isHidden())
+    t.toggled.connect(toggled)
+    return t
+
+
 class ComparePanel(QWidget):
     run_requested = Signal()
     cancel_requested = Signal()
+    # the input, its preprocessing or the reference was edited by the user: a result on
+    # screen no longer describes what a run would compare
+    input_changed = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -104,7 +126,7 @@ class ComparePanel(QWidget):
         rs.addWidget(self.resize_w)
         rsw = QWidget()
         rsw.setLayout(rs)
-        self.pre_box = QGroupBox("Image preprocessing")
+        self.pre_box = QGroupBox()
         pf = QFormLayout(self.pre_box)
         pf.addRow("Resize to", rsw)
         pf.addRow("Channel order", self.order)
@@ -158,16 +180,31 @@ class ComparePanel(QWidget):
         b = QHBoxLayout()
         b.addWidget(self.run_btn, 1)
         b.addWidget(self.cancel_btn)
+        # run, cancel and the progress first: they stay in view however short the dock is,
+        # and the input settings (the tallest part) scroll below them
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        lay.addWidget(inp)
-        lay.addWidget(self.pre_box)
-        lay.addWidget(rt)
         lay.addLayout(b)
         lay.addWidget(self.progress)
         lay.addWidget(self.progress_text)
+        lay.addWidget(inp)
+        self.pre_toggle = _section_toggle("Image preprocessing", self.pre_box)
+        lay.addWidget(self.pre_toggle)
+        lay.addWidget(self.pre_box)
+        lay.addWidget(rt)
         lay.addWidget(self.summary)
         lay.addStretch(1)
+        # every field may shrink: a field wider than the panel scrolled it sideways while typing
+        for wdg in (self.path, self.mean, self.legacy_cmd, self.kind, self.runtime, self.order):
+            wdg.setMinimumWidth(40)
+            wdg.setSizePolicy(QSizePolicy.Policy.Ignored, wdg.sizePolicy().verticalPolicy())
+        self._quiet = 0
+        for sig in (self.kind.currentIndexChanged, self.seed.valueChanged, self.path.textChanged,
+                    self.limit.valueChanged, self.order.currentIndexChanged, self.mean.textChanged,
+                    self.scale.valueChanged, self.resize_model.toggled, self.resize_h.valueChanged,
+                    self.resize_w.valueChanged, self.runtime.currentIndexChanged,
+                    self.legacy_cmd.textChanged):
+            sig.connect(self._on_input_edited)
         self.kind.currentIndexChanged.connect(self._kind_changed)
         self.runtime.currentIndexChanged.connect(self._runtime_changed)
         self._kind_changed()
@@ -186,7 +223,13 @@ class ComparePanel(QWidget):
                                       "image": "image file", "npy": ".npy file"}.get(k, ""))
         for w in (self.limit, self.limit_label, self.batch_size, self.batch_label):
             w.setVisible(k == "images")
-        self.pre_box.setVisible(k in ("image", "images"))
+        images = k in ("image", "images")
+        self.pre_toggle.setVisible(images)
+        self.pre_box.setVisible(images and self.pre_toggle.isChecked())
+
+    def _on_input_edited(self, *_):
+        if not self._quiet:
+            self.input_changed.emit()
 
     def _runtime_changed(self, *_):
         on = self.runtime.currentData() == "legacy"
@@ -262,6 +305,13 @@ class ComparePanel(QWidget):
     def reset_for_model(self, graph) -> None:
         """A new model: no progress of the previous one, and image preprocessing back to
         the new model's defaults (its stored mean, the framework's channel order)."""
+        self._quiet += 1
+        try:
+            self._reset_for_model(graph)
+        finally:
+            self._quiet -= 1
+
+    def _reset_for_model(self, graph) -> None:
         self.progress.setValue(0)
         self.progress.setFormat("idle")
         self.progress_text.setText("")
@@ -307,6 +357,13 @@ class ComparePanel(QWidget):
 
     # ---- settings persistence ------------------------------------------------------------------
     def load_settings(self, s) -> None:
+        self._quiet += 1
+        try:
+            self._load_settings(s)
+        finally:
+            self._quiet -= 1
+
+    def _load_settings(self, s) -> None:
         i = self.kind.findData(s.get("compare/input_kind"))
         self.kind.setCurrentIndex(max(0, i))
         self.seed.setValue(int(s.get("compare/seed")))
