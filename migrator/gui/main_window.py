@@ -252,7 +252,7 @@ class MainWindow(QMainWindow):
     def after_first_paint(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` once the window has been painted (at once when it already has)."""
         if self.first_paint_s is not None:
-            QTimer.singleShot(0, fn)
+            QTimer.singleShot(0, self, fn)
         else:
             self._after_paint.append(fn)
 
@@ -264,7 +264,7 @@ class MainWindow(QMainWindow):
             todo, self._after_paint = self._after_paint, []
             # a short delay: the first frame reaches the screen before heavy imports start
             for fn in todo:
-                QTimer.singleShot(50, fn)
+                QTimer.singleShot(50, self, fn)   # dropped if the window is deleted first
 
     # ---- the flows' entry points (menus, tests, the app) -----------------------------------------
     def open_dialog(self) -> None:

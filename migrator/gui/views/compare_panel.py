@@ -118,22 +118,29 @@ class ComparePanel(QWidget):
             sp.setEnabled(False)
         self.resize_model.toggled.connect(lambda on: (self.resize_h.setEnabled(not on),
                                                       self.resize_w.setEnabled(not on)))
-        rs = QHBoxLayout()
+        # the check box above the two sizes: on one line they made the panel wider than its dock
+        hw = QHBoxLayout()
+        hw.setContentsMargins(0, 0, 0, 0)
+        hw.addWidget(self.resize_h, 1)
+        hw.addWidget(QLabel("×"))
+        hw.addWidget(self.resize_w, 1)
+        rs = QVBoxLayout()
         rs.setContentsMargins(0, 0, 0, 0)
+        rs.setSpacing(2)
         rs.addWidget(self.resize_model)
-        rs.addWidget(self.resize_h)
-        rs.addWidget(QLabel("×"))
-        rs.addWidget(self.resize_w)
+        rs.addLayout(hw)
         rsw = QWidget()
         rsw.setLayout(rs)
         self.pre_box = QGroupBox()
         pf = QFormLayout(self.pre_box)
+        pf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         pf.addRow("Resize to", rsw)
         pf.addRow("Channel order", self.order)
         pf.addRow("Mean", self.mean)
         pf.addRow("Scale", self.scale)
         inp = QGroupBox("Input")
         f = QFormLayout(inp)
+        f.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         f.addRow("Kind", self.kind)
         self.seed_label = QLabel("Seed")
         f.addRow(self.seed_label, self.seed)
@@ -153,6 +160,7 @@ class ComparePanel(QWidget):
         self.device.setWordWrap(True)
         rt = QGroupBox("Reference and device")
         rf = QFormLayout(rt)
+        rf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         rf.addRow("Reference", self.runtime)
         self.legacy_label = QLabel("Legacy command")
         rf.addRow(self.legacy_label, self.legacy_cmd)
@@ -195,7 +203,8 @@ class ComparePanel(QWidget):
         lay.addWidget(self.summary)
         lay.addStretch(1)
         # every field may shrink: a field wider than the panel scrolled it sideways while typing
-        for wdg in (self.path, self.mean, self.legacy_cmd, self.kind, self.runtime, self.order):
+        for wdg in (self.path, self.mean, self.legacy_cmd, self.kind, self.runtime, self.order,
+                    self.resize_h, self.resize_w, self.limit, self.batch_size, self.scale, self.seed):
             wdg.setMinimumWidth(40)
             wdg.setSizePolicy(QSizePolicy.Policy.Ignored, wdg.sizePolicy().verticalPolicy())
         self._quiet = 0
