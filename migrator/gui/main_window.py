@@ -506,6 +506,7 @@ class MainWindow(QMainWindow):
         self.results_outdated = reason
         self.results_model.outdated = reason is not None
         self.results_model.restatus()
+        self._fit_results()                 # "pass (stale)" is wider than "pass"
         self._update_result_status()
 
     def _on_input_changed(self) -> None:

@@ -225,7 +225,7 @@ class ChannelErrorPlot(QWidget):
             parts.append(_swatch(theme.colour("muted"), f"exactly 0 ({n_zero})"))
         if show_tol:
             parts.append(_swatch(theme.colour("fail"), f"tolerance {fmt_num(self._tol)}", "╌╌"))
-        parts.append(_swatch(theme.colour("selected"), "<b>selected channel (click)</b>", "┃"))
+        parts.append(_swatch(theme.colour("selected"), "<b>selected channel (click)</b>", "<b>|</b>"))
         self.legend.setText("&nbsp;&nbsp; ".join(parts))
 
     def mark_channel(self, ch: int) -> None:
@@ -393,7 +393,7 @@ class OverviewPlot(QWidget):
             parts.append(_swatch(theme.colour("fail"), "tolerance", "╌╌"))
             if fd is not None:
                 parts.append(_swatch(theme.colour("fail"), "first divergent", "│"))
-            parts.append(_swatch(theme.colour("selected"), "<b>selected layer</b>", "┃"))
+            parts.append(_swatch(theme.colour("selected"), "<b>selected layer</b>", "<b>|</b>"))
             self.legend.setText("&nbsp;&nbsp; ".join(parts))
             self.plot.setXRange(0.5, len(all_layers) + 0.5, padding=0.02)
             self.plot.setYRange(self._bottom, self._label_y, padding=0.02)
