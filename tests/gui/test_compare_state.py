@@ -201,3 +201,29 @@ def test_preprocessing_section_collapses(qtbot, window):
     c.pre_toggle.click()
     assert c.pre_box.isVisibleTo(c)
 
+
+
+def test_screenshot_of_a_run_in_progress_on_an_image_folder(tmp_path, demos):
+    """`make screenshots` shoots the window mid-run on an image folder (docs/screenshots.sh)."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(imgs / f"{i:02d}.png")
+    out = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    r = subprocess.run([sys.executable, "-m", "migrator.gui.app", "--screenshot", str(out),
+                        "--settings", str(tmp_path / "s.ini"), "--images", str(imgs), "--running",
+                        *demos["caffe"]], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.stat().st_size > 10_000
+    log = r.stderr
+    assert log.count("comparison started") == 2
+    # shot before the run on the folder ended: its end is a cancel at exit, not a finish
+    assert "comparison finished" not in log.rsplit("comparison started", 1)[1]
