@@ -7,7 +7,7 @@ import time
 import pytest
 from PySide6.QtCore import QRect, Qt
 
-from .conftest import Asker, open_model, run_compare
+from .conftest import Asker, close_window, open_model, run_compare
 
 
 def _slow_comparison(*args, progress=None, cancel=None, **kw):
@@ -139,15 +139,9 @@ def _make_window(qtbot, tmp_path, size, theme_name="light"):
 
 
 def _close(qtbot, win):
-    from migrator.gui import theme, workers
+    from migrator.gui import theme
     theme.apply_theme("light")
-    for job in list(win.jobs.values()):
-        if getattr(job, "running", False):
-            job.cancel()
-    workers.wait_idle(60_000)
-    win.close()
-    win.deleteLater()
-    qtbot.wait(10)
+    close_window(qtbot, win)
 
 
 @pytest.mark.parametrize("size", [(1500, 950), (1024, 700)])

@@ -1,6 +1,8 @@
 """Comparison controls: input, reference runtime, Keras device, run/cancel, progress."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -132,6 +134,8 @@ class ComparePanel(QWidget):
         rsw = QWidget()
         rsw.setLayout(rs)
         self.pre_box = QGroupBox()
+        # no title (the fold button above names it): no room kept for one
+        self.pre_box.setStyleSheet("QGroupBox { margin-top: 0px; }")
         pf = QFormLayout(self.pre_box)
         pf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         pf.addRow("Resize to", rsw)
@@ -236,6 +240,15 @@ class ComparePanel(QWidget):
         self.pre_toggle.setVisible(images)
         self.pre_box.setVisible(images and self.pre_toggle.isChecked())
 
+    @contextmanager
+    def _not_edits(self):
+        """Changes made by the program, not by the user: no ``input_changed``."""
+        self._quiet += 1
+        try:
+            yield
+        finally:
+            self._quiet -= 1
+
     def _on_input_edited(self, *_):
         if not self._quiet:
             self.input_changed.emit()
@@ -314,24 +327,18 @@ class ComparePanel(QWidget):
     def reset_for_model(self, graph) -> None:
         """A new model: no progress of the previous one, and image preprocessing back to
         the new model's defaults (its stored mean, the framework's channel order)."""
-        self._quiet += 1
-        try:
-            self._reset_for_model(graph)
-        finally:
-            self._quiet -= 1
-
-    def _reset_for_model(self, graph) -> None:
-        self.progress.setValue(0)
-        self.progress.setFormat("idle")
-        self.progress_text.setText("")
-        self.summary.setText("")
-        self.mean.clear()
-        self.scale.setValue(1.0)
-        self.resize_model.setChecked(True)
-        order = (graph.meta.get("channel_order") if graph is not None else None) or \
-            ("BGR" if graph is not None and graph.framework == "caffe" else "RGB")
-        self.order.setCurrentText(str(order).upper())
-        self.set_model_mean(graph.meta.get("mean") if graph is not None else None)
+        with self._not_edits():
+            self.progress.setValue(0)
+            self.progress.setFormat("idle")
+            self.progress_text.setText("")
+            self.summary.setText("")
+            self.mean.clear()
+            self.scale.setValue(1.0)
+            self.resize_model.setChecked(True)
+            order = (graph.meta.get("channel_order") if graph is not None else None) or \
+                ("BGR" if graph is not None and graph.framework == "caffe" else "RGB")
+            self.order.setCurrentText(str(order).upper())
+            self.set_model_mean(graph.meta.get("mean") if graph is not None else None)
 
     # ---- what to run -----------------------------------------------------------------------
     def input_spec(self):
@@ -366,11 +373,8 @@ class ComparePanel(QWidget):
 
     # ---- settings persistence ------------------------------------------------------------------
     def load_settings(self, s) -> None:
-        self._quiet += 1
-        try:
+        with self._not_edits():
             self._load_settings(s)
-        finally:
-            self._quiet -= 1
 
     def _load_settings(self, s) -> None:
         i = self.kind.findData(s.get("compare/input_kind"))
