@@ -28,7 +28,10 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSplitter,
     QTabWidget,
+    QToolButton,
     QTreeView,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..core.document import Document
@@ -49,6 +52,7 @@ from .models import KerasLayerModel, ResultsModel, SourceLayerModel
 from .models.layers import NAME_ROLE
 from .settings import Settings
 from .views.compare_panel import ComparePanel
+from .views.export_banner import ExportBanner
 from .views.inspector import Inspector
 from .views.log_panel import LogPanel
 from .views.plots import ChannelErrorPlot, ChannelValuesView, OverviewPlot
@@ -58,6 +62,12 @@ from .workers import threaded_executor
 log = logging.getLogger("migrator.gui")
 
 __all__ = ["MODEL_EXTS", "MainWindow", "OpenDialog", "about_html", "library_versions", "tf_devices"]
+
+
+def _open_with_desktop(path: str) -> None:
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDesktopServices
+    QDesktopServices.openUrl(QUrl.fromLocalFile(path))
 
 
 # --------------------------------------------------------------------------------------
@@ -81,6 +91,10 @@ class MainWindow(QMainWindow):
         self._result_seq = 0                 # see _on_result
         self._result_installing = False
         self._result_waiters: list = []
+        # why the result on screen no longer describes the current input (None: it does)
+        self.results_outdated: str | None = None
+        # opens a folder or a file with the desktop's application (tests replace it)
+        self.open_url: Callable[[str], None] = _open_with_desktop
         # cyclic garbage is collected on this thread between worker jobs (workers.py says why)
         workers.acquire_collector()
         self._holds_collector = True
@@ -137,7 +151,16 @@ class MainWindow(QMainWindow):
         split.addWidget(self.keras_tree)
         split.setSizes([560, 480])
         self.trees_split = split
-        self.setCentralWidget(split)
+        # a lasting note of what the last export wrote, above the trees
+        self.export_banner = ExportBanner()
+        self.export_banner.open_requested.connect(lambda p: self.open_url(p))
+        central = QWidget()
+        cl = QVBoxLayout(central)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.setSpacing(2)
+        cl.addWidget(self.export_banner)
+        cl.addWidget(split, 1)
+        self.setCentralWidget(central)
 
         self.inspector = Inspector(self.doc)
         self.inspector.edit_requested.connect(self.set_override)
@@ -149,6 +172,7 @@ class MainWindow(QMainWindow):
         self.compare = ComparePanel()
         self.compare.run_requested.connect(self.run_comparison)
         self.compare.cancel_requested.connect(self.cancel_comparison)
+        self.compare.input_changed.connect(self._on_input_changed)
         self.results_model = ResultsModel(self.doc, self)
         self.results_proxy = _Proxy(self)
         self.results_proxy.setSourceModel(self.results_model)
@@ -163,6 +187,9 @@ class MainWindow(QMainWindow):
         for c, w in {0: 36, 1: 120, 2: 185, 3: 72, 4: 72, 5: 80, 6: 72, 7: 64, 8: 100, 9: 120}.items():
             self.results_view.setColumnWidth(c, w)
         self.results_view.selectionModel().currentChanged.connect(self._on_result_row)
+        # the columns that matter first: #, Status, then the layer name (a long name column
+        # pushed Status off-screen)
+        self.results_view.header().moveSection(2, 1)
         # the controls scroll when the dock is short (at 1024x700 they were drawn over the
         # tabs and the status bar); the results table keeps the rest of the width
         self.compare_scroll = QScrollArea()
@@ -170,7 +197,7 @@ class MainWindow(QMainWindow):
         self.compare_scroll.setWidgetResizable(True)
         self.compare_scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.compare_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.compare_scroll.setMinimumWidth(200)
+        self.compare_scroll.setMinimumWidth(230)
         self.results_view.setMinimumSize(220, 120)
         cmp_w = QSplitter(Qt.Orientation.Horizontal)
         cmp_w.addWidget(self.compare_scroll)
@@ -218,13 +245,14 @@ class MainWindow(QMainWindow):
                 for t in (self.source_tree, self.keras_tree)]
         tw = int(w * 0.60)
         self.trees_split.setSizes([int(tw * need[0] / sum(need)), int(tw * need[1] / sum(need))])
-        self.cmp_split.setSizes([245, int(w * 0.53) - 245])
+        ctl = 270 if w >= 1300 else 250
+        self.cmp_split.setSizes([ctl, int(w * 0.53) - ctl])
 
     # ---- start-up -------------------------------------------------------------------------------
     def after_first_paint(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` once the window has been painted (at once when it already has)."""
         if self.first_paint_s is not None:
-            QTimer.singleShot(0, fn)
+            QTimer.singleShot(0, self, fn)
         else:
             self._after_paint.append(fn)
 
@@ -236,7 +264,7 @@ class MainWindow(QMainWindow):
             todo, self._after_paint = self._after_paint, []
             # a short delay: the first frame reaches the screen before heavy imports start
             for fn in todo:
-                QTimer.singleShot(50, fn)
+                QTimer.singleShot(50, self, fn)   # dropped if the window is deleted first
 
     # ---- the flows' entry points (menus, tests, the app) -----------------------------------------
     def open_dialog(self) -> None:
@@ -330,6 +358,13 @@ class MainWindow(QMainWindow):
         self.status_device = QLabel("")
         sb.messageChanged.connect(lambda m: sb.setToolTip(m))
         sb.addPermanentWidget(self.busy)
+        # a running comparison: its progress and Cancel always in view, whatever the docks show
+        self.status_cancel = QToolButton()
+        self.status_cancel.setText("Cancel")
+        self.status_cancel.setToolTip("Cancel the comparison (Esc)")
+        self.status_cancel.clicked.connect(self.cancel_comparison)
+        self.status_cancel.hide()
+        sb.addPermanentWidget(self.status_cancel)
         sb.addPermanentWidget(self.status_result)
         sb.addPermanentWidget(self.status_model)
         sb.addPermanentWidget(self.status_device)
@@ -445,6 +480,41 @@ class MainWindow(QMainWindow):
         if text:
             self.statusBar().showMessage(text)
 
+    def comparison_running(self, on: bool) -> None:
+        """Show (or hide) the comparison's progress and Cancel in the status bar."""
+        self.busy.setVisible(on)
+        self.status_cancel.setVisible(on)
+        self.busy.setValue(0)
+        if on:
+            self.status_result.setText("comparing…")
+            self.status_result.setStyleSheet("")
+            self.status_result.setToolTip("A comparison is running")
+        else:
+            self._update_result_status()
+
+    def comparison_progress(self, f: float, msg: str) -> None:
+        self.compare.set_progress(f, msg)
+        self.busy.setValue(int(max(0.0, min(1.0, f)) * 1000))
+        self.status_result.setText(f"comparing… {int(f * 100)}%")
+        if msg:
+            self.statusBar().showMessage(msg)
+
+    def mark_results_outdated(self, reason: str | None) -> None:
+        """The result on screen is from an earlier run (``reason`` says why), or current (None)."""
+        if reason is not None and self.doc.result is None:
+            reason = None
+        self.results_outdated = reason
+        self.results_model.outdated = reason is not None
+        self.results_model.restatus()
+        self._fit_results()                 # "pass (stale)" is wider than "pass"
+        self._update_result_status()
+
+    def _on_input_changed(self) -> None:
+        if "compare" in self.jobs and self.jobs["compare"].running:
+            self.comparing.input_changed_while_running = True
+        elif self.doc.result is not None and self.results_outdated is None:
+            self.mark_results_outdated("input changed — results below are from the previous run")
+
     def _busy_progress(self, f: float, msg: str) -> None:
         self.busy.setValue(int(f * 1000))
         if msg:
@@ -471,6 +541,9 @@ class MainWindow(QMainWindow):
         # channel-values ranges, image preprocessing; a result still being installed is dropped
         self._result_seq += 1
         self._result_installed()
+        self.results_outdated = None
+        self.results_model.outdated = False
+        self.comparing.last_outcome = None
         for t in (self.source_tree, self.keras_tree):
             t.filter.clear()
         self.compare.reset_for_model(self.doc.graph)
@@ -593,23 +666,34 @@ class MainWindow(QMainWindow):
 
     def _update_result_status(self) -> None:
         r = self.doc.result
+        if "compare" in self.jobs and self.jobs["compare"].running:
+            return              # "comparing… n%" until it ends
         if r is None:
-            self.status_result.setText("not compared")
-            self.status_result.setStyleSheet("")
-            self.compare.summary.setText(self._not_covered_html())
+            txt = self.comparing.last_outcome or "not compared"
+            self.status_result.setText(txt)
+            self.status_result.setToolTip(txt)
+            self.status_result.setStyleSheet(
+                f"color: {theme.colour('warning').name()}; font-weight: bold"
+                if self.comparing.last_outcome else "")
+            head = (f"<span style='color:{theme.colour('warning').name()}'><b>{html.escape(txt)}</b>"
+                    f"</span><br>" if self.comparing.last_outcome else "")
+            self.compare.summary.setText(head + self._not_covered_html())
             return
         fd = r.first_divergent
         n = len(r.compared)
-        if self.doc.stale:
+        if self.results_outdated:
+            txt, st = self.results_outdated, "stale"
+        elif self.doc.stale:
             txt, st = "comparison stale (mapping changed)", "stale"
         elif r.cancelled:
-            txt, st = "comparison cancelled", "warning"
+            txt, st = f"comparison cancelled — partial results ({n} layers compared)", "warning"
         elif r.passed:
             txt, st = f"PASS ({n} layers match)", "pass"
         else:
             txt, st = f"FAIL at '{fd.source}'" if fd else "FAIL", "fail"
         col = theme.colour(st).name()
         self.status_result.setText(txt)
+        self.status_result.setToolTip(txt)
         self.status_result.setStyleSheet(f"color: {col}; font-weight: bold")
         dev = r.device
         rt = r.runtime.get("name") if isinstance(r.runtime, dict) else r.runtime

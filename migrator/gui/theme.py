@@ -21,6 +21,8 @@ STATUS_COLOURS = {
     "warning": ("#b45f00", "#ffb74d"),
     "muted": ("#6b6b6b", "#9a9a9a"),
     "fused": ("#6b6b6b", "#9a9a9a"),    # compared as part of another layer's Keras layer
+    # the selected channel or layer in the plots: unlike pass/fail/tolerance, bright on dark
+    "selected": ("#7b1fa2", "#ffd54f"),
 }
 
 

@@ -64,6 +64,18 @@ def window(qtbot, tmp_path):
     qtbot.wait(10)
 
 
+def close_window(qtbot, win):
+    """Close a window a test made itself: cancel its jobs, wait for the workers."""
+    from migrator.gui import workers
+    for job in list(win.jobs.values()):
+        if getattr(job, "running", False):
+            job.cancel()
+    workers.wait_idle(60_000)
+    win.close()
+    win.deleteLater()
+    qtbot.wait(10)
+
+
 def open_model(qtbot, win, paths, mapping=None):
     with qtbot.waitSignal(win.opened, timeout=LOAD_TIMEOUT):
         win.open_paths(paths, mapping_path=mapping)

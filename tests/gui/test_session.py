@@ -12,7 +12,7 @@ from PySide6.QtCore import QEvent, QRect, Qt
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QDialog
 
-from .conftest import LOAD_TIMEOUT, Asker, open_model, run_compare, wait_plan
+from .conftest import LOAD_TIMEOUT, Asker, close_window, open_model, run_compare, wait_plan
 
 
 def _dirty(qtbot, win, eps=1e-3):
@@ -183,7 +183,7 @@ def _rect_in(win, w) -> QRect:
 
 @pytest.mark.parametrize("theme_name", ["light", "dark"])
 def test_layout_at_1024x700(qtbot, tmp_path, demos, theme_name):
-    from migrator.gui import theme, workers
+    from migrator.gui import theme
     from migrator.gui.main_window import MainWindow
     from migrator.gui.settings import Settings
     theme.apply_theme(theme_name)
@@ -230,13 +230,7 @@ def test_layout_at_1024x700(qtbot, tmp_path, demos, theme_name):
         assert perm < 0.75 * win.width()
     finally:
         theme.apply_theme("light")
-        for job in list(win.jobs.values()):
-            if getattr(job, "running", False):
-                job.cancel()
-        workers.wait_idle(60_000)
-        win.close()
-        win.deleteLater()
-        qtbot.wait(10)
+        close_window(qtbot, win)
 
 
 # ---- 3. channel values: every image shows the whole map ---------------------------------------

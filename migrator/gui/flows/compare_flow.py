@@ -17,6 +17,9 @@ class CompareFlow:
         self.win = win
         self.run_after_plan = False
         self._channel_job_seq = 0
+        # how the last run ended when it left no result of its own ("comparison cancelled…")
+        self.last_outcome: str | None = None
+        self.input_changed_while_running = False
 
     def run_comparison(self) -> None:
         w = self.win
@@ -38,13 +41,15 @@ class CompareFlow:
         fp = docmod.overrides_fingerprint(plan.overrides)
         model = doc.model if (doc.model is not None and doc.model_fp == fp) else None
         w.compare.set_running(True)
+        self.input_changed_while_running = False
+        w.comparison_running(True)
         w.compare.save_settings(w.settings)
         log.info("comparison started (reference: %s)", runtime)
         w.jobs["compare"] = run_job(docmod.run_comparison, doc.graph, plan, model, spec,
                                     runtime=runtime, runtime_settings=rt_settings,
                                     on_done=self.compared, on_error=self.failed,
                                     on_cancel=self.cancelled,
-                                    on_progress=w.compare.set_progress, name="compare", parent=w)
+                                    on_progress=w.comparison_progress, name="compare", parent=w)
         w._update_actions()
 
     def after_plan(self) -> None:
@@ -58,17 +63,25 @@ class CompareFlow:
         if job is not None and job.running:
             job.cancel()
             self.win.compare.progress.setFormat("cancelling…")
+            self.win.status_result.setText("cancelling…")
 
     def compared(self, res: dict) -> None:
         w = self.win
         w.compare.set_running(False)
         r = res["result"]
         w.compare.set_finished("cancelled" if getattr(r, "cancelled", False) else "done")
+        self.last_outcome = None
+        w.results_outdated = None
+        w.results_model.outdated = False
+        w.comparison_running(False)
         w.doc.set_result(res["result"], res["fingerprint"], model=res["model"],
                          model_fp=res["fingerprint"], x=res["x"], input_desc=res["input_desc"])
         fd = r.first_divergent
         log.info("comparison finished: %s%s", "PASS" if r.passed else "FAIL",
                  f" (first divergent layer '{fd.source}')" if fd else "")
+        if self.input_changed_while_running:
+            w.mark_results_outdated("input changed during the run — results below are from "
+                                    "the earlier input")
         w._update_actions()
         # the window installs the result in several short steps: select the first divergent
         # layer (one more step) once they are done
@@ -85,6 +98,7 @@ class CompareFlow:
         w = self.win
         w.compare.set_running(False)
         w.compare.set_finished("failed")
+        self._ended_without_result("comparison failed")
         w.show_error("Comparison failed", msg, details)
         w._update_actions()
         w.comparison_done.emit()
@@ -93,9 +107,24 @@ class CompareFlow:
         w = self.win
         w.compare.set_running(False)
         w.compare.set_finished("cancelled")
+        self._ended_without_result("comparison cancelled")
         log.info("comparison cancelled")
         w._update_actions()
         w.comparison_done.emit()
+
+    def _ended_without_result(self, what: str) -> None:
+        """A run ended with no result of its own: results of an earlier run are marked as
+        such, and the status bar says what happened."""
+        w = self.win
+        w.comparison_running(False)
+        if w.doc.result is not None:
+            self.last_outcome = None
+            w.mark_results_outdated(f"{what} — results below are from the previous run")
+            w.statusBar().showMessage(f"{what}: the results shown are from the previous run", 10000)
+        else:
+            self.last_outcome = f"{what} — no results"
+            w.mark_results_outdated(None)
+            w.statusBar().showMessage(f"{what}: no results", 10000)
 
     # ---- one channel ------------------------------------------------------------------------------
     def show_channel(self, channel: int) -> None:

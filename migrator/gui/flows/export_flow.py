@@ -4,8 +4,6 @@ from __future__ import annotations
 import logging
 import os
 
-from PySide6.QtWidgets import QFileDialog
-
 from ...core import document as docmod
 from ..workers import run_job
 
@@ -47,9 +45,59 @@ def export_targets(path: str, fmt: str | None = None) -> tuple[str, list[str]]:
     return report, [path, report, stem + ".report.md", stem + ".report.html"]
 
 
+def typed_format(path: str) -> str | None:
+    """The format a typed file name asks for by its extension (None: no known extension)."""
+    p = path.lower()
+    if p.endswith((".keras", ".h5", ".hdf5", ".tflite")):
+        return format_of(path)
+    return None
+
+
+FORMAT_NAMES = {"keras": "Keras model", "h5": "HDF5 model", "weights": "weights only",
+                "tflite": "TensorFlow Lite", "saved_model": "TensorFlow SavedModel"}
+
+
+def _save_file_dialog(parent, title: str, start: str, filters: str) -> tuple[str, str]:
+    from PySide6.QtWidgets import QFileDialog
+    return QFileDialog.getSaveFileName(parent, title, start, filters,
+                                       options=QFileDialog.Option.DontConfirmOverwrite)
+
+
 class ExportFlow:
     def __init__(self, win):
         self.win = win
+        # (parent, title, start path, filters) -> (path, chosen filter): tests script it
+        self.get_save_path = _save_file_dialog
+
+    def choose_target(self, start: str) -> tuple[str, str] | None:
+        """Ask for the file until the user picks one that may be written (path, format);
+        None when cancelled.  A typed known extension (``demo.tflite``) decides the format,
+        whatever the type list says; No to "Overwrite?" asks again."""
+        w = self.win
+        while True:
+            path, filt = self.get_save_path(w, "Export Keras model", start,
+                                            ";;".join(f for f, _ in FILTERS))
+            if not path:
+                return None
+            chosen = dict(FILTERS).get(filt)
+            fmt = typed_format(path)
+            if fmt is None and chosen == "saved_model":
+                fmt = "saved_model"
+            elif fmt is None:
+                fmt = chosen or "keras"
+                path += EXTS[fmt]
+            if chosen is not None and chosen != fmt:
+                w.statusBar().showMessage(f"Exporting as {FORMAT_NAMES[fmt]}, as the file name "
+                                          f"{os.path.basename(path)} says", 10000)
+                log.info("export format follows the file name %s: %s", os.path.basename(path),
+                         FORMAT_NAMES[fmt])
+            _, targets = export_targets(path, fmt)
+            existing = [t for t in targets if os.path.exists(t)]
+            if existing and not w.ask("Overwrite?", "These files already exist:\n" + "\n".join(existing)
+                                      + "\n\nReplace them? (No: choose another name)"):
+                start = path
+                continue
+            return path, fmt
 
     def export_dialog(self) -> None:
         w = self.win
@@ -58,21 +106,12 @@ class ExportFlow:
         if not self.confirm_gate():
             return
         start = os.path.join(w.settings.get("last_dir") or "", (w.doc.graph.name or "model") + ".keras")
-        path, filt = QFileDialog.getSaveFileName(
-            w, "Export Keras model", start, ";;".join(f for f, _ in FILTERS),
-            options=QFileDialog.Option.DontConfirmOverwrite)
-        if not path:
+        chosen = self.choose_target(start)
+        if chosen is None:
             return
-        fmt = dict(FILTERS).get(filt)
-        if fmt == "saved_model":
-            for ext in (".keras", ".h5", ".tflite"):
-                if path.lower().endswith(ext):
-                    path = path[: -len(ext)]
-            self.export_to(path, gate_confirmed=True, fmt="saved_model")
-            return
-        if fmt is not None and not path.lower().endswith(EXTS[fmt]) and format_of(path) != fmt:
-            path += EXTS[fmt]
-        self.export_to(path, gate_confirmed=True)
+        path, fmt = chosen
+        self.export_to(path, gate_confirmed=True, force=True,
+                       fmt="saved_model" if fmt == "saved_model" else None)
 
     def confirm_gate(self) -> bool:
         problem = self.win.doc.export_problem()
@@ -118,6 +157,7 @@ class ExportFlow:
             w.statusBar().showMessage(f"Exported {names[0]}" + (f" and {len(names) - 1} report files"
                                                                 if len(names) > 1 else ""), 10000)
             log.info("exported %s", ", ".join(files))
+            w.export_banner.show_files(list(files))
             w.exported.emit(list(files))
 
         w.jobs["export"] = run_job(docmod.export_model, doc.graph, doc.plan, doc.overrides, model, result,

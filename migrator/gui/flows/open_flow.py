@@ -5,7 +5,7 @@ import logging
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -67,14 +67,60 @@ class OpenDialog(QDialog):
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
+        # what went wrong with the last Open (the dialog stays open with both paths kept)
+        self.error = QLabel("")
+        self.error.setWordWrap(True)
+        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error.hide()
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        self.note.hide()
+        # set by the flow: Open starts loading and the dialog waits for the outcome
+        self.on_open = None
+        self.load_started = False
+        self.weights.editingFinished.connect(lambda: self.guess_architecture(self.weights.text().strip()))
         lay = QVBoxLayout(self)
         lay.addWidget(QLabel("A Caffe model is a .prototxt + .caffemodel pair; a Lasagne model is a "
                              "builder script (.py) + a parameter file (.pkl or .npz)."))
         lay.addLayout(f)
         lay.addWidget(self.lasagne_note)
+        lay.addWidget(self.note)
+        lay.addWidget(self.error)
         lay.addWidget(self.buttons)
         self.resize(640, 230)
         self._update_kind()
+
+    def accept(self) -> None:
+        if self.on_open is None:
+            super().accept()
+            return
+        self.on_open()
+
+    def show_error(self, message: str) -> None:
+        """Say what failed, keep both paths, and let the user fix them and try again."""
+        from .. import theme
+        self.error.setStyleSheet(f"color: {theme.colour('fail').name()}")
+        self.error.setText(message)
+        self.error.show()
+        self.set_loading(False)
+
+    def set_loading(self, on: bool) -> None:
+        self.load_started = on
+        self.buttons.button(QDialogButtonBox.StandardButton.Open).setEnabled(not on)
+        if on:
+            self.error.hide()
+
+    def guess_architecture(self, weights: str) -> str | None:
+        """Weights chosen and no architecture yet: fill in the model definition next to them
+        (``deploy.prototxt``, or the only .prototxt there; the only .py for Lasagne)."""
+        if self.arch.text().strip() or not weights:
+            return None
+        found = architecture_next_to(weights)
+        if found is not None:
+            self.arch.setText(found)
+            self.note.setText(f"Architecture: {os.path.basename(found)} found next to the weights.")
+            self.note.show()
+        return found
 
     def is_lasagne(self) -> bool:
         a, w = self.arch.text().strip().lower(), self.weights.text().strip().lower()
@@ -116,6 +162,7 @@ class OpenDialog(QDialog):
                                            "Weights (*.caffemodel *.pkl *.pickle *.npz);;All files (*)")
         if p:
             self.weights.setText(p)
+            self.guess_architecture(p)
 
     def _pick_both(self):
         ps, _ = QFileDialog.getOpenFileNames(self, "Choose the model files", self._dir(),
@@ -144,6 +191,26 @@ class OpenDialog(QDialog):
             return {}
         return {"builder_function": self.func.text().strip() or "build_model",
                 "output_layer": self.out_layer.text().strip() or None}
+
+
+def architecture_next_to(weights: str) -> str | None:
+    """The model definition in the folder of ``weights``, when there is one obvious choice:
+    a Caffe ``*deploy*.prototxt`` (else the only .prototxt that is not a solver), or the only
+    Lasagne builder script (.py)."""
+    w = Path(weights)
+    d = w.parent
+    if not d.is_dir():
+        return None
+    if w.suffix.lower() == ".caffemodel":
+        protos = sorted(p for p in d.iterdir() if p.suffix.lower() in (".prototxt", ".pbtxt")
+                        and "solver" not in p.name.lower())
+        deploy = [p for p in protos if "deploy" in p.name.lower()]
+        pick = deploy if len(deploy) == 1 else protos
+    elif w.suffix.lower() in (".pkl", ".pickle", ".npz"):
+        pick = sorted(p for p in d.iterdir() if p.suffix.lower() == ".py")
+    else:
+        return None
+    return str(pick[0]) if len(pick) == 1 else None
 
 
 def _load(paths, progress=None, cancel=None, **kw) -> dict:
@@ -183,12 +250,36 @@ class OpenFlow:
 
     def __init__(self, win):
         self.win = win
+        self.dialog: OpenDialog | None = None       # the Open dialog waiting for its load
 
     def open_dialog(self) -> None:
+        """The Open dialog stays open while its model loads: a failure is shown in it with
+        both paths kept; it closes when the model is open."""
         w = self.win
         dlg = OpenDialog(w, w.settings.get("last_dir") or os.path.expanduser("~"))
-        if dlg.exec() == QDialog.DialogCode.Accepted and dlg.paths():
+        dlg.on_open = lambda: self.open_from_dialog(dlg)
+        self.dialog = dlg
+        try:
+            answer = dlg.exec()
+        finally:
+            self.dialog = None
+        if answer == QDialog.DialogCode.Accepted and not dlg.load_started and dlg.paths():
             self.open_paths(dlg.paths(), **dlg.options())
+
+    def open_from_dialog(self, dlg: OpenDialog) -> None:
+        weights = dlg.weights.text().strip()
+        if not dlg.arch.text().strip() and weights:
+            dlg.guess_architecture(weights)
+        if weights.lower().endswith(".caffemodel") and not dlg.arch.text().strip():
+            dlg.show_error("A Caffe model needs its .prototxt as well: fill the Architecture field "
+                           "(no deploy.prototxt was found next to the .caffemodel).")
+            return
+        if not dlg.paths():
+            dlg.show_error("Choose the model files first.")
+            return
+        dlg.set_loading(True)
+        if not self.open_paths(dlg.paths(), **dlg.options()):
+            dlg.set_loading(False)
 
     def open_paths(self, paths: list[str], mapping_path: str | None = None, *,
                    confirmed: bool = False, demo: bool = False, **opts) -> bool:
@@ -208,7 +299,7 @@ class OpenFlow:
         self._request = (paths, mapping_path, dict(opts))
         w.jobs["load"] = run_job(_load, paths, mapping_path=mapping_path,
                                  on_done=self.loaded, on_error=self.load_failed,
-                                 on_cancel=lambda: w._busy(False, "Opening cancelled"),
+                                 on_cancel=self.load_cancelled,
                                  on_progress=w._busy_progress, name="load", parent=w, **opts)
         return True
 
@@ -232,6 +323,8 @@ class OpenFlow:
         log.info(msg)
         if res["build_error"]:
             log.warning(res["build_error"])
+        if self.dialog is not None:
+            self.dialog.done(QDialog.DialogCode.Accepted)
         w.opened.emit()
         need = res.get("input_shape_need")
         if need:
@@ -271,10 +364,23 @@ class OpenFlow:
         self.open_paths(req_paths, mapping_path=mapping_path, confirmed=True,
                         demo=getattr(self, "_demo", False), **opts)
 
+    def load_cancelled(self) -> None:
+        self.win._busy(False, "Opening cancelled")
+        if self.dialog is not None:
+            self.dialog.set_loading(False)
+
     def load_failed(self, msg: str, details: str) -> None:
         w = self.win
         w._busy(False, "")
-        w.show_error("Cannot open the model", msg, details)
+        dlg = self.dialog
+        if dlg is not None and dlg.load_started:
+            # the dialog is still open: the message goes there, next to the paths to fix
+            w.last_error = msg
+            log.error("Cannot open the model: %s", msg)
+            w.statusBar().showMessage(f"Cannot open the model: {msg}", 10000)
+            dlg.show_error(msg)
+        else:
+            w.show_error("Cannot open the model", msg, details)
         w.load_failed.emit(msg)
 
     def open_demo(self, which: str, mapping_path: str | None = None) -> bool:

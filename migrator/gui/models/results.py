@@ -26,6 +26,9 @@ class ResultsModel(QAbstractTableModel):
         self._first = None
         self._row_of: dict[str, int] = {}
         self._cache: dict[int, tuple] = {}
+        # the rows are from an earlier run than the current input (a cancelled or failed run,
+        # an edited input): every status says so, as for a changed mapping
+        self.outdated = False
 
     def refresh(self) -> None:
         self.beginResetModel()
@@ -115,8 +118,8 @@ class ResultsModel(QAbstractTableModel):
             font.setBold(True)
             back = QColor(theme.colour("fail"))
             back.setAlpha(48)
-        fore = (theme.colour("fail") if r.status == "fail" else
-                theme.colour("muted") if r.status in ("fused", "not-compared") else None)
+        fore = (theme.colour("muted") if r.status in ("fused", "not-compared") or self.outdated else
+                theme.colour("fail") if r.status == "fail" else None)
         align = tuple(self._RIGHT if c in self.NUMERIC else None for c in range(n))
         out = (texts, tuple(deco), (font,) * n, align, (back,) * n, (fore,) * n)
         self._cache[row] = out
@@ -133,7 +136,7 @@ class ResultsModel(QAbstractTableModel):
             return r.keras or ""
         if f == "status":
             s = {"fail": "FAIL", "not-compared": "not compared"}.get(r.status, r.status)
-            if self.doc.stale and r.status in ("pass", "fail"):
+            if (self.doc.stale or self.outdated) and r.status in ("pass", "fail"):
                 s += " (stale)"
             if r.source == self._first:
                 s += "  ← first divergent"

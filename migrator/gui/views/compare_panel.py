@@ -1,6 +1,8 @@
 """Comparison controls: input, reference runtime, Keras device, run/cancel, progress."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -15,6 +17,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -43,9 +46,30 @@ def parse_mean(text: str):
     return vals
 
 
+def _section_toggle(title: str, body: QWidget) -> QToolButton:
+    """A flat arrow button that shows or hides ``body`` (a collapsible section)."""
+    t = QToolButton()
+    t.setText(title)
+    t.setCheckable(True)
+    t.setChecked(True)
+    t.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    t.setArrowType(Qt.ArrowType.DownArrow)
+    t.setAutoRaise(True)
+    t.setToolTip(f"Show or hide the {title.lower()} settings")
+
+    def toggled(on: bool) -> None:
+        t.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        body.setVisible(on and not t.isHidden())
+    t.toggled.connect(toggled)
+    return t
+
+
 class ComparePanel(QWidget):
     run_requested = Signal()
     cancel_requested = Signal()
+    # the input, its preprocessing or the reference was edited by the user: a result on
+    # screen no longer describes what a run would compare
+    input_changed = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -96,22 +120,31 @@ class ComparePanel(QWidget):
             sp.setEnabled(False)
         self.resize_model.toggled.connect(lambda on: (self.resize_h.setEnabled(not on),
                                                       self.resize_w.setEnabled(not on)))
-        rs = QHBoxLayout()
+        # the check box above the two sizes: on one line they made the panel wider than its dock
+        hw = QHBoxLayout()
+        hw.setContentsMargins(0, 0, 0, 0)
+        hw.addWidget(self.resize_h, 1)
+        hw.addWidget(QLabel("×"))
+        hw.addWidget(self.resize_w, 1)
+        rs = QVBoxLayout()
         rs.setContentsMargins(0, 0, 0, 0)
+        rs.setSpacing(2)
         rs.addWidget(self.resize_model)
-        rs.addWidget(self.resize_h)
-        rs.addWidget(QLabel("×"))
-        rs.addWidget(self.resize_w)
+        rs.addLayout(hw)
         rsw = QWidget()
         rsw.setLayout(rs)
-        self.pre_box = QGroupBox("Image preprocessing")
+        self.pre_box = QGroupBox()
+        # no title (the fold button above names it): no room kept for one
+        self.pre_box.setStyleSheet("QGroupBox { margin-top: 0px; }")
         pf = QFormLayout(self.pre_box)
+        pf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         pf.addRow("Resize to", rsw)
         pf.addRow("Channel order", self.order)
         pf.addRow("Mean", self.mean)
         pf.addRow("Scale", self.scale)
         inp = QGroupBox("Input")
         f = QFormLayout(inp)
+        f.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         f.addRow("Kind", self.kind)
         self.seed_label = QLabel("Seed")
         f.addRow(self.seed_label, self.seed)
@@ -131,6 +164,7 @@ class ComparePanel(QWidget):
         self.device.setWordWrap(True)
         rt = QGroupBox("Reference and device")
         rf = QFormLayout(rt)
+        rf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         rf.addRow("Reference", self.runtime)
         self.legacy_label = QLabel("Legacy command")
         rf.addRow(self.legacy_label, self.legacy_cmd)
@@ -158,16 +192,32 @@ class ComparePanel(QWidget):
         b = QHBoxLayout()
         b.addWidget(self.run_btn, 1)
         b.addWidget(self.cancel_btn)
+        # run, cancel and the progress first: they stay in view however short the dock is,
+        # and the input settings (the tallest part) scroll below them
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        lay.addWidget(inp)
-        lay.addWidget(self.pre_box)
-        lay.addWidget(rt)
         lay.addLayout(b)
         lay.addWidget(self.progress)
         lay.addWidget(self.progress_text)
+        lay.addWidget(inp)
+        self.pre_toggle = _section_toggle("Image preprocessing", self.pre_box)
+        lay.addWidget(self.pre_toggle)
+        lay.addWidget(self.pre_box)
+        lay.addWidget(rt)
         lay.addWidget(self.summary)
         lay.addStretch(1)
+        # every field may shrink: a field wider than the panel scrolled it sideways while typing
+        for wdg in (self.path, self.mean, self.legacy_cmd, self.kind, self.runtime, self.order,
+                    self.resize_h, self.resize_w, self.limit, self.batch_size, self.scale, self.seed):
+            wdg.setMinimumWidth(40)
+            wdg.setSizePolicy(QSizePolicy.Policy.Ignored, wdg.sizePolicy().verticalPolicy())
+        self._quiet = 0
+        for sig in (self.kind.currentIndexChanged, self.seed.valueChanged, self.path.textChanged,
+                    self.limit.valueChanged, self.order.currentIndexChanged, self.mean.textChanged,
+                    self.scale.valueChanged, self.resize_model.toggled, self.resize_h.valueChanged,
+                    self.resize_w.valueChanged, self.runtime.currentIndexChanged,
+                    self.legacy_cmd.textChanged):
+            sig.connect(self._on_input_edited)
         self.kind.currentIndexChanged.connect(self._kind_changed)
         self.runtime.currentIndexChanged.connect(self._runtime_changed)
         self._kind_changed()
@@ -186,7 +236,22 @@ class ComparePanel(QWidget):
                                       "image": "image file", "npy": ".npy file"}.get(k, ""))
         for w in (self.limit, self.limit_label, self.batch_size, self.batch_label):
             w.setVisible(k == "images")
-        self.pre_box.setVisible(k in ("image", "images"))
+        images = k in ("image", "images")
+        self.pre_toggle.setVisible(images)
+        self.pre_box.setVisible(images and self.pre_toggle.isChecked())
+
+    @contextmanager
+    def _not_edits(self):
+        """Changes made by the program, not by the user: no ``input_changed``."""
+        self._quiet += 1
+        try:
+            yield
+        finally:
+            self._quiet -= 1
+
+    def _on_input_edited(self, *_):
+        if not self._quiet:
+            self.input_changed.emit()
 
     def _runtime_changed(self, *_):
         on = self.runtime.currentData() == "legacy"
@@ -262,17 +327,18 @@ class ComparePanel(QWidget):
     def reset_for_model(self, graph) -> None:
         """A new model: no progress of the previous one, and image preprocessing back to
         the new model's defaults (its stored mean, the framework's channel order)."""
-        self.progress.setValue(0)
-        self.progress.setFormat("idle")
-        self.progress_text.setText("")
-        self.summary.setText("")
-        self.mean.clear()
-        self.scale.setValue(1.0)
-        self.resize_model.setChecked(True)
-        order = (graph.meta.get("channel_order") if graph is not None else None) or \
-            ("BGR" if graph is not None and graph.framework == "caffe" else "RGB")
-        self.order.setCurrentText(str(order).upper())
-        self.set_model_mean(graph.meta.get("mean") if graph is not None else None)
+        with self._not_edits():
+            self.progress.setValue(0)
+            self.progress.setFormat("idle")
+            self.progress_text.setText("")
+            self.summary.setText("")
+            self.mean.clear()
+            self.scale.setValue(1.0)
+            self.resize_model.setChecked(True)
+            order = (graph.meta.get("channel_order") if graph is not None else None) or \
+                ("BGR" if graph is not None and graph.framework == "caffe" else "RGB")
+            self.order.setCurrentText(str(order).upper())
+            self.set_model_mean(graph.meta.get("mean") if graph is not None else None)
 
     # ---- what to run -----------------------------------------------------------------------
     def input_spec(self):
@@ -307,6 +373,10 @@ class ComparePanel(QWidget):
 
     # ---- settings persistence ------------------------------------------------------------------
     def load_settings(self, s) -> None:
+        with self._not_edits():
+            self._load_settings(s)
+
+    def _load_settings(self, s) -> None:
         i = self.kind.findData(s.get("compare/input_kind"))
         self.kind.setCurrentIndex(max(0, i))
         self.seed.setValue(int(s.get("compare/seed")))

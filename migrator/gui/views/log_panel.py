@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtGui import QFontDatabase, QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit
 
 
@@ -37,7 +37,24 @@ class LogPanel(QPlainTextEdit):
         self.setMaximumBlockCount(5000)
         self.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.handler = QtLogHandler()
-        self.handler.emitter.line.connect(self.appendPlainText)
+        self.handler.emitter.line.connect(self.append_line)
+
+    def append_line(self, text: str) -> None:
+        """Append and keep the newest entry in view (unless the user scrolled up to read)."""
+        bar = self.verticalScrollBar()
+        follow = not self.isVisible() or bar.value() >= bar.maximum() - 2
+        self.appendPlainText(text)
+        if follow:
+            self.scroll_to_end()
+
+    def scroll_to_end(self) -> None:
+        self.moveCursor(QTextCursor.MoveOperation.End)
+        self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
+
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        # hidden behind another tab, the panel had no size to scroll in: scroll on showing
+        self.scroll_to_end()
 
     def install(self, logger: logging.Logger | None = None) -> None:
         logger = logger or logging.getLogger()

@@ -41,6 +41,19 @@ def _swatch(colour, text: str, shape: str = "■") -> str:
     return f"<span style='color:{c}'>{shape}</span>&nbsp;{text}"
 
 
+def _sel_pen():
+    """The selected channel or layer: 2 px in a colour that stands out in both themes."""
+    return pg.mkPen(theme.colour("selected"), width=2)
+
+
+def _label_fill():
+    """A plot label's background: the plot's own, mostly opaque (the label stays readable
+    over the grid)."""
+    c = pg.mkColor(pg.getConfigOption("background"))
+    c.setAlpha(210)
+    return pg.mkBrush(c)
+
+
 def restyle(pw, labels: dict[str, str] | None = None) -> None:
     """Apply the current pyqtgraph colours (set by :func:`theme.apply_theme`) to an existing
     PlotWidget: background, axes, tick labels and axis titles."""
@@ -89,8 +102,8 @@ class ChannelErrorPlot(QWidget):
                                                      style=Qt.PenStyle.DashLine))
         self.tol_line.setZValue(10)       # the line above the bars
         self.plot.addItem(self.tol_line)
-        self.sel_line = pg.InfiniteLine(angle=90, movable=False,
-                                        pen=pg.mkPen(theme.colour("overridden"), width=1))
+        self.sel_line = pg.InfiniteLine(angle=90, movable=False, pen=_sel_pen())
+        self.sel_line.setZValue(11)
         self.sel_line.setVisible(False)
         self.plot.addItem(self.sel_line)
         self.title = QLabel("Per-channel error: select a compared layer")
@@ -185,6 +198,13 @@ class ChannelErrorPlot(QWidget):
         self.tol_line.setVisible(show_tol)
         if show_tol:
             self.tol_line.setPos(np.log10(self._tol) if log else self._tol)
+        # an empty plot has no axes of its own: no tick values, a neutral range (not the
+        # previous model's channels and errors)
+        for name in ("left", "bottom"):
+            self.plot.getAxis(name).setStyle(showValues=bool(n))
+        if not n:
+            self.plot.setXRange(0, 1, padding=0)
+            self.plot.setYRange(0, 1, padding=0)
         if n:
             self.plot.setXRange(-0.6, n - 0.4, padding=0.01)
             # room above the highest bar and the tolerance line
@@ -205,7 +225,7 @@ class ChannelErrorPlot(QWidget):
             parts.append(_swatch(theme.colour("muted"), f"exactly 0 ({n_zero})"))
         if show_tol:
             parts.append(_swatch(theme.colour("fail"), f"tolerance {fmt_num(self._tol)}", "╌╌"))
-        parts.append(_swatch(theme.colour("overridden"), "selected channel (click)", "│"))
+        parts.append(_swatch(theme.colour("selected"), "<b>selected channel (click)</b>", "<b>|</b>"))
         self.legend.setText("&nbsp;&nbsp; ".join(parts))
 
     def mark_channel(self, ch: int) -> None:
@@ -215,7 +235,7 @@ class ChannelErrorPlot(QWidget):
     def apply_theme(self) -> None:
         restyle(self.plot, self.LABELS)
         self.tol_line.setPen(pg.mkPen(theme.colour("fail"), width=1.5, style=Qt.PenStyle.DashLine))
-        self.sel_line.setPen(pg.mkPen(theme.colour("overridden"), width=1))
+        self.sel_line.setPen(_sel_pen())
         self._replot()
 
     # ---- interaction --------------------------------------------------------------------
@@ -272,8 +292,11 @@ class OverviewPlot(QWidget):
         self.first_line.setVisible(False)
         self.sel_line = pg.InfiniteLine(angle=90, movable=False)
         self.sel_line.setVisible(False)
-        self.first_text = pg.TextItem(anchor=(0, 0))
-        self.sel_text = pg.TextItem(anchor=(0, 1))
+        # the layer names hang from the top of the plot, in headroom kept free of data
+        # (at the point they covered the points around it): first divergent left of its
+        # line, selected right of its line
+        self.first_text = pg.TextItem(anchor=(1, 0))
+        self.sel_text = pg.TextItem(anchor=(0, 0))
         for it in (self.tol_curve, self.err_curve, self.points, self.zero_points, self.first_line,
                    self.sel_line, self.first_text, self.sel_text):
             self.plot.addItem(it)
@@ -298,6 +321,8 @@ class OverviewPlot(QWidget):
         self._y: dict[str, float] = {}
         self._vals = np.zeros(0)
         self._top = 0.0
+        self._label_y = 1.0
+        self._bottom = 0.0
         self.plot.scene().sigMouseMoved.connect(self._on_move)
 
     def _pens(self) -> None:
@@ -305,9 +330,12 @@ class OverviewPlot(QWidget):
         self.err_curve.setPen(pg.mkPen(theme.colour("muted"), width=1))
         self.zero_points.setPen(pg.mkPen(theme.colour("muted"), width=1.5))
         self.first_line.setPen(pg.mkPen(theme.colour("fail"), width=1))
-        self.sel_line.setPen(pg.mkPen(theme.colour("overridden"), width=1))
+        self.sel_line.setPen(_sel_pen())
         self.first_text.setColor(theme.colour("fail"))
-        self.sel_text.setColor(theme.colour("overridden"))
+        self.sel_text.setColor(theme.colour("selected"))
+        for t in (self.first_text, self.sel_text):
+            t.fill = _label_fill()
+            t.update()
 
     def set_result(self, result) -> None:
         all_layers = list(result.layers) if result is not None else []
@@ -335,12 +363,19 @@ class OverviewPlot(QWidget):
                                  data=list(names[zero]))
         self._y = {n: float(v) for n, v in zip(self._names, ly)}
         self._top = float(np.nanmax(np.append(ly, lt))) if len(ly) else 0.0
+        bottom = float(np.log10(floor))
+        if len(ly):
+            bottom = min(bottom, float(np.nanmin(np.append(ly, lt))))
+        span = max(self._top - bottom, 1.0)
+        # headroom above the highest point for the layer names (about two text lines)
+        self._label_y = self._top + max(0.3 * span, 0.8)
+        self._bottom = bottom - 0.05 * span
         fd = result.first_divergent if result is not None else None
         if fd is not None and fd.source in self._x:
             self.first_line.setPos(self._x[fd.source])
             self.first_line.setVisible(True)
             self.first_text.setText(fd.source)
-            self.first_text.setPos(self._x[fd.source], self._top)
+            self.first_text.setPos(self._x[fd.source], self._label_y)
             self.first_text.setVisible(True)
         else:
             self.first_line.setVisible(False)
@@ -358,10 +393,10 @@ class OverviewPlot(QWidget):
             parts.append(_swatch(theme.colour("fail"), "tolerance", "╌╌"))
             if fd is not None:
                 parts.append(_swatch(theme.colour("fail"), "first divergent", "│"))
-            parts.append(_swatch(theme.colour("overridden"), "selected layer", "│"))
+            parts.append(_swatch(theme.colour("selected"), "<b>selected layer</b>", "<b>|</b>"))
             self.legend.setText("&nbsp;&nbsp; ".join(parts))
             self.plot.setXRange(0.5, len(all_layers) + 0.5, padding=0.02)
-            self.plot.enableAutoRange(axis="y")
+            self.plot.setYRange(self._bottom, self._label_y, padding=0.02)
         else:
             self.legend.setText(" ")
         self.mark_layer(None)
@@ -371,7 +406,7 @@ class OverviewPlot(QWidget):
             self.sel_line.setPos(self._x[name])
             self.sel_line.setVisible(True)
             self.sel_text.setText(name)
-            self.sel_text.setPos(self._x[name], self._y.get(name, self._top))
+            self.sel_text.setPos(self._x[name], self._label_y)
             self.sel_text.setVisible(True)
         else:
             self.sel_line.setVisible(False)
@@ -416,20 +451,26 @@ class ChannelValuesView(QWidget):
         row = QHBoxLayout(self.glw)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(0)
-        self.glws, self.heads, vbs = [], [], []
-        for text in self.HEADS:
-            g = pg.GraphicsLayoutWidget()
-            self.heads.append(g.addLabel(text, row=0, col=0))
-            vbs.append(g.addViewBox(row=1, col=0, lockAspect=True, invertY=True))
-            self.glws.append(g)
-            row.addWidget(g, 1)
-        self.ref_vb, self.keras_vb, self.diff_vb = vbs
+        self.glws, self.heads, vbs, self.bars = [], [], [], []
         self.ref_img = pg.ImageItem(axisOrder="row-major")
         self.keras_img = pg.ImageItem(axisOrder="row-major")
         self.diff_img = pg.ImageItem(axisOrder="row-major")
-        self.ref_vb.addItem(self.ref_img)
-        self.keras_vb.addItem(self.keras_img)
-        self.diff_vb.addItem(self.diff_img)
+        for text, img, cmap in zip(self.HEADS, (self.ref_img, self.keras_img, self.diff_img),
+                                   ("viridis", "viridis", "inferno")):
+            g = pg.GraphicsLayoutWidget()
+            self.heads.append(g.addLabel(text, row=0, col=0, colspan=2))
+            vb = g.addViewBox(row=1, col=0, lockAspect=True, invertY=True)
+            vb.addItem(img)
+            vbs.append(vb)
+            # each image its colour scale (the same for reference and Keras), read-only
+            bar = pg.ColorBarItem(values=(0, 1), width=12, colorMap=cmap, interactive=False,
+                                  colorMapMenu=False)
+            bar.setImageItem(img)
+            g.addItem(bar, row=1, col=1)
+            self.bars.append(bar)
+            self.glws.append(g)
+            row.addWidget(g, 1)
+        self.ref_vb, self.keras_vb, self.diff_vb = vbs
         self.labels = QLabel("Same colour scale for reference and Keras; the difference has its own.")
         self.labels.setMinimumWidth(10)
         self.scatter_plot = pg.PlotWidget()
@@ -477,10 +518,12 @@ class ChannelValuesView(QWidget):
             lo, hi = float(min(ref2.min(), got2.min())), float(max(ref2.max(), got2.max()))
             if hi <= lo:
                 hi = lo + 1e-6
-            self.ref_img.setImage(ref2, levels=(lo, hi))
-            self.keras_img.setImage(got2, levels=(lo, hi))
             d2 = diff.reshape(ref2.shape)
-            self.diff_img.setImage(d2, levels=(0, max(float(d2.max()), 1e-30)))
+            dl = (0.0, max(float(d2.max()), 1e-30))
+            for img, bar, data, lv in zip((self.ref_img, self.keras_img, self.diff_img), self.bars,
+                                          (ref2, got2, d2), ((lo, hi), (lo, hi), dl)):
+                img.setImage(data, levels=lv)
+                bar.setLevels(lv)
             self.glw.show()
             self.labels.show()
             self.scatter_plot.hide()
@@ -500,6 +543,10 @@ class ChannelValuesView(QWidget):
             g.setBackground(pg.getConfigOption("background"))
         for lab, text in zip(self.heads, self.HEADS):
             lab.setText(text, color=_fg().name())
+        for bar in self.bars:
+            ax = bar.getAxis("right")
+            ax.setPen(pg.mkPen(_fg()))
+            ax.setTextPen(pg.mkPen(_fg()))
         restyle(self.scatter_plot, {"bottom": "reference", "left": "Keras"})
 
 
