@@ -67,10 +67,10 @@ elif mode == 'keras-model':
     import migrator.core.keras_build.custom_layers
     m = keras.saving.load_model(sys.argv[2]); m(np.zeros((1,) + tuple(m.inputs[0].shape[1:]), 'float32'))
 else:
-    from migrator.core import pipeline
-    g = pipeline.open_model(sys.argv[2:4]); p = pipeline.make_plan(g); km = pipeline.build_keras(p, release_weights=True)
-    x, d = pipeline.make_input(g, pipeline.InputSpec(seed=0))
-    r = pipeline.compare(g, p, km, x)
+    from migrator.core import flow, inputs
+    g = flow.open_model(sys.argv[2:4]); p = flow.plan_model(g); km = flow.build_model(p, release_weights=True)
+    x, d = inputs.make_input(g, inputs.InputSpec(seed=0))
+    r = flow.compare(g, p, km, x)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child forked from a big
 # parent would report the parent's peak
 print(int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) * 1024)
@@ -170,12 +170,12 @@ def main() -> dict:
     import keras  # noqa: F401  (import excluded from the timing)
     import tensorflow as tf
 
-    from migrator.core import pipeline
+    from migrator.core import flow, inputs
 
     def convert():
         g = load_caffe(proto, model)
-        p = pipeline.make_plan(g)
-        return pipeline.build_keras(p)
+        p = flow.plan_model(g)
+        return flow.build_model(p)
 
     t_conv = median_time(convert, n=max(3, REPEAT // 2))
     line("convert: parse + map + build + assign", t_conv, "s", target=2.0)
@@ -186,7 +186,7 @@ def main() -> dict:
 
     from migrator.core.reference import numpy_ref
     g = load_caffe(proto, model)
-    x, _ = pipeline.make_input(g, pipeline.InputSpec(seed=0))
+    x, _ = inputs.make_input(g, inputs.InputSpec(seed=0))
     net = cv2.dnn.readNetFromCaffe(proto, model)
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
 
@@ -205,12 +205,12 @@ def main() -> dict:
     figures.update(opencv_forward_s=t_cv, numpy_forward_s=t_np)
 
     # ---- comparison overhead ---------------------------------------------------------
-    p = pipeline.make_plan(g)
-    km = pipeline.build_keras(p)
+    p = flow.plan_model(g)
+    km = flow.build_model(p)
     xk = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     k_fn = tf.function(lambda t: km(t, training=False), jit_compile=False)   # the compiled forward
     t_keras = median_time(lambda: k_fn(xk))
-    t_cmp = median_time(lambda: pipeline.compare(g, p, km, x), n=max(3, REPEAT // 2))
+    t_cmp = median_time(lambda: flow.compare(g, p, km, x), n=max(3, REPEAT // 2))
     bare = t_np + t_keras
     line("forward: Keras model, compiled (tf.function)", t_keras, "s", t_keras / t_cv, peer="OpenCV")
     line("compare: all layers, all metrics (batch 1)", t_cmp, "s", t_cmp / bare, target=1.3,
@@ -221,7 +221,7 @@ def main() -> dict:
     x16k = np.ascontiguousarray(x16.transpose(0, 2, 3, 1))
     t_np16 = median_time(lambda: [None for _ in numpy_ref.run(g, x16)], n=max(3, REPEAT // 2))
     t_k16 = median_time(lambda: k_fn(x16k), n=max(3, REPEAT // 2))
-    t_c16 = median_time(lambda: pipeline.compare(g, p, km, x16), n=max(3, REPEAT // 2))
+    t_c16 = median_time(lambda: flow.compare(g, p, km, x16), n=max(3, REPEAT // 2))
     bare16 = t_np16 + t_k16
     line("forward: numpy reference, batch 16, per sample", t_np16 / 16, "s")
     line("forward: Keras compiled, batch 16, per sample", t_k16 / 16, "s")
@@ -229,7 +229,7 @@ def main() -> dict:
          peer="numpy + Keras forwards")
     figures.update(numpy_forward16_s=t_np16, keras_forward16_s=t_k16, compare16_s=t_c16,
                    compare16_overhead=t_c16 / bare16)
-    res = pipeline.compare(g, p, km, x)
+    res = flow.compare(g, p, km, x)
     worst = max((r.max_rel for r in res.compared), default=0)
     print(f"  (comparison: {len(res.compared)} layers compared, passed={res.passed}, worst max_rel {worst:.2e})")
 

@@ -75,13 +75,13 @@ def mark(name):
 import tensorflow, keras
 mark('import tensorflow + keras')
 """ + _PATCH_VERIFY + r"""
-from migrator.core import pipeline, export
-g = pipeline.open_model([proto, model]); p = pipeline.make_plan(g)
+from migrator.core import export, flow, inputs
+g = flow.open_model([proto, model]); p = flow.plan_model(g)
 mark('import model + plan')
-km = pipeline.build_keras(p, release_weights=True)
+km = flow.build_model(p, release_weights=True)
 mark('build Keras (weights set)')
-x, d = pipeline.make_input(g, pipeline.InputSpec(seed=0))
-res = pipeline.compare(g, p, km, x, input_desc=d)
+x, d = inputs.make_input(g, inputs.InputSpec(seed=0))
+res = flow.compare(g, p, km, x, input_desc=d)
 mark('compare (layer by layer)')
 export.export(km, p, res, out, graph=g)
 mark('save + export (this process)')

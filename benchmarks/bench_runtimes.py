@@ -45,14 +45,14 @@ def runtimes() -> list[tuple[str, dict, str]]:
 def main() -> dict:
     import numpy as np
 
-    from migrator.core import pipeline
+    from migrator.core import flow
     from migrator.core.reference.runtimes import get_runtime
 
     proto, model = nsfw_files()
     t0 = time.perf_counter()
-    g = pipeline.open_model([proto, model])
-    plan = pipeline.make_plan(g)
-    km = pipeline.build_keras(plan)
+    g = flow.open_model([proto, model])
+    plan = flow.plan_model(g)
+    km = flow.build_model(plan)
     print(f"model: open-nsfw ResNet-50 1by2, {len(g.nodes)} layers; import+plan+build "
           f"{time.perf_counter() - t0:.2f} s; median of {REPEAT} runs, 1x3x224x224 input", flush=True)
     x = np.random.default_rng(0).uniform(-120, 135, (1, 3, 224, 224)).astype(np.float32)
@@ -70,10 +70,10 @@ def main() -> dict:
             continue
         walls, refs, kers, mets = [], [], [], []
         res = None
-        pipeline.compare(g, plan, km, x, runtime=name, runtime_settings=settings)    # warm-up
+        flow.compare(g, plan, km, x, runtime=name, runtime_settings=settings)    # warm-up
         for _ in range(REPEAT):
             t = time.perf_counter()
-            res = pipeline.compare(g, plan, km, x, runtime=name, runtime_settings=settings)
+            res = flow.compare(g, plan, km, x, runtime=name, runtime_settings=settings)
             walls.append(time.perf_counter() - t)
             refs.append(res.timings["reference_s"])
             kers.append(res.timings["keras_s"])
@@ -117,21 +117,21 @@ def dataset_throughput(g, plan, km, n: int = 32, batch: int = 16) -> dict:
     import numpy as np
     from PIL import Image
 
-    from migrator.core import pipeline
+    from migrator.core import flow, inputs
     proto, model = nsfw_files()
     with tempfile.TemporaryDirectory() as td:
         rng = np.random.default_rng(0)
         for i in range(n):
             Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(f"{td}/img{i:03d}.png")
-        spec = pipeline.InputSpec(kind="images", path=td, batch_size=batch,
-                                  preprocessing=pipeline.ImagePreprocessing(mean=[104.0, 117.0, 123.0]))
-        iset = pipeline.make_input_batches(g, spec)
+        spec = inputs.InputSpec(kind="images", path=td, batch_size=batch,
+                                  preprocessing=inputs.ImagePreprocessing(mean=[104.0, 117.0, 123.0]))
+        iset = inputs.open_input_set(g, spec)
         xs = [b.x for b in iset.batches()]
-        pipeline.compare_set(g, plan, km, pipeline.make_input_batches(
-            g, pipeline.InputSpec(kind="images", path=td, batch_size=batch, limit=batch,
+        flow.compare_set(g, plan, km, inputs.open_input_set(
+            g, inputs.InputSpec(kind="images", path=td, batch_size=batch, limit=batch,
                                   preprocessing=spec.preprocessing)))                    # warm-up
         t0 = time.perf_counter()
-        res = pipeline.compare_set(g, plan, km, iset)
+        res = flow.compare_set(g, plan, km, iset)
         t_cmp = time.perf_counter() - t0
     net = cv2.dnn.readNetFromCaffe(proto, model)
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)

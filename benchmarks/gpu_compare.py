@@ -67,13 +67,13 @@ def child(files: list[str], batch: int, out_npy: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from migrator.core import pipeline
+    from migrator.core import flow, inputs
     from migrator.core.compare.engine import device_description, strict_float32
     strict_float32()
-    g = pipeline.open_model(files)
-    plan = pipeline.make_plan(g)
-    model = pipeline.build_keras(plan)
-    shp = pipeline.model_input_shape(g, batch)
+    g = flow.open_model(files)
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
+    shp = inputs.model_input_shape(g, batch)
     x = np.random.default_rng(0).uniform(-120, 135, shp).astype(np.float32)
     xk = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     fwd = tf.function(lambda t: model(t, training=False), jit_compile=False)
@@ -86,11 +86,11 @@ def child(files: list[str], batch: int, out_npy: str) -> dict:
     np.save(out_npy, y)
     arr_path = out_npy + ".x.npy"
     np.save(arr_path, x)
-    spec = pipeline.InputSpec(kind="arrays", path=arr_path, batch_size=batch)
-    pipeline.compare_set(g, plan, model, pipeline.InputSpec(kind="arrays", path=arr_path, batch_size=batch,
+    spec = inputs.InputSpec(kind="arrays", path=arr_path, batch_size=batch)
+    flow.compare_set(g, plan, model, inputs.InputSpec(kind="arrays", path=arr_path, batch_size=batch,
                                                             limit=2))     # warm-up
     t0 = time.perf_counter()
-    res = pipeline.compare_set(g, plan, model, spec)
+    res = flow.compare_set(g, plan, model, spec)
     t_cmp = time.perf_counter() - t0
     return {"device": device_description(), "passed": res.passed,
             "worst_max_rel": max((r.max_rel for r in res.compared), default=0.0),

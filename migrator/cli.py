@@ -186,49 +186,19 @@ def _tolerances(args):
     return Tolerances(default=d, per_layer=per)
 
 
-def _load(args):
-    from .core import pipeline
+def _flow(args, **options):
+    """The conversion flow of a command, opened and planned: the model files, the mapping
+    file, and --accept-unknown / --input-shape added to the mapping file's entries (and
+    recorded with them in the report)."""
+    from .core.flow import Flow, FlowOptions
     from .core.input_shape import parse_input_shapes
-    overrides = pipeline.load_overrides(args.mapping)
-    # --accept-unknown / --input-shape add to the mapping file's entries (and are recorded
-    # with them in the report)
-    for spec in args.accept_unknown:
-        if spec not in overrides.accept_unknown:
-            overrides.accept_unknown.append(spec)
-    given = parse_input_shapes(args.input_shape)
-    shapes = {**{k: tuple(v) for k, v in overrides.input_shapes.items()}, **given}
-    overrides.input_shapes.update({k: list(v) for k, v in given.items()})
-    graph = pipeline.open_model(args.model, builder_function=args.builder_function,
-                                output_layer=args.output_layer,
-                                accept_unknown=overrides.accept_unknown, input_shapes=shapes)
-    if getattr(args, "input", None) and not shapes:
-        from .core.input_shape import apply_input_shapes, open_inputs
-        if open_inputs(graph):   # open sizes: the --input array gives them
-            apply_input_shapes(graph, _array_input_shapes(args.input, graph), option="--input")
-    plan = pipeline.make_plan(graph, overrides)
-    return graph, overrides, plan
-
-
-def _array_input_shapes(path, graph) -> dict:
-    """The shapes of an --input .npy / .npz (by input name) for a model whose input size is
-    open; {} when the file cannot be read (make_input then reports the problem)."""
-    import numpy as np
-    names = {n.name for n in graph.input_nodes}
-    try:
-        if str(path).lower().endswith(".npz"):
-            with np.load(path) as z:
-                return {k: tuple(z[k].shape) for k in z.files if k in names}
-        return {"": tuple(int(d) for d in np.load(path, mmap_mode="r").shape)}
-    except (OSError, ValueError):
-        return {}
-
-
-def _require_input_size(graph, plan) -> None:
-    """convert/compare: a model with open input sizes needs --input-shape (one line)."""
-    from .core.input_shape import input_shape_need, need_error
-    need = input_shape_need(graph, plan)
-    if need is not None:
-        raise need_error(graph, need)
+    flow = Flow(FlowOptions(paths=list(args.model), builder_function=args.builder_function,
+                            output_layer=args.output_layer, mapping_path=args.mapping,
+                            accept_unknown=list(args.accept_unknown),
+                            input_shapes=parse_input_shapes(args.input_shape),
+                            input_array=getattr(args, "input", None), **options))
+    flow.make_plan()
+    return flow
 
 
 def _note_output_choice(graph) -> None:
@@ -363,7 +333,8 @@ def _not_covered_line(plan) -> str:
 
 
 def cmd_inspect(args) -> int:
-    graph, _overrides, plan = _load(args)
+    flow = _flow(args)
+    graph, plan = flow.graph, flow.plan
     rows = []
     for node, m in zip(graph.nodes, plan.mappings):
         rows.append({"source": node.name, "type": node.source_type, "op": node.op,
@@ -442,48 +413,37 @@ def cmd_inspect(args) -> int:
     return rc
 
 
-def _verify(args, graph, plan, *, spec):
-    from .core import pipeline
-    from .core.errors import UnsupportedLayerError
-    _require_input_size(graph, plan)
-    if plan.unsupported:
-        raise UnsupportedLayerError([(m.source, m.source_type if not m.error or m.error.startswith(
-            "unsupported layer type") else f"{m.source_type}: {m.error}") for m in plan.unsupported],
-                                    file=graph.files[0] if graph.files else None)
-    tols = _tolerances(args)
-    _check_tolerance_layers(graph, tols)
-    settings = _runtime_settings(args)
+def _verify(args, flow, *, spec):
+    """Compare on ``spec`` with the command's reference runtime and tolerances."""
     from .core.inputs import is_set
-    precision = getattr(args, "precision", "failing")
-    if is_set(spec):
-        iset = pipeline.make_input_batches(graph, spec)     # validates the set before the build
-        _quiet_tf()
-        model = pipeline.build_keras(plan, release_weights=True)
-        n = len(iset)
-
-        def progress(_f, msg, _state={"last": -1}):  # noqa: B006 - per-call state
-            done = int(msg.split(" of ")[0]) if msg.endswith("samples compared") else None
-            if done is not None and done != _state["last"] and sys.stderr.isatty():
-                _state["last"] = done
-                print(f"\r{done}/{n} samples compared", end="", file=sys.stderr, flush=True)
-
-        result = pipeline.compare_set(graph, plan, model, iset, runtime=args.runtime,
-                                      runtime_settings=settings, tolerances=tols, precision=precision,
-                                      progress=progress)
-        if sys.stderr.isatty():
-            print(file=sys.stderr)
-        return model, result
-    x, desc = pipeline.make_input(graph, spec)
+    flow.check_ready()
+    tols = _tolerances(args)
+    _check_tolerance_layers(flow.graph, tols)
+    o = flow.options
+    o.runtime_settings = _runtime_settings(args)
+    o.runtime, o.tolerances, o.input_spec = args.runtime, tols, spec
+    o.precision = getattr(args, "precision", "failing")
     _quiet_tf()
-    model = pipeline.build_keras(plan, release_weights=True)
-    result = pipeline.compare(graph, plan, model, x, runtime=args.runtime, runtime_settings=settings,
-                              tolerances=tols, input_desc=desc, precision=precision)
-    return model, result
+    if not is_set(spec):
+        return flow.compare()
+
+    def progress(_f, msg, _state={"last": -1}):  # noqa: B006 - per-call state
+        if not msg.endswith(" samples compared"):
+            return
+        done, total = msg[:-len(" samples compared")].split(" of ")
+        if done != _state["last"] and sys.stderr.isatty():
+            _state["last"] = done
+            print(f"\r{done}/{total} samples compared", end="", file=sys.stderr, flush=True)
+
+    result = flow.compare(progress=progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    return result
 
 
 def _image_spec(args, graph):
     from .core.errors import MigratorError
-    from .core.pipeline import ImagePreprocessing, InputSpec
+    from .core.inputs import ImagePreprocessing, InputSpec
     bs = getattr(args, "batch_size", None)
     limit = getattr(args, "limit", None)
     for flag, v in (("--batch-size", bs), ("--limit", limit)):
@@ -521,42 +481,34 @@ def _image_spec(args, graph):
 def cmd_compare(args) -> int:
     from .core.report import build_report
     from .core.saving import check_writable, write_text
-    graph, overrides, plan = _load(args)
-    _note_output_choice(graph)
+    flow = _flow(args, release_weights=True)
+    _note_output_choice(flow.graph)
     if args.report:
         check_writable(args.report, args.force)
-    spec = _image_spec(args, graph)
-    _, result = _verify(args, graph, plan, spec=spec)
+    result = _verify(args, flow, spec=_image_spec(args, flow.graph))
     print_table(result, show_all=args.all)
     if args.report:
-        rep = build_report(graph, plan, result, overrides=overrides)
+        rep = build_report(flow.graph, flow.plan, result, overrides=flow.overrides)
         write_text(args.report, json.dumps(rep, indent=1, allow_nan=False), force=args.force)
         print(f"report: {args.report}")
     return EXIT_OK if result.passed else EXIT_VERIFY
 
 
 def cmd_convert(args) -> int:
-    from .core import export
-    graph, overrides, plan = _load(args)
-    _note_output_choice(graph)
-    report = args.report or export.default_report_path(args.output, args.format)
-    # refuse early, before any work, if outputs exist
-    for p, f in export.artifact_paths(args.output, args.format, args.also):
-        export.check_target(p, f, args.force)
-    export.check_target(report, "report", args.force)
-    from .core.pipeline import InputSpec
-    model, result = _verify(args, graph, plan, spec=InputSpec(kind="random", seed=args.seed))
+    from .core.export import default_report_path, describe_records
+    from .core.inputs import InputSpec
+    flow = _flow(args, output=args.output, fmt=args.format, also=tuple(args.also),
+                 report_path=args.report or default_report_path(args.output, args.format),
+                 force=args.force, accept_mismatch=args.accept_mismatch, release_weights=True)
+    _note_output_choice(flow.graph)
+    flow.check_outputs()      # refuse early, before any work, if outputs exist
+    result = _verify(args, flow, spec=InputSpec(kind="random", seed=args.seed))
     print_table(result, show_all=False)
     if not result.passed and not args.accept_mismatch:
         print("not saved: verification failed (use --accept-mismatch to save anyway)", file=sys.stderr)
         return EXIT_VERIFY
-    from .core.pipeline import deep_recursion
-    with deep_recursion(plan):
-        written, records = export.export(model, plan, result, args.output, fmt=args.format,
-                                         also=args.also, report_path=report, force=args.force,
-                                         accept_mismatch=args.accept_mismatch, graph=graph,
-                                         overrides=overrides)
-    for line in export.describe_records(records):
+    written, records = flow.export()
+    for line in describe_records(records):
         print(f"checked {line}")
     for p in written:
         print(f"wrote {p}")

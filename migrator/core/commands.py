@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .document import _MISSING, BATCHNORM_OPS, Document, get_override, put_override
+from .document import BATCHNORM_OPS, MISSING, Document, get_override, put_override
 from .errors import MigratorError
 
 
@@ -81,7 +81,7 @@ class ResetOverride(Command):
         super().__init__(doc)
         scope, target = _target(layer, kind)
         self.scope, self.target, self.key = scope, target, key
-        self._changes = [(scope, target, key, _MISSING)]
+        self._changes = [(scope, target, key, MISSING)]
         where = f"'{target}'" if scope == "layer" else f"{target} layers"
         self.text = f"Reset {key} on {where}"
 
@@ -95,8 +95,8 @@ class ApplyToAllBatchNorm(Command):
         self.key, self.value = key, value
         self._changes = [("kind", kind, key, value)]
         for name in doc.batchnorm_sources():
-            if get_override(doc.overrides, "layer", name, key) is not _MISSING:
-                self._changes.append(("layer", name, key, _MISSING))
+            if get_override(doc.overrides, "layer", name, key) is not MISSING:
+                self._changes.append(("layer", name, key, MISSING))
         self.text = f"Set {key} = {_fmt(value)} on every batch-norm layer"
 
 

@@ -31,11 +31,19 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MigratorError
+from .compare.metrics import to_keras_layout, to_source_layout
+from .errors import Cancelled, MigratorError, unsupported_layers_error
+from .export import format_of
+from .flow import Flow, FlowOptions, plan_model, scaled
+from .mapping import rules  # noqa: F401  (importing the rules registers them in RULES)
+from .mapping.overrides import Overrides
+from .mapping.registry import RULES
+from .reference import numpy_ref
 
 log = logging.getLogger(__name__)
 
-_MISSING = object()
+#: the value of an override that is not set (``put_override`` without a value removes one)
+MISSING = object()
 
 BATCHNORM_OPS = ("BatchNorm",)
 
@@ -53,11 +61,6 @@ def _sync_executor(work: Callable[[], Any], done: Callable[[Any], None],
 # --------------------------------------------------------------------------------------
 # Overrides access (kept in one place so the document works on the mapping file's data)
 # --------------------------------------------------------------------------------------
-def _new_overrides():
-    from .mapping.overrides import Overrides
-    return Overrides()
-
-
 def overrides_dict(ov) -> dict[str, Any]:
     """The overrides as the mapping file's JSON dict ``{"version", "layers", "kinds"}``."""
     if ov is None:
@@ -73,19 +76,19 @@ def overrides_fingerprint(ov) -> str:
     return json.dumps({"layers": d["layers"], "kinds": d["kinds"]}, sort_keys=True, default=str)
 
 
-def get_override(ov, scope: str, target: str, key: str, default=_MISSING):
+def get_override(ov, scope: str, target: str, key: str, default=MISSING):
     """The value stored for ``key`` on layer/kind ``target`` (``default`` when absent)."""
     d = overrides_dict(ov)
     section = d["layers" if scope == "layer" else "kinds"]
     return section.get(target, {}).get(key, default)
 
 
-def put_override(ov, scope: str, target: str, key: str, value=_MISSING) -> None:
+def put_override(ov, scope: str, target: str, key: str, value=MISSING) -> None:
     """Set (or, with ``value`` missing, remove) one override in place."""
     if scope not in ("layer", "kind"):
         raise ValueError(f"scope must be 'layer' or 'kind', got {scope!r}")
     kw = {"layer": target} if scope == "layer" else {"kind": target}
-    if value is _MISSING:
+    if value is MISSING:
         ov.unset(key, **kw)
     else:
         ov.set(key, value, **kw)
@@ -202,7 +205,7 @@ class Document:
         self.paths = [str(p) for p in paths]
         self.graph = graph
         # the document edits its own copy: the plan keeps the overrides it was made with
-        self.overrides = copy.deepcopy(overrides) if overrides is not None else _new_overrides()
+        self.overrides = copy.deepcopy(overrides) if overrides is not None else Overrides()
         self.plan = plan
         self.mapping_path = mapping_path
         self._plan_gen += 1
@@ -246,14 +249,13 @@ class Document:
     def replan(self) -> None:
         if self.graph is None:
             return
-        from . import pipeline
         self._plan_gen += 1
         gen = self._plan_gen
         graph = self.graph
         snapshot = copy.deepcopy(self.overrides)
 
         def work():
-            return pipeline.make_plan(graph, snapshot)
+            return plan_model(graph, snapshot)
 
         def done(plan):
             if gen != self._plan_gen:      # a newer edit superseded this plan
@@ -280,9 +282,6 @@ class Document:
     def validate_override(self, name_or_kind: str, key: str, value, *, scope: str = "layer"):
         """Check ``value`` against the rule's option; returns the coerced value or raises
         MigratorError with a one-line reason (used to reject invalid edits inline)."""
-        from .mapping.planner import _load_rules
-        from .mapping.registry import RULES
-        _load_rules()
         op = self.graph.node(name_or_kind).op if scope == "layer" else name_or_kind
         rule = RULES.get(op)
         if rule is None or key not in rule.options:
@@ -292,9 +291,6 @@ class Document:
 
     def option_info(self, source: str, key: str):
         """The :class:`~migrator.core.mapping.registry.Option` behind an editable row."""
-        from .mapping.planner import _load_rules
-        from .mapping.registry import RULES
-        _load_rules()
         rule = RULES.get(self.graph.node(source).op)
         return None if rule is None else rule.options.get(key)
 
@@ -464,12 +460,6 @@ def keras_shape_of(source_shape) -> tuple | None:
 
 def layer_outputs(graph, plan, model, x: np.ndarray, source: str, progress=None, cancel=None):
     """(reference output, Keras output in source layout) of one source layer."""
-    from . import pipeline
-    fn = getattr(pipeline, "layer_outputs", None)
-    if fn is not None:
-        return fn(graph, plan, model, x, source, progress=progress, cancel=cancel)
-    from .compare.metrics import to_source_layout
-    from .reference import numpy_ref
     m = plan.mapping(source)
     keras_name = m.keras_output
     if keras_name is None and m.fused_into:
@@ -485,8 +475,7 @@ def layer_outputs(graph, plan, model, x: np.ndarray, source: str, progress=None,
             break
     if ref is None:
         raise MigratorError("the reference did not produce this layer", layer=source)
-    from .compare.metrics import to_keras_layout
-    from .keras_build.executor import iter_keras_outputs
+    from .keras_build.executor import iter_keras_outputs  # imports keras
     got = None
     xk = {k: to_keras_layout(v) for k, v in x.items()} if isinstance(x, dict) else to_keras_layout(x)
     for kname, arr in iter_keras_outputs(model, plan, xk, want={keras_name},
@@ -500,131 +489,76 @@ def layer_outputs(graph, plan, model, x: np.ndarray, source: str, progress=None,
 
 
 # --------------------------------------------------------------------------------------
-# Whole steps, run by GUI workers (or anyone): pure functions of their arguments
+# Whole steps, run by GUI workers (or anyone): the flow (migrator.core.flow), as the CLI runs it
 # --------------------------------------------------------------------------------------
-def _build(plan, progress=None):
-    from . import pipeline
-    return pipeline.build_keras(plan, progress=progress)
-
-
-def _scaled(progress, lo: float, hi: float):
-    if progress is None:
-        return None
-
-    def p(f, msg=""):
-        progress(lo + (hi - lo) * max(0.0, min(1.0, float(f))), msg)
-    return p
-
-
 def load_model(paths, *, mapping_path: str | None = None, builder_function: str = "build_model",
                output_layer: str | None = None, build: bool = True, progress=None, cancel=None,
                unknown: str = "error", input_shapes: dict | None = None) -> dict:
-    """Open a model, apply a mapping file, plan and (when every layer is supported) build
-    the Keras model.  Returns ``{'paths', 'graph', 'overrides', 'plan', 'model',
+    """Open a model with a mapping file (its overrides, input shapes and accepted unknown
+    fields, as ``migrator --mapping`` applies them), plan and (when every layer is supported)
+    build the Keras model.  Returns ``{'paths', 'graph', 'overrides', 'plan', 'model',
     'build_error', 'mapping_path'}``; raises MigratorError for user errors."""
-    from . import pipeline
-    from .errors import Cancelled
-    kw = {}
-    if builder_function:
-        kw["builder_function"] = builder_function
-    if output_layer:
-        kw["output_layer"] = output_layer
-    if unknown != "error":          # GUI: 'collect' marks layers with unknown fields instead
-        kw["unknown"] = unknown
-    if input_shapes:
-        kw["input_shapes"] = input_shapes
+    fl = Flow(FlowOptions(paths=[str(p) for p in paths], builder_function=builder_function or "build_model",
+                          output_layer=output_layer or None, mapping_path=mapping_path,
+                          input_shapes=dict(input_shapes or {}), unknown=unknown))
     if progress:
         progress(0.0, "reading the model files")
-    graph = pipeline.open_model(list(paths), progress=_scaled(progress, 0.0, 0.5), **kw)
-    if cancel is not None and cancel():
-        raise Cancelled()
-    overrides = pipeline.load_overrides(mapping_path)
+    fl.open(scaled(progress, 0.0, 0.5), cancel)
     if progress:
         progress(0.5, "planning the Keras layers")
-    plan = pipeline.make_plan(graph, overrides)
-    model, build_error = None, None
-    if build and not plan.unsupported:
+    plan = fl.make_plan()
+    build_error = None
+    err = unsupported_layers_error(plan)
+    if err is not None:
+        build_error = str(err)
+    elif build:
         if cancel is not None and cancel():
             raise Cancelled()
         if progress:
             progress(0.6, "building the Keras model")
         try:
-            model = _build(plan, progress=_scaled(progress, 0.6, 1.0))
+            fl.build(scaled(progress, 0.6, 1.0), cancel)
         except MigratorError as e:
             build_error = str(e)
-    elif plan.unsupported:
-        build_error = "cannot build the Keras model: unsupported layer(s) " + ", ".join(
-            f"'{m.source}' ({m.source_type})" for m in plan.unsupported)
     if progress:
         progress(1.0, "model opened")
-    return {"paths": [str(p) for p in paths], "graph": graph, "overrides": overrides, "plan": plan,
-            "model": model, "build_error": build_error, "mapping_path": mapping_path}
+    return {"paths": [str(p) for p in paths], "graph": fl.graph, "overrides": fl.overrides, "plan": plan,
+            "model": fl.model, "build_error": build_error, "mapping_path": mapping_path}
 
 
-def run_comparison(graph, plan, model, spec, *, runtime: str = "builtin",
-                   runtime_settings: dict | None = None, tolerances=None, progress=None,
-                   cancel=None) -> dict:
+def compare_model(graph, plan, model, spec, *, runtime: str = "builtin",
+                  runtime_settings: dict | None = None, tolerances=None, progress=None,
+                  cancel=None) -> dict:
     """Build the Keras model if needed (``model=None``), make the input, compare.
-    Returns ``{'result', 'model', 'fingerprint', 'x', 'input_desc'}``."""
-    from . import pipeline
-    from .errors import Cancelled
-    fp = overrides_fingerprint(plan.overrides)
-    if plan.unsupported:
-        raise MigratorError("cannot compare: unsupported layer(s) " + ", ".join(
-            f"'{m.source}' ({m.source_type})" for m in plan.unsupported))
-    lo = 0.0
-    if model is None:
-        if progress:
-            progress(0.0, "building the Keras model")
-        model = _build(plan, progress=_scaled(progress, 0.0, 0.2))
-        lo = 0.2
-    if cancel is not None and cancel():
-        raise Cancelled()
-    from .inputs import is_set
-    if is_set(spec):
-        # an input set (image folder, arrays with a sample axis): batch by batch; 'x' is the
-        # sample to inspect (the first divergent layer's worst sample, else the first), and
-        # 'input_set' the opened set (InputSet.sample(i) jumps to any other sample)
-        iset = pipeline.make_input_batches(graph, spec)
-        result = pipeline.compare_set(graph, plan, model, iset, runtime=runtime,
-                                      runtime_settings=runtime_settings or {}, tolerances=tolerances,
-                                      progress=_scaled(progress, lo, 1.0), cancel=cancel)
-        fd = result.first_divergent
-        idx = fd.worst_sample if fd is not None and fd.worst_sample is not None else 0
-        x, _name = iset.sample(idx)
-        return {"result": result, "model": model, "fingerprint": fp, "x": x,
-                "input_desc": result.input, "input_set": iset, "sample_index": idx}
-    x, desc = pipeline.make_input(graph, spec)
-    result = pipeline.compare(graph, plan, model, x, runtime=runtime,
-                              runtime_settings=runtime_settings or {}, tolerances=tolerances,
-                              input_desc=desc, progress=_scaled(progress, lo, 1.0), cancel=cancel)
-    return {"result": result, "model": model, "fingerprint": fp, "x": x, "input_desc": desc}
+    Returns ``{'result', 'model', 'fingerprint', 'x', 'input_desc'}``; for an input set
+    (image folder, arrays with a sample axis) also ``'input_set'`` (the opened set:
+    ``InputSet.sample(i)`` jumps to any sample) and ``'sample_index'`` (the sample ``x`` is:
+    the first divergent layer's worst sample, else the first)."""
+    fl = Flow(FlowOptions(input_spec=spec, runtime=runtime, runtime_settings=dict(runtime_settings or {}),
+                          tolerances=tolerances), graph=graph, plan=plan, model=model)
+    result = fl.compare(progress, cancel)
+    out = {"result": result, "model": fl.model, "fingerprint": overrides_fingerprint(plan.overrides),
+           "x": fl.x, "input_desc": fl.input_desc}
+    if fl.input_set is not None:
+        out.update(input_set=fl.input_set, sample_index=fl.sample_index)
+    return out
 
 
 def export_model(graph, plan, overrides, model, result, out_path: str, *, formats=("keras",),
                  report_path: str | None = None, force: bool = False, accept_mismatch: bool = False,
                  progress=None, cancel=None, fmt: str | None = None, records: list | None = None) -> list[str]:
     """Build the model when needed and write it (and the report) with
-    :func:`migrator.core.export.export`: ``out_path`` in format ``fmt`` (default: from its
+    :meth:`migrator.core.flow.Flow.export`: ``out_path`` in format ``fmt`` (default: from its
     extension; one of :data:`migrator.core.export.FORMATS`, ``'saved_model'`` is a directory),
     ``formats`` as companions next to it; each artifact is reloaded in a fresh process without
     Migrator and compared with the reference before anything is moved into place (atomic
     writes, never overwriting unless ``force``).  ``records`` (a list, optional) receives one
     dict per artifact (format, path, passed, max_abs, rel_to_max, ...)."""
-    from . import export
-    if model is None:
-        if progress:
-            progress(0.0, "building the Keras model")
-        model = _build(plan, progress=_scaled(progress, 0.0, 0.3))
-    if progress:
-        progress(0.3, "writing files")
-    from .pipeline import deep_recursion
-    with deep_recursion(plan):
-        out, recs = export.export(model, plan, result, out_path, fmt=fmt,
-                                  also=tuple(f for f in formats if f != export.format_of(out_path, fmt)),
-                                  report_path=report_path, force=force,
-                                  accept_mismatch=accept_mismatch, graph=graph, overrides=overrides,
-                                  progress=_scaled(progress, 0.3, 1.0))
+    also = tuple(f for f in formats if f != format_of(out_path, fmt))
+    fl = Flow(FlowOptions(output=out_path, fmt=fmt, also=also, report_path=report_path, force=force,
+                          accept_mismatch=accept_mismatch),
+              graph=graph, overrides=overrides, plan=plan, model=model, result=result)
+    out, recs = fl.export(progress, cancel)
     if records is not None:
         records.extend(recs)
     if progress:

@@ -44,18 +44,21 @@ class UnsupportedLayerError(MigratorError):
         self.layers = layers
 
 
-def unsupported_layers_error(mappings, *, file: str | None = None) -> UnsupportedLayerError:
-    """The one error naming every unsupported mapping of a plan (``plan.unsupported``: objects
-    with ``source``, ``source_type`` and ``error``).  A layer whose *type* has no rule is named
-    with its type; a layer of a converted type whose setting or input cannot be converted is
-    named with ``'<type>: <reason>'`` (the message then starts "cannot convert")."""
+def unsupported_layers_error(plan) -> UnsupportedLayerError | None:
+    """The error naming every layer of ``plan`` without a conversion (None when there is
+    none): the one message the CLI, the GUI and the builder give for them.  A supported
+    type that fails on a setting or an input is named with its reason ('Pooling: ...')."""
+    bad = plan.unsupported
+    if not bad:
+        return None
     items = []
-    for m in mappings:
+    for m in bad:
         t = m.source_type
         if m.error and not m.error.startswith("unsupported layer type"):
             t = f"{t}: {m.error}"
         items.append((m.source, t))
-    return UnsupportedLayerError(items, file=file)
+    files = getattr(getattr(plan, "graph", None), "files", None) or []
+    return UnsupportedLayerError(items, file=files[0] if files else None)
 
 
 class VerificationFailed(Exception):

@@ -17,16 +17,21 @@ API for the CLI and the GUI:
   (the layers that need it, and a suggestion when the parameters imply one);
 * :func:`apply_input_shapes` -- set the sizes on the graph (records declared and given
   shapes in ``graph.meta['input_shapes']``);
-* :func:`finish_plan` -- called by ``pipeline.make_plan``: opens the Keras Input
+* :func:`finish_plan` -- called by :func:`migrator.core.flow.plan_model`: opens the Keras Input
   dimensions where allowed and marks layers with unaccepted unknown source fields.
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
+import numpy as np
+
 from .errors import MigratorError
+from .importers.caffe.fields import unverified_layers
 from .ir import Graph
+from .mapping.planner import make_plan
 
 #: sizes tried first when looking for an input size the parameters imply
 COMMON_SIZES = (224, 227, 299, 256, 231, 192, 160, 128, 112, 96, 64, 32, 28, 320, 331, 384,
@@ -59,7 +64,8 @@ def parse_input_shapes(specs, *, option: str = "--input-shape") -> dict[str, tup
     return out
 
 
-def _fmt(shape) -> str:
+def format_shape(shape) -> str:
+    """A shape as the options write it: 1,3,?,? (open dimensions as ?)."""
     return ",".join("?" if d is None else str(d) for d in shape)
 
 
@@ -99,7 +105,7 @@ def need_error(graph: Graph, need: dict[str, Any]) -> MigratorError:
     shape = graph.node(name).attrs.get("shape")
     several = len(graph.input_nodes) > 1
     if need.get("suggestion"):
-        example = f"{name + '=' if several else ''}{_fmt(need['suggestion'][name])}"
+        example = f"{name + '=' if several else ''}{format_shape(need['suggestion'][name])}"
         hint = f" ({need['why_suggested']})"
     else:
         letters = {2: "H", 3: "W"} if len(shape) == 4 else {len(shape) - 1: "L"}
@@ -110,7 +116,7 @@ def need_error(graph: Graph, need: dict[str, Any]) -> MigratorError:
     lay = need.get("layers") or []
     what = (f"layer '{lay[0][0]}' needs a known input size ({lay[0][1]})" if lay
             else "the comparison needs a known input size")
-    return MigratorError(f"input '{name}' has open dimensions ({_fmt(shape)}) and {what}: give "
+    return MigratorError(f"input '{name}' has open dimensions ({format_shape(shape)}) and {what}: give "
                          f"--input-shape {example}{hint}",
                          file=graph.files[0] if graph.files else None)
 
@@ -194,12 +200,12 @@ def apply_input_shapes(graph: Graph, shapes: dict[str, tuple[int, ...]] | None,
         decl = declared_shape(n)
         given = tuple(int(d) for d in shapes[n.name])
         if decl and len(decl) != len(given):
-            raise MigratorError(f"{option} gives {len(given)} dimensions {_fmt(given)} but input "
-                                f"'{n.name}' has {len(decl)} ({_fmt(decl)})", file=file, layer=n.name)
+            raise MigratorError(f"{option} gives {len(given)} dimensions {format_shape(given)} but input "
+                                f"'{n.name}' has {len(decl)} ({format_shape(decl)})", file=file, layer=n.name)
         for i, (d, g) in enumerate(zip(decl, given)):
             if i == 1 and d is not None and d != g:
                 raise MigratorError(f"{option} gives {g} channels but input '{n.name}' declares "
-                                    f"{d} ({_fmt(decl)})", file=file, layer=n.name)
+                                    f"{d} ({format_shape(decl)})", file=file, layer=n.name)
         n.attrs["declared_shape"] = tuple(decl)
         n.attrs["shape"] = given
         record[n.name] = {"declared": [d for d in decl], "given": list(given)}
@@ -207,7 +213,7 @@ def apply_input_shapes(graph: Graph, shapes: dict[str, tuple[int, ...]] | None,
     try:
         graph.infer_shapes(file)
     except MigratorError as e:
-        raise MigratorError(f"with {option} {', '.join(f'{k}={_fmt(v)}' for k, v in shapes.items())}: "
+        raise MigratorError(f"with {option} {', '.join(f'{k}={format_shape(v)}' for k, v in shapes.items())}: "
                             f"{e.message}", file=e.file, layer=e.layer) from None
 
 
@@ -215,9 +221,6 @@ def apply_input_shapes(graph: Graph, shapes: dict[str, tuple[int, ...]] | None,
 # after planning
 # ------------------------------------------------------------------------------------
 def _spec_sig(spec) -> tuple:
-    import json
-
-    import numpy as np
     cfg = json.dumps(spec.config, sort_keys=True, default=str)
     ws = tuple((tuple(w.shape), np.asarray(w).tobytes()) for w in (spec.weights or []))
     return spec.class_name, cfg, ws, tuple(spec.inputs), spec.output
@@ -226,7 +229,6 @@ def _spec_sig(spec) -> tuple:
 def open_size_check(graph: Graph, plan, overrides=None) -> list[str]:
     """Reasons the exported model cannot keep the source's open input dimensions ([] when
     it can).  Plans the graph once more with the declared (open) input shapes."""
-    from .mapping.planner import make_plan as _make_plan
     opened = {n.name: declared_shape(n) for n in graph.input_nodes
               if "declared_shape" in n.attrs and declared_shape(n) != tuple(n.attrs["shape"])
               and any(d is None for d in declared_shape(n)[1:])}
@@ -249,7 +251,7 @@ def open_size_check(graph: Graph, plan, overrides=None) -> list[str]:
                 x = graph.tensor_shape(node.inputs[0])
                 if x is None or any(d is None for d in x[1:]):
                     reasons.append(f"'{node.name}' (Dense) needs a fixed number of input features")
-        open_plan = _make_plan(graph, overrides)
+        open_plan = make_plan(graph, overrides)
         for a, b in zip(plan.mappings, open_plan.mappings):
             if a.supported and not b.supported:
                 reasons.append(f"'{a.source}': {b.error}")
@@ -268,7 +270,7 @@ def open_size_check(graph: Graph, plan, overrides=None) -> list[str]:
 
 
 def finish_plan(graph: Graph, plan, overrides=None) -> None:
-    """Post-planning steps shared by the CLI and the GUI (pipeline.make_plan):
+    """Post-planning steps shared by the CLI and the GUI (migrator.core.flow.plan_model):
 
     * layers with unknown source fields that were not accepted (import mode 'collect')
       become unsupported (the GUI marks them, export is blocked); accepted ones get a note
@@ -276,7 +278,6 @@ def finish_plan(graph: Graph, plan, overrides=None) -> None:
     * inputs the user sized (--input-shape) over open declared dimensions: the Keras
       Input keeps ``None`` there when :func:`open_size_check` finds no reason against it;
       the outcome is recorded in ``graph.meta['input_shapes']`` (the report shows it)."""
-    from .importers.caffe.fields import unverified_layers
     for layer, items in unverified_layers(graph).items():
         if layer not in graph:
             continue
@@ -308,8 +309,8 @@ def finish_plan(graph: Graph, plan, overrides=None) -> None:
                 rank = len(src)
                 body = src[1:] if rank <= 2 else src[2:] + src[1:2]
                 spec.config["shape"] = body
-                m.notes.append(f"Keras input keeps the open dimensions {_fmt(decl)} (verified at "
-                               f"{_fmt(r['given'])})")
+                m.notes.append(f"Keras input keeps the open dimensions {format_shape(decl)} (verified at "
+                               f"{format_shape(r['given'])})")
 
 
 __all__ = ["apply_input_shapes", "finish_plan", "input_shape_need", "need_error", "open_inputs",

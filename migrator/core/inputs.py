@@ -9,7 +9,7 @@ dimension, streamed in batches so memory stays bounded by the batch, not the set
   not recursive; or a text file listing one path per line (relative paths are taken
   relative to the list file; blank lines and ``#`` comments are skipped), kept in its
   order.  Each image is preprocessed exactly as a single ``--image`` (see
-  :class:`~migrator.core.pipeline.ImagePreprocessing`).
+  :class:`ImagePreprocessing`).
 * ``.npy``: an NCHW array whose first axis is the set; opened memory-mapped, so only the
   current batch is read.  ``.npz``: one such array per network input name (a model with
   one input also accepts any single key); all arrays must have the same length.
@@ -19,14 +19,211 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .errors import MigratorError
+from .ir import Graph
+from .saving import check_readable
+from .shapes import index_inputs
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+@dataclass
+class ImagePreprocessing:
+    """How an image becomes the network input (documented in the user guide):
+    1. load (Pillow), convert to RGB; 2. resize to the network's input H x W (bilinear);
+    3. to float32 in [0, 255]; 4. channel order ('BGR' for Caffe models by default, 'RGB');
+    5. subtract ``mean`` (per channel, in the chosen order; or a full mean image (C,H,W));
+    6. multiply by ``scale``; 7. HWC -> CHW and add the batch axis."""
+
+    channel_order: str = "BGR"
+    mean: Any = None          # None | sequence of C floats | np.ndarray (C,H,W)
+    scale: float = 1.0
+    resize: tuple[int, int] | None = None   # None = the model's input size
+
+    def to_dict(self):
+        m = self.mean
+        if isinstance(m, np.ndarray):
+            m = {"shape": list(m.shape), "per_channel_mean": m.reshape(m.shape[0], -1).mean(1).tolist()} \
+                if m.ndim > 1 else m.tolist()
+        return {"channel_order": self.channel_order, "mean": m, "scale": self.scale,
+                "resize": list(self.resize) if self.resize else None}
+
+
+@dataclass
+class InputSpec:
+    kind: str = "random"                      # 'random' | 'npy' | 'image' | 'images' | 'arrays'
+    seed: int = 0
+    path: str | None = None                   # images: a folder or a list file; arrays: .npy/.npz
+    batch: int = 1
+    preprocessing: ImagePreprocessing = field(default_factory=ImagePreprocessing)
+    distribution: str = "normal"              # random: 'normal' (N(0,1)) | 'uniform' ([0, 255))
+    limit: int | None = None                  # input sets: the first N samples only
+    batch_size: int = 8                       # input sets: samples per batch (memory bound)
+
+
+def input_shapes(graph: Graph, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """Source-layout shape of every network input (batch dimension set to ``batch``)."""
+    ins = graph.input_nodes
+    if not ins:
+        raise MigratorError("the model has no input layer", file=graph.files[0] if graph.files else None)
+    out = {}
+    for node in ins:
+        shp = list(node.attrs["shape"])
+        shp[0] = batch
+        if any(d is None for d in shp):
+            raise MigratorError("the input shape has unknown dimensions; give --input X.npy",
+                                layer=node.name)
+        out[node.name] = tuple(int(d) for d in shp)
+    return out
+
+
+def model_input_shape(graph: Graph, batch: int = 1) -> tuple[int, ...]:
+    """The shape of the only input (images and single-array inputs need exactly one)."""
+    shapes = input_shapes(graph, batch)
+    if len(shapes) != 1:
+        raise MigratorError(f"the model has {len(shapes)} inputs ({', '.join(shapes)}): give them as "
+                            "--input X.npz with one array per input name",
+                            file=graph.files[0] if graph.files else None)
+    return next(iter(shapes.values()))
+
+
+def default_mean(graph: Graph):
+    m = graph.meta.get("mean")
+    return None if m is None else np.asarray(m, dtype=np.float32)
+
+
+def make_input(graph: Graph, spec: InputSpec) -> tuple[np.ndarray, dict[str, Any]]:
+    """Return (x in source layout NCHW float32, a description for the report)."""
+    if spec.kind == "random":
+        shapes = input_shapes(graph, spec.batch)
+        rng = np.random.default_rng(spec.seed)
+        xs = {}
+        vocab = index_inputs(graph)             # inputs of embedding lookups: valid indices
+        for name, shp in shapes.items():       # in graph order: reproducible per seed
+            if name in vocab:
+                xs[name] = rng.integers(0, vocab[name], size=shp).astype(np.float32)
+            elif spec.distribution == "uniform":
+                xs[name] = rng.uniform(0, 255, size=shp).astype(np.float32)
+            else:
+                xs[name] = rng.standard_normal(size=shp).astype(np.float32)
+        desc = {"kind": "random", "seed": spec.seed, "distribution": spec.distribution}
+        if len(xs) == 1:
+            return next(iter(xs.values())), {**desc, "shape": list(next(iter(shapes.values())))}
+        return xs, {**desc, "shape": {k: list(v) for k, v in shapes.items()}}
+    if spec.kind == "npy" and str(spec.path).lower().endswith(".npz"):
+        return _load_npz(graph, spec)
+    if spec.kind == "npy":
+        check_readable(spec.path)
+        try:
+            x = np.load(spec.path, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - user file
+            raise MigratorError(f"cannot read .npy input: {e}", file=spec.path) from None
+        x = np.asarray(x, dtype=np.float32)
+        want = graph.input_nodes[0].attrs["shape"] if graph.input_nodes else None
+        if want is not None and x.ndim == len(want) - 1:
+            x = x[None]
+        if want is not None and (x.ndim != len(want) or any(
+                w is not None and i > 0 and w != d for i, (w, d) in enumerate(zip(want, x.shape)))):
+            raise MigratorError(f"input shape {tuple(x.shape)} does not fit the model input "
+                                f"{tuple(want)} (give NCHW, the source layout)", file=spec.path)
+        return x, {"kind": "npy", "path": os.path.abspath(spec.path), "shape": list(x.shape)}
+    if spec.kind == "image":
+        return _load_image(graph, spec)
+    raise MigratorError(f"unknown input kind {spec.kind!r}")
+
+
+def _load_npz(graph: Graph, spec: InputSpec):
+    """Several inputs: an .npz with one array per source input name (NCHW)."""
+    check_readable(spec.path)
+    try:
+        with np.load(spec.path, allow_pickle=False) as z:
+            arrays = {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
+    except Exception as e:  # noqa: BLE001 - user file
+        raise MigratorError(f"cannot read .npz input: {e}", file=spec.path) from None
+    names = [n.name for n in graph.input_nodes]
+    missing = [n for n in names if n not in arrays]
+    extra = [k for k in arrays if k not in names]
+    if missing or extra:
+        raise MigratorError(f"the .npz must hold one array per input ({', '.join(names)})"
+                            + (f"; missing {', '.join(missing)}" if missing else "")
+                            + (f"; unknown {', '.join(extra)}" if extra else ""), file=spec.path)
+    for node in graph.input_nodes:
+        want, a = node.attrs["shape"], arrays[node.name]
+        if a.ndim == len(want) - 1:
+            a = arrays[node.name] = a[None]
+        if a.ndim != len(want) or any(w is not None and i > 0 and w != d
+                                      for i, (w, d) in enumerate(zip(want, a.shape))):
+            raise MigratorError(f"input '{node.name}' has shape {tuple(a.shape)}, the model wants "
+                                f"{tuple(want)} (NCHW)", file=spec.path)
+    desc = {"kind": "npz", "path": os.path.abspath(spec.path),
+            "shape": {k: list(v.shape) for k, v in arrays.items()}}
+    if len(arrays) == 1:
+        return next(iter(arrays.values())), desc
+    return arrays, desc
+
+
+def preprocess_image(graph: Graph, path: str, pp: ImagePreprocessing) -> tuple[np.ndarray, str]:
+    """One image file -> (CHW float32 in the source layout, where the mean came from:
+    'given' | 'model' | 'none'), following :class:`ImagePreprocessing`."""
+    from PIL import Image
+    check_readable(path)
+    shp = model_input_shape(graph, 1)
+    if len(shp) != 4 or shp[1] not in (1, 3):
+        raise MigratorError(f"image input needs a 1- or 3-channel NCHW model input, got {shp}",
+                            file=path)
+    h, w = pp.resize or (shp[2], shp[3])
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB" if shp[1] == 3 else "L").resize((w, h), Image.BILINEAR)
+            a = np.asarray(im, dtype=np.float32)
+    except Exception as e:  # noqa: BLE001 - user file
+        raise MigratorError(f"cannot read image: {e}", file=path) from None
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if shp[1] == 3 and pp.channel_order.upper() == "BGR":
+        a = a[:, :, ::-1]
+    chw = np.ascontiguousarray(a.transpose(2, 0, 1))
+    mean = pp.mean if pp.mean is not None else default_mean(graph)
+    if mean is not None:
+        mean = np.asarray(mean, dtype=np.float32)
+        if mean.ndim == 1:
+            chw = chw - mean.reshape(-1, 1, 1)
+        elif mean.ndim == 3:
+            if mean.shape[1:] != chw.shape[1:]:
+                # centre-crop or resize the mean image to the input size
+                mean = np.stack([np.asarray(Image.fromarray(c).resize((w, h), Image.BILINEAR))
+                                 for c in mean.astype(np.float32)])
+            chw = chw - mean
+    chw = chw * np.float32(pp.scale)
+    src = "given" if pp.mean is not None else ("model" if mean is not None else "none")
+    return chw.astype(np.float32, copy=False), src
+
+
+def _load_image(graph: Graph, spec: InputSpec):
+    chw, mean_source = preprocess_image(graph, spec.path, spec.preprocessing)
+    x = chw[None].astype(np.float32)
+    desc = {"kind": "image", "path": os.path.abspath(spec.path), "shape": list(x.shape),
+            "preprocessing": {**spec.preprocessing.to_dict(), "mean_source": mean_source}}
+    return x, desc
+
+
+def array_shapes(path: str, graph: Graph) -> dict:
+    """The shapes of an .npy / .npz input (by input name; ``''`` for an .npy), used to size
+    a model whose input size is open; {} when the file cannot be read (making the input
+    then reports the problem)."""
+    names = {n.name for n in graph.input_nodes}
+    try:
+        if str(path).lower().endswith(".npz"):
+            with np.load(path) as z:
+                return {k: tuple(z[k].shape) for k in z.files if k in names}
+        return {"": tuple(int(d) for d in np.load(path, mmap_mode="r").shape)}
+    except (OSError, ValueError):
+        return {}
 
 
 @dataclass
@@ -41,7 +238,6 @@ class Batch:
 
 def image_files(path: str, limit: int | None = None) -> list[str]:
     """The images of folder ``path`` (sorted by file name) or of list file ``path``."""
-    from .pipeline import _check_readable
     if not os.path.exists(path):
         raise MigratorError("no such folder or list file", file=path)
     if os.path.isdir(path):
@@ -55,7 +251,7 @@ def image_files(path: str, limit: int | None = None) -> list[str]:
             raise MigratorError("no image files in the folder (looked for "
                                 f"{', '.join(IMAGE_EXTENSIONS)})", file=path)
     else:
-        _check_readable(path)
+        check_readable(path)
         base = os.path.dirname(os.path.abspath(path))
         files = []
         try:
@@ -101,7 +297,6 @@ class InputSet:
             if spec.limit is not None and spec.limit < 1:
                 raise MigratorError(f"--limit must be at least 1, got {spec.limit}")
         else:
-            from .pipeline import make_input
             x, desc = make_input(graph, spec)
             self._single = (x, desc)
             first = next(iter(x.values())) if isinstance(x, dict) else x
@@ -133,7 +328,6 @@ class InputSet:
 
     def _load(self, lo: int, hi: int):
         if self.spec.kind == "images":
-            from .pipeline import preprocess_image
             xs = [preprocess_image(self.graph, f, self.spec.preprocessing)[0] for f in self.files[lo:hi]]
             return np.stack(xs).astype(np.float32, copy=False)
         arrs = {k: np.ascontiguousarray(v[lo:hi], dtype=np.float32) for k, v in self._arrays.items()}
@@ -164,18 +358,18 @@ class InputSet:
 
 
 def open_input_set(graph, spec) -> InputSet:
+    """The :class:`InputSet` of ``spec`` (validated now: the files exist, the arrays fit);
+    single inputs (random, one image, one array) are a set of one batch."""
     return InputSet(graph, spec)
 
 
 def _model_shape(graph):
-    from .pipeline import model_input_shape
     return model_input_shape(graph, 1)
 
 
 def _open_arrays(graph, path: str) -> dict[str, np.ndarray]:
     """Arrays with a leading set axis, keyed by input name; .npy memory-mapped."""
-    from .pipeline import _check_readable
-    _check_readable(path)
+    check_readable(path)
     ins = graph.input_nodes
     if not ins:
         raise MigratorError("the model has no input layer", file=path)

@@ -1,5 +1,5 @@
-"""Atomic writes of the Keras model (.keras, .h5, .weights.h5) and of the report (the export
-of every format, re-checked in a fresh process, is :mod:`migrator.core.export`).
+"""File checks and atomic writes (the report, and each exported artifact: the export of every
+format, re-checked in a fresh process, is :mod:`migrator.core.export`).
 
 Every file is written to a temporary file in the destination directory and renamed into
 place (``os.replace``), so a crash or a full disk never leaves a half-written file under
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from .errors import MigratorError
+from .tempfiles import temp_path
 
 MODEL_FORMATS = {"keras": ".keras", "h5": ".h5", "weights": ".weights.h5"}
 
@@ -25,6 +25,19 @@ def format_of(path: str) -> str:
     if p.endswith((".h5", ".hdf5")):
         return "h5"
     raise MigratorError("output must end in .keras, .h5 or .weights.h5", file=path)
+
+
+def check_readable(path: str | None) -> None:
+    """Raise a one-line MigratorError when ``path`` (if given) is missing, a directory or
+    not readable."""
+    if path is None:
+        return
+    if not os.path.exists(path):
+        raise MigratorError("no such file", file=path)
+    if os.path.isdir(path):
+        raise MigratorError("is a directory, not a file", file=path)
+    if not os.access(path, os.R_OK):
+        raise MigratorError("permission denied (file is not readable)", file=path)
 
 
 def check_writable(path: str, force: bool) -> None:
@@ -47,7 +60,6 @@ def atomic_write(path: str, writer: Callable[[str], None], *, force: bool = Fals
     base = os.path.basename(path)
     suffix = ".weights.h5" if base.lower().endswith(".weights.h5") else os.path.splitext(base)[1]
     # .<base>.migrator-<pid>-<hex>.tmp<suffix>; stale ones (a killed save) are swept first
-    from .tempfiles import temp_path
     tmp = temp_path(d, base, suffix)  # writers (Keras, h5py) create the file themselves
     try:
         writer(tmp)
@@ -68,17 +80,6 @@ def write_text(path: str, text: str, *, force: bool = False) -> str:
     return atomic_write(path, w, force=force)
 
 
-def save_model(model, path: str, *, force: bool = False) -> str:
-    fmt = format_of(path)
-
-    def w(tmp):
-        if fmt == "weights":
-            model.save_weights(tmp)
-        else:
-            model.save(tmp)
-    return atomic_write(path, w, force=force)
-
-
 def companion_paths(out_path: str, formats: Iterable[str]) -> list[str]:
     """out.keras + formats ('keras','h5','weights') -> the list of model files to write."""
     stem = out_path
@@ -93,15 +94,3 @@ def companion_paths(out_path: str, formats: Iterable[str]) -> list[str]:
             paths.append(p)
     return paths
 
-
-def export(model, plan, result, out_path: str, *, report_path: str | None = None,
-           formats: Iterable[str] = (), force: bool = False, accept_mismatch: bool = False,
-           graph=None, overrides=None, extra: dict[str, Any] | None = None) -> list[str]:
-    """Write the model (and companions) plus the JSON report (and its Markdown/HTML twins),
-    each model file re-checked in a fresh process first: :func:`migrator.core.export.export`
-    (which also writes SavedModel and TFLite).  Returns the paths written."""
-    from .export import export as _export
-    written, _records = _export(model, plan, result, out_path, also=formats, report_path=report_path,
-                                force=force, accept_mismatch=accept_mismatch, graph=graph,
-                                overrides=overrides, extra=extra)
-    return written

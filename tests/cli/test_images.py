@@ -115,11 +115,11 @@ def test_open_nsfw_on_a_generated_image_folder(tmp_path):
     # independent check of the final output on the worst sample: OpenCV DNN's Caffe importer
     import cv2
 
-    from migrator.core import pipeline
-    g = pipeline.open_model(list(files))
-    spec = pipeline.InputSpec(kind="images", path=d, limit=20,
-                              preprocessing=pipeline.ImagePreprocessing(mean=[104.0, 117.0, 123.0]))
-    iset = pipeline.make_input_batches(g, spec)
+    from migrator.core import flow, inputs
+    g = flow.open_model(list(files))
+    spec = inputs.InputSpec(kind="images", path=d, limit=20,
+                              preprocessing=inputs.ImagePreprocessing(mean=[104.0, 117.0, 123.0]))
+    iset = inputs.open_input_set(g, spec)
     layers = {L["source"]: L for L in json.loads(rep.read_text())["layers"]}
     worst = layers["prob"]["worst_sample"]
     x, name = iset.sample(worst)

@@ -15,7 +15,7 @@ import json
 import numpy as np
 import pytest
 
-from migrator.core import pipeline
+from migrator.core import flow
 from migrator.core.errors import MigratorError
 from migrator.core.input_shape import (
     apply_input_shapes,
@@ -99,11 +99,11 @@ def test_open_input_without_shape_is_one_line_naming_the_option(googlenet):
 
 
 def test_suggestion_api(googlenet, fcn, tmp_path):
-    g = pipeline.open_model([googlenet[1], googlenet[2]])
+    g = flow.open_model([googlenet[1], googlenet[2]])
     assert suggest_input_shape(g) == (None, None)     # a global pool: any size fits
-    need = input_shape_need(g, pipeline.make_plan(g))
+    need = input_shape_need(g, flow.plan_model(g))
     assert need["inputs"] == ["input"] and need["layers"] and need["layers"][0][0] == "pool1"
-    assert input_shape_need(pipeline.open_model([fcn[1], fcn[2]])) is not None
+    assert input_shape_need(flow.open_model([fcn[1], fcn[2]])) is not None
     # a Dense after a flatten fixes H x W: the suggestion comes from its weights
     nb = NetBuilder("flat", seed=0)
     nb.input("data", (1, 3, 32, 32))
@@ -111,7 +111,7 @@ def test_suggestion_api(googlenet, fcn, tmp_path):
     nb.pool("pool", "conv", "max", 2, stride=2)
     nb.ip("fc", "pool", 10)
     p, m = nb.save(tmp_path / "f.prototxt", tmp_path / "f.caffemodel")
-    g = pipeline.open_model([p, m])
+    g = flow.open_model([p, m])
     g.node("data").attrs["shape"] = (None, 3, None, None)
     g.infer_shapes()
     sugg, why = suggest_input_shape(g)
@@ -151,7 +151,7 @@ def test_open_sizes_are_kept_when_every_layer_allows(fcn, tmp_path):
     m = keras.saving.load_model(out, compile=False)
     assert tuple(m.inputs[0].shape) == (None, None, None, 3)
     # the saved model at another size equals the reference computed at that size
-    g = pipeline.open_model([b, p], input_shapes={"": (2, 3, 34, 26)})
+    g = flow.open_model([b, p], input_shapes={"": (2, 3, 34, 26)})
     x = np.random.default_rng(0).standard_normal((2, 3, 34, 26)).astype(np.float32)
     ref = numpy_ref.run_all(g, x)["fc"][0]
     got = np.asarray(m(np.transpose(x, (0, 2, 3, 1))))
@@ -182,14 +182,14 @@ def test_caffe_input_shape_and_names(tmp_path):
     nb.eltwise("s", ["a", "b"])
     nb.conv("c", "s", 4, 3)
     p, m = nb.save(tmp_path / "t.prototxt", tmp_path / "t.caffemodel")
-    g = pipeline.open_model([p, m], input_shapes=parse_input_shapes(["a=2,3,10,12", "b=2,3,10,12"]))
+    g = flow.open_model([p, m], input_shapes=parse_input_shapes(["a=2,3,10,12", "b=2,3,10,12"]))
     assert g.node("c").out_shape == (2, 4, 8, 10)
     assert g.meta["input_shapes"]["a"] == {"declared": [1, 3, 8, 8], "given": [2, 3, 10, 12]}
     with pytest.raises(MigratorError, match="name every input|2 inputs"):
-        pipeline.open_model([p, m], input_shapes=parse_input_shapes(["1,3,8,8"]))
+        flow.open_model([p, m], input_shapes=parse_input_shapes(["1,3,8,8"]))
     with pytest.raises(MigratorError, match="does not have"):
-        pipeline.open_model([p, m], input_shapes={"zz": (1, 3, 8, 8)})
-    g = pipeline.open_model([p, m])
+        flow.open_model([p, m], input_shapes={"zz": (1, 3, 8, 8)})
+    g = flow.open_model([p, m])
     with pytest.raises(MigratorError, match="channels"):
         apply_input_shapes(g, {"a": (1, 4, 8, 8)})
     for bad in (["1,3,x"], ["0,3,4,4"], ["a=1,3,4,4", "a=1,3,4,4"], ["1,3,4,4", "b=1,3,4,4"]):

@@ -26,11 +26,11 @@ def nsfw():
 
 @pytest.fixture(scope="module")
 def converted(nsfw):
-    from migrator.core import pipeline
-    g = pipeline.open_model(list(nsfw))
-    plan = pipeline.make_plan(g)
-    model = pipeline.build_keras(plan)
-    x, _desc = pipeline.make_input(g, pipeline.InputSpec(kind="random", seed=3, distribution="uniform"))
+    from migrator.core import flow, inputs
+    g = flow.open_model(list(nsfw))
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
+    x, _desc = inputs.make_input(g, inputs.InputSpec(kind="random", seed=3, distribution="uniform"))
     x = x - np.float32(117.0)   # roughly mean-subtracted image statistics
     return g, plan, model, x
 
@@ -49,9 +49,9 @@ def test_structure(converted):
 def test_prob_matches_opencv_and_every_layer_passes(converted, nsfw):
     import cv2
 
-    from migrator.core import pipeline
+    from migrator.core import flow
     g, plan, model, x = converted
-    res = pipeline.compare(g, plan, model, x)
+    res = flow.compare(g, plan, model, x)
     fails = [(r.source, r.max_rel) for r in res.layers if r.status == "fail"]
     assert not fails, fails
     assert res.passed and len(res.compared) > 100
@@ -63,7 +63,7 @@ def test_prob_matches_opencv_and_every_layer_passes(converted, nsfw):
     k_prob = np.asarray(model(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=False)).reshape(1, -1)
     assert np.max(np.abs(cv_prob - k_prob)) <= 1e-5
     # and every layer of the Keras model against OpenCV's own Caffe implementation
-    res_cv = pipeline.compare(g, plan, model, x, runtime="opencv")
+    res_cv = flow.compare(g, plan, model, x, runtime="opencv")
     assert res_cv.runtime["name"] == "opencv"
     assert res_cv.passed, [(r.source, r.max_rel) for r in res_cv.layers if r.status == "fail"]
     assert len(res_cv.compared) == len(res.compared)

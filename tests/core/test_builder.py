@@ -321,18 +321,18 @@ def test_lasagne_net_against_real_theano(tmp_path):
     from tests.envs import theano_env
     if not theano_env._ready(theano_env.ENV_DIR):
         pytest.skip("no Theano venv (build it with `python -m tests.setup_envs`)")
-    from migrator.core import pipeline
+    from migrator.core import flow
     from migrator.testing.lasagne_models import make_param_values, write_params, write_script
 
     b = write_script(tmp_path, LASAGNE_NET)
     p = write_params(str(tmp_path / "params.pkl"), make_param_values(b, seed=2), "pkl_list")
-    g = pipeline.open_model([b, p])
-    plan = pipeline.make_plan(g)
-    model = pipeline.build_keras(plan)
+    g = flow.open_model([b, p])
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
     x = np.random.default_rng(4).standard_normal((2, 3, 15, 11)).astype(np.float32)
     settings = {"command": [str(theano_env.env_python())],
                 "env": {"THEANO_FLAGS": theano_env.theano_env_vars()["THEANO_FLAGS"]}}
-    res = pipeline.compare(g, plan, model, x, runtime="legacy", runtime_settings=settings)
+    res = flow.compare(g, plan, model, x, runtime="legacy", runtime_settings=settings)
     assert res.runtime["versions"]["lasagne"] == "0.1"
     statuses = {lr.source: lr.status for lr in res.layers}
     assert all(s in ("pass", "fused") for s in statuses.values()), statuses

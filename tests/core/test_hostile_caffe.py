@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from migrator.core import pipeline
+from migrator.core import flow
 from migrator.core.errors import MigratorError, UnsupportedLayerError
 from migrator.core.importers.caffe import load_caffe, parse_caffemodel
 from migrator.core.reference import numpy_ref
@@ -99,7 +99,7 @@ def test_supported_type_refused_for_a_setting_says_why():
 
 def test_cli_names_the_reason_for_a_supported_type(tmp_path):
     p, m = net(pool_mode="stochastic").save(tmp_path / "s.prototxt", tmp_path / "s.caffemodel")
-    plan = pipeline.make_plan(load_caffe(p, m))
+    plan = flow.plan_model(load_caffe(p, m))
     assert [u.source for u in plan.unsupported] == ["pool1"]
     r = subprocess.run([sys.executable, "-m", "migrator", "convert", p, m, "-o",
                         str(tmp_path / "o.keras")], capture_output=True, text=True, timeout=300,

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from migrator.core import pipeline
+from migrator.core import flow, inputs
 from migrator.core.errors import MigratorError
-from migrator.core.inputs import image_files, is_set
-from migrator.core.pipeline import ImagePreprocessing, InputSpec
+from migrator.core.inputs import ImagePreprocessing, InputSpec, image_files, is_set
 from migrator.testing.caffe_net import NetBuilder
 
 
@@ -41,7 +40,7 @@ def make_images(folder, n, size=(20, 24), seed=0, names=None):
 
 @pytest.fixture()
 def graph(tmp_path):
-    return pipeline.open_model(small_net(str(tmp_path)))
+    return flow.open_model(small_net(str(tmp_path)))
 
 
 def test_folder_order_is_sorted_and_limited(tmp_path):
@@ -78,12 +77,12 @@ def test_images_preprocessed_exactly_like_a_single_image(tmp_path, graph):
     pp = ImagePreprocessing(channel_order="BGR", mean=[104.0, 117.0, 123.0], scale=0.5)
     spec = InputSpec(kind="images", path=str(tmp_path / "im"), batch_size=2, preprocessing=pp)
     assert is_set(spec)
-    iset = pipeline.make_input_batches(graph, spec)
+    iset = inputs.open_input_set(graph, spec)
     batches = list(iset.batches())
     assert [len(b) for b in batches] == [2, 2, 1] and [b.start for b in batches] == [0, 2, 4]
     xs = np.concatenate([b.x for b in batches])
     for i, f in enumerate(files):
-        one, _ = pipeline.make_input(graph, InputSpec(kind="image", path=f, preprocessing=pp))
+        one, _ = inputs.make_input(graph, InputSpec(kind="image", path=f, preprocessing=pp))
         np.testing.assert_array_equal(xs[i:i + 1], one)
     # independent check of the preprocessing: BGR order, mean, scale by hand
     raw = np.asarray(Image.open(files[3]).convert("RGB").resize((16, 16), Image.BILINEAR), np.float32)
@@ -99,7 +98,7 @@ def test_images_preprocessed_exactly_like_a_single_image(tmp_path, graph):
 def test_npy_set_is_memory_mapped_and_batched(tmp_path, graph):
     a = np.random.default_rng(0).standard_normal((40, 3, 16, 16)).astype(np.float32)
     np.save(tmp_path / "set.npy", a)
-    iset = pipeline.make_input_batches(graph, InputSpec(kind="arrays", path=str(tmp_path / "set.npy"),
+    iset = inputs.open_input_set(graph, InputSpec(kind="arrays", path=str(tmp_path / "set.npy"),
                                                         batch_size=8, limit=20))
     assert len(iset) == 20
     got = list(iset.batches())
@@ -110,10 +109,10 @@ def test_npy_set_is_memory_mapped_and_batched(tmp_path, graph):
     big = np.zeros((400, 3, 64, 64), np.float32)          # 19.7 MB
     np.save(tmp_path / "big.npy", big)
     os.makedirs(tmp_path / "g2")
-    g2 = pipeline.open_model(small_net(str(tmp_path / "g2"), hw=(64, 64)))
+    g2 = flow.open_model(small_net(str(tmp_path / "g2"), hw=(64, 64)))
     tracemalloc.start()
     try:
-        it = pipeline.make_input_batches(g2, InputSpec(kind="arrays", path=str(tmp_path / "big.npy"),
+        it = inputs.open_input_set(g2, InputSpec(kind="arrays", path=str(tmp_path / "big.npy"),
                                                        batch_size=4))
         for _b in it.batches():
             pass
@@ -126,27 +125,27 @@ def test_npy_set_is_memory_mapped_and_batched(tmp_path, graph):
 def test_npz_set_and_errors(tmp_path, graph):
     a = np.random.default_rng(1).standard_normal((6, 3, 16, 16)).astype(np.float32)
     np.savez(tmp_path / "s.npz", data=a)
-    iset = pipeline.make_input_batches(graph, InputSpec(kind="arrays", path=str(tmp_path / "s.npz"),
+    iset = inputs.open_input_set(graph, InputSpec(kind="arrays", path=str(tmp_path / "s.npz"),
                                                         batch_size=4))
     np.testing.assert_array_equal(np.concatenate([b.x for b in iset.batches()]), a)
     np.save(tmp_path / "one.npy", a[0])
     with pytest.raises(MigratorError, match="leading sample axis"):
-        pipeline.make_input_batches(graph, InputSpec(kind="arrays", path=str(tmp_path / "one.npy")))
+        inputs.open_input_set(graph, InputSpec(kind="arrays", path=str(tmp_path / "one.npy")))
     np.save(tmp_path / "bad.npy", a[:, :, :8])
     with pytest.raises(MigratorError, match="the model wants"):
-        pipeline.make_input_batches(graph, InputSpec(kind="arrays", path=str(tmp_path / "bad.npy")))
+        inputs.open_input_set(graph, InputSpec(kind="arrays", path=str(tmp_path / "bad.npy")))
 
 
 def test_image_batches_stream_one_batch_at_a_time(tmp_path):
     """Peak numpy memory while iterating 48 images of 128x128 is about one batch, not the set."""
-    g = pipeline.open_model(small_net(str(tmp_path), hw=(128, 128)))
+    g = flow.open_model(small_net(str(tmp_path), hw=(128, 128)))
     make_images(str(tmp_path / "im"), 48, size=(128, 128))
     spec = InputSpec(kind="images", path=str(tmp_path / "im"), batch_size=4)
     one_batch = 4 * 3 * 128 * 128 * 4
     tracemalloc.start()
     try:
         n = 0
-        for b in pipeline.make_input_batches(g, spec).batches():
+        for b in inputs.open_input_set(g, spec).batches():
             n += len(b)
         _cur, peak = tracemalloc.get_traced_memory()
     finally:

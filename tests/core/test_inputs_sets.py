@@ -9,18 +9,18 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from migrator.core import pipeline
+from migrator.core import flow, inputs
 from migrator.core.errors import Cancelled
-from migrator.core.pipeline import InputSpec
+from migrator.core.inputs import InputSpec
 from tests.core.test_inputs import make_images, small_net
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("sets")
-    g = pipeline.open_model(small_net(str(d)))
-    plan = pipeline.make_plan(g)
-    model = pipeline.build_keras(plan)
+    g = flow.open_model(small_net(str(d)))
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
     files = make_images(str(d / "im"), 11)
     return d, g, plan, model, files
 
@@ -28,8 +28,8 @@ def setup(tmp_path_factory):
 def _per_sample_loop(g, plan, model, files):
     out = []
     for f in files:
-        x, _ = pipeline.make_input(g, InputSpec(kind="image", path=f))
-        out.append(pipeline.compare(g, plan, model, x))
+        x, _ = inputs.make_input(g, InputSpec(kind="image", path=f))
+        out.append(flow.compare(g, plan, model, x))
     return out
 
 
@@ -37,7 +37,7 @@ def test_set_equals_a_per_sample_loop(setup):
     """Batch 1: the same arithmetic as a loop of single comparisons, so the set-level
     figures must equal the fold computed here by hand (max, argmax, means, per channel)."""
     d, g, plan, model, files = setup
-    res = pipeline.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=1))
+    res = flow.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=1))
     singles = _per_sample_loop(g, plan, model, files)
     assert res.n_samples == 11 and res.sample_names == [os.path.basename(f) for f in files]
     assert res.passed == all(s.passed for s in singles)
@@ -67,8 +67,8 @@ def test_batched_set_agrees_with_batch_one(setup):
     """Batch 4: the same verdict; figures equal up to float32 rounding (within tolerance)."""
     d, g, plan, model, _files = setup
     spec = InputSpec(kind="images", path=str(d / "im"))
-    one = pipeline.compare_set(g, plan, model, spec, batch_size=1)
-    four = pipeline.compare_set(g, plan, model, spec, batch_size=4)
+    one = flow.compare_set(g, plan, model, spec, batch_size=1)
+    four = flow.compare_set(g, plan, model, spec, batch_size=4)
     assert one.passed == four.passed and four.n_samples == 11
     for a, b in zip(one.compared, four.compared):
         tol = b.tolerance.atol + b.tolerance.rtol * b.scale
@@ -80,11 +80,11 @@ def test_batched_set_agrees_with_batch_one(setup):
 def test_top1_mismatches_are_named_by_file(setup, monkeypatch):
     """A Keras side whose final output is perturbed on two samples: the set result lists
     exactly those files (the per-sample top-1 from the independent argmax)."""
-    from migrator.core.compare import engine
+    from migrator.core.compare import feeds
     d, g, plan, model, files = setup
     flip = {2, 7}
     state = {"start": 0}
-    origs = {cls: cls.next for cls in (engine._KerasFeed, engine._CompiledKerasFeed)}
+    origs = {cls: cls.next for cls in (feeds.KerasFeed, feeds.CompiledKerasFeed)}
 
     def next_(self):
         item = origs[type(self)](self)
@@ -99,7 +99,7 @@ def test_top1_mismatches_are_named_by_file(setup, monkeypatch):
 
     for cls in origs:
         monkeypatch.setattr(cls, "next", next_)
-    res = pipeline.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=3),
+    res = flow.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=3),
                                precision="off")
     assert not res.passed
     assert [m["index"] for m in res.top1_mismatches] == sorted(flip)
@@ -114,7 +114,7 @@ def test_top1_mismatches_are_named_by_file(setup, monkeypatch):
 def test_progress_names_each_image_and_cancel_stops(setup):
     d, g, plan, model, files = setup
     msgs = []
-    pipeline.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=1),
+    flow.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=1),
                          progress=lambda f, m: msgs.append((f, m)))
     fr = [f for f, _ in msgs]
     assert fr == sorted(fr) and fr[-1] == 1.0
@@ -128,28 +128,28 @@ def test_progress_names_each_image_and_cancel_stops(setup):
         if m.endswith("samples compared"):
             seen["n"] = int(m.split()[0])
 
-    res = pipeline.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=1),
+    res = flow.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=1),
                                progress=progress, cancel=lambda: seen["n"] >= 3)
     assert res.cancelled and not res.passed and res.n_samples == 3
     with pytest.raises(Cancelled):
-        pipeline.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im")),
+        flow.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im")),
                              cancel=lambda: True)
 
 
 def test_memory_is_bounded_by_the_batch_not_the_set(tmp_path):
     """numpy peak while comparing 16 vs 128 samples of 64x64 with batch 4: about the same."""
-    g = pipeline.open_model(small_net(str(tmp_path), hw=(64, 64)))
-    plan = pipeline.make_plan(g)
-    model = pipeline.build_keras(plan)
+    g = flow.open_model(small_net(str(tmp_path), hw=(64, 64)))
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
     a = np.random.default_rng(0).standard_normal((128, 3, 64, 64)).astype(np.float32)
     np.save(tmp_path / "set.npy", a)
     peaks = {}
     for n in (16, 128):
         spec = InputSpec(kind="arrays", path=str(tmp_path / "set.npy"), batch_size=4, limit=n)
-        pipeline.compare_set(g, plan, model, spec)          # warm-up (TF graph caches)
+        flow.compare_set(g, plan, model, spec)          # warm-up (TF graph caches)
         tracemalloc.start()
         try:
-            res = pipeline.compare_set(g, plan, model, spec)
+            res = flow.compare_set(g, plan, model, spec)
             peaks[n] = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
@@ -161,19 +161,19 @@ def test_memory_is_bounded_by_the_batch_not_the_set(tmp_path):
 
 def test_single_inputs_are_a_set_of_one(setup):
     _d, g, plan, model, files = setup
-    x, _ = pipeline.make_input(g, InputSpec(kind="image", path=files[0]))
-    one = pipeline.compare(g, plan, model, x)
-    res = pipeline.compare_set(g, plan, model, InputSpec(kind="image", path=files[0]))
+    x, _ = inputs.make_input(g, InputSpec(kind="image", path=files[0]))
+    one = flow.compare(g, plan, model, x)
+    res = flow.compare_set(g, plan, model, InputSpec(kind="image", path=files[0]))
     assert res.n_samples == 1 and res.passed == one.passed
     for a, b in zip(res.compared, one.compared):
         assert a.max_abs == b.max_abs and a.status == b.status
 
 
 def test_document_api_for_an_image_folder(setup):
-    """The call the GUI worker makes: document.run_comparison with an 'images' spec."""
+    """The call the GUI worker makes: document.compare_model with an 'images' spec."""
     from migrator.core import document
     d, g, plan, model, files = setup
-    out = document.run_comparison(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=4))
+    out = document.compare_model(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=4))
     res, iset = out["result"], out["input_set"]
     assert res.n_samples == len(iset) == 11 and out["input_desc"]["kind"] == "images"
     x, name = iset.sample(out["sample_index"])

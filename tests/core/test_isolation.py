@@ -1,7 +1,7 @@
 """Isolated re-checks separate a wrong mapping (root cause) from error inherited downstream."""
 import numpy as np
 
-from migrator.core import pipeline
+from migrator.core import flow
 from migrator.core.mapping.overrides import Overrides
 from migrator.testing.caffe_net import NetBuilder
 
@@ -20,12 +20,12 @@ def _net(tmp_path):
 
 
 def test_wrong_mapping_is_the_root_cause_and_downstream_layers_pass_in_isolation(tmp_path):
-    g = pipeline.open_model(_net(tmp_path))
+    g = flow.open_model(_net(tmp_path))
     ov = Overrides.from_dict({"version": 1, "layers": {"bn1": {"epsilon": 0.5, "variance": "raw"}}})
-    plan = pipeline.make_plan(g, ov)
-    model = pipeline.build_keras(plan)
+    plan = flow.plan_model(g, ov)
+    model = flow.build_model(plan)
     x = np.random.default_rng(0).standard_normal((1, 3, 11, 13)).astype(np.float32)
-    res = pipeline.compare(g, plan, model, x)
+    res = flow.compare(g, plan, model, x)
     assert not res.passed
     assert res.first_divergent.source == "scale1"
     assert res.root_cause.source == "scale1" and res.divergence == "mapping"
@@ -41,10 +41,10 @@ def test_wrong_mapping_is_the_root_cause_and_downstream_layers_pass_in_isolation
 
 
 def test_no_isolation_work_when_everything_passes(tmp_path):
-    g = pipeline.open_model(_net(tmp_path))
-    plan = pipeline.make_plan(g)
-    model = pipeline.build_keras(plan)
+    g = flow.open_model(_net(tmp_path))
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
     x = np.random.default_rng(1).standard_normal((1, 3, 11, 13)).astype(np.float32)
-    res = pipeline.compare(g, plan, model, x)
+    res = flow.compare(g, plan, model, x)
     assert res.passed and res.divergence is None and "isolation_s" not in res.timings
     assert all(r.isolated is None for r in res.layers)

@@ -14,7 +14,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from migrator.core import pipeline
+from migrator.core import flow, inputs
 from migrator.core.keras_build import builder as B
 from migrator.core.report import jsonable
 from migrator.testing.caffe_net import NetBuilder
@@ -44,8 +44,8 @@ def _plan_weights(plan):
 
 
 def test_variables_created_from_the_plan_weights(net, monkeypatch):
-    g = pipeline.open_model(list(net))
-    plan = pipeline.make_plan(g)
+    g = flow.open_model(list(net))
+    plan = flow.plan_model(g)
     want = _plan_weights(plan)
     calls = []
     real = B._call_with_weights
@@ -56,7 +56,7 @@ def test_variables_created_from_the_plan_weights(net, monkeypatch):
         return out, preset
 
     monkeypatch.setattr(B, "_call_with_weights", spy)
-    km = pipeline.build_keras(plan)
+    km = flow.build_model(plan)
     assert calls and all(p for _, p in calls), calls      # every weighted layer took the path
     for name, ws in want.items():
         got = km.get_layer(name).get_weights()
@@ -67,8 +67,8 @@ def test_variables_created_from_the_plan_weights(net, monkeypatch):
 
     # the old way (random initializers, then set_weights) gives the same model
     monkeypatch.setattr(B, "_call_with_weights", lambda layer, arg, w: (layer(arg), False))
-    km_old = pipeline.build_keras(pipeline.make_plan(g))
-    x, _ = pipeline.make_input(g, pipeline.InputSpec(seed=0))
+    km_old = flow.build_model(flow.plan_model(g))
+    x, _ = inputs.make_input(g, inputs.InputSpec(seed=0))
     xk = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     for name in want:
         for a, b in zip(km.get_layer(name).get_weights(), km_old.get_layer(name).get_weights()):
@@ -79,15 +79,15 @@ def test_variables_created_from_the_plan_weights(net, monkeypatch):
 
 
 def test_released_rows_summarised_like_the_arrays(net):
-    g = pipeline.open_model(list(net))
-    plan = pipeline.make_plan(g)
+    g = flow.open_model(list(net))
+    plan = flow.plan_model(g)
     before = {}
     for m in plan.mappings:
         for r in m.rows:
             if isinstance(r.value, np.ndarray) and r.value.size > 1:
                 before[(m.source, r.key)] = r.value.copy()
     assert len(before) >= 6
-    pipeline.build_keras(plan, release_weights=True)
+    flow.build_model(plan, release_weights=True)
     released = 0
     for m in plan.mappings:
         for r in m.rows:

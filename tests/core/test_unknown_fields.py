@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from migrator.core import pipeline
+from migrator.core import flow
 from migrator.core.errors import MigratorError
 from migrator.core.importers.caffe import load_caffe
 from migrator.core.importers.caffe.fields import TRAINING_ONLY, scan_unknown_fields
@@ -56,9 +56,9 @@ def test_ceil_mode_false_is_floor_densenet_pool1(tmp_path):
     p3, m3 = densenet_stem(ceil_mode=True).save(tmp_path / "t.prototxt", tmp_path / "t.caffemodel")
     assert load_caffe(p3, m3).node("pool1").out_shape == (1, 8, 57, 57)
     # the converted model verifies at 56x56
-    plan = pipeline.make_plan(g)
+    plan = flow.plan_model(g)
     x = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
-    res = pipeline.compare(g, plan, pipeline.build_keras(plan), x)
+    res = flow.compare(g, plan, flow.build_model(plan), x)
     assert res.passed
 
 
@@ -156,7 +156,7 @@ def test_accepted_field_converts_and_is_reported_unverified(tmp_path, spec):
     recs = g.meta["caffe"]["unknown_fields"]
     assert recs == [{"layer": "bn", "type": "BatchNorm", "field": "batch_norm_param.frob", "value": "1",
                      "line": 9, "accepted": True, "accepted_by": spec}]
-    plan = pipeline.make_plan(g)
+    plan = flow.plan_model(g)
     m_bn = plan.mapping("bn")
     assert m_bn.supported and any("semantics unverified" in n for n in m_bn.notes)
 
@@ -165,14 +165,14 @@ def test_collect_mode_marks_the_layer_unsupported(tmp_path):
     """The GUI opens with unknown='collect': the model loads, the layer is marked and the
     plan refuses it (export blocked) until the field is accepted."""
     p, m = _bn_files(tmp_path, "frob: 1", "")
-    g = pipeline.open_model([p, m], unknown="collect")
+    g = flow.open_model([p, m], unknown="collect")
     recs = g.meta["caffe"]["unknown_fields"]
     assert [(r["layer"], r["field"], r["accepted"]) for r in recs] == [("bn", "frob", False)]
-    plan = pipeline.make_plan(g)
+    plan = flow.plan_model(g)
     assert [u.source for u in plan.unsupported] == ["bn"]
     assert "--accept-unknown bn.frob" in plan.unsupported[0].error
-    g = pipeline.open_model([p, m], unknown="collect", accept_unknown=["bn.frob"])
-    assert not pipeline.make_plan(g).unsupported
+    g = flow.open_model([p, m], unknown="collect", accept_unknown=["bn.frob"])
+    assert not flow.plan_model(g).unsupported
 
 
 def test_accept_specs_do_not_overreach(tmp_path):

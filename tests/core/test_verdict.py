@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from migrator.core import pipeline
+from migrator.core import flow
 from migrator.core.compare.engine import run_comparison
 from migrator.core.compare.metrics import FLOAT32_FACTOR
 from migrator.core.mapping.overrides import Overrides
@@ -29,7 +29,7 @@ def calibrate_bn(nb: NetBuilder, folder, x: np.ndarray) -> None:
     cancellation that makes float32 drift of a real ResNet-50 exceed rtol 1e-4."""
     from migrator.core.reference import numpy_ref
     p, w = nb.save(os.path.join(folder, "cal.prototxt"), os.path.join(folder, "cal.caffemodel"))
-    g = pipeline.open_model([p, w])
+    g = flow.open_model([p, w])
     bn_of = {node.inputs[0]: node for node in g.nodes if node.op == "BatchNorm"}
     specs = {s.name: s for s in nb.layers}
     for name, outs in numpy_ref.run(g, x):      # BN params set before the BN itself runs
@@ -92,20 +92,20 @@ def image_like(seed: int = 0, size: int = SIZE) -> np.ndarray:
 def r50(tmp_path_factory):
     folder = tmp_path_factory.mktemp("r50")
     files = resnet50(str(folder))
-    g = pipeline.open_model(files)
+    g = flow.open_model(files)
     return files, g
 
 
 @pytest.fixture(scope="module")
 def r50_model(r50):
     _, g = r50
-    plan = pipeline.make_plan(g)
-    return g, plan, pipeline.build_keras(plan)
+    plan = flow.plan_model(g)
+    return g, plan, flow.build_model(plan)
 
 
 def _compare(g, overrides=None, x=None, **kw):
-    plan = pipeline.make_plan(g, overrides)
-    model = pipeline.build_keras(plan)
+    plan = flow.plan_model(g, overrides)
+    model = flow.build_model(plan)
     return run_comparison(g, plan, model, image_like() if x is None else x, **kw)
 
 
@@ -230,9 +230,9 @@ def test_bn_scale_factor_ignored_fails(r50, monkeypatch):
         return (m * 2.0, v, s) if calls["n"] == 20 else (m, v, s)
 
     monkeypatch.setattr(T, "caffe_bn_stats", wrong)
-    plan = pipeline.make_plan(g)
+    plan = flow.plan_model(g)
     bns = [m.source for m in plan.mappings if m.source_type == "BatchNorm"]
-    model = pipeline.build_keras(plan)
+    model = flow.build_model(plan)
     res = run_comparison(g, plan, model, image_like())
     assert not res.passed
     bad = bns[19]
@@ -313,10 +313,10 @@ def test_the_1000_layer_gui_bench_net_passes(tmp_path):
 
     def work():
         try:
-            g = pipeline.open_model(make_model(str(tmp_path)))
-            plan = pipeline.make_plan(g)
-            with pipeline.deep_recursion(plan):
-                model = pipeline.build_keras(plan)
+            g = flow.open_model(make_model(str(tmp_path)))
+            plan = flow.plan_model(g)
+            with flow.deep_recursion(plan):
+                model = flow.build_model(plan)
                 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
                 box["res"] = run_comparison(g, plan, model, x)
         except BaseException as e:  # noqa: BLE001 - re-raised in the test thread

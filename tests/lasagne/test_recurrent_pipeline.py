@@ -34,7 +34,7 @@ def build_model():
 
 def test_random_input_of_an_embedding_is_valid_indices(tmp_path):
     from migrator.core.importers.lasagne import load_lasagne
-    from migrator.core.pipeline import InputSpec, make_input
+    from migrator.core.inputs import InputSpec, make_input
 
     b, p, _ = M.write_model(tmp_path, SCRIPT, "npz", seed=1)
     g = load_lasagne(b, p, output_layer="prob")

@@ -71,12 +71,12 @@ def test_in_place_layers_are_observed_one_by_one(real_runs):
 
 @pytest.mark.parametrize("name", ["bn_pool_lrn", "v1", "branches"])
 def test_real_caffe_matches_converted_keras(models, name):
-    from migrator.core import pipeline
+    from migrator.core import flow
     proto, weights, x = models[name]
-    g = pipeline.open_model([proto, weights])
-    plan = pipeline.make_plan(g)
-    model = pipeline.build_keras(plan)
-    res = pipeline.compare(g, plan, model, x, runtime="legacy",
+    g = flow.open_model([proto, weights])
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
+    res = flow.compare(g, plan, model, x, runtime="legacy",
                            runtime_settings={"command": caffe_command()})
     assert res.runtime["name"] == "legacy" and res.runtime["versions"]["caffe"] == "1.0.0"
     statuses = {lr.source: lr.status for lr in res.layers}
@@ -88,10 +88,10 @@ def test_real_caffe_matches_converted_keras(models, name):
 
 @pytest.mark.slow
 def test_open_nsfw_real_caffe_vs_reference_and_keras():
-    from migrator.core import pipeline
+    from migrator.core import flow
     from migrator.core.reference import numpy_ref
     proto, weights = nsfw_files()
-    g = pipeline.open_model([proto, weights])
+    g = flow.open_model([proto, weights])
     x = np.random.default_rng(11).uniform(-120, 135, (1, 3, 224, 224)).astype(np.float32)
     rt = get_runtime("legacy", command=caffe_command())
     ref = numpy_ref.run(g, x)
@@ -104,9 +104,9 @@ def test_open_nsfw_real_caffe_vs_reference_and_keras():
         if not ok:
             bad.append((name, err, bound))
     assert n == len(g.nodes) and not bad, bad
-    plan = pipeline.make_plan(g)
-    model = pipeline.build_keras(plan)
-    res = pipeline.compare(g, plan, model, x, runtime="legacy", runtime_settings={"command": caffe_command()})
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
+    res = flow.compare(g, plan, model, x, runtime="legacy", runtime_settings={"command": caffe_command()})
     failed = [(lr.source, lr.max_abs) for lr in res.layers if lr.status == "fail"]
     assert not failed, failed
     assert sum(lr.status == "pass" for lr in res.layers) > 150

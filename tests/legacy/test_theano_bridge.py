@@ -165,13 +165,13 @@ def test_real_lasagne_matches_numpy_reference(net, theano_cmd):
 
 
 def test_real_lasagne_matches_converted_keras(net, theano_cmd):
-    from migrator.core import pipeline
+    from migrator.core import flow
     b, p, _ = net
-    g = pipeline.open_model([b, p])
-    plan = pipeline.make_plan(g)
-    model = pipeline.build_keras(plan)
+    g = flow.open_model([b, p])
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
     x = np.random.default_rng(4).standard_normal((2, 3, 15, 13)).astype(np.float32)
-    res = pipeline.compare(g, plan, model, x, runtime="legacy", runtime_settings=theano_cmd)
+    res = flow.compare(g, plan, model, x, runtime="legacy", runtime_settings=theano_cmd)
     assert res.runtime["versions"]["lasagne"] == "0.1"
     failed = {lr.source: (lr.max_abs, lr.note) for lr in res.layers if lr.status == "fail"}
     assert not failed, failed

@@ -103,9 +103,9 @@ def test_gui_script_declared_for_the_desktop_exec():
 
 
 def test_mime_globs_match_what_the_app_opens():
-    from migrator.core import pipeline
+    from migrator.core import flow
     globs = {g.get("pattern") for g in ET.parse(MIME).getroot().iter(f"{SMI}glob")}
-    exts = {"*" + e for e in pipeline.CAFFE_ARCH + pipeline.CAFFE_WEIGHTS}
+    exts = {"*" + e for e in flow.CAFFE_ARCH + flow.CAFFE_WEIGHTS}
     assert {"*.prototxt", "*.caffemodel"} <= globs <= exts
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from ..errors import Cancelled
+from .feeds import keras_feed
 from .metrics import Tolerances, compare_arrays, to_keras_layout, to_source_layout
 
 
@@ -134,10 +135,9 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
                 k_uses[ko] = k_uses.get(ko, 0) + 1
         if it64 is not None and k_uses:
             # the same Keras feed as the chained comparison (compiled when it fits)
-            from .engine import _keras_feed
             xk = ({k: to_keras_layout(np.asarray(v, np.float32)) for k, v in x.items()}
                   if isinstance(x, dict) else to_keras_layout(np.asarray(x, np.float32)))
-            k_it = _keras_feed(model, plan, xk, cancel, dict(k_uses),
+            k_it = keras_feed(model, plan, xk, cancel, dict(k_uses),
                                {"keras_s": 0.0}, graph) if compiled else None
             if k_it is None:
                 from ..keras_build.executor import iter_keras_outputs

@@ -43,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import Cancelled, MigratorError
-from .runtimes import Runtime, check_cancel, input_dict
+from .opencv_rt import caffe_files
+from .runtime_base import Runtime, check_cancel, input_dict
 
 MARK = "@@MIGRATOR@@ "
 DEFAULT_TIMEOUT = 600.0
@@ -196,7 +197,6 @@ class LegacyRuntime(Runtime):
     # ------------------------------------------------------------------------------------
     def _model_files(self, graph) -> list[str]:
         if graph.framework == "caffe":
-            from .opencv_rt import caffe_files
             proto, weights = caffe_files(graph)
             return [f for f in (proto, weights) if f]
         builder = self._builder(graph)
@@ -284,7 +284,6 @@ class LegacyRuntime(Runtime):
             wanted = [n.name for n in graph.nodes if n.op != "Input"]
             req["layers"] = wanted
             if graph.framework == "caffe":
-                from .opencv_rt import caffe_files
                 proto, weights = caffe_files(graph)
                 inputs = {}
                 for node in graph.nodes:

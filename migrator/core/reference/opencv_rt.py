@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MigratorError
-from .runtimes import Runtime, check_cancel, input_dict
+from .runtime_base import Runtime, check_cancel, input_dict
 
 INSTALL_HINT = "install it with `pip install migrator[opencv]` (opencv-python-headless)"
 

@@ -45,7 +45,7 @@ class CompareFlow:
         w.comparison_running(True)
         w.compare.save_settings(w.settings)
         log.info("comparison started (reference: %s)", runtime)
-        w.jobs["compare"] = run_job(docmod.run_comparison, doc.graph, plan, model, spec,
+        w.jobs["compare"] = run_job(docmod.compare_model, doc.graph, plan, model, spec,
                                     runtime=runtime, runtime_settings=rt_settings,
                                     on_done=self.compared, on_error=self.failed,
                                     on_cancel=self.cancelled,

@@ -7,7 +7,7 @@ import os
 from PySide6.QtWidgets import QFileDialog
 
 from ...core.commands import ApplyToAllBatchNorm, Command, ResetOverride, SetOverride
-from ...core.document import _MISSING, get_override
+from ...core.document import MISSING, get_override
 from ...core.errors import MigratorError
 from ..undo import push
 from ..workers import run_job
@@ -25,11 +25,11 @@ class ResetOneOfKind(Command):
     def __init__(self, doc, key: str, source: str, kind: str):
         super().__init__(doc)
         value = get_override(doc.overrides, "kind", kind, key)
-        self._changes = [("kind", kind, key, _MISSING)]
+        self._changes = [("kind", kind, key, MISSING)]
         for n in doc.graph.nodes:
             if n.name == source or kind not in (n.op, n.source_type):
                 continue
-            if get_override(doc.overrides, "layer", n.name, key) is _MISSING:
+            if get_override(doc.overrides, "layer", n.name, key) is MISSING:
                 self._changes.append(("layer", n.name, key, value))
         self.text = f"Reset {key} on '{source}'"
 
@@ -103,8 +103,8 @@ class MappingFlow:
         graph = w.doc.graph
 
         def work(progress=None, cancel=None):
-            from ...core import pipeline
-            ov = pipeline.load_overrides(path)
+            from ...core.flow import load_overrides
+            ov = load_overrides(path)
             ov.check_against(graph)
             return ov
 

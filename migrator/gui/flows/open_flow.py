@@ -334,14 +334,14 @@ class OpenFlow:
         """The model leaves input sizes open and a layer needs one: ask for it (with the
         size its parameters imply, when there is one) and reopen at that size."""
         from ...core.errors import MigratorError
-        from ...core.input_shape import _fmt, parse_input_shapes
+        from ...core.input_shape import format_shape, parse_input_shapes
         w = self.win
         g = w.doc.graph
         names = need["inputs"]
         several = len(g.input_nodes) > 1
         sugg = need.get("suggestion") or {}
-        default = " ".join(f"{n + '=' if several else ''}{_fmt(sugg[n])}" for n in names if n in sugg)
-        declared = ", ".join(f"{n} {_fmt(g.node(n).attrs.get('shape'))}" for n in names)
+        default = " ".join(f"{n + '=' if several else ''}{format_shape(sugg[n])}" for n in names if n in sugg)
+        declared = ", ".join(f"{n} {format_shape(g.node(n).attrs.get('shape'))}" for n in names)
         layers = need.get("layers") or []
         why = (f"Layer '{layers[0][0]}' cannot be converted without it ({layers[0][1]})."
                if layers else "The comparison needs a known input size.")

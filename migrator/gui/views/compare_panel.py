@@ -342,7 +342,7 @@ class ComparePanel(QWidget):
 
     # ---- what to run -----------------------------------------------------------------------
     def input_spec(self):
-        from ...core.pipeline import ImagePreprocessing, InputSpec
+        from ...core.inputs import ImagePreprocessing, InputSpec
         k = self.kind.currentData()
         if k == "random":
             return InputSpec(kind="random", seed=int(self.seed.value()))
