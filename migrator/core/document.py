@@ -136,11 +136,6 @@ class Document:
     def subscribe(self, event: str, callback: Callable) -> None:
         self._observers.setdefault(event, []).append(callback)
 
-    def unsubscribe(self, event: str, callback: Callable) -> None:
-        lst = self._observers.get(event, [])
-        if callback in lst:
-            lst.remove(callback)
-
     def emit(self, event: str, **info) -> None:
         for cb in list(self._observers.get(event, [])):
             cb(self, **info)
@@ -303,12 +298,6 @@ class Document:
         self.emit("overrides")
 
     # ---- model & results -----------------------------------------------------------
-    def set_model(self, model, fingerprint: str | None = None) -> None:
-        self.model = model
-        self.model_fp = fingerprint if fingerprint is not None else self.fingerprint
-        self.build_error = None
-        self.emit("model")
-
     def set_result(self, result, fingerprint: str | None = None, model=None, model_fp=None,
                    x: np.ndarray | None = None, input_desc: dict | None = None) -> None:
         """Install a comparison result computed with the overrides ``fingerprint``."""

@@ -242,12 +242,3 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
             if close:
                 close()
     return results, note
-
-
-def isolate_layers(graph, plan, model, x: np.ndarray, names: Iterable[str], *, runtime,
-                   tolerances: Tolerances, cancel: Callable[[], bool] | None = None) -> dict[str, dict]:
-    """For each source node in ``names`` (with a Keras counterpart), the metrics of its Keras
-    layers run on the reference's inputs (no float64 pass)."""
-    res, _ = second_look(graph, plan, model, x, names, runtime=runtime, tolerances=tolerances,
-                         cancel=cancel, float64=False)
-    return {k: v["isolated"] for k, v in res.items() if "isolated" in v}

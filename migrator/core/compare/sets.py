@@ -10,7 +10,7 @@ the same result as comparing the set (tests/core/test_inputs_sets.py).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -152,17 +152,6 @@ class SetFolder:
             topk=topk, timings=self.timings, cancelled=self.cancelled, float32_factor=first.float32_factor,
             precision=first.precision, budget_note=self.budget_note, n_samples=self.n,
             sample_names=list(self.names[:self.n]) if self.names else None, top1_mismatches=mism)
-
-
-def fold_results(results: Iterable[tuple[ComparisonResult, int, int]], names: list[str] | None = None,
-                 input_desc: dict | None = None) -> ComparisonResult:
-    """Fold ``(result, start, n)`` per batch (or per sample) into one set-level result."""
-    f = SetFolder(names)
-    for res, start, n in results:
-        f.add(res, start, n)
-    out = f.result()
-    out.input = input_desc or {}
-    return out
 
 
 def run_set_comparison(graph, plan, model, iset, *, runtime: str = "builtin",
