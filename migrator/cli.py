@@ -8,10 +8,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
+import warnings
+
+from . import __version__
+from .core import batch, coverage
+from .core.compare.metrics import Tolerance, Tolerances
+from .core.errors import Cancelled, MigratorError, VerificationFailed
+from .core.export import default_report_path, describe_records
+from .core.flow import Flow, FlowOptions
+from .core.input_shape import input_shape_need, need_error, parse_input_shapes
+from .core.inputs import ImagePreprocessing, InputSpec, is_set
+from .core.report import build_report, tool_versions
+from .core.saving import check_writable, write_text
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_VERIFY = 0, 1, 2, 3
 
@@ -81,7 +96,6 @@ def _compare_args(p: argparse.ArgumentParser, *, inputs: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
     ap = argparse.ArgumentParser(prog="migrator",
                                  description="Convert Caffe and Lasagne/Theano models to Keras 3 and "
                                              "verify them layer by layer.")
@@ -148,11 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _versions_text() -> str:
-    from . import __version__
     _quiet_tf()
     lines = [f"migrator {__version__}"]
     try:
-        from .core.report import tool_versions
         v = tool_versions()
         lines.append(", ".join(f"{k} {v[k]}" for k in ("python", "numpy", "tensorflow", "keras",
                                                        "protobuf", "h5py", "cv2") if k in v))
@@ -168,8 +180,6 @@ def _versions_text() -> str:
 
 
 def _tolerances(args):
-    from .core.compare.metrics import Tolerance, Tolerances
-    from .core.errors import MigratorError
     d = Tolerance()
     if args.atol is not None:
         d.atol = args.atol
@@ -190,8 +200,6 @@ def _flow(args, **options):
     """The conversion flow of a command, opened and planned: the model files, the mapping
     file, and --accept-unknown / --input-shape added to the mapping file's entries (and
     recorded with them in the report)."""
-    from .core.flow import Flow, FlowOptions
-    from .core.input_shape import parse_input_shapes
     flow = Flow(FlowOptions(paths=list(args.model), builder_function=args.builder_function,
                             output_layer=args.output_layer, mapping_path=args.mapping,
                             accept_unknown=list(args.accept_unknown),
@@ -209,7 +217,6 @@ def _note_output_choice(graph) -> None:
 
 
 def _check_tolerance_layers(graph, tols):
-    from .core.errors import MigratorError
     for name in tols.per_layer:
         if name not in graph:
             raise MigratorError("--layer-tolerance names an unknown layer", layer=name)
@@ -217,7 +224,6 @@ def _check_tolerance_layers(graph, tols):
 
 def _runtime_settings(args) -> dict:
     if args.runtime == "legacy":
-        from .core.errors import MigratorError
         if not args.legacy_python:
             raise MigratorError("--runtime legacy needs --legacy-python CMD")
         settings = {"command": args.legacy_python}
@@ -234,7 +240,6 @@ def _fmt(v) -> str:
 
 
 def print_table(result, *, show_all: bool, out=sys.stdout) -> None:
-    import math
     rows = [r for r in result.layers if show_all or r.status in ("pass", "fail")]
     w = max([len(r.source) for r in rows] + [12])
     wk = max([len(r.keras or "-") for r in rows] + [11])
@@ -313,7 +318,6 @@ def print_table(result, *, show_all: bool, out=sys.stdout) -> None:
 
 def cmd_layers(args) -> int:
     """Every source layer type with its status, from the registries (migrator.core.coverage)."""
-    from .core import coverage
     items = coverage.entries(args.framework)
     if args.json:
         json.dump(coverage.as_json(items), sys.stdout, indent=1)
@@ -347,7 +351,6 @@ def cmd_inspect(args) -> int:
                      "supported": m.supported, "error": m.error,
                      "warnings": m.warnings, "overridden": m.overridden})
     unsupported = [r for r in rows if not r["supported"]]
-    from .core.input_shape import input_shape_need
     need = input_shape_need(graph, plan)
     unknown_types = [(n.name, n.source_type) for n in graph.nodes if n.op == "Custom"]
     rc = EXIT_USAGE if unknown_types else EXIT_OK
@@ -405,7 +408,6 @@ def cmd_inspect(args) -> int:
         print(f"{len(unsupported)} unsupported layer(s): " +
               ", ".join(f"{r['source']} ({r['type']})" for r in unsupported))
     if need is not None:
-        from .core.input_shape import need_error
         print(f"note: {need_error(graph, need).message}")
     if unknown_types:
         print(f"migrator: error: {len(unknown_types)} layer type(s) Migrator does not convert: "
@@ -415,7 +417,6 @@ def cmd_inspect(args) -> int:
 
 def _verify(args, flow, *, spec):
     """Compare on ``spec`` with the command's reference runtime and tolerances."""
-    from .core.inputs import is_set
     flow.check_ready()
     tols = _tolerances(args)
     _check_tolerance_layers(flow.graph, tols)
@@ -442,8 +443,6 @@ def _verify(args, flow, *, spec):
 
 
 def _image_spec(args, graph):
-    from .core.errors import MigratorError
-    from .core.inputs import ImagePreprocessing, InputSpec
     bs = getattr(args, "batch_size", None)
     limit = getattr(args, "limit", None)
     for flag, v in (("--batch-size", bs), ("--limit", limit)):
@@ -479,8 +478,6 @@ def _image_spec(args, graph):
 
 
 def cmd_compare(args) -> int:
-    from .core.report import build_report
-    from .core.saving import check_writable, write_text
     flow = _flow(args, release_weights=True)
     _note_output_choice(flow.graph)
     if args.report:
@@ -495,8 +492,6 @@ def cmd_compare(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .core.export import default_report_path, describe_records
-    from .core.inputs import InputSpec
     flow = _flow(args, output=args.output, fmt=args.format, also=tuple(args.also),
                  report_path=args.report or default_report_path(args.output, args.format),
                  force=args.force, accept_mismatch=args.accept_mismatch, release_weights=True)
@@ -518,7 +513,6 @@ def cmd_convert(args) -> int:
 def cmd_batch(args) -> int:
     """Exit 0 when every model was verified and written, 3 when some were not (the index says
     which and why), 2 for a usage mistake, 130 when interrupted (the index keeps what finished)."""
-    from .core import batch
     opts = batch.BatchOptions(out_dir=args.output, mapping=args.mapping, runtime=args.runtime,
                               fmt=args.format, also=args.also, images=args.images, timeout_s=args.timeout,
                               memory_mb=args.memory_limit, force=args.force,
@@ -565,7 +559,6 @@ def main(argv: list[str] | None = None) -> int:
 def _one_line_warnings() -> None:
     """Python/numpy warnings (e.g. ``RuntimeWarning: overflow``) as one line each, once per
     message, without the source line they were raised from."""
-    import warnings
     seen: set = set()
 
     def show(message, category, filename, lineno, file=None, line=None):
@@ -588,7 +581,6 @@ def _install_signal_handlers() -> None:
     """SIGTERM/SIGHUP/SIGINT end the command at once (exit 128+N), taking the builder child
     process with them -- even when the shell started us with SIGINT ignored (a background
     job): a signal sent to this pid is a request to stop."""
-    import signal
 
     def handler(signum, frame):
         raise _Signalled(signum)
@@ -614,7 +606,6 @@ def _stop_children() -> None:
 def _run_deep(fn) -> int:
     """Run ``fn`` on a thread with a big stack and a high recursion limit: Keras walks
     functional models recursively, and deep source models (1,000+ layers) need both."""
-    import threading
     old_stack = threading.stack_size()
     old_limit = sys.getrecursionlimit()
     box: dict = {}
@@ -645,7 +636,6 @@ def _run_deep(fn) -> int:
 
 
 def _dispatch(args) -> int:
-    from .core.errors import Cancelled, MigratorError, VerificationFailed
     try:
         return {"inspect": cmd_inspect, "convert": cmd_convert, "compare": cmd_compare,
                 "layers": cmd_layers, "batch": cmd_batch}[args.cmd](args)

@@ -40,7 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from .compare.metrics import Tolerance, to_keras_layout, to_source_layout
 from .errors import MigratorError
+from .report import build_report, render_html, render_markdown
+from .saving import check_writable, write_text
 
 #: export formats, in the order the GUI offers them
 FORMATS = ("keras", "h5", "weights", "saved_model", "tflite")
@@ -119,7 +122,6 @@ def default_report_path(out_path: str, fmt: str | None = None) -> str:
 
 def check_target(path: str, fmt: str, force: bool) -> None:
     """Refuse before any work: existing target without ``force``, missing or read-only directory."""
-    from .saving import check_writable
     if fmt == "saved_model":
         d = os.path.dirname(os.path.abspath(path)) or "."
         if os.path.exists(path) and not force:
@@ -348,7 +350,6 @@ with open(job["result"], "w") as f:
 def _keras_inputs(plan, x) -> list[np.ndarray]:
     """The comparison input (source layout; an array or a dict keyed by source input name)
     as the list of channels-last arrays in the model's input order."""
-    from .compare.metrics import to_keras_layout
     ins, _ = signature_names(plan)
     out = []
     for src, kname, _sig in ins:
@@ -412,7 +413,6 @@ def _check_outputs(rec: dict, got: list[np.ndarray], keras_outs: list[np.ndarray
                    refs: list[np.ndarray | None], tol, accept_mismatch: bool) -> None:
     """Fill ``rec`` with the artifact's errors against the reference and against the
     in-memory Keras model; ``rec['passed']``."""
-    from .compare.metrics import to_source_layout
     if not rec.get("ok"):
         rec["passed"] = False
         return
@@ -454,7 +454,6 @@ def verify_artifacts(model, plan, graph, items: list[dict], result=None, *,
                      accept_mismatch: bool = False) -> list[dict]:
     """Check written artifacts (``{'path', 'format', 'arch'?, 'needs_migrator'?}``) in a
     fresh process; returns one record per item (``passed``, ``max_abs``, ...)."""
-    from .compare.metrics import Tolerance
     ins, outs = signature_names(plan, graph)
     x = getattr(result, "input_array", None) if result is not None else None
     inputs = _keras_inputs(plan, x) if x is not None else _random_inputs(model)
@@ -491,8 +490,6 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
     first.  Returns ``(paths written, artifact records)``; raises :class:`MigratorError` (and
     leaves nothing behind) when the comparison failed without consent or an artifact does
     not reproduce the reference."""
-    from .report import build_report, render_html, render_markdown
-    from .saving import write_text
 
     graph = graph or plan.graph
     if result is None and not accept_mismatch:

@@ -25,6 +25,8 @@ from . import export as export_mod
 from .compare.engine import run_comparison
 from .compare.sets import run_set_comparison
 from .errors import Cancelled, MigratorError, unsupported_layers_error
+from .importers.caffe import load_caffe
+from .importers.lasagne import load_lasagne
 from .input_shape import apply_input_shapes, finish_plan, input_shape_need, need_error, open_inputs
 from .inputs import InputSet, InputSpec, array_shapes, is_set, make_input, open_input_set
 from .ir import Graph
@@ -95,11 +97,9 @@ def open_model(paths: Sequence[str], *, builder_function: str = "build_model",
     for p in files.values():
         check_readable(p)
     if kind == "caffe":
-        from .importers.caffe import load_caffe  # protobuf: loaded only for Caffe models
         graph = load_caffe(files["prototxt"], files["caffemodel"], progress=progress,
                            accept_unknown=accept_unknown, unknown=unknown)
     else:
-        from .importers.lasagne import load_lasagne
         graph = load_lasagne(files["builder"], files["params"], builder_function=builder_function,
                              output_layer=output_layer, progress=progress)
         # the legacy bridge re-runs the same builder function in the user's real Lasagne

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
+from .importers.caffe.fields import unverified_layers
 from .report_figures import Figure, report_figures
 
 SCHEMA_VERSION = 1
@@ -122,7 +124,6 @@ def _released_summary(rw) -> dict[str, Any]:
 
 
 def tool_versions() -> dict[str, str]:
-    from .. import __version__
     out = {"migrator": __version__, "python": platform.python_version(), "platform": platform.platform(),
            "numpy": np.__version__}
     for mod in ("tensorflow", "keras", "google.protobuf", "h5py", "cv2"):
@@ -151,7 +152,6 @@ def build_report(graph, plan, result, *, outputs=(), overrides=None, accepted_mi
     if result is not None:
         res_by = {r.source: r for r in result.layers}
     layers = []
-    from .importers.caffe.fields import unverified_layers
     unverified = unverified_layers(graph)   # accepted unknown source fields, by layer
     for m in plan.mappings:
         node = graph.node(m.source)

@@ -13,7 +13,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import Cancelled, MigratorError
+from ..reference.runtimes import get_runtime
 from .feeds import KerasFeed, keras_feed
+from .isolate import second_look
 from .metrics import (
     FLOAT32_FACTOR,
     ComparisonResult,
@@ -53,7 +55,6 @@ def device_description() -> str:
 
 
 def _runtime(name: str, settings: dict):
-    from ..reference.runtimes import get_runtime
     return get_runtime(name, **settings)
 
 
@@ -261,7 +262,6 @@ def _apply_second_look(graph, plan, model, x, layers, rt, tolerances, precision,
         looked = failing
     if not looked:
         return
-    from .isolate import second_look
     if progress:
         progress(0.999, f"second look at {len(looked)} layer(s): isolated and float64")
     t0 = time.perf_counter()

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from ..errors import Cancelled
+from ..reference import numpy_ref
+from ..reference.runtimes import BuiltinRuntime, input_dict
 from .feeds import keras_feed
 from .metrics import Tolerances, compare_arrays, to_keras_layout, to_source_layout
 
@@ -76,11 +78,9 @@ def _max_abs_diff_per_sample(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def float64_stream(graph, x, cancel=None, dtype=np.float64):
     """The built-in reference in float64 (``None`` and the reason when it cannot run);
     ``dtype=np.float32`` gives the built-in float32 stream the budget is measured with."""
-    from ..reference.runtimes import BuiltinRuntime, input_dict
     why = BuiltinRuntime().check(graph)
     if why:
         return None, f"the float64 reference cannot run this model: {why}"
-    from ..reference import numpy_ref
     return numpy_ref.run(graph, input_dict(graph, x), cancel=cancel, dtype=dtype), None
 
 

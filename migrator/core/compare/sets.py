@@ -15,6 +15,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import Cancelled
+from ..reference.runtimes import get_runtime
+from .engine import run_comparison
 from .metrics import ComparisonResult, LayerResult
 
 _FIELDS_MAX = ("max_abs", "max_rel", "scale", "needed_rtol")
@@ -163,8 +165,6 @@ def run_set_comparison(graph, plan, model, iset, *, runtime: str = "builtin",
     """Compare on the :class:`~migrator.core.inputs.InputSet` ``iset`` batch by batch.
     ``progress(fraction, message)`` names the images being compared; ``cancel()`` stops
     between layers (the result then says ``cancelled``)."""
-    from ..reference.runtimes import get_runtime
-    from .engine import run_comparison
 
     rt = get_runtime(runtime, **(runtime_settings or {}))
     names = iset.names()
