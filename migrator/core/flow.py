@@ -273,10 +273,13 @@ class Flow:
 
     # ---- plan ------------------------------------------------------------------------
     def make_plan(self, progress: Progress = None, cancel: Cancel = None):
+        """Plan with the flow's overrides (the model is opened first when it is not yet)."""
+        lo = 0.0
         if self.graph is None:
             self.open(scaled(progress, 0.0, 0.9), cancel)
+            lo = 0.9
         if progress:
-            progress(0.9 if self.plan is None else 1.0, "planning the Keras layers")
+            progress(lo, "planning the Keras layers")
         self.plan = plan_model(self.graph, self.overrides)
         self.model = self.result = None
         return self.plan
@@ -307,6 +310,16 @@ class Flow:
         self.model = build_model(plan, progress=progress, release_weights=self.options.release_weights)
         return self.model
 
+    def _ensure_model(self, progress: Progress, cancel: Cancel, share: float) -> float:
+        """Build the model when there is none, reporting it as the first ``share`` of
+        ``progress``; returns where the rest of the step's progress starts."""
+        if self.model is not None:
+            return 0.0
+        if progress:
+            progress(0.0, "building the Keras model")
+        self.build(scaled(progress, 0.0, share), cancel)
+        return share
+
     # ---- compare ---------------------------------------------------------------------
     def compare(self, progress: Progress = None, cancel: Cancel = None):
         """Make the input (an input set batch by batch), build the model when there is none
@@ -321,12 +334,7 @@ class Flow:
         else:
             x, desc = make_input(graph, spec)
             iset = None
-        lo = 0.0
-        if self.model is None:
-            if progress:
-                progress(0.0, "building the Keras model")
-            self.build(scaled(progress, 0.0, 0.2), cancel)
-            lo = 0.2
+        lo = self._ensure_model(progress, cancel, 0.2)
         _check_cancel(cancel)
         kw = {"runtime": o.runtime, "runtime_settings": o.runtime_settings, "tolerances": o.tolerances,
               "precision": o.precision, "progress": scaled(progress, lo, 1.0), "cancel": cancel}
@@ -362,12 +370,7 @@ class Flow:
         o = self.options
         if o.output is None:
             raise MigratorError("no output path given")
-        lo = 0.0
-        if self.model is None:
-            if progress:
-                progress(0.0, "building the Keras model")
-            self.build(scaled(progress, 0.0, 0.3), cancel)
-            lo = 0.3
+        lo = self._ensure_model(progress, cancel, 0.3)
         if progress:
             progress(lo, "writing files")
         with deep_recursion(self.plan):
