@@ -21,10 +21,10 @@ def _slow_comparison(*args, progress=None, cancel=None, **kw):
 @pytest.fixture
 def slow(monkeypatch):
     from migrator.gui.flows import compare_flow
-    real = compare_flow.docmod.run_comparison
+    real = compare_flow.docmod.compare_model
 
     def use(on: bool):
-        monkeypatch.setattr(compare_flow.docmod, "run_comparison", _slow_comparison if on else real)
+        monkeypatch.setattr(compare_flow.docmod, "compare_model", _slow_comparison if on else real)
     return use
 
 
@@ -116,7 +116,7 @@ def test_a_failed_run_does_not_leave_the_old_verdict(qtbot, window, demos, monke
 
     def broken(*a, **k):
         raise MigratorError("the reference could not run")
-    monkeypatch.setattr(compare_flow.docmod, "run_comparison", broken)
+    monkeypatch.setattr(compare_flow.docmod, "compare_model", broken)
     with qtbot.waitSignal(win.comparison_done, timeout=20_000):
         win.run_comparison()
     text = win.status_result.text()
