@@ -80,6 +80,10 @@ CAFFE_TESTED: dict[str, tuple[str, str, str]] = {
     "Im2col": (_RC, _CAT, "kernel/stride/pad h != w, dilation"),
     "LSTM": (_RC, _CAT, "x + cont bottoms, unrolled over the fixed T (static input / expose_hidden refused)"),
     "RNN": (_RC, _CAT, "x + cont bottoms, unrolled over the fixed T (static input / expose_hidden refused)"),
+    # fork types (no BVLC Caffe to compare with)
+    "Axpy": ("naive numpy formula (a*x+y, NCHW)", "tests/core/test_axpy.py",
+             ("a (N, C, 1, 1) or (N, C); OpenCV DNN does not implement Axpy, so the runtime reference is "
+              "the built-in kernel, itself checked against the naive formula")),
 }
 
 _RL = "real Theano + Lasagne 0.1"
@@ -164,8 +168,12 @@ def caffe_entries() -> list[Entry]:
         else:
             out.append(Entry("caffe", t, "unsupported", detail="imported as an unknown layer"))
     for t in sorted(set(C.FORK_TYPES) - set(BVLC_CAFFE_TYPES)):   # SSD, DeepLab, ShuffleNet, ...
-        out.append(Entry("caffe", t, "converted", detail=f"Caffe fork type ({C.LAYER_HANDLERS[t].fork}), "
-                         "not in BVLC"))
+        fork = f"Caffe fork type ({C.LAYER_HANDLERS[t].fork}), not in BVLC"
+        ref = CAFFE_TESTED.get(t)
+        if ref is None:
+            out.append(Entry("caffe", t, "converted", detail=fork))
+        else:
+            out.append(Entry("caffe", t, "exact", ref[0], ref[1], f"{fork}; {ref[2]}" if ref[2] else fork))
     return out
 
 

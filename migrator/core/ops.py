@@ -175,7 +175,7 @@ _DOCS: dict[str, str] = {
         "r = act_r(x W_r + b_r + h W_hr), u = act_u(...), c = act_h(x W_h + b_h + r (h W_hh)), "
         "h_t = (1 - u) h_{t-1} + u c."
     ),
-    # ---- ops of Caffe forks (DeepLab, PSPNet, SSD, ShuffleNet; provenance 'caffe-fork') ----
+    # ---- ops of Caffe forks (DeepLab, PSPNet, SSD, ShuffleNet, SENet; provenance 'caffe-fork') ----
     "Interp": (
         "DeepLab/PSPNet Interp: bilinear, align-corners style. attrs: mode ('zoom' | 'shrink' | "
         "'size' | 'shrink_zoom'), zoom_factor, shrink_factor, height, width, pad_beg, pad_end "
@@ -194,6 +194,11 @@ _DOCS: dict[str, str] = {
     "ShuffleChannel": (
         "ShuffleNet channel shuffle. attrs: group (g). x (N, C, ...) viewed as (N, g, C/g, ...), "
         "the two group axes swapped, viewed back: y[:, k*g + j] = x[:, j*(C/g) + k]."
+    ),
+    "Axpy": (
+        "SENet / MobileNet Caffe forks' Axpy. inputs: [a (N, C) or (N, C, 1, ..., 1), x (N, C, ...), "
+        "y (the shape of x)]. attrs: none. y_out[n, c, ...] = a[n, c] * x[n, c, ...] + y[n, c, ...] "
+        "(a broadcast over the axes after C); out = x.shape."
     ),
     # ---- the rest of BVLC Caffe's layer catalogue ----------------------------------------
     "Exp": "Caffe Exp. attrs: base (-1 = e), scale (1), shift (0): y = base^(shift + scale*x).",
@@ -321,6 +326,7 @@ _FAMILY: dict[str, tuple[str, tuple[str, ...]]] = {
     "Interp": ("resize", ('caffe-fork',)),
     "Normalize": ("norm", ('caffe-fork',)),
     "ShuffleChannel": ("layout", ('caffe-fork',)),
+    "Axpy": ("merge", ('caffe-fork',)),
     "Exp": ("activation", ('caffe',)),
     "Log": ("activation", ('caffe',)),
     "Threshold": ("activation", ('caffe',)),

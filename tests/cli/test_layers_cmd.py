@@ -66,8 +66,11 @@ def test_caffe_table_agrees_with_the_importer():
 def test_each_exact_caffe_type_is_used_by_its_test(type_):
     ref, path, _ = coverage.CAFFE_TESTED[type_]
     text = _test_text(path)
-    assert WRITER[type_] in text or f', "{type_}", [' in text, f"{path} does not build a {type_} layer"
-    assert "caffe_command" in text or "legacy" in text, f"{path} does not run the real Caffe"
+    writer = WRITER.get(type_)   # types without a NetBuilder writer are written by their type string
+    assert (writer is not None and writer in text) or f', "{type_}", [' in text, \
+        f"{path} does not build a {type_} layer"
+    if "real Caffe" in ref:
+        assert "caffe_command" in text or "legacy" in text, f"{path} does not run the real Caffe"
     if "OpenCV" in ref:
         assert "cv2" in text or "opencv" in text
 

@@ -1,4 +1,4 @@
-"""Shape rules and formulas of the merge family: ``Eltwise``, ``Concat``, ``CropMerge``."""
+"""Shape rules and formulas of the merge family: ``Eltwise``, ``Concat``, ``CropMerge``, ``Axpy``."""
 from __future__ import annotations
 
 from .registry import fmt_shape, norm_axis, same_dim, shape_rule
@@ -79,3 +79,14 @@ def _crop_merge(node, ins, ctx):
             raise ctx.error(f"merge inputs differ on axis {d}: {sizes}")
         out.append(known.pop() if known else None)
     return [tuple(out)]
+
+
+@shape_rule("Axpy")
+def _axpy(node, ins, ctx):
+    a, x, y = ins
+    if len(x) < 2 or len(y) != len(x) or not all(same_dim(p, q) for p, q in zip(x, y)):
+        raise ctx.error(f"x {fmt_shape(x)} and y {fmt_shape(y)} must have the same shape (N, C, ...)")
+    if not (len(a) == 2 or (len(a) == len(x) and all(d == 1 for d in a[2:]))) \
+            or not all(same_dim(p, q) for p, q in zip(a[:2], x[:2])):
+        raise ctx.error(f"a {fmt_shape(a)} must be (N, C) or (N, C, 1, ...) for x {fmt_shape(x)}")
+    return [tuple(p if p is not None else q for p, q in zip(x, y))]

@@ -1,4 +1,4 @@
-"""Mapping rules of the merge family: ``Eltwise``, ``Concat``, ``CropMerge``."""
+"""Mapping rules of the merge family: ``Eltwise``, ``Concat``, ``CropMerge``, ``Axpy``."""
 from __future__ import annotations
 
 from ..plan import ParamRow
@@ -76,3 +76,26 @@ class CropMergeRule(SourceOpRule):
         a = node.attrs
         return (f"{a['kind']} of the inputs cropped with {a.get('cropping')}"
                 + (f" along source axis {a['axis']}" if a["kind"] == "concat" else ""))
+
+
+@register("Axpy")
+class AxpyRule(Rule):
+    name = "Axpy"
+    description = "Multiply (a broadcast over the spatial axes) then Add: a * x + y."
+
+    def map(self, node, ctx):
+        a_shape, x_shape = input_shape(node, ctx, 0), input_shape(node, ctx, 1)
+        if a_shape is None or x_shape is None:
+            return unsupported(node, ctx, "Axpy needs the shapes of a and x")
+        rank = rank_of(x_shape)
+        a, x, y = node.inputs
+        chain = Chain(node, ctx)
+        if len(a_shape) != rank:   # a (N, C): the channels-last (N, 1, ..., 1, C) Multiply broadcasts
+            chain.add("Reshape", {"target_shape": [1] * (rank - 2) + [a_shape[1]]}, suffix="a",
+                      inputs=[a])
+            a = chain.cur[0]
+        chain.add("Multiply", {}, suffix="ax", inputs=[a, x])
+        chain.add("Add", {}, inputs=[chain.cur[0], y])
+        rows = [ParamRow("operation", "y_out = a * x + y (a broadcast over the spatial axes)",
+                         "Multiply + Add")]
+        return chain.finish(rows=rows, layout=keras_layout(rank))

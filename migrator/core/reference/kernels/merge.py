@@ -1,4 +1,4 @@
-"""Reference kernels of the merge family: ``Eltwise``, ``Concat``, ``CropMerge``.
+"""Reference kernels of the merge family: ``Eltwise``, ``Concat``, ``CropMerge``, ``Axpy``.
 """
 from __future__ import annotations
 
@@ -63,3 +63,11 @@ def _crop_merge(node, xs):
     for v in ys[1:]:
         y = fn(y, v)
     return [y]
+
+
+@kernel("Axpy")
+def _axpy(node, xs):
+    a, x, y = xs
+    # the fork's axpy_layer: top[n, c, s] = a[n, c] * x[n, c, s] + y[n, c, s] over the spatial s
+    scale = a.reshape(a.shape[:2] + (1,) * (x.ndim - 2)).astype(x.dtype, copy=False)
+    return [scale * x + y]

@@ -1,4 +1,4 @@
-"""Merge family: Eltwise and Concat.
+"""Merge family: Eltwise, Concat and the SENet / MobileNet forks' Axpy.
 
 Each handler reads one layer into ``(op, attrs, params, num_outputs)`` (see :mod:`..registry`)."""
 from __future__ import annotations
@@ -28,3 +28,9 @@ def concat(b, lp):
         raise b.err("concat_param gives both axis and the legacy concat_dim", lp.name)
     axis = int(cp.concat_dim) if cp.HasField("concat_dim") else int(cp.axis)
     return "Concat", {"axis": axis}, {}, 1
+
+
+@layer_handler("Axpy", ops=("Axpy",), fork="SENet / MobileNet forks", bottoms=(3, 3))
+def axpy(b, lp):
+    """``top = a * x + y`` (bottoms a, x, y); the layer has no parameter message and no blobs."""
+    return "Axpy", {}, {}, 1
