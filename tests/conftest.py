@@ -29,7 +29,8 @@ from tests.envs import tiers
 _markers: dict[str, tuple[str, ...]] = {}       # nodeid -> registered marker names on the test
 _outcome: dict[str, str] = {}                   # nodeid -> passed / failed / error / skipped / xfailed ...
 _skip_reason: dict[str, str] = {}
-_verdict: dict[str, list[str]] = {"errors": [], "loud": [], "proofs": []}
+_collected: set[str] = set()                    # every collected test, deselected ones included
+_verdict: dict[str, list[str]] = {"errors": [], "loud": [], "proofs": [], "note": []}
 
 _RANK = {"passed": 0, "xpassed": 1, "skipped": 2, "xfailed": 2, "failed": 3, "error": 4}
 
@@ -62,6 +63,10 @@ def _registered(config) -> list[str]:
         if name and name not in names:
             names.append(name)
     return names
+
+
+def pytest_itemcollected(item):
+    _collected.add(item.nodeid)
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -116,6 +121,7 @@ def pytest_sessionfinish(session, exitstatus):
     _verdict["errors"].clear()
     _verdict["loud"].clear()
     _verdict["proofs"].clear()
+    _verdict["note"].clear()
     for tier in tiers.REQUIRED:
         skipped = [n for n, o in _outcome.items() if o == "skipped" and tier in _markers.get(n, ())]
         if not skipped:
@@ -132,24 +138,29 @@ def pytest_sessionfinish(session, exitstatus):
             _verdict["errors"].append(
                 f"error: tier '{tier}' ({label}) did not run: {len(skipped)} tests skipped ({why}); "
                 f"{tiers.hint([tier])}")
-    _check_proofs()
+    _check_proofs(session.config.rootpath)
     if (_verdict["errors"] or _verdict["proofs"]) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def _check_proofs() -> None:
+def _check_proofs(rootpath) -> None:
     """Write this session's proofs; fail it when a committed proof was not recorded again by its
     test that passed.  Only tests of the real-framework tiers record, so a session without them
     (skipped or deselected) writes and checks nothing."""
     records = proofs.session_records()
     ran = {n for n, o in _outcome.items() if o == "passed"}
+    if not proofs.applies(rootpath):
+        return
     if not records and not any(set(_markers.get(n, ())) & set(tiers.TIERS) for n in ran):
         return
     path = proofs.session_file()
     proofs.write_session(path, ran, records)
-    collected = set(_markers)
-    files = {n.split("::")[0] for n in collected}
-    gone = proofs.lost(proofs.load(), ran, collected, files, records)
+    n_types = len({(fw, t) for recs in records.values() for fw, t, _ in recs})
+    _verdict["note"].append(f"proofs: {n_types} layer types compared with a real framework by "
+                            f"{len(records)} passing tests, written to {path} (`make coverage` "
+                            "merges them into docs/proofs.json)")
+    files = {n.split("::")[0] for n in _collected}
+    gone = proofs.lost(proofs.load(proofs.committed_file()), ran, _collected, files, records)
     if gone:
         _verdict["proofs"].append(
             f"error: {len(gone)} recorded proofs of docs/proofs.json were not recorded again: "
@@ -167,6 +178,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     rows = [f"{m} {_fmt(_counts(m))}" for m in others if _counts(m)]
     if rows:
         tr.write_line("other markers: " + " | ".join(rows))
+    for line in _verdict["note"]:
+        tr.write_line(line)
     for line in _verdict["loud"]:
         tr.write_line(line, yellow=True, bold=True)
     if _verdict["errors"]:

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROOF_FILE = REPO / "docs" / "proofs.json"
 SESSION_FILE = REPO / ".cache" / "proofs-session.json"    # .cache/ is git-ignored
 OUT_VAR = "MIGRATOR_PROOFS_OUT"
+FILE_VAR = "MIGRATOR_PROOFS_FILE"     # the committed proofs a session is checked against (tests)
 
 #: the names of the references (what a proof says the type was compared with)
 REAL_CAFFE = "real Caffe"
@@ -44,6 +45,16 @@ _proved: dict[str, set[Record]] = {}      # nodeid -> records of tests that pass
 
 def session_file() -> Path:
     return Path(os.environ[OUT_VAR]) if os.environ.get(OUT_VAR) else SESSION_FILE
+
+
+def committed_file() -> Path:
+    return Path(os.environ[FILE_VAR]) if os.environ.get(FILE_VAR) else PROOF_FILE
+
+
+def applies(rootpath) -> bool:
+    """Whether a session records and checks proofs: this repository's own test suite (not a
+    generated project that reuses its conftest), or one told where to write them."""
+    return Path(rootpath).resolve() == REPO or bool(os.environ.get(OUT_VAR))
 
 
 def types_compared(graph, names) -> set[str]:
