@@ -173,7 +173,17 @@ def write_session(path: Path, ran: set[str], records: dict[str, set[Record]]) ->
 
 
 def dump(proofs: dict) -> str:
-    return json.dumps(proofs, indent=1, sort_keys=True) + "\n"
+    """JSON with one proof a line (reviewable diffs)."""
+    lines = ["{"]
+    for i, (fw, types) in enumerate(sorted(proofs.items())):
+        lines.append(f" {json.dumps(fw)}: {{")
+        for j, (t, ps) in enumerate(sorted(types.items())):
+            lines.append(f"  {json.dumps(t)}: [")
+            lines += [f"   {json.dumps(p, sort_keys=True)}" + ("," if k < len(ps) - 1 else "")
+                      for k, p in enumerate(ps)]
+            lines.append("  ]" + ("," if j < len(types) - 1 else ""))
+        lines.append(" }" + ("," if i < len(proofs) - 1 else ""))
+    return "\n".join(lines + ["}"]) + "\n"
 
 
 def main(argv=None) -> int:
