@@ -58,7 +58,8 @@ screenshots: $(STAMP)   # docs/images/*.png from the real window (Xvfb when inst
 lint: $(STAMP)
 	$(VPY) -m ruff check migrator tests benchmarks resources
 
-coverage: $(STAMP)   # docs/coverage.md from the registries (what `migrator layers` prints)
+coverage: $(STAMP)   # docs/proofs.json from the last real-framework session, then docs/coverage.md
+	$(VPY) -m tests.proofs
 	$(VPY) -m migrator.core.coverage docs/coverage.md
 
 clean:

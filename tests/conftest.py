@@ -9,6 +9,12 @@ environment is missing, the run fails (exit status 1) with one ``error:`` line n
 why -- unless the tier is explicitly opted out (``MIGRATOR_ALLOW_MISSING_TIERS=1`` or ``=caffe`` /
 ``=theano``; ``MIGRATOR_NO_CAFFE_ROOT`` / ``MIGRATOR_NO_THEANO``), which prints a loud
 ``TIER NOT RUN`` line instead.  See ``tests/envs/tiers.py`` and docs/contributing.md.
+
+Proofs (``tests/proofs.py``): the ``record_proof`` fixture notes which source layer types a test
+compared with a real framework; a passing test's records are written at the end of the session
+(to ``.cache/proofs-session.json`` or ``$MIGRATOR_PROOFS_OUT``; ``make coverage`` merges them into
+docs/proofs.json), and a committed proof whose test passed in this session without recording it
+again fails the session.  A session without the real-framework tiers checks nothing.
 """
 from __future__ import annotations
 
@@ -17,12 +23,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests import proofs
 from tests.envs import tiers
 
 _markers: dict[str, tuple[str, ...]] = {}       # nodeid -> registered marker names on the test
 _outcome: dict[str, str] = {}                   # nodeid -> passed / failed / error / skipped / xfailed ...
 _skip_reason: dict[str, str] = {}
-_verdict: dict[str, list[str]] = {"errors": [], "loud": []}
+_collected: set[str] = set()                    # every collected test, deselected ones included
+_verdict: dict[str, list[str]] = {"errors": [], "loud": [], "proofs": [], "note": []}
 
 _RANK = {"passed": 0, "xpassed": 1, "skipped": 2, "xfailed": 2, "failed": 3, "error": 4}
 
@@ -57,6 +65,10 @@ def _registered(config) -> list[str]:
     return names
 
 
+def pytest_itemcollected(item):
+    _collected.add(item.nodeid)
+
+
 def pytest_collection_modifyitems(session, config, items):
     known = set(_registered(config))
     for item in items:
@@ -69,8 +81,19 @@ def _set(nodeid: str, outcome: str) -> None:
         _outcome[nodeid] = outcome
 
 
+@pytest.fixture
+def record_proof(request):
+    """``record_proof(graph_or_types, reference, names=None, framework=None)``: this test compared
+    these source layer types with the real framework ``reference`` (see tests/proofs.py); kept
+    only if the test passes."""
+    def record(graph_or_types, reference, names=None, framework=None):
+        return proofs.add(request.node.nodeid, graph_or_types, reference, names, framework)
+    return record
+
+
 def pytest_runtest_logreport(report):
     if report.when == "call":
+        proofs.settle(report.nodeid, report.passed and not hasattr(report, "wasxfail"))
         if hasattr(report, "wasxfail"):
             _set(report.nodeid, "xfailed" if report.skipped else "xpassed")
         else:
@@ -97,6 +120,8 @@ def _fmt(c: Counter) -> str:
 def pytest_sessionfinish(session, exitstatus):
     _verdict["errors"].clear()
     _verdict["loud"].clear()
+    _verdict["proofs"].clear()
+    _verdict["note"].clear()
     for tier in tiers.REQUIRED:
         skipped = [n for n, o in _outcome.items() if o == "skipped" and tier in _markers.get(n, ())]
         if not skipped:
@@ -113,8 +138,34 @@ def pytest_sessionfinish(session, exitstatus):
             _verdict["errors"].append(
                 f"error: tier '{tier}' ({label}) did not run: {len(skipped)} tests skipped ({why}); "
                 f"{tiers.hint([tier])}")
-    if _verdict["errors"] and session.exitstatus == pytest.ExitCode.OK:
+    _check_proofs(session.config.rootpath)
+    if (_verdict["errors"] or _verdict["proofs"]) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _check_proofs(rootpath) -> None:
+    """Write this session's proofs; fail it when a committed proof was not recorded again by its
+    test that passed.  Only tests of the real-framework tiers record, so a session without them
+    (skipped or deselected) writes and checks nothing."""
+    records = proofs.session_records()
+    ran = {n for n, o in _outcome.items() if o == "passed"}
+    if not proofs.applies(rootpath):
+        return
+    if not records and not any(set(_markers.get(n, ())) & set(tiers.TIERS) for n in ran):
+        return
+    path = proofs.session_file()
+    proofs.write_session(path, ran, records)
+    n_types = len({(fw, t) for recs in records.values() for fw, t, _ in recs})
+    _verdict["note"].append(f"proofs: {n_types} layer types compared with a real framework by "
+                            f"{len(records)} passing tests, written to {path} (`make coverage` "
+                            "merges them into docs/proofs.json)")
+    files = {n.split("::")[0] for n in _collected}
+    gone = proofs.lost(proofs.load(proofs.committed_file()), ran, _collected, files, records)
+    if gone:
+        _verdict["proofs"].append(
+            f"error: {len(gone)} recorded proofs of docs/proofs.json were not recorded again: "
+            + "; ".join(gone) + " (record them again, or run `make coverage` after this session to drop "
+            f"them from docs/proofs.json: session record {path})")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -127,6 +178,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     rows = [f"{m} {_fmt(_counts(m))}" for m in others if _counts(m)]
     if rows:
         tr.write_line("other markers: " + " | ".join(rows))
+    for line in _verdict["note"]:
+        tr.write_line(line)
     for line in _verdict["loud"]:
         tr.write_line(line, yellow=True, bold=True)
     if _verdict["errors"]:
@@ -137,3 +190,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.stats.setdefault(key, []).extend(
             SimpleNamespace(nodeid="", when="session", outcome=key, longrepr=e, user_properties=[])
             for e in _verdict["errors"])
+    for e in _verdict["proofs"]:
+        tr.write_line(e, red=True, bold=True)
+        tr.stats.setdefault("proof lost", []).append(
+            SimpleNamespace(nodeid="", when="session", outcome="proof lost", longrepr=e, user_properties=[]))

@@ -1,8 +1,8 @@
 """`migrator layers` and docs/coverage.md: one place that says what is covered.
 
-The table (migrator/core/coverage.py) is checked against the registries both ways, every
-'exact' entry against the test file that proves it, the BVLC type list against the real
-Caffe's own registry, and docs/coverage.md against the generator.  `inspect` says up front
+The table (migrator/core/coverage.py) is checked against the registries both ways, 'exact'
+against the proofs the real-framework tests recorded (docs/proofs.json), the BVLC type list
+against the real Caffe's own registry, and docs/coverage.md against the generator.  `inspect` says up front
 which layers of a model are not covered.
 """
 import json
@@ -21,34 +21,21 @@ from tests.legacy import caffe_root
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
 
-#: how a test file uses a Caffe type: the NetBuilder writer or the type string
-WRITER = {"Convolution": ".conv(", "Deconvolution": ".deconv(", "InnerProduct": ".ip(", "BatchNorm": ".bn(",
-          "Scale": ".scale(", "ReLU": ".relu(", "PReLU": ".prelu(", "ELU": ".elu(", "Sigmoid": ".sigmoid(",
-          "TanH": ".tanh(", "AbsVal": ".absval(", "BNLL": ".bnll(", "Exp": ".exp(", "Log": ".log(",
-          "Power": ".power(", "Threshold": ".threshold(", "Clip": ".clip(", "Swish": ".swish(",
-          "Pooling": ".pool(", "LRN": ".lrn(", "Eltwise": ".eltwise(", "Concat": ".concat(",
-          "Slice": ".slice(", "Split": ".split(", "Crop": ".crop(", "Flatten": ".flatten(",
-          "Reshape": ".reshape(", "Softmax": ".softmax(", "Dropout": ".dropout(",
-          "Reduction": ".reduction(", "MVN": ".mvn(", "Tile": ".tile(", "ArgMax": ".argmax(",
-          "Embed": ".embed(", "Input": ".input(", "Bias": '"Bias"', "SPP": '"SPP"', "LSTM": '"LSTM"', "RNN": '"RNN"', "Im2col": '"Im2col"'}
-
-
 def run(*args):
     return subprocess.run([sys.executable, "-m", "migrator", *map(str, args)], capture_output=True,
                           text=True, env=ENV, cwd=REPO, timeout=600, check=False)
 
 
-def _test_text(path: str) -> str:
-    text = (REPO / path).read_text()
-    if path == "tests/legacy/test_caffe_bridge.py":   # its nets are written in tests/legacy/__init__.py
-        text += (REPO / "tests/legacy/__init__.py").read_text()
-    return text
+def _converted(fw: str) -> set[str]:
+    """The types the registries convert (any status but refused / dropped / input / unsupported)."""
+    return {e.type for e in coverage.entries(fw, proofs={}) if e.status == "converted"}
 
 
 def test_caffe_table_agrees_with_the_importer():
     entries = {e.type: e for e in coverage.caffe_entries()}
     exact = {t for t, e in entries.items() if e.status == "exact"}
-    assert exact == set(coverage.CAFFE_TESTED)          # every proved type is converted, and back
+    proved = set(coverage.load_proofs().get("caffe", {}))
+    assert exact == proved & _converted("caffe")          # every recorded converted type is exact, and back
     bvlc = set(coverage.BVLC_CAFFE_TYPES)
     from migrator.core.importers.caffe import FORK_TYPES
     # nothing converted is missing from the list (fork types are listed after the BVLC ones)
@@ -62,26 +49,48 @@ def test_caffe_table_agrees_with_the_importer():
             assert e.detail and "\n" not in e.detail
 
 
-@pytest.mark.parametrize("type_", sorted(coverage.CAFFE_TESTED))
-def test_each_exact_caffe_type_is_used_by_its_test(type_):
-    ref, path, _ = coverage.CAFFE_TESTED[type_]
-    text = _test_text(path)
-    writer = WRITER.get(type_)   # types without a NetBuilder writer are written by their type string
-    assert (writer is not None and writer in text) or f', "{type_}", [' in text, \
-        f"{path} does not build a {type_} layer"
-    if "real Caffe" in ref:
-        assert "caffe_command" in text or "legacy" in text, f"{path} does not run the real Caffe"
-    if "OpenCV" in ref:
-        assert "cv2" in text or "opencv" in text
+def test_every_recorded_proof_names_an_existing_real_framework_test():
+    """docs/proofs.json is written by the tests (tests/proofs.py): each proof names a test that
+    exists and takes the record_proof fixture; the notes only annotate recorded proofs."""
+    proofs = coverage.load_proofs()
+    assert proofs.get("caffe") and proofs.get("lasagne"), "docs/proofs.json is missing or empty"
+    for fw, types in proofs.items():
+        for t, ps in types.items():
+            assert ps, (fw, t)
+            for p in ps:
+                path, _, name = p["test"].partition("::")
+                text = (REPO / path).read_text()
+                func = name.split("[")[0]
+                assert f"def {func}(" in text and "record_proof" in text, (fw, t, p["test"])
+    assert set(coverage.CAFFE_NOTES) <= set(proofs["caffe"])
+    assert set(coverage.LASAGNE_NOTES) <= set(proofs["lasagne"])
+
+
+def test_exact_only_when_the_proof_file_has_it(tmp_path):
+    """A type is exact only if docs/proofs.json records it (reference and test from there)."""
+    assert not [e for e in coverage.entries(proofs={}) if e.status == "exact"]
+    fake = {"caffe": {"Tile": [{"reference": "real Caffe", "test": "tests/a.py::test_x"},
+                               {"reference": "OpenCV DNN", "test": "tests/b.py::test_y"}]},
+            "lasagne": {"GRULayer": [{"reference": "real Theano + Lasagne 0.1", "test": "tests/c.py::test_z"}],
+                        "InverseLayer": [{"reference": "real Theano", "test": "tests/c.py::test_z"}]}}
+    path = tmp_path / "proofs.json"
+    path.write_text(json.dumps(fake))
+    got = {(e.framework, e.type): e for e in coverage.entries(proofs=coverage.load_proofs(path))}
+    assert {k for k, e in got.items() if e.status == "exact"} == {("caffe", "Tile"), ("lasagne", "GRULayer")}
+    tile = got["caffe", "Tile"]
+    assert tile.reference == "OpenCV DNN + real Caffe" and tile.test == "tests/a.py::test_x (+1 more)"
+    assert got["lasagne", "GRULayer"].test == "tests/c.py::test_z"
+    assert got["lasagne", "InverseLayer"].status == "refused"       # a proof does not override a refusal
+    assert got["caffe", "Reduction"].status == "converted"
+    assert coverage.load_proofs(tmp_path / "missing.json") == {}
 
 
 def test_lasagne_table_agrees_with_the_registry():
     from migrator.core.importers.lasagne import KNOWN
-    assert set(coverage.LASAGNE_TESTED) <= set(KNOWN)
     listed = {e.type for e in coverage.lasagne_entries()}
     assert listed == set(KNOWN)
-    for cls, (ref, path, _) in coverage.LASAGNE_TESTED.items():
-        assert cls in (REPO / path).read_text(), (cls, path)
+    exact = {e.type for e in coverage.lasagne_entries() if e.status == "exact"}
+    assert exact == set(coverage.load_proofs().get("lasagne", {})) & _converted("lasagne")
 
 
 @pytest.mark.caffe
@@ -116,7 +125,7 @@ def test_layers_command_text_and_json():
     by = {x["type"]: x for x in d["layers"]}
     assert set(coverage.BVLC_CAFFE_TYPES) <= set(by) and all(x["framework"] == "caffe" for x in d["layers"])
     assert by["SoftmaxWithLoss"]["status"] == "dropped" and by["MemoryData"]["status"] == "input"
-    assert d["counts"]["caffe"]["exact"] == len(coverage.CAFFE_TESTED)
+    assert d["counts"]["caffe"]["exact"] == len(set(coverage.load_proofs()["caffe"]) & _converted("caffe"))
 
 
 def test_inspect_says_up_front_what_is_not_covered(tmp_path):
@@ -133,8 +142,8 @@ def test_inspect_says_up_front_what_is_not_covered(tmp_path):
     d = json.loads(r.stdout)
     nc = {x["source"]: x for x in d["not_covered"]}
     assert set(nc) == {"py", "odd"} and "user code" in nc["py"]["why"]
-    from migrator.core import flow
-    api = coverage.not_covered(flow.plan_model(flow.open_model([proto, model])))
+    from migrator.core import pipeline
+    api = coverage.not_covered(pipeline.make_plan(pipeline.open_model([proto, model])))
     assert [(n, t) for n, t, _ in api] == [("py", "Python"), ("odd", "MyFancyLayer")]
     nb2 = NetBuilder("ok", seed=0)
     nb2.input("data", (1, 3, 8, 8))

@@ -20,6 +20,7 @@ from migrator.core.errors import MigratorError
 from migrator.core.importers.caffe import load_caffe
 from migrator.core.reference import numpy_ref
 from migrator.testing.caffe_net import NetBuilder
+from tests import proofs
 from tests.legacy import caffe_root
 
 SHAPE = (2, 4, 5, 6)
@@ -289,7 +290,7 @@ def test_training_layers_dropped_with_a_note(tmp_path):
 # ------------------------------------------------------------------------------------
 # the real Caffe: one run per net, reference and Keras compared with its blobs
 # ------------------------------------------------------------------------------------
-def _check_against_real(g, x, with_keras: bool):
+def _check_against_real(g, x, with_keras: bool, record=None):
     from migrator.core import flow
     from migrator.core.reference.runtimes import get_runtime
     from tests.legacy import caffe_command
@@ -307,6 +308,8 @@ def _check_against_real(g, x, with_keras: bool):
         if err > REL:
             bad.append((n.name, n.source_type, err))
     assert not bad, bad
+    if record is not None:
+        record(g, proofs.REAL_CAFFE, worst)
     if not with_keras:
         return worst, {}
     from tests.lasagne import keras_outputs_by_source
@@ -332,10 +335,10 @@ needs_caffe = [pytest.mark.caffe,
 
 @pytest.mark.caffe
 @pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
-def test_real_caffe_catalogue(tmp_path):
+def test_real_caffe_catalogue(tmp_path, record_proof):
     nb = net_catalogue(keras_ready=True)
     g = load_caffe(*nb.save(tmp_path / "c.prototxt", tmp_path / "c.caffemodel"))
-    worst, kworst = _check_against_real(g, x_catalogue(), with_keras=True)
+    worst, kworst = _check_against_real(g, x_catalogue(), with_keras=True, record=record_proof)
     assert set(kworst) >= {n.name for n in g.nodes if n.op != "Input"} - {"relu", "absv", "fc_ch"}
     print("reference vs real Caffe, worst relative error:", max(worst.values()))
     print("Keras vs real Caffe, worst relative error:", max(kworst.values()))
@@ -343,31 +346,31 @@ def test_real_caffe_catalogue(tmp_path):
 
 @pytest.mark.caffe
 @pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
-def test_real_caffe_log_argmax(tmp_path):
+def test_real_caffe_log_argmax(tmp_path, record_proof):
     """Log and ArgMax (plain keras.ops expressions), and the saved .keras loads without Migrator."""
     nb = net_catalogue(keras_ready=False)
     g = load_caffe(*nb.save(tmp_path / "c.prototxt", tmp_path / "c.caffemodel"))
-    _, kworst = _check_against_real(g, x_catalogue(), with_keras=True)
+    _, kworst = _check_against_real(g, x_catalogue(), with_keras=True, record=record_proof)
     assert {"log", "log_e", "am", "am_k", "am_ax", "am_axv"} <= set(kworst)
 
 
 @pytest.mark.caffe
 @pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
-def test_real_caffe_edge_variants(tmp_path):
+def test_real_caffe_edge_variants(tmp_path, record_proof):
     nb = net_edges()
     g = load_caffe(*nb.save(tmp_path / "e.prototxt", tmp_path / "e.caffemodel"))
-    _, kworst = _check_against_real(g, x_catalogue(), with_keras=True)
+    _, kworst = _check_against_real(g, x_catalogue(), with_keras=True, record=record_proof)
     assert {"ip_tr_neg", "sc_all", "bias_all", "red_fc", "am_fc", "log2", "mvn3_nv_ac", "im2col",
             "im2col_d"} <= set(kworst)
 
 
 @pytest.mark.caffe
 @pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
-def test_real_caffe_embed(tmp_path):
+def test_real_caffe_embed(tmp_path, record_proof):
     nb = net_embed()
     g = load_caffe(*nb.save(tmp_path / "e.prototxt", tmp_path / "e.caffemodel"))
     assert g.node("emb").out_shape == (3, 7, 5)
-    _check_against_real(g, x_embed(), with_keras=True)
+    _check_against_real(g, x_embed(), with_keras=True, record=record_proof)
 
 
 @pytest.mark.slow
@@ -426,7 +429,7 @@ OPENCV_OK = ["fl_a2", "fl_a1e2", "fl_a2e2", "ip_ax2", "ip_ax3", "sm2", "sm3", "s
              "rs", "rs_ax", "rs_end", "pool_ceil", "mvn", "mvn_ac", "mvn_nv", "mvn_nv_ac", "log_e"]
 
 
-def test_reference_and_keras_vs_opencv(tmp_path):
+def test_reference_and_keras_vs_opencv(tmp_path, record_proof):
     cv2 = pytest.importorskip("cv2")
     from migrator.core import flow
     from tests.lasagne import keras_outputs_by_source
@@ -458,6 +461,7 @@ def test_reference_and_keras_vs_opencv(tmp_path):
             if err > REL:
                 bad.append((name, what, err))
     assert not bad, bad
+    record_proof(g, proofs.OPENCV, OPENCV_OK)
 
 
 # ------------------------------------------------------------------------------------
@@ -490,7 +494,7 @@ def x_recurrent() -> dict:
 
 @pytest.mark.caffe
 @pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
-def test_real_caffe_lstm_rnn(tmp_path):
+def test_real_caffe_lstm_rnn(tmp_path, record_proof):
     from migrator.core import flow
     from migrator.core.compare.metrics import to_keras_layout, to_source_layout
     from migrator.core.reference.runtimes import get_runtime
@@ -516,6 +520,7 @@ def test_real_caffe_lstm_rnn(tmp_path):
     # the whole verification path (convert / compare) on the same model
     res = flow.compare(g, plan, model, xs)
     assert res.passed, [(r.source, r.status, r.note) for r in res.layers if r.status != "pass"]
+    record_proof(g, proofs.REAL_CAFFE, ["lstm", "rnn", "fc"])
 
 
 def test_recurrent_variants_refused(tmp_path):

@@ -20,6 +20,7 @@ from migrator.core.errors import MigratorError
 from migrator.core.importers.caffe import load_caffe
 from migrator.core.reference import numpy_ref
 from migrator.testing.caffe_net import NetBuilder
+from tests import proofs
 from tests.legacy import caffe_root, within_default_tolerance
 
 SHAPE = (2, 4, 13, 17)
@@ -124,7 +125,7 @@ def load_caffe_text_slice_equal_parts():
 
 
 @pytest.mark.opencv
-def test_reference_vs_opencv_layer_by_layer(opencv_model):
+def test_reference_vs_opencv_layer_by_layer(opencv_model, record_proof):
     _nb, proto, model = opencv_model
     g = load_caffe(proto, model)
     x = _input()
@@ -142,10 +143,11 @@ def test_reference_vs_opencv_layer_by_layer(opencv_model):
                 bad.append((n.name, j, err, bound))
     assert not bad, bad
     assert {"Deconvolution", "Slice", "Crop"} <= set(worst)
+    record_proof(g, proofs.OPENCV, [n.name for n in layers])
 
 
 @pytest.mark.opencv
-def test_keras_vs_opencv(opencv_model):
+def test_keras_vs_opencv(opencv_model, record_proof):
     from migrator.core import flow
     _, proto, model = opencv_model
     g = flow.open_model([proto, model])
@@ -158,6 +160,7 @@ def test_keras_vs_opencv(opencv_model):
                                                         for lr in res.layers if lr.status != "pass"}
     assert set(status) >= {"up", "up_g", "up_1x1", "up_d", "up_bil", "sl", "relu_b", "sl_h",
                            "sum_r", "crop", "crop_o", "crop_c", "crop_w"}
+    record_proof(g, proofs.OPENCV, proofs.passed(res))
 
 
 def test_bilinear_upsampling_of_a_constant_is_constant(tmp_path):
@@ -222,7 +225,7 @@ def test_bad_input_is_one_line(tmp_path, build, words):
 # ------------------------------------------------------------------------------------
 @pytest.mark.caffe
 @pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
-def test_real_caffe_vs_reference_and_keras(tmp_path):
+def test_real_caffe_vs_reference_and_keras(tmp_path, record_proof):
     from migrator.core import flow
     from migrator.core.reference.runtimes import get_runtime
     from tests.legacy import caffe_command
@@ -249,6 +252,7 @@ def test_real_caffe_vs_reference_and_keras(tmp_path):
     assert res.runtime["versions"]["caffe"] == "1.0.0"
     not_pass = {lr.source: (lr.status, lr.max_abs, lr.note) for lr in res.layers if lr.status != "pass"}
     assert not not_pass, not_pass
+    record_proof(g, proofs.REAL_CAFFE, [n.name for n in g.nodes])
 
 
 def test_crop_reference_used_only_for_its_shape(tmp_path):

@@ -24,6 +24,7 @@ import pytest
 from migrator.core.importers.caffe import load_caffe
 from migrator.core.reference import numpy_ref
 from migrator.testing.caffe_net import NetBuilder
+from tests import proofs
 
 REL_TOL = 1e-4      # max |ours - theirs| / max |theirs| per layer
 
@@ -167,19 +168,20 @@ def compare_with_opencv(nb: NetBuilder, tmp: Path) -> list[tuple[str, str, float
             f"{name}: shape {mine.shape} vs OpenCV {theirs.shape}"
         assert mine.shape == tuple(node.out_shape), f"{name}: inferred {node.out_shape}, ran {mine.shape}"
         res.append((name, node.source_type, _rel(mine, theirs)))
-    return res
+    return g, res
 
 
 @pytest.mark.opencv
 @pytest.mark.parametrize("net", list(NETS))
-def test_reference_vs_opencv_layer_by_layer(net, tmp_path):
+def test_reference_vs_opencv_layer_by_layer(net, tmp_path, record_proof):
     nb = NETS[net](opencv=True)
-    res = compare_with_opencv(nb, tmp_path)
+    g, res = compare_with_opencv(nb, tmp_path)
     covered = {t for _, t, _ in res}
     bad = [(n, t, e) for n, t, e in res if not e <= REL_TOL]
     assert not bad, f"layers differing from OpenCV: {bad}"
     assert len(res) == len([spec for spec in nb.layers])
     assert covered   # every layer above was compared
+    record_proof(g, proofs.OPENCV, [n.name for n in g.nodes if n.op != "Input"])
 
 
 def test_every_mapped_caffe_type_is_covered():
@@ -291,7 +293,7 @@ def run_real_caffe(nb: NetBuilder, x: np.ndarray, root: Path) -> dict[str, np.nd
 
 @pytest.mark.caffe
 @pytest.mark.parametrize("net", list(NETS) + ["lrn_k"])
-def test_reference_vs_real_caffe(net, tmp_path):
+def test_reference_vs_real_caffe(net, tmp_path, record_proof):
     root = _caffe_root()
     if root is None:
         pytest.skip("no real-Caffe root (build it with `python -m tests.envs.caffe_root`, as root)")
@@ -318,3 +320,4 @@ def test_reference_vs_real_caffe(net, tmp_path):
             if not err <= REL_TOL:
                 bad.append((key, node.source_type, err))
     assert not bad, f"layers differing from the real Caffe: {bad}"
+    record_proof(g, proofs.REAL_CAFFE, [n.name for n in g.nodes if n.op != "Input"])

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from migrator.testing import lasagne_models as M
+from tests import proofs
 from tests.core import naive_ops as N
 
 from . import keras_outputs_by_source
@@ -197,7 +198,7 @@ def test_unsupported_variants_are_custom(tmp_path, name):
 
 
 @pytest.mark.theano
-def test_numpy_reference_matches_theano_per_layer(converted, theano_out):
+def test_numpy_reference_matches_theano_per_layer(converted, theano_out, record_proof):
     g, ref, iso = converted["graph"], converted["ref"], theano_out["iso"]
     rows = []
     for n in g.nodes:
@@ -207,11 +208,12 @@ def test_numpy_reference_matches_theano_per_layer(converted, theano_out):
         e = _err(ref[n.name], iso[n.name])
         rows.append(f"{n.name}={e:.1e}")
         assert e <= _tol(iso[n.name]), f"layer {n.name} ({n.op}): numpy ref vs Theano max err {e}"
+    record_proof(g, proofs.THEANO_OPS, [n.name for n in g.nodes if n.op != "Input"])
     print("\nnumpy ref vs Theano (isolated): " + ", ".join(rows))
 
 
 @pytest.mark.theano
-def test_keras_matches_theano_per_layer(converted, theano_out):
+def test_keras_matches_theano_per_layer(converted, theano_out, record_proof):
     g, ker, chain = converted["graph"], converted["keras"], theano_out["chain"]
     rows = []
     for n in g.nodes:
@@ -221,4 +223,5 @@ def test_keras_matches_theano_per_layer(converted, theano_out):
         e = _err(ker[n.name], chain[n.name])
         rows.append(f"{n.name}={e:.1e}")
         assert e <= _tol(chain[n.name]), f"layer {n.name} ({n.op}): Keras vs Theano max err {e}"
+    record_proof(g, proofs.THEANO_OPS, [n.name for n in g.nodes if n.op != "Input"])
     print("\nKeras vs Theano (chained): " + ", ".join(rows))

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from migrator.testing import lasagne_models as M
+from tests import proofs
 
 from . import keras_outputs_by_source
 
@@ -124,7 +125,7 @@ def test_recorder_describes_the_01_classes_like_real_lasagne(results):
 
 @pytest.mark.theano
 @pytest.mark.slow
-def test_01_classes_match_real_lasagne(results):
+def test_01_classes_match_real_lasagne(results, record_proof):
     r = results["real"]
     g, real = r["graph"], r["theano"]
     want_ops = {"fp_max": "FeaturePool", "wta": "FeatureWTA", "gp_var": "LasagneReduce",
@@ -141,13 +142,14 @@ def test_01_classes_match_real_lasagne(results):
         e = _rel(r["keras"][name], want)
         assert e <= TOL, f"Keras vs real Lasagne 0.1, layer {name}: {e:.2e}"
         worst_keras = max(worst_keras, e)
+    record_proof(g, proofs.REAL_LASAGNE, list(real))
     print(f"\nreal Lasagne 0.1: {len(real)} layers, numpy ref worst {worst_ref:.1e}, "
           f"Keras worst {worst_keras:.1e} (relative)")
 
 
 @pytest.mark.theano
 @pytest.mark.slow
-def test_master_classes_match_theano_ops(results):
+def test_master_classes_match_theano_ops(results, record_proof):
     r = results["master"]
     g = r["graph"]
     classes = {L["name"]: L["class"] for L in g.meta["lasagne_description"]["layers"]}
@@ -176,6 +178,7 @@ def test_master_classes_match_theano_ops(results):
         worst_keras = max(worst_keras, e)
         checked += 1
     assert checked == len(g.nodes) - 1
+    record_proof(g, proofs.THEANO_OPS, [n.name for n in g.nodes if n.op != "Input"])
     print(f"\nLasagne master classes vs Theano ops: {checked} layers, numpy ref worst "
           f"{worst_ref:.1e}, Keras worst {worst_keras:.1e} (relative)")
 

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from migrator.testing import lasagne_models as M
+from tests import proofs
 
 pytestmark = [pytest.mark.theano, pytest.mark.slow]
 
@@ -317,7 +318,7 @@ def test_recorder_describes_recurrent_layers_like_real_lasagne_01(py, char):
     assert "trainable" not in next(p for p in by["lstm"]["params"] if p["name"] == "hid_init")["tags"]
 
 
-def test_char_model_matches_real_lasagne_01(py, char, tmp_path):
+def test_char_model_matches_real_lasagne_01(py, char, tmp_path, record_proof):
     from migrator.core.importers.lasagne import load_lasagne
 
     b, p, vals = char
@@ -337,6 +338,7 @@ def test_char_model_matches_real_lasagne_01(py, char, tmp_path):
                     "crnn": "unrolled"}
     assert not np.allclose(g.node("gru").p("hid_init"), 0)      # learned init really used
     _check_saved_and_custom(plan, g, xs, real["prob"], tmp_path)
+    record_proof(g, proofs.REAL_LASAGNE, names)
 
 
 LOAD_PLAIN = r'''
@@ -376,7 +378,7 @@ def _check_saved_and_custom(plan, g, xs, want, tmp_path):
     assert e_saved <= 1e-5 and e_custom <= 1e-5
 
 
-def test_lstm_peephole_02_form_matches_theano(py, tmp_path):
+def test_lstm_peephole_02_form_matches_theano(py, tmp_path, record_proof):
     from migrator.core.importers.lasagne import load_lasagne
     from tests.envs.theano_env import run_theano
 
@@ -393,9 +395,10 @@ def test_lstm_peephole_02_form_matches_theano(py, tmp_path):
     want = run_theano(py, LSTM_02, req, timeout=600)["lstm"]
     ref, _, _, keras_out = _migrate(g, xs)
     _check({n.name: want}, ref, keras_out, [n.name])
+    record_proof(g, proofs.THEANO_OPS, [n.name])
 
 
-def test_02_features_match_theano(py, tmp_path):
+def test_02_features_match_theano(py, tmp_path, record_proof):
     """only_return_final, hid_init/cell_init as layers, num_leading_axes=2 (recorder) vs the
     same network in Lasagne 0.1's API run by real Theano."""
     from migrator.core.importers.lasagne import load_lasagne
@@ -416,9 +419,10 @@ def test_02_features_match_theano(py, tmp_path):
     real = _run_real(py, b01, ["h0", "c0", "out"], vals, xs, names)
     ref, _, _, keras_out = _migrate(g, xs)
     _check(real, ref, keras_out, names)
+    record_proof(g, proofs.REAL_LASAGNE, names)      # the same network in 0.1's API, run by Lasagne 0.1
 
 
-def test_conv1d_pool1d_text_model_matches_real_lasagne_01(py, tmp_path):
+def test_conv1d_pool1d_text_model_matches_real_lasagne_01(py, tmp_path, record_proof):
     """Embedding -> Dimshuffle to (N, C, L) -> Conv1DLayer ('same', 'full' + stride; Lasagne
     0.1 always convolves, i.e. flips) -> MaxPool1DLayer (ignore_border=False; pad) ->
     Dimshuffle back -> SliceLayer on time: recorder vs real description, then every layer vs
@@ -438,6 +442,7 @@ def test_conv1d_pool1d_text_model_matches_real_lasagne_01(py, tmp_path):
     real = _run_real(py, b, ["prob"], vals, xs, names, no_cxx=False)
     ref, _, _, keras_out = _migrate(g, xs)
     _check(real, ref, keras_out, [n for n in names if n in real])
+    record_proof(g, proofs.REAL_LASAGNE, [n for n in names if n in real])
 
 
 C3D = '''
@@ -493,7 +498,7 @@ for k, v in zip(names, theano.function([x], [o[k] for k in names])(IN["x"])):
 '''
 
 
-def test_c3d_layers_match_theano_ops(py, tmp_path):
+def test_c3d_layers_match_theano_ops(py, tmp_path, record_proof):
     from migrator.core.importers.lasagne import load_lasagne
     from tests.envs.theano_env import run_theano
 
@@ -508,3 +513,4 @@ def test_c3d_layers_match_theano_ops(py, tmp_path):
     real = run_theano(py, C3D_THEANO, req, timeout=600)
     ref, _, _, keras_out = _migrate(g, {"input": x})
     _check(real, ref, keras_out, sorted(real))
+    record_proof(g, proofs.THEANO_OPS, sorted(real))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from migrator.testing import lasagne_models as M
+from tests import proofs
 
 from . import keras_outputs_by_source
 
@@ -102,7 +103,7 @@ def test_recorder_describes_the_network_like_real_lasagne(env):
     assert rec["params"] == real["params"]
 
 
-def test_numpy_reference_and_keras_match_real_lasagne(env):
+def test_numpy_reference_and_keras_match_real_lasagne(env, record_proof):
     from migrator.core.importers.lasagne import load_lasagne
     from migrator.core.keras_build.builder import build_keras
     from migrator.core.mapping.planner import make_plan
@@ -132,5 +133,6 @@ def test_numpy_reference_and_keras_match_real_lasagne(env):
             assert e <= 1e-4 * scale, f"Keras vs real Lasagne, layer {name}: {e}"
             worst_keras = max(worst_keras, e)
     assert "prob" in keras_out and len(real) == 21
+    record_proof(g, proofs.REAL_LASAGNE, list(real))
     print(f"\nreal Lasagne 0.1: numpy ref worst {worst_ref:.2e}, Keras worst {worst_keras:.2e} "
           f"over {len(real)} layers")

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from migrator.testing import lasagne_models as M
+from tests import proofs
 
 from . import keras_outputs_by_source
 
@@ -97,7 +98,7 @@ def _err(a, b) -> float:
 
 
 @pytest.mark.parametrize("tag", list(CASES))
-def test_numpy_reference_matches_theano_per_layer(results, tag):
+def test_numpy_reference_matches_theano_per_layer(results, tag, record_proof):
     r = results[tag]
     g = r["graph"]
     rows = []
@@ -109,16 +110,17 @@ def test_numpy_reference_matches_theano_per_layer(results, tag):
         scale = max(1e-2, float(np.abs(r["iso"][n.name]).max()))   # relative (floor for near-zero outputs)
         rows.append((n.name, n.op, e))
         assert e <= 2e-5 * scale, f"{tag}: layer {n.name} ({n.op}): numpy ref vs Theano max err {e}"
+    record_proof(g, proofs.THEANO_OPS, [nm for nm, _, _ in rows])
     print(f"\n[{tag}] numpy ref vs Theano (isolated): " +
           ", ".join(f"{nm}={e:.1e}" for nm, _, e in rows))
 
 
 @pytest.mark.parametrize("tag", list(CASES))
-def test_keras_matches_theano_whole_network(results, tag):
+def test_keras_matches_theano_whole_network(results, tag, record_proof):
     r = results[tag]
     g = r["graph"]
     worst, worst_rel, worst_at = 0.0, 0.0, None
-    checked = 0
+    checked = []
     for n in g.nodes:
         if n.op == "Input" or n.name not in r["keras"]:
             continue
@@ -129,11 +131,12 @@ def test_keras_matches_theano_whole_network(results, tag):
         worst = max(worst, e)
         if e / scale >= worst_rel:
             worst_rel, worst_at = e / scale, n.name
-        checked += 1
+        checked.append(n.name)
     out_name = g.meta["output_layer"]
     assert out_name in r["keras"], "the network output has no Keras counterpart"
-    assert checked >= len([n for n in g.nodes if n.op != "Input"]) // 2
-    print(f"\n[{tag}] Keras vs Theano (chained): {checked} layers, worst abs {worst:.2e}, "
+    assert len(checked) >= len([n for n in g.nodes if n.op != "Input"]) // 2
+    record_proof(g, proofs.THEANO_OPS, checked)
+    print(f"\n[{tag}] Keras vs Theano (chained): {len(checked)} layers, worst abs {worst:.2e}, "
           f"worst relative to the layer's max |value| {worst_rel:.1e} at {worst_at}")
 
 

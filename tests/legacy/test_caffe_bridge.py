@@ -12,6 +12,7 @@ import pytest
 
 from migrator.core.errors import MigratorError
 from migrator.core.reference.runtimes import get_runtime
+from tests import proofs
 from tests.legacy import caffe_command, caffe_root, make_caffe_models, nsfw_files, within_default_tolerance
 
 pytestmark = [pytest.mark.caffe,
@@ -41,7 +42,7 @@ def real_runs(models):
 
 
 @pytest.mark.parametrize("name", ["bn_pool_lrn", "v1", "branches"])
-def test_real_caffe_matches_numpy_reference(real_runs, name):
+def test_real_caffe_matches_numpy_reference(real_runs, name, record_proof):
     from migrator.core.reference import numpy_ref
     g, x, got, order, rt = real_runs[name]
     assert rt.describe()["versions"]["caffe"] == "1.0.0"
@@ -56,6 +57,7 @@ def test_real_caffe_matches_numpy_reference(real_runs, name):
             if not ok:
                 bad.append(f"{node}: max_abs {err:.3g} > {bound:.3g}")
     assert not bad, bad
+    record_proof(g, proofs.REAL_CAFFE, order)
 
 
 def test_in_place_layers_are_observed_one_by_one(real_runs):
@@ -70,7 +72,7 @@ def test_in_place_layers_are_observed_one_by_one(real_runs):
 
 
 @pytest.mark.parametrize("name", ["bn_pool_lrn", "v1", "branches"])
-def test_real_caffe_matches_converted_keras(models, name):
+def test_real_caffe_matches_converted_keras(models, name, record_proof):
     from migrator.core import flow
     proto, weights, x = models[name]
     g = flow.open_model([proto, weights])
@@ -84,10 +86,11 @@ def test_real_caffe_matches_converted_keras(models, name):
     assert not failed, failed
     assert sum(s == "pass" for s in statuses.values()) >= len(g.nodes) // 2
     assert all(s in ("pass", "fused") for n, s in statuses.items() if g.node(n).op != "Input"), statuses
+    record_proof(g, proofs.REAL_CAFFE, proofs.passed(res))
 
 
 @pytest.mark.slow
-def test_open_nsfw_real_caffe_vs_reference_and_keras():
+def test_open_nsfw_real_caffe_vs_reference_and_keras(record_proof):
     from migrator.core import flow
     from migrator.core.reference import numpy_ref
     proto, weights = nsfw_files()
@@ -110,6 +113,7 @@ def test_open_nsfw_real_caffe_vs_reference_and_keras():
     failed = [(lr.source, lr.max_abs) for lr in res.layers if lr.status == "fail"]
     assert not failed, failed
     assert sum(lr.status == "pass" for lr in res.layers) > 150
+    record_proof(g, proofs.REAL_CAFFE, [n.name for n in g.nodes])
 
 
 def test_real_caffe_rejects_a_broken_model(models, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 
 from migrator.core.errors import MigratorError
 from migrator.core.reference.runtimes import available_runtimes, get_runtime
+from tests import proofs
 from tests.legacy import make_caffe_models, nsfw_files, within_default_tolerance
 
 pytestmark = pytest.mark.opencv
@@ -51,7 +52,7 @@ def cvnet(tmp_path_factory):
     return load_caffe(proto, weights), x
 
 
-def test_opencv_matches_numpy_reference_layer_by_layer(cvnet):
+def test_opencv_matches_numpy_reference_layer_by_layer(cvnet, record_proof):
     from migrator.core.reference import numpy_ref
     g, x = cvnet
     rt = get_runtime("opencv")
@@ -68,6 +69,7 @@ def test_opencv_matches_numpy_reference_layer_by_layer(cvnet):
             if not ok:
                 bad.append((name, err, bound))
     assert not bad, bad
+    record_proof(g, proofs.OPENCV, list(got))
     assert rt.describe()["versions"]["opencv"] == cv2.__version__
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from migrator.core.errors import MigratorError
 from migrator.core.reference.runtimes import get_runtime
+from tests import proofs
 from tests.legacy import within_default_tolerance
 
 pytestmark = [pytest.mark.theano, pytest.mark.slow]
@@ -140,7 +141,7 @@ def net(tmp_path_factory):
     return _model(tmp_path_factory.mktemp("lasagne_net"), NET)
 
 
-def test_real_lasagne_matches_numpy_reference(net, theano_cmd):
+def test_real_lasagne_matches_numpy_reference(net, theano_cmd, record_proof):
     from migrator.core.reference import numpy_ref
     g = net[2]
     x = np.random.default_rng(3).standard_normal((2, 3, 15, 13)).astype(np.float32)
@@ -162,9 +163,10 @@ def test_real_lasagne_matches_numpy_reference(net, theano_cmd):
     assert not bad, bad
     # the gist BN really normalises with the stored statistics (not an identity)
     assert not np.allclose(got["conv1"][0], got["conv1_2"][0])
+    record_proof(g, proofs.REAL_LASAGNE, list(got))
 
 
-def test_real_lasagne_matches_converted_keras(net, theano_cmd):
+def test_real_lasagne_matches_converted_keras(net, theano_cmd, record_proof):
     from migrator.core import flow
     b, p, _ = net
     g = flow.open_model([b, p])
@@ -176,6 +178,7 @@ def test_real_lasagne_matches_converted_keras(net, theano_cmd):
     failed = {lr.source: (lr.max_abs, lr.note) for lr in res.layers if lr.status == "fail"}
     assert not failed, failed
     assert all(lr.status in ("pass", "fused") for lr in res.layers), [(lr.source, lr.status) for lr in res.layers]
+    record_proof(g, proofs.REAL_LASAGNE, proofs.passed(res))
 
 
 def test_recording_differs_from_real_lasagne(tmp_path, theano_cmd):
