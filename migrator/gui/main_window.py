@@ -56,7 +56,7 @@ from .views.export_banner import ExportBanner
 from .views.inspector import Inspector
 from .views.log_panel import LogPanel
 from .views.plots import ChannelErrorPlot, ChannelValuesView, OverviewPlot
-from .views.trees import LayerTree, _Proxy, fit_column
+from .views.trees import LayerTree, LayerFilterProxy, fit_column
 from .workers import threaded_executor
 
 log = logging.getLogger("migrator.gui")
@@ -174,7 +174,7 @@ class MainWindow(QMainWindow):
         self.compare.cancel_requested.connect(self.cancel_comparison)
         self.compare.input_changed.connect(self._on_input_changed)
         self.results_model = ResultsModel(self.doc, self)
-        self.results_proxy = _Proxy(self)
+        self.results_proxy = LayerFilterProxy(self)
         self.results_proxy.setSourceModel(self.results_model)
         self.results_view = QTreeView()
         self.results_view.setModel(self.results_proxy)

@@ -51,7 +51,7 @@ def fit_column(view: QAbstractItemView, col: int, texts, *, bold_texts=(), icon:
     return w
 
 
-class _Proxy(QSortFilterProxyModel):
+class LayerFilterProxy(QSortFilterProxyModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
@@ -75,7 +75,7 @@ class LayerTree(QWidget):
     def __init__(self, title: str, model, placeholder: str, parent=None):
         super().__init__(parent)
         self.model = model
-        self.proxy = _Proxy(self)
+        self.proxy = LayerFilterProxy(self)
         self.proxy.setSourceModel(model)
         self.title = QLabel(f"<b>{title}</b>")
         self.filter = QLineEdit()
