@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 
 from .compare.metrics import Tolerance, to_keras_layout, to_source_layout
-from .errors import MigratorError
-from .report import build_report, render_html, render_markdown
+from .errors import MigratorError, VerificationFailed
+from .report import build_report, figure_links, figure_paths, render_html, render_markdown
 from .saving import check_writable, write_text
 
 #: export formats, in the order the GUI offers them
@@ -285,6 +285,11 @@ if BLOCK:
     sys.modules["migrator"] = None          # the artifact must not need Migrator
 else:
     import migrator.core.keras_build        # registers Migrator's custom layer classes
+try:                                        # recorded by this process, not assumed by the parent
+    import migrator  # noqa: F401
+    MIGRATOR_IMPORTABLE = True
+except ImportError:
+    MIGRATOR_IMPORTABLE = False
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import warnings
 warnings.filterwarnings("ignore")
@@ -294,7 +299,7 @@ xs = np.load(job["inputs"])
 arrays = [np.asarray(xs[f"in{i}"], dtype=np.float32) for i in range(len(job["sig_inputs"]))]
 res, outs = [], {}
 for k, a in enumerate(job["artifacts"]):
-    rec = {"ok": False}
+    rec = {"ok": False, "migrator_importable": MIGRATOR_IMPORTABLE}
     try:
         t0 = time.perf_counter()
         fmt, path = a["format"], a["path"]
@@ -410,9 +415,19 @@ def run_fresh(artifacts: list[dict], sig_inputs: list[str], sig_outputs: list[st
 
 
 def _check_outputs(rec: dict, got: list[np.ndarray], keras_outs: list[np.ndarray],
-                   refs: list[np.ndarray | None], tol, accept_mismatch: bool) -> None:
+                   refs: list[np.ndarray | None], tol, accept_mismatch: bool,
+                   verified: list[float] | None = None) -> None:
     """Fill ``rec`` with the artifact's errors against the reference and against the
-    in-memory Keras model; ``rec['passed']``."""
+    in-memory Keras model; ``rec['passed']``.
+
+    An artifact is kept only when it matches the *reference*: within the plain tolerance, or no
+    farther from the reference than the comparison measured for the verified model at that
+    output (``verified``: the recorded max |keras - reference| of a verdict that passed, e.g. on
+    the float32 budget) plus the plain tolerance.  Matching the in-memory Keras model alone is not
+    enough (a wrong artifact of a wrong model would pass).  ``accept_mismatch`` is the one
+    explicit way past a reference mismatch; the record says so (``accepted_mismatch``).  Only
+    when no reference output was kept (nothing to compare with) is the in-memory model the
+    comparison, and the record names it (``compared_with``)."""
     if not rec.get("ok"):
         rec["passed"] = False
         return
@@ -422,7 +437,9 @@ def _check_outputs(rec: dict, got: list[np.ndarray], keras_outs: list[np.ndarray
         return
     vs_ref, vs_keras = [], []
     ok = True
-    for g, k, r in zip(got, keras_outs, refs):
+    missing_ref = False
+    verified = list(verified) if verified is not None else [0.0] * len(got)
+    for g, k, r, v in zip(got, keras_outs, refs, verified, strict=True):
         if g.shape != k.shape:
             rec["passed"] = False
             rec["error"] = f"output shape {g.shape}, the Keras model gives {k.shape}"
@@ -430,24 +447,41 @@ def _check_outputs(rec: dict, got: list[np.ndarray], keras_outs: list[np.ndarray
         dk = float(np.max(np.abs(g.astype(np.float64) - k))) if g.size else 0.0
         scale = float(np.max(np.abs(k))) if k.size else 0.0
         ok_k = bool(np.isfinite(dk)) and dk <= tol.atol + tol.rtol * scale
-        vs_keras.append({"max_abs": dk, "rel_to_max": dk / scale if scale else dk})
-        if r is not None:
-            gs = to_source_layout(g, r.ndim)
-            if gs.shape == r.shape:
-                dr = float(np.max(np.abs(gs.astype(np.float64) - r))) if r.size else 0.0
-                rscale = float(np.max(np.abs(r))) if r.size else 0.0
-                ok_r = bool(np.isfinite(dr)) and dr <= tol.atol + tol.rtol * rscale
-                vs_ref.append({"max_abs": dr, "rel_to_max": dr / rscale if rscale else dr, "passed": ok_r})
-                # an artifact passes when it matches the reference, or (mismatch accepted, or a
-                # pass only by float32 budget) reproduces the verified in-memory Keras model
-                ok = ok and (ok_r or ok_k)
-                continue
-        ok = ok and ok_k
+        vs_keras.append({"max_abs": dk, "rel_to_max": dk / scale if scale else dk, "passed": ok_k})
+        gs = to_source_layout(g, r.ndim) if r is not None else None
+        if r is None or gs.shape != r.shape:
+            missing_ref = True
+            ok = ok and ok_k
+            continue
+        dr = float(np.max(np.abs(gs.astype(np.float64) - r))) if r.size else 0.0
+        rscale = float(np.max(np.abs(r))) if r.size else 0.0
+        allowed = tol.atol + tol.rtol * rscale + (v if v is not None and np.isfinite(v) else 0.0)
+        ok_r = bool(np.isfinite(dr)) and dr <= allowed
+        vs_ref.append({"max_abs": dr, "rel_to_max": dr / rscale if rscale else dr, "passed": ok_r,
+                       "verified_max_abs": v, "allowed": allowed})
+        ok = ok and ok_r
     rec["vs_reference"] = vs_ref or None
     rec["vs_keras"] = vs_keras
+    rec["compared_with"] = ("in-memory Keras model (no reference output kept)" if missing_ref and not vs_ref
+                            else "reference")
     rec["max_abs"] = max([d["max_abs"] for d in (vs_ref or vs_keras)], default=0.0)
     rec["rel_to_max"] = max([d["rel_to_max"] for d in (vs_ref or vs_keras)], default=0.0)
+    if not ok and accept_mismatch and all(d["passed"] for d in vs_keras):
+        rec["accepted_mismatch"] = True      # the user's explicit consent, recorded in the report
+        ok = True
     rec["passed"] = bool(ok)
+
+
+def _verified_error(result, tensor: str) -> float:
+    """max |keras - reference| the comparison recorded at the layer producing ``tensor``, when
+    that layer passed (0.0 otherwise: then only the plain tolerance counts)."""
+    if result is None:
+        return 0.0
+    try:
+        lr = result.layer(tensor.split(":")[0])
+    except KeyError:
+        return 0.0
+    return float(lr.max_abs) if lr.status == "pass" and np.isfinite(lr.max_abs) else 0.0
 
 
 def verify_artifacts(model, plan, graph, items: list[dict], result=None, *,
@@ -462,6 +496,7 @@ def verify_artifacts(model, plan, graph, items: list[dict], result=None, *,
     ref_map = getattr(result, "reference_outputs", None) or {}
     refs = [ref_map.get(t) for t, _ in outs]
     tol = result.tolerances.default if result is not None else Tolerance()
+    verified = [_verified_error(result, t) for t, _ in outs]
     recs: list[dict | None] = [None] * len(items)
     for block in (True, False):
         idx = [i for i, it in enumerate(items) if bool(it.get("needs_migrator")) != block]
@@ -471,9 +506,8 @@ def verify_artifacts(model, plan, graph, items: list[dict], result=None, *,
                 for i in idx]
         rr, oo = run_fresh(arts, [s for *_, s in ins], [s for _, s in outs], inputs, block_migrator=block)
         for i, r, o in zip(idx, rr, oo):
-            r["migrator_importable"] = not block
-            _check_outputs(r, o, keras_outs, refs, tol, accept_mismatch)
-            r["compared_with"] = "reference" if any(v is not None for v in refs) else "in-memory Keras model"
+            r.setdefault("migrator_importable", not block)
+            _check_outputs(r, o, keras_outs, refs, tol, accept_mismatch, verified)
             recs[i] = r
     return [r or {} for r in recs]
 
@@ -506,6 +540,8 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
         report_paths = [report_path, stem + ".md", stem + ".html"]
     for p, f in targets:
         check_target(p, f, force)
+    if report_paths:
+        report_paths += figure_paths(report_paths[1])   # the SVG figures the Markdown report links
     for p in report_paths:
         check_target(p, "report", force)
     if any(f == "h5" for _, f in targets):
@@ -569,8 +605,13 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
             r = bad[0]
             why = r.get("error") or (f"outputs differ: max |diff| {r.get('max_abs', float('nan')):.3g} "
                                      f"({r.get('rel_to_max', float('nan')):.3g} of max|ref|)")
-            raise MigratorError(f"the exported {r['format']} model failed its check in a fresh process: "
-                                f"{why}; nothing was written", file=r["path"])
+            if r.get("error"):
+                raise MigratorError(f"the exported {r['format']} model failed its check in a fresh process: "
+                                    f"{why}; nothing was written", file=r["path"])
+            raise VerificationFailed(f"{r['path']}: the exported {r['format']} model does not match the "
+                                     f"{r.get('compared_with', 'reference')} in a fresh process: {why}; "
+                                     "nothing was written (--accept-mismatch saves it anyway, recorded in "
+                                     "the report)")
         if progress:
             progress(0.9, "moving the files into place")
         for item in items:
@@ -580,13 +621,22 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
             ex = dict(extra or {})
             rep = build_report(graph, plan, result, outputs=[p for p, _ in targets],
                                overrides=overrides if overrides is not None else plan.overrides,
-                               accepted_mismatch=bool(result is not None and not result.passed),
+                               accepted_mismatch=bool(result is not None and not result.passed)
+                               or any(r.get("accepted_mismatch") for r in records),
                                extra=ex or None, artifacts=records, migrator_only=needs)
             write_text(report_paths[0], json.dumps(rep, indent=1, allow_nan=False), force=force)
             written.append(report_paths[0])
-            write_text(report_paths[1], render_markdown(rep), force=force)
+            figs = figure_links(rep, report_paths[1])
+            for fig, name in figs:
+                fp = os.path.join(os.path.dirname(report_paths[1]), name)
+                write_text(fp, fig.svg, force=force)
+                written.append(fp)
+            for stale in set(report_paths[3:]) - set(written):   # an earlier run's figure this report lacks
+                if force and os.path.exists(stale):
+                    os.remove(stale)
+            write_text(report_paths[1], render_markdown(rep, figs), force=force)
             write_text(report_paths[2], render_html(rep), force=force)
-            written += report_paths[1:]
+            written += report_paths[1:3]
     except BaseException:
         for t in temps:
             _remove(t)

@@ -38,7 +38,7 @@ import numpy as np
 
 from .. import __version__
 from .importers.caffe.fields import unverified_layers
-from .report_figures import Figure, report_figures
+from .report_figures import FIGURE_STEMS, Figure, report_figures
 
 SCHEMA_VERSION = 1
 _FULL_LIMIT = 64
@@ -269,12 +269,20 @@ def _inline(text: str) -> str:
     return "".join(out)
 
 
+def figure_file(markdown_path: str, figure_stem: str) -> str:
+    """The file a figure gets beside the Markdown report: ``<report>.<figure>.svg``."""
+    return f"{markdown_path.removesuffix('.md')}.{figure_stem}.svg"
+
+
+def figure_paths(markdown_path: str) -> list[str]:
+    """Every figure file a report beside ``markdown_path`` can have (checked before writing)."""
+    return [figure_file(markdown_path, s) for s in FIGURE_STEMS]
+
+
 def figure_links(rep: dict[str, Any], markdown_path: str) -> list[tuple[Figure, str]]:
-    """The report's figures and the file names they get beside the Markdown report
-    (``<report>.<figure>.svg``); :func:`render_markdown` links them."""
-    base = os.path.basename(markdown_path)
-    stem = base.removesuffix(".md")
-    return [(f, f"{stem}.{f.stem}.svg") for f in report_figures(rep)]
+    """The report's figures and the (relative) file names they get beside the Markdown report;
+    :func:`render_markdown` links them."""
+    return [(f, os.path.basename(figure_file(markdown_path, f.stem))) for f in report_figures(rep)]
 
 
 def render_markdown(rep: dict[str, Any], figures: list[tuple[Figure, str]] | None = None) -> str:

@@ -25,6 +25,10 @@ FLOOR = 1e-12                    # log-scale floor for exact zeros
 PASS, FAIL, LINE, GRID, TEXT = "#1b7f2a", "#b00020", "#e08a00", "#dddddd", "#333333"
 
 
+#: every figure a report can have (file stems beside a Markdown report: ``<report>.<stem>.svg``)
+FIGURE_STEMS = ("error_along_layers", "channels_first_divergent", "channels_worst", "samples")
+
+
 @dataclass
 class Figure:
     """One figure: its file stem (``<report>.<stem>.svg`` beside a Markdown report), the

@@ -56,7 +56,7 @@ from .views.export_banner import ExportBanner
 from .views.inspector import Inspector
 from .views.log_panel import LogPanel
 from .views.plots import ChannelErrorPlot, ChannelValuesView, OverviewPlot
-from .views.trees import LayerTree, LayerFilterProxy, fit_column
+from .views.trees import LayerFilterProxy, LayerTree, fit_column
 from .workers import threaded_executor
 
 log = logging.getLogger("migrator.gui")
