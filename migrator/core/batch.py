@@ -180,6 +180,20 @@ def discover(root: str, *, builder_function: str = "build_model") -> list[ModelE
                 stem = os.path.splitext(os.path.basename(p))[0]
                 found.append(ModelEntry(_rel(os.path.join(folder, stem), root), "lasagne",
                                         [builders[0], p], mapping=_mapping_for(folder, stem)))
+    return _short_names(found)
+
+
+def _short_names(found: list[ModelEntry]) -> list[ModelEntry]:
+    """A folder holding one model names it by the folder alone (``zoo/alexnet``, not
+    ``zoo/alexnet/deploy``); folders with several models keep the file stem."""
+    per_folder: dict[str, int] = {}
+    for e in found:
+        folder = e.name.rsplit("/", 1)[0] if "/" in e.name else ""
+        per_folder[folder] = per_folder.get(folder, 0) + 1
+    for e in found:
+        folder = e.name.rsplit("/", 1)[0] if "/" in e.name else ""
+        if folder and per_folder[folder] == 1:
+            e.name = folder
     return found
 
 
@@ -447,6 +461,12 @@ def _fmt(v, spec=".3g") -> str:
     return "—" if v is None else format(v, spec)
 
 
+def _worst(m: dict) -> str:
+    if m.get("worst_layer") is None:
+        return "—"
+    return f"{html.escape(str(m['worst_layer']))} ({_fmt(m.get('worst_max_rel'))})"
+
+
 def render_index_html(index: dict) -> str:
     rows = []
     colours = {"verified": "#e6f4ea", "verification failed": "#fde7e9", "refused": "#fff4e5",
@@ -458,12 +478,13 @@ def render_index_html(index: dict) -> str:
         if rep:
             page = os.path.relpath(rep, index["out_dir"]).replace(os.sep, "/").removesuffix(".json") + ".html"
             link = f"<a href='{html.escape(page, quote=True)}'>report</a>"
-        outs = "<br>".join(html.escape(os.path.relpath(p, index["out_dir"])) for p in m.get("outputs") or [])
+        outs = "<br>".join(html.escape(os.path.relpath(p, index["out_dir"])) for p in m.get("outputs") or []
+                           if ".report." not in os.path.basename(p))
         rows.append(
             f"<tr style='background:{colours.get(m['status'], 'white')}'><td>{html.escape(m['name'])}</td>"
             f"<td>{html.escape(m['framework'])}</td><td><b>{html.escape(m['status'])}</b></td>"
             f"<td>{html.escape(m.get('detail') or '')}</td><td>{outs}</td>"
-            f"<td>{html.escape(str(m.get('worst_layer') or '—'))} {_fmt(m.get('worst_max_rel'))}</td>"
+            f"<td>{_worst(m)}</td>"
             f"<td>{_fmt(m.get('top1_agreement'))}</td><td>{_fmt(m.get('seconds'), '.1f')}</td>"
             f"<td>{_fmt(m.get('peak_rss_mb'), '.0f')}</td><td>{link}</td></tr>")
     counts = ", ".join(f"{n} {s}" for s, n in index["counts"].items() if n)

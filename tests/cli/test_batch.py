@@ -46,12 +46,12 @@ def zoo(tmp_path_factory):
 
 def test_discovery_picks_the_deploy_net_and_pairs_the_files(zoo):
     found = {e.name: e for e in discover(str(zoo))}
-    assert set(found) == {"caffe_good/deploy", "lasagne_misc/params", "unknown_type/deploy",
-                          "corrupt/deploy", "broken_by_mapping/deploy"}, sorted(found)
-    assert [os.path.basename(p) for p in found["caffe_good/deploy"].files] == ["deploy.prototxt",
+    assert set(found) == {"caffe_good", "lasagne_misc", "unknown_type",
+                          "corrupt", "broken_by_mapping"}, sorted(found)
+    assert [os.path.basename(p) for p in found["caffe_good"].files] == ["deploy.prototxt",
                                                                                 "deploy.caffemodel"]
-    assert found["broken_by_mapping/deploy"].mapping.endswith("deploy.mapping.json")
-    assert found["lasagne_misc/params"].framework == "lasagne"
+    assert found["broken_by_mapping"].mapping.endswith("deploy.mapping.json")
+    assert found["lasagne_misc"].framework == "lasagne"
 
 
 class _Page(HTMLParser):
@@ -85,20 +85,20 @@ def test_batch_over_a_mixed_folder(zoo, tmp_path):
     assert r.returncode == 3, r.stdout + r.stderr          # some models were not verified
     idx = json.loads((out / "index.json").read_text())
     by = {m["name"]: m for m in idx["models"]}
-    assert by["caffe_good/deploy"]["status"] == "verified", by["caffe_good/deploy"]
-    assert by["lasagne_misc/params"]["status"] == "verified", by["lasagne_misc/params"]
-    assert by["unknown_type/deploy"]["status"] == "refused" and "PriorBoxish" in by["unknown_type/deploy"]["detail"]
-    assert by["corrupt/deploy"]["status"] == "bad file" and "deploy.caffemodel" in by["corrupt/deploy"]["detail"]
-    broken = by["broken_by_mapping/deploy"]
+    assert by["caffe_good"]["status"] == "verified", by["caffe_good"]
+    assert by["lasagne_misc"]["status"] == "verified", by["lasagne_misc"]
+    assert by["unknown_type"]["status"] == "refused" and "PriorBoxish" in by["unknown_type"]["detail"]
+    assert by["corrupt"]["status"] == "bad file" and "deploy.caffemodel" in by["corrupt"]["detail"]
+    broken = by["broken_by_mapping"]
     # bn1 is compared through the Scale it is fused with
     assert broken["status"] == "verification failed" and broken["layer"] == "scale1", broken
-    for name in ("caffe_good/deploy", "lasagne_misc/params"):
+    for name in ("caffe_good", "lasagne_misc"):
         m = by[name]
         assert m["outputs"] and all(os.path.exists(p) for p in m["outputs"])
         assert m["worst_max_rel"] is not None and m["worst_max_rel"] < 1e-3
         assert m["peak_rss_mb"] and m["seconds"] > 0
-    for name in ("unknown_type/deploy", "corrupt/deploy", "broken_by_mapping/deploy"):
-        folder = out / name.split("/")[0]
+    for name in ("unknown_type", "corrupt", "broken_by_mapping"):
+        folder = out / name
         assert not folder.exists() or not any(p.suffix in (".keras", ".json") for p in folder.rglob("*")), name
     page = _Page()
     page.feed((out / "index.html").read_text())
@@ -111,8 +111,8 @@ def test_batch_over_a_mixed_folder(zoo, tmp_path):
     r2 = run("batch", zoo, "-o", out, "--timeout", "600")
     idx2 = json.loads((out / "index.json").read_text())
     by2 = {m["name"]: m for m in idx2["models"]}
-    assert by2["caffe_good/deploy"].get("skipped") and by2["lasagne_misc/params"].get("skipped")
-    assert "broken_by_mapping/deploy" not in by2 and "(already done)" in r2.stdout
+    assert by2["caffe_good"].get("skipped") and by2["lasagne_misc"].get("skipped")
+    assert "broken_by_mapping" not in by2 and "(already done)" in r2.stdout
 
 
 def test_no_models_is_a_one_line_error(tmp_path):
