@@ -97,6 +97,11 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
     for m in plan.mappings:
         if m.keras_output and m.keras_output in in_model:
             wanted[m.keras_output] = wanted.get(m.keras_output, 0) + 1
+    # every further output of a multi-output node (Slice/Split tops, ...) is compared too
+    extra = _further_outputs(graph, plan, in_model)
+    for names in extra.values():
+        for _i, kname in names:
+            wanted[kname] = wanted.get(kname, 0) + 1
 
     timings = {"reference_s": 0.0, "keras_s": 0.0, "metrics_s": 0.0}
     k_feed = (keras_feed(model, plan, x_keras, cancel, wanted, timings, graph) if compiled
@@ -198,6 +203,12 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
                     if name in outputs:
                         final_pairs.append((ref, got_src))
                 timings["metrics_s"] += time.perf_counter() - t0
+                if name in extra:
+                    _compare_further_outputs(lr, extra[name], ref_outs, pull_keras, tol)
+                    for _i, kname in extra[name]:
+                        wanted[kname] -= 1
+                        if wanted[kname] <= 0:
+                            k_buf.pop(kname, None)
                 results[name] = lr
                 wanted[m.keras_output] -= 1
                 if wanted[m.keras_output] <= 0:
@@ -241,6 +252,50 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
     res.input_array = x
     res.reference_outputs = ref_outputs
     return res
+
+
+def _further_outputs(graph, plan, in_model) -> dict[str, list[tuple[int, str]]]:
+    """node -> [(output index >= 1, the Keras layer producing it)] for multi-output nodes."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    for node in graph.nodes:
+        if len(node.outputs) < 2:
+            continue
+        m = plan.mapping(node.name)
+        if not m.keras_output:
+            continue
+        by_tensor = {spec.output: spec.name for spec in m.layers}
+        pairs = [(i, by_tensor[t]) for i, t in enumerate(node.outputs)
+                 if i > 0 and by_tensor.get(t) in in_model and by_tensor[t] != m.keras_output]
+        if pairs:
+            out[node.name] = pairs
+    return out
+
+
+def _compare_further_outputs(lr: LayerResult, pairs, ref_outs, pull_keras, tol) -> None:
+    """Compare output i >= 1 of a multi-output node; the layer fails when any output does (its
+    figures stay those of output 0; ``lr.outputs`` lists every output's)."""
+    rows = [{"output": 0, "keras": lr.keras, "max_abs": lr.max_abs, "max_rel": lr.max_rel,
+             "passed": lr.status == "pass"}]
+    for i, kname in pairs:
+        row = {"output": i, "keras": kname, "max_abs": float("nan"), "max_rel": float("nan"), "passed": False}
+        got = pull_keras(kname)
+        if got is not None and i < len(ref_outs):
+            ref = np.asarray(ref_outs[i])
+            got_src = to_source_layout(got, ref.ndim)
+            if got_src.shape == ref.shape:
+                met = compare_arrays(ref, got_src, tol)
+                row.update(max_abs=met["max_abs"], max_rel=met["max_rel"], passed=bool(met["passed"]))
+            else:
+                row["note"] = f"shape mismatch: reference {ref.shape} vs Keras {got_src.shape}"
+        rows.append(row)
+    lr.outputs = rows
+    bad = [r for r in rows[1:] if not r["passed"]]
+    if bad:
+        lr.status = "fail"
+        lr.basis = "output"          # no float32-budget second look can pass another output's error
+        b = bad[0]
+        lr.note = (f"output {b['output']} (Keras '{b['keras']}') differs: max abs {b['max_abs']:.3g}, "
+                   f"max rel {b['max_rel']:.3g}" + (f"; {b['note']}" if b.get("note") else ""))
 
 
 def _apply_second_look(graph, plan, model, x, layers, rt, tolerances, precision, enabled,
@@ -289,7 +344,7 @@ def _apply_second_look(graph, plan, model, x, layers, rt, tolerances, precision,
                     r.samples[key] = e[key + "_s"]
             if r.isolated is not None and "sample_passed" in r.isolated:
                 r.samples["isolated_passed"] = np.asarray(r.isolated["sample_passed"], bool)
-        if r.status != "fail" or box.get("cancelled"):
+        if r.status != "fail" or box.get("cancelled") or r.basis == "output":
             continue
         anchor_factor = getattr(rt, "anchor_factor", factor)
         r.status, r.basis = judge(r, factor, tolerances, anchor_factor)

@@ -19,7 +19,7 @@ class KerasFeed:
 
     def __init__(self, model, plan, x_keras, cancel, wanted, timings):
         from ..keras_build.executor import iter_keras_outputs
-        self._it = iter_keras_outputs(model, plan, x_keras, cancel=cancel)
+        self._it = iter_keras_outputs(model, plan, x_keras, want=set(wanted), cancel=cancel)
         self._wanted = wanted
         self._timings = timings
         self._done = False

@@ -87,6 +87,7 @@ class LayerResult:
     samples: dict | None = field(default=None, repr=False)   # per-sample arrays (not serialised)
     worst_sample: int | None = None      # input sets: the sample with the worst max_abs
     sample_name: str | None = None       # ... and its name (file) when known
+    outputs: list | None = None          # multi-output nodes: every output's figures (output 0 first)
 
     @property
     def isolated_max_abs(self) -> float:
@@ -124,6 +125,8 @@ class LayerResult:
             d["worst_sample_name"] = self.sample_name
         if self.isolated is not None:
             d["isolated"] = {k: (f(v) if isinstance(v, float) else v) for k, v in self.isolated.items()}
+        if self.outputs is not None:
+            d["outputs"] = [{k: (f(v) if isinstance(v, float) else v) for k, v in o.items()} for o in self.outputs]
         if self.channel_max_abs is not None:
             d["channels"] = {"max_abs": [float(x) for x in self.channel_max_abs],
                              "mean_abs": [float(x) for x in self.channel_mean_abs],

@@ -83,8 +83,8 @@ def iter_keras_outputs(model, plan, x_channels_last, *, want: Iterable[str] | No
     alias = _resolve_aliases(plan)
     model_layers = {layer.name for layer in model.layers}
     targets = {m.keras_output for m in plan.mappings if m.keras_output and m.keras_output in model_layers}
-    if want is not None:
-        targets &= set(want)
+    if want is not None:   # any named layer: also the further outputs of multi-output nodes
+        targets = set(want) & model_layers
     # tensor id -> index of the last spec consuming it
     last_use: dict[str, int] = {}
     for i, spec in enumerate(specs):
