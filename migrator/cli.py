@@ -25,6 +25,7 @@ from .core.export import default_report_path, describe_records
 from .core.flow import Flow, FlowOptions
 from .core.input_shape import input_shape_need, need_error, parse_input_shapes
 from .core.inputs import ImagePreprocessing, InputSpec, is_set
+from .core.native_logs import NativeLogFilter, quiet_python_loggers
 from .core.report import build_report, tool_versions
 from .core.saving import check_writable, write_text
 
@@ -100,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Convert Caffe and Lasagne/Theano models to Keras 3 and "
                                              "verify them layer by layer.")
     ap.add_argument("--version", action="store_true", help="print versions and TensorFlow devices")
+    ap.add_argument("--verbose", action="store_true",
+                    help="let TensorFlow's own log lines and warnings through (hidden by default)")
     sub = ap.add_subparsers(dest="cmd")
 
     pi = sub.add_parser("inspect", help="show the layer table and the Keras mapping")
@@ -553,7 +556,11 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_tf()
     _install_signal_handlers()
     _one_line_warnings()
-    return _run_deep(lambda: _dispatch(args))
+    if args.verbose:
+        return _run_deep(lambda: _dispatch(args))
+    quiet_python_loggers()
+    with NativeLogFilter():
+        return _run_deep(lambda: _dispatch(args))
 
 
 def _one_line_warnings() -> None:
