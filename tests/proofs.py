@@ -72,7 +72,7 @@ def types_compared(graph, names) -> set[str]:
 
 
 def passed(result) -> list[str]:
-    """The source layers a ``pipeline.compare`` result found equal (status ``pass``)."""
+    """The source layers a ``flow.compare`` result found equal (status ``pass``)."""
     return [lr.source for lr in result.layers if lr.status == "pass"]
 
 

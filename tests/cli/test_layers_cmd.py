@@ -142,8 +142,8 @@ def test_inspect_says_up_front_what_is_not_covered(tmp_path):
     d = json.loads(r.stdout)
     nc = {x["source"]: x for x in d["not_covered"]}
     assert set(nc) == {"py", "odd"} and "user code" in nc["py"]["why"]
-    from migrator.core import pipeline
-    api = coverage.not_covered(pipeline.make_plan(pipeline.open_model([proto, model])))
+    from migrator.core import flow
+    api = coverage.not_covered(flow.plan_model(flow.open_model([proto, model])))
     assert [(n, t) for n, t, _ in api] == [("py", "Python"), ("odd", "MyFancyLayer")]
     nb2 = NetBuilder("ok", seed=0)
     nb2.input("data", (1, 3, 8, 8))
