@@ -827,15 +827,15 @@ CATALOGUE_MASTER_CALLS: dict[str, tuple[str, dict]] = {
     # instance_norm(Conv2DDNNLayer(net['prelu'], 4, 3, pad=1, name='in_conv'))
     "in_conv": ("Conv2DDNNLayer", {"pad": 1, "nonlinearity": None}),        # moved below
     "in_conv_in": ("StandardizationLayer", {"axes": "spatial"}),
-    "ScaleLayer_1": ("ScaleLayer", {"shared_axes": "auto"}),
-    "BiasLayer_1": ("BiasLayer", {"shared_axes": "auto"}),
+    "in_conv_in_scale": ("ScaleLayer", {"shared_axes": "auto"}),
+    "in_conv_in_bias": ("BiasLayer", {"shared_axes": "auto"}),
     "in_conv_in_nonlin": ("NonlinearityLayer", {"nonlinearity": "rectify"}),  # Conv2DDNNLayer's default
     # layer_norm(DenseLayer(net['std_c'], 7, name='ln_dense'))
     "ln_dense": ("DenseLayer", {"nonlinearity": None}),                      # moved below
-    "ln_dense_in": ("StandardizationLayer", {"axes": "features"}),
-    "ScaleLayer_2": ("ScaleLayer", {"shared_axes": "auto"}),
-    "BiasLayer_2": ("BiasLayer", {"shared_axes": "auto"}),
-    "ln_dense_in_nonlin": ("NonlinearityLayer", {"nonlinearity": "rectify"}),  # DenseLayer's default
+    "ln_dense_ln": ("StandardizationLayer", {"axes": "features"}),
+    "ln_dense_ln_scale": ("ScaleLayer", {"shared_axes": "auto"}),
+    "ln_dense_ln_bias": ("BiasLayer", {"shared_axes": "auto"}),
+    "ln_dense_ln_nonlin": ("NonlinearityLayer", {"nonlinearity": "rectify"}),  # DenseLayer's default
     "noise": ("GaussianNoiseLayer", {}),
     "drop": ("DropoutLayer", {"p": 0.3}),
     "cat_crop": ("ConcatLayer", {"cropping": [None, None, "center", "lower"]}),
