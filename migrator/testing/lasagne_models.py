@@ -799,6 +799,78 @@ def build_model():
     return net
 '''
 
+#: The constructor calls of :data:`CATALOGUE_MASTER_SCRIPT`, layer by layer (names as Migrator's
+#: description gives them): ``name -> (class, the arguments the script passes)``, including the
+#: values that ``batch_norm`` / ``batch_norm_dnn`` / ``instance_norm`` / ``layer_norm`` pass
+#: (lasagne/layers/normalization.py, dnn.py of Lasagne master) and the nonlinearity they move
+#: from the wrapped layer to a NonlinearityLayer.  The Theano-side reference
+#: (:data:`CATALOGUE_THEANO_SCRIPT`) completes them with master's own defaults, written there as
+#: literals, so no constructor value of the reference comes from Migrator's recorder classes.
+#: Keep in step with the script (a layer missing here fails the test).
+CATALOGUE_MASTER_CALLS: dict[str, tuple[str, dict]] = {
+    "dnn": ("Conv2DDNNLayer", {"pad": 1, "nonlinearity": "tanh"}),
+    "mm": ("Conv2DMMLayer", {"pad": "same", "nonlinearity": "tanh"}),
+    "cc": ("Conv2DCCLayer", {"pad": 2, "stride": 2, "untie_biases": True, "nonlinearity": "tanh"}),
+    "mm_flip": ("Conv2DMMLayer", {"pad": "full", "flip_filters": True, "nonlinearity": None}),
+    "dnn_max": ("MaxPool2DDNNLayer", {"pool_size": 3, "stride": 2, "pad": 1}),
+    "dnn_avg": ("Pool2DDNNLayer", {"pool_size": (3, 2), "stride": (2, 1), "pad": (1, 1),
+                                   "mode": "average_exc_pad"}),
+    "cc_max": ("MaxPool2DCCLayer", {"pool_size": 3, "stride": 2}),
+    "scale": ("ScaleLayer", {}),
+    "bias": ("BiasLayer", {}),
+    "prelu": ("ParametricRectifierLayer", {}),
+    "prelu_all": ("ParametricRectifierLayer", {"shared_axes": "all"}),
+    "rrelu": ("RandomizedRectifierLayer", {"lower": 0.2, "upper": 0.5}),
+    "std_sp": ("StandardizationLayer", {}),
+    "std_ft": ("StandardizationLayer", {"axes": "features", "epsilon": 1e-3}),
+    "std_c": ("StandardizationLayer", {"axes": 1}),
+    # instance_norm(Conv2DDNNLayer(net['prelu'], 4, 3, pad=1, name='in_conv'))
+    "in_conv": ("Conv2DDNNLayer", {"pad": 1, "nonlinearity": None}),        # moved below
+    "in_conv_in": ("StandardizationLayer", {"axes": "spatial"}),
+    "in_conv_in_scale": ("ScaleLayer", {"shared_axes": "auto"}),
+    "in_conv_in_bias": ("BiasLayer", {"shared_axes": "auto"}),
+    "in_conv_in_nonlin": ("NonlinearityLayer", {"nonlinearity": "rectify"}),  # Conv2DDNNLayer's default
+    # layer_norm(DenseLayer(net['std_c'], 7, name='ln_dense'))
+    "ln_dense": ("DenseLayer", {"nonlinearity": None}),                      # moved below
+    "ln_dense_ln": ("StandardizationLayer", {"axes": "features"}),
+    "ln_dense_ln_scale": ("ScaleLayer", {"shared_axes": "auto"}),
+    "ln_dense_ln_bias": ("BiasLayer", {"shared_axes": "auto"}),
+    "ln_dense_ln_nonlin": ("NonlinearityLayer", {"nonlinearity": "rectify"}),  # DenseLayer's default
+    "noise": ("GaussianNoiseLayer", {}),
+    "drop": ("DropoutLayer", {"p": 0.3}),
+    "cat_crop": ("ConcatLayer", {"cropping": [None, None, "center", "lower"]}),
+    "sum_crop": ("ElemwiseSumLayer", {"coeffs": [0.5, -1.0, 2.0],
+                                      "cropping": [None, None, "upper", "center"]}),
+    "mul_crop": ("ElemwiseMergeLayer", {"merge_function": "mul",
+                                        "cropping": [None, None, "lower", "upper"]}),
+    "cat_w": ("ConcatLayer", {"axis": -1, "cropping": [None, "center", "lower", None]}),
+    "ReshapeLayer_2": ("ReshapeLayer", {"shape": [[0], [1], -1]}),
+    "dense_nla": ("DenseLayer", {"num_leading_axes": 2, "nonlinearity": "tanh"}),
+    "dense_neg": ("DenseLayer", {"num_leading_axes": -1, "nonlinearity": None}),
+    "nin_untied": ("NINLayer", {"untie_biases": True}),
+    "lc": ("LocallyConnected2DLayer", {"filter_size": 3, "untie_biases": True}),
+    "lc_cw": ("LocallyConnected2DLayer", {"filter_size": (3, 1), "channelwise": True,
+                                          "flip_filters": False, "nonlinearity": "tanh"}),
+    "bn": ("BatchNormLayer", {"epsilon": 1e-3}),
+    # batch_norm(DenseLayer(net['std_c'], 5, name='bn_dense'))
+    "bn_dense": ("DenseLayer", {"nonlinearity": None}),                      # moved below
+    "bn_dense_bn": ("BatchNormLayer", {}),
+    "bn_dense_bn_nonlin": ("NonlinearityLayer", {"nonlinearity": "rectify"}),  # DenseLayer's default
+    # batch_norm_dnn(Conv2DDNNLayer(net['dnn_avg'], 3, 1, name='bn_dnn_conv'))
+    "bn_dnn_conv": ("Conv2DDNNLayer", {"nonlinearity": None}),               # moved below
+    "bn_dnn_conv_bn": ("BatchNormDNNLayer", {}),
+    "bn_dnn_conv_bn_nonlin": ("NonlinearityLayer", {"nonlinearity": "rectify"}),
+    "ReshapeLayer_1": ("ReshapeLayer", {"shape": [[0], [1], -1]}),
+    "up1_r": ("Upscale1DLayer", {"scale_factor": 2}),
+    "up1_d": ("Upscale1DLayer", {"scale_factor": 3, "mode": "dilate"}),
+    "spp_k": ("SpatialPyramidPoolingLayer", {"pool_dims": [3, 2, 1], "implementation": "kaiming"}),
+    "spp_f": ("SpatialPyramidPoolingLayer", {"pool_dims": [2, 1], "mode": "average_exc_pad"}),
+    "spp_d": ("SpatialPyramidPoolingDNNLayer", {"pool_dims": [2, 1]}),
+    **{f"FlattenLayer_{i}": ("FlattenLayer", {}) for i in range(1, 13)},
+    "GlobalPoolLayer_1": ("GlobalPoolLayer", {}),
+    "out": ("ConcatLayer", {}),
+}
+
 #: Appended to THEANO_LAYERS_SCRIPT (before its run loop) by :data:`CATALOGUE_THEANO_SCRIPT`:
 #: the master classes THEANO_LAYERS_SCRIPT does not build, from Lasagne master's
 #: get_output_for (deterministic), the rest delegated to its layer_expr.
@@ -941,6 +1013,126 @@ def layer_expr(L, xs):
                                          ignore_border=True).flatten(3))
         return T.concatenate(pool_list, axis=2)
     return _base_layer_expr(L, xs)
+
+# ---- constructor values: the script's own arguments (IN[tag + 'calls'], from
+# CATALOGUE_MASTER_CALLS) completed with Lasagne master's defaults, written here as literals
+# from master's source (github.com/Lasagne/Lasagne, lasagne/layers/<file>.py), never taken
+# from the description's attrs (Migrator's recorder classes fill those).
+_RECT = "rectify"
+MASTER_DEFAULTS = {
+    # dnn.py Conv2DDNNLayer / corrmm.py Conv2DMMLayer / cuda_convnet.py Conv2DCCLayer
+    "Conv2DDNNLayer": {"stride": (1, 1), "pad": 0, "untie_biases": False, "nonlinearity": _RECT,
+                       "flip_filters": False},
+    "Conv2DMMLayer": {"stride": (1, 1), "pad": 0, "untie_biases": False, "nonlinearity": _RECT,
+                      "flip_filters": False},
+    "Conv2DCCLayer": {"stride": (1, 1), "pad": 0, "untie_biases": False, "nonlinearity": _RECT,
+                      "flip_filters": False},
+    # dnn.py Pool2DDNNLayer / MaxPool2DDNNLayer (mode='max' passed by the subclass)
+    "Pool2DDNNLayer": {"stride": None, "pad": (0, 0), "ignore_border": True, "mode": "max"},
+    "MaxPool2DDNNLayer": {"stride": None, "pad": (0, 0), "ignore_border": True, "mode": "max"},
+    # cuda_convnet.py MaxPool2DCCLayer
+    "MaxPool2DCCLayer": {"stride": None, "ignore_border": False},
+    # special.py
+    "NonlinearityLayer": {"nonlinearity": _RECT},
+    "ScaleLayer": {"shared_axes": "auto"},
+    "BiasLayer": {"shared_axes": "auto"},
+    "ParametricRectifierLayer": {"shared_axes": "auto"},
+    "RandomizedRectifierLayer": {"lower": 0.3, "upper": 0.8, "shared_axes": "auto"},
+    # normalization.py
+    "StandardizationLayer": {"axes": "auto", "epsilon": 1e-4},
+    "BatchNormLayer": {"axes": "auto", "epsilon": 1e-4, "alpha": 0.1},
+    # dnn.py BatchNormDNNLayer / SpatialPyramidPoolingDNNLayer
+    "BatchNormDNNLayer": {"axes": "auto", "epsilon": 1e-4, "alpha": 0.1},
+    "SpatialPyramidPoolingDNNLayer": {"pool_dims": [4, 2, 1], "mode": "max"},
+    # noise.py
+    "GaussianNoiseLayer": {"sigma": 0.1},
+    "DropoutLayer": {"p": 0.5, "rescale": True, "shared_axes": ()},
+    # merge.py
+    "ConcatLayer": {"axis": 1, "cropping": None},
+    "ElemwiseSumLayer": {"coeffs": 1, "cropping": None},
+    "ElemwiseMergeLayer": {"cropping": None},
+    # dense.py
+    "DenseLayer": {"nonlinearity": _RECT, "num_leading_axes": 1},
+    "NINLayer": {"untie_biases": False, "nonlinearity": _RECT},
+    # local.py LocallyConnected2DLayer
+    "LocallyConnected2DLayer": {"stride": (1, 1), "pad": "same", "untie_biases": False,
+                                "nonlinearity": _RECT, "flip_filters": True, "channelwise": False},
+    # pool.py
+    "Upscale1DLayer": {"mode": "repeat"},
+    "GlobalPoolLayer": {"pool_function": "mean"},
+    "SpatialPyramidPoolingLayer": {"pool_dims": [4, 2, 1], "mode": "max", "implementation": "fast"},
+    # shape.py
+    "FlattenLayer": {"outdim": 2},
+    "ReshapeLayer": {},
+}
+
+def _tup(v, n):
+    return tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
+
+def _fn(name):
+    return None if name is None else {"__callable__": name}
+
+def master_attrs(cls, given, ndim, n_in):
+    """The attrs layer_expr reads, resolved as master's constructors resolve them."""
+    a = dict(MASTER_DEFAULTS[cls])
+    a.update(given)
+    if "nonlinearity" in a:
+        a["nonlinearity"] = _fn(a["nonlinearity"])      # None: master's identity
+    for k in ("pool_function", "merge_function"):
+        if k in a:
+            a[k] = _fn(a[k])
+    if cls.startswith("Conv2D") or cls == "LocallyConnected2DLayer":
+        a["stride"] = _tup(a["stride"], 2)
+        if a["pad"] == "valid":
+            a["pad"] = (0, 0)
+        elif a["pad"] not in ("same", "full"):
+            a["pad"] = _tup(a["pad"], 2)
+        if "filter_size" in a:
+            a["filter_size"] = _tup(a["filter_size"], 2)
+    if "pool_size" in a:
+        a["pool_size"] = _tup(a["pool_size"], 2)
+        a["stride"] = a["pool_size"] if a["stride"] is None else _tup(a["stride"], 2)
+        if "pad" in a:
+            a["pad"] = _tup(a["pad"], 2)
+    if "shared_axes" in a and cls != "DropoutLayer":
+        sa = a["shared_axes"]
+        if sa == "auto":
+            sa = (0,) + tuple(range(2, ndim))
+        elif sa == "all":
+            sa = tuple(range(ndim))
+        a["shared_axes"] = _tup(sa, 1)
+    if cls == "StandardizationLayer":
+        ax = a["axes"]
+        if ax == "auto":
+            ax = (1,) if ndim == 2 else tuple(range(2, ndim))
+        elif ax == "spatial":
+            ax = tuple(range(2, ndim))
+        elif ax == "features":
+            ax = tuple(range(1, ndim))
+        a["axes"] = _tup(ax, 1)
+    if cls in ("BatchNormLayer", "BatchNormDNNLayer"):
+        ax = a["axes"]
+        a["axes"] = (0,) + tuple(range(2, ndim)) if ax == "auto" else _tup(ax, 1)
+    if cls == "Upscale1DLayer":
+        a["scale_factor"] = _tup(a["scale_factor"], 1)
+    if cls == "ElemwiseSumLayer" and not isinstance(a["coeffs"], (list, tuple)):
+        a["coeffs"] = [a["coeffs"]] * n_in
+    return a
+
+_described_layer_expr = layer_expr
+
+def layer_expr(L, xs):
+    key = TAG[0] + "calls"
+    if key in IN and L["known"] != "InputLayer":
+        calls = json.loads(str(IN[key]))
+        if L["name"] not in calls:
+            raise KeyError("no constructor call recorded for layer %r" % L["name"])
+        cls, given = calls[L["name"]]
+        if cls != L["known"]:
+            raise ValueError("layer %r: the script builds a %s, the description says %s"
+                             % (L["name"], cls, L["known"]))
+        L = dict(L, attrs=master_attrs(cls, given, xs[0].ndim if xs else 0, len(xs)))
+    return _described_layer_expr(L, xs)
 
 '''
 

@@ -69,14 +69,89 @@ def test_directory_instead_of_file(good, tmp_path):
     expect_error(p, str(d), file="adir.caffemodel", contains=["directory"])
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can read anything")
-def test_permission_denied_real(good):
-    _, p, _ = good
-    os.chmod(p, 0)
+def _unprivileged_ids() -> tuple[int, int] | None:
+    """(uid, gid) of an unprivileged account to drop root to (``nobody``), or None."""
     try:
-        expect_error(p, file=p, contains=["permission denied"])
+        import pwd
+        ent = pwd.getpwnam("nobody")
+    except (ImportError, KeyError):
+        return None
+    return (ent.pw_uid, ent.pw_gid) if ent.pw_uid != 0 else None
+
+
+def _denied_as_unprivileged(path: str, uid: int, gid: int) -> dict:
+    """In a forked child that drops root to ``uid``/``gid`` (so file modes apply to it):
+    load ``path`` while the account can read it (must work), ``chmod 0`` it (the child owns
+    it), load again.  Returns what the child saw.  A fork rather than a new interpreter:
+    the interpreter lives under /root (mode 700), which the unprivileged account cannot
+    execute, while the forked child already has Migrator and its dependencies loaded."""
+    import pickle
+    import traceback
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                    # the child: never returns to pytest
+        os.close(rfd)
+        out: dict = {}
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            out["euid"] = os.geteuid()
+            out["nodes"] = len(load_caffe(path).nodes)
+            os.chmod(path, 0)
+            try:
+                load_caffe(path)
+                out["error"] = None
+            except MigratorError as e:
+                out["error"], out["file"], out["layer"] = str(e), e.file, e.layer
+        except BaseException:  # noqa: BLE001 -- the child reports any failure to the parent
+            out["crash"] = traceback.format_exc()
+        with os.fdopen(wfd, "wb") as f:
+            pickle.dump(out, f)
+        os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(data)
+
+
+def test_permission_denied_real(good):
+    """A prototxt the user may not read: one line, 'permission denied', the file named.
+    File modes do not apply to root, so under root the check runs as ``nobody``."""
+    _, p, _ = good
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        os.chmod(p, 0)
+        try:
+            expect_error(p, file=p, contains=["permission denied"])
+        finally:
+            os.chmod(p, 0o644)
+        return
+    ids = _unprivileged_ids()
+    if ids is None or not hasattr(os, "fork"):
+        pytest.skip("running as root and there is no unprivileged account ('nobody') to drop to")
+    uid, gid = ids
+    # a directory the unprivileged account can enter, holding a file it owns
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="migrator-perm-")
+    try:
+        os.chmod(d, 0o755)
+        q = os.path.join(d, "good.prototxt")
+        shutil.copyfile(p, q)
+        os.chown(q, uid, gid)
+        os.chmod(q, 0o644)
+        load_caffe(q)          # the same code paths are loaded before the child drops root
+        seen = _denied_as_unprivileged(q, uid, gid)
     finally:
-        os.chmod(p, 0o644)
+        shutil.rmtree(d, ignore_errors=True)
+    assert "crash" not in seen, seen.get("crash")
+    assert seen["euid"] == uid != 0
+    assert seen["nodes"] == len(load_caffe(p).nodes)       # readable: it loads
+    msg = seen["error"]
+    assert msg is not None, "an unreadable prototxt loaded"
+    assert "\n" not in msg and "permission denied" in msg.lower(), msg
+    assert seen["file"] == q and os.path.basename(q) in msg, msg
 
 
 def test_permission_denied(good, monkeypatch):

@@ -21,7 +21,7 @@ from migrator.core.importers.caffe import load_caffe
 from migrator.core.reference import numpy_ref
 from migrator.testing.caffe_net import NetBuilder
 from tests import proofs
-from tests.legacy import caffe_root
+from tests.legacy import caffe_root, not_plain_passes
 
 SHAPE = (2, 4, 5, 6)
 REL = 1e-5
@@ -520,6 +520,8 @@ def test_real_caffe_lstm_rnn(tmp_path, record_proof):
     # the whole verification path (convert / compare) on the same model
     res = flow.compare(g, plan, model, xs)
     assert res.passed, [(r.source, r.status, r.note) for r in res.layers if r.status != "pass"]
+    # three recurrent/dense layers: a plain-tolerance pass for each, no float32 budget
+    assert not not_plain_passes(res.layers), not_plain_passes(res.layers)
     record_proof(g, proofs.REAL_CAFFE, ["lstm", "rnn", "fc"])
 
 

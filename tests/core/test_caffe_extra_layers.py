@@ -21,7 +21,7 @@ from migrator.core.importers.caffe import load_caffe
 from migrator.core.reference import numpy_ref
 from migrator.testing.caffe_net import NetBuilder
 from tests import proofs
-from tests.legacy import caffe_root, within_default_tolerance
+from tests.legacy import caffe_root, not_plain_passes, within_default_tolerance
 
 SHAPE = (2, 4, 13, 17)
 
@@ -160,6 +160,7 @@ def test_keras_vs_opencv(opencv_model, record_proof):
                                                         for lr in res.layers if lr.status != "pass"}
     assert set(status) >= {"up", "up_g", "up_1x1", "up_d", "up_bil", "sl", "relu_b", "sl_h",
                            "sum_r", "crop", "crop_o", "crop_c", "crop_w"}
+    assert not not_plain_passes(res.layers), not_plain_passes(res.layers)    # shallow: no budget
     record_proof(g, proofs.OPENCV, proofs.passed(res))
 
 
@@ -252,6 +253,7 @@ def test_real_caffe_vs_reference_and_keras(tmp_path, record_proof):
     assert res.runtime["versions"]["caffe"] == "1.0.0"
     not_pass = {lr.source: (lr.status, lr.max_abs, lr.note) for lr in res.layers if lr.status != "pass"}
     assert not not_pass, not_pass
+    assert not not_plain_passes(res.layers), not_plain_passes(res.layers)    # shallow: no budget
     record_proof(g, proofs.REAL_CAFFE, [n.name for n in g.nodes])
 
 
@@ -275,3 +277,4 @@ def test_crop_reference_used_only_for_its_shape(tmp_path):
     assert by["crop"].status == "pass" and by["big"].status == "pass"
     assert by["small"].status == "not-compared" and "not part of the model" in by["small"].note
     assert res.passed
+    assert not not_plain_passes(res.layers), not_plain_passes(res.layers)

@@ -319,3 +319,93 @@ def test_mapping_file_schema(tmp_path):
         with pytest.raises(MigratorError) as ei:
             Overrides.from_dict({"version": 1, **bad}, file="m.json")
         assert ei.value.key == key
+
+
+# ------------------------------------------------------------------------------------
+# A misspelt block: the unknown field is the diagnosis, not what it leaves missing
+# ------------------------------------------------------------------------------------
+TYPO_TEXT = """name: "typo"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
+layer {
+  name: "conv1"
+  type: "Convolution"
+  bottom: "data"
+  top: "conv1"
+  %s { num_output: 8 kernel_size: 3 %s}
+}
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+"""
+
+
+def _typo_file(tmp_path, block="convoluton_param", extra=""):
+    p = tmp_path / "typo.prototxt"
+    p.write_text(TYPO_TEXT % (block, extra))
+    return str(p)
+
+
+def _assert_typo_message(msg, p):
+    assert "\n" not in msg and p in msg and "layer 'conv1'" in msg
+    assert "unknown field 'convoluton_param' (line 9" in msg
+    assert "did you mean 'convolution_param'" in msg
+    assert "num_output is missing" not in msg.split("reading past it")[0]
+
+
+def test_misspelt_block_is_reported_before_the_missing_field(tmp_path):
+    p = _typo_file(tmp_path)
+    with pytest.raises(MigratorError) as ei:
+        load_caffe(p)
+    assert ei.value.layer == "conv1" and ei.value.file == p
+    _assert_typo_message(str(ei.value), p)
+    assert "missing" not in str(ei.value)
+    # the core open call the CLI uses
+    with pytest.raises(MigratorError) as ei:
+        flow.open_model([p])
+    _assert_typo_message(str(ei.value), p)
+    # the GUI opens with unknown='collect': the layer cannot be built past the typo, and the
+    # error still names the unknown block first (then what reading past it gave)
+    with pytest.raises(MigratorError) as ei:
+        flow.open_model([p], unknown="collect")
+    msg = str(ei.value)
+    _assert_typo_message(msg, p)
+    assert msg.index("convoluton_param") < msg.index("convolution_param.num_output is missing")
+
+
+def test_unknown_field_of_an_earlier_layer_comes_before_a_later_layers_error(tmp_path):
+    p = tmp_path / "two.prototxt"
+    p.write_text('input: "data"\ninput_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
+                 'layer { name: "r" type: "ReLU" bottom: "data" top: "r" relu_param { cap: 6 } }\n'
+                 'layer { name: "ip" type: "InnerProduct" bottom: "r" top: "ip" }\n')
+    with pytest.raises(MigratorError) as ei:
+        load_caffe(str(p))
+    assert ei.value.layer == "r" and "'relu_param.cap' (line 3" in str(ei.value)
+
+
+def test_cli_inspect_misspelt_block_exit_2_one_line(tmp_path):
+    p = _typo_file(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "migrator", "inspect", p],
+                       check=False, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1, r.stderr
+    _assert_typo_message(err[0], p)
+    assert "missing" not in err[0]
+
+
+def test_accept_unknown_still_reads_past_a_harmless_field(tmp_path):
+    # a known block with one extra field the user vouches for: converts, marked unverified
+    p = _typo_file(tmp_path, "convolution_param", "frob: 1 ")
+    with pytest.raises(MigratorError, match=r"'convolution_param\.frob' \(line 9"):
+        load_caffe(p)
+    g = load_caffe(p, accept_unknown=["conv1.convolution_param.frob"])
+    assert g.node("conv1").out_shape == (1, 8, 6, 6)
+    assert [(r["field"], r["accepted"]) for r in g.meta["caffe"]["unknown_fields"]] == [
+        ("convolution_param.frob", True)]
+    r = subprocess.run([sys.executable, "-m", "migrator", "inspect", p, "--accept-unknown", "frob"],
+                       check=False, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "unverified" in r.stdout
+    # accepting the misspelt block reads past it, so the layer really lacks its parameters
+    with pytest.raises(MigratorError, match="convolution_param.num_output is missing"):
+        load_caffe(_typo_file(tmp_path), accept_unknown=["conv1.convoluton_param"])

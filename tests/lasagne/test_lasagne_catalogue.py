@@ -17,12 +17,16 @@ against the real framework or refused by name.
   flip_filters, untie_biases), SpatialPyramidPooling(DNN)Layer (kaiming / fast, max / average),
   ConcatLayer / ElemwiseSumLayer / ElemwiseMergeLayer with ``cropping`` -- are compared with
   Theano's own ops written from master's get_output_for
-  (``migrator.testing.lasagne_models.CATALOGUE_THEANO_SCRIPT``).
+  (``migrator.testing.lasagne_models.CATALOGUE_THEANO_SCRIPT``), with constructor values taken
+  from the script's calls (``CATALOGUE_MASTER_CALLS``) and master's defaults written there as
+  literals -- never from the recorder's description of the layers.
 
 Both Migrator's numpy reference and the converted Keras model are compared, within 1e-5
 relative to the layer's largest value; one Theano process runs everything.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -95,6 +99,8 @@ def results(tmp_path_factory):
             req.update({f"real::param__{i}": v for i, v in enumerate(vals)})
         else:
             req.update(M.theano_request(g, {inp.name: x}, ref, tag=tag))
+            # the reference's constructor values: the script's arguments + master's literal defaults
+            req["master::calls"] = np.array(json.dumps(M.CATALOGUE_MASTER_CALLS))
     th = run_theano(py, NO_CXX + M.CATALOGUE_THEANO_SCRIPT + REAL_FORWARD, req, timeout=900)
     names = [L["name"] for L in out["real"]["graph"].meta["lasagne_description"]["layers"]]
     out["real"]["theano"] = {names[int(k.split("__")[1])]: v for k, v in th.items()
@@ -145,6 +151,39 @@ def test_01_classes_match_real_lasagne(results, record_proof):
     record_proof(g, proofs.REAL_LASAGNE, list(real))
     print(f"\nreal Lasagne 0.1: {len(real)} layers, numpy ref worst {worst_ref:.1e}, "
           f"Keras worst {worst_keras:.1e} (relative)")
+
+
+def test_master_calls_cover_the_master_script(tmp_path):
+    """Every layer of the master catalogue has its constructor call written out for the Theano
+    reference (which never reads constructor values from the recorder's description)."""
+    from migrator.core.importers.lasagne import describe_builder
+    b = tmp_path / "master.py"
+    b.write_text(M.CATALOGUE_MASTER_SCRIPT)
+    layers = [L for L in describe_builder(str(b))["layers"] if L["known"] != "InputLayer"]
+    assert {L["name"]: L["known"] for L in layers} == \
+        {n: cls for n, (cls, _) in M.CATALOGUE_MASTER_CALLS.items()}
+    src = M.CATALOGUE_THEANO_SCRIPT
+    ns: dict = {}
+    part = src[src.index("# ---- constructor values"):src.index("_described_layer_expr = layer_expr")]
+    exec(part, ns)  # noqa: S102 -- our own reference text, as run_theano runs it
+    # the recorder's description agrees with master's constructors (literal defaults resolved as
+    # master resolves 'auto' / 'spatial' / 'features' / None strides) on every value the
+    # reference reads: the Theano comparison below then checks the arithmetic, not the defaults
+
+    def norm(v):
+        if isinstance(v, dict) and "__callable__" in v:
+            n = v["__callable__"].rsplit(".", 1)[-1]
+            return None if n in ("linear", "identity") else n
+        return [norm(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    shapes = {L["name"]: L["output_shape"] for L in describe_builder(str(b))["layers"]}
+    bad = []
+    for L in layers:
+        cls, given = M.CATALOGUE_MASTER_CALLS[L["name"]]
+        want = ns["master_attrs"](cls, given, len(shapes[L["inputs"][0]]), len(L["inputs"]))
+        bad += [(L["name"], k, v, L["attrs"].get(k, "<absent>")) for k, v in want.items()
+                if norm(L["attrs"].get(k, "<absent>")) != norm(v)]
+    assert not bad, bad
 
 
 @pytest.mark.theano

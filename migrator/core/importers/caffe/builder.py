@@ -32,7 +32,7 @@ import numpy as np
 from ...errors import MigratorError
 from ...ir import Graph, Node, Param, Provenance, topological_sort
 from ...limits import check_tensor_sizes
-from .fields import check_unknown_fields, collect_layer_unknowns
+from .fields import check_net_unknowns, check_unknown_fields, collect_layer_unknowns, unknown_error
 from .reader import (
     CaffeWeights,
     blob_to_array,
@@ -116,6 +116,7 @@ class CaffeBuilder:
         scans: list = []
         net = parse_prototxt(self.file, self.warnings, unknown_out=scans)
         self.unknown_scan = scans[0] if scans else None
+        check_net_unknowns(self)
         if len(net.layer) and len(net.layers):
             raise self.err("the prototxt mixes the new 'layer' and the old 'layers' (V1) formats")
         fmt = "V1" if len(net.layers) else "V2"
@@ -287,17 +288,29 @@ class CaffeBuilder:
     # ---------------------------------------------------------------- layers
     def _layer(self, lp):
         t = lp.type
-        name = lp.name
-        tops = list(lp.top)
-        bottoms = list(lp.bottom)
         if t in DATA_TYPES:
             self._drop(lp, "training data layer (no deploy equivalent)")
             return
         if is_loss(t) or t in SINK_TYPES:
             self._drop(lp, "loss/accuracy/sink layer (training only)")
             return
+        left = []
         if self.unknown_scan is not None and self.cur_entry is not None:
-            collect_layer_unknowns(self, lp)
+            left = collect_layer_unknowns(self, lp)     # raises first in mode 'error'
+        if not left:
+            self._kept_layer(lp)
+            return
+        try:        # mode 'collect': the unknown field stays the diagnosis if the layer fails
+            self._kept_layer(lp)
+        except MigratorError as e:
+            raise unknown_error(left, self.file, then=e.message) from None
+
+    def _kept_layer(self, lp):
+        """A layer that stays in the deploy graph: its node (or its input / shaped data)."""
+        t = lp.type
+        name = lp.name
+        tops = list(lp.top)
+        bottoms = list(lp.bottom)
         if t in SHAPED_DATA_TYPES:
             self._shaped_data(lp)
             return

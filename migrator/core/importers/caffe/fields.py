@@ -19,6 +19,7 @@ failing, so an unknown field there never changes what Migrator computes; nothing
 """
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,8 @@ class UnknownField:
     type: str | None = None
     accepted: bool = False
     accepted_by: str | None = None
+    #: a known field of the same message spelled almost alike (a likely typo), if any
+    near: str | None = None
 
     @property
     def leaf(self) -> str:
@@ -159,7 +162,8 @@ class _Walker:
                 text = " ".join(t for t, _ in self.toks[start:self.i]).lstrip(": ").strip()
                 if len(text) > 40:
                     text = text[:37] + "..."
-                out.append(UnknownField(full, text, line))
+                near = difflib.get_close_matches(name, list(desc.fields_by_name), n=1, cutoff=0.8)
+                out.append(UnknownField(full, text, line, near=near[0] if near else None))
                 continue
             if top is not None and name in ("layer", "layers") and sub is not None:
                 k = counts.get(name, 0)
@@ -257,19 +261,22 @@ def apply_accepts(items: list[UnknownField], specs) -> list[UnknownField]:
     return left
 
 
-def unknown_error(items: list[UnknownField], file: str) -> MigratorError:
-    """The one-line error for the first non-accepted unknown field (others counted)."""
+def unknown_error(items: list[UnknownField], file: str, then: str | None = None) -> MigratorError:
+    """The one-line error for the first non-accepted unknown field (others counted);
+    ``then`` is what reading the layer past that field went on to fail with, if anything."""
     first = items[0]
     more = ""
     if len(items) > 1:
         rest = [f"{i.layer}.{i.path}" if i.layer else i.path for i in items[1:4]]
         more = f" (and {len(items) - 1} more: {', '.join(rest)}{', ...' if len(items) > 4 else ''})"
     where = f"{first.type} layer" if first.type else "net"
+    typo = f" (did you mean '{first.near}'?)" if first.near else ""
     return MigratorError(
-        f"unknown field '{first.path}' (line {first.line}, value {first.value}) in a {where}: "
+        f"unknown field '{first.path}' (line {first.line}, value {first.value}) in a {where}{typo}: "
         "Migrator does not know what it computes; accept it explicitly with --accept-unknown "
         f"{(first.layer + '.') if first.layer else ''}{first.path} (the layer is then reported as "
-        f"unverified){more}", file=file, layer=first.layer)
+        f"unverified){more}{f'; reading past it, the layer fails: {then}' if then else ''}",
+        file=file, layer=first.layer)
 
 
 def unverified_layers(graph) -> dict[str, list[dict[str, Any]]]:
@@ -284,13 +291,33 @@ def unverified_layers(graph) -> dict[str, list[dict[str, Any]]]:
 # ------------------------------------------------------------------------------------
 # unknown fields (called by the importer)
 # ------------------------------------------------------------------------------------
-def collect_layer_unknowns(b, lp) -> None:
+def collect_layer_unknowns(b, lp) -> list[UnknownField]:
     """Record the unknown fields of the layer entry being imported (it stays in the deploy
-    graph: dropped data/loss layers never get here)."""
+    graph: dropped data/loss layers never get here) and return those that are errors
+    (neither training-only nor accepted).
+
+    In mode 'error' these are raised here, before the layer's handler runs: an unknown
+    field is the root cause of whatever the handler would report next (a misspelt
+    ``convoluton_param`` block leaves ``convolution_param.num_output`` missing), so the
+    user is told about the field, with its line, first."""
     items = b.unknown_scan.layers.get(b.cur_entry, [])
     for it in items:
         it.layer, it.type = lp.name, lp.type
         b.unknown_items.append(it)
+    left = apply_accepts(items, b.accept_unknown)
+    if left and b.unknown_mode != "collect":
+        raise unknown_error(left, b.file)
+    return left
+
+
+def check_net_unknowns(b) -> None:
+    """Raise for an unknown net-level field (outside any layer) before the layers are read:
+    no layer can be marked for it, so even mode 'collect' cannot carry on."""
+    if b.unknown_scan is None:
+        return
+    left = apply_accepts(list(b.unknown_scan.net), b.accept_unknown)
+    if left:
+        raise unknown_error(left, b.file)
 
 
 def check_unknown_fields(b) -> list[dict[str, Any]]:
@@ -323,6 +350,7 @@ __all__ = [
     "UnknownField",
     "accept_matches",
     "apply_accepts",
+    "check_net_unknowns",
     "check_unknown_fields",
     "collect_layer_unknowns",
     "scan_unknown_fields",

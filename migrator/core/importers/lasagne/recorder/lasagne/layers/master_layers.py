@@ -81,30 +81,32 @@ class StandardizationLayer(Layer):
         self.epsilon = epsilon
 
 
-def _norm(layer, axes, learn_scale, learn_bias, kwargs):
+def _norm(layer, axes, suffix, learn_scale, learn_bias, kwargs):
+    """instance_norm / layer_norm of lasagne/layers/normalization.py (master), layer names
+    included: ``<layer>_in`` / ``<layer>_ln``, then ``_scale``, ``_bias``, ``_nonlin``."""
     nonlinearity = getattr(layer, "nonlinearity", None)
     if nonlinearity is not None:
         layer.nonlinearity = nonlinearities.identity
     if getattr(layer, "b", None) is not None:
         del layer.params[layer.b]
         layer.b = None
-    in_name = kwargs.pop("name", None) or (getattr(layer, "name", None) and layer.name + "_in")
+    in_name = kwargs.pop("name", None) or (getattr(layer, "name", None) and layer.name + suffix)
     layer = StandardizationLayer(layer, axes=axes, name=in_name, **kwargs)
     if learn_scale:
-        layer = ScaleLayer(layer, shared_axes="auto")
+        layer = ScaleLayer(layer, shared_axes="auto", name=in_name and in_name + "_scale")
     if learn_bias:
-        layer = BiasLayer(layer, shared_axes="auto")
+        layer = BiasLayer(layer, shared_axes="auto", name=in_name and in_name + "_bias")
     if nonlinearity is not None:
         layer = NonlinearityLayer(layer, nonlinearity, name=in_name and in_name + "_nonlin")
     return layer
 
 
 def instance_norm(layer, learn_scale=True, learn_bias=True, **kwargs):
-    return _norm(layer, "spatial", learn_scale, learn_bias, kwargs)
+    return _norm(layer, "spatial", "_in", learn_scale, learn_bias, kwargs)
 
 
 def layer_norm(layer, **kwargs):
-    return _norm(layer, "features", True, True, kwargs)
+    return _norm(layer, "features", "_ln", True, True, kwargs)
 
 
 class LocallyConnected2DLayer(Conv2DLayer):
