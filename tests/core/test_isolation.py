@@ -1,5 +1,6 @@
 """Isolated re-checks separate a wrong mapping (root cause) from error inherited downstream."""
 import numpy as np
+import pytest
 
 from migrator.core import flow
 from migrator.core.mapping.overrides import Overrides
@@ -30,8 +31,9 @@ def test_wrong_mapping_is_the_root_cause_and_downstream_layers_pass_in_isolation
     assert res.first_divergent.source == "scale1"
     assert res.root_cause.source == "scale1" and res.divergence == "mapping"
     by = {r.source: r for r in res.layers}
-    # the same error as the chained run: scale1's own inputs are exact
-    assert by["scale1"].isolated["max_abs"] == by["scale1"].max_abs
+    # the same error as the chained run: scale1's inputs differ from the reference's only by
+    # float32 rounding upstream (conv1), far below the planted error (max rel ~0.3)
+    assert by["scale1"].isolated["max_abs"] == pytest.approx(by["scale1"].max_abs, rel=1e-5)
     for name in ("relu1", "conv2", "pool2", "fc"):
         assert by[name].status == "fail", name          # inherited in the chained run ...
         assert by[name].isolated["passed"], name         # ... but exact on the reference's inputs
