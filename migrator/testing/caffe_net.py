@@ -70,6 +70,13 @@ def _pair(v) -> tuple[int, int]:
     return int(v), int(v)
 
 
+def _put_pair(cp: dict, key: str, hw: tuple[int, int], default: tuple[int, int]) -> None:
+    """Set ``cp[key]`` to ``hw`` in Caffe's repeated-field form (one value when both are
+    equal) unless it is the ``default``."""
+    if hw != default:
+        cp[key] = [hw[0]] if hw[0] == hw[1] else list(hw)
+
+
 class NetBuilder:
     """Build a Caffe net layer by layer; see the module docstring."""
 
@@ -131,12 +138,9 @@ class NetBuilder:
             cp.update(kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, pad_h=ph, pad_w=pw)
         else:
             cp["kernel_size"] = [kh] if kh == kw else [kh, kw]
-            if (sh, sw) != (1, 1):
-                cp["stride"] = [sh] if sh == sw else [sh, sw]
-            if (ph, pw) != (0, 0):
-                cp["pad"] = [ph] if ph == pw else [ph, pw]
-        if (dh, dw) != (1, 1):
-            cp["dilation"] = [dh] if dh == dw else [dh, dw]
+            _put_pair(cp, "stride", (sh, sw), (1, 1))
+            _put_pair(cp, "pad", (ph, pw), (0, 0))
+        _put_pair(cp, "dilation", (dh, dw), (1, 1))
         if group != 1:
             cp["group"] = group
         fan_in = (c // group) * kh * kw
@@ -177,6 +181,12 @@ class NetBuilder:
         if eps != 1e-5:
             p["eps"] = eps
         return self._add(name, "BatchNorm", bottom, top or bottom, {"batch_norm_param": p}, blobs)
+
+    def bn_scale(self, bn, scale, blob):
+        """The usual Caffe pair: a BatchNorm ``bn`` then a Scale ``scale`` (with bias), both in
+        place on ``blob``."""
+        self.bn(bn, blob, top=blob)
+        return self.scale(scale, blob, top=blob)
 
     def scale(self, name, bottom, bias=True, top=None, scale_bottom=None, axis=1, num_axes=1):
         """Scale; with ``scale_bottom`` the scale comes from that second bottom."""
@@ -373,12 +383,9 @@ class NetBuilder:
         if not bias:
             cp["bias_term"] = False
         cp["kernel_size"] = [kh] if kh == kw else [kh, kw]
-        if (sh, sw) != (1, 1):
-            cp["stride"] = [sh] if sh == sw else [sh, sw]
-        if (ph, pw) != (0, 0):
-            cp["pad"] = [ph] if ph == pw else [ph, pw]
-        if (dh, dw) != (1, 1):
-            cp["dilation"] = [dh] if dh == dw else [dh, dw]
+        _put_pair(cp, "stride", (sh, sw), (1, 1))
+        _put_pair(cp, "pad", (ph, pw), (0, 0))
+        _put_pair(cp, "dilation", (dh, dw), (1, 1))
         if group != 1:
             cp["group"] = group
         if weight is None:

@@ -22,7 +22,7 @@ from migrator.testing import lasagne_models as M
 from tests import proofs
 from tests.core import naive_ops as N
 
-from . import keras_outputs_by_source
+from . import convert_script
 
 SCRIPT = M.HEADER + '''
 from lasagne.layers import TransposedConv2DLayer, Deconv2DLayer, DilatedConv2DLayer, Upscale2DLayer
@@ -63,21 +63,8 @@ def _tol(ref) -> float:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    from migrator.core.importers.lasagne import load_lasagne
-    from migrator.core.keras_build.builder import build_keras
-    from migrator.core.mapping.planner import make_plan
-    from migrator.core.reference import numpy_ref
-
-    d = tmp_path_factory.mktemp("extra")
-    b, p, values = M.write_model(d, SCRIPT, "npz", seed=5)
-    g = load_lasagne(b, p)
-    inp = g.input_nodes[0]
-    x = np.random.default_rng(11).normal(size=(2,) + inp.out_shape[1:]).astype(np.float32)
-    ref = {k: v[0] for k, v in numpy_ref.run_all(g, {inp.name: x}).items()}
-    plan = make_plan(g)
-    model = build_keras(plan)
-    keras_out = keras_outputs_by_source(model, plan, x, ref)
-    return {"graph": g, "plan": plan, "x": x, "ref": ref, "keras": keras_out, "values": values}
+    r = convert_script(tmp_path_factory.mktemp("extra"), SCRIPT, "npz", seed=5, x_seed=11)
+    return {k: r[k] for k in ("graph", "plan", "x", "ref", "keras", "values")}
 
 
 def naive_chain(x, values) -> dict[str, np.ndarray]:
