@@ -77,6 +77,23 @@ def _put_pair(cp: dict, key: str, hw: tuple[int, int], default: tuple[int, int])
         cp[key] = [hw[0]] if hw[0] == hw[1] else list(hw)
 
 
+def _conv_param(num_output, bias, k, s, p, d, group, rect_fields=False) -> dict[str, Any]:
+    """The convolution_param of a (de)convolution: (h, w) kernel ``k``, stride ``s``, pad ``p``,
+    dilation ``d`` as repeated fields (kernel/stride/pad as kernel_h/... with ``rect_fields``);
+    fields at their default are left out."""
+    cp: dict[str, Any] = {"num_output": num_output, **({} if bias else {"bias_term": False})}
+    if rect_fields:
+        cp.update(kernel_h=k[0], kernel_w=k[1], stride_h=s[0], stride_w=s[1], pad_h=p[0], pad_w=p[1])
+    else:
+        _put_pair(cp, "kernel_size", k, None)
+        _put_pair(cp, "stride", s, (1, 1))
+        _put_pair(cp, "pad", p, (0, 0))
+    _put_pair(cp, "dilation", d, (1, 1))
+    if group != 1:
+        cp["group"] = group
+    return cp
+
+
 class NetBuilder:
     """Build a Caffe net layer by layer; see the module docstring."""
 
@@ -127,22 +144,8 @@ class NetBuilder:
         """Convolution.  ``kernel``/``stride``/``pad`` may be (h, w) pairs; ``rect_fields``
         writes them as kernel_h/kernel_w etc. instead of repeated kernel_size values."""
         n, c, h, w = self.shapes[bottom]
-        kh, kw = _pair(kernel)
-        sh, sw = _pair(stride)
-        ph, pw = _pair(pad)
-        dh, dw = _pair(dilation)
-        cp: dict[str, Any] = {"num_output": num_output}
-        if not bias:
-            cp["bias_term"] = False
-        if rect_fields:
-            cp.update(kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, pad_h=ph, pad_w=pw)
-        else:
-            cp["kernel_size"] = [kh] if kh == kw else [kh, kw]
-            _put_pair(cp, "stride", (sh, sw), (1, 1))
-            _put_pair(cp, "pad", (ph, pw), (0, 0))
-        _put_pair(cp, "dilation", (dh, dw), (1, 1))
-        if group != 1:
-            cp["group"] = group
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (kernel, stride, pad, dilation))
+        cp = _conv_param(num_output, bias, (kh, kw), (sh, sw), (ph, pw), (dh, dw), group, rect_fields)
         fan_in = (c // group) * kh * kw
         blobs = [self._normal((num_output, c // group, kh, kw), math.sqrt(2.0 / fan_in))]
         if bias:
@@ -375,19 +378,8 @@ class NetBuilder:
         """Deconvolution (Caffe's transposed convolution); weight blob (in, out/group, kh, kw).
         ``weight``/``bias_value`` give fixed blobs (e.g. FCN bilinear upsampling kernels)."""
         n, c, h, w = self.shapes[bottom]
-        kh, kw = _pair(kernel)
-        sh, sw = _pair(stride)
-        ph, pw = _pair(pad)
-        dh, dw = _pair(dilation)
-        cp: dict[str, Any] = {"num_output": num_output}
-        if not bias:
-            cp["bias_term"] = False
-        cp["kernel_size"] = [kh] if kh == kw else [kh, kw]
-        _put_pair(cp, "stride", (sh, sw), (1, 1))
-        _put_pair(cp, "pad", (ph, pw), (0, 0))
-        _put_pair(cp, "dilation", (dh, dw), (1, 1))
-        if group != 1:
-            cp["group"] = group
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (kernel, stride, pad, dilation))
+        cp = _conv_param(num_output, bias, (kh, kw), (sh, sw), (ph, pw), (dh, dw), group)
         if weight is None:
             weight = self._normal((c, num_output // group, kh, kw), math.sqrt(1.0 / (c // group * kh * kw)))
         blobs = [np.asarray(weight, np.float32)]
