@@ -52,30 +52,42 @@ def _stale(m: re.Match | None, legacy: bool, age: float) -> bool:
     return legacy and age > LEGACY_AGE_S
 
 
-def sweep(directory: str) -> list[str]:
-    """Remove Migrator's stale temp files in ``directory``; returns the removed paths."""
-    removed = []
+def _stale_entries(directory: str, candidate, ours: re.Pattern, legacy_re: re.Pattern, dirs: bool):
+    """The entries of ``directory`` that are Migrator's stale leftovers: a name ``candidate``
+    accepts that ``ours`` (with the owner's pid) or ``legacy_re`` matches, a directory if
+    ``dirs`` else a file (links never), old enough for :func:`_stale`."""
     try:
         entries = list(os.scandir(directory))
     except OSError:
-        return removed
+        return
     now = time.time()
     for e in entries:
-        if not e.name.startswith(".") or ".tmp" not in e.name:
+        if not candidate(e.name):
             continue
-        m = _OURS.match(e.name)
-        legacy = m is None and _LEGACY.match(e.name) is not None
+        m = ours.match(e.name)
+        legacy = m is None and legacy_re.match(e.name) is not None
         if m is None and not legacy:
             continue
         try:
-            if not e.is_file(follow_symlinks=False):
+            if not (e.is_dir if dirs else e.is_file)(follow_symlinks=False):
                 continue
             age = now - e.stat(follow_symlinks=False).st_mtime
-            if _stale(m, legacy, age):
-                os.unlink(e.path)
-                removed.append(e.path)
         except OSError:
             continue
+        if _stale(m, legacy, age):
+            yield e
+
+
+def sweep(directory: str) -> list[str]:
+    """Remove Migrator's stale temp files in ``directory``; returns the removed paths."""
+    removed = []
+    for e in _stale_entries(directory, lambda n: n.startswith(".") and ".tmp" in n, _OURS, _LEGACY,
+                            dirs=False):
+        try:
+            os.unlink(e.path)
+        except OSError:
+            continue
+        removed.append(e.path)
     return removed
 
 
@@ -98,27 +110,11 @@ def private_dir_prefix() -> str:
 
 
 def sweep_private_dirs(root: str | None = None) -> list[str]:
-    root = root or tempfile.gettempdir()
+    """Remove Migrator's stale private temp directories in ``root`` (the system temp folder);
+    returns the removed paths."""
     removed = []
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return removed
-    now = time.time()
-    for e in entries:
-        if not e.name.startswith("migrator-lasagne-"):
-            continue
-        m = _DIR_OURS.match(e.name)
-        legacy = m is None and _DIR_LEGACY.match(e.name) is not None
-        if m is None and not legacy:
-            continue
-        try:
-            if not e.is_dir(follow_symlinks=False):
-                continue
-            age = now - e.stat(follow_symlinks=False).st_mtime
-            if _stale(m, legacy, age):
-                shutil.rmtree(e.path, ignore_errors=True)
-                removed.append(e.path)
-        except OSError:
-            continue
+    for e in _stale_entries(root or tempfile.gettempdir(), lambda n: n.startswith("migrator-lasagne-"),
+                            _DIR_OURS, _DIR_LEGACY, dirs=True):
+        shutil.rmtree(e.path, ignore_errors=True)
+        removed.append(e.path)
     return removed

@@ -88,37 +88,31 @@ def build_actions(win) -> None:
     w.channel_plot.log_box.toggled.connect(w.act_log_scale.setChecked)
 
 
+def add_items(menu, items) -> None:
+    """Add ``items`` to ``menu`` in order: an action, or None for a separator."""
+    for a in items:
+        if a is None:
+            menu.addSeparator()
+        else:
+            menu.addAction(a)
+
+
 def build_menus(win) -> None:
     w = win
     mb = w.menuBar()
     m = mb.addMenu("&File")
     m.addAction(w.act_open)
     demo = m.addMenu("Open &demo")
-    demo.addAction(w.act_demo_caffe)
-    demo.addAction(w.act_demo_lasagne)
+    add_items(demo, (w.act_demo_caffe, w.act_demo_lasagne))
     w.recent_menu = m.addMenu("Open &recent")
     w.recent_menu.aboutToShow.connect(w._fill_recent)
     w._fill_recent()
-    m.addSeparator()
-    m.addAction(w.act_load_map)
-    m.addAction(w.act_save_map)
-    m.addAction(w.act_save_map_as)
-    m.addSeparator()
-    m.addAction(w.act_export)
-    m.addSeparator()
-    m.addAction(w.act_quit)
-    e = mb.addMenu("&Edit")
-    e.addAction(w.act_undo)
-    e.addAction(w.act_redo)
-    e.addSeparator()
-    e.addAction(w.act_edit_param)
-    e.addAction(w.act_reset)
-    e.addAction(w.act_all_bn)
+    add_items(m, (None, w.act_load_map, w.act_save_map, w.act_save_map_as, None, w.act_export, None,
+                  w.act_quit))
+    add_items(mb.addMenu("&Edit"), (w.act_undo, w.act_redo, None, w.act_edit_param, w.act_reset,
+                                     w.act_all_bn))
     v = mb.addMenu("&View")
-    v.addAction(w.act_next_bn)
-    v.addAction(w.act_filter)
-    v.addAction(w.act_log_scale)
-    v.addSeparator()
+    add_items(v, (w.act_next_bn, w.act_filter, w.act_log_scale, None))
     th = v.addMenu("&Theme")
     grp = QActionGroup(w)
     for key, label in (("auto", "Follow the system"), ("light", "Light"), ("dark", "Dark")):
@@ -130,11 +124,5 @@ def build_menus(win) -> None:
     v.addSeparator()
     for d in (w.inspector_dock, w.compare_dock, w.plots_dock, w.log_dock):
         v.addAction(d.toggleViewAction())
-    c = mb.addMenu("&Compare")
-    c.addAction(w.act_run)
-    c.addAction(w.act_cancel)
-    h = mb.addMenu("&Help")
-    h.addAction(w.act_guide)
-    h.addAction(w.act_shortcuts)
-    h.addSeparator()
-    h.addAction(w.act_about)
+    add_items(mb.addMenu("&Compare"), (w.act_run, w.act_cancel))
+    add_items(mb.addMenu("&Help"), (w.act_guide, w.act_shortcuts, None, w.act_about))

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTabWidget,
     QToolButton,
-    QTreeView,
     QVBoxLayout,
     QWidget,
 )
@@ -56,7 +55,7 @@ from .views.export_banner import ExportBanner
 from .views.inspector import Inspector
 from .views.log_panel import LogPanel
 from .views.plots import ChannelErrorPlot, ChannelValuesView, OverviewPlot
-from .views.trees import LayerFilterProxy, LayerTree, fit_column
+from .views.trees import LayerFilterProxy, LayerTree, fit_column, table_view
 from .workers import threaded_executor
 
 log = logging.getLogger("migrator.gui")
@@ -176,13 +175,7 @@ class MainWindow(QMainWindow):
         self.results_model = ResultsModel(self.doc, self)
         self.results_proxy = LayerFilterProxy(self)
         self.results_proxy.setSourceModel(self.results_model)
-        self.results_view = QTreeView()
-        self.results_view.setModel(self.results_proxy)
-        self.results_view.setRootIsDecorated(False)
-        self.results_view.setUniformRowHeights(True)
-        self.results_view.setAlternatingRowColors(True)
-        self.results_view.setSortingEnabled(True)
-        self.results_view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        self.results_view = table_view(self.results_proxy)
         self.results_view.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         for c, w in {0: 36, 1: 120, 2: 185, 3: 72, 4: 72, 5: 80, 6: 72, 7: 64, 8: 100, 9: 120}.items():
             self.results_view.setColumnWidth(c, w)

@@ -35,48 +35,36 @@ def colour(status: str) -> QColor:
     return QColor(dark if _state["dark"] else light)
 
 
-def light_palette() -> QPalette:
+#: palette role -> (light colour, dark colour)
+PALETTE_COLOURS = {
+    "Window": ("#f3f3f3", "#2b2d30"), "WindowText": ("#1e1e1e", "#e6e6e6"),
+    "Base": ("#ffffff", "#1e1f22"), "AlternateBase": ("#f2f5f9", "#26282b"),
+    "ToolTipBase": ("#ffffe6", "#3c3f41"), "ToolTipText": ("#1e1e1e", "#e6e6e6"),
+    "PlaceholderText": ("#8a8a8a", "#8c8c8c"), "Text": ("#1e1e1e", "#e6e6e6"),
+    "Button": ("#e9e9e9", "#3a3d41"), "ButtonText": ("#1e1e1e", "#e6e6e6"),
+    "BrightText": ("#ffffff", "#ffffff"), "Highlight": ("#2f6fd0", "#3d6fb8"),
+    "HighlightedText": ("#ffffff", "#ffffff"), "Link": ("#1858b8", "#74b0ff"),
+}
+#: the colour of disabled text (light, dark)
+DISABLED_TEXT = ("#9a9a9a", "#6f6f6f")
+
+
+def _palette(dark: bool) -> QPalette:
+    """The light (``dark=False``) or dark application palette."""
     p = QPalette()
-    c = QColor
-    p.setColor(QPalette.ColorRole.Window, c("#f3f3f3"))
-    p.setColor(QPalette.ColorRole.WindowText, c("#1e1e1e"))
-    p.setColor(QPalette.ColorRole.Base, c("#ffffff"))
-    p.setColor(QPalette.ColorRole.AlternateBase, c("#f2f5f9"))
-    p.setColor(QPalette.ColorRole.ToolTipBase, c("#ffffe6"))
-    p.setColor(QPalette.ColorRole.ToolTipText, c("#1e1e1e"))
-    p.setColor(QPalette.ColorRole.PlaceholderText, c("#8a8a8a"))
-    p.setColor(QPalette.ColorRole.Text, c("#1e1e1e"))
-    p.setColor(QPalette.ColorRole.Button, c("#e9e9e9"))
-    p.setColor(QPalette.ColorRole.ButtonText, c("#1e1e1e"))
-    p.setColor(QPalette.ColorRole.BrightText, c("#ffffff"))
-    p.setColor(QPalette.ColorRole.Highlight, c("#2f6fd0"))
-    p.setColor(QPalette.ColorRole.HighlightedText, c("#ffffff"))
-    p.setColor(QPalette.ColorRole.Link, c("#1858b8"))
+    for role, colours in PALETTE_COLOURS.items():
+        p.setColor(getattr(QPalette.ColorRole, role), QColor(colours[dark]))
     for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
-        p.setColor(QPalette.ColorGroup.Disabled, role, c("#9a9a9a"))
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor(DISABLED_TEXT[dark]))
     return p
+
+
+def light_palette() -> QPalette:
+    return _palette(False)
 
 
 def dark_palette() -> QPalette:
-    p = QPalette()
-    c = QColor
-    p.setColor(QPalette.ColorRole.Window, c("#2b2d30"))
-    p.setColor(QPalette.ColorRole.WindowText, c("#e6e6e6"))
-    p.setColor(QPalette.ColorRole.Base, c("#1e1f22"))
-    p.setColor(QPalette.ColorRole.AlternateBase, c("#26282b"))
-    p.setColor(QPalette.ColorRole.ToolTipBase, c("#3c3f41"))
-    p.setColor(QPalette.ColorRole.ToolTipText, c("#e6e6e6"))
-    p.setColor(QPalette.ColorRole.PlaceholderText, c("#8c8c8c"))
-    p.setColor(QPalette.ColorRole.Text, c("#e6e6e6"))
-    p.setColor(QPalette.ColorRole.Button, c("#3a3d41"))
-    p.setColor(QPalette.ColorRole.ButtonText, c("#e6e6e6"))
-    p.setColor(QPalette.ColorRole.BrightText, c("#ffffff"))
-    p.setColor(QPalette.ColorRole.Highlight, c("#3d6fb8"))
-    p.setColor(QPalette.ColorRole.HighlightedText, c("#ffffff"))
-    p.setColor(QPalette.ColorRole.Link, c("#74b0ff"))
-    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
-        p.setColor(QPalette.ColorGroup.Disabled, role, c("#6f6f6f"))
-    return p
+    return _palette(True)
 
 
 def system_is_dark() -> bool:

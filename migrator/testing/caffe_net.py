@@ -70,6 +70,30 @@ def _pair(v) -> tuple[int, int]:
     return int(v), int(v)
 
 
+def _put_pair(cp: dict, key: str, hw: tuple[int, int], default: tuple[int, int]) -> None:
+    """Set ``cp[key]`` to ``hw`` in Caffe's repeated-field form (one value when both are
+    equal) unless it is the ``default``."""
+    if hw != default:
+        cp[key] = [hw[0]] if hw[0] == hw[1] else list(hw)
+
+
+def _conv_param(num_output, bias, k, s, p, d, group, rect_fields=False) -> dict[str, Any]:
+    """The convolution_param of a (de)convolution: (h, w) kernel ``k``, stride ``s``, pad ``p``,
+    dilation ``d`` as repeated fields (kernel/stride/pad as kernel_h/... with ``rect_fields``);
+    fields at their default are left out."""
+    cp: dict[str, Any] = {"num_output": num_output, **({} if bias else {"bias_term": False})}
+    if rect_fields:
+        cp.update(kernel_h=k[0], kernel_w=k[1], stride_h=s[0], stride_w=s[1], pad_h=p[0], pad_w=p[1])
+    else:
+        _put_pair(cp, "kernel_size", k, None)
+        _put_pair(cp, "stride", s, (1, 1))
+        _put_pair(cp, "pad", p, (0, 0))
+    _put_pair(cp, "dilation", d, (1, 1))
+    if group != 1:
+        cp["group"] = group
+    return cp
+
+
 class NetBuilder:
     """Build a Caffe net layer by layer; see the module docstring."""
 
@@ -120,25 +144,8 @@ class NetBuilder:
         """Convolution.  ``kernel``/``stride``/``pad`` may be (h, w) pairs; ``rect_fields``
         writes them as kernel_h/kernel_w etc. instead of repeated kernel_size values."""
         n, c, h, w = self.shapes[bottom]
-        kh, kw = _pair(kernel)
-        sh, sw = _pair(stride)
-        ph, pw = _pair(pad)
-        dh, dw = _pair(dilation)
-        cp: dict[str, Any] = {"num_output": num_output}
-        if not bias:
-            cp["bias_term"] = False
-        if rect_fields:
-            cp.update(kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, pad_h=ph, pad_w=pw)
-        else:
-            cp["kernel_size"] = [kh] if kh == kw else [kh, kw]
-            if (sh, sw) != (1, 1):
-                cp["stride"] = [sh] if sh == sw else [sh, sw]
-            if (ph, pw) != (0, 0):
-                cp["pad"] = [ph] if ph == pw else [ph, pw]
-        if (dh, dw) != (1, 1):
-            cp["dilation"] = [dh] if dh == dw else [dh, dw]
-        if group != 1:
-            cp["group"] = group
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (kernel, stride, pad, dilation))
+        cp = _conv_param(num_output, bias, (kh, kw), (sh, sw), (ph, pw), (dh, dw), group, rect_fields)
         fan_in = (c // group) * kh * kw
         blobs = [self._normal((num_output, c // group, kh, kw), math.sqrt(2.0 / fan_in))]
         if bias:
@@ -177,6 +184,12 @@ class NetBuilder:
         if eps != 1e-5:
             p["eps"] = eps
         return self._add(name, "BatchNorm", bottom, top or bottom, {"batch_norm_param": p}, blobs)
+
+    def bn_scale(self, bn, scale, blob):
+        """The usual Caffe pair: a BatchNorm ``bn`` then a Scale ``scale`` (with bias), both in
+        place on ``blob``."""
+        self.bn(bn, blob, top=blob)
+        return self.scale(scale, blob, top=blob)
 
     def scale(self, name, bottom, bias=True, top=None, scale_bottom=None, axis=1, num_axes=1):
         """Scale; with ``scale_bottom`` the scale comes from that second bottom."""
@@ -365,22 +378,8 @@ class NetBuilder:
         """Deconvolution (Caffe's transposed convolution); weight blob (in, out/group, kh, kw).
         ``weight``/``bias_value`` give fixed blobs (e.g. FCN bilinear upsampling kernels)."""
         n, c, h, w = self.shapes[bottom]
-        kh, kw = _pair(kernel)
-        sh, sw = _pair(stride)
-        ph, pw = _pair(pad)
-        dh, dw = _pair(dilation)
-        cp: dict[str, Any] = {"num_output": num_output}
-        if not bias:
-            cp["bias_term"] = False
-        cp["kernel_size"] = [kh] if kh == kw else [kh, kw]
-        if (sh, sw) != (1, 1):
-            cp["stride"] = [sh] if sh == sw else [sh, sw]
-        if (ph, pw) != (0, 0):
-            cp["pad"] = [ph] if ph == pw else [ph, pw]
-        if (dh, dw) != (1, 1):
-            cp["dilation"] = [dh] if dh == dw else [dh, dw]
-        if group != 1:
-            cp["group"] = group
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (kernel, stride, pad, dilation))
+        cp = _conv_param(num_output, bias, (kh, kw), (sh, sw), (ph, pw), (dh, dw), group)
         if weight is None:
             weight = self._normal((c, num_output // group, kh, kw), math.sqrt(1.0 / (c // group * kh * kw)))
         blobs = [np.asarray(weight, np.float32)]

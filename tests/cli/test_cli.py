@@ -20,17 +20,22 @@ def run(*args, cwd=None):
     return r
 
 
-def small_net(tmp_path, name="net", v1=False):
-    nb = NetBuilder(name, seed=1)
-    nb.input("data", (1, 3, 17, 19))
-    nb.conv("conv1", "data", 6, 3, pad=1, stride=2)
-    nb.bn("bn1", "conv1", top="conv1")
-    nb.scale("scale1", "conv1", top="conv1")
+def conv_bn_net(tmp_path, name, seed, hw, filters, pool, pool_k, classes):
+    """Save a small classifier (conv, BatchNorm + Scale, ReLU, ``pool`` pooling, InnerProduct,
+    Softmax) on a ``(1, 3, *hw)`` input as ``tmp_path/<name>.prototxt/.caffemodel``."""
+    nb = NetBuilder(name, seed=seed)
+    nb.input("data", (1, 3, *hw))
+    nb.conv("conv1", "data", filters, 3, pad=1, stride=2)
+    nb.bn_scale("bn1", "scale1", "conv1")
     nb.relu("relu1", "conv1", top="conv1")
-    nb.pool("pool1", "conv1", "max", 3, stride=2)
-    nb.ip("fc", "pool1", 5)
+    nb.pool("pool1", "conv1", pool, pool_k, stride=2)
+    nb.ip("fc", "pool1", classes)
     nb.softmax("prob", "fc")
     return nb.save(tmp_path / f"{name}.prototxt", tmp_path / f"{name}.caffemodel")
+
+
+def small_net(tmp_path, name="net", v1=False):
+    return conv_bn_net(tmp_path, name, 1, (17, 19), 6, "max", 3, 5)
 
 
 def one_line_error(r, *needles):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from migrator.testing.caffe_net import NetBuilder
+from .test_cli import conv_bn_net
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
@@ -33,16 +33,7 @@ def images(folder, n, size=(40, 48), seed=0):
 
 
 def net(tmp_path):
-    nb = NetBuilder("cls", seed=2)
-    nb.input("data", (1, 3, 24, 24))
-    nb.conv("conv1", "data", 8, 3, pad=1, stride=2)
-    nb.bn("bn1", "conv1", top="conv1")
-    nb.scale("scale1", "conv1", top="conv1")
-    nb.relu("relu1", "conv1", top="conv1")
-    nb.pool("pool1", "conv1", "ave", 2, stride=2)
-    nb.ip("fc", "pool1", 12)
-    nb.softmax("prob", "fc")
-    return nb.save(tmp_path / "cls.prototxt", tmp_path / "cls.caffemodel")
+    return conv_bn_net(tmp_path, "cls", 2, (24, 24), 8, "ave", 2, 12)
 
 
 def test_compare_images_folder_with_report(tmp_path):

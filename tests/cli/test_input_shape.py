@@ -68,20 +68,22 @@ def build_model():
 VALUES: dict = {}
 
 
-@pytest.fixture(scope="module")
-def googlenet(tmp_path_factory):
-    d = tmp_path_factory.mktemp("googlenet_like")
-    b, p, vals = write_model(d, GOOGLENET_LIKE, flavour="npz", seed=2)
+def _written(tmp_path_factory, name, script, seed):
+    """(folder, builder, params) of ``script`` written with npz parameters (kept in VALUES)."""
+    d = tmp_path_factory.mktemp(name)
+    b, p, vals = write_model(d, script, flavour="npz", seed=seed)
     VALUES[b] = vals
     return d, b, p
+
+
+@pytest.fixture(scope="module")
+def googlenet(tmp_path_factory):
+    return _written(tmp_path_factory, "googlenet_like", GOOGLENET_LIKE, 2)
 
 
 @pytest.fixture(scope="module")
 def fcn(tmp_path_factory):
-    d = tmp_path_factory.mktemp("fcn_like")
-    b, p, vals = write_model(d, FCN_LIKE, flavour="npz", seed=5)
-    VALUES[b] = vals
-    return d, b, p
+    return _written(tmp_path_factory, "fcn_like", FCN_LIKE, 5)
 
 
 def test_open_input_without_shape_is_one_line_naming_the_option(googlenet):

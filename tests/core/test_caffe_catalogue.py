@@ -329,12 +329,13 @@ def _check_against_real(g, x, with_keras: bool, record=None):
     return worst, kworst
 
 
-needs_caffe = [pytest.mark.caffe,
-               pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")]
+def needs_caffe(fn):
+    """Mark a test that runs the real Caffe (skipped without the Caffe root)."""
+    skip = pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
+    return pytest.mark.caffe(skip(fn))
 
 
-@pytest.mark.caffe
-@pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
+@needs_caffe
 def test_real_caffe_catalogue(tmp_path, record_proof):
     nb = net_catalogue(keras_ready=True)
     g = load_caffe(*nb.save(tmp_path / "c.prototxt", tmp_path / "c.caffemodel"))
@@ -344,8 +345,7 @@ def test_real_caffe_catalogue(tmp_path, record_proof):
     print("Keras vs real Caffe, worst relative error:", max(kworst.values()))
 
 
-@pytest.mark.caffe
-@pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
+@needs_caffe
 def test_real_caffe_log_argmax(tmp_path, record_proof):
     """Log and ArgMax (plain keras.ops expressions), and the saved .keras loads without Migrator."""
     nb = net_catalogue(keras_ready=False)
@@ -354,8 +354,7 @@ def test_real_caffe_log_argmax(tmp_path, record_proof):
     assert {"log", "log_e", "am", "am_k", "am_ax", "am_axv"} <= set(kworst)
 
 
-@pytest.mark.caffe
-@pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
+@needs_caffe
 def test_real_caffe_edge_variants(tmp_path, record_proof):
     nb = net_edges()
     g = load_caffe(*nb.save(tmp_path / "e.prototxt", tmp_path / "e.caffemodel"))
@@ -364,8 +363,7 @@ def test_real_caffe_edge_variants(tmp_path, record_proof):
             "im2col_d"} <= set(kworst)
 
 
-@pytest.mark.caffe
-@pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
+@needs_caffe
 def test_real_caffe_embed(tmp_path, record_proof):
     nb = net_embed()
     g = load_caffe(*nb.save(tmp_path / "e.prototxt", tmp_path / "e.caffemodel"))
@@ -492,8 +490,7 @@ def x_recurrent() -> dict:
     return {"x": rng.standard_normal((T_, N_, I_)).astype(np.float32), "cont": cont}
 
 
-@pytest.mark.caffe
-@pytest.mark.skipif(caffe_root()[0] is None, reason=caffe_root()[1] or "no caffe root")
+@needs_caffe
 def test_real_caffe_lstm_rnn(tmp_path, record_proof):
     from migrator.core import flow
     from migrator.core.compare.metrics import to_keras_layout, to_source_layout

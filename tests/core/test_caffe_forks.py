@@ -40,6 +40,15 @@ def _x(shape=SHAPE, seed=0):
 # ------------------------------------------------------------------------------------
 # naive implementations from the forks' definitions
 # ------------------------------------------------------------------------------------
+def _interp_taps(r, o, L):
+    """(i, step to the next source index (0 at the last), weight of i, weight of i + step) of
+    output index ``o``: src = r*o, i = int(src), l = src - i, all float32 as in interp2."""
+    src = F32(r * F32(o))
+    i = int(src)
+    l1 = F32(src - F32(i))
+    return i, 1 if i < L - 1 else 0, F32(1) - l1, l1
+
+
 def naive_interp(x, oh, ow, pad_beg=0, pad_end=0):
     """DeepLab interp2: crop to [-pad_beg, L + pad_end), then for every output pixel the
     float32 weights r = (L-1)/(out-1), src = r*o, i = int(src), l = src - i."""
@@ -52,17 +61,9 @@ def naive_interp(x, oh, ow, pad_beg=0, pad_end=0):
     rh = F32(h1 - 1) / F32(oh - 1) if oh > 1 else F32(0)
     rw = F32(w1 - 1) / F32(ow - 1) if ow > 1 else F32(0)
     for i2 in range(oh):
-        hr = F32(rh * F32(i2))
-        i1 = int(hr)
-        ip = 1 if i1 < h1 - 1 else 0
-        hl1 = F32(hr - F32(i1))
-        hl0 = F32(1) - hl1
+        i1, ip, hl0, hl1 = _interp_taps(rh, i2, h1)
         for j2 in range(ow):
-            wr = F32(rw * F32(j2))
-            j1 = int(wr)
-            jp = 1 if j1 < w1 - 1 else 0
-            wl1 = F32(wr - F32(j1))
-            wl0 = F32(1) - wl1
+            j1, jp, wl0, wl1 = _interp_taps(rw, j2, w1)
             a = x[:, :, o0 + i1, o0 + j1]
             b = x[:, :, o0 + i1, o0 + j1 + jp]
             c = x[:, :, o0 + i1 + ip, o0 + j1]

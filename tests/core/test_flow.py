@@ -11,7 +11,7 @@ from migrator import cli
 from migrator.core import document
 from migrator.core.errors import UnsupportedLayerError, unsupported_layers_error
 from migrator.core.flow import Flow, FlowOptions
-from migrator.testing.caffe_net import NetBuilder
+from tests.core import bn_frob_weights
 
 PROTOTXT = """name: "bn_frob"
 input: "data"
@@ -25,11 +25,7 @@ layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" frob: 1
 
 @pytest.fixture
 def model(tmp_path):
-    nb = NetBuilder("bn_frob", seed=0)
-    nb.input("data", (1, 3, 8, 8))
-    nb.conv("conv", "data", 4, 3)
-    nb.bn("bn", "conv", top="conv")
-    _, weights = nb.save(tmp_path / "w.prototxt", tmp_path / "w.caffemodel")
+    weights = bn_frob_weights(tmp_path)
     proto = tmp_path / "bn.prototxt"
     proto.write_text(PROTOTXT)
     mapping = tmp_path / "m.mapping.json"

@@ -203,18 +203,13 @@ def run_worker(seed: int, out_dir: str) -> dict:
         case("caffemodel", lambda m=m: plan_caffe(proto, m), f"#{i}")
     pickles = [k for k in lseeds if k.endswith(".pkl")]
     npzs = [k for k in lseeds if k.endswith(".npz")]
-    for i in range(N_PICKLE):
-        k = pickles[i % len(pickles)]
-        p = os.path.join(d, f"m{i % 4}.pkl")
-        with open(p, "wb") as f:
-            f.write(mutate_bytes(lseeds[k], rng))
-        case("pickle", lambda p=p: load_param_values(p, EXPECTED), f"#{i} from {k}")
-    for i in range(N_NPZ):
-        k = npzs[i % len(npzs)]
-        p = os.path.join(d, f"m{i % 4}.npz")
-        with open(p, "wb") as f:
-            f.write(mutate_bytes(lseeds[k], rng))
-        case("npz", lambda p=p: load_param_values(p, EXPECTED), f"#{i} from {k}")
+    for kind, ext, keys, n in (("pickle", ".pkl", pickles, N_PICKLE), ("npz", ".npz", npzs, N_NPZ)):
+        for i in range(n):
+            k = keys[i % len(keys)]
+            p = os.path.join(d, f"m{i % 4}{ext}")
+            with open(p, "wb") as f:
+                f.write(mutate_bytes(lseeds[k], rng))
+            case(kind, lambda p=p: load_param_values(p, EXPECTED), f"#{i} from {k}")
     growth = _vm("VmHWM") - base
     return {"counts": counts, "bad": bad, "growth": growth, "messages": messages,
             "pid_files": sorted(os.listdir(out_dir))}

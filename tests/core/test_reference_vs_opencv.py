@@ -147,6 +147,18 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-6))
 
 
+def opencv_deviation(proto, model, x, layer, ours, what):
+    """OpenCV's output of ``layer``; the test is skipped when it now equals ``ours`` (OpenCV
+    no longer deviates in ``what``)."""
+    net = cv2.dnn.readNetFromCaffe(proto, model)
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setInput(x)
+    theirs = net.forward(layer)
+    if _rel(ours, theirs) <= REL_TOL:
+        pytest.skip(f"this OpenCV honours {what} now (deviation gone)")
+    return theirs
+
+
 def compare_with_opencv(nb: NetBuilder, tmp: Path) -> list[tuple[str, str, float]]:
     """[(layer, caffe type, relative max error)] for every non-input layer."""
     proto, model = _save(nb, tmp)
@@ -207,12 +219,7 @@ def test_opencv_lrn_across_ignores_k_but_ours_does_not(tmp_path):
     sq = np.pad(x.astype(np.float64) ** 2, ((0, 0), (1, 1), (0, 0), (0, 0)))
     s = sq[:, 0:6] + sq[:, 1:7] + sq[:, 2:8]
     np.testing.assert_allclose(ours, x * (3.0 + 2.0 / 3 * s) ** -0.75, rtol=1e-5)
-    net = cv2.dnn.readNetFromCaffe(proto, model)
-    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-    net.setInput(x)
-    theirs = net.forward("lrn_k")
-    if _rel(ours, theirs) <= REL_TOL:
-        pytest.skip("this OpenCV honours LRN k now (deviation gone)")
+    theirs = opencv_deviation(proto, model, x, "lrn_k", ours, "LRN k")
     np.testing.assert_allclose(theirs, x * (1.0 + 2.0 / 3 * s) ** -0.75, rtol=1e-4)
 
 
@@ -229,12 +236,7 @@ def test_opencv_ignores_inner_product_transpose(tmp_path):
     ours = numpy_ref.run_all(load_caffe(proto, model), x)["fc"][0]
     w = nb.weights["fc"][0]                                   # (K, N) = (60, 6)
     np.testing.assert_allclose(ours, x.reshape(2, 60) @ w, rtol=1e-5, atol=1e-5)
-    net = cv2.dnn.readNetFromCaffe(proto, model)
-    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-    net.setInput(x)
-    theirs = net.forward("fc")
-    if _rel(ours, theirs) <= REL_TOL:
-        pytest.skip("this OpenCV honours InnerProduct transpose now (deviation gone)")
+    theirs = opencv_deviation(proto, model, x, "fc", ours, "InnerProduct transpose")
     np.testing.assert_allclose(theirs, x.reshape(2, 60) @ w.reshape(6, 60).T, rtol=1e-4, atol=1e-4)
 
 

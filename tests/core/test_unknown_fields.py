@@ -25,6 +25,7 @@ from migrator.core.importers.caffe_proto import pb
 from migrator.core.mapping.overrides import Overrides
 from migrator.core.reference import numpy_ref
 from migrator.testing.caffe_net import NetBuilder
+from tests.core import bn_frob_weights
 from tests.legacy import caffe_root, within_default_tolerance
 
 
@@ -121,11 +122,7 @@ layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" %s
 
 
 def _bn_files(tmp_path, layer_field="", param_field=""):
-    nb = NetBuilder("bn_frob", seed=0)
-    nb.input("data", (1, 3, 8, 8))
-    nb.conv("conv", "data", 4, 3)
-    nb.bn("bn", "conv", top="conv")
-    _, m = nb.save(tmp_path / "w.prototxt", tmp_path / "w.caffemodel")
+    m = bn_frob_weights(tmp_path)
     p = tmp_path / "bn.prototxt"
     p.write_text(BN_TEXT % (layer_field, param_field))
     return str(p), m

@@ -22,7 +22,7 @@ from migrator.testing import lasagne_models as M
 from tests import proofs
 from tests.core import naive_ops as N
 
-from . import keras_outputs_by_source
+from . import convert_script
 
 SCRIPT = M.HEADER + '''
 from lasagne.layers import TransposedConv2DLayer, Deconv2DLayer, DilatedConv2DLayer, Upscale2DLayer
@@ -63,21 +63,8 @@ def _tol(ref) -> float:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    from migrator.core.importers.lasagne import load_lasagne
-    from migrator.core.keras_build.builder import build_keras
-    from migrator.core.mapping.planner import make_plan
-    from migrator.core.reference import numpy_ref
-
-    d = tmp_path_factory.mktemp("extra")
-    b, p, values = M.write_model(d, SCRIPT, "npz", seed=5)
-    g = load_lasagne(b, p)
-    inp = g.input_nodes[0]
-    x = np.random.default_rng(11).normal(size=(2,) + inp.out_shape[1:]).astype(np.float32)
-    ref = {k: v[0] for k, v in numpy_ref.run_all(g, {inp.name: x}).items()}
-    plan = make_plan(g)
-    model = build_keras(plan)
-    keras_out = keras_outputs_by_source(model, plan, x, ref)
-    return {"graph": g, "plan": plan, "x": x, "ref": ref, "keras": keras_out, "values": values}
+    r = convert_script(tmp_path_factory.mktemp("extra"), SCRIPT, "npz", seed=5, x_seed=11)
+    return {k: r[k] for k in ("graph", "plan", "x", "ref", "keras", "values")}
 
 
 def naive_chain(x, values) -> dict[str, np.ndarray]:
@@ -197,31 +184,30 @@ def test_unsupported_variants_are_custom(tmp_path, name):
     assert n.op == "Custom" and why in n.attrs["reason"], n.attrs.get("reason")
 
 
-@pytest.mark.theano
-def test_numpy_reference_matches_theano_per_layer(converted, theano_out, record_proof):
-    g, ref, iso = converted["graph"], converted["ref"], theano_out["iso"]
+def _per_layer(g, ours, theirs, present, missing, what, record_proof) -> list[str]:
+    """Check every non-input layer of ``g``: named in ``present`` (else ``missing`` with its
+    name), ``ours`` within :func:`_tol` of ``theirs``; record the proof; the ``name=err`` rows."""
     rows = []
     for n in g.nodes:
         if n.op == "Input":
             continue
-        assert n.name in iso, f"Theano gave no output for {n.name}"
-        e = _err(ref[n.name], iso[n.name])
+        assert n.name in present, missing.format(n.name)
+        e = _err(ours[n.name], theirs[n.name])
         rows.append(f"{n.name}={e:.1e}")
-        assert e <= _tol(iso[n.name]), f"layer {n.name} ({n.op}): numpy ref vs Theano max err {e}"
+        assert e <= _tol(theirs[n.name]), f"layer {n.name} ({n.op}): {what} max err {e}"
     record_proof(g, proofs.THEANO_OPS, [n.name for n in g.nodes if n.op != "Input"])
+    return rows
+
+
+@pytest.mark.theano
+def test_numpy_reference_matches_theano_per_layer(converted, theano_out, record_proof):
+    g, ref, iso = converted["graph"], converted["ref"], theano_out["iso"]
+    rows = _per_layer(g, ref, iso, iso, "Theano gave no output for {}", "numpy ref vs Theano", record_proof)
     print("\nnumpy ref vs Theano (isolated): " + ", ".join(rows))
 
 
 @pytest.mark.theano
 def test_keras_matches_theano_per_layer(converted, theano_out, record_proof):
     g, ker, chain = converted["graph"], converted["keras"], theano_out["chain"]
-    rows = []
-    for n in g.nodes:
-        if n.op == "Input":
-            continue
-        assert n.name in ker, f"no Keras output for {n.name}"
-        e = _err(ker[n.name], chain[n.name])
-        rows.append(f"{n.name}={e:.1e}")
-        assert e <= _tol(chain[n.name]), f"layer {n.name} ({n.op}): Keras vs Theano max err {e}"
-    record_proof(g, proofs.THEANO_OPS, [n.name for n in g.nodes if n.op != "Input"])
+    rows = _per_layer(g, ker, chain, ker, "no Keras output for {}", "Keras vs Theano", record_proof)
     print("\nKeras vs Theano (chained): " + ", ".join(rows))

@@ -34,7 +34,7 @@ import pytest
 from migrator.testing import lasagne_models as M
 from tests import proofs
 
-from . import keras_outputs_by_source
+from . import convert_script
 
 TOL = 1e-5
 
@@ -71,10 +71,6 @@ def _rel(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    from migrator.core.importers.lasagne import load_lasagne
-    from migrator.core.keras_build.builder import build_keras
-    from migrator.core.mapping.planner import make_plan
-    from migrator.core.reference import numpy_ref
     from tests.envs import theano_env as TE
     from tests.envs.theano_env import ensure_theano_env, run_theano
 
@@ -83,22 +79,16 @@ def results(tmp_path_factory):
         pytest.skip(f"the real-Theano environment is unavailable: {TE.last_reason}")
     out, req = {"python": py}, {}
     for tag, script in (("real", M.CATALOGUE_01_SCRIPT), ("master", M.CATALOGUE_MASTER_SCRIPT)):
-        d = tmp_path_factory.mktemp(tag)
-        b, p, vals = M.write_model(d, script, "pkl_list", seed=4)
-        g = load_lasagne(b, p)
-        inp = g.input_nodes[0]
-        x = np.random.default_rng(9).normal(size=(2,) + inp.out_shape[1:]).astype(np.float32)
-        ref = {k: v[0] for k, v in numpy_ref.run_all(g, {inp.name: x}).items()}
-        plan = make_plan(g)
-        model = build_keras(plan)
-        out[tag] = {"graph": g, "ref": ref, "keras": keras_outputs_by_source(model, plan, x, ref),
-                    "builder": b, "plan": plan, "model": model, "x": x}
+        r = convert_script(tmp_path_factory.mktemp(tag), script, "pkl_list", seed=4, x_seed=9)
+        b, vals, x = r["builder"], r["values"], r["x"]
+        out[tag] = {k: r[k] for k in ("graph", "ref", "keras", "builder", "plan", "model", "x")}
         if tag == "real":
             req.update({"real::builder": np.array(b), "real::x": x,
                         "real::n_params": np.array(len(vals))})
             req.update({f"real::param__{i}": v for i, v in enumerate(vals)})
         else:
-            req.update(M.theano_request(g, {inp.name: x}, ref, tag=tag))
+            g = r["graph"]
+            req.update(M.theano_request(g, {g.input_nodes[0].name: x}, r["ref"], tag=tag))
             # the reference's constructor values: the script's arguments + master's literal defaults
             req["master::calls"] = np.array(json.dumps(M.CATALOGUE_MASTER_CALLS))
     th = run_theano(py, NO_CXX + M.CATALOGUE_THEANO_SCRIPT + REAL_FORWARD, req, timeout=900)

@@ -25,7 +25,7 @@ import pytest
 from migrator.testing import lasagne_models as M
 from tests import proofs
 
-from . import keras_outputs_by_source
+from . import convert_script
 
 pytestmark = [pytest.mark.theano, pytest.mark.slow]
 
@@ -60,10 +60,6 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    from migrator.core.importers.lasagne import load_lasagne
-    from migrator.core.keras_build.builder import build_keras
-    from migrator.core.mapping.planner import make_plan
-    from migrator.core.reference import numpy_ref
     from tests.envs import theano_env as TE
     from tests.envs.theano_env import ensure_theano_env, run_theano
 
@@ -72,17 +68,10 @@ def results(tmp_path_factory):
         pytest.skip(f"the real-Theano environment is unavailable: {TE.last_reason}")
     req, out = {}, {}
     for tag, (script, flavour, fill) in CASES.items():
-        d = tmp_path_factory.mktemp(tag)
-        b, p, _ = M.write_model(d, script, flavour, seed=3, fill=fill)
-        g = load_lasagne(b, p)
-        inp = g.input_nodes[0]
-        x = np.random.default_rng(7).normal(size=(2,) + inp.out_shape[1:]).astype(np.float32)
-        ref = {k: v[0] for k, v in numpy_ref.run_all(g, {inp.name: x}).items()}
-        plan = make_plan(g)
-        model = build_keras(plan)
-        keras_out = keras_outputs_by_source(model, plan, x, ref)
-        out[tag] = {"graph": g, "ref": ref, "keras": keras_out}
-        req.update(M.theano_request(g, {inp.name: x}, ref, tag=tag))
+        r = convert_script(tmp_path_factory.mktemp(tag), script, flavour, seed=3, x_seed=7, fill=fill)
+        g, x, ref = r["graph"], r["x"], r["ref"]
+        out[tag] = {"graph": g, "ref": ref, "keras": r["keras"]}
+        req.update(M.theano_request(g, {g.input_nodes[0].name: x}, ref, tag=tag))
     th = run_theano(py, M.THEANO_LAYERS_SCRIPT, req)
     for tag in CASES:
         pre = f"{tag}::"

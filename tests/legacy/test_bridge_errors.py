@@ -241,16 +241,22 @@ def test_timeout_kills_the_bridge(tiny):
     assert time.monotonic() - t0 < 10
 
 
-def test_cancel_kills_the_bridge(tiny, monkeypatch):
+@pytest.fixture
+def started(monkeypatch):
+    """The processes subprocess.Popen starts during the test, in order."""
     import subprocess
-    started = []
+    out = []
     real_popen = subprocess.Popen
 
     def spy(*a, **k):
         p = real_popen(*a, **k)
-        started.append(p)
+        out.append(p)
         return p
     monkeypatch.setattr(subprocess, "Popen", spy)
+    return out
+
+
+def test_cancel_kills_the_bridge(tiny, started):
     flag = threading.Event()
     threading.Timer(0.5, flag.set).start()
     rt = get_runtime("legacy", command=_sleeper())
@@ -261,16 +267,7 @@ def test_cancel_kills_the_bridge(tiny, monkeypatch):
     assert started and not _alive(started[0].pid)
 
 
-def test_closing_the_generator_kills_the_bridge(tiny, fake_caffe_dir, monkeypatch):
-    import subprocess
-    started = []
-    real_popen = subprocess.Popen
-
-    def spy(*a, **k):
-        p = real_popen(*a, **k)
-        started.append(p)
-        return p
-    monkeypatch.setattr(subprocess, "Popen", spy)
+def test_closing_the_generator_kills_the_bridge(tiny, fake_caffe_dir, started):
     rt = fake_runtime(fake_caffe_dir, "")
     it = rt.run(tiny, x_for(tiny))
     assert next(it)[0] == "data"

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from ..errors import MigratorError, UnsupportedLayerError
+from ..errors import MigratorError, unsupported_layers_error
 from . import custom_layers
 from . import plain as plain_exprs
 from .constructs.registry import LIST_INPUT_CONSTRUCTS, MERGE_CONSTRUCTS
@@ -51,16 +51,9 @@ def _file_of(plan) -> str | None:
 
 def check_supported(plan) -> None:
     """Raise :class:`UnsupportedLayerError` naming every unsupported mapping."""
-    bad = plan.unsupported
-    if not bad:
-        return
-    items = []
-    for m in bad:
-        t = m.source_type
-        if m.error and not m.error.startswith("unsupported layer type"):
-            t = f"{t}: {m.error}"
-        items.append((m.source, t))
-    raise UnsupportedLayerError(items, file=_file_of(plan))
+    err = unsupported_layers_error(plan)
+    if err is not None:
+        raise err
 
 
 def _model_name(plan) -> str:

@@ -162,6 +162,24 @@ class ConstantPadding2D(keras.layers.Layer):
         return cfg
 
 
+def lrn_window_sum(sq, n: int, region: str, c):
+    """The zero-padded window sum of the squares ``sq`` (channels-last, 4-d) of an LRN of size
+    ``n``: over ``n`` channels starting ``(n-1)//2`` before each one (``'across'``, ``c``
+    channels: a sum of shifted channel slices) or over an ``n x n`` window (``'within'``:
+    average pooling of the padded squares, which divides every window by n*n exactly, times
+    ``n**2``)."""
+    before = (n - 1) // 2
+    after = n - 1 - before
+    if region == "across":
+        padded = ops.pad(sq, [[0, 0], [0, 0], [0, 0], [before, after]]) if n > 1 else sq
+        s = padded[..., 0:c]
+        for i in range(1, n):
+            s = s + padded[..., i:i + c]
+        return s
+    padded = ops.pad(sq, [[0, 0], [before, after], [before, after], [0, 0]])
+    return ops.average_pool(padded, (n, n), strides=(1, 1), padding="valid") * float(n * n)
+
+
 # --------------------------------------------------------------------------------------
 @keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class LRN(keras.layers.Layer):
@@ -190,22 +208,10 @@ class LRN(keras.layers.Layer):
         self.k = float(k)
 
     def call(self, x):
-        n = self.size
-        before = (n - 1) // 2
-        after = n - 1 - before
-        sq = ops.square(x)
-        if self.region == "across":
-            c = x.shape[-1]
-            padded = ops.pad(sq, [[0, 0], [0, 0], [0, 0], [before, after]])
-            if c is None:
-                c = ops.shape(x)[-1]
-            s = padded[..., 0:c]
-            for i in range(1, n):
-                s = s + padded[..., i:i + c]
-        else:
-            padded = ops.pad(sq, [[0, 0], [before, after], [before, after], [0, 0]])
-            # average_pool 'valid' divides every window by n*n exactly
-            s = ops.average_pool(padded, (n, n), strides=(1, 1), padding="valid") * float(n * n)
+        c = x.shape[-1]
+        if c is None:
+            c = ops.shape(x)[-1]
+        s = lrn_window_sum(ops.square(x), self.size, self.region, c)
         return x / ops.power(self.k + self.coeff * s, self.beta)
 
     def compute_output_shape(self, input_shape):

@@ -199,15 +199,18 @@ def layer_names(lasagne, layers, keys):
     key under which the builder's returned dict holds it; else ``<Class>_<k>`` counting that
     class's unnamed layers from 1 in get_all_layers order; a name already taken gets _2, _3..."""
     names, taken, counters = {}, set(), {}
+
+    def take(lyr, base):
+        nm, i = base, 1
+        while nm in taken:
+            i += 1
+            nm = "%s_%d" % (base, i)
+        names[id(lyr)] = nm
+        taken.add(nm)
+
     for lyr in layers:
         if getattr(lyr, "name", None):
-            base = str(lyr.name)
-            nm, i = base, 1
-            while nm in taken:
-                i += 1
-                nm = "%s_%d" % (base, i)
-            names[id(lyr)] = nm
-            taken.add(nm)
+            take(lyr, str(lyr.name))
     for lyr in layers:
         if id(lyr) in names:
             continue
@@ -216,12 +219,7 @@ def layer_names(lasagne, layers, keys):
             cls = type(lyr).__name__
             counters[cls] = counters.get(cls, 0) + 1
             base = "%s_%d" % (cls, counters[cls])
-        nm, i = base, 1
-        while nm in taken:
-            i += 1
-            nm = "%s_%d" % (base, i)
-        names[id(lyr)] = nm
-        taken.add(nm)
+        take(lyr, base)
     return names
 
 

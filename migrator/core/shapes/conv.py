@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from .registry import check_rank, fmt_shape, one_d, out_lens_3d, pair, shape_rule
+from .registry import check_rank, fmt_shape, one_d, out_lens_3d, pair, shape_rule, spatial_input
 
 
 def conv_out_len(L: int | None, k: int, s: int, p: int, d: int = 1) -> int | None:
@@ -37,9 +37,7 @@ def locally_connected_taps(kh: int, kw: int, flip: bool):
 @shape_rule("Conv")
 def conv_shape(node, ins, ctx):
     """The ``Conv`` rule (any number of spatial axes, NC...)."""
-    x = ins[0]
-    check_rank(ctx, x, min_rank=3)
-    nsp = len(x) - 2
+    x, nsp = spatial_input(ins, ctx)
     a = node.attrs
     w = node.p("weight")
     kernel = pair(a.get("kernel"), nsp) if a.get("kernel") is not None else (
@@ -123,8 +121,7 @@ def _conv1d(node, ins, ctx):
 @shape_rule("Conv3D")
 def _conv3d(node, ins, ctx):
     x = ins[0]
-    a = node.attrs
-    sp = out_lens_3d(ctx, x, a["kernel"], a["stride"], a["pad"])
+    sp = out_lens_3d(ctx, x, node.attrs)
     w = node.p("weight")
     c = None if w is None else int(w.shape[0])
     return [(x[0], c, *sp)]

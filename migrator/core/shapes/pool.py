@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from .registry import check_rank, fmt_shape, one_d, out_lens_3d, pair, shape_rule
+from .registry import check_rank, fmt_shape, one_d, out_lens_3d, pair, shape_rule, spatial_input
 
 
 def pool_out_len(L: int | None, k: int, s: int, p: int, rounding: str = "floor") -> int | None:
@@ -70,9 +70,7 @@ def spp_regions(h: int, w: int, attrs: dict) -> list[tuple[int, int, int, int]]:
 @shape_rule("Pool")
 def pool_shape(node, ins, ctx):
     """The ``Pool`` rule (any number of spatial axes, NC...)."""
-    x = ins[0]
-    check_rank(ctx, x, min_rank=3)
-    nsp = len(x) - 2
+    x, nsp = spatial_input(ins, ctx)
     a = node.attrs
     kernel = pair(a["kernel"], nsp)
     stride = pair(a.get("stride") or kernel, nsp)
@@ -109,8 +107,7 @@ def _pool1d(node, ins, ctx):
 @shape_rule("Pool3D")
 def _pool3d(node, ins, ctx):
     x = ins[0]
-    a = node.attrs
-    return [(x[0], x[1], *out_lens_3d(ctx, x, a["kernel"], a["stride"], a["pad"]))]
+    return [(x[0], x[1], *out_lens_3d(ctx, x, node.attrs))]
 
 
 @shape_rule("SPP")

@@ -89,9 +89,18 @@ def check_rank(ctx: ShapeContext, shape: Shape, rank: int | None = None, min_ran
         raise ctx.error(f"expects an input of at least {min_rank} dims, got shape {fmt_shape(shape)}")
 
 
-def out_lens_3d(ctx: ShapeContext, x: Shape, kernel, stride, pad) -> list:
+def spatial_input(ins, ctx: ShapeContext) -> tuple[Shape, int]:
+    """The first input shape ``(N, C, ...)`` of a convolution / pooling and its number of
+    spatial axes (``ctx.error`` when it has fewer than 3 dims)."""
+    x = ins[0]
+    check_rank(ctx, x, min_rank=3)
+    return x, len(x) - 2
+
+
+def out_lens_3d(ctx: ShapeContext, x: Shape, attrs: dict) -> list:
     """Spatial output sizes ``(L + 2p - k) // s + 1`` of a 3-D convolution / pooling over
-    ``x = (N, C, D, H, W)``."""
+    ``x = (N, C, D, H, W)`` (``kernel``, ``stride`` and ``pad`` from the node's ``attrs``)."""
+    kernel, stride, pad = attrs["kernel"], attrs["stride"], attrs["pad"]
     if len(x) != 5:
         raise ctx.error(f"3-D layer input {tuple(x)} is not (N, C, D, H, W)")
     sp = []

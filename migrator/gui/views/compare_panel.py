@@ -64,6 +64,13 @@ def _section_toggle(title: str, body: QWidget) -> QToolButton:
     return t
 
 
+def labelled_row(form: QFormLayout, text: str, field: QWidget) -> QLabel:
+    """Add the row ``text: field`` to ``form``; return its label (shown or hidden with it)."""
+    label = QLabel(text)
+    form.addRow(label, field)
+    return label
+
+
 class ComparePanel(QWidget):
     run_requested = Signal()
     cancel_requested = Signal()
@@ -146,14 +153,10 @@ class ComparePanel(QWidget):
         f = QFormLayout(inp)
         f.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         f.addRow("Kind", self.kind)
-        self.seed_label = QLabel("Seed")
-        f.addRow(self.seed_label, self.seed)
-        self.path_label = QLabel("File")
-        f.addRow(self.path_label, self.path_w)
-        self.limit_label = QLabel("Images")
-        f.addRow(self.limit_label, self.limit)
-        self.batch_label = QLabel("Batch size")
-        f.addRow(self.batch_label, self.batch_size)
+        self.seed_label = labelled_row(f, "Seed", self.seed)
+        self.path_label = labelled_row(f, "File", self.path_w)
+        self.limit_label = labelled_row(f, "Images", self.limit)
+        self.batch_label = labelled_row(f, "Batch size", self.batch_size)
         # ---- runtime -----------------------------------------------------------------
         self.runtime = QComboBox()
         self.legacy_cmd = QLineEdit()
@@ -166,8 +169,7 @@ class ComparePanel(QWidget):
         rf = QFormLayout(rt)
         rf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         rf.addRow("Reference", self.runtime)
-        self.legacy_label = QLabel("Legacy command")
-        rf.addRow(self.legacy_label, self.legacy_cmd)
+        self.legacy_label = labelled_row(rf, "Legacy command", self.legacy_cmd)
         rf.addRow(self.device)
         # ---- run --------------------------------------------------------------------
         self.run_btn = QPushButton("Run comparison")

@@ -69,6 +69,18 @@ def restyle(pw, labels: dict[str, str] | None = None) -> None:
     pw.update()
 
 
+def error_plot(labels: dict[str, str]):
+    """A PlotWidget for errors: no context menu, horizontal grid lines, the axis titles
+    ``labels`` and plain (not SI-prefixed) numbers on the left axis."""
+    pw = pg.PlotWidget()
+    pw.setMenuEnabled(False)
+    pw.showGrid(x=False, y=True, alpha=0.25)
+    for k, v in labels.items():
+        pw.setLabel(k, v)
+    pw.getAxis("left").enableAutoSIPrefix(False)
+    return pw
+
+
 class ChannelErrorPlot(QWidget):
     """One bar per channel: max |keras - ref| in that channel; a tolerance line; hover
     shows the channel and values; click emits ``channel_clicked(int)``.
@@ -81,12 +93,7 @@ class ChannelErrorPlot(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.plot = pg.PlotWidget()
-        self.plot.setMenuEnabled(False)
-        self.plot.showGrid(x=False, y=True, alpha=0.25)
-        for k, v in self.LABELS.items():
-            self.plot.setLabel(k, v)
-        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.plot = error_plot(self.LABELS)
         # two items (within / above tolerance) rather than one brush per bar: faster updates
         self.bars = pg.BarGraphItem(x=np.zeros(0), height=np.zeros(0), width=0.8, y0=0,
                                     brush=theme.colour("pass"), pen=None)
@@ -277,12 +284,7 @@ class OverviewPlot(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.plot = pg.PlotWidget()
-        self.plot.setMenuEnabled(False)
-        self.plot.showGrid(x=False, y=True, alpha=0.25)
-        for k, v in self.LABELS.items():
-            self.plot.setLabel(k, v)
-        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.plot = error_plot(self.LABELS)
         self.plot.getAxis("left").setLogMode(True)
         self.tol_curve = pg.PlotDataItem(connect="finite", name="tolerance")
         self.err_curve = pg.PlotDataItem(connect="finite")

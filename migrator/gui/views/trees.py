@@ -51,6 +51,19 @@ def fit_column(view: QAbstractItemView, col: int, texts, *, bold_texts=(), icon:
     return w
 
 
+def table_view(model) -> QTreeView:
+    """A flat, sortable QTreeView of ``model`` (uniform alternating rows, source order until a
+    header is clicked)."""
+    view = QTreeView()
+    view.setModel(model)
+    view.setRootIsDecorated(False)
+    view.setUniformRowHeights(True)
+    view.setAlternatingRowColors(True)
+    view.setSortingEnabled(True)
+    view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+    return view
+
+
 class LayerFilterProxy(QSortFilterProxyModel):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -82,13 +95,7 @@ class LayerTree(QWidget):
         self.filter.setPlaceholderText(placeholder)
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self._set_filter)
-        self.view = QTreeView()
-        self.view.setModel(self.proxy)
-        self.view.setRootIsDecorated(False)
-        self.view.setUniformRowHeights(True)
-        self.view.setAlternatingRowColors(True)
-        self.view.setSortingEnabled(True)
-        self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        self.view = table_view(self.proxy)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         hdr = self.view.header()

@@ -10,6 +10,14 @@ from .registry import converter
 REDUCE_FUNCTIONS = ("mean", "max", "min", "sum", "prod", "var", "std")
 
 
+def pool_window(a: dict, parse) -> tuple:
+    """(pool_size, stride, pad) of a Lasagne pooling layer's attrs ``a``, each read by ``parse``
+    (``one_int``, ``pair`` or ``triple``); the stride defaults to the pool size."""
+    k = parse(a.get("pool_size"), "pool_size")
+    s = k if a.get("stride") is None else parse(a.get("stride"), "stride")
+    return k, s, parse(a.get("pad", 0) or 0, "pad")
+
+
 @converter("Pool2DLayer", "MaxPool2DLayer", "Pool2DDNNLayer", "MaxPool2DDNNLayer", "MaxPool2DCCLayer",
            ops=("Pool",))
 def pool2d(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
@@ -17,9 +25,7 @@ def pool2d(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
     a = L.get("attrs", {})
     if len(L["output_shape"]) != 4:
         raise Unsupported("not a 2D pooling")
-    kernel = pair(a.get("pool_size"), "pool_size")
-    stride = kernel if a.get("stride") is None else pair(a.get("stride"), "stride")
-    pad = pair(a.get("pad", 0) or 0, "pad")
+    kernel, stride, pad = pool_window(a, pair)
     ib = bool(a.get("ignore_border", True))
     m, div = pool_mode(a.get("mode", "max"))
     return "Pool", {"mode": m, "kernel": kernel, "stride": stride, "pad": pad,
@@ -105,9 +111,7 @@ def pool1d(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
     """Pool1DLayer / MaxPool1DLayer -> ``Pool1D``: the attrs of the 2-D op over (N, C, 1, L)."""
     a = L.get("attrs", {})
     input_of_rank(in_shapes, 3, "1-D layer")
-    k = one_int(a.get("pool_size"), "pool_size")
-    s = k if a.get("stride") is None else one_int(a.get("stride"), "stride")
-    p = one_int(a.get("pad", 0) or 0, "pad")
+    k, s, p = pool_window(a, one_int)
     m, div = pool_mode(a.get("mode", "max"))
     return "Pool1D", {"mode": m, "kernel": (1, k), "stride": (1, s), "pad": (0, p),
                       "rounding": "floor" if bool(a.get("ignore_border", True)) else "lasagne_ceil",
@@ -119,9 +123,7 @@ def pool3d(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
     """3-D pooling -> ``Pool3D`` (ignore_border=True only)."""
     a = L.get("attrs", {})
     input_of_rank(in_shapes, 5, "3-D layer")
-    k = triple(a.get("pool_size"), "pool_size")
-    s = k if a.get("stride") is None else triple(a.get("stride"), "stride")
-    p = triple(a.get("pad", 0) or 0, "pad")
+    k, s, p = pool_window(a, triple)
     if not bool(a.get("ignore_border", True)):
         raise Unsupported("3-D pooling with ignore_border=False")
     m, div = pool_mode(a.get("mode", "max"))

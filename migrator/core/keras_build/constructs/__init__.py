@@ -4,14 +4,5 @@ spec class the mapping rules name that is not a built-in Keras layer becomes pla
 Importing this package registers every construct in :data:`.registry.CONSTRUCTS` (and the
 custom class ``LasagneRNN``); the registry and the shared helpers are in :mod:`.registry`.
 """
-from . import (  # noqa: F401  (each module registers the constructs of its family)
-    activation,
-    conv,
-    layout,
-    merge,
-    norm,
-    pool,
-    recurrent,
-    reduce,
-    resize,
-)
+# each module registers the constructs of its family
+from . import activation, conv, layout, merge, norm, pool, recurrent, reduce, resize  # noqa: F401

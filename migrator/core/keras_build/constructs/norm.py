@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ..custom_layers import lrn_window_sum
 from .registry import plain
 
 
@@ -23,20 +24,10 @@ def _lrn(xs, cfg, weights, name):
     if n < 1:
         raise ValueError(f"LRN size must be >= 1, got {n}")
     coeff, beta, k = float(cfg.get("coeff", 1e-4)), float(cfg.get("beta", 0.75)), float(cfg.get("k", 1.0))
-    before = (n - 1) // 2
-    after = n - 1 - before
-    sq = ops.square(x)
-    if region == "across":
-        c = x.shape[-1]
-        if c is None:
-            raise ValueError("LRN across channels needs a known channel count")
-        padded = ops.pad(sq, [[0, 0], [0, 0], [0, 0], [before, after]]) if n > 1 else sq
-        s = padded[..., 0:c]
-        for i in range(1, n):
-            s = s + padded[..., i:i + c]
-    else:
-        padded = ops.pad(sq, [[0, 0], [before, after], [before, after], [0, 0]])
-        s = ops.average_pool(padded, (n, n), strides=(1, 1), padding="valid") * float(n * n)
+    c = x.shape[-1]
+    if region == "across" and c is None:
+        raise ValueError("LRN across channels needs a known channel count")
+    s = lrn_window_sum(ops.square(x), n, region, c)
     return ops.divide(x, ops.power(k + coeff * s, beta))
 
 

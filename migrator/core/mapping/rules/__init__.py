@@ -5,17 +5,8 @@ in :mod:`.common`.  The family modules are imported here explicitly; their order
 irrelevant to the result, since each op is registered exactly once (a second registration
 raises :class:`migrator.core.registry.RegistrationError`).
 """
-from . import (  # noqa: F401  (each module registers the rules of its family)
-    activation,
-    conv,
-    dense,
-    embedding,
-    io,
-    layout,
-    merge,
-    norm,
-    pool,
-    recurrent,
-    reduce,
-    resize,
-)
+# each module registers the rules of its family
+from . import activation, conv, dense, embedding, io, layout, merge, norm  # noqa: F401
+
+# isort: split
+from . import pool, recurrent, reduce, resize  # noqa: F401

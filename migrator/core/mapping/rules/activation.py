@@ -15,16 +15,7 @@ import numpy as np
 
 from ..plan import ParamRow
 from ..registry import Rule, keras_layout, rank_of, register, to_keras_axis
-from .common import (
-    F32,
-    Chain,
-    act_weights,
-    activation_layer,
-    alias_mapping,
-    f32,
-    input_shape,
-    unsupported,
-)
+from .common import F32, Chain, act_weights, activation_layer, alias_mapping, f32, input_shape, unsupported
 
 
 @register("Activation")

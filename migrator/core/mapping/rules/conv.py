@@ -32,6 +32,15 @@ from .common import (
 )
 
 
+def conv2d_geometry(a: dict, W) -> tuple[tuple[int, int], ...]:
+    """The 2-D ``(kernel, stride, pad, dilation)`` pairs of a (de)convolution node's attributes
+    ``a``; the kernel defaults to the spatial shape of the weight ``W``."""
+    return (tuple(int(v) for v in a.get("kernel", W.shape[2:])),
+            tuple(int(v) for v in a.get("stride", (1, 1))),
+            tuple(int(v) for v in a.get("pad", (0, 0))),
+            tuple(int(v) for v in a.get("dilation", (1, 1))))
+
+
 @register("Conv")
 class ConvRule(Rule):
     name = "Conv"
@@ -80,10 +89,7 @@ class ConvRule(Rule):
         if W is None or W.ndim != 4:
             return unsupported(node, ctx, f"convolution weight must be 4-D (O, I/g, kh, kw), got "
                                           f"{None if W is None else W.shape}")
-        kh, kw = (int(v) for v in a.get("kernel", W.shape[2:]))
-        sh, sw = (int(v) for v in a.get("stride", (1, 1)))
-        ph, pw = (int(v) for v in a.get("pad", (0, 0)))
-        dh, dw = (int(v) for v in a.get("dilation", (1, 1)))
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv2d_geometry(a, W)
         groups = int(a.get("group", 1))
         has_bias = bool(a.get("bias", True)) and node.p("bias") is not None
         in_shape = input_shape(node, ctx)
@@ -158,10 +164,7 @@ class DeconvRule(Rule):
         if W is None or W.ndim != 4:
             return unsupported(node, ctx, f"deconvolution weight must be 4-D (I, O/g, kh, kw), got "
                                           f"{None if W is None else W.shape}")
-        kh, kw = (int(v) for v in a.get("kernel", W.shape[2:]))
-        sh, sw = (int(v) for v in a.get("stride", (1, 1)))
-        ph, pw = (int(v) for v in a.get("pad", (0, 0)))
-        dh, dw = (int(v) for v in a.get("dilation", (1, 1)))
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv2d_geometry(a, W)
         groups = int(a.get("group", 1) or 1)
         in_shape = input_shape(node, ctx)
         if rank_of(in_shape) != 4:

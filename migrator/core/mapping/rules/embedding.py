@@ -6,15 +6,7 @@ import numpy as np
 
 from ..plan import ParamRow
 from ..registry import Rule, keras_layout, rank_of, register
-from .common import (
-    F32,
-    Chain,
-    chain_to_keras,
-    chain_to_source,
-    f32,
-    input_shape,
-    unsupported,
-)
+from .common import F32, Chain, chain_to_keras, chain_to_source, f32, input_shape, unsupported
 
 
 @register("Embedding")

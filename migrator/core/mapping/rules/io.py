@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from ..plan import ParamRow
 from ..registry import Rule, keras_layout, register
-from .common import (
-    Chain,
-    unsupported,
-)
+from .common import Chain, unsupported
 
 
 @register("Input")

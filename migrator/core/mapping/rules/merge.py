@@ -3,13 +3,7 @@ from __future__ import annotations
 
 from ..plan import ParamRow
 from ..registry import Rule, keras_layout, rank_of, register, to_keras_axis
-from .common import (
-    Chain,
-    SourceOpRule,
-    alias_mapping,
-    input_shape,
-    unsupported,
-)
+from .common import Chain, SourceOpRule, alias_mapping, input_shape, unsupported
 
 
 @register("Eltwise")

@@ -659,6 +659,19 @@ def _broadcast_second(node, ctx, merge: str, what: str):
     return chain.finish(rows=rows, layout=keras_layout(rank))
 
 
+def _affine_context(node: Node, ctx: MapContext, op: str):
+    """(rank, layout, rule name, input shape) of a Scale / Bias node."""
+    rank = _rank(ctx, node)
+    in_shape = ctx.graph.tensor_shape(node.inputs[0]) if node.inputs else None
+    return rank, keras_layout(rank), f"{ctx.graph.framework}.{op}", in_shape
+
+
+def _layers_mapping(node: Node, rule: str, layers: list, rows: list, layout: str) -> NodeMapping:
+    """The mapping of ``node`` computed by ``layers`` (the last one gives the node's output)."""
+    return NodeMapping(source=node.name, source_type=node.source_type, rule=rule,
+                       layers=layers, rows=rows, keras_output=layers[-1].name, layout=layout)
+
+
 @register("Scale")
 class ScaleRule(Rule):
     name = "Scale"
@@ -667,10 +680,7 @@ class ScaleRule(Rule):
     options: ClassVar[dict[str, Option]] = {}
 
     def map(self, node: Node, ctx: MapContext) -> NodeMapping:
-        rank = _rank(ctx, node)
-        layout = keras_layout(rank)
-        rule = f"{ctx.graph.framework}.Scale"
-        in_shape = ctx.graph.tensor_shape(node.inputs[0]) if node.inputs else None
+        rank, layout, rule, in_shape = _affine_context(node, ctx, "Scale")
         if node.attrs.get("two_input") or len(node.inputs) == 2:
             m = self._two_input(node, ctx, rank, layout, in_shape)
             if m.supported or len(node.inputs) != 2 or node.attrs.get("bias"):
@@ -698,8 +708,7 @@ class ScaleRule(Rule):
         spec = KerasLayerSpec(ctx.unique_name(node.name), "ChannelAffine",
                               {"axis": k_axis, "use_scale": True, "use_bias": bias is not None},
                               [node.inputs[0]], node.outputs[0], weights)
-        return NodeMapping(source=node.name, source_type=node.source_type, rule=rule,
-                           layers=[spec], rows=rows, keras_output=spec.name, layout=layout)
+        return _layers_mapping(node, rule, [spec], rows, layout)
 
     def _two_input(self, node, ctx, rank, layout, in_shape) -> NodeMapping:
         rule = f"{ctx.graph.framework}.Scale"
@@ -742,8 +751,7 @@ class ScaleRule(Rule):
                                      node.outputs[0]))
         rows.append(ParamRow("broadcast", note, list(s_shape), {"scale_shape": list(s_shape),
                                                                 "input_shape": list(in_shape)}))
-        return NodeMapping(source=node.name, source_type=node.source_type, rule=rule,
-                           layers=layers, rows=rows, keras_output=layers[-1].name, layout=layout)
+        return _layers_mapping(node, rule, layers, rows, layout)
 
 
 @register("Bias")
@@ -754,10 +762,7 @@ class BiasRule(Rule):
     options: ClassVar[dict[str, Option]] = {}
 
     def map(self, node: Node, ctx: MapContext) -> NodeMapping:
-        rank = _rank(ctx, node)
-        layout = keras_layout(rank)
-        rule = f"{ctx.graph.framework}.Bias"
-        in_shape = ctx.graph.tensor_shape(node.inputs[0]) if node.inputs else None
+        rank, layout, rule, in_shape = _affine_context(node, ctx, "Bias")
         if len(node.inputs) == 2:     # the bias is the second bottom
             return _broadcast_second(node, ctx, "Add", "Bias")
         if len(node.inputs) != 1:
@@ -773,8 +778,7 @@ class BiasRule(Rule):
         spec = KerasLayerSpec(ctx.unique_name(node.name), "ChannelAffine",
                               {"axis": k_axis, "use_scale": False, "use_bias": True},
                               [node.inputs[0]], node.outputs[0], [_f32(bias)])
-        return NodeMapping(source=node.name, source_type=node.source_type, rule=rule,
-                           layers=[spec], rows=rows, keras_output=spec.name, layout=layout)
+        return _layers_mapping(node, rule, [spec], rows, layout)
 
 
 @register("LRN")

@@ -8,15 +8,7 @@ from ...ir import Node
 from ...shapes import pool_out_len, spp_levels
 from ..plan import ParamRow
 from ..registry import RULES, Rule, keras_layout, rank_of, register
-from .common import (
-    Chain,
-    OneDRule,
-    SourceOpRule,
-    input_shape,
-    known_shape,
-    mapping_from_layers,
-    unsupported,
-)
+from .common import Chain, OneDRule, SourceOpRule, input_shape, known_shape, mapping_from_layers, unsupported
 
 #: the most negative float32 (Caffe's initial value of a max): padded cells never win
 LOWEST_F32 = float(np.finfo(np.float32).min)

@@ -15,13 +15,7 @@ import numpy as np
 from ...shapes import interp_out_len
 from ..plan import ParamRow
 from ..registry import Rule, rank_of, register
-from .common import (
-    F32,
-    Chain,
-    SourceOpRule,
-    input_shape,
-    unsupported,
-)
+from .common import F32, Chain, SourceOpRule, input_shape, unsupported
 
 
 def align_corners_matrix(L_eff: int, out: int, offset: int = 0, L: int | None = None) -> np.ndarray:

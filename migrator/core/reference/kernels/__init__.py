@@ -11,16 +11,8 @@ Output sizes come from :mod:`migrator.core.shapes` (the formulas of docs/semanti
 """
 from __future__ import annotations
 
-from . import (  # noqa: F401  (importing a family module registers its kernels)
-    dense,
-    embedding,
-    io,
-    layout,
-    merge,
-    norm,
-    recurrent,
-    reduce,
-)
+# importing a family module registers its kernels
+from . import dense, embedding, io, layout, merge, norm, recurrent, reduce  # noqa: F401
 from .activation import activation, softmax
 from .conv import IM2COL_MAX_ELEMENTS, conv2d, deconv2d
 from .pool import pool2d

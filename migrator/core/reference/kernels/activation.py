@@ -112,9 +112,7 @@ def _power(node, xs):
     a = node.attrs
     power, scale, shift = float(a.get("power", 1.0)), float(a.get("scale", 1.0)), float(a.get("shift", 0.0))
     t = x.dtype.type
-    y = x * t(scale) if scale != 1.0 else x.copy()
-    if shift != 0.0:
-        y += t(shift)
+    y = _scaled_shifted(x, scale, shift)
     if power == 2.0:
         np.square(y, out=y)
     elif power != 1.0:
@@ -122,12 +120,25 @@ def _power(node, xs):
     return [y]
 
 
+def _scaled_shifted(x, scale: float, shift: float):
+    """A new array ``x * scale + shift`` in the dtype of ``x`` (a plain copy for 1, 0)."""
+    t = x.dtype.type
+    y = x * t(scale) if scale != 1.0 else x.copy()
+    if shift != 0.0:
+        y += t(shift)
+    return y
+
+
+def _base_scale_shift(a: dict) -> tuple[float, float, float]:
+    """The (base, scale, shift) attributes of a Caffe Exp / Log layer (base -1 means e)."""
+    return float(a.get("base", -1.0)), float(a.get("scale", 1.0)), float(a.get("shift", 0.0))
+
+
 @kernel("Exp")
 def _exp(node, xs):
     x = xs[0]
     t = x.dtype.type
-    a = node.attrs
-    base, scale, shift = float(a.get("base", -1.0)), float(a.get("scale", 1.0)), float(a.get("shift", 0.0))
+    base, scale, shift = _base_scale_shift(node.attrs)
     # exp_layer.cpp: inner = log(base) * scale; outer = base^shift; y = outer * exp(inner * x)
     log_base = t(1.0) if base == -1.0 else np.log(t(base))
     inner = t(log_base * t(scale))
@@ -142,12 +153,9 @@ def _exp(node, xs):
 def _log(node, xs):
     x = xs[0]
     t = x.dtype.type
-    a = node.attrs
-    base, scale, shift = float(a.get("base", -1.0)), float(a.get("scale", 1.0)), float(a.get("shift", 0.0))
+    base, scale, shift = _base_scale_shift(node.attrs)
     # log_layer.cpp: y = log(shift + scale * x) * (1 / log(base))
-    y = x * t(scale) if scale != 1.0 else x.copy()
-    if shift != 0.0:
-        y += t(shift)
+    y = _scaled_shifted(x, scale, shift)
     with np.errstate(divide="ignore", invalid="ignore"):
         np.log(y, out=y)
     if base != -1.0:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...shapes import deconv_out_len, locally_connected_taps
 from .activation import activation
-from .registry import err, kernel, one_d, pair, param, windows3d
+from .registry import kernel, nchw_input, one_d, pair, param, windows3d
 
 IM2COL_MAX_ELEMENTS = 64 * 1024 * 1024
 
@@ -65,11 +65,9 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(1,
 
 @kernel("Conv")
 def _conv(node, xs):
-    x = xs[0]
+    x = nchw_input(node, xs, "the reference convolution supports 2-d")
     a = node.attrs
     w = param(node, "weight", x.dtype)
-    if x.ndim != 4:
-        raise err(node, f"the reference convolution supports 2-d (NCHW) inputs, got shape {x.shape}")
     y = conv2d(x, w, pair(a.get("stride", 1)), pair(a.get("pad", 0)), pair(a.get("dilation", 1)),
                int(a.get("group", 1) or 1), bool(a.get("flip", False)))
     b = param(node, "bias", x.dtype)
@@ -118,10 +116,8 @@ def deconv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(
 
 @kernel("Deconv")
 def _deconv(node, xs):
-    x = xs[0]
+    x = nchw_input(node, xs, "the reference deconvolution supports 2-d")
     a = node.attrs
-    if x.ndim != 4:
-        raise err(node, f"the reference deconvolution supports 2-d (NCHW) inputs, got shape {x.shape}")
     w = param(node, "weight", x.dtype)
     if a.get("flip", False):
         w = np.ascontiguousarray(w[:, :, ::-1, ::-1])

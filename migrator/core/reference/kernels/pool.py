@@ -14,7 +14,7 @@ import numpy as np
 
 from ...shapes import pool_out_len, spp_levels, spp_regions
 from .reduce import REDUCERS
-from .registry import err, kernel, one_d, pair, windows3d
+from .registry import kernel, nchw_input, one_d, pair, windows3d
 
 
 def _avg_counts(L: int, out: int, k: int, s: int, p: int, divisor: str) -> np.ndarray:
@@ -67,10 +67,8 @@ def pool2d(x: np.ndarray, mode: str, kernel, stride, pad, rounding: str = "floor
 
 @kernel("Pool")
 def _pool(node, xs):
-    x = xs[0]
+    x = nchw_input(node, xs, "the reference pooling supports 2-d")
     a = node.attrs
-    if x.ndim != 4:
-        raise err(node, f"the reference pooling supports 2-d (NCHW) inputs, got shape {x.shape}")
     k = pair(a["kernel"])
     s = pair(a.get("stride") or k)
     return [pool2d(x, a.get("mode", "max"), k, s, pair(a.get("pad", 0)), a.get("rounding", "floor"),

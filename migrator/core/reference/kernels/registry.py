@@ -34,6 +34,15 @@ def err(node: Node, msg: str) -> MigratorError:
     return MigratorError(msg, file=node.provenance.file, layer=node.provenance.layer or node.name)
 
 
+def nchw_input(node: Node, xs: list, what: str) -> np.ndarray:
+    """The first input of ``node``, which must be 4-d: else the error "<what> (NCHW) inputs,
+    got shape ..." (``what`` says what supports them, e.g. "pooling supports 2-d")."""
+    x = xs[0]
+    if x.ndim != 4:
+        raise err(node, f"{what} (NCHW) inputs, got shape {x.shape}")
+    return x
+
+
 def pair(v, n=2) -> tuple:
     """``v`` as an ``n``-tuple of ints (a scalar or a 1-list repeated)."""
     if isinstance(v, (list, tuple)):

@@ -6,14 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from ...shapes import interp_out_len
-from .registry import err, kernel, pair
+from .registry import err, kernel, nchw_input, pair
 
 
 @kernel("Upscale")
 def _upscale(node, xs):
-    x = xs[0]
-    if x.ndim != 4:
-        raise err(node, f"upscaling supports 2-d (NCHW) inputs, got shape {x.shape}")
+    x = nchw_input(node, xs, "upscaling supports 2-d")
     sh, sw = pair(node.attrs.get("scale", 2))
     mode = node.attrs.get("mode", "repeat")
     if mode == "repeat":
@@ -50,9 +48,7 @@ def interp_matrix(L_eff: int, out: int, offset: int = 0, L: int | None = None) -
 
 @kernel("Interp")
 def _interp(node, xs):
-    x = xs[0]
-    if x.ndim != 4:
-        raise err(node, f"Interp supports 4-d (NCHW) inputs, got shape {x.shape}")
+    x = nchw_input(node, xs, "Interp supports 4-d")
     a = node.attrs
     H, W = x.shape[2:]
     off = -int(a.get("pad_beg", 0))

@@ -35,24 +35,14 @@ def elu(b, lp):
     return "Activation", {"kind": "elu", "alpha": f32(lp.elu_param.alpha)}, {}, 1
 
 
-@layer_handler("Sigmoid", ops=("Activation",))
-def sigmoid(b, lp):
-    return "Activation", {"kind": "sigmoid"}, {}, 1
+#: the Caffe activation types without a parameter -> their activation kind
+FIXED_ACTIVATIONS = {"Sigmoid": "sigmoid", "TanH": "tanh", "AbsVal": "abs", "BNLL": "softplus"}
 
 
-@layer_handler("TanH", ops=("Activation",))
-def tanh(b, lp):
-    return "Activation", {"kind": "tanh"}, {}, 1
-
-
-@layer_handler("AbsVal", ops=("Activation",))
-def absval(b, lp):
-    return "Activation", {"kind": "abs"}, {}, 1
-
-
-@layer_handler("BNLL", ops=("Activation",))
-def bnll(b, lp):
-    return "Activation", {"kind": "softplus"}, {}, 1
+@layer_handler(*FIXED_ACTIVATIONS, ops=("Activation",))
+def fixed_activation(b, lp):
+    """Sigmoid, TanH, AbsVal, BNLL: an ``Activation`` of the kind the type names."""
+    return "Activation", {"kind": FIXED_ACTIVATIONS[lp.type]}, {}, 1
 
 
 def base_scale_shift(b, lp, p) -> dict:
