@@ -302,10 +302,13 @@ def test_convert_saves_the_deep_net_that_passes_on_the_float32_budget(r50, tmp_p
 
 
 @pytest.mark.slow
-def test_the_1000_layer_gui_bench_net_passes(tmp_path):
+@pytest.mark.parametrize("runtime", ["builtin", pytest.param("opencv", marks=[pytest.mark.opencv, pytest.mark.slow])])
+def test_the_1000_layer_gui_bench_net_passes(tmp_path, runtime):
     """benchmarks/bench_gui.py's conv-BN-Scale-ReLU x 250 net: hundreds of layers exceed the
     plain tolerance (float32 growth along 1,000 layers), every one is exact in isolation and
-    drifts like float32 itself: PASS (it was 'passed: False')."""
+    drifts like float32 itself: PASS (it was 'passed: False').  Under OpenCV the runtime must
+    also confirm the float64 anchor on each such layer: OpenCV's float32 lands up to 13.4x farther
+    from it than numpy's on this net (its anchor factor is 16)."""
     import threading
 
     from benchmarks.bench_gui import make_model
@@ -318,7 +321,7 @@ def test_the_1000_layer_gui_bench_net_passes(tmp_path):
             with flow.deep_recursion(plan):
                 model = flow.build_model(plan)
                 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
-                box["res"] = run_comparison(g, plan, model, x)
+                box["res"] = run_comparison(g, plan, model, x, runtime=runtime)
         except BaseException as e:  # noqa: BLE001 - re-raised in the test thread
             box["err"] = e
 

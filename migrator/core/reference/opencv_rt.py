@@ -106,10 +106,13 @@ def known_deviation(graph, proto: str | None = None) -> str | None:
 class OpenCVRuntime(Runtime):
     name = "opencv"
     label = "OpenCV DNN"
-    # OpenCV's float32 kernels (Winograd 3x3 convolution, BN/Scale fused into the convolution)
-    # land up to 7.4x farther from the float64 result than numpy's float32 on a correct ResNet-50
-    # (median 4.2x; tests/core/test_verdict.py); a common-mode 5e-5 kernel defect moves it 13-17x.
-    anchor_factor = 10.0
+    # OpenCV's float32 kernels (Winograd 3x3 convolution, BN/Scale fused into the convolution) land
+    # farther from the float64 result than numpy's float32: up to 7.4x on a correct calibrated
+    # ResNet-50 and 13.4x on the correct 1,000-layer conv-BN-ReLU net (tests/core/test_verdict.py);
+    # a 5e-5 kernel defect shared by Migrator's numpy kernel and its Keras rule moves it 17x
+    # (tests/core/test_seeded_defects.py).  The margin is thin: OpenCV cannot resolve smaller
+    # common-mode defects on deep nets; real Caffe (factor 4) can.
+    anchor_factor = 16.0
 
     def __init__(self, **settings: Any):
         super().__init__(**settings)
