@@ -118,6 +118,13 @@ def _standalone(model, specs, ext: list[str], arrays: list[np.ndarray]):
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], out, name=f"repro_{specs[-1].name}")
 
 
+def _plain_keras(class_name: str) -> bool:
+    """Is ``class_name`` a layer class of plain Keras (loadable without Migrator)?"""
+    import keras
+
+    return isinstance(getattr(keras.layers, class_name, None), type)
+
+
 def _plain(v):
     """A JSON-able version of ``v`` (arrays as their shape, other objects as text)."""
     if isinstance(v, np.ndarray):
@@ -183,7 +190,8 @@ def write_repro(graph, plan, model, result, x, out_dir: str, *, runtime="builtin
     met = compare_arrays(ref, to_source_layout(got, ref.ndim), tol)
 
     fused = [m.source for m in plan.mappings if m.fused_into == name]
-    hosts = [m.source for m in plan.mappings if any(s.name in {x.name for x in specs} for s in m.layers)]
+    names = {s.name for s in specs}
+    hosts = [m.source for m in plan.mappings if any(s.name in names for s in m.layers)]
     params: dict[str, np.ndarray] = {}
     nodes = [_source_entry(graph, plan, n, params) for n in dict.fromkeys([name, *fused, *hosts])]
     info = {"layer": name, "source_type": lr.source_type, "keras_layers": [s.name for s in specs],
@@ -194,7 +202,8 @@ def write_repro(graph, plan, model, result, x, out_dir: str, *, runtime="builtin
                            "isolated": _plain(lr.isolated)},
             "measured": {"max_abs": met["max_abs"], "max_rel": met["max_rel"],
                          "worst_channel": met["worst_channel"], "passed": bool(met["passed"])},
-            "nodes": nodes}
+            "nodes": nodes,
+            "custom_layers": [s.class_name for s in specs if not _plain_keras(s.class_name)]}
 
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
     os.makedirs(parent, exist_ok=True)
@@ -243,4 +252,7 @@ def _readme(info: dict, lr, met: dict, tol, specs, fused: list[str]) -> str:
             "  source.json    the source definition (op, type, attributes, provenance, parameter "
             "shapes) and the mapping rows (formulas)\n"
             "  params.npz     the source parameters, keyed 'layer/param'\n"
-            "  repro.py       python repro.py: prints the error with plain numpy + Keras\n")
+            "  repro.py       python repro.py: prints the error with plain numpy + Keras\n"
+            + (f"\nNote: {', '.join(info['custom_layers'])} use Migrator's own Keras layer classes: "
+               "load layer.keras with Migrator imported (migrator.core.keras_build) to register them.\n"
+               if info["custom_layers"] else ""))
