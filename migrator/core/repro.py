@@ -118,11 +118,12 @@ def _standalone(model, specs, ext: list[str], arrays: list[np.ndarray]):
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], out, name=f"repro_{specs[-1].name}")
 
 
-def _plain_keras(class_name: str) -> bool:
-    """Is ``class_name`` a layer class of plain Keras (loadable without Migrator)?"""
-    import keras
-
-    return isinstance(getattr(keras.layers, class_name, None), type)
+def _own_classes(layer) -> list[str]:
+    """The classes inside ``layer`` (nested models included) that are not plain Keras."""
+    own = [] if type(layer).__module__.startswith("keras") else [type(layer).__name__]
+    for sub in getattr(layer, "layers", None) or []:
+        own += [c for c in _own_classes(sub) if c not in own]
+    return own
 
 
 def _plain(v):
@@ -203,7 +204,7 @@ def write_repro(graph, plan, model, result, x, out_dir: str, *, runtime="builtin
             "measured": {"max_abs": met["max_abs"], "max_rel": met["max_rel"],
                          "worst_channel": met["worst_channel"], "passed": bool(met["passed"])},
             "nodes": nodes,
-            "custom_layers": [s.class_name for s in specs if not _plain_keras(s.class_name)]}
+            "custom_layers": _own_classes(part)}
 
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
     os.makedirs(parent, exist_ok=True)
@@ -253,6 +254,6 @@ def _readme(info: dict, lr, met: dict, tol, specs, fused: list[str]) -> str:
             "shapes) and the mapping rows (formulas)\n"
             "  params.npz     the source parameters, keyed 'layer/param'\n"
             "  repro.py       python repro.py: prints the error with plain numpy + Keras\n"
-            + (f"\nNote: {', '.join(info['custom_layers'])} use Migrator's own Keras layer classes: "
+            + (f"\nNote: the Keras layer classes {', '.join(info['custom_layers'])} are Migrator's own: "
                "load layer.keras with Migrator imported (migrator.core.keras_build) to register them.\n"
                if info["custom_layers"] else ""))
