@@ -27,6 +27,7 @@ from .core.input_shape import input_shape_need, need_error, parse_input_shapes
 from .core.inputs import ImagePreprocessing, InputSpec, is_set
 from .core.native_logs import NativeLogFilter, quiet_python_loggers
 from .core.report import build_report, tool_versions
+from .core.repro import check_target as check_repro_target
 from .core.saving import check_writable, write_text
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_VERIFY = 0, 1, 2, 3
@@ -91,6 +92,9 @@ def _compare_args(p: argparse.ArgumentParser, *, inputs: bool) -> None:
                    help="tolerance relative to each layer's max |reference| (default 1e-4)")
     p.add_argument("--layer-tolerance", action="append", default=[], metavar="LAYER=ATOL,RTOL",
                    help="per-layer tolerance override (repeatable)")
+    p.add_argument("--repro", metavar="DIR", default=None,
+                   help="when verification fails, write the failing layer alone (Keras file, reference "
+                        "inputs/outputs, source definition, a short script) into DIR")
     p.add_argument("--precision", choices=("failing", "all", "off"), default="failing",
                    help="float64 second look (isolated error, drift from a float64 reference, float32's "
                         "own drift): for layers over the tolerance (default), every layer, or never")
@@ -485,8 +489,12 @@ def cmd_compare(args) -> int:
     _note_output_choice(flow.graph)
     if args.report:
         check_writable(args.report, args.force)
+    if args.repro:
+        check_repro_target(args.repro, args.force)
     result = _verify(args, flow, spec=_image_spec(args, flow.graph))
     print_table(result, show_all=args.all)
+    if args.repro and not result.passed:
+        print(f"repro: {flow.write_repro(args.repro, force=args.force)}")
     if args.report:
         rep = build_report(flow.graph, flow.plan, result, overrides=flow.overrides)
         write_text(args.report, json.dumps(rep, indent=1, allow_nan=False), force=args.force)
@@ -500,8 +508,12 @@ def cmd_convert(args) -> int:
                  force=args.force, accept_mismatch=args.accept_mismatch, release_weights=True)
     _note_output_choice(flow.graph)
     flow.check_outputs()      # refuse early, before any work, if outputs exist
+    if args.repro:
+        check_repro_target(args.repro, args.force)
     result = _verify(args, flow, spec=InputSpec(kind="random", seed=args.seed))
     print_table(result, show_all=False)
+    if args.repro and not result.passed:
+        print(f"repro: {flow.write_repro(args.repro, force=args.force)}")
     if not result.passed and not args.accept_mismatch:
         print("not saved: verification failed (use --accept-mismatch to save anyway)", file=sys.stderr)
         return EXIT_VERIFY

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import export as export_mod
+from . import repro as repro_mod
 from .compare.engine import run_comparison
 from .compare.sets import run_set_comparison
 from .errors import Cancelled, MigratorError, unsupported_layers_error
@@ -349,6 +350,17 @@ class Flow:
             self.x, self.input_desc = x, desc
         self.result = result
         return result
+
+    def write_repro(self, out_dir: str, *, force: bool = False) -> str:
+        """Write the repro bundle of the last comparison's root-cause (else first divergent)
+        layer into ``out_dir`` (:func:`migrator.core.repro.write_repro`)."""
+        if self.result is None or self.x is None:
+            raise MigratorError("nothing compared yet: no repro to write")
+        o = self.options
+        with deep_recursion(self.plan):
+            return repro_mod.write_repro(self.graph, self.plan, self.model, self.result, self.x, out_dir,
+                                         runtime=o.runtime, runtime_settings=o.runtime_settings,
+                                         tolerances=self.result.tolerances, force=force)
 
     # ---- export ----------------------------------------------------------------------
     def output_paths(self) -> list[tuple[str, str]]:
