@@ -29,6 +29,7 @@ import numpy as np
 
 from .compare.metrics import Tolerances, compare_arrays, to_keras_layout, to_source_layout
 from .errors import MigratorError
+from .mapping.plan import external_inputs
 from .reference.runtimes import get_runtime
 
 SCRIPT = '''\
@@ -68,15 +69,6 @@ def _host_chain(plan, keras_name: str) -> list:
             if spec.name == keras_name:
                 return m.layers[: i + 1]
     return []
-
-
-def _external_inputs(specs) -> list[str]:
-    produced: set[str] = set()
-    ext: list[str] = []
-    for s in specs:
-        ext.extend(t for t in s.inputs if t not in produced and t not in ext)
-        produced.add(s.output)
-    return ext
 
 
 def _reference(graph, x, name: str, tensors: list[str], runtime, settings) -> tuple[dict, np.ndarray]:
@@ -174,7 +166,7 @@ def write_repro(graph, plan, model, result, x, out_dir: str, *, runtime="builtin
     specs = _host_chain(plan, mapping.keras_output or "")
     if not specs:
         raise MigratorError(f"layer '{name}' has no Keras layer of its own to reproduce")
-    ext = _external_inputs(specs)
+    ext = external_inputs(specs)
     held, ref = _reference(graph, x, name, ext, runtime, runtime_settings)
     missing = [t for t in ext if t not in held]
     if missing:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from ..errors import Cancelled
+from ..mapping.plan import external_inputs
 from ..reference import numpy_ref
 from ..reference.runtimes import BuiltinRuntime, input_dict
 from .feeds import keras_feed
@@ -40,17 +41,6 @@ def _chains(plan) -> dict[str, tuple[object, list]]:
         for i, spec in enumerate(m.layers):
             out[spec.name] = (m, m.layers[: i + 1])
     return out
-
-
-def _external_inputs(specs) -> list[str]:
-    produced: set[str] = set()
-    ext: list[str] = []
-    for s in specs:
-        for t in s.inputs:
-            if t not in produced and t not in ext:
-                ext.append(t)
-        produced.add(s.output)
-    return ext
 
 
 def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -109,7 +99,7 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
             continue
         if any(s.name not in model_layers for s in specs):
             continue                      # pruned from the model: nothing depends on it
-        targets[name] = (specs, _external_inputs(specs))
+        targets[name] = (specs, external_inputs(specs))
     results: dict[str, dict] = {n: {} for n in names}
     if not looked:
         return results, None

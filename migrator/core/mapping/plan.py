@@ -118,3 +118,16 @@ class Plan:
                 if m.source not in out[m.keras_output]:
                     out[m.keras_output].append(m.source)
         return out
+
+
+def external_inputs(specs) -> list[str]:
+    """The tensors a run of Keras layer specs consumes but does not produce, in first-use order
+    (what a standalone model of those layers takes as inputs)."""
+    produced: set[str] = set()
+    ext: list[str] = []
+    for s in specs:
+        for t in s.inputs:
+            if t not in produced and t not in ext:
+                ext.append(t)
+        produced.add(s.output)
+    return ext
