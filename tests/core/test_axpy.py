@@ -10,11 +10,13 @@ the Keras model and Migrator's built-in reference kernel are each compared with 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from migrator import cli
 from migrator.core.compare.engine import run_comparison
 from migrator.core.errors import MigratorError
 from migrator.core.importers.caffe import load_caffe
@@ -26,6 +28,7 @@ from migrator.core.reference.kernels import KERNELS
 from migrator.testing.caffe_net import NetBuilder
 from tests.core.naive_ops import conv2d as naive_conv2d
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 F32 = np.float32
 SHAPE = (2, 6, 7, 9)
 
@@ -116,9 +119,13 @@ def test_migrator_compare_builtin(tmp_path):
     _, p, m = se_net(tmp_path, 4)
     np.save(tmp_path / "x.npy", _data(2))
     rep = tmp_path / "cmp.json"
-    rc = cli.main(["compare", str(p), str(m), "--input", str(tmp_path / "x.npy"), "--runtime", "builtin",
-                   "--report", str(rep)])
-    assert rc == 0
+    # in a subprocess, as a user runs it (an in-process main() would set the process's
+    # environment and signal handlers for every later test)
+    r = subprocess.run([sys.executable, "-m", "migrator", "compare", str(p), str(m), "--input",
+                        str(tmp_path / "x.npy"), "--runtime", "builtin", "--report", str(rep)],
+                       capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
+                       timeout=600, check=False)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     v = json.loads(rep.read_text())["verification"]
     assert v["passed"] and v["runtime"]["name"] == "builtin"
     layer = {entry["source"]: entry for entry in json.loads(rep.read_text())["layers"]}["ax"]
