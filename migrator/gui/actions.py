@@ -62,6 +62,8 @@ def build_actions(win) -> None:
     w.act_save_map_as = _act(w, "Save mapping &as…", lambda: w.save_mapping(ask=True), K.SaveAs)
     w.act_export = _act(w, "&Export Keras model…", w.export_dialog, "Ctrl+E",
                         "Save the Keras model (.keras / .h5 / .weights.h5 / .tflite / SavedModel) and the report")
+    w.act_convert_folder = _act(w, "Convert a &folder…", w.convert_folder_dialog, tip=
+                                "Convert and verify every model in a folder tree; the index opens as a table")
     w.act_quit = _act(w, "&Quit", w.close, K.Quit)
     w.act_undo = w.undo_stack.createUndoAction(w, "&Undo")
     w.act_undo.setShortcuts([QKeySequence("Ctrl+Z")])
@@ -105,6 +107,7 @@ def build_menus(win) -> None:
     m.addAction(w.act_save_map_as)
     m.addSeparator()
     m.addAction(w.act_export)
+    m.addAction(w.act_convert_folder)
     m.addSeparator()
     m.addAction(w.act_quit)
     e = mb.addMenu("&Edit")
