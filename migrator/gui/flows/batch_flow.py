@@ -120,6 +120,9 @@ class BatchFlow:
             self.view.open_index_requested.connect(lambda p: w.open_url(p))
             self.dock = w._dock("Batch index", "batch", self.view, Qt.DockWidgetArea.BottomDockWidgetArea)
             w.tabifyDockWidget(w.compare_dock, self.dock)
+            # the table is wide: most of the bottom width, the error plots keep the rest
+            w.resizeDocks([self.dock, w.plots_dock], [int(w.width() * 0.68), int(w.width() * 0.32)],
+                          Qt.Orientation.Horizontal)
         self.dock.show()
         self.dock.raise_()
         return self.view

@@ -2,6 +2,8 @@
 coloured; a double-click opens the model in the window, "Open index.html" the written page."""
 from __future__ import annotations
 
+import os
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -33,6 +35,15 @@ def worst_text(m: dict) -> str:
     return f"{m['worst_layer']} ({rel:.3g})" if rel is not None else str(m["worst_layer"])
 
 
+def short_detail(m: dict) -> str:
+    """The row's detail with the model's own file paths cut to their names (the folder is the
+    row's name already; the full text is the cell's tooltip)."""
+    text = m.get("detail") or ""
+    for f in m.get("files") or []:
+        text = text.replace(f, os.path.basename(f))
+    return text
+
+
 class BatchIndexView(QWidget):
     open_model_requested = Signal(dict)     # the row's index entry (files, mapping, ...)
     open_index_requested = Signal(str)      # the index.html path
@@ -62,9 +73,13 @@ class BatchIndexView(QWidget):
         hdr = self.table.horizontalHeader()
         hdr.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hdr.setStretchLastSection(False)
-        for c, w in enumerate((230, 80, 140, 420, 220, 70)):
+        for c, w in enumerate((210, 80, 150, 300, 160, 70)):
             self.table.setColumnWidth(c, w)
+        # short columns fit their contents; the detail (the longest text) takes the rest
+        for c in (1, 2, 5):
+            hdr.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
         hdr.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setToolTip("Double-click a model to open it in the window")
         self.table.cellDoubleClicked.connect(lambda r, _c: self.open_row(r))
         lay = QVBoxLayout(self)
@@ -83,11 +98,12 @@ class BatchIndexView(QWidget):
         for r, m in enumerate(self.rows):
             secs = m.get("seconds")
             cells = (m.get("name", ""), m.get("framework") or "—", m.get("status", ""),
-                     m.get("detail") or "", worst_text(m),
+                     short_detail(m), worst_text(m),
                      "—" if secs is None else f"{secs:.1f}")
             for c, text in enumerate(cells):
                 it = QTableWidgetItem(text)
-                it.setToolTip(text if c != 0 else "\n".join(m.get("files") or []))
+                tip = {0: "\n".join(m.get("files") or []), 3: m.get("detail") or ""}.get(c, text)
+                it.setToolTip(tip)
                 if c == 5:
                     it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 t.setItem(r, c, it)
