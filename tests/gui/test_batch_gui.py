@@ -157,3 +157,29 @@ def test_cancel_stops_the_batch_and_keeps_the_rows_so_far(qtbot, window, tmp_pat
     assert view.table.item(1, 2).text() == "interrupted"
     assert "Cancelled" in view.summary.text()
     assert not win.status_cancel.isVisible() and not win.busy.isVisible()
+
+
+def test_the_options_dialog_builds_the_request(qtbot, window, tmp_path):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QCheckBox, QDialogButtonBox
+
+    from migrator.gui.flows.batch_flow import _batch_dialog
+    seen = {}
+
+    def answer():
+        dlg = QApplication.activeModalWidget()
+        seen["title"] = dlg.windowTitle()
+        for box in dlg.findChildren(QCheckBox):
+            if "TensorFlow Lite" in box.text():
+                box.setChecked(True)
+        bb = dlg.findChild(QDialogButtonBox)
+        start = next(b for b in bb.buttons() if b.text() == "Start")
+        start.click()
+
+    QTimer.singleShot(200, answer)
+    req = _batch_dialog(window, str(tmp_path / "zoo"), str(tmp_path / "out"))
+    assert seen["title"] == "Convert a folder"
+    assert req.root == str(tmp_path / "zoo")
+    assert req.options.out_dir == str(tmp_path / "out")
+    assert req.options.runtime == "builtin" and list(req.options.also) == ["tflite"]
+    assert not req.options.force
