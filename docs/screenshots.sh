@@ -45,3 +45,9 @@ for t in light dark; do
   run --theme $t --size 1024x700 --images "$imgs" --running --screenshot "$OUT/comparing-small-$t.png"
 done
 rm -f build/screenshots.ini
+# File ▸ Convert a folder…: a real batch over a small generated zoo, its index as a table
+if command -v xvfb-run >/dev/null 2>&1; then
+  PYTHONPATH=. xvfb-run -a -s "-screen 0 1600x1000x24" "$PY" docs/batch_screenshot.py "$OUT/batch-gui.png"
+else
+  PYTHONPATH=. QT_QPA_PLATFORM=offscreen "$PY" docs/batch_screenshot.py "$OUT/batch-gui.png"
+fi

@@ -62,6 +62,8 @@ def build_actions(win) -> None:
     w.act_save_map_as = _act(w, "Save mapping &as…", lambda: w.save_mapping(ask=True), K.SaveAs)
     w.act_export = _act(w, "&Export Keras model…", w.export_dialog, "Ctrl+E",
                         "Save the Keras model (.keras / .h5 / .weights.h5 / .tflite / SavedModel) and the report")
+    w.act_convert_folder = _act(w, "Convert a &folder…", w.convert_folder_dialog, tip=
+                                "Convert and verify every model in a folder tree; the index opens as a table")
     w.act_quit = _act(w, "&Quit", w.close, K.Quit)
     w.act_undo = w.undo_stack.createUndoAction(w, "&Undo")
     w.act_undo.setShortcuts([QKeySequence("Ctrl+Z")])
@@ -107,8 +109,8 @@ def build_menus(win) -> None:
     w.recent_menu = m.addMenu("Open &recent")
     w.recent_menu.aboutToShow.connect(w._fill_recent)
     w._fill_recent()
-    add_items(m, (None, w.act_load_map, w.act_save_map, w.act_save_map_as, None, w.act_export, None,
-                  w.act_quit))
+    add_items(m, (None, w.act_load_map, w.act_save_map, w.act_save_map_as, None, w.act_export,
+                  w.act_convert_folder, None, w.act_quit))
     add_items(mb.addMenu("&Edit"), (w.act_undo, w.act_redo, None, w.act_edit_param, w.act_reset,
                                      w.act_all_bn))
     v = mb.addMenu("&View")

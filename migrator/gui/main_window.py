@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from ..core.document import Document
 from . import actions, theme, workers
+from .flows.batch_flow import BatchFlow
 from .flows.compare_flow import CompareFlow
 from .flows.export_flow import ExportFlow, export_targets, format_of
 from .flows.mapping_flow import MappingFlow
@@ -101,6 +102,7 @@ class MainWindow(QMainWindow):
         self.comparing = CompareFlow(self)
         self.exporting = ExportFlow(self)
         self.mapping = MappingFlow(self)
+        self.batch = BatchFlow(self)
         self.ask: Callable[[str, str], bool] = self._ask_dialog
         # unsaved overrides before the model is replaced or the app quits: 'save' | 'discard' | 'cancel'
         self.ask_unsaved: Callable[[str], str] = self._ask_unsaved_dialog
@@ -281,6 +283,14 @@ class MainWindow(QMainWindow):
     def cancel_comparison(self) -> None:
         self.comparing.cancel()
 
+    def cancel_running(self) -> None:
+        """The status bar's Cancel: the comparison and a folder conversion, whichever runs."""
+        self.comparing.cancel()
+        self.batch.cancel()
+
+    def convert_folder_dialog(self) -> None:
+        self.batch.convert_folder_dialog()
+
     def show_channel(self, channel: int) -> None:
         self.comparing.show_channel(channel)
 
@@ -355,7 +365,7 @@ class MainWindow(QMainWindow):
         self.status_cancel = QToolButton()
         self.status_cancel.setText("Cancel")
         self.status_cancel.setToolTip("Cancel the comparison (Esc)")
-        self.status_cancel.clicked.connect(self.cancel_comparison)
+        self.status_cancel.clicked.connect(self.cancel_running)
         self.status_cancel.hide()
         sb.addPermanentWidget(self.status_cancel)
         sb.addPermanentWidget(self.status_result)
@@ -460,6 +470,8 @@ class MainWindow(QMainWindow):
         self.keras_model.refresh_status()
         self.results_model.restatus()          # its colours are cached per row
         self.inspector.refresh()
+        if self.batch.view is not None:
+            self.batch.view.refresh_status()
         # existing plots keep the colours they were made with unless told (the error plot
         # stayed dark after switching back to light, the histogram stayed white in dark)
         for p in (self.channel_plot, self.overview_plot, self.channel_view, self.inspector.hist):
