@@ -42,8 +42,10 @@ import numpy as np
 
 from .compare.metrics import Tolerance, to_keras_layout, to_source_layout
 from .errors import MigratorError, VerificationFailed
+from .filesets import commit, journal_path, recover
 from .report import build_report, figure_links, figure_paths, render_html, render_markdown
-from .saving import check_writable, write_text
+from .saving import check_writable
+from .tempfiles import temp_path
 
 #: export formats, in the order the GUI offers them
 FORMATS = ("keras", "h5", "weights", "saved_model", "tflite")
@@ -257,8 +259,10 @@ def _write(model, plan, graph, fmt: str, tmp: str, saved_model: str | None = Non
 def _tmp_name(path: str, fmt: str) -> str:
     d = os.path.dirname(os.path.abspath(path)) or "."
     base = os.path.basename(str(path).rstrip("/\\"))
-    suffix = "" if fmt == "saved_model" else (".weights.h5" if fmt == "weights" else os.path.splitext(base)[1])
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=d)
+    if fmt != "saved_model":
+        # pid-stamped: the next save into this folder sweeps it once this process is gone
+        return temp_path(d, base, ".weights.h5" if fmt == "weights" else os.path.splitext(base)[1])
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=d)
     os.close(fd)
     os.unlink(tmp)
     return tmp
@@ -534,6 +538,7 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
         raise MigratorError("verification failed" + (f" (first divergent layer '{fd.source}')" if fd else "")
                             + "; not saving without explicit consent (--accept-mismatch)", file=out_path)
     targets = artifact_paths(out_path, fmt, also)
+    recover(os.path.dirname(os.path.abspath(out_path)) or ".")   # a save killed mid-commit: finish it
     report_paths = []
     if report_path:
         stem = report_path[:-5] if report_path.lower().endswith(".json") else report_path
@@ -552,6 +557,7 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
     temps: list[str] = []
     written: list[str] = []
     records: list[dict] = []
+    committing = False
     n = len(targets)
     try:
         items = []
@@ -612,11 +618,7 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
                                      f"{r.get('compared_with', 'reference')} in a fresh process: {why}; "
                                      "nothing was written (--accept-mismatch saves it anyway, recorded in "
                                      "the report)")
-        if progress:
-            progress(0.9, "moving the files into place")
-        for item in items:
-            _place(item["path"], item["target"], item["format"], force)
-            written.append(item["target"])
+        moves = [(item["path"], item["target"]) for item in items]
         if report_path:
             ex = dict(extra or {})
             rep = build_report(graph, plan, result, outputs=[p for p, _ in targets],
@@ -624,24 +626,34 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
                                accepted_mismatch=bool(result is not None and not result.passed)
                                or any(r.get("accepted_mismatch") for r in records),
                                extra=ex or None, artifacts=records, migrator_only=needs)
-            write_text(report_paths[0], json.dumps(rep, indent=1, allow_nan=False), force=force)
-            written.append(report_paths[0])
             figs = figure_links(rep, report_paths[1])
-            for fig, name in figs:
-                fp = os.path.join(os.path.dirname(report_paths[1]), name)
-                write_text(fp, fig.svg, force=force)
-                written.append(fp)
+            texts = [(report_paths[0], json.dumps(rep, indent=1, allow_nan=False))]
+            texts += [(os.path.join(os.path.dirname(report_paths[1]), name), fig.svg) for fig, name in figs]
+            texts += [(report_paths[1], render_markdown(rep, figs)), (report_paths[2], render_html(rep))]
+            for target, text in texts:
+                tmp = _tmp_name(target, "report")
+                temps.append(tmp)
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+                moves.append((tmp, target))
+        for _tmp, target in moves:
+            if os.path.lexists(target) and not force:
+                raise MigratorError("appeared while writing; not overwritten", file=target)
+        if progress:
+            progress(0.9, "moving the files into place")
+        # the model, its other formats and its report replace the previous set together
+        committing = True
+        commit(moves, journal_path(out_path))
+        written = [target for _tmp, target in moves]
+        if report_path:
             for stale in set(report_paths[3:]) - set(written):   # an earlier run's figure this report lacks
                 if force and os.path.exists(stale):
                     os.remove(stale)
-            write_text(report_paths[1], render_markdown(rep, figs), force=force)
-            write_text(report_paths[2], render_html(rep), force=force)
-            written += report_paths[1:3]
     except BaseException:
+        if committing:     # interrupted between moves: finish the set rather than leave a mix
+            recover(os.path.dirname(os.path.abspath(out_path)) or ".")
         for t in temps:
             _remove(t)
-        for p in written:
-            _remove(p)
         raise
     for t in temps:
         _remove(t)
@@ -650,20 +662,6 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
     return written, records
 
 
-def _place(tmp: str, path: str, fmt: str, force: bool) -> None:
-    if os.path.lexists(path) and not force:
-        raise MigratorError("appeared while writing; not overwritten", file=path)
-    if fmt == "saved_model" and os.path.isdir(path):
-        old = path.rstrip("/\\") + f".old-{os.getpid()}"
-        os.replace(path, old)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            os.replace(old, path)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    os.replace(tmp, path)
 
 
 def describe_records(records: list[dict]) -> list[str]:

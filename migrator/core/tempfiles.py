@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 
-_SUFFIXES = r"(?:\.weights\.h5|\.keras|\.h5|\.hdf5|\.json|\.md|\.html|\.txt|\.npz|\.npy)?"
+_SUFFIXES = r"(?:\.weights\.h5|\.keras|\.h5|\.hdf5|\.json|\.md|\.html|\.svg|\.tflite|\.txt|\.npz|\.npy)?"
 _OURS = re.compile(r"^\..+\.migrator-(\d+)-[0-9a-f]{8}\.tmp" + _SUFFIXES + r"$")
 _LEGACY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp" + _SUFFIXES + r"$")
 _DIR_OURS = re.compile(r"^migrator-lasagne-(\d+)-[a-z0-9_]{8}$")
