@@ -1,7 +1,7 @@
 """The window's actions (menu entries and shortcuts) and its menus."""
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QApplication
 
@@ -80,6 +80,12 @@ def build_actions(win) -> None:
     w.act_run = _act(w, "&Run comparison", w.run_comparison, "F5",
                      "Compare the Keras model with the source, layer by layer")
     w.act_cancel = _act(w, "&Cancel comparison", w.cancel_comparison, "Escape")
+    w.act_repro = _act(w, "Write &repro bundle…", w.repro.repro_dialog, tip=
+                       "Write the failing layer alone, its inputs, the expected output and a script "
+                       "into a folder (needs a failed, current comparison)")
+    # also on the results table's context menu (right-click a failing row)
+    w.results_view.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+    w.results_view.addAction(w.act_repro)
     w.act_about = _act(w, "&About Migrator", w.about)
     w.act_guide = _act(w, "&User guide", w.user_guide, K.HelpContents, "Read the user guide")
     w.act_shortcuts = _act(w, "&Keyboard shortcuts", w.show_shortcuts, "Ctrl+/",
@@ -126,5 +132,5 @@ def build_menus(win) -> None:
     v.addSeparator()
     for d in (w.inspector_dock, w.compare_dock, w.plots_dock, w.log_dock):
         v.addAction(d.toggleViewAction())
-    add_items(mb.addMenu("&Compare"), (w.act_run, w.act_cancel))
+    add_items(mb.addMenu("&Compare"), (w.act_run, w.act_cancel, None, w.act_repro))
     add_items(mb.addMenu("&Help"), (w.act_guide, w.act_shortcuts, None, w.act_about))

@@ -40,6 +40,7 @@ from .flows.compare_flow import CompareFlow
 from .flows.export_flow import ExportFlow, export_targets, format_of
 from .flows.mapping_flow import MappingFlow
 from .flows.open_flow import MODEL_EXTS, OpenDialog, OpenFlow
+from .flows.repro_flow import ReproFlow
 from .help import (
     about_dialog,
     about_html,
@@ -76,6 +77,8 @@ class MainWindow(QMainWindow):
     load_failed = Signal(str)
     comparison_done = Signal()         # finished, failed or cancelled
     exported = Signal(list)
+    repro_written = Signal(str)        # the folder of a written repro bundle
+    repro_failed = Signal(str)         # why a repro bundle was not written (one line)
     channel_values_ready = Signal()
 
     def __init__(self, settings: Settings | None = None, parent=None):
@@ -87,6 +90,7 @@ class MainWindow(QMainWindow):
         self.jobs: dict[str, object] = {}
         self.last_error: str | None = None
         self.last_export: list[str] = []
+        self.last_repro: str | None = None
         self._selecting = False
         self._result_seq = 0                 # see _on_result
         self._result_installing = False
@@ -101,6 +105,7 @@ class MainWindow(QMainWindow):
         self.opening = OpenFlow(self)
         self.comparing = CompareFlow(self)
         self.exporting = ExportFlow(self)
+        self.repro = ReproFlow(self)
         self.mapping = MappingFlow(self)
         self.batch = BatchFlow(self)
         self.ask: Callable[[str, str], bool] = self._ask_dialog
@@ -771,6 +776,7 @@ class MainWindow(QMainWindow):
             self.act_export.setStatusTip("Save the Keras model (.keras / .h5 / .weights.h5 / .tflite / "
                                          "SavedModel) and the report")
         self.compare.run_btn.setEnabled(open_ and not running)
+        self.act_repro.setEnabled(not running and self.repro.available())
 
     # ---- selection sync ------------------------------------------------------------------------
     def select_source(self, name: str) -> None:

@@ -20,6 +20,9 @@ class CompareFlow:
         # how the last run ended when it left no result of its own ("comparison cancelled…")
         self.last_outcome: str | None = None
         self.input_changed_while_running = False
+        # (runtime, settings) of the run under way, and of the run whose result is installed
+        self._run_runtime: tuple[str, dict] | None = None
+        self.last_runtime: tuple[str, dict] | None = None
 
     def run_comparison(self) -> None:
         w = self.win
@@ -41,6 +44,7 @@ class CompareFlow:
         fp = docmod.overrides_fingerprint(plan.overrides)
         model = doc.model if (doc.model is not None and doc.model_fp == fp) else None
         w.compare.set_running(True)
+        self._run_runtime = (runtime, dict(rt_settings or {}))
         self.input_changed_while_running = False
         w.comparison_running(True)
         w.compare.save_settings(w.settings)
@@ -74,6 +78,7 @@ class CompareFlow:
         w.results_outdated = None
         w.results_model.outdated = False
         w.comparison_running(False)
+        self.last_runtime = self._run_runtime
         w.doc.set_result(res["result"], res["fingerprint"], model=res["model"],
                          model_fp=res["fingerprint"], x=res["x"], input_desc=res["input_desc"])
         fd = r.first_divergent
