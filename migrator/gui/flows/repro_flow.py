@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 
+from ...core.errors import MigratorError
 from ...core.flow import deep_recursion
 from ...core.repro import check_target, write_repro
 from ..workers import run_job
@@ -54,7 +55,7 @@ class ReproFlow:
             return
         try:
             check_target(folder)
-        except Exception as e:
+        except MigratorError as e:
             self._failed(str(e).replace(" (use --force to replace it)", ""), "")
             return
         runtime, settings = w.comparing.last_runtime
