@@ -629,7 +629,7 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
             figs = figure_links(rep, report_paths[1])
             texts = [(report_paths[0], json.dumps(rep, indent=1, allow_nan=False))]
             texts += [(os.path.join(os.path.dirname(report_paths[1]), name), fig.svg) for fig, name in figs]
-            texts += [(report_paths[1], render_markdown(rep, figs)), (report_paths[2], render_html(rep))]
+            texts += [(report_paths[1], render_markdown(rep, figs)), (report_paths[2], render_html(rep, [f for f, _ in figs]))]
             for target, text in texts:
                 tmp = _tmp_name(target, "report")
                 temps.append(tmp)

@@ -393,10 +393,11 @@ def render_markdown(rep: dict[str, Any], figures: list[tuple[Figure, str]] | Non
     return "\n".join(out) + "\n"
 
 
-def render_html(rep: dict[str, Any]) -> str:
+def render_html(rep: dict[str, Any], figures: list[Figure] | None = None) -> str:
     """A self-contained HTML page: the Markdown report's text and tables, the figures inline as
-    SVG (with their alternative text as caption and ``aria-label``; no external asset)."""
-    figs = {f"figure:{f.stem}": f for f in report_figures(rep)}
+    SVG (with their alternative text as caption and ``aria-label``; no external asset).
+    ``figures``: already drawn ones (default: drawn here from ``rep``)."""
+    figs = {f"figure:{f.stem}": f for f in (report_figures(rep) if figures is None else figures)}
     md = render_markdown(rep, [(f, link) for link, f in figs.items()])
     # small self-contained rendering: tables and headings, no external assets
     rows, body, in_table = [], [], False

@@ -65,9 +65,9 @@ def _max_abs_diff_per_sample(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return m
 
 
-def float64_stream(graph, x, cancel=None, dtype=np.float64):
-    """The built-in reference in float64 (``None`` and the reason when it cannot run);
-    ``dtype=np.float32`` gives the built-in float32 stream the budget is measured with."""
+def numpy_stream(graph, x, cancel=None, dtype=np.float64):
+    """The built-in numpy reference as a stream in ``dtype`` (``None`` and the reason when it
+    cannot run): float64 is the anchor, float32 measures what float32 itself costs."""
     why = BuiltinRuntime().check(graph)
     if why:
         return None, f"the float64 reference cannot run this model: {why}"
@@ -116,9 +116,9 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
     it32 = None
     builtin = getattr(runtime, "name", "") == "builtin"
     if float64:
-        it64, note = float64_stream(graph, x, cancel)
+        it64, note = numpy_stream(graph, x, cancel)
         if it64 is not None and not builtin:
-            it32, _ = float64_stream(graph, x, cancel, dtype=np.float32)
+            it32, _ = numpy_stream(graph, x, cancel, dtype=np.float32)
         for n in names:
             ko = plan.mapping(n).keras_output
             if ko and ko in model_layers:
