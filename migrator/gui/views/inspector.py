@@ -41,7 +41,7 @@ FORMULA_ROLE = Qt.ItemDataRole.UserRole + 13  # the formula shown for the curren
 
 # batch-norm parameters first, in this order
 BN_ORDER = ("axis", "epsilon", "momentum", "center", "scale", "gamma", "beta", "moving_mean",
-            "moving_variance", "fuse_scale", "variance")
+            "moving_variance", "fuse_scale", "variance", "training_update", "update_drift")
 
 
 def summarize(v: Any) -> str:
