@@ -382,7 +382,7 @@ def test_fit_runs_and_dropout_is_training_only(real):
     from migrator.core.compare.metrics import to_keras_layout
 
     plan, model = _convert(real, "warm")
-    drop = [m for m in plan.mappings if m.source == "drop"][0]
+    drop = next(m for m in plan.mappings if m.source == "drop")
     dl = model.get_layer(drop.layers[0].name)
     assert isinstance(dl, keras.layers.Dropout)
     t = np.ones((4, 10), np.float32)

@@ -62,16 +62,13 @@ layer { name: "prob" type: "Softmax" bottom: "fc2" top: "prob" }
 COMPARED = ["conv1", "bn1", "sc1", "relu1", "pool1", "conv2", "sc2", "relu2", "fc1", "sc3", "relu3"]
 
 # runs inside the chroot with the real Caffe (Python 3.9, numpy 1.19)
-REAL = r'''
+REAL = f"BNS = {BNS!r}\nCOMPARED = {COMPARED!r}\nCHECK = {STEPS!r}\n" + r'''
 import os, sys
 os.environ.setdefault("GLOG_minloglevel", "2")
 import numpy as np
 import caffe
 caffe.set_mode_cpu()
 wd = sys.argv[1]
-BNS = %(bns)r
-COMPARED = %(compared)r
-CHECK = %(steps)r
 rng = np.random.RandomState(5)
 net = caffe.Net(os.path.join(wd, "train.prototxt"), caffe.TRAIN)
 for name, layer in zip(net._layer_names, net.layers):
@@ -91,25 +88,25 @@ for name, layer in zip(net._layer_names, net.layers):
 OUT = {}
 for phase in ("cold", "warm"):
     net.save(os.path.join(wd, phase + ".caffemodel"))
-    X = np.load(os.path.join(wd, "batches_%%s.npy" %% phase))
+    X = np.load(os.path.join(wd, "batches_%s.npy" % phase))
     for s in range(CHECK[-1]):
         net.blobs["data"].data[...] = X[s]
         net.forward()
         if s == 0:
             for n in COMPARED:
-                OUT["%%s_train__%%s" %% (phase, n)] = net.blobs[n].data.copy()
+                OUT["%s_train__%s" % (phase, n)] = net.blobs[n].data.copy()
         for bn, (bottom, _) in BNS.items():
             v = net.blobs[bottom].data.astype(np.float64)
             ax = tuple(a for a in range(v.ndim) if a != 1)
-            OUT["%%s_bmean__%%s__%%d" %% (phase, bn, s)] = v.mean(ax)
-            OUT["%%s_bvar__%%s__%%d" %% (phase, bn, s)] = v.var(ax)
-            OUT["%%s_bcount__%%s__%%d" %% (phase, bn, s)] = np.array(v.size // v.shape[1])
+            OUT["%s_bmean__%s__%d" % (phase, bn, s)] = v.mean(ax)
+            OUT["%s_bvar__%s__%d" % (phase, bn, s)] = v.var(ax)
+            OUT["%s_bcount__%s__%d" % (phase, bn, s)] = np.array(v.size // v.shape[1])
         if s + 1 in CHECK:
             for bn in BNS:
                 for i in range(3):
-                    OUT["%%s_blob%%d__%%s__%%d" %% (phase, i, bn, s + 1)] = net.params[bn][i].data.copy()
+                    OUT["%s_blob%d__%s__%d" % (phase, i, bn, s + 1)] = net.params[bn][i].data.copy()
 np.savez(os.path.join(wd, "out.npz"), **OUT)
-''' % {"bns": BNS, "compared": COMPARED, "steps": STEPS}
+'''
 
 
 @pytest.fixture(scope="module")

@@ -35,10 +35,10 @@ import numpy as np
 
 __all__ = [
     "KERAS_UPDATE",
-    "SOURCE_UPDATE",
     "SCENARIO_BATCH",
     "SCENARIO_SPREAD",
     "SCENARIO_STEPS",
+    "SOURCE_UPDATE",
     "BatchStats",
     "DriftPoint",
     "SourceState",
@@ -58,9 +58,9 @@ SOURCE_UPDATE = {
     "gist": "mean <- (1-alpha)*mean + alpha*mean_b; std <- (1-alpha)*std + alpha*std_b",
 }
 
-#: the scenario shown when no data is given: batches whose mean moves by +-SPREAD of the
-#: denominator and whose variance by a factor 1 +- SPREAD around the stored statistics,
-#: alternately; BATCH samples per batch (Caffe's M = BATCH * spatial size)
+#: the scenario shown when no data is given (:func:`scenario_batches`): batches whose mean is
+#: shifted by SPREAD of the denominator and whose variance is alternately x (1 +- SPREAD);
+#: BATCH samples per batch (Caffe's M = BATCH * spatial size)
 SCENARIO_SPREAD = 0.2
 SCENARIO_BATCH = 32
 SCENARIO_STEPS = (1, 10, 100)
@@ -158,7 +158,7 @@ def update_drift(source: SourceState, moving_mean, moving_variance, momentum: fl
     out: list[DriftPoint] = []
     if not bl:
         return out
-    want = sorted(set(int(s) for s in steps if int(s) >= 0))
+    want = sorted({int(s) for s in steps if int(s) >= 0})
     if want and want[0] == 0:
         out.append(_gap(0, src, km, kv, epsilon))
     n = 0
@@ -189,12 +189,14 @@ def _finite_max(a) -> float:
 
 def scenario_batches(source: SourceState, count: int,
                      spread: float = SCENARIO_SPREAD) -> list[BatchStats]:
-    """Two batches, alternately: mean + spread*denominator with variance*(1 + spread), then
-    mean - spread*denominator with variance*(1 - spread) (around the source's statistics)."""
+    """Fine-tuning data that differ from the stored statistics: every batch's mean is the
+    stored mean + spread * denominator (a persistent shift, which shows the effect of the
+    momentum), its variance alternately variance * (1 + spread) and * (1 - spread) (a
+    batch-to-batch spread, which shows what averaging 1/sqrt(var) or the variance costs)."""
     mean, d, var = source.mean(), source.denominator(), source.variance()
     ok = np.isfinite(d) & np.isfinite(var)
     d, var = np.where(ok, d, 1.0), np.where(ok, var, 1.0)
-    return [BatchStats(mean + sgn * spread * d, var * (1 + sgn * spread), int(count))
+    return [BatchStats(mean + spread * d, var * (1 + sgn * spread), int(count))
             for sgn in (1.0, -1.0)]
 
 
@@ -205,7 +207,7 @@ def drift_summary(points: Sequence[DriftPoint]) -> str:
 
 
 def _pct(v: float) -> str:
-    if v == 0:
+    if v < 1e-12:        # float64 rounding of equal recursions
         return "0"
     if v < 5e-7:
         return f"{v:.1e}"

@@ -174,11 +174,11 @@ def _training_rows(state: BT.SourceState, momentum: float, source_momentum: floa
     batches = BT.scenario_batches(state, count)
     pts = BT.update_drift(state, mean, var_k, momentum, eps_k, batches, BT.SCENARIO_STEPS)
     drow = ParamRow("update_drift",
-                    f"scenario: batches of {BT.SCENARIO_BATCH} alternating mean +-"
-                    f"{BT.SCENARIO_SPREAD:.0%} of the denominator and variance x (1 +-"
-                    f"{BT.SCENARIO_SPREAD:.0%}); after N training steps from the converted "
-                    "statistics, max over channels of |Keras - source|: mean in units of the "
-                    "source's denominator, denominator (sqrt(moving_variance + epsilon)) relative",
+                    f"max over channels after N steps from the converted statistics; mean: "
+                    "|Keras - source| in source denominators; denominator sqrt(moving_variance + "
+                    "epsilon): relative; scenario: batches of "
+                    f"{BT.SCENARIO_BATCH}, mean shifted by {BT.SCENARIO_SPREAD:g} denominator, "
+                    f"variance x (1 +- {BT.SCENARIO_SPREAD:g}) alternately",
                     BT.drift_summary(pts),
                     {f"N={p.step}": f"mean {p.mean_gap:.3g}, denominator {p.denominator_gap:.3g}"
                      for p in pts})
@@ -417,10 +417,10 @@ class BatchNormRule(Rule):
         rows += _training_rows(
             BT.SourceState("caffe", b0, b1, maf, eps_src, sf=blob2), momentum, maf,
             "moving_average_fraction", eps_k, mean, var_k, count,
-            [f"Caffe weighs the next batch by 1/(maf*sf + 1) = {sf_w:.3g} (sf = blob2 = {blob2:g}), "
-             f"Keras by 1 - momentum = {1 - momentum:.3g}: equal once sf = 1/(1 - maf)",
-             f"Caffe stores the unbiased variance (x M/(M-1), M = {count} values per channel in a "
-             f"batch of {BT.SCENARIO_BATCH}), Keras the biased one"])
+            [(f"Caffe weighs the next batch by 1/(maf*sf + 1) = {sf_w:.3g} (sf = blob2 = "
+              f"{blob2:g}), Keras by 1 - momentum = {1 - momentum:.3g}: equal once sf = 1/(1 - maf)"),
+             (f"Caffe stores the unbiased variance (x M/(M-1), M = {count} values per channel in a "
+              f"batch of {BT.SCENARIO_BATCH}), Keras the biased one")])
         if node.attrs.get("use_global_stats") is False:
             rows[0].warnings.append("use_global_stats: false -- Caffe normalises with each "
                                     "batch's own statistics; Keras (inference) uses the stored ones")
@@ -550,9 +550,9 @@ class BatchNormRule(Rule):
         rows += _training_rows(
             BT.SourceState("lasagne", mean, inv, alpha, eps_src), momentum, 1.0 - alpha, "alpha",
             eps_k, mean, var_k, _values_per_channel(ctx, node, axis),
-            ["Lasagne averages inv_std = 1/sqrt(var_b + epsilon), Keras the variance: with "
-             "momentum = 1 - alpha the means follow the same recursion, the denominators "
-             "differ by the spread of the batch variances (update_drift)"])
+            [("Lasagne averages inv_std = 1/sqrt(var_b + epsilon), Keras the variance: with "
+              "momentum = 1 - alpha the means follow the same recursion, the denominators "
+              "differ by the spread of the batch variances (update_drift)")])
 
         spec = self._spec(ctx, node, rank, axis, eps_k, momentum, use_center, use_scale, g, bt,
                           mean, var_k, node.outputs[0])
@@ -624,8 +624,8 @@ class BatchNormRule(Rule):
         rows += _training_rows(
             BT.SourceState("gist", mean, std, alpha, eps_src), momentum, 1.0 - alpha, "alpha",
             eps_k, mean, var_k, _values_per_channel(ctx, node, axis),
-            ["the gist normalises a training batch by std_b + eps, Keras by sqrt(var_b + "
-             "epsilon): training-mode outputs differ; it averages std, Keras the variance"])
+            [("the gist normalises a training batch by std_b + eps, Keras by sqrt(var_b + "
+              "epsilon): training-mode outputs differ; it averages std, Keras the variance")])
 
         act = node.attrs.get("activation")
         try:
