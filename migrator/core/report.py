@@ -407,9 +407,10 @@ def _training_section(rep: dict[str, Any]) -> list[str]:
     if not found:
         return []
     out = ["", "## Fine-tuning: batch-norm moving statistics", "",
-           f"Keras (training=True) normalises with the batch's mean and biased variance, then "
-           f"updates `{KERAS_UPDATE}`. The source's update and the drift between the two "
-           "after N training steps, " + str(found[0][2]["formula"]) + ".", "",
+           ("- Keras (training=True) normalises with the batch's mean and biased variance, then "
+            f"updates `{KERAS_UPDATE}`."),
+           "- Drift between the source's statistics and Keras's after N training steps: "
+           + str(found[0][2]["formula"]) + ".", "",
            "| layer | source update | Keras momentum | drift after N steps | remarks |",
            "|---|---|---|---|---|"]
     last = None

@@ -209,6 +209,4 @@ def drift_summary(points: Sequence[DriftPoint]) -> str:
 def _pct(v: float) -> str:
     if v < 1e-12:        # float64 rounding of equal recursions
         return "0"
-    if v < 5e-7:
-        return f"{v:.1e}"
     return f"{100 * v:.2g} %"
