@@ -432,9 +432,9 @@ def _describe_pickle(path, output_layer, known, out):
     result = describe(ret, output_layer, "pickle", known)
     result["lasagne_version"] = version
     result["pickle_holds"] = what
-    result["warnings"] = warnings + result["warnings"] + [
-        f"network read from the pickle ({what}) with no builder script; its layers look like "
-        f"Lasagne {'0.1' if version == '0.1' else '0.2 or later'}"]
+    said = (f"network read from the pickle ({what}) with no builder script; its layers look "
+            f"like Lasagne {'0.1' if version == '0.1' else '0.2 or later'}")
+    result["warnings"] = [*warnings, *result["warnings"], said]
     import numpy as np
     values = [np.asarray(p.get_value(borrow=True)) for p in LL.get_all_params(out_layer)]
     with open(out + ".npz.part", "wb") as f:

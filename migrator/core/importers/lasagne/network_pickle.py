@@ -106,7 +106,7 @@ class Inert:
             self.append(v)
 
     def __repr__(self):
-        return "<pickled %s>" % self._pickled_as
+        return f"<pickled {self._pickled_as}>"
 
 
 _INERT_CLASSES = {}
@@ -119,8 +119,8 @@ def _inert_class(module, name):
         # a class (NEWOBJ needs one) that also names a function the pickle refers to (a
         # nonlinearity, a pool or merge function): describe() reads its dotted _sym_name
         cls = type(str(name), (Inert,), {"__module__": module,
-                                         "_pickled_as": "%s.%s" % (module, name),
-                                         "_sym_name": "%s.%s" % (module, name)})
+                                         "_pickled_as": f"{module}.{name}",
+                                         "_sym_name": f"{module}.{name}"})
         _INERT_CLASSES[key] = cls
     return cls
 
@@ -179,8 +179,7 @@ def _shared_class():
             value = storage[0] if isinstance(storage, list) and storage else None
             if not isinstance(value, (np.ndarray, np.generic, int, float)):
                 raise pickle.UnpicklingError(
-                    "shared variable %r holds %s, not a numpy array"
-                    % (state.get("name"), type(value).__name__))
+                    "shared variable {!r} holds {}, not a numpy array".format(state.get("name"), type(value).__name__))
             name = state.get("name")
             type(self).__init__(self, np.asarray(value),
                                 name=name if isinstance(name, str) else None)
@@ -194,7 +193,7 @@ def _reconstructor(table):
 
     def reconstruct(cls, base, state):
         if cls not in allowed or base is not object or state is not None:
-            raise Refused("copy_reg._reconstructor(%s, %s)" % (getattr(cls, "__name__", cls),
+            raise Refused("copy_reg._reconstructor({}, {})".format(getattr(cls, "__name__", cls),
                                                                 getattr(base, "__name__", base)))
         return object.__new__(cls)
     return reconstruct, allowed
@@ -218,7 +217,7 @@ class NetworkUnpickler(pickle.Unpickler):
             obj = getattr(LR, name, None)    # Gate
         if isinstance(obj, type) and (issubclass(obj, LL.Layer) or name == "Gate"):
             return obj
-        raise Refused("%s.%s (a Lasagne layer class Migrator does not know)" % (module, name))
+        raise Refused(f"{module}.{name} (a Lasagne layer class Migrator does not know)")
 
     def find_class(self, module, name):
         module = {"__builtin__": "builtins", "copy_reg": "copyreg"}.get(module, module)
@@ -237,11 +236,11 @@ class NetworkUnpickler(pickle.Unpickler):
             return self._shared
         if key in ARRAY_UNPICKLERS:
             return _array_unpickler
-        if module == "lasagne.layers" or module.startswith("lasagne.layers."):
-            if name[:1].isupper():
-                cls = self._recorder_class(module, name)
-                self._classes.add(cls)
-                return cls
+        if (module == "lasagne.layers" or module.startswith("lasagne.layers.")) \
+                and name[:1].isupper():
+            cls = self._recorder_class(module, name)
+            self._classes.add(cls)
+            return cls
         if module == "lasagne.nonlinearities" or module == "lasagne.init":
             import lasagne.init as LI
             import lasagne.nonlinearities as LN
@@ -254,10 +253,10 @@ class NetworkUnpickler(pickle.Unpickler):
             cls = _inert_class(module, name)
             self._classes.add(cls)
             return cls
-        raise Refused("%s.%s" % (module, name))
+        raise Refused(f"{module}.{name}")
 
     def persistent_load(self, pid):
-        raise Refused("persistent id %r" % (str(pid)[:40],))
+        raise Refused(f"persistent id {str(pid)[:40]!r}")
 
 
 def _array_unpickler(npa, *ctx):
@@ -299,18 +298,19 @@ def network_of(top):
         if isinstance(layers, dict):
             items = [(str(k), v) for k, v in layers.items() if _is_layer(v)]
             if items:
-                return collections.OrderedDict(items), "%s (its layers_)" % what, []
+                return collections.OrderedDict(items), f"{what} (its layers_)", []
         if isinstance(layers, (list, tuple)):
             items = [v for v in layers if _is_layer(v)]
             if items:
-                return items, "%s (its layers_)" % what, []
+                return items, f"{what} (its layers_)", []
         out = state.get("_output_layer") or state.get("output_layer")
         if _is_layer(out):
-            return out, "%s (its output layer)" % what, []
-        raise ValueError("the pickle holds %s without its layers (no layers_ attribute: "
-                         "an untrained nolearn net keeps only its layer list)" % what)
-    raise ValueError("the pickle holds %s, not a Lasagne network (a layer, a dict or list of "
-                     "layers, or a nolearn NeuralNet)" % type(top).__name__)
+            return out, f"{what} (its output layer)", []
+        raise ValueError(f"the pickle holds {what} without its layers (no layers_ attribute: "
+                         "an untrained nolearn net keeps only its layer list)")
+    raise ValueError(f"the pickle holds {type(top).__name__}, not a Lasagne network (a layer, a dict or list of "
+                     "layers, or a nolearn NeuralNet); a parameter file is opened with its "
+                     "builder script (.py)")
 
 
 def fill_missing_attributes(out):
@@ -324,9 +324,9 @@ def fill_missing_attributes(out):
             if "flip_filters" not in d:
                 looks_01 = True
             d.setdefault("n", len(d["filter_size"]))
-        if cls in ("LSTMLayer", "GRULayer", "RecurrentLayer", "CustomRecurrentLayer"):
-            if "mask_incoming_index" not in d:
-                looks_01 = True
+        if cls in ("LSTMLayer", "GRULayer", "RecurrentLayer", "CustomRecurrentLayer") \
+                and "mask_incoming_index" not in d:
+            looks_01 = True
         if cls == "DenseLayer" and "num_leading_axes" not in d:
             looks_01 = True
         for k, v in V01_DEFAULTS.items():
