@@ -55,6 +55,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="input size in the source layout, e.g. 1,3,224,224, or NAME=1,3,224,224 per "
                         "input (repeatable); open sizes stay open in the Keras model where every "
                         "layer allows it")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                   help="load a plugin that adds a layer type Migrator does not know (repeatable). "
+                        "THIS RUNS THE PLUGIN'S PYTHON CODE with your rights, no sandbox: only "
+                        "use files you trust (docs/plugins.md)")
 
 
 def _compare_args(p: argparse.ArgumentParser, *, inputs: bool) -> None:
@@ -656,6 +660,9 @@ def _run_deep(fn) -> int:
 
 def _dispatch(args) -> int:
     try:
+        if getattr(args, "plugin", None):
+            from .core.plugins import load_plugins
+            load_plugins(args.plugin)     # the user's code (docs/plugins.md)
         return {"inspect": cmd_inspect, "convert": cmd_convert, "compare": cmd_compare,
                 "layers": cmd_layers, "batch": cmd_batch}[args.cmd](args)
     except MigratorError as e:
