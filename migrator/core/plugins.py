@@ -94,7 +94,7 @@ class PluginAPI:
         if keras_layout not in ("source", "keras"):
             raise _fail(path, f"op '{op}': keras_layout must be 'source' or 'keras'")
         from .importers.caffe.registry import LAYER_HANDLERS, LayerHandler
-        from .keras_build.constructs.registry import CONSTRUCTS, MERGE_CONSTRUCTS
+        from .keras_build.constructs.registry import CONSTRUCTS, LIST_INPUT_CONSTRUCTS
         from .mapping.registry import RULES
         from .reference.kernels.registry import KERNELS
         from .shapes.registry import SHAPE_RULES
@@ -117,8 +117,8 @@ class PluginAPI:
             if keras is not None:
                 CONSTRUCTS.add(construct, _construct(keras, keras_layout))
                 added.append((CONSTRUCTS, construct))
-                MERGE_CONSTRUCTS.add(construct)      # always called with the list of inputs
-                added.append((MERGE_CONSTRUCTS, construct))
+                LIST_INPUT_CONSTRUCTS.add(construct)   # the list of inputs when several
+                added.append((LIST_INPUT_CONSTRUCTS, construct))
             RULES.add(op, rule() if isinstance(rule, type) else
                       (rule if rule is not None else _default_rule(op, construct, doc, path)))
             added.append((RULES, op))
@@ -286,6 +286,13 @@ def parse_message(text: str) -> dict[str, list]:
     return body(None)
 
 
+def _has_message(lp, name: str) -> bool:
+    try:
+        return lp.HasField(name)
+    except ValueError:
+        return False
+
+
 def _caffe_handler(op: str, message: str | None, attrs_fn: Callable | None, path: str):
     def handler(b, lp):
         params: dict[str, list] = {}
@@ -296,6 +303,9 @@ def _caffe_handler(op: str, message: str | None, attrs_fn: Callable | None, path
                         params.setdefault(k, []).extend(v)
                 except (ValueError, IndexError) as e:
                     raise b.err(f"cannot read {message}: {e}", lp.name) from None
+        if message and not params and _has_message(lp, message):   # a message the schema knows
+            from google.protobuf import text_format
+            params = parse_message(text_format.MessageToString(getattr(lp, message)))
         if attrs_fn is None:
             return op, params, {}, 1
         try:

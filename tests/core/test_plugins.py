@@ -231,3 +231,36 @@ def test_parse_message_reads_the_protobuf_text_format():
                         'name: "a b" mode: FAST sub { k: 1 } sub < k: 2 > }')
     assert got == {"min_size": [30], "max_size": [60.5], "aspect_ratio": [2, 3], "flip": [True],
                    "name": ["a b"], "mode": ["FAST"], "sub": [{"k": [1]}, {"k": [2]}]}
+
+
+def test_a_plugin_can_take_over_the_python_layer(tmp_path):
+    nb = NetBuilder("py2", seed=0)
+    nb.input("data", (1, 3, 4, 4))
+    nb.layer("mine", "Python", ["data"], ["mine"], out_shape=(1, 3, 4, 4),
+             params={"python_param": {"module": "mylayers", "layer": "Scale",
+                                      "param_str": "3.5"}})
+    proto, model = nb.save(tmp_path / "py.prototxt", tmp_path / "py.caffemodel")
+    p = _plugin(tmp_path, "scale.py", '''
+        def attrs(params, layer):
+            assert params["layer"] == ["Scale"], params
+            return {"k": float(params["param_str"][0])}
+
+        def register(api):
+            api.add_layer_type("UserScale", family="activation", doc="y = k * x",
+                               shape=lambda node, s, ctx: s,
+                               kernel=lambda node, xs: [xs[0] * node.attrs["k"]],
+                               keras=lambda xs, a, name: xs[0] * a["k"],
+                               caffe_type="Python", caffe_params="python_param",
+                               caffe_attrs=attrs)
+    ''')
+    load_plugin(p)
+    try:
+        from migrator.core.reference import numpy_ref
+        g = open_model([str(proto), str(model)])
+        node = next(n for n in g.nodes if n.name == "mine")
+        assert node.op == "UserScale" and node.attrs == {"k": 3.5}
+        x = np.random.default_rng(0).normal(size=(1, 3, 4, 4)).astype(np.float32)
+        assert np.allclose(numpy_ref.run_all(g, x)["mine"][0], 3.5 * x)
+        assert Flow(FlowOptions(paths=[str(proto), str(model)])).compare().passed
+    finally:
+        unload_plugin(p)
