@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--images", metavar="DIR|LIST", help="verify every model on this input set too")
     pb.add_argument("--builder-function", default="build_model",
                     help="Lasagne: the builder function to look for in .py files (default build_model)")
+    pb.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                    help="load this plugin for every model (repeatable; RUNS its Python code, "
+                         "docs/plugins.md)")
     pb.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
                     help="per-model time limit (default 1800)")
     pb.add_argument("--memory-limit", type=float, default=None, metavar="MB",
@@ -535,7 +538,8 @@ def cmd_batch(args) -> int:
     opts = batch.BatchOptions(out_dir=args.output, mapping=args.mapping, runtime=args.runtime,
                               fmt=args.format, also=args.also, images=args.images, timeout_s=args.timeout,
                               memory_mb=args.memory_limit, force=args.force,
-                              builder_function=args.builder_function)
+                              builder_function=args.builder_function,
+                              plugins=[os.path.abspath(p) for p in args.plugin])
     tty = sys.stderr.isatty()
     t0 = time.monotonic()
 

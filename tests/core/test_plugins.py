@@ -125,6 +125,7 @@ def test_priorbox_plugin_matches_the_naive_formula_and_passes_the_comparison(ssd
     assert res.passed
 
 
+@pytest.mark.slow
 def test_the_cli_converts_with_plugin_and_the_model_loads_without_it(ssd_files, tmp_path):
     out = tmp_path / "ssd.keras"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -264,3 +265,20 @@ def test_a_plugin_can_take_over_the_python_layer(tmp_path):
         assert Flow(FlowOptions(paths=[str(proto), str(model)])).compare().passed
     finally:
         unload_plugin(p)
+
+
+@pytest.mark.slow
+def test_batch_gives_the_plugin_to_every_model(ssd_files, tmp_path):
+    import json
+    import shutil
+    src = tmp_path / "models" / "ssd"
+    src.mkdir(parents=True)
+    for f in ssd_files:
+        shutil.copy(f, src)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "migrator", "batch", str(tmp_path / "models"), "-o",
+                        str(out), "--plugin", PRIORBOX], capture_output=True, text=True,
+                       timeout=900, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    models = json.loads((out / "index.json").read_text())["models"]
+    assert [m["status"] for m in models] == ["verified"], models
