@@ -235,3 +235,15 @@ def test_the_cli_refuses_a_hostile_network_pickle_in_one_line(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and str(p) in lines[0] and "system" in lines[0], r.stderr
     assert not marker.exists()
+
+
+def test_the_real_theano_runtime_refuses_a_pickle_without_running_it(tmp_path):
+    from migrator.core.flow import Flow, FlowOptions
+    fc, _, _ = mlp(np.random.default_rng(0))
+    p = tmp_path / "net.pkl"
+    p.write_bytes(dumps(fc))
+    flow = Flow(FlowOptions(paths=[str(p)], runtime="legacy",
+                            runtime_settings={"command": sys.executable}))
+    with pytest.raises(MigratorError) as ei:
+        flow.compare()
+    assert "builder script" in str(ei.value) and str(p) in str(ei.value), str(ei.value)
