@@ -247,3 +247,33 @@ def test_the_real_theano_runtime_refuses_a_pickle_without_running_it(tmp_path):
     with pytest.raises(MigratorError) as ei:
         flow.compare()
     assert "builder script" in str(ei.value) and str(p) in str(ei.value), str(ei.value)
+
+
+def test_a_cudnn_layer_reads_as_the_recorder_class_of_its_module(tmp_path):
+    """lasagne.layers.dnn.Conv2DDNNLayer (not in lasagne.layers' namespace): a cross-correlation
+    (flip_filters False), checked against a naive correlation."""
+    Conv = _named("lasagne.layers.dnn", "Conv2DDNNLayer")
+    rng = np.random.default_rng(5)
+    inp = InputLayer.__new__(InputLayer)
+    inp.__dict__.update(shape=(None, 2, 5, 4), input_var=None, name="in",
+                        params=collections.OrderedDict())
+    W = rng.normal(size=(3, 2, 3, 3)).astype(np.float32)
+    b = rng.normal(size=(3,)).astype(np.float32)
+    sw, sb = _shared(W, "c.W"), _shared(b, "c.b")
+    c = Conv.__new__(Conv)
+    c.__dict__.update(input_shape=(None, 2, 5, 4), input_layer=inp, name="c", num_filters=3,
+                      filter_size=(3, 3), stride=(1, 1), pad=(0, 0), untie_biases=False,
+                      flip_filters=False, n=2, num_groups=1, nonlinearity=rectify, W=sw, b=sb,
+                      params=collections.OrderedDict([(sw, {"trainable"}), (sb, {"trainable"})]))
+    p = tmp_path / "dnn.pkl"
+    p.write_bytes(dumps(c))
+    from migrator.core.reference import numpy_ref
+    g = open_model([str(p)])
+    x = rng.normal(size=(1, 2, 5, 4)).astype(np.float32)
+    got = numpy_ref.run_all(g, x)["c"][0]
+    want = np.zeros((1, 3, 3, 2))
+    for o in range(3):
+        for i in range(3):
+            for j in range(2):
+                want[0, o, i, j] = (x[0, :, i:i + 3, j:j + 3] * W[o]).sum() + b[o]
+    assert np.abs(got - np.maximum(want, 0)).max() < 1e-5

@@ -210,11 +210,24 @@ class NetworkUnpickler(pickle.Unpickler):
         self.seen = collections.Counter()
 
     def _recorder_class(self, module, name):
+        import importlib
+        import importlib.util
+        import os
+
         import lasagne.layers as LL
         import lasagne.layers.recurrent as LR
         obj = getattr(LL, name, None)
         if obj is None:
             obj = getattr(LR, name, None)    # Gate
+        if obj is None:   # lasagne.layers.dnn / corrmm / cuda_convnet: the recorder's module
+            here = os.path.dirname(os.path.abspath(LL.__file__))
+            try:
+                spec = importlib.util.find_spec(module)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is not None and spec.origin and \
+                    os.path.dirname(os.path.abspath(spec.origin)) == here:
+                obj = getattr(importlib.import_module(module), name, None)
         if isinstance(obj, type) and (issubclass(obj, LL.Layer) or name == "Gate"):
             return obj
         raise Refused(f"{module}.{name} (a Lasagne layer class Migrator does not know)")
