@@ -41,7 +41,8 @@ def _quiet_tf() -> None:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="+", metavar="MODEL",
-                   help="Caffe: deploy.prototxt weights.caffemodel; Lasagne: builder.py params.pkl|.npz")
+                   help="Caffe: deploy.prototxt weights.caffemodel; Lasagne: builder.py params.pkl|.npz, "
+                        "or a whole pickled network (.pkl) alone")
     p.add_argument("--builder-function", default="build_model",
                    help="Lasagne: the function in the builder script that builds the network "
                         "(default: build_model)")
