@@ -339,7 +339,8 @@ def fill_missing_attributes(out):
             d.setdefault("n", len(d["filter_size"]))
         if cls in ("LSTMLayer", "GRULayer", "RecurrentLayer", "CustomRecurrentLayer") \
                 and "mask_incoming_index" not in d:
-            looks_01 = True
+            looks_01 = True      # 0.1: incomings are [input, mask] when a mask was given
+            d["mask_incoming_index"] = 1 if len(d.get("input_layers") or ()) > 1 else -1
         if cls == "DenseLayer" and "num_leading_axes" not in d:
             looks_01 = True
         for k, v in V01_DEFAULTS.items():
