@@ -41,7 +41,8 @@ def _quiet_tf() -> None:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="+", metavar="MODEL",
-                   help="Caffe: deploy.prototxt weights.caffemodel; Lasagne: builder.py params.pkl|.npz")
+                   help="Caffe: deploy.prototxt weights.caffemodel; Lasagne: builder.py params.pkl|.npz, "
+                        "or a whole pickled network (.pkl) alone")
     p.add_argument("--builder-function", default="build_model",
                    help="Lasagne: the function in the builder script that builds the network "
                         "(default: build_model)")
@@ -55,6 +56,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="input size in the source layout, e.g. 1,3,224,224, or NAME=1,3,224,224 per "
                         "input (repeatable); open sizes stay open in the Keras model where every "
                         "layer allows it")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                   help="load a plugin that adds a layer type Migrator does not know (repeatable). "
+                        "THIS RUNS THE PLUGIN'S PYTHON CODE with your rights, no sandbox: only "
+                        "use files you trust (docs/plugins.md)")
 
 
 def _compare_args(p: argparse.ArgumentParser, *, inputs: bool) -> None:
@@ -158,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--images", metavar="DIR|LIST", help="verify every model on this input set too")
     pb.add_argument("--builder-function", default="build_model",
                     help="Lasagne: the builder function to look for in .py files (default build_model)")
+    pb.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                    help="load this plugin for every model (repeatable; RUNS its Python code, "
+                         "docs/plugins.md)")
     pb.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
                     help="per-model time limit (default 1800)")
     pb.add_argument("--memory-limit", type=float, default=None, metavar="MB",
@@ -531,7 +539,8 @@ def cmd_batch(args) -> int:
     opts = batch.BatchOptions(out_dir=args.output, mapping=args.mapping, runtime=args.runtime,
                               fmt=args.format, also=args.also, images=args.images, timeout_s=args.timeout,
                               memory_mb=args.memory_limit, force=args.force,
-                              builder_function=args.builder_function)
+                              builder_function=args.builder_function,
+                              plugins=[os.path.abspath(p) for p in args.plugin])
     tty = sys.stderr.isatty()
     t0 = time.monotonic()
 
@@ -656,6 +665,9 @@ def _run_deep(fn) -> int:
 
 def _dispatch(args) -> int:
     try:
+        if getattr(args, "plugin", None):
+            from .core.plugins import load_plugins
+            load_plugins(args.plugin)     # the user's code (docs/plugins.md)
         return {"inspect": cmd_inspect, "convert": cmd_convert, "compare": cmd_compare,
                 "layers": cmd_layers, "batch": cmd_batch}[args.cmd](args)
     except MigratorError as e:

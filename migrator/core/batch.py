@@ -97,6 +97,7 @@ class BatchOptions:
     force: bool = False
     builder_function: str = "build_model"
     python: str = sys.executable
+    plugins: Sequence[str] = ()             # --plugin files given to every model's process
 
 
 # ----------------------------------------------------------------------------------------------
@@ -415,10 +416,12 @@ def convert_one(entry: ModelEntry, opts: BatchOptions, cancel: Callable[[], bool
         cmd += ["--mapping", mapping]
     if entry.framework == "lasagne" and opts.builder_function != "build_model":
         cmd += ["--builder-function", opts.builder_function]
+    plugin_args = [a for p in opts.plugins for a in ("--plugin", p)]
+    cmd += plugin_args
     if opts.images:
         pre = [opts.python, "-m", "migrator", "compare", *entry.files, "--images", opts.images,
                "--runtime", opts.runtime, "--report", os.path.join(folder, leaf + ".images.report.json"),
-               "--force"] + (["--mapping", mapping] if mapping else [])
+               "--force"] + (["--mapping", mapping] if mapping else []) + plugin_args
         run = _run_limited(pre, opts.timeout_s, opts.memory_mb, cancel)
         if run.code != 0 or run.killed:
             o = _classify(entry, run, out, report)

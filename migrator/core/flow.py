@@ -27,7 +27,7 @@ from .compare.engine import run_comparison
 from .compare.sets import run_set_comparison
 from .errors import Cancelled, MigratorError, unsupported_layers_error
 from .importers.caffe import load_caffe
-from .importers.lasagne import load_lasagne
+from .importers.lasagne import load_lasagne, load_lasagne_pickle
 from .input_shape import apply_input_shapes, finish_plan, input_shape_need, need_error, open_inputs
 from .inputs import InputSet, InputSpec, array_shapes, is_set, make_input, open_input_set
 from .ir import Graph
@@ -42,6 +42,7 @@ CAFFE_ARCH = (".prototxt", ".pbtxt")
 CAFFE_WEIGHTS = (".caffemodel",)
 LASAGNE_BUILDER = (".py",)
 LASAGNE_PARAMS = (".pkl", ".pickle", ".npz")
+LASAGNE_NETWORK_PICKLE = (".pkl", ".pickle")     # alone: a whole pickled network, no script
 
 
 def _ext(p: str) -> str:
@@ -49,8 +50,9 @@ def _ext(p: str) -> str:
 
 
 def detect_format(paths: Sequence[str]) -> tuple[str, dict[str, str | None]]:
-    """Recognise MODEL... by extension: ('caffe', {prototxt, caffemodel}) or
-    ('lasagne', {builder, params})."""
+    """Recognise MODEL... by extension: ('caffe', {prototxt, caffemodel}),
+    ('lasagne', {builder, params}) or, for one .pkl alone, ('lasagne_pickle', {pickle}): a whole
+    network pickled without its builder script."""
     paths = [str(p) for p in paths]
     if not paths:
         raise MigratorError("no model files given (Caffe: deploy.prototxt weights.caffemodel; "
@@ -76,6 +78,8 @@ def detect_format(paths: Sequence[str]) -> tuple[str, dict[str, str | None]]:
             raise MigratorError("a Caffe model needs its .prototxt next to the .caffemodel",
                                 file=by["caffemodel"])
         return "caffe", {"prototxt": by["prototxt"], "caffemodel": by.get("caffemodel")}
+    if "builder" not in by and len(paths) == 1 and _ext(by["params"]) in LASAGNE_NETWORK_PICKLE:
+        return "lasagne_pickle", {"pickle": by["params"]}   # a whole pickled network
     if "builder" not in by:
         raise MigratorError("a Lasagne model needs its builder script (.py)", file=by.get("params"))
     if "params" not in by:
@@ -100,6 +104,8 @@ def open_model(paths: Sequence[str], *, builder_function: str = "build_model",
     if kind == "caffe":
         graph = load_caffe(files["prototxt"], files["caffemodel"], progress=progress,
                            accept_unknown=accept_unknown, unknown=unknown)
+    elif kind == "lasagne_pickle":
+        graph = load_lasagne_pickle(files["pickle"], output_layer=output_layer, progress=progress)
     else:
         graph = load_lasagne(files["builder"], files["params"], builder_function=builder_function,
                              output_layer=output_layer, progress=progress)

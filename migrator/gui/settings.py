@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "compare/legacy_command": "",
     "plots/log_scale": True,
     "export/formats": ["keras"],
+    "plugins": [],               # plugin files (Python code Migrator runs: docs/plugins.md)
     "last_dir": "",
     "window/geometry": None,
     "window/state": None,

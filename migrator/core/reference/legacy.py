@@ -296,6 +296,14 @@ class LegacyRuntime(Runtime):
                                 "caffemodel": self._visible(weights, wd, env_wd), "inputs": inputs}
             else:
                 builder = self._builder(graph)
+                if builder is None:
+                    pkl = (graph.meta or {}).get("network_pickle")
+                    raise MigratorError(
+                        "the real Theano/Lasagne runtime rebuilds the network with its builder "
+                        "script, and this model has none" + (
+                            " (a whole pickled network: running it in the real Lasagne would run "
+                            "the pickle's code; compare with --runtime builtin)" if pkl else ""),
+                        file=pkl or (graph.files[0] if graph.files else None))
                 inputs = {}
                 for node in graph.nodes:
                     if node.op == "Input":

@@ -32,14 +32,17 @@ class OpenDialog(QDialog):
     """Pick the two files of a model: architecture (.prototxt / builder .py) and weights
     (.caffemodel / .pkl / .npz); Lasagne options."""
 
-    def __init__(self, parent=None, start_dir: str = ""):
+    def __init__(self, parent=None, start_dir: str = "", plugins: list[str] | None = None):
         super().__init__(parent)
         self.setWindowTitle("Open model")
+        #: plugin files (layer types Migrator does not know): Python code Migrator RUNS
+        self.plugins: list[str] = list(plugins or [])
         self.start_dir = start_dir
         self.arch = QLineEdit()
         self.arch.setPlaceholderText("deploy.prototxt  or  Lasagne builder script .py")
         self.weights = QLineEdit()
-        self.weights.setPlaceholderText("weights .caffemodel  or  Lasagne parameters .pkl / .npz")
+        self.weights.setPlaceholderText("weights .caffemodel  or  Lasagne parameters .pkl / .npz  "
+                                        "(or a whole pickled network .pkl alone)")
         self.func = QLineEdit("build_model")
         self.func.setToolTip("Lasagne: the function of the builder script that returns the network")
         self.out_layer = QLineEdit()
@@ -54,6 +57,24 @@ class OpenDialog(QDialog):
         self.out_label = QLabel("Output layer")
         f.addRow(self.func_label, self.func)
         f.addRow(self.out_label, self.out_layer)
+        # plugins: the user's own layer types (docs/plugins.md); kept in the settings
+        self.plugin_label = QLabel()
+        self.plugin_label.setWordWrap(True)
+        self.plugin_label.setToolTip("A plugin is a Python file that adds a layer type Migrator "
+                                     "does not know. Migrator RUNS its code, with your rights "
+                                     "(no sandbox): add only files you trust.")
+        add_plugin = QPushButton("Add plugin…")
+        add_plugin.clicked.connect(self._pick_plugin)
+        clear_plugins = QPushButton("Remove all")
+        clear_plugins.clicked.connect(self._clear_plugins)
+        prow = QWidget()
+        ph = QHBoxLayout(prow)
+        ph.setContentsMargins(0, 0, 0, 0)
+        ph.addWidget(self.plugin_label, 1)
+        ph.addWidget(add_plugin)
+        ph.addWidget(clear_plugins)
+        f.addRow("Plugins", prow)
+        self._show_plugins()
         # what opening does, in plain words (shown for a Lasagne model only)
         self.lasagne_note = QLabel(
             "Opening a Lasagne model runs its builder script (your Python code) in a separate "
@@ -81,7 +102,8 @@ class OpenDialog(QDialog):
         self.weights.editingFinished.connect(lambda: self.guess_architecture(self.weights.text().strip()))
         lay = QVBoxLayout(self)
         lay.addWidget(QLabel("A Caffe model is a .prototxt + .caffemodel pair; a Lasagne model is a "
-                             "builder script (.py) + a parameter file (.pkl or .npz)."))
+                             "builder script (.py) + a parameter file (.pkl or .npz), or a whole "
+                             "pickled network (.pkl) alone."))
         lay.addLayout(f)
         lay.addWidget(self.lasagne_note)
         lay.addWidget(self.note)
@@ -150,6 +172,21 @@ class OpenDialog(QDialog):
                 return os.path.dirname(e.text())
         return self.start_dir
 
+    def _show_plugins(self) -> None:
+        self.plugin_label.setText(", ".join(os.path.basename(p) for p in self.plugins)
+                                  or "none (Python code Migrator would run: add only files you trust)")
+
+    def _pick_plugin(self):
+        p, _ = QFileDialog.getOpenFileName(self, "Plugin (Python code Migrator will run)",
+                                           self._dir(), "Python (*.py);;All files (*)")
+        if p and p not in self.plugins:
+            self.plugins.append(p)
+            self._show_plugins()
+
+    def _clear_plugins(self):
+        self.plugins = []
+        self._show_plugins()
+
     def _pick_arch(self):
         p, _ = QFileDialog.getOpenFileName(self, "Architecture", self._dir(),
                                            "Model definition (*.prototxt *.pbtxt *.py);;All files (*)")
@@ -184,6 +221,7 @@ class OpenDialog(QDialog):
             self.weights.setText(str(cands[0]))
 
     def paths(self) -> list[str]:
+        """The model's files; a .pkl with no architecture is a whole pickled network."""
         return [p for p in (self.arch.text().strip(), self.weights.text().strip()) if p]
 
     def options(self) -> dict:
@@ -213,9 +251,16 @@ def architecture_next_to(weights: str) -> str | None:
     return str(pick[0]) if len(pick) == 1 else None
 
 
-def _load(paths, progress=None, cancel=None, **kw) -> dict:
+def _load(paths, progress=None, cancel=None, plugins=None, **kw) -> dict:
     """Open in a worker: unknown source fields mark their layers (instead of failing the
-    whole model), and a model that leaves input sizes open says which it needs."""
+    whole model), and a model that leaves input sizes open says which it needs.  ``plugins``:
+    the plugin files of the settings, loaded first (plugins no longer listed are unloaded)."""
+    from ...core import plugins as plugmod
+    wanted = [os.path.abspath(p) for p in plugins or []]
+    for p in list(plugmod.LOADED):
+        if p not in wanted:
+            plugmod.unload_plugin(p)
+    plugmod.load_plugins(wanted)
     res = docmod.load_model(paths, unknown="collect", progress=progress, cancel=cancel, **kw)
     res["input_shape_need"] = None
     from ...core.input_shape import input_shape_need, open_inputs
@@ -256,7 +301,8 @@ class OpenFlow:
         """The Open dialog stays open while its model loads: a failure is shown in it with
         both paths kept; it closes when the model is open."""
         w = self.win
-        dlg = OpenDialog(w, w.settings.get("last_dir") or os.path.expanduser("~"))
+        dlg = OpenDialog(w, w.settings.get("last_dir") or os.path.expanduser("~"),
+                         plugins=w.settings.get("plugins"))
         dlg.on_open = lambda: self.open_from_dialog(dlg)
         self.dialog = dlg
         try:
@@ -277,6 +323,7 @@ class OpenFlow:
         if not dlg.paths():
             dlg.show_error("Choose the model files first.")
             return
+        self.win.settings.set("plugins", list(dlg.plugins))
         dlg.set_loading(True)
         if not self.open_paths(dlg.paths(), **dlg.options()):
             dlg.set_loading(False)
@@ -297,6 +344,7 @@ class OpenFlow:
         w._busy(True, f"Opening {', '.join(os.path.basename(p) for p in paths)}…")
         log.info("opening %s", " ".join(paths))
         self._request = (paths, mapping_path, dict(opts))
+        opts.setdefault("plugins", w.settings.get("plugins"))
         w.jobs["load"] = run_job(_load, paths, mapping_path=mapping_path,
                                  on_done=self.loaded, on_error=self.load_failed,
                                  on_cancel=self.load_cancelled,

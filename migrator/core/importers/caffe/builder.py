@@ -62,6 +62,7 @@ class CaffeBuilder:
         self.unknown_mode = unknown
         self.unknown_scan = None        # fields.ScanResult when the text had unknown fields
         self.unknown_items: list = []   # UnknownField of the layers kept in the deploy graph
+        self.claimed_fields: list = []  # the layer's fields its handler reads itself (a plugin's)
         self.cur_entry: tuple[str, int] | None = None
         self.file = os.fspath(prototxt)
         self.wfile = None if caffemodel is None else os.fspath(caffemodel)
@@ -295,6 +296,7 @@ class CaffeBuilder:
             self._drop(lp, "loss/accuracy/sink layer (training only)")
             return
         left = []
+        self.claimed_fields = []
         if self.unknown_scan is not None and self.cur_entry is not None:
             left = collect_layer_unknowns(self, lp)     # raises first in mode 'error'
         if not left:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import MigratorError
+from .registry import LAYER_HANDLERS
 
 #: Field names that only matter for training (or for data input, or for the speed of a
 #: Caffe build) and are read past silently when a fork adds them.  A field is skipped when
@@ -63,6 +64,9 @@ class UnknownField:
     accepted_by: str | None = None
     #: a known field of the same message spelled almost alike (a likely typo), if any
     near: str | None = None
+    #: the whole value as written (``value`` is cut at 40 characters): what a plugin's layer
+    #: type reads its own parameter message from (migrator/core/plugins.py)
+    raw: str = ""
 
     @property
     def leaf(self) -> str:
@@ -159,11 +163,10 @@ class _Walker:
             if desc is not None and fd is None:
                 inner: list[UnknownField] = []
                 self.value(None, "", inner)
-                text = " ".join(t for t, _ in self.toks[start:self.i]).lstrip(": ").strip()
-                if len(text) > 40:
-                    text = text[:37] + "..."
+                raw = " ".join(t for t, _ in self.toks[start:self.i]).lstrip(": ").strip()
+                text = raw[:37] + "..." if len(raw) > 40 else raw
                 near = difflib.get_close_matches(name, list(desc.fields_by_name), n=1, cutoff=0.8)
-                out.append(UnknownField(full, text, line, near=near[0] if near else None))
+                out.append(UnknownField(full, text, line, near=near[0] if near else None, raw=raw))
                 continue
             if top is not None and name in ("layer", "layers") and sub is not None:
                 k = counts.get(name, 0)
@@ -301,6 +304,11 @@ def collect_layer_unknowns(b, lp) -> list[UnknownField]:
     ``convoluton_param`` block leaves ``convolution_param.num_output`` missing), so the
     user is told about the field, with its line, first."""
     items = b.unknown_scan.layers.get(b.cur_entry, [])
+    entry = LAYER_HANDLERS.get(lp.type)
+    claims = entry.claims if entry is not None else ()
+    if claims:   # the parameter message a plugin's layer type reads itself: not unknown to it
+        b.claimed_fields = [it for it in items if it.path.split(".")[0] in claims]
+        items = [it for it in items if it.path.split(".")[0] not in claims]
     for it in items:
         it.layer, it.type = lp.name, lp.type
         b.unknown_items.append(it)

@@ -30,7 +30,9 @@ class LayerHandler:
     ``ops``: the canonical ops the handler produces, the usual one first (a refused variant
     becomes ``Custom`` and is not listed); ``fork``: the Caffe fork(s) the type comes from
     (None for BVLC Caffe); ``bottoms``: (min, max) number of bottoms; ``multi_top``: the
-    layer may have several tops (else exactly one)."""
+    layer may have several tops (else exactly one); ``claims``: parameter messages the schema
+    does not know that the handler reads itself from the prototxt text (a plugin's layer type,
+    migrator/core/plugins.py: ``builder.claimed_fields``)."""
 
     type: str
     fn: HandlerFn
@@ -38,6 +40,7 @@ class LayerHandler:
     fork: str | None = None
     bottoms: tuple[int, int] = ONE_BOTTOM
     multi_top: bool = False
+    claims: tuple[str, ...] = ()
 
 
 LAYER_HANDLERS: Registry[LayerHandler] = Registry("caffe layer types")
@@ -66,7 +69,8 @@ SINK_TYPES = frozenset({"Accuracy", "Silence", "HDF5Output"})
 #: BVLC layer types refused by name (imported as Custom nodes carrying the reason).
 REFUSED_TYPES: dict[str, str] = {
     "Python": "a Python layer runs user code (python_param module/layer), which Migrator neither "
-              "executes nor converts",
+              "executes nor converts; to convert it, write a plugin for its type and give it "
+              "with --plugin FILE.py (docs/plugins.md)",
     "LSTMUnit": "LSTMUnit is the internal step of Caffe's LSTM (gate and 'cont' inputs); not converted",
     "Parameter": "a Parameter layer outputs a learned blob without a batch axis, which a Keras "
                  "tensor always has",

@@ -4,6 +4,8 @@
   child process (:mod:`.builder_child`, started by path) with the recording stand-ins for ``lasagne``
   and ``theano`` (``recorder/``) first on ``sys.path``; the parameter file is read by
   :mod:`.params` (pickles only through :mod:`.safe_pickle`);
+* :mod:`.network_pickle` reads a whole network pickled without its builder script
+  (:func:`load_lasagne_pickle`) with an allow-list unpickler onto the recorder's classes;
 * :mod:`.registry` holds :data:`CONVERTERS` (Lasagne layer class -> converter); the
   converters live in one module per op family (:mod:`.conv`, :mod:`.pool`, ...).
 
@@ -18,9 +20,11 @@ from .loader import (
     CHILD,
     canonical,
     describe_builder,
+    describe_pickle,
     graph_from_description,
     kill_builder_processes,
     load_lasagne,
+    load_lasagne_pickle,
     load_param_values,
 )
 from .registry import CONVERTERS, Converter, refused_classes
@@ -43,5 +47,5 @@ def source_type_ops() -> dict[str, str]:
 
 
 __all__ = ["CHILD", "CONVERTERS", "KNOWN", "REFUSED_CLASSES", "Converter", "Unsupported", "activation_of",
-           "canonical", "describe_builder", "graph_from_description", "kill_builder_processes",
-           "load_lasagne", "load_param_values", "source_type_ops"]
+           "canonical", "describe_builder", "describe_pickle", "graph_from_description",
+           "kill_builder_processes", "load_lasagne", "load_lasagne_pickle", "load_param_values", "source_type_ops"]

@@ -399,6 +399,50 @@ def describe(ret, output_layer=None, impl="recorder", known_classes=frozenset())
             "layers": descs, "params": plist}
 
 
+def _describe_pickle(path, output_layer, known, out):
+    """A whole pickled network (see network_pickle.py): describe it like a builder's return
+    value and write its parameter values, in get_all_params order, to ``out + '.npz'``."""
+    import importlib.util
+    _choose_impl("recorder")
+    spec = importlib.util.spec_from_file_location("migrator_network_pickle",
+                                                  os.path.join(HERE, "network_pickle.py"))
+    NP = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(NP)
+    import pickle
+    import zlib
+    try:
+        top = NP.load(path)
+    except NP.Refused as e:
+        raise BuilderFailed("refused", f"refusing to load this pickle: it asks for {e.what}, "
+                            "which is not part of a Lasagne network (only Lasagne layers, "
+                            "nonlinearities and initializers, Theano shared variables and numpy "
+                            "arrays are accepted; nothing named by the file is imported or run)", e)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, UnicodeDecodeError, MemoryError, OSError, RecursionError, OverflowError,
+            zlib.error) as e:
+        text = " ".join(str(e).split())[:200] or type(e).__name__
+        raise BuilderFailed("unreadable", f"not a readable network pickle: {text}", e)
+    try:
+        ret, what, warnings = NP.network_of(top)
+    except ValueError as e:
+        raise BuilderFailed("bad_return", str(e), e)
+    import lasagne.layers as LL
+    out_layer, _ = _pick_output(ret, output_layer, [])
+    version = NP.fill_missing_attributes(out_layer)
+    result = describe(ret, output_layer, "pickle", known)
+    result["lasagne_version"] = version
+    result["pickle_holds"] = what
+    said = (f"network read from the pickle ({what}) with no builder script; its layers look "
+            f"like Lasagne {'0.1' if version == '0.1' else '0.2 or later'}")
+    result["warnings"] = [*warnings, *result["warnings"], said]
+    import numpy as np
+    values = [np.asarray(p.get_value(borrow=True)) for p in LL.get_all_params(out_layer)]
+    with open(out + ".npz.part", "wb") as f:
+        np.savez(f, *values)
+    os.replace(out + ".npz.part", out + ".npz")
+    return result
+
+
 def _die_with_parent() -> None:
     """Never outlive Migrator: on Linux the kernel SIGKILLs this process when its parent
     dies (``PR_SET_PDEATHSIG``, even on SIGKILL of the parent); elsewhere a watchdog thread
@@ -429,7 +473,9 @@ def _die_with_parent() -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--builder", required=True)
+    ap.add_argument("--builder", default="")
+    ap.add_argument("--pickle", default="", help="a whole pickled network instead of a builder "
+                    "(read by network_pickle.py's allow-list unpickler, with the recorder)")
     ap.add_argument("--function", default="build_model")
     ap.add_argument("--output-layer", default="")
     ap.add_argument("--impl", default="recorder", choices=("recorder", "real", "auto"))
@@ -441,12 +487,15 @@ def main(argv=None) -> int:
     # run by path, sys.path[0] is this directory, whose modules (the importer's) must not
     # shadow what the builder script imports
     sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != HERE]
-    script = os.path.realpath(a.builder)
+    script = os.path.realpath(a.builder or a.pickle)
     try:
-        impl = _choose_impl(a.impl)
-        ret = _run_builder(script, a.function)
         known = frozenset(k for k in a.known.split(",") if k)
-        result = describe(ret, a.output_layer or None, impl, known)
+        if a.pickle:
+            result = _describe_pickle(script, a.output_layer or None, known, a.out)
+        else:
+            impl = _choose_impl(a.impl)
+            ret = _run_builder(script, a.function)
+            result = describe(ret, a.output_layer or None, impl, known)
     except BuilderFailed as e:
         result = {"ok": False, "error": e.info}
     except Exception as e:  # noqa: BLE001 - a recorder bug or odd user object

@@ -107,6 +107,32 @@ def load_lasagne(builder_path, params_path, *, builder_function: str = "build_mo
     return g
 
 
+def load_lasagne_pickle(pickle_path, *, output_layer: str | None = None,
+                        progress: Progress = None, timeout: float = 120,
+                        cancel: Callable[[], bool] | None = None) -> Graph:
+    """Open a whole Lasagne network pickled without its builder script (the output layer, a
+    dict or list of layers, or a nolearn ``NeuralNet``): read by the allow-list unpickler of
+    :mod:`.network_pickle` in the child process, then converted like a builder's network.
+    ``graph.meta['builder']`` is None and ``graph.meta['network_pickle']`` names the file."""
+    pickle_path = os.path.abspath(os.fspath(pickle_path))
+    prog = progress or (lambda f, m: None)
+    t0 = time.perf_counter()
+    prog(0.0, f"reading the network from {os.path.basename(pickle_path)}")
+    desc, values = describe_pickle(pickle_path, output_layer=output_layer, timeout=timeout,
+                                   progress=progress, cancel=cancel)
+    prog(0.8, "building the graph")
+    g = graph_from_description(desc, values, pickle_path, None)
+    g.meta["builder"] = None
+    g.meta["network_pickle"] = pickle_path
+    g.meta["params_file"] = pickle_path
+    g.meta["pickle_holds"] = desc.get("pickle_holds")
+    out_desc = next((L for L in desc["layers"] if L["name"] == desc.get("output")), None)
+    g.meta["output_key"] = out_desc.get("dict_key") if out_desc else None
+    g.meta["timings"] = {"builder_s": 0.0, "total_s": time.perf_counter() - t0}
+    prog(1.0, f"{len(g.nodes)} layers")
+    return g
+
+
 # ---- the builder child process ------------------------------------------------------
 _LIVE: set = set()                  # running builder children (subprocess.Popen)
 _LIVE_LOCK = threading.Lock()
@@ -214,27 +240,64 @@ def describe_builder(builder_path, *, builder_function: str = "build_model",
         raise MigratorError("builder script not found", file=builder_path)
     if not os.access(builder_path, os.R_OK):
         raise MigratorError("builder script is not readable", file=builder_path)
+    desc, _ = _describe_in_child(["--builder", builder_path, "--function", builder_function],
+                                 builder_path, output_layer=output_layer, timeout=timeout,
+                                 impl=impl, python=python, progress=progress, cancel=cancel)
+    return desc
+
+
+def describe_pickle(pickle_path, *, output_layer: str | None = None, timeout: float = 120,
+                    progress: Progress = None, cancel: Callable[[], bool] | None = None
+                    ) -> tuple[dict, list[np.ndarray]]:
+    """A whole network pickled without its builder script -> (the child's JSON description,
+    the parameter values in get_all_params order).  The child reads the pickle with the
+    allow-list unpickler of :mod:`.network_pickle` (nothing named by the file is imported or
+    run); the values come back in an ``.npz`` read with ``allow_pickle=False``."""
+    pickle_path = os.path.abspath(os.fspath(pickle_path))
+    if not os.path.isfile(pickle_path):
+        raise MigratorError("network pickle not found", file=pickle_path)
+    desc, values = _describe_in_child(["--pickle", pickle_path], pickle_path,
+                                      output_layer=output_layer, timeout=timeout,
+                                      impl="recorder", python=None, progress=progress,
+                                      cancel=cancel, values=True)
+    return desc, values
+
+
+def _describe_in_child(args: list[str], path: str, *, output_layer, timeout, impl, python,
+                       progress, cancel, values: bool = False) -> tuple[dict, list]:
     with tempfile.TemporaryDirectory(prefix=private_dir_prefix()) as td:
         out = os.path.join(td, "description.json")
-        cmd = [python or sys.executable, CHILD, "--builder", builder_path,
-               "--function", builder_function, "--output-layer", output_layer or "",
+        cmd = [python or sys.executable, CHILD, *args, "--output-layer", output_layer or "",
                "--impl", impl, "--out", out, "--known", ",".join(sorted(CONVERTERS))]
         env = dict(os.environ)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.setdefault("PYTHONIOENCODING", "utf-8")
-        rc, stderr = _run_child(cmd, os.path.dirname(builder_path), env, timeout, builder_path,
+        rc, stderr = _run_child(cmd, os.path.dirname(path), env, timeout, path,
                                 progress, cancel)
         if not os.path.exists(out):
             tail = [ln for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-            raise MigratorError(f"the builder process ended (exit code {rc}) without "
-                                f"describing the network: {tail[-1] if tail else 'no message'}",
-                                file=builder_path)
+            raise MigratorError(f"the {'reading' if values else 'builder'} process ended (exit "
+                                f"code {rc}) without describing the network: "
+                                f"{tail[-1] if tail else 'no message'}", file=path)
         try:
             with open(out, encoding="utf-8") as f:
                 desc = json.load(f)
         except (OSError, ValueError) as e:
-            raise MigratorError(f"the builder process wrote an unreadable description: {e}",
-                                file=builder_path) from None
+            raise MigratorError(f"the {'reading' if values else 'builder'} process wrote an "
+                                f"unreadable description: {e}", file=path) from None
+        arrays: list = []
+        if values and desc.get("ok"):
+            try:
+                with np.load(out + ".npz", allow_pickle=False) as z:
+                    arrays = [z[f"arr_{i}"] for i in range(len(z.files))]
+            except (OSError, ValueError, KeyError) as e:
+                raise MigratorError(f"the reading process wrote unreadable values: {e}",
+                                    file=path) from None
+    _raise_child_error(desc, path)
+    return desc, arrays
+
+
+def _raise_child_error(desc: dict, builder_path: str) -> None:
     if not desc.get("ok"):
         err = desc.get("error", {})
         kind, msg = err.get("kind"), err.get("message", "unknown error")
@@ -250,7 +313,6 @@ def describe_builder(builder_path, *, builder_function: str = "build_model",
         else:
             text = msg
         raise MigratorError(text, file=builder_path)
-    return desc
 
 
 # ======================================================================================
@@ -446,8 +508,10 @@ __all__ = [
     "CHILD",
     "canonical",
     "describe_builder",
+    "describe_pickle",
     "graph_from_description",
     "kill_builder_processes",
     "load_lasagne",
+    "load_lasagne_pickle",
     "load_param_values",
 ]

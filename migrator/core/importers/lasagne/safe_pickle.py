@@ -19,41 +19,10 @@ from ...errors import MigratorError
 
 
 def _allowed() -> dict[tuple[str, str], object]:
-    import collections
-
-    import numpy as np
-    try:
-        from numpy._core import multiarray as ma
-        from numpy._core import numeric as nm
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray as ma  # type: ignore
-        from numpy.core import numeric as nm  # type: ignore
-    table: dict[tuple[str, str], object] = {}
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        table[(mod, "_reconstruct")] = ma._reconstruct
-        table[(mod, "scalar")] = ma.scalar
-    for mod in ("numpy.core.numeric", "numpy._core.numeric"):
-        if hasattr(nm, "_frombuffer"):
-            table[(mod, "_frombuffer")] = nm._frombuffer
-    table[("numpy", "ndarray")] = np.ndarray
-    table[("numpy", "dtype")] = np.dtype
-    # numpy >= 1.25 pickles dtypes as numpy.dtypes.Float32DType etc. is not used by dtype
-    # pickling; builtins that only build plain data:
-    table[("builtins", "set")] = set
-    table[("builtins", "frozenset")] = frozenset
-    table[("builtins", "complex")] = complex
-    table[("builtins", "slice")] = slice
-    table[("builtins", "bytearray")] = bytearray
-    table[("collections", "OrderedDict")] = collections.OrderedDict
-    # Python 3 pickles of bytes at protocol < 3 call _codecs.encode(text, 'latin1')
-    table[("_codecs", "encode")] = _safe_encode
-    return table
-
-
-def _safe_encode(obj, encoding="utf-8", errors="strict"):
-    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1", "iso-8859-1", "utf-8"):
-        raise pickle.UnpicklingError("unexpected _codecs.encode call")
-    return obj.encode(encoding, errors)
+    """numpy's array/dtype/scalar builders and plain-data builtins (one table, shared with the
+    whole-network unpickler of :mod:`.network_pickle`)."""
+    from .network_pickle import numpy_globals
+    return numpy_globals()
 
 
 class _Refused(Exception):
