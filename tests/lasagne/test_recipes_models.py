@@ -101,7 +101,7 @@ from lasagne.layers import InputLayer, DenseLayer, NonlinearityLayer
 from lasagne.layers.dnn import Conv3DDNNLayer, MaxPool3DDNNLayer
 from lasagne.nonlinearities import softmax, rectify
 
-W = %r
+W = WIDTHS
 
 
 def build_model():
@@ -113,10 +113,10 @@ def build_model():
     top = net['pool1']
     for group, convs in ((2, 'a'), (3, 'ab'), (4, 'ab'), (5, 'ab')):
         for c in convs:
-            name = 'conv%%d%%s' %% (group, c)
+            name = 'conv%d%s' % (group, c)
             top = net[name] = Conv3DDNNLayer(top, W[name], (3, 3, 3), pad=1, nonlinearity=rectify)
         if group < 5:
-            top = net['pool%%d' %% group] = MaxPool3DDNNLayer(top, pool_size=(2, 2, 2),
+            top = net['pool%d' % group] = MaxPool3DDNNLayer(top, pool_size=(2, 2, 2),
                                                              stride=(2, 2, 2))
     # C3D pads only on the right before pool5: the last two axes, after 3 leading ones
     net['pad'] = PadLayer(top, width=[(0, 1), (0, 1)], batch_ndim=3)
@@ -126,7 +126,7 @@ def build_model():
     net['fc8-1'] = DenseLayer(net['fc7-1'], num_units=W['fc8-1'], nonlinearity=None)
     net['prob'] = NonlinearityLayer(net['fc8-1'], softmax)
     return net
-''' % (C3D_WIDTHS,)
+'''.replace("WIDTHS", repr(C3D_WIDTHS))
 
 #: TransposedConv3DLayer / Deconv3DLayer (crop int, triple, 'same', 'full'; flip_filters both;
 #: strides), Upscale3DLayer (repeat, dilate), PadLayer of a rank-5 tensor, the dimshuffle of C3D
