@@ -307,7 +307,16 @@ def py():
     return p
 
 
-def _convert(directory, script, seed, x_shape, output_layer=None, x_seed=3):
+def he_3d(layer, pname, shape, rng):
+    """He-scaled 3-D kernels (fan-in = in * kd * kh * kw), small biases: an unsaturated C3D."""
+    if pname == "W" and len(shape) == 5:
+        return rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
+    if pname == "b":
+        return rng.normal(0, 0.05, shape)
+    return None
+
+
+def _convert(directory, script, seed, x_shape, output_layer=None, x_seed=3, fill=None):
     """Import ``script`` (parameters from ``seed``), run the numpy reference and the Keras model on
     a random batch of 2, and the comparison engine."""
     from migrator.core.compare.engine import run_comparison
@@ -316,7 +325,7 @@ def _convert(directory, script, seed, x_shape, output_layer=None, x_seed=3):
     from migrator.core.mapping.planner import make_plan
     from migrator.core.reference import numpy_ref
 
-    b, p, vals = M.write_model(directory, script, "npz", seed=seed)
+    b, p, vals = M.write_model(directory, script, "npz", seed=seed, fill=fill)
     g = load_lasagne(b, p, output_layer=output_layer)
     x = np.random.default_rng(x_seed).normal(size=x_shape).astype(np.float32)
     ref = {k: v[0] for k, v in numpy_ref.run_all(g, x).items()}
@@ -503,7 +512,8 @@ def test_c3d_matches_theano(py, tmp_path, record_proof):
 
     from tests.envs.theano_env import run_theano
 
-    r = _convert(tmp_path, C3D_SCRIPT, seed=3, x_shape=(2, 3, 16, 16, 16), output_layer="prob")
+    r = _convert(tmp_path, C3D_SCRIPT, seed=3, x_shape=(2, 3, 16, 16, 16), output_layer="prob",
+                     fill=he_3d)
     g = r["graph"]
     req = {"x": r["x"], "layers": np.array(json.dumps(c3d_layers()))}
     req.update(_params_by_layer(g, r["values"]))
@@ -511,6 +521,7 @@ def test_c3d_matches_theano(py, tmp_path, record_proof):
     names = [n.name for n in g.nodes if n.op != "Input"]
     assert sorted(names) == sorted(real)
     worst = _check(r, real, names, "Theano (C3D)")
+    assert 0.01 < float(real["prob"].max()) < 0.99       # an unsaturated softmax: it is checked too
     assert r["result"].passed
     record_proof(g, proofs.THEANO_OPS, names)
     print(f"C3D: {len(names)} layers, Keras worst max abs {worst:.2e}")
@@ -537,3 +548,66 @@ def test_3d_transposed_conv_and_upscale_match_theano(py, tmp_path, record_proof)
     assert sorted(names) == sorted(real)
     _check(r, real, names, "Theano (3-D layers)")
     record_proof(g, proofs.THEANO_OPS, names)
+
+
+# --------------------------------------------------------------------------------------
+# optional: the real Lasagne master (not on PyPI) -- MIGRATOR_LASAGNE_MASTER=<a directory holding
+# master's ``lasagne`` package>, run with the Theano environment's Theano
+# --------------------------------------------------------------------------------------
+MASTER_FORWARD = r'''
+import sys, types, runpy
+sys.path.insert(0, str(IN["master"]))
+import theano, lasagne
+from lasagne.layers import Conv3DLayer, MaxPool3DLayer
+assert lasagne.__version__ != "0.1", lasagne.__version__
+try:
+    import lasagne.layers.dnn
+except Exception:      # cuDNN classes need a GPU: master's CPU classes with the cuDNN defaults
+    dnn = types.ModuleType("lasagne.layers.dnn")
+    def Conv3DDNNLayer(*a, **k):
+        k.setdefault("flip_filters", False)
+        return Conv3DLayer(*a, **k)
+    dnn.Conv3DDNNLayer = Conv3DDNNLayer
+    dnn.MaxPool3DDNNLayer = MaxPool3DLayer
+    sys.modules["lasagne.layers.dnn"] = dnn
+    lasagne.layers.dnn = dnn
+ns = runpy.run_path(str(IN["builder"]), run_name="__migrator_builder__")
+out = ns["build_model"]()[str(IN["output"])]
+layers = lasagne.layers.get_all_layers(out)
+lasagne.layers.set_all_param_values(out, [IN["param__%d" % i] for i in range(int(IN["n_params"]))])
+f = theano.function([layers[0].input_var], lasagne.layers.get_output(layers[1:], deterministic=True))
+OUT["version"] = lasagne.__version__
+for i, v in enumerate(f(IN["x"])):
+    OUT["layer__%d" % (i + 1)] = v
+'''
+
+
+@pytest.mark.theano
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["unet", "c3d"])
+def test_recipes_models_match_real_lasagne_master(py, tmp_path, model):
+    import os
+
+    from tests.envs.theano_env import run_theano
+
+    master = os.environ.get("MIGRATOR_LASAGNE_MASTER")
+    if not master or not os.path.isdir(os.path.join(master, "lasagne")):
+        pytest.skip("MIGRATOR_LASAGNE_MASTER (a directory holding Lasagne master's lasagne package) "
+                    "is not set: PyPI has only Lasagne 0.1")
+    if model == "unet":
+        r = _convert(tmp_path, unet_script(), seed=2, x_shape=(2, 1, 16, 16),
+                     output_layer="output_flattened")
+        out = "output_flattened"
+    else:
+        r = _convert(tmp_path, C3D_SCRIPT, seed=3, x_shape=(2, 3, 16, 16, 16), output_layer="prob",
+                     fill=he_3d)
+        out = "prob"
+    req = {"builder": np.array(r["builder"]), "x": r["x"], "n_params": np.array(len(r["values"])),
+           "master": np.array(master), "output": np.array(out)}
+    req.update({f"param__{i}": v for i, v in enumerate(r["values"])})
+    th = run_theano(py, MASTER_FORWARD, req, timeout=900)
+    names = [L["name"] for L in r["graph"].meta["lasagne_description"]["layers"]]
+    real = {names[int(k.split("__")[1])]: v for k, v in th.items() if k.startswith("layer__")}
+    assert len(real) == len(names) - 1
+    worst = _check(r, real, list(real), f"real Lasagne {th['version']} ({model})")
+    print(f"{model}: {len(real)} layers vs real Lasagne master, Keras worst max abs {worst:.2e}")
