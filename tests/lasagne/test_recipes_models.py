@@ -443,6 +443,38 @@ def test_3d_layers_match_naive_definitions(tmp_path):
     assert r["graph"].node("tc2").attrs["flip"] is False and r["graph"].node("tc1").attrs["flip"] is True
 
 
+def test_whole_tensor_outputs_fold_over_batches_and_save(tmp_path):
+    """Batches of an input set fold without treating axis 0 as samples; the saved .keras
+    (keras.ops on the whole tensor) loads with plain Keras and computes the same; a reshape
+    whose spec infers the batch-dependent size follows the batch."""
+    import keras
+
+    from migrator.core.compare.engine import run_comparison
+    from migrator.core.compare.metrics import Tolerance, compare_arrays, to_keras_layout
+    from migrator.core.compare.sets import SetFolder
+
+    r = _convert(tmp_path, BATCH_MOVES_01, seed=5, x_shape=(3, 2, 6, 5), output_layer="prob")
+    g, plan, model, x = r["graph"], r["plan"], r["model"], r["x"]
+    assert plan.mapping("reshapeSeg").layers[0].config == {"op": "Reshape", "shape": [3, -1]}
+    folder = SetFolder()
+    for lo, hi in ((0, 1), (1, 3)):
+        folder.add(run_comparison(g, plan, model, x[lo:hi]), lo, hi - lo)
+    res = folder.result()
+    assert res.passed and res.n_samples == 3
+    prob = res.layer("prob")
+    assert prob.whole and prob.shape == (64, 9) and prob.worst_sample in (0, 1)
+    assert res.layer("conv").shape == (3, 3, 8, 8) and not res.layer("conv").whole
+    ref = r["ref"]["prob"]
+    met = compare_arrays(ref, ref + 1e-3, Tolerance(), whole=True)
+    assert met["sample_max_abs"].shape == (1,) and not met["passed"]
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    got = np.asarray(loaded(to_keras_layout(x)))
+    assert got.shape == (3 * 64, 9)
+    assert _rel(got, r["keras"]["prob"]) <= TOL
+
+
 def test_reshape_that_cannot_be_one_reshape_is_refused_by_name(tmp_path):
     from migrator.core.importers.lasagne import load_lasagne
     from migrator.core.mapping.planner import make_plan

@@ -83,19 +83,36 @@ WHOLE_NOTE = ("the batch axis is moved or mixed: the Keras tensor's first axis i
               "(the comparison checks it as one whole tensor)")
 
 
-def _whole_reshape(node, ctx, out_shape, what: str, sources: dict):
+def _spec_target(in_shape, spec) -> list[int] | None:
+    """The whole-tensor target of a reshape spec replacing every axis (Caffe semantics: 0 copies
+    the input size at that position, -1 is inferred): the spec's own ``-1`` kept, so that the
+    size that depends on the batch follows the batch (not the one the shapes were inferred
+    with); None when it would need more than one ``-1``."""
+    out = []
+    for j, d in enumerate(int(v) for v in spec):
+        if d == 0:
+            if j >= len(in_shape):
+                return None
+            out.append(-1 if in_shape[j] is None else int(in_shape[j]))
+        else:
+            out.append(d)
+    return out if out.count(-1) <= 1 else None
+
+
+def _whole_reshape(node, ctx, out_shape, what: str, sources: dict, target: list[int] | None = None):
     """A reshape that mixes or moves the batch axis, on the whole tensor (keras.ops on the
-    channels-first tensor, ``LasagneSourceOp`` 'Reshape'): the source-order target with ``-1``
-    for the one size that depends on the batch.  Unsupported when more than one output size is
-    unknown (the reshape cannot be written with a single ``-1``)."""
+    channels-first tensor, ``LasagneSourceOp`` 'Reshape'): the source-order ``target`` (default:
+    the output shape) with ``-1`` for the one size that depends on the batch.  Unsupported when
+    more than one output size is unknown (the reshape cannot be written with a single ``-1``)."""
     if out_shape is None:
         return unsupported(node, ctx, f"{what} with an unknown output shape (run shape inference)")
-    unknown = [i for i, d in enumerate(out_shape) if d is None]
-    if len(unknown) > 1:
-        return unsupported(node, ctx, f"{what} to {tuple(out_shape)} mixes the batch axis with other "
-                                      "axes and has more than one unknown size: it cannot be written "
-                                      "as one reshape of the whole tensor (give --input-shape)")
-    target = [-1 if d is None else int(d) for d in out_shape]
+    if target is None or len(target) != len(out_shape):
+        unknown = [i for i, d in enumerate(out_shape) if d is None]
+        if len(unknown) > 1:
+            return unsupported(node, ctx, f"{what} to {tuple(out_shape)} mixes the batch axis with "
+                                          "other axes and has more than one unknown size: it cannot be "
+                                          "written as one reshape of the whole tensor (give --input-shape)")
+        target = [-1 if d is None else int(d) for d in out_shape]
     chain = Chain(node, ctx)
     chain.add("LasagneSourceOp", {"op": "Reshape", "shape": target})
     rows = [ParamRow("shape", f"{what} of the whole tensor (the batch axis included) to "
@@ -134,8 +151,10 @@ class FlattenRule(Rule):
         end = end + rank if end < 0 else end
         rows: list[ParamRow] = []
         if axis == 0 and end > 0:
+            rest = list(in_shape[end + 1:]) if in_shape is not None else [None]
             return _whole_reshape(node, ctx, node.out_shape, "flatten from the batch axis",
-                                  {"axis": axis, "end_axis": end})
+                                  {"axis": axis, "end_axis": end},
+                                  None if None in rest else [-1] + [int(d) for d in rest])
         if end <= axis or (rank <= 2 and end == rank - 1):
             return alias_mapping(node, ctx, "flatten of nothing: identity")
         chain = Chain(node, ctx)
@@ -168,7 +187,11 @@ class ReshapeRule(Rule):
             rest_in is None or rest_in == prod(out_shape[1:]))
         if not keeps_first or not known_shape(out_shape):
             # the reshape moves the batch axis or mixes it with others: on the whole tensor
-            return _whole_reshape(node, ctx, out_shape, "reshape", {"shape": node.attrs.get("shape")})
+            a = node.attrs
+            spec = list(a.get("shape", []))
+            target = (_spec_target(in_shape, spec) if in_shape is not None and int(a.get("axis", 0)) == 0
+                      and int(a.get("num_axes", -1)) == -1 else None)
+            return _whole_reshape(node, ctx, out_shape, "reshape", {"shape": spec}, target)
         chain = Chain(node, ctx)
         rows = [ParamRow("shape", "source reshape spec", tuple(out_shape),
                          sources={"shape": node.attrs.get("shape")})]
