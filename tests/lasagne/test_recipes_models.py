@@ -475,6 +475,34 @@ def test_whole_tensor_outputs_fold_over_batches_and_save(tmp_path):
     assert _rel(got, r["keras"]["prob"]) <= TOL
 
 
+def test_padding_of_any_rank_and_batch_ndim_matches_np_pad(tmp_path):
+    """PadLayer on a rank-3 tensor (ZeroPadding1D), of the channels with a value, and of the
+    batch axis itself (batch_ndim=0: the first axis is then not the batch) vs np.pad."""
+    script = M.HEADER + '''
+def build_model():
+    net = {}
+    net['input'] = InputLayer((None, 2, 7))
+    net['p1'] = PadLayer(net['input'], width=[(1, 2)])
+    net['p2'] = PadLayer(net['p1'], width=[1, (0, 3)], batch_ndim=1, val=0.25)
+    net['p3'] = PadLayer(net['p2'], width=[(1, 0), 0, (2, 1)], batch_ndim=0, val=-1.)
+    net['out'] = DenseLayer(net['p3'], 3, nonlinearity=None)
+    return net
+'''
+    r = _convert(tmp_path, script, seed=4, x_shape=(2, 2, 7), output_layer="out")
+    plan, x = r["plan"], r["x"]
+    assert [s.class_name for s in plan.mapping("p1").layers] == ["ZeroPadding1D"]
+    assert [s.config["op"] for s in plan.mapping("p2").layers] == ["Pad"]
+    want = {"p1": np.pad(x, [(0, 0), (0, 0), (1, 2)])}
+    want["p2"] = np.pad(want["p1"], [(0, 0), (1, 1), (0, 3)], constant_values=0.25)
+    want["p3"] = np.pad(want["p2"], [(1, 0), (0, 0), (2, 1)], constant_values=-1.0)
+    for name, w in want.items():
+        for side in ("ref", "keras"):
+            assert _rel(r[side][name], w) <= TOL, (side, name)
+    assert r["keras"]["out"].shape == (3, 3)
+    assert r["result"].passed
+    assert {x.source for x in r["result"].layers if x.whole} == {"p3", "out"}
+
+
 def test_reshape_that_cannot_be_one_reshape_is_refused_by_name(tmp_path):
     from migrator.core.importers.lasagne import load_lasagne
     from migrator.core.mapping.planner import make_plan
