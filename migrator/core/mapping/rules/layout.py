@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...shapes import crop_bounds
+from ...shapes import crop_bounds, sample_axes
 from ...shapes.registry import prod
 from ..plan import KerasLayerSpec, ParamRow
 from ..registry import Rule, keras_layout, rank_of, register, to_keras_axis
@@ -185,6 +185,10 @@ class ReshapeRule(Rule):
         rest_in = None if in_shape is None else prod(in_shape[1:])
         keeps_first = in_shape is not None and out_shape[0] == in_shape[0] and (
             rest_in is None or rest_in == prod(out_shape[1:]))
+        if keeps_first and not known_shape(out_shape):
+            axes = sample_axes(ctx.graph)
+            if axes.get(node.inputs[0]) == 0 and axes.get(node.outputs[0]) == 0:
+                return unsupported(node, ctx, "reshape with unknown output shape (run shape inference)")
         if not keeps_first or not known_shape(out_shape):
             # the reshape moves the batch axis or mixes it with others: on the whole tensor
             a = node.attrs
