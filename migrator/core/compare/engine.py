@@ -231,7 +231,7 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
             m = plan.mapping(node.name)
             layers.append(LayerResult(source=node.name, source_type=node.source_type,
                                       keras=m.keras_output, layout=m.layout, shape=node.out_shape,
-                                      status="not-compared",
+                                      status="not-compared", whole=node.name in whole,
                                       note="cancelled" if cancelled else
                                       f"not observed by the '{runtime}' runtime"))
     _apply_second_look(graph, plan, model, x, layers, rt, tolerances, precision,
