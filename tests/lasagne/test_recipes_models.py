@@ -547,6 +547,25 @@ def test_batch_moving_layers_match_real_lasagne_01(py, tmp_path, record_proof):
 
 @pytest.mark.theano
 @pytest.mark.slow
+def test_batch_moving_layers_pass_the_legacy_runtime_comparison(py, tmp_path):
+    """``migrator compare --runtime legacy``: the real Lasagne 0.1 run by the bridge, layer by
+    layer; the outputs whose first axis is not the batch compared as whole tensors."""
+    from pathlib import Path
+
+    from migrator.core.compare.engine import run_comparison
+    from tests.envs import theano_env as TE
+
+    r = _convert(tmp_path, BATCH_MOVES_01, seed=5, x_shape=(2, 2, 6, 5), output_layer="prob")
+    cmd = {"command": [py], "env": {"THEANO_FLAGS": TE.theano_env_vars(Path(py).parents[1])["THEANO_FLAGS"]}}
+    res = run_comparison(r["graph"], r["plan"], r["model"], r["x"], runtime="legacy", runtime_settings=cmd)
+    assert res.passed, [(x.source, x.status, x.note) for x in res.layers if x.status != "pass"]
+    assert {x.source for x in res.layers if x.whole} == \
+        {"dimshuffle", "reshapeSeg", "dimshuffle2", "softmax", "rows", "hwnc", "cols", "prob"}
+    assert res.layer("prob").shape == (2 * 8 * 8, 9)
+
+
+@pytest.mark.theano
+@pytest.mark.slow
 def test_unet_matches_theano(py, tmp_path, record_proof):
     from tests.envs.theano_env import run_theano
 
