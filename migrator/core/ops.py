@@ -154,6 +154,20 @@ _DOCS: dict[str, str] = {
         "('max' | 'avg'), kernel (3), stride (3), pad (3), avg_divisor ('inc_pad' | 'exc_pad' | "
         "None). out = (L + 2p - k) // s + 1; max ignores padding."
     ),
+    "Deconv3D": (
+        "Lasagne TransposedConv3DLayer (Deconv3DLayer) on (N, C, D, H, W): Theano's gradient of a "
+        "Conv3D wrt its inputs. attrs: num_output (O), kernel (kd, kh, kw), stride (3), pad (3, "
+        "symmetric: Lasagne's crop, cut from the full output), bias (bool), flip (bool: True = "
+        "weight[..., ::-1, ::-1, ::-1] is scattered instead; Lasagne flip_filters=False, its "
+        "default), activation. params: weight (I, O, kd, kh, kw) 'IODHW' (as Lasagne stores it); "
+        "bias (O,) 'O'. y[n, o, s*z + a - p, ...] += x[n, c, z, ...] * weight[c, o, a, ...]; "
+        "out = s*(L-1) + k - 2p per axis."
+    ),
+    "Upscale3D": (
+        "Lasagne Upscale3DLayer on (N, C, D, H, W). attrs: scale (sd, sh, sw), mode ('repeat': "
+        "y[n, c, i, j, k] = x[n, c, i // sd, j // sh, k // sw] | 'dilate': y[n, c, sd*i, sh*j, sw*k] "
+        "= x[n, c, i, j, k], 0 elsewhere). out = (D*sd, H*sh, W*sw)."
+    ),
     "Recurrent": (
         "Lasagne recurrent layers (lasagne.layers.recurrent), input (batch, time, features...; "
         "trailing axes flattened). inputs: [x, mask (batch, time) if attrs.mask, hid_init "
@@ -323,6 +337,8 @@ _FAMILY: dict[str, tuple[str, tuple[str, ...]]] = {
     "Pool1D": ("pool", ('lasagne',)),
     "Conv3D": ("conv", ('lasagne',)),
     "Pool3D": ("pool", ('lasagne',)),
+    "Deconv3D": ("conv", ('lasagne',)),
+    "Upscale3D": ("resize", ('lasagne',)),
     "Recurrent": ("recurrent", ('lasagne',)),
     "Interp": ("resize", ('caffe-fork',)),
     "Normalize": ("norm", ('caffe-fork',)),

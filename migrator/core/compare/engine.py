@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import Cancelled, MigratorError
 from ..reference.runtimes import get_runtime
+from ..shapes import sample_axes
 from .feeds import KerasFeed, keras_feed
 from .isolate import second_look
 from .metrics import (
@@ -116,6 +117,7 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
             k_buf[item[0]] = item[1]
         return k_buf.get(name)
 
+    whole = whole_tensors(graph)
     results: dict[str, LayerResult] = {}
     final_pairs: list[tuple[np.ndarray, np.ndarray]] = []
     ref_outputs: dict[str, np.ndarray] = {}
@@ -158,7 +160,7 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
                     progress(min(0.999, steps / (2 * n_nodes)), f"comparing {name}")
                 lr = LayerResult(source=name, source_type=node.source_type, keras=m.keras_output,
                                  layout=m.layout, shape=tuple(ref_outs[0].shape) if ref_outs else None,
-                                 status="not-compared")
+                                 status="not-compared", whole=name in whole)
                 if m.keras_output is None:
                     lr.status = "fused" if m.fused_into else "not-compared"
                     lr.note = (f"fused: computed together with '{m.fused_into}'" if m.fused_into
@@ -187,7 +189,7 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
                     lr.status = "fail"
                     lr.note = f"shape mismatch: reference {ref.shape} vs Keras {got_src.shape}"
                 else:
-                    met = compare_arrays(ref, got_src, tol)
+                    met = compare_arrays(ref, got_src, tol, whole=lr.whole)
                     lr.max_abs, lr.mean_abs, lr.max_rel = met["max_abs"], met["mean_abs"], met["max_rel"]
                     lr.scale, lr.needed_rtol = met["scale"], met["needed_rtol"]
                     lr.channel_max_abs = met["channel_max_abs"]
@@ -200,11 +202,11 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
                                   "needed_rtol": met["sample_needed_rtol"]}
                     if met["nonfinite"]:
                         lr.note = "non-finite values in the Keras output"
-                    if name in outputs:
+                    if name in outputs and not lr.whole:
                         final_pairs.append((ref, got_src))
                 timings["metrics_s"] += time.perf_counter() - t0
                 if name in extra:
-                    _compare_further_outputs(lr, extra[name], ref_outs, pull_keras, tol)
+                    _compare_further_outputs(lr, extra[name], ref_outs, pull_keras, tol, graph, whole)
                     for _i, kname in extra[name]:
                         wanted[kname] -= 1
                         if wanted[kname] <= 0:
@@ -229,7 +231,7 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
             m = plan.mapping(node.name)
             layers.append(LayerResult(source=node.name, source_type=node.source_type,
                                       keras=m.keras_output, layout=m.layout, shape=node.out_shape,
-                                      status="not-compared",
+                                      status="not-compared", whole=node.name in whole,
                                       note="cancelled" if cancelled else
                                       f"not observed by the '{runtime}' runtime"))
     _apply_second_look(graph, plan, model, x, layers, rt, tolerances, precision,
@@ -271,7 +273,15 @@ def _further_outputs(graph, plan, in_model) -> dict[str, list[tuple[int, str]]]:
     return out
 
 
-def _compare_further_outputs(lr: LayerResult, pairs, ref_outs, pull_keras, tol) -> None:
+def whole_tensors(graph) -> set[str]:
+    """Names of the nodes whose (first) output does not have the batch on axis 0 (a Lasagne
+    dimshuffle or reshape moved or mixed it): compared as one whole tensor."""
+    axes = sample_axes(graph)
+    return {n.name for n in graph.nodes if n.outputs and axes.get(n.outputs[0], 0) != 0}
+
+
+def _compare_further_outputs(lr: LayerResult, pairs, ref_outs, pull_keras, tol, graph=None,
+                             whole=frozenset()) -> None:
     """Compare output i >= 1 of a multi-output node; the layer fails when any output does (its
     figures stay those of output 0; ``lr.outputs`` lists every output's)."""
     rows = [{"output": 0, "keras": lr.keras, "max_abs": lr.max_abs, "max_rel": lr.max_rel,
@@ -283,7 +293,7 @@ def _compare_further_outputs(lr: LayerResult, pairs, ref_outs, pull_keras, tol) 
             ref = np.asarray(ref_outs[i])
             got_src = to_source_layout(got, ref.ndim)
             if got_src.shape == ref.shape:
-                met = compare_arrays(ref, got_src, tol)
+                met = compare_arrays(ref, got_src, tol, whole=lr.source in whole)
                 row.update(max_abs=met["max_abs"], max_rel=met["max_rel"], passed=bool(met["passed"]))
             else:
                 row["note"] = f"shape mismatch: reference {ref.shape} vs Keras {got_src.shape}"
@@ -322,7 +332,8 @@ def _apply_second_look(graph, plan, model, x, layers, rt, tolerances, precision,
     t0 = time.perf_counter()
     try:
         res, note = second_look(graph, plan, model, x, looked, runtime=rt, tolerances=tolerances,
-                                cancel=cancel, float64=precision != "off", compiled=compiled)
+                                cancel=cancel, float64=precision != "off", compiled=compiled,
+                                whole=whole_tensors(graph))
     except Cancelled:
         res, note = {}, None
         box["cancelled"] = True

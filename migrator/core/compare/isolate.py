@@ -52,10 +52,11 @@ def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return m if np.isfinite(m) else float("inf")
 
 
-def _max_abs_diff_per_sample(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N,) max |a - b| per sample (axis 0), in float64; inf where non-finite."""
+def _max_abs_diff_per_sample(a: np.ndarray, b: np.ndarray, whole: bool = False) -> np.ndarray:
+    """(N,) max |a - b| per sample (axis 0), in float64; inf where non-finite.  ``whole``:
+    axis 0 is not the batch: one value for the whole tensor."""
     a = np.asarray(a)
-    if a.ndim < 2:
+    if a.ndim < 2 or whole:
         return np.array([_max_abs_diff(a, b)])
     d = np.abs(a.astype(np.float64) - np.asarray(b, dtype=np.float64)).reshape(a.shape[0], -1)
     if d.shape[1] == 0:
@@ -77,15 +78,17 @@ def numpy_stream(graph, x, cancel=None, dtype=np.float64):
 def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, tolerances: Tolerances,
                 cancel: Callable[[], bool] | None = None, float64: bool = True,
                 isolate: Iterable[str] | None = None,
-                compiled: bool = True) -> tuple[dict[str, dict], str | None]:
+                compiled: bool = True, whole: Iterable[str] = ()) -> tuple[dict[str, dict], str | None]:
     """For each source node in ``names``: ``{'isolated': {...} | absent, 'budget64': float,
     'drift64': float}`` (keys only when measurable) and a note when no float64 budget could
-    be measured.  ``isolate`` restricts the isolated re-runs (default: all of ``names``).
+    be measured.  ``isolate`` restricts the isolated re-runs (default: all of ``names``);
+    ``whole``: nodes whose output's axis 0 is not the batch (figures of the whole tensor).
     ``runtime`` is a Runtime object (run again once); ``x`` the source-layout input."""
     from ..keras_build.builder import MERGE_LAYERS
 
     names = [n for n in names]
     looked = set(names)
+    whole = set(whole)
     iso_names = looked if isolate is None else set(isolate) & looked
     chains = _chains(plan)
     model_layers = {layer.name for layer in model.layers}
@@ -186,7 +189,7 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
                 n32 = ref if builtin else pull32(name)
                 if r64 is not None and r64.shape == ref.shape and n32 is not None and n32.shape == r64.shape:
                     for key, a in (("budget64", n32), ("anchor64", ref)):
-                        entry[key + "_s"] = _max_abs_diff_per_sample(a, r64)
+                        entry[key + "_s"] = _max_abs_diff_per_sample(a, r64, name in whole)
                         entry[key] = float(entry[key + "_s"].max()) if entry[key + "_s"].size else 0.0
                     ko = plan.mapping(name).keras_output
                     if ko in k_uses:
@@ -194,7 +197,8 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
                         if got is not None:
                             got_src = to_source_layout(got, ref.ndim)
                             if got_src.shape == r64.shape:
-                                entry["drift64_s"] = _max_abs_diff_per_sample(got_src, r64)
+                                entry["drift64_s"] = _max_abs_diff_per_sample(got_src, r64,
+                                                                              name in whole)
                                 entry["drift64"] = (float(entry["drift64_s"].max())
                                                     if entry["drift64_s"].size else 0.0)
                         k_uses[ko] -= 1
@@ -214,7 +218,8 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
                         tensors[s.output] = out
                     got_src = to_source_layout(np.asarray(out), ref.ndim)
                     if got_src.shape == ref.shape:
-                        met = compare_arrays(ref, got_src, tolerances.for_layer(name))
+                        met = compare_arrays(ref, got_src, tolerances.for_layer(name),
+                                             whole=name in whole)
                         entry["isolated"] = {"max_abs": met["max_abs"], "max_rel": met["max_rel"],
                                              "needed_rtol": met["needed_rtol"],
                                              "passed": bool(met["passed"]),

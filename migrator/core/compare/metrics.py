@@ -88,6 +88,7 @@ class LayerResult:
     worst_sample: int | None = None      # input sets: the sample with the worst max_abs
     sample_name: str | None = None       # ... and its name (file) when known
     outputs: list | None = None          # multi-output nodes: every output's figures (output 0 first)
+    whole: bool = False                  # axis 0 is not the batch (a batch-moving reshape): one tensor
 
     @property
     def isolated_max_abs(self) -> float:
@@ -120,6 +121,8 @@ class LayerResult:
              "isolated_max_abs": f(self.isolated_max_abs), "drift64": f(self.drift64),
              "budget64": f(self.budget64), "anchor64": f(self.anchor64),
              "drift_ratio": f(self.drift_ratio)}
+        if self.whole:
+            d["whole"] = True
         if self.worst_sample is not None:
             d["worst_sample"] = self.worst_sample
             d["worst_sample_name"] = self.sample_name
@@ -150,8 +153,11 @@ def to_keras_layout(src: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(src, perm))
 
 
-def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Tolerance) -> dict[str, Any]:
+def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Tolerance,
+                   whole: bool = False) -> dict[str, Any]:
     """Metrics of ``got`` against ``ref``, both in source layout (channel axis 1).
+    ``whole``: axis 0 is not the batch (a reshape moved or mixed it): the per-sample figures
+    are those of the whole tensor, one "sample".
 
     Differences are taken in float32 (the difference of two nearby float32 values is exact,
     Sterbenz); sums for the means are accumulated in float64.  One pass per statistic, the
@@ -205,6 +211,8 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
         worst_channel = 0
     # the verdict is per sample (each judged against its own scale): a batch or an input set
     # gives the same verdict as comparing its samples one by one
+    if whole:
+        s_max, s_scale = np.array([max_abs]), np.array([scale])
     s_denom = np.maximum(s_scale, _TINY)
     s_rel = s_max / s_denom
     s_passed = np.isfinite(s_max) & (s_max <= tol.atol + tol.rtol * s_scale)

@@ -67,7 +67,8 @@ class SetFolder:
         has = np.isfinite(r.max_abs)
         if cur is None:
             new = LayerResult(source=r.source, source_type=r.source_type, keras=r.keras, layout=r.layout,
-                              shape=r.shape, status=r.status, note=r.note, tolerance=r.tolerance)
+                              shape=r.shape, status=r.status, note=r.note, tolerance=r.tolerance,
+                              whole=r.whole)
             self.layers[r.source] = new
             self.order.append(r.source)
             cur = new
@@ -84,7 +85,7 @@ class SetFolder:
             cur.status = "pass"
             if r.basis == "float32" or cur.basis != "float32":
                 cur.basis = r.basis
-        if cur.shape is not None and r.shape is not None and len(r.shape) >= 1:
+        if cur.shape is not None and r.shape is not None and len(r.shape) >= 1 and not r.whole:
             cur.shape = (self.n + n,) + tuple(r.shape[1:])
         if not has:
             return
@@ -92,8 +93,11 @@ class SetFolder:
             cur.max_abs = r.max_abs
             cur.worst_channel = r.worst_channel
             wi = r.worst_index
-            cur.worst_index = ((start + int(wi[0]),) + tuple(wi[1:])) if wi else None
-            cur.worst_sample = start + (int(wi[0]) if wi else 0)
+            if r.whole:     # axis 0 is not the batch: the index is within the batch's tensor
+                cur.worst_index, cur.worst_sample = (tuple(wi) if wi else None), start
+            else:
+                cur.worst_index = ((start + int(wi[0]),) + tuple(wi[1:])) if wi else None
+                cur.worst_sample = start + (int(wi[0]) if wi else 0)
             if self.names is not None and cur.worst_sample < len(self.names):
                 cur.sample_name = self.names[cur.worst_sample]
         for f in _FIELDS_MAX[1:]:

@@ -147,3 +147,29 @@ def _locally_connected(node, ins, ctx):
     s = ins[0]
     w = node.params.get("weight")
     return [(s[0], int(w.value.shape[0]) if w is not None else None) + tuple(s[2:])]
+
+
+@shape_rule("Deconv3D")
+def _deconv3d(node, ins, ctx):
+    x = ins[0]
+    check_rank(ctx, x, rank=5)
+    a = node.attrs
+    w = node.p("weight")
+    k = tuple(int(v) for v in a["kernel"])
+    out_c = a.get("num_output")
+    if w is not None:
+        if w.ndim != 5 or tuple(w.shape[2:]) != k:
+            raise ctx.error(f"weight shape {tuple(w.shape)} does not match kernel size {k} "
+                            "(expected (in, out, kd, kh, kw))")
+        if x[1] is not None and w.shape[0] != x[1]:
+            raise ctx.error(f"weight shape {tuple(w.shape)} expects {w.shape[0]} input channels "
+                            f"but the input has {x[1]} ({fmt_shape(x)})")
+        out_c = int(w.shape[1])
+    sp = []
+    for L, kk, s_, p in zip(x[2:], k, a["stride"], a["pad"]):
+        o = deconv_out_len(L, kk, int(s_), int(p))
+        if o is not None and o <= 0:
+            raise ctx.error(f"transposed convolution output would be empty for input {fmt_shape(x)} "
+                            f"(kernel {k}, stride {tuple(a['stride'])}, crop {tuple(a['pad'])})")
+        sp.append(o)
+    return [(x[0], out_c, *sp)]

@@ -35,3 +35,27 @@ def infer_shapes(graph, file: str | None = None) -> None:
         node.out_shapes = list(outs)
         for t, s in zip(node.outputs, outs):
             known[t] = s
+
+
+def sample_axes(graph) -> dict[str, int | None]:
+    """tensor id -> the axis of the tensor that indexes the samples of the batch (0 for
+    almost every tensor; another axis after a Lasagne ``DimshuffleLayer((1, 0, ...))``; None
+    when the samples are mixed with another axis, e.g. the per-pixel ``(N*H*W, classes)``
+    reshape).  A tensor whose axis 0 is not the sample axis is compared as one whole tensor.
+    Layout ops move the axis (:func:`.layout.layout_sample_axis`); any other op keeps axis 0
+    when all its inputs have it there, else None."""
+    from .layout import layout_sample_axis
+
+    axes: dict[str, int | None] = {}
+    for node in graph.nodes:
+        ins = [axes.get(t, 0) for t in node.inputs]
+        if not node.inputs:
+            s: int | None = 0
+        elif node.op in ("Transpose", "Reshape", "Flatten", "Pad") and ins[0] is not None:
+            x = graph.tensor_shape(node.inputs[0])
+            s = None if x is None else layout_sample_axis(node, ins[0], tuple(x), node.out_shape)
+        else:
+            s = 0 if all(a == 0 for a in ins) else None
+        for t in node.outputs:
+            axes[t] = s
+    return axes

@@ -208,3 +208,44 @@ def _tile(node, ins, ctx):
     out = list(x)
     out[axis] = None if x[axis] is None else x[axis] * tiles
     return [tuple(out)]
+
+
+def _kept_axis(s: int, x: Shape, out: Shape) -> int | None:
+    """Where a C-order reshape of ``x`` into ``out`` keeps axis ``s`` whole (the same elements
+    along it, in order): the ``p`` with ``prod(x[:s]) == prod(out[:p])`` and ``prod(x[s+1:]) ==
+    prod(out[p+1:])``, all known; None when there is none (the axis is mixed with others)."""
+    before, after = prod(x[:s]), prod(x[s + 1:])
+    if before is None or after is None:
+        return None
+    for p in range(len(out)):
+        if prod(out[:p]) == before and prod(out[p + 1:]) == after:
+            return p
+    return None
+
+
+def layout_sample_axis(node, s: int, x: Shape, out: Shape | None) -> int | None:
+    """The axis of a layout op's output that indexes the samples, given that axis ``s`` of
+    its input ``x`` does (None: the samples are mixed into another axis, or unknown).
+    ``Transpose`` moves it where the pattern puts it; ``Reshape`` / ``Flatten`` keep it when
+    the reshape keeps that axis whole; ``Pad`` with ``batch_ndim`` 0 pads it (mixed)."""
+    op = node.op
+    if op == "Transpose":
+        pattern = list(node.attrs.get("pattern", ()))
+        return pattern.index(s) if s in pattern else None
+    if op == "Pad":
+        bnd = int(node.attrs.get("batch_ndim", 2))
+        pads = node.attrs.get("pad", [])
+        k = s - bnd
+        if 0 <= k < len(pads) and any(int(v) for v in pair(pads[k], 2)):
+            return None
+        return s
+    if op in ("Reshape", "Flatten"):
+        if out is None:
+            return None
+        if s == 0 and op == "Flatten" and int(node.attrs.get("axis", 1)) % len(x) > 0:
+            return 0
+        if s == 0 and op == "Reshape" and int(node.attrs.get("axis", 0)) == 0 \
+                and list(node.attrs.get("shape", []))[:1] == [0]:
+            return 0                       # Caffe's 0: the batch dimension copied
+        return _kept_axis(s, x, out)
+    return s if s == 0 else None

@@ -1,4 +1,4 @@
-"""Shape rules and formulas of the resize family: ``Upscale``, ``Upscale1D``, ``Interp``."""
+"""Shape rules and formulas of the resize family: ``Upscale``, ``Upscale1D``, ``Upscale3D``, ``Interp``."""
 from __future__ import annotations
 
 from .registry import check_rank, fmt_shape, pair, shape_rule
@@ -54,3 +54,15 @@ def _interp(node, ins, ctx):
             raise ctx.error(f"input {fmt_shape(x)} is smaller than the Interp cropping "
                             f"(pad_beg {a.get('pad_beg')}, pad_end {a.get('pad_end')})")
     return [(x[0], x[1], interp_out_len(x[2], a, "h"), interp_out_len(x[3], a, "w"))]
+
+
+@shape_rule("Upscale3D")
+def _upscale3d(node, ins, ctx):
+    x = ins[0]
+    check_rank(ctx, x, rank=5)
+    sc = tuple(int(v) for v in node.attrs["scale"])
+    if len(sc) != 3 or min(sc) < 1:
+        raise ctx.error(f"scale factor {sc} must be three integers >= 1")
+    if node.attrs.get("mode", "repeat") not in ("repeat", "dilate"):
+        raise ctx.error(f"unknown upscale mode {node.attrs.get('mode')!r}")
+    return [(x[0], x[1], *(None if L is None else L * s for L, s in zip(x[2:], sc)))]

@@ -198,3 +198,47 @@ def conv3d(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
                       "bias": "b" in pnames, "flip": bool(a.get("flip_filters", _FLIP_3D[known])),
                       "activation": activation_of(a.get("nonlinearity"))}, \
         {"W": ("weight", None, "OIDHW"), "b": ("bias", None, "O")}
+
+
+def _pad3(pad, k: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Lasagne's 3-D ``pad`` / ``crop`` (int, triple, 'valid', 'same', 'full') as a symmetric triple."""
+    if pad == "full":
+        return tuple(t - 1 for t in k)
+    if pad == "same":
+        return tuple(t // 2 for t in k)
+    if pad == "valid":
+        return (0, 0, 0)
+    if isinstance(pad, list):
+        pad = [(0 if p == "valid" else p) for p in pad]
+    return triple(pad, "crop")
+
+
+@converter("TransposedConv3DLayer", ops=("Deconv3D",), aliases=("Deconv3DLayer",))
+def transposed_conv3d(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
+    """Lasagne TransposedConv3DLayer (Deconv3DLayer) -> ``Deconv3D``: Theano's gradient of a
+    Conv3D wrt its inputs with ``filter_flip = not flip_filters``, W ``(in, out, kd, kh, kw)``,
+    crop = the forward conv's pad; ``out = s*(L-1) + k - 2*crop``."""
+    a = L.get("attrs", {})
+    x = input_of_rank(in_shapes, 5, "3-D layer")
+    pnames = [p["name"] for p in L["params"]]
+    if int(a.get("num_groups", 1) or 1) != 1:
+        raise Unsupported("grouped 3-D transposed convolution (num_groups != 1)")
+    if bool(a.get("untie_biases", False)) and "b" in pnames:
+        raise Unsupported("untie_biases=True (a bias per output position) has no Keras "
+                          "Conv3DTranspose equivalent")
+    k = triple(a.get("filter_size"), "filter_size")
+    stride = triple(a.get("stride", 1), "stride")
+    crop = _pad3(a.get("crop", 0), k)
+    natural = [s * (n - 1) + kk - 2 * c if n is not None else None
+               for n, kk, s, c in zip(x[2:], k, stride, crop)]
+    osz = a.get("output_size")
+    if osz is not None:
+        want = tuple(int(v) for v in (osz if isinstance(osz, list) else [osz] * 3))
+        if any(n is None for n in natural) or tuple(natural) != want \
+                or tuple(L["output_shape"][2:]) != want:
+            raise Unsupported(f"output_size {list(want)} differs from the natural size "
+                              f"s*(L-1) + k - 2*crop (the extra zero planes are not mapped)")
+    attrs = {"num_output": int(a["num_filters"]), "kernel": k, "stride": stride, "pad": crop,
+             "bias": "b" in pnames, "flip": not bool(a.get("flip_filters", False)),
+             "activation": activation_of(a.get("nonlinearity"))}
+    return "Deconv3D", attrs, {"W": ("weight", None, "IODHW"), "b": ("bias", None, "O")}

@@ -5,7 +5,8 @@
   true convolution); Lasagne ``untie_biases=True`` (a bias per output position ``(O, H, W)``):
   the Conv2D without bias, then the bias added as a constant ``(H, W, O)`` tensor (plain
   ``LasagneSourceOp`` 'AddUntiedBias'), then the nonlinearity.
-* Conv1D: the Conv rule over ``(N, 1, L, C)``; Conv3D: ZeroPadding3D + Conv3D.
+* Conv1D: the Conv rule over ``(N, 1, L, C)``; Conv3D: ZeroPadding3D + Conv3D; Deconv3D
+  (Lasagne TransposedConv3DLayer): Conv3DTranspose('valid') + Cropping3D.
 * LocallyConnected: the plain expression ``LasagneSourceOp`` (keras.ops einsum per tap).
 * Im2col: ZeroPadding2D + Conv2D with one-hot kernels.
 """
@@ -322,3 +323,57 @@ class Im2colRule(Rule):
         rows = [ParamRow("kernel", "one-hot: output channel (c*kh + i)*kw + j copies x[c] at offset (i, j) "
                          "(a product with 1, sums of zeros: exact)", (kh, kw), sources=dict(a))]
         return chain.finish(rows=rows, layout="NHWC")
+
+
+@register("Deconv3D")
+class Deconv3DRule(Rule):
+    name = "Deconv3D"
+    description = ("Conv3DTranspose(padding='valid') + Cropping3D(crop); kernel (I, O, kd, kh, kw) "
+                   "-> (kd, kh, kw, O, I), rotated first for Lasagne's flip_filters=False.")
+
+    def map(self, node, ctx):
+        a = node.attrs
+        W = node.p("weight")
+        in_shape = input_shape(node, ctx)
+        if W is None or W.ndim != 5 or rank_of(in_shape) != 5:
+            return unsupported(node, ctx, "3-D transposed convolution needs a 5-d weight "
+                                          "(I, O, kd, kh, kw) and a 5-d input")
+        k, s, p = (tuple(int(v) for v in a[key]) for key in ("kernel", "stride", "pad"))
+        if k != tuple(W.shape[2:]):
+            return unsupported(node, ctx, f"kernel attr {k} does not match weight shape {W.shape}")
+        if in_shape[1] is not None and int(W.shape[0]) != in_shape[1]:
+            return unsupported(node, ctx, f"weight expects {W.shape[0]} input channels, input has "
+                                          f"{in_shape[1]}")
+        flip = bool(a.get("flip", False))
+        K = np.asarray(W)
+        if flip:
+            K = K[:, :, ::-1, ::-1, ::-1]
+        K = f32(K.transpose(2, 3, 4, 1, 0))
+        rows = [ParamRow("kernel", ("W[:, :, ::-1, ::-1, ::-1].transpose(2, 3, 4, 1, 0)  ((I, O, kd, "
+                                    "kh, kw) -> Keras (kd, kh, kw, O, I), rotated: Lasagne "
+                                    "flip_filters=False)" if flip else
+                                    "W.transpose(2, 3, 4, 1, 0)  ((I, O, kd, kh, kw) -> Keras "
+                                    "(kd, kh, kw, O, I), no flip)"), K, sources={"W": W})]
+        has_bias = bool(a.get("bias", True)) and node.p("bias") is not None
+        weights = [K]
+        if has_bias:
+            weights.append(node.p("bias").reshape(-1))
+            rows.append(ParamRow("bias", "b", f32(node.p("bias")), sources={"b": node.p("bias")}))
+        chain = Chain(node, ctx)
+        main = chain.add("Conv3DTranspose", {
+            "filters": int(W.shape[1]), "kernel_size": list(k), "strides": list(s),
+            "padding": "valid", "output_padding": [0, 0, 0], "dilation_rate": [1, 1, 1],
+            "use_bias": has_bias, "activation": "linear"}, weights=weights)
+        rows.append(ParamRow("strides", "stride; full output s*(L-1) + k (padding='valid', "
+                             "output_padding=0)", list(s), sources={"stride": s, "kernel": k}))
+        if any(p):
+            chain.add("Cropping3D", {"cropping": [[q, q] for q in p]}, suffix="crop")
+            rows.append(ParamRow("cropping", f"Cropping3D({p}): Lasagne's crop removes p planes on "
+                                 "each side of the full output", list(p), sources={"crop": p}))
+        add_activation(chain, main, a.get("activation"), 5, rows)
+        out = node.out_shape
+        if out is not None and all(d is not None for d in in_shape[2:]):
+            want = tuple(deconv_out_len(L, kk, ss, q) for L, kk, ss, q in zip(in_shape[2:], k, s, p))
+            if tuple(out[2:]) != want:
+                return unsupported(node, ctx, f"output size {out[2:]} differs from {want}")
+        return chain.finish(rows=rows, layout=keras_layout(5))

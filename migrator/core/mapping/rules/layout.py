@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...shapes import crop_bounds
+from ...shapes import crop_bounds, sample_axes
+from ...shapes.registry import prod
 from ..plan import KerasLayerSpec, ParamRow
 from ..registry import Rule, keras_layout, rank_of, register, to_keras_axis
 from .common import (
@@ -77,6 +78,51 @@ class CropRule(Rule):
         return chain.finish(rows=rows, layout=keras_layout(rank))
 
 
+#: the note of a mapping whose Keras output does not have the batch on its first axis
+WHOLE_NOTE = ("the batch axis is moved or mixed: the Keras tensor's first axis is not the batch "
+              "(the comparison checks it as one whole tensor)")
+
+
+def _spec_target(in_shape, spec) -> list[int] | None:
+    """The whole-tensor target of a reshape spec replacing every axis (Caffe semantics: 0 copies
+    the input size at that position, -1 is inferred): the spec's own ``-1`` kept, so that the
+    size that depends on the batch follows the batch (not the one the shapes were inferred
+    with); None when it would need more than one ``-1``."""
+    out = []
+    for j, d in enumerate(int(v) for v in spec):
+        if d == 0:
+            if j >= len(in_shape):
+                return None
+            out.append(-1 if in_shape[j] is None else int(in_shape[j]))
+        else:
+            out.append(d)
+    return out if out.count(-1) <= 1 else None
+
+
+def _whole_reshape(node, ctx, out_shape, what: str, sources: dict, target: list[int] | None = None):
+    """A reshape that mixes or moves the batch axis, on the whole tensor (keras.ops on the
+    channels-first tensor, ``LasagneSourceOp`` 'Reshape'): the source-order ``target`` (default:
+    the output shape) with ``-1`` for the one size that depends on the batch.  Unsupported when
+    more than one output size is unknown (the reshape cannot be written with a single ``-1``)."""
+    if out_shape is None:
+        return unsupported(node, ctx, f"{what} with an unknown output shape (run shape inference)")
+    if target is None or len(target) != len(out_shape):
+        unknown = [i for i, d in enumerate(out_shape) if d is None]
+        if len(unknown) > 1:
+            return unsupported(node, ctx, f"{what} to {tuple(out_shape)} mixes the batch axis with "
+                                          "other axes and has more than one unknown size: it cannot be "
+                                          "written as one reshape of the whole tensor (give --input-shape)")
+        target = [-1 if d is None else int(d) for d in out_shape]
+    chain = Chain(node, ctx)
+    chain.add("LasagneSourceOp", {"op": "Reshape", "shape": target})
+    rows = [ParamRow("shape", f"{what} of the whole tensor (the batch axis included) to "
+                     f"{tuple(target)} in the source (channels-first) order, then channels-last "
+                     "again (keras.ops.reshape, exact); the output's first axis is not the batch",
+                     tuple(target), sources=sources)]
+    return chain.finish(rows=rows, layout=keras_layout(len(out_shape)),
+                        notes=[WHOLE_NOTE])
+
+
 def _reshape_via_source(chain: Chain, in_rank: int, out_shape, rows: list[ParamRow], what: str) -> None:
     """Permute to source order, Reshape to ``out_shape[1:]`` (source order), Permute back."""
     if in_rank > 2:
@@ -104,8 +150,11 @@ class FlattenRule(Rule):
         axis = axis + rank if axis < 0 else axis
         end = end + rank if end < 0 else end
         rows: list[ParamRow] = []
-        if axis == 0:
-            return unsupported(node, ctx, "flattening the batch axis")
+        if axis == 0 and end > 0:
+            rest = list(in_shape[end + 1:]) if in_shape is not None else [None]
+            return _whole_reshape(node, ctx, node.out_shape, "flatten from the batch axis",
+                                  {"axis": axis, "end_axis": end},
+                                  None if None in rest else [-1] + [int(d) for d in rest])
         if end <= axis or (rank <= 2 and end == rank - 1):
             return alias_mapping(node, ctx, "flatten of nothing: identity")
         chain = Chain(node, ctx)
@@ -131,10 +180,22 @@ class ReshapeRule(Rule):
         in_shape = input_shape(node, ctx)
         out_shape = node.out_shape
         rank = rank_of(in_shape)
-        if not known_shape(out_shape):
+        if out_shape is None:
             return unsupported(node, ctx, "reshape with unknown output shape (run shape inference)")
-        if in_shape is not None and out_shape[0] != in_shape[0]:
-            return unsupported(node, ctx, f"reshape changes the batch size ({in_shape[0]} -> {out_shape[0]})")
+        rest_in = None if in_shape is None else prod(in_shape[1:])
+        keeps_first = in_shape is not None and out_shape[0] == in_shape[0] and (
+            rest_in is None or rest_in == prod(out_shape[1:]))
+        if keeps_first and not known_shape(out_shape):
+            axes = sample_axes(ctx.graph)
+            if axes.get(node.inputs[0]) == 0 and axes.get(node.outputs[0]) == 0:
+                return unsupported(node, ctx, "reshape with unknown output shape (run shape inference)")
+        if not keeps_first or not known_shape(out_shape):
+            # the reshape moves the batch axis or mixes it with others: on the whole tensor
+            a = node.attrs
+            spec = list(a.get("shape", []))
+            target = (_spec_target(in_shape, spec) if in_shape is not None and int(a.get("axis", 0)) == 0
+                      and int(a.get("num_axes", -1)) == -1 else None)
+            return _whole_reshape(node, ctx, out_shape, "reshape", {"shape": spec}, target)
         chain = Chain(node, ctx)
         rows = [ParamRow("shape", "source reshape spec", tuple(out_shape),
                          sources={"shape": node.attrs.get("shape")})]
@@ -151,29 +212,54 @@ class SplitRule(Rule):
         return alias_mapping(node, ctx, f"split into {node.num_outputs} copies: no Keras layer")
 
 
+#: the built-in zero padding of the spatial axes of a rank-3/4/5 tensor
+_ZERO_PADDING = {3: "ZeroPadding1D", 4: "ZeroPadding2D", 5: "ZeroPadding3D"}
+
+
 @register("Pad")
 class PadRule(Rule):
     name = "Pad"
-    description = "ZeroPadding2D (value 0) or ConstantPadding2D(value) on the spatial axes."
+    description = ("ZeroPadding1D/2D/3D when only spatial axes get zeros, ConstantPadding2D(value) "
+                   "on (H, W), else keras.ops.pad on the whole channels-first tensor (any rank, any "
+                   "batch_ndim, any value).")
 
     def map(self, node, ctx):
-        rank = rank_of(input_shape(node, ctx))
+        in_shape = input_shape(node, ctx)
+        rank = rank_of(in_shape)
         a = node.attrs
         bnd = int(a.get("batch_ndim", 2))
         pads = [tuple(int(v) for v in (p if isinstance(p, (list, tuple)) else (p, p))) for p in a["pad"]]
         value = float(a.get("value", 0.0) or 0.0)
-        if rank != 4 or bnd != 2 or len(pads) != 2:
-            return unsupported(node, ctx, f"padding of {len(pads)} axes after {bnd} leading axes of a "
-                                          f"rank-{rank} tensor (only spatial 2-D padding is supported)")
-        cfg = {"padding": [list(pads[0]), list(pads[1])]}
+        if in_shape is None or bnd < 0 or bnd + len(pads) > rank:
+            return unsupported(node, ctx, f"{len(pads)} pad widths after {bnd} leading axes do not fit "
+                                          f"a rank-{rank} input")
+        width = [(0, 0)] * bnd + pads + [(0, 0)] * (rank - bnd - len(pads))   # source order
+        padded = [i for i, w in enumerate(width) if w != (0, 0)]
+        rows = [ParamRow("padding", f"pad source axes {padded} by {[width[i] for i in padded]} with "
+                         f"{value!r} (axes before batch_ndim={bnd} untouched)", width,
+                         sources={"pad": a["pad"], "value": value, "batch_ndim": bnd})]
+        if not padded:
+            return alias_mapping(node, ctx, "nothing to pad: identity", rows=rows)
         chain = Chain(node, ctx)
-        if value == 0.0:
-            chain.add("ZeroPadding2D", cfg)
+        spatial = all(i >= 2 for i in padded)
+        if spatial and rank == 4:
+            cfg = {"padding": [list(width[2]), list(width[3])]}
+            if value == 0.0:
+                chain.add("ZeroPadding2D", cfg)
+            else:
+                chain.add("ConstantPadding2D", {**cfg, "value": value})
+        elif spatial and value == 0.0 and rank in _ZERO_PADDING:
+            sp = [list(w) for w in width[2:]]
+            chain.add(_ZERO_PADDING[rank], {"padding": sp[0] if rank == 3 else sp})
         else:
-            chain.add("ConstantPadding2D", {**cfg, "value": value})
-        rows = [ParamRow("padding", f"pad (H, W) by {pads} with {value!r}", cfg["padding"],
-                         sources={"pad": a["pad"], "value": value})]
-        return chain.finish(rows=rows, layout="NHWC")
+            chain.add("LasagneSourceOp", {"op": "Pad", "pad_width": [list(w) for w in width],
+                                          "value": value})
+            rows.append(ParamRow("implementation", "keras.ops.pad(x, pad_width, constant_values="
+                                 "value) on the channels-first tensor (exact)", "ops.pad"))
+        kw = {}
+        if 0 in padded:
+            kw["notes"] = [WHOLE_NOTE]
+        return chain.finish(rows=rows, layout=keras_layout(rank), **kw)
 
 
 @register("Transpose")
@@ -185,8 +271,8 @@ class TransposeRule(Rule):
         pattern = list(node.attrs.get("pattern", ()))
         in_shape = input_shape(node, ctx)
         rank = rank_of(in_shape)
-        if not pattern or pattern[0] != 0:
-            return unsupported(node, ctx, f"dimshuffle pattern {pattern} moves the batch axis")
+        if not pattern:
+            return unsupported(node, ctx, "empty dimshuffle pattern")
         kept = [p for p in pattern if p != "x"]
         if len(set(kept)) != len(kept) or any(not isinstance(p, int) or p < 0 or p >= rank for p in kept):
             return unsupported(node, ctx, f"invalid dimshuffle pattern {pattern}")
@@ -194,6 +280,17 @@ class TransposeRule(Rule):
         if dropped and (in_shape is None or any(in_shape[d] != 1 for d in dropped)):
             return unsupported(node, ctx, f"dimshuffle drops non-broadcastable axes {dropped}")
         out_rank = len(pattern)
+        if pattern[0] != 0:
+            # the batch axis moves: keras.ops on the whole channels-first tensor
+            chain = Chain(node, ctx)
+            chain.add("LasagneSourceOp", {"op": "Dimshuffle", "pattern": pattern})
+            rows = [ParamRow("pattern", "x.dimshuffle(pattern) on the whole tensor (the batch axis "
+                             "included) in the source (channels-first) order, then channels-last "
+                             "again (keras.ops transpose / squeeze / expand_dims, exact); the "
+                             "output's first axis is not the batch", tuple(pattern),
+                             sources={"pattern": tuple(pattern)})]
+            return chain.finish(rows=rows, layout=keras_layout(out_rank),
+                                notes=[WHOLE_NOTE])
         if (in_shape is None or any(d is None for d in in_shape[1:])) and (dropped or "x" in pattern):
                 return unsupported(node, ctx, "dimshuffle with 'x' on an input of unknown shape")
         perm = kept[1:] + dropped

@@ -7,6 +7,8 @@
   layers whose kernels are the fixed interpolation matrices (:func:`align_corners_matrix`,
   float32 as the fork computes them), between ``Permute`` layers.  Needs a known input size.
 * Upscale1D: the plain expression ``LasagneSourceOp``.
+* Upscale3D: UpSampling3D for 'repeat'; a strided Conv3DTranspose with a one-hot kernel for
+  'dilate'.
 """
 from __future__ import annotations
 
@@ -120,3 +122,38 @@ class Upscale1DRule(SourceOpRule):
     name = "Upscale1D"
     description = "Lasagne Upscale1DLayer: keras.ops repeat / interleaved zeros (plain LasagneSourceOp)."
     formula = "{mode} upscaling by {scale} along the last axis"
+
+
+@register("Upscale3D")
+class Upscale3DRule(Rule):
+    name = "Upscale3D"
+    description = ("repeat: UpSampling3D (nearest neighbour); dilate: Conv3DTranspose (strides = "
+                   "scale, one-hot identity kernel at tap (0, 0, 0), no bias).")
+
+    def map(self, node, ctx):
+        in_shape = input_shape(node, ctx)
+        if rank_of(in_shape) != 5:
+            return unsupported(node, ctx, f"3-D upscaling needs a 5-d input (rank {rank_of(in_shape)})")
+        sc = [int(v) for v in node.attrs["scale"]]
+        mode = node.attrs.get("mode", "repeat")
+        chain = Chain(node, ctx)
+        if mode == "repeat":
+            chain.add("UpSampling3D", {"size": sc})
+            rows = [ParamRow("size", "scale_factor; mode 'repeat' = each value repeated (exact)", sc,
+                             sources={"scale_factor": tuple(sc), "mode": mode})]
+            return chain.finish(rows=rows, layout="NDHWC")
+        if mode != "dilate":
+            return unsupported(node, ctx, f"upscale mode {mode!r}")
+        C = in_shape[1]
+        if C is None:
+            return unsupported(node, ctx, "mode 'dilate' needs a known channel count")
+        K = np.zeros((*sc, C, C), dtype=F32)
+        K[0, 0, 0] = np.eye(C, dtype=F32)
+        chain.add("Conv3DTranspose", {"filters": int(C), "kernel_size": sc, "strides": sc,
+                                      "padding": "valid", "output_padding": [0, 0, 0],
+                                      "dilation_rate": [1, 1, 1], "use_bias": False,
+                                      "activation": "linear"}, weights=[K])
+        rows = [ParamRow("kernel", f"one-hot ({sc[0]}, {sc[1]}, {sc[2]}, C, C): identity at tap "
+                         "(0, 0, 0), zeros elsewhere -> x at (sd*i, sh*j, sw*k), zeros between (exact)",
+                         K, sources={"scale_factor": tuple(sc), "mode": mode})]
+        return chain.finish(rows=rows, layout="NDHWC")

@@ -193,3 +193,31 @@ def _conv3d(node, xs):
 def _conv1d(node, xs):
     """The ``Conv`` kernel over (N, C, 1, L) (see ``OPS['Conv1D']``), size-1 axis dropped."""
     return one_d(node, xs, _conv)
+
+
+@kernel("Deconv3D")
+def _deconv3d(node, xs):
+    """Lasagne TransposedConv3DLayer: ``full[n, o, s*z + a, s*y + b, s*x + e] += x[n, c, z, y, x]
+    * w[c, o, a, b, e]`` (``flip``: w rotated over its three spatial axes first), the crop
+    ``p`` cut from both ends of each axis, then the bias and the nonlinearity."""
+    a = node.attrs
+    x = np.asarray(xs[0])
+    w = np.asarray(node.p("weight"), dtype=x.dtype)
+    if a.get("flip"):
+        w = w[:, :, ::-1, ::-1, ::-1]
+    k, s, p = (tuple(int(v) for v in a[key]) for key in ("kernel", "stride", "pad"))
+    N, _, D, H, W = x.shape
+    full = np.zeros((N, w.shape[1]) + tuple(st * (L - 1) + kk for L, kk, st in zip((D, H, W), k, s)),
+                    dtype=x.dtype)
+    for i in range(k[0]):
+        for j in range(k[1]):
+            for m in range(k[2]):
+                full[:, :, i:i + s[0] * (D - 1) + 1:s[0], j:j + s[1] * (H - 1) + 1:s[1],
+                     m:m + s[2] * (W - 1) + 1:s[2]] += np.einsum("ncdhw,co->nodhw", x, w[:, :, i, j, m],
+                                                                 optimize=True)
+    y = np.ascontiguousarray(full[:, :, p[0]:full.shape[2] - p[0], p[1]:full.shape[3] - p[1],
+                                  p[2]:full.shape[4] - p[2]])
+    b = node.p("bias")
+    if b is not None and a.get("bias", True):
+        y += np.asarray(b, x.dtype).reshape(1, -1, 1, 1, 1)
+    return [activation(y, a.get("activation"))]

@@ -1,4 +1,4 @@
-"""Reference kernels of the resize family: ``Upscale``, ``Upscale1D``, ``Interp`` (DeepLab /
+"""Reference kernels of the resize family: ``Upscale``, ``Upscale1D``, ``Upscale3D``, ``Interp`` (DeepLab /
 PSPNet, from the forks' definitions).
 """
 from __future__ import annotations
@@ -70,4 +70,20 @@ def _upscale1d(node, xs):
         return [np.repeat(x, a, axis=2)]
     y = np.zeros(x.shape[:2] + (x.shape[2] * a,), dtype=x.dtype)
     y[:, :, ::a] = x
+    return [y]
+
+
+@kernel("Upscale3D")
+def _upscale3d(node, xs):
+    """Lasagne Upscale3DLayer: 'repeat' each value along D, H, W (``T.extra_ops.repeat``), or
+    'dilate': ``y[:, :, ::sd, ::sh, ::sw] = x``, zeros elsewhere."""
+    x = xs[0]
+    sc = tuple(int(v) for v in node.attrs["scale"])
+    if node.attrs.get("mode", "repeat") == "repeat":
+        y = x
+        for ax, f in zip((2, 3, 4), sc):
+            y = np.repeat(y, f, axis=ax)
+        return [np.ascontiguousarray(y)]
+    y = np.zeros(x.shape[:2] + tuple(L * f for L, f in zip(x.shape[2:], sc)), dtype=x.dtype)
+    y[:, :, ::sc[0], ::sc[1], ::sc[2]] = x
     return [y]

@@ -1,3 +1,4 @@
 """Stand-in sub-module: re-exports the recording layers."""
 from ._impl import *
 from ._impl import conv_input_length, conv_output_length, pool_output_length  # noqa: F401
+from .volumetric import Deconv3DLayer, TransposedConv3DLayer  # noqa: F401,E402
