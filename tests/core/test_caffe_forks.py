@@ -328,7 +328,7 @@ def test_normalize_with_a_large_eps_keeps_the_eps(tmp_path):
     p, m = nb.save(tmp_path / "n.prototxt", tmp_path / "n.caffemodel")
     plan = flow.plan_model(flow.open_model([p, m]))
     assert not plan.unsupported
-    assert [s.class_name for s in plan.mapping("nm").layers][0] == "EpsL2Normalization"
+    assert next(s.class_name for s in plan.mapping("nm").layers) == "EpsL2Normalization"
     model = flow.build_model(plan)
     x = _x() * 1e-2                     # sum x^2 ~ 6e-4 per position: comparable to eps
     want = naive_normalize(x, nb.weights["nm"][0], False, 1e-3)

@@ -31,7 +31,7 @@ def _max_unpool(xs, cfg, weights, name):
     sh, sw = (int(v) for v in cfg["strides"])
     ph, pw = (int(v) for v in cfg["padding"])
     Hi, Wi = (int(v) for v in cfg["pool_input"])
-    H, W = (int(v) for v in cfg["size"])
+    H = int(cfg["size"][0])      # the width is the pooling input's (the rule checks it)
     h, w = x.shape[1], x.shape[2]
     if h is None or w is None:
         raise ValueError("MaxUnpool2D needs a known input size")
