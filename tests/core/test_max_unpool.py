@@ -207,6 +207,7 @@ def test_unpool_kernel_refuses_an_index_outside_the_output():
     assert y[0, 0, 1, 1] == 7
 
 
+@pytest.mark.slow
 def test_saved_model_loads_without_migrator(tmp_path):
     """The SegNet block saves to .keras and loads with plain Keras in a fresh process that never
     imports Migrator (safe_mode, no custom_objects), giving the same output."""
