@@ -171,6 +171,7 @@ def test_reference_runtime_choice(qtbot, window, demos):
     assert p.runtime.currentData() == "builtin"
 
 
+@pytest.mark.slow
 def test_mean_file_in_the_preprocessing_panel_and_a_baked_export(qtbot, window, demos, tmp_path):
     """A Caffe mean.binaryproto typed in the Mean field is read and centre-cropped with the image
     (transform_param's test-time crop, written here); 'bake into the exported model' puts it at
