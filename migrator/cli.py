@@ -24,7 +24,7 @@ from .core.errors import Cancelled, MigratorError, VerificationFailed
 from .core.export import default_report_path, describe_records
 from .core.flow import Flow, FlowOptions
 from .core.input_shape import input_shape_need, need_error, parse_input_shapes
-from .core.inputs import ImagePreprocessing, InputSpec, is_set
+from .core.inputs import ImagePreprocessing, InputSpec, is_set, parse_mean
 from .core.native_logs import NativeLogFilter, quiet_python_loggers
 from .core.report import build_report, tool_versions
 from .core.repro import check_target as check_repro_target
@@ -77,13 +77,10 @@ def _compare_args(p: argparse.ArgumentParser, *, inputs: bool) -> None:
         p.add_argument("--batch-size", type=int, default=None, metavar="B",
                        help="input sets: samples per batch (memory is bounded by the batch; default 8); "
                             "with --input X.npy|.npz the first axis is the set")
-        p.add_argument("--channel-order", choices=("BGR", "RGB"), default=None,
-                       help="image channel order fed to the network (default: BGR for Caffe, RGB for Lasagne)")
-        p.add_argument("--mean", default=None,
-                       help="per-channel mean to subtract, e.g. '104,117,123' (default: the model's "
-                            "stored mean when it has one)")
-        p.add_argument("--scale", type=float, default=1.0, help="multiply after mean subtraction")
-        p.add_argument("--resize", default=None, help="HxW to resize the image to (default: model input)")
+        _preprocessing_args(p)
+        p.add_argument("--resize", default=None,
+                       help="HxW to resize the image to, then centre-cropped to the model input "
+                            "(default: the model input, or the size of a larger --mean image)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
     p.add_argument("--runtime", default="builtin", choices=("builtin", "opencv", "legacy"),
                    help="reference runtime for the source semantics")
@@ -103,6 +100,17 @@ def _compare_args(p: argparse.ArgumentParser, *, inputs: bool) -> None:
     p.add_argument("--precision", choices=("failing", "all", "off"), default="failing",
                    help="float64 second look (isolated error, drift from a float64 reference, float32's "
                         "own drift): for layers over the tolerance (default), every layer, or never")
+
+
+def _preprocessing_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--channel-order", choices=("BGR", "RGB"), default=None,
+                   help="image channel order fed to the network (default: BGR for Caffe, RGB for Lasagne)")
+    p.add_argument("--mean", default=None, metavar="MEAN",
+                   help="mean to subtract: per channel, e.g. '104,117,123', or a mean file "
+                        "(Caffe's mean.binaryproto, or .npy), a mean image centre-cropped to the "
+                        "input as Caffe's transform_param does (default: the model's stored mean "
+                        "when it has one)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply after mean subtraction")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--accept-mismatch", action="store_true",
                     help="save even when verification fails (recorded in the report)")
     _compare_args(pc, inputs=False)
+    _preprocessing_args(pc)
+    pc.add_argument("--bake-preprocessing", action="store_true",
+                    help="put the image preprocessing (--channel-order, --mean, --scale) into the "
+                         "exported model as its first layers: it then takes RGB pixels in [0, 255] "
+                         "(resized and cropped to the input size), channels last")
 
     pl = sub.add_parser("layers", help="every source layer type of both frameworks and its status "
                                        "(exact: tested against which reference; refused: why)")
@@ -457,6 +470,14 @@ def _verify(args, flow, *, spec):
     return result
 
 
+def _preprocessing(args, graph) -> ImagePreprocessing:
+    """--channel-order, --mean (numbers or a mean file, read now) and --scale."""
+    mean, mean_file = parse_mean(args.mean)
+    order = args.channel_order or ("BGR" if graph.framework == "caffe" else "RGB")
+    return ImagePreprocessing(channel_order=order, mean=mean, scale=args.scale,
+                              mean_file=mean_file)
+
+
 def _image_spec(args, graph):
     bs = getattr(args, "batch_size", None)
     limit = getattr(args, "limit", None)
@@ -470,21 +491,13 @@ def _image_spec(args, graph):
     if (bs is not None or limit is not None) and not getattr(args, "images", None):
         raise MigratorError("--limit and --batch-size need an input set: --images DIR|LIST or --input X.npy")
     if args.image or getattr(args, "images", None):
-        mean = None
-        if args.mean:
-            try:
-                mean = [float(v) for v in args.mean.split(",")]
-            except ValueError:
-                raise MigratorError(f"--mean expects comma-separated numbers, got {args.mean!r}") from None
-        resize = None
+        pp = _preprocessing(args, graph)
         if args.resize:
             try:
                 h, w = args.resize.lower().split("x")
-                resize = (int(h), int(w))
+                pp.resize = (int(h), int(w))
             except ValueError:
                 raise MigratorError(f"--resize expects HxW, got {args.resize!r}") from None
-        order = args.channel_order or ("BGR" if graph.framework == "caffe" else "RGB")
-        pp = ImagePreprocessing(channel_order=order, mean=mean, scale=args.scale, resize=resize)
         if getattr(args, "images", None):
             return InputSpec(kind="images", path=args.images, limit=limit, batch_size=bs or 8,
                              preprocessing=pp)
@@ -515,6 +528,11 @@ def cmd_convert(args) -> int:
                  report_path=args.report or default_report_path(args.output, args.format),
                  force=args.force, accept_mismatch=args.accept_mismatch, release_weights=True)
     _note_output_choice(flow.graph)
+    if args.bake_preprocessing:
+        flow.options.bake_preprocessing = _preprocessing(args, flow.graph)
+    elif args.mean is not None or args.channel_order or args.scale != 1.0:
+        raise MigratorError("convert verifies on a random input: --mean, --channel-order and "
+                            "--scale only matter with --bake-preprocessing")
     flow.check_outputs()      # refuse early, before any work, if outputs exist
     if args.repro:
         check_repro_target(args.repro, args.force)

@@ -535,17 +535,20 @@ def compare_model(graph, plan, model, spec, *, runtime: str = "builtin",
 
 def export_model(graph, plan, overrides, model, result, out_path: str, *, formats=("keras",),
                  report_path: str | None = None, force: bool = False, accept_mismatch: bool = False,
-                 progress=None, cancel=None, fmt: str | None = None, records: list | None = None) -> list[str]:
+                 progress=None, cancel=None, fmt: str | None = None, records: list | None = None,
+                 bake=None) -> list[str]:
     """Build the model when needed and write it (and the report) with
     :meth:`migrator.core.flow.Flow.export`: ``out_path`` in format ``fmt`` (default: from its
     extension; one of :data:`migrator.core.export.FORMATS`, ``'saved_model'`` is a directory),
     ``formats`` as companions next to it; each artifact is reloaded in a fresh process without
     Migrator and compared with the reference before anything is moved into place (atomic
     writes, never overwriting unless ``force``).  ``records`` (a list, optional) receives one
-    dict per artifact (format, path, passed, max_abs, rel_to_max, ...)."""
+    dict per artifact (format, path, passed, max_abs, rel_to_max, ...).  ``bake`` (an
+    :class:`~migrator.core.inputs.ImagePreprocessing`): put that preprocessing at the exported
+    model's front."""
     also = tuple(f for f in formats if f != format_of(out_path, fmt))
     fl = Flow(FlowOptions(output=out_path, fmt=fmt, also=also, report_path=report_path, force=force,
-                          accept_mismatch=accept_mismatch),
+                          accept_mismatch=accept_mismatch, bake_preprocessing=bake),
               graph=graph, overrides=overrides, plan=plan, model=model, result=result)
     out, recs = fl.export(progress, cancel)
     if records is not None:

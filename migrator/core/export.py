@@ -372,6 +372,84 @@ def _keras_inputs(plan, x) -> list[np.ndarray]:
     return out
 
 
+# --------------------------------------------------------------------------------------
+# image preprocessing baked into the exported model (--bake-preprocessing)
+# --------------------------------------------------------------------------------------
+def baked_steps(plan, graph, pp) -> dict[str, Any]:
+    """What a model with ``pp`` baked in does before the network, for its (only) image input:
+    ``{'input', 'shape' (H, W, C), 'channel_swap', 'mean' ((1, H, W, C) or (1, 1, 1, C) float32
+    in the network's channel order, or None), 'scale'}``; MigratorError when it cannot."""
+    from .inputs import default_mean, input_mean
+    ins, _ = signature_names(plan, graph)
+    if len(ins) != 1:
+        raise MigratorError(f"--bake-preprocessing needs a model with one image input; this one has "
+                            f"{len(ins)}")
+    src = ins[0][0]
+    shp = graph.node(src).attrs.get("shape")
+    if shp is None or len(shp) != 4 or any(d is None for d in shp[1:]) or shp[1] not in (1, 3):
+        raise MigratorError(f"--bake-preprocessing needs a 1- or 3-channel NCHW image input of known "
+                            f"size; input '{src}' is {tuple(shp) if shp else None}", layer=src)
+    C, H, W = (int(d) for d in shp[1:])
+    scale = float(pp.scale)
+    if not np.isfinite(scale) or scale == 0:
+        raise MigratorError(f"--bake-preprocessing needs a finite non-zero --scale, got {pp.scale}")
+    mean = pp.mean if pp.mean is not None else default_mean(graph)
+    m = input_mean(mean, H, W, pp.mean_file)
+    if m is not None:
+        if m.shape[0] not in (1, C):
+            raise MigratorError(f"the mean has {m.shape[0]} channels, the network input {C}",
+                                file=pp.mean_file)
+        m = np.ascontiguousarray(np.transpose(m, (1, 2, 0))[None], dtype=np.float32)
+    return {"input": src, "shape": (H, W, C), "scale": scale, "mean": m,
+            "channel_swap": C == 3 and str(pp.channel_order).upper() == "BGR"}
+
+
+def bake_model(model, steps: dict[str, Any]):
+    """``model`` with the preprocessing in front, built-in Keras + ``keras.ops`` only: it takes
+    RGB pixel values in [0, 255], channels last, and computes ``(swap(x) - mean) * scale`` before
+    the network (``swap``: RGB -> BGR when the network wants BGR)."""
+    import keras
+    from keras import ops
+    inp = keras.Input(shape=steps["shape"], name=model.inputs[0].name.split(":")[0])
+    y = inp
+    if steps["channel_swap"]:
+        y = ops.flip(y, axis=-1)
+    if steps["mean"] is not None:
+        y = ops.subtract(y, steps["mean"])
+    if steps["scale"] != 1.0:
+        y = ops.multiply(y, np.float32(steps["scale"]))
+    return keras.Model(inp, model(y), name=f"{model.name}_with_preprocessing")
+
+
+def unbake_inputs(x, steps: dict[str, Any]) -> np.ndarray:
+    """The raw pixels (channels last) a baked model turns into the network input ``x`` (NCHW):
+    ``swap(x / scale + mean)``, computed in float64 (float32 rounding aside, the inverse)."""
+    a = np.asarray(x, np.float64)
+    a = np.transpose(a, (0, 2, 3, 1)) / steps["scale"]
+    if steps["mean"] is not None:
+        a = a + steps["mean"]
+    if steps["channel_swap"]:
+        a = a[..., ::-1]
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def baked_description(steps: dict[str, Any], pp) -> dict[str, Any]:
+    """The report's record of the baked preprocessing."""
+    m = steps["mean"]
+    return {"baked": True, "input": steps["input"],
+            "takes": "RGB pixel values in [0, 255], channels last, already resized and cropped to "
+                     f"{steps['shape'][0]}x{steps['shape'][1]}",
+            "channel_swap": "RGB -> BGR" if steps["channel_swap"] else None,
+            "mean": None if m is None else ("per channel " + ", ".join(f"{v:g}" for v in m.reshape(-1))
+                                            if m.shape[1:3] == (1, 1) else f"mean image {m.shape[1]}x"
+                                            f"{m.shape[2]} (centre-cropped)"),
+            "mean_file": os.path.abspath(pp.mean_file) if getattr(pp, "mean_file", None) else None,
+            "scale": steps["scale"],
+            "formula": "network_input = (" + ("swap(x)" if steps["channel_swap"] else "x")
+                       + (" - mean" if m is not None else "") + ")"
+                       + (f" * {steps['scale']:g}" if steps["scale"] != 1.0 else "")}
+
+
 def _random_inputs(model, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     out = []
@@ -489,12 +567,17 @@ def _verified_error(result, tensor: str) -> float:
 
 
 def verify_artifacts(model, plan, graph, items: list[dict], result=None, *,
-                     accept_mismatch: bool = False) -> list[dict]:
+                     accept_mismatch: bool = False, baked: dict | None = None) -> list[dict]:
     """Check written artifacts (``{'path', 'format', 'arch'?, 'needs_migrator'?}``) in a
-    fresh process; returns one record per item (``passed``, ``max_abs``, ...)."""
+    fresh process; returns one record per item (``passed``, ``max_abs``, ...).  ``baked``
+    (:func:`baked_steps`): ``model`` has the preprocessing in front; it is fed the raw pixels
+    that preprocess to the comparison input."""
     ins, outs = signature_names(plan, graph)
     x = getattr(result, "input_array", None) if result is not None else None
-    inputs = _keras_inputs(plan, x) if x is not None else _random_inputs(model)
+    if baked is not None and x is not None and not isinstance(x, dict):
+        inputs = [unbake_inputs(x, baked)]
+    else:
+        inputs = _keras_inputs(plan, x) if x is not None else _random_inputs(model)
     y = model(inputs if len(inputs) > 1 else inputs[0], training=False)
     keras_outs = [np.asarray(v) for v in (list(y) if isinstance(y, (list, tuple)) else [y])]
     ref_map = getattr(result, "reference_outputs", None) or {}
@@ -522,14 +605,21 @@ def verify_artifacts(model, plan, graph, items: list[dict], result=None, *,
 def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: Iterable[str] = (),
            report_path: str | None = None, force: bool = False, accept_mismatch: bool = False,
            graph=None, overrides=None, extra: dict[str, Any] | None = None, verify: bool = True,
-           progress: Progress = None) -> tuple[list[str], list[dict]]:
+           progress: Progress = None, bake=None) -> tuple[list[str], list[dict]]:
     """Write ``out_path`` (format ``fmt`` or from its extension), one companion per ``also``
     format and the report (JSON + .md + .html twins); verify each artifact in a fresh process
     first.  Returns ``(paths written, artifact records)``; raises :class:`MigratorError` (and
     leaves nothing behind) when the comparison failed without consent or an artifact does
-    not reproduce the reference."""
+    not reproduce the reference.  ``bake`` (an :class:`~migrator.core.inputs.ImagePreprocessing`):
+    the written model takes raw RGB pixels and does that preprocessing first (the report says
+    so)."""
 
     graph = graph or plan.graph
+    baked = None
+    if bake is not None:
+        baked = baked_steps(plan, graph, bake)
+        model = bake_model(model, baked)
+        extra = {**(extra or {}), "preprocessing": baked_description(baked, bake)}
     if result is None and not accept_mismatch:
         raise MigratorError("the conversion has not been verified; run the comparison first "
                             "(or accept explicitly)", file=out_path)
@@ -550,7 +640,8 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
     for p in report_paths:
         check_target(p, "report", force)
     if any(f == "h5" for _, f in targets):
-        why = h5_problem(model, plan)
+        why = ("legacy HDF5 (.h5) cannot store the baked preprocessing (keras.ops); write .keras, "
+               "SavedModel or TFLite instead") if baked is not None else h5_problem(model, plan)
         if why:
             raise MigratorError(why, file=next(p for p, f in targets if f == "h5"))
     needs = migrator_only_layers(plan)
@@ -594,7 +685,8 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
         if verify:
             if progress:
                 progress(0.7, "loading the exported model(s) in a fresh process")
-            recs = verify_artifacts(model, plan, graph, items, result, accept_mismatch=accept_mismatch)
+            recs = verify_artifacts(model, plan, graph, items, result, accept_mismatch=accept_mismatch,
+                                    baked=baked)
         else:
             recs = [{"passed": None, "note": "not checked"} for _ in items]
         for item, rec in zip(items, recs):

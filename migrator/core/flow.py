@@ -234,6 +234,8 @@ class FlowOptions:
     report_path: str | None = None        # None: no report
     force: bool = False
     accept_mismatch: bool = False
+    # the image preprocessing to put at the exported model's front (None: not baked)
+    bake_preprocessing: Any = None        # inputs.ImagePreprocessing
 
 
 class Flow:
@@ -395,4 +397,5 @@ class Flow:
             return export_mod.export(self.model, self.plan, self.result, o.output, fmt=o.fmt,
                                      also=o.also, report_path=o.report_path, force=o.force,
                                      accept_mismatch=o.accept_mismatch, graph=self.graph,
-                                     overrides=self.overrides, progress=scaled(progress, lo, 1.0))
+                                     overrides=self.overrides, progress=scaled(progress, lo, 1.0),
+                                     bake=o.bake_preprocessing)

@@ -34,24 +34,93 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 
 @dataclass
 class ImagePreprocessing:
-    """How an image becomes the network input (documented in the user guide):
-    1. load (Pillow), convert to RGB; 2. resize to the network's input H x W (bilinear);
-    3. to float32 in [0, 255]; 4. channel order ('BGR' for Caffe models by default, 'RGB');
-    5. subtract ``mean`` (per channel, in the chosen order; or a full mean image (C,H,W));
-    6. multiply by ``scale``; 7. HWC -> CHW and add the batch axis."""
+    """How an image becomes the network input (documented in the user guide), as Caffe's
+    ``transform_param`` / ``caffe.io.Transformer`` do it:
+    1. load (Pillow), convert to RGB; 2. resize (bilinear) to ``resize``, else to the size of a
+    mean image larger than the network input (Caffe's data was made at the mean's size), else
+    to the network's input H x W; 3. centre-crop to the input H x W (Caffe's TEST-phase
+    ``crop_size``: offset ``(size - crop) // 2``); 4. to float32 in [0, 255] (=
+    ``caffe.io.load_image`` with ``raw_scale`` 255); 5. channel order ('BGR' for Caffe models
+    by default = ``channel_swap (2, 1, 0)``, or 'RGB'); 6. subtract ``mean`` (per channel in the
+    chosen order, or a mean image (C, H, W) as stored -- Caffe's are BGR --, centre-cropped like
+    the image: at the crop offsets when it has the resized size, else around its centre);
+    7. multiply by ``scale`` (``input_scale``); 8. HWC -> CHW and add the batch axis."""
 
     channel_order: str = "BGR"
-    mean: Any = None          # None | sequence of C floats | np.ndarray (C,H,W)
+    mean: Any = None          # None | sequence of C floats | np.ndarray (C,) or (C,H,W)
     scale: float = 1.0
-    resize: tuple[int, int] | None = None   # None = the model's input size
+    resize: tuple[int, int] | None = None   # None = the model's input size (or the mean image's)
+    mean_file: str | None = None            # where ``mean`` was read from (the report says so)
 
     def to_dict(self):
         m = self.mean
         if isinstance(m, np.ndarray):
             m = {"shape": list(m.shape), "per_channel_mean": m.reshape(m.shape[0], -1).mean(1).tolist()} \
                 if m.ndim > 1 else m.tolist()
-        return {"channel_order": self.channel_order, "mean": m, "scale": self.scale,
-                "resize": list(self.resize) if self.resize else None}
+        d = {"channel_order": self.channel_order, "mean": m, "scale": self.scale,
+             "resize": list(self.resize) if self.resize else None}
+        if self.mean_file:
+            d["mean_file"] = os.path.abspath(self.mean_file)
+        return d
+
+
+def parse_mean(text: str | None) -> tuple[Any, str | None]:
+    """A --mean value (CLI or GUI): comma-separated numbers, or a mean file (``.binaryproto``,
+    ``.npy``) read safely.  Returns ``(mean or None, the file or None)``."""
+    from .importers.caffe.mean_file import is_mean_file, read_mean_file
+    s = (text or "").strip()
+    if not s:
+        return None, None
+    if is_mean_file(s):
+        return read_mean_file(s), s
+    try:
+        vals = [float(t) for t in s.replace(";", ",").replace(" ", ",").split(",") if t]
+    except ValueError:
+        raise MigratorError(f"--mean expects comma-separated numbers or a mean file "
+                            f"(.binaryproto, .npy), got {text!r}") from None
+    if not vals:
+        raise MigratorError(f"--mean expects comma-separated numbers, got {text!r}")
+    return vals, None
+
+
+def crop_box(size: tuple[int, int], crop: tuple[int, int]) -> tuple[int, int]:
+    """(top, left) of Caffe's TEST-phase centre crop of ``crop`` out of ``size``."""
+    return (size[0] - crop[0]) // 2, (size[1] - crop[1]) // 2
+
+
+def resize_target(pp: ImagePreprocessing, mean, h: int, w: int, file: str | None = None) -> tuple[int, int]:
+    """The size an image is resized to before the centre crop to the (h, w) input."""
+    if pp.resize:
+        rh, rw = (int(v) for v in pp.resize)
+    elif mean is not None and np.ndim(mean) == 3 and mean.shape[1] >= h and mean.shape[2] >= w:
+        rh, rw = int(mean.shape[1]), int(mean.shape[2])
+    else:
+        rh, rw = h, w
+    if rh < h or rw < w:
+        raise MigratorError(f"resize {rh}x{rw} is smaller than the network input {h}x{w} "
+                            "(the image is centre-cropped to the input, never padded)", file=file)
+    return rh, rw
+
+
+def input_mean(mean, h: int, w: int, file: str | None = None):
+    """The mean subtracted from an (h, w) network input: a (C, 1, 1) per-channel mean, or the
+    mean image cropped as the image was (at the crop offsets when it has the resized size,
+    else centre-cropped; a smaller mean image is resized, bilinear)."""
+    if mean is None:
+        return None
+    mean = np.asarray(mean, dtype=np.float32)
+    if mean.ndim == 1:
+        return mean.reshape(-1, 1, 1)
+    if mean.ndim != 3:
+        raise MigratorError(f"a mean is (C,) or (C, H, W), got shape {mean.shape}", file=file)
+    hm, wm = mean.shape[1:]
+    if (hm, wm) == (h, w):
+        return mean
+    if hm >= h and wm >= w:
+        top, left = crop_box((hm, wm), (h, w))
+        return np.ascontiguousarray(mean[:, top:top + h, left:left + w])
+    from PIL import Image
+    return np.stack([np.asarray(Image.fromarray(c).resize((w, h), Image.BILINEAR)) for c in mean])
 
 
 @dataclass
@@ -176,29 +245,29 @@ def preprocess_image(graph: Graph, path: str, pp: ImagePreprocessing) -> tuple[n
     if len(shp) != 4 or shp[1] not in (1, 3):
         raise MigratorError(f"image input needs a 1- or 3-channel NCHW model input, got {shp}",
                             file=path)
-    h, w = pp.resize or (shp[2], shp[3])
+    h, w = int(shp[2]), int(shp[3])
+    mean = pp.mean if pp.mean is not None else default_mean(graph)
+    rh, rw = resize_target(pp, mean, h, w, path)
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB" if shp[1] == 3 else "L").resize((w, h), Image.BILINEAR)
+            im = im.convert("RGB" if shp[1] == 3 else "L").resize((rw, rh), Image.BILINEAR)
             a = np.asarray(im, dtype=np.float32)
     except Exception as e:  # noqa: BLE001 - user file
         raise MigratorError(f"cannot read image: {e}", file=path) from None
     if a.ndim == 2:
         a = a[:, :, None]
+    if (rh, rw) != (h, w):          # Caffe's TEST-phase crop_size: the centre
+        top, left = crop_box((rh, rw), (h, w))
+        a = a[top:top + h, left:left + w]
     if shp[1] == 3 and pp.channel_order.upper() == "BGR":
         a = a[:, :, ::-1]
     chw = np.ascontiguousarray(a.transpose(2, 0, 1))
-    mean = pp.mean if pp.mean is not None else default_mean(graph)
-    if mean is not None:
-        mean = np.asarray(mean, dtype=np.float32)
-        if mean.ndim == 1:
-            chw = chw - mean.reshape(-1, 1, 1)
-        elif mean.ndim == 3:
-            if mean.shape[1:] != chw.shape[1:]:
-                # centre-crop or resize the mean image to the input size
-                mean = np.stack([np.asarray(Image.fromarray(c).resize((w, h), Image.BILINEAR))
-                                 for c in mean.astype(np.float32)])
-            chw = chw - mean
+    m = input_mean(mean, h, w, pp.mean_file or path)
+    if m is not None:
+        if m.shape[0] not in (1, chw.shape[0]):
+            raise MigratorError(f"the mean has {m.shape[0]} channels, the network input "
+                                f"{chw.shape[0]}", file=pp.mean_file or path)
+        chw = chw - m
     chw = chw * np.float32(pp.scale)
     src = "given" if pp.mean is not None else ("model" if mean is not None else "none")
     return chw.astype(np.float32, copy=False), src

@@ -100,7 +100,11 @@ _DOCS: dict[str, str] = {
         "the border windows of ignore_border=False are clipped) | 'exc_pad': only elements inside "
         "the input). MAX ignores padding (Caffe and Theano). "
         "Caffe: rounding caffe_ceil (or floor for round_mode FLOOR) with the '(out-1)*s >= L+p => "
-        "out -= 1' rule, avg_divisor caffe. Lasagne ignore_border=True: floor; False: lasagne_ceil."
+        "out -= 1' rule, avg_divisor caffe. Lasagne ignore_border=True: floor; False: lasagne_ceil. "
+        "Two outputs (Caffe MAX pooling with a second top, 2-d): output 1 is the argmax mask, the "
+        "shape of output 0: per window clipped to the input, the flat index h*W + w (in its "
+        "channel's H x W input plane) of the first element, in row-major window order, that "
+        "beats the running maximum (strict >, starting from -FLT_MAX; -1 when none does), as float."
     ),
     "GlobalPool": "attrs: mode ('max' | 'avg'), keepdims (bool: Caffe global_pooling keeps 1x1).",
     "LRN": (
@@ -198,7 +202,17 @@ _DOCS: dict[str, str] = {
         "out: shrink (L_eff-1)//s + 1; zoom L_eff + (L_eff-1)(z-1); size height/width; "
         "shrink_zoom: shrink then zoom. y[o] = (1-l) x[i] + l x[min(i+1, L_eff-1)], r = "
         "float32((L_eff-1)/(out-1)) (0 when out == 1), i = int(r*o), l = r*o - i (float32); "
-        "separable: along W first, then H."
+        "separable: along W first, then H. mode 'like' (two bottoms): inputs [x, reference], "
+        "out = the reference's (H, W) (the reference only gives the size)."
+    ),
+    "MaxUnpool": (
+        "SegNet's Upsample with the pooling mask (max-unpooling). inputs: [x (N, C, h, w), mask "
+        "(N, C, h, w): flat indices into the output plane, as a Pool's output 1 gives them]. "
+        "attrs: scale (sh, sw), pad_out (bool, bool), size ((H, W) or None). out = size, or "
+        "(h*sh - pad_out_h, w*sw - pad_out_w) when size is None. y = 0; for each (n, c) and "
+        "i = 0 .. h*w-1 in row-major order: y[n, c].flat[int(mask[n, c].flat[i])] = "
+        "x[n, c].flat[i] (a later i overwrites an earlier one); an index outside [0, H*W) is "
+        "an error (the fork aborts)."
     ),
     "Normalize": (
         "SSD Normalize. attrs: across_spatial (bool), channel_shared (bool), eps (1e-10). "
@@ -341,6 +355,7 @@ _FAMILY: dict[str, tuple[str, tuple[str, ...]]] = {
     "Upscale3D": ("resize", ('lasagne',)),
     "Recurrent": ("recurrent", ('lasagne',)),
     "Interp": ("resize", ('caffe-fork',)),
+    "MaxUnpool": ("resize", ('caffe-fork',)),
     "Normalize": ("norm", ('caffe-fork',)),
     "ShuffleChannel": ("layout", ('caffe-fork',)),
     "Axpy": ("merge", ('caffe-fork',)),

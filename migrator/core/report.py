@@ -346,6 +346,10 @@ def render_markdown(rep: dict[str, Any], figures: list[tuple[Figure, str]] | Non
         out.append(f"- Overrides (mapping file): `{_json.dumps({k: ov[k] for k in ('layers', 'kinds') if ov.get(k)})}`")
     else:
         out.append("- Overrides: none (every rule at its default)")
+    pre = (rep.get("extra") or {}).get("preprocessing") or {}
+    if pre.get("baked"):
+        out.append(f"- Preprocessing baked into the exported model: `{pre.get('formula')}`; it takes "
+                   f"{pre.get('takes')}" + (f" (mean file `{pre['mean_file']}`)" if pre.get("mean_file") else ""))
     arts = rep.get("artifacts") or []
     if arts:
         out += ["", "## Exported artifacts (each reloaded in a fresh process)", "",

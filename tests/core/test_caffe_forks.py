@@ -153,6 +153,19 @@ CASES = {
                                                   type_="DepthwiseConvolution", write_group=True),
                      lambda x, nb: naive_conv2d(x, nb.weights["dw"][0], None, (1, 1), (1, 2),
                                                 group=6)),
+    "normalize_eps": (lambda nb: nb.normalize("nm", "data", eps=1e-3),
+                      lambda x, nb: naive_normalize(x, nb.weights["nm"][0], False, 1e-3)),
+    "normalize_across_eps": (lambda nb: nb.normalize("nm", "data", across_spatial=True, eps=30.0),
+                             lambda x, nb: naive_normalize(x, nb.weights["nm"][0], True, 30.0)),
+    # two bottoms: the output takes the second bottom's (H, W) (floor pooling: 9x11 -> 4x5;
+    # nearest Upsample: 9x11 -> 18x22)
+    "interp_like_down": (lambda nb: (nb.pool("ref", "data", "max", 2, stride=2, round_mode="FLOOR"),
+                                     nb.layer("ip", "Interp", ["data", "ref"], ["ip"])),
+                         lambda x, nb: naive_interp(x, 4, 5)),
+    "interp_like_up": (lambda nb: (nb.upsample("ref", "data", 2),
+                                   nb.layer("ip", "Interp", ["data", "ref"], ["ip"],
+                                            {"interp_param": {"pad_beg": -1}})),
+                       lambda x, nb: naive_interp(x, 18, 22, pad_beg=-1)),
     "shuffle3": (lambda nb: nb.shuffle_channel("sh", "data", 3), lambda x, nb: naive_shuffle(x, 3)),
     "shuffle2": (lambda nb: nb.shuffle_channel("sh", "data", 2), lambda x, nb: naive_shuffle(x, 2)),
 }
@@ -274,7 +287,17 @@ def test_saved_model_loads_with_plain_keras(tmp_path):
 
 @pytest.mark.parametrize("text,words", [
     (('layer { name: "u" type: "Upsample" bottom: "data" bottom: "mask" top: "u" '
-     'upsample_param { scale: 2 upsample_h: 8 upsample_w: 8 } }'), ["2 bottoms"]),
+     'upsample_param { scale: 2 upsample_h: 8 } }'), ["upsample_h and upsample_w"]),
+    (('layer { name: "u" type: "Upsample" bottom: "data" bottom: "mask" top: "u" '
+     'upsample_param { scale: 1 } }'), ["scale", "must be > 1"]),
+    (('layer { name: "u" type: "Upsample" bottom: "data" bottom: "mask" top: "u" '
+     'upsample_param { scale: 3 pad_out_h: true } }'), ["pad_out_h", "scale of 2"]),
+    (('layer { name: "u" type: "Upsample" bottom: "data" top: "u" '
+     'upsample_param { upsample_h: 8 upsample_w: 8 } }'), ["second bottom"]),
+    (('layer { name: "u" type: "Upsample" bottom: "data" bottom: "mask" bottom: "data" top: "u" '
+     'upsample_param { scale: 2 } }'), ["3 bottoms"]),
+    (('layer { name: "u" type: "Interp" bottom: "data" bottom: "mask" top: "u" interp_param { '
+     'zoom_factor: 2 } }'), ["second bottom", "zoom_factor"]),
     ('layer { name: "u" type: "Upsample" bottom: "data" top: "u" }', ["upsample_param.scale"]),
     (('layer { name: "u" type: "Interp" bottom: "data" top: "u" interp_param { zoom_factor: 2 '
      'pad_beg: 1 } }'), ["pad_beg"]),
@@ -296,13 +319,22 @@ def test_bad_fork_layers_are_one_line_errors(tmp_path, text, words):
         assert w in msg, msg
 
 
-def test_normalize_with_a_large_eps_is_refused_not_approximated(tmp_path):
+def test_normalize_with_a_large_eps_keeps_the_eps(tmp_path):
+    """eps > 1e-6 is not dropped (UnitNormalization has none): the fork's x / sqrt(sum x^2 + eps)
+    exactly, where dropping it would be off by far more than the tolerance."""
     nb = NetBuilder("n", seed=0)
     nb.input("data", SHAPE)
     nb.normalize("nm", "data", eps=1e-3)
     p, m = nb.save(tmp_path / "n.prototxt", tmp_path / "n.caffemodel")
     plan = flow.plan_model(flow.open_model([p, m]))
-    assert [u.source for u in plan.unsupported] == ["nm"] and "eps" in plan.unsupported[0].error
+    assert not plan.unsupported
+    assert next(s.class_name for s in plan.mapping("nm").layers) == "EpsL2Normalization"
+    model = flow.build_model(plan)
+    x = _x() * 1e-2                     # sum x^2 ~ 6e-4 per position: comparable to eps
+    want = naive_normalize(x, nb.weights["nm"][0], False, 1e-3)
+    k = np.transpose(np.asarray(model(np.transpose(x, (0, 2, 3, 1)))), (0, 3, 1, 2))
+    np.testing.assert_allclose(k, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(want, naive_normalize(x, nb.weights["nm"][0], False, 0.0), rtol=1e-2)
 
 
 # ------------------------------------------------------------------------------------

@@ -169,3 +169,60 @@ def test_reference_runtime_choice(qtbot, window, demos):
     i = p.runtime.findData("opencv")
     assert not p.runtime.model().item(i).isEnabled() and p.runtime.model().item(i).toolTip()
     assert p.runtime.currentData() == "builtin"
+
+
+@pytest.mark.slow
+def test_mean_file_in_the_preprocessing_panel_and_a_baked_export(qtbot, window, demos, tmp_path):
+    """A Caffe mean.binaryproto typed in the Mean field is read and centre-cropped with the image
+    (transform_param's test-time crop, written here); 'bake into the exported model' puts it at
+    the exported model's front and the report says so; a bad mean file is one line naming it."""
+    import json
+
+    from PIL import Image
+
+    from .conftest import LOAD_TIMEOUT
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    H, W = win.doc.graph.input_nodes[0].attrs["shape"][2:]
+    rng = np.random.default_rng(1)
+    mean = rng.uniform(80, 140, (3, H + 4, W + 6)).astype(np.float32)
+    # Caffe's BlobProto, by hand: num/channels/height/width varints, then packed float data
+    blob = b"".join(bytes([f << 3, v]) for f, v in zip((1, 2, 3, 4), (1, 3, H + 4, W + 6)))
+    data = mean.astype("<f4").tobytes()
+    n, size = len(data), b""
+    while True:
+        size += bytes([(n & 0x7F) | (0x80 if n >> 7 else 0)])
+        n >>= 7
+        if not n:
+            break
+    mean_file = tmp_path / "mean.binaryproto"
+    mean_file.write_bytes(blob + bytes([5 << 3 | 2]) + size + data)
+    img = rng.integers(0, 256, (H + 4, W + 6, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "in.png")
+    p = win.compare
+    p.kind.setCurrentIndex(p.kind.findData("image"))
+    p.path.setText(str(tmp_path / "in.png"))
+    p.order.setCurrentText("BGR")
+    p.mean.setText(str(mean_file))
+    p.scale.setValue(0.5)
+    res = run_compare(qtbot, win)
+    assert res is not None and res.passed
+    want = (img[2:2 + H, 3:3 + W, ::-1].transpose(2, 0, 1).astype(np.float32)
+            - mean[:, 2:2 + H, 3:3 + W]) * np.float32(0.5)
+    np.testing.assert_array_equal(win.doc.input_x[0], want)
+    assert win.doc.input_desc["preprocessing"]["mean_file"] == str(mean_file)
+    # baked into the export
+    p.bake.setChecked(True)
+    with qtbot.waitSignal(win.exported, timeout=LOAD_TIMEOUT * 4):
+        win.exporting.export_to(str(tmp_path / "baked.keras"))
+    rep = json.loads((tmp_path / "baked.report.json").read_text())
+    pre = rep["extra"]["preprocessing"]
+    assert pre["baked"] and pre["mean_file"] == str(mean_file) and pre["scale"] == 0.5
+    assert all(a["passed"] for a in rep["artifacts"])
+    # a broken mean file: one line naming it
+    bad = tmp_path / "bad.binaryproto"
+    bad.write_bytes(b"\xff\xff\xff")
+    p.mean.setText(str(bad))
+    win.run_comparison()
+    qtbot.wait(50)
+    assert win.last_error and str(bad) in win.last_error and "\n" not in win.last_error

@@ -172,3 +172,42 @@ def test_opencv_deviations_refused_by_check_are_real(tmp_path, monkeypatch):
         cv = dict(get_runtime("opencv").run(g, x))["L"][0]
         agree[tag] = within_default_tolerance(cv, real)[0]
     assert agree == {"lrn_k1": True, "lrn_k2": False, "ip": True, "ip_transpose": False}
+
+
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_pooling_mask_top_matches_real_caffe(tmp_path, k, s, p):
+    """A MAX Pooling with two tops (BVLC Caffe's argmax mask, what SegNet's Upsample reads):
+    real Caffe's mask equals Migrator's reference and the converted Keras model's, exactly."""
+    from migrator.core import flow
+    from migrator.core.reference import numpy_ref
+    from migrator.testing.caffe_net import NetBuilder
+    nb = NetBuilder("mask", seed=2)
+    nb.input("data", (2, 3, 9, 11))
+    nb.conv("c1", "data", 4, 3, pad=1)
+    pp = {"pool": "MAX", "kernel_size": k, "stride": s}
+    if p:
+        pp["pad"] = p
+
+    def olen(L):
+        o = -(-(L + 2 * p - k) // s) + 1
+        return o - 1 if p > 0 and (o - 1) * s >= L + p else o
+    nb.layer("pool1", "Pooling", ["c1"], ["pool1", "pool1_mask"], {"pooling_param": pp},
+             out_shape=(2, 4, olen(9), olen(11)))
+    nb.conv("c2", "pool1", 2, 1)
+    proto, weights = nb.save(tmp_path / "m.prototxt", tmp_path / "m.caffemodel")
+    x = np.random.default_rng(1).standard_normal((2, 3, 9, 11)).astype(np.float32)
+    g = flow.open_model([proto, weights])
+    rt = get_runtime("legacy", command=caffe_command())
+    real = dict(rt.run(g, x))
+    assert len(real["pool1"]) == 2
+    ref = numpy_ref.run_all(g, x)["pool1"]
+    np.testing.assert_array_equal(ref[1], real["pool1"][1])         # the mask, exactly
+    assert real["pool1"][1].min() >= 0 and len(np.unique(real["pool1"][1])) > 10
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
+    res = flow.compare(g, plan, model, x, runtime="legacy",
+                       runtime_settings={"command": caffe_command()})
+    pool = next(lr for lr in res.layers if lr.source == "pool1")
+    assert pool.status == "pass" and [o["output"] for o in pool.outputs] == [0, 1], pool.note
+    assert pool.outputs[1]["max_abs"] == 0.0, pool.outputs
+    assert res.passed, [(lr.source, lr.status, lr.note) for lr in res.layers]

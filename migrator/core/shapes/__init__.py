@@ -35,11 +35,11 @@ from .layout import crop_bounds, reshape_caffe, slice_bounds
 from .merge import crop_slices
 from .pool import pool_out_len, spp_fast_geometry, spp_levels, spp_regions
 from .registry import SHAPE_RULES, Shape, ShapeContext, shape_rule
-from .resize import interp_out_len
+from .resize import interp_out_len, unpool_out_size
 
 __all__ = [
     "SHAPE_RULES", "Shape", "ShapeContext", "conv_out_len", "crop_bounds", "crop_slices",
     "deconv_out_len", "index_inputs", "infer_shapes", "interp_out_len", "locally_connected_taps",
-    "pool_out_len", "reshape_caffe", "sample_axes", "shape_rule", "slice_bounds", "spp_fast_geometry", "spp_levels",
-    "spp_regions",
+    "pool_out_len", "reshape_caffe", "sample_axes", "shape_rule", "slice_bounds", "spp_fast_geometry",
+    "spp_levels", "spp_regions", "unpool_out_size",
 ]

@@ -86,7 +86,9 @@ def pool_shape(node, ins, ctx):
         if o is not None and o <= 0:
             raise ctx.error(f"input {fmt_shape(x)} is too small for pooling kernel {tuple(kernel)}")
         sp.append(o)
-    return [(x[0], x[1], *sp)]
+    if node.num_outputs == 2 and (a.get("mode", "max") != "max" or nsp != 2):
+        raise ctx.error("only 2-d MAX pooling has a second output (the argmax mask)")
+    return [(x[0], x[1], *sp)] * node.num_outputs
 
 
 @shape_rule("GlobalPool")

@@ -1,12 +1,16 @@
-"""Shape rules and formulas of the resize family: ``Upscale``, ``Upscale1D``, ``Upscale3D``, ``Interp``."""
+"""Shape rules and formulas of the resize family: ``Upscale``, ``Upscale1D``, ``Upscale3D``,
+``Interp``, ``MaxUnpool``."""
 from __future__ import annotations
 
-from .registry import check_rank, fmt_shape, pair, shape_rule
+from .registry import check_rank, fmt_shape, pair, same_dim, shape_rule
 
 
-def interp_out_len(L: int | None, attrs: dict, axis: str) -> int | None:
-    """Output length of one axis of a DeepLab/PSPNet Interp (``axis`` 'h' or 'w')."""
+def interp_out_len(L: int | None, attrs: dict, axis: str, like: int | None = None) -> int | None:
+    """Output length of one axis of a DeepLab/PSPNet Interp (``axis`` 'h' or 'w'); ``like``:
+    the reference's length on that axis (mode 'like', two bottoms)."""
     mode = attrs.get("mode", "zoom")
+    if mode == "like":
+        return like
     if mode == "size":
         return int(attrs["height"] if axis == "h" else attrs["width"])
     if L is None:
@@ -53,6 +57,13 @@ def _interp(node, ins, ctx):
         if L is not None and L + crop < 1:
             raise ctx.error(f"input {fmt_shape(x)} is smaller than the Interp cropping "
                             f"(pad_beg {a.get('pad_beg')}, pad_end {a.get('pad_end')})")
+    if a.get("mode") == "like":
+        if len(ins) != 2:
+            raise ctx.error("Interp mode 'like' needs a second input (the size reference)")
+        ref = ins[1]
+        if len(ref) != 4:
+            raise ctx.error(f"the Interp size reference {fmt_shape(ref)} must be 4-d")
+        return [(x[0], x[1], ref[2], ref[3])]
     return [(x[0], x[1], interp_out_len(x[2], a, "h"), interp_out_len(x[3], a, "w"))]
 
 
@@ -66,3 +77,27 @@ def _upscale3d(node, ins, ctx):
     if node.attrs.get("mode", "repeat") not in ("repeat", "dilate"):
         raise ctx.error(f"unknown upscale mode {node.attrs.get('mode')!r}")
     return [(x[0], x[1], *(None if L is None else L * s for L, s in zip(x[2:], sc)))]
+
+
+def unpool_out_size(h: int | None, w: int | None, attrs: dict) -> tuple[int | None, int | None]:
+    """(H, W) of SegNet's max-unpooling Upsample for an (h, w) input: ``size`` when given, else
+    ``(h*sh - pad_out_h, w*sw - pad_out_w)``."""
+    if attrs.get("size"):
+        H, W = attrs["size"]
+        return int(H), int(W)
+    sh, sw = pair(attrs.get("scale", 2))
+    ph, pw = (int(bool(v)) for v in attrs.get("pad_out", (False, False)))
+    return (None if h is None else h * sh - ph, None if w is None else w * sw - pw)
+
+
+@shape_rule("MaxUnpool")
+def _max_unpool(node, ins, ctx):
+    x, m = ins
+    check_rank(ctx, x, rank=4)
+    if len(m) != 4 or not all(same_dim(p, q) for p, q in zip(x, m)):
+        raise ctx.error(f"the mask {fmt_shape(m)} must have the shape of the data {fmt_shape(x)}")
+    H, W = unpool_out_size(x[2] if x[2] is not None else m[2], x[3] if x[3] is not None else m[3],
+                           node.attrs)
+    if (H is not None and H < 1) or (W is not None and W < 1):
+        raise ctx.error(f"Upsample output size {(H, W)} must be positive")
+    return [(x[0], x[1], H, W)]

@@ -5,6 +5,7 @@ import logging
 import os
 
 from ...core import document as docmod
+from ...core.errors import MigratorError
 from ..workers import run_job
 
 log = logging.getLogger("migrator.gui")
@@ -141,6 +142,11 @@ class ExportFlow:
             force = True
         model = doc.model if doc.model_current else None
         result = doc.result if not doc.stale else None
+        try:
+            bake = w.compare.bake_preprocessing()
+        except MigratorError as e:
+            w.show_error("Export failed", str(e), "")
+            return
         w._busy(True, f"Exporting {os.path.basename(path)}…")
 
         def failed(msg, details):
@@ -163,6 +169,6 @@ class ExportFlow:
         w.jobs["export"] = run_job(docmod.export_model, doc.graph, doc.plan, doc.overrides, model, result,
                                    path, formats=(), report_path=report, force=force,
                                    fmt=fmt if fmt == "saved_model" else None,
-                                   accept_mismatch=problem is not None,
+                                   accept_mismatch=problem is not None, bake=bake,
                                    on_done=done, on_error=failed, on_progress=w._busy_progress,
                                    name="export", parent=w)

@@ -36,14 +36,10 @@ _PATH_KEYS = {"image": "compare/image_path", "images": "compare/images_path", "n
 
 
 def parse_mean(text: str):
-    s = text.strip()
-    if not s:
-        return None
-    try:
-        vals = [float(t) for t in s.replace(";", ",").replace(" ", ",").split(",") if t]
-    except ValueError:
-        raise MigratorError(f"mean must be numbers separated by commas, got {text!r}") from None
-    return vals
+    """The mean typed in the panel: numbers, or a mean file (Caffe's mean.binaryproto, .npy)
+    read safely by the core (a bad file is a one-line error naming it)."""
+    from ...core.inputs import parse_mean as core_parse_mean
+    return core_parse_mean(text)[0]
 
 
 def _section_toggle(title: str, body: QWidget) -> QToolButton:
@@ -111,8 +107,24 @@ class ComparePanel(QWidget):
         self.order.addItems(["BGR", "RGB"])
         self.order.setToolTip("Channel order fed to the network (Caffe models usually expect BGR)")
         self.mean = QLineEdit()
-        self.mean.setToolTip("Per-channel mean subtracted after the channel reordering; empty = the "
-                             "model's stored mean when it has one")
+        self.mean.setToolTip("Mean subtracted after the channel reordering: per-channel numbers, or "
+                             "a mean file (Caffe's mean.binaryproto, .npy) whose image is "
+                             "centre-cropped like the input; empty = the model's stored mean when "
+                             "it has one")
+        mean_browse = QToolButton()
+        mean_browse.setText("…")
+        mean_browse.setToolTip("Choose a mean file (Caffe's mean.binaryproto, or .npy)")
+        mean_browse.clicked.connect(self._browse_mean)
+        mean_row = QHBoxLayout()
+        mean_row.setContentsMargins(0, 0, 0, 0)
+        mean_row.addWidget(self.mean, 1)
+        mean_row.addWidget(mean_browse)
+        mean_w = QWidget()
+        mean_w.setLayout(mean_row)
+        self.bake = QCheckBox("bake into the exported model")
+        self.bake.setToolTip("Export puts the channel order, mean and scale at the model's front: "
+                             "the saved model then takes RGB pixels in [0, 255] (resized and "
+                             "cropped to its input size); the report says so")
         self.scale = QDoubleSpinBox()
         self.scale.setDecimals(6)
         self.scale.setRange(1e-6, 1e6)
@@ -147,8 +159,9 @@ class ComparePanel(QWidget):
         pf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         pf.addRow("Resize to", rsw)
         pf.addRow("Channel order", self.order)
-        pf.addRow("Mean", self.mean)
+        pf.addRow("Mean", mean_w)
         pf.addRow("Scale", self.scale)
+        pf.addRow("Export", self.bake)
         inp = QGroupBox("Input")
         f = QFormLayout(inp)
         f.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
@@ -272,6 +285,13 @@ class ComparePanel(QWidget):
         if path:
             self.path.setText(path)
 
+    def _browse_mean(self):
+        start = self.mean.text().strip()
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a mean file", start if start else "",
+                                              "Mean files (*.binaryproto *.npy);;All files (*)")
+        if path:
+            self.mean.setText(path)
+
     def set_runtimes(self, runtimes: list[tuple[str, bool, str]], preferred: str | None = None) -> None:
         cur = preferred or self.runtime.currentData()
         self.runtime.blockSignals(True)
@@ -344,7 +364,7 @@ class ComparePanel(QWidget):
 
     # ---- what to run -----------------------------------------------------------------------
     def input_spec(self):
-        from ...core.inputs import ImagePreprocessing, InputSpec
+        from ...core.inputs import InputSpec
         k = self.kind.currentData()
         if k == "random":
             return InputSpec(kind="random", seed=int(self.seed.value()))
@@ -353,14 +373,27 @@ class ComparePanel(QWidget):
             raise MigratorError(f"choose an input file for the '{k}' input")
         if k == "npy":
             return InputSpec(kind="npy", path=path)
-        pre = ImagePreprocessing(channel_order=self.order.currentText(), mean=parse_mean(self.mean.text()),
-                                 scale=float(self.scale.value()),
-                                 resize=None if self.resize_model.isChecked()
-                                 else (int(self.resize_h.value()), int(self.resize_w.value())))
+        pre = self._preprocessing()
+        pre.resize = None if self.resize_model.isChecked() else (int(self.resize_h.value()),
+                                                                 int(self.resize_w.value()))
         if k == "images":
             return InputSpec(kind="images", path=path, preprocessing=pre,
                              limit=int(self.limit.value()) or None, batch_size=int(self.batch_size.value()))
         return InputSpec(kind="image", path=path, preprocessing=pre)
+
+    def _preprocessing(self):
+        from ...core.inputs import ImagePreprocessing
+        from ...core.inputs import parse_mean as core_parse_mean
+        mean, mean_file = core_parse_mean(self.mean.text())
+        return ImagePreprocessing(channel_order=self.order.currentText(), mean=mean,
+                                  scale=float(self.scale.value()), mean_file=mean_file)
+
+    def bake_preprocessing(self):
+        """The preprocessing to put at the exported model's front, or None (not asked for, or
+        the comparison input is not an image)."""
+        if not self.bake.isChecked() or self.kind.currentData() not in ("image", "images"):
+            return None
+        return self._preprocessing()
 
     def runtime_choice(self) -> tuple[str, dict]:
         name = self.runtime.currentData() or "builtin"

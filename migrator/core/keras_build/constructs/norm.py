@@ -1,5 +1,5 @@
 """Keras constructs of the norm family: ``LRN``, ``ChannelAffine`` (Scale / Bias not fused
-into a BatchNormalization)."""
+into a BatchNormalization), ``EpsL2Normalization`` (SSD's Normalize with a large eps)."""
 from __future__ import annotations
 
 import keras
@@ -76,3 +76,15 @@ def _channel_affine(xs, cfg, weights, name):
     if use_bias:
         y = ops.add(y, bias.reshape(bshape))
     return y
+
+
+@plain("EpsL2Normalization")
+def _eps_l2_normalization(xs, cfg, weights, name):
+    """``y = x / sqrt(sum(x^2, axis) + epsilon)`` (SSD's Normalize: ``across_spatial`` sums over
+    H, W, C; else over C per position)."""
+    x = xs[0]
+    axis = cfg.get("axis", [-1])
+    axis = tuple(int(a) for a in (axis if isinstance(axis, (list, tuple)) else [axis]))
+    eps = float(cfg.get("epsilon", 1e-10))
+    ss = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return ops.divide(x, ops.sqrt(ops.add(ss, eps)))

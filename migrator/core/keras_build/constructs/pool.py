@@ -83,3 +83,38 @@ def _lasagne_spp(xs, cfg, weights):
     bins = [f(x[:, :, h0:h1, w0:w1], axis=(2, 3))
             for h0, h1, w0, w1 in spp_regions(int(x.shape[2]), int(x.shape[3]), cfg)]
     return ops.stack(bins, axis=2)
+
+
+@plain("MaxPoolMask")
+def _max_pool_mask(xs, cfg, weights, name):
+    """Caffe MAX pooling's argmax mask (its second top), channels-last: for each window
+    (``padding`` ((top, bottom), (left, right)) cells that never win), visited in row-major
+    order, a cell replaces the running maximum (starting at -FLT_MAX) only when strictly
+    greater; the output is the flat index ``h * W + w`` of the input plane (float), -1 when no
+    cell beats -FLT_MAX.  One strided slice, ``greater`` and two ``where`` per window tap."""
+    x = xs[0]
+    kh, kw = pair(cfg.get("pool_size", (2, 2)), "pool_size")
+    sh, sw = pair(cfg.get("strides") or (kh, kw), "strides")
+    (t, b), (l, r) = pad_pairs(cfg.get("padding", ((0, 0), (0, 0))))
+    H, W = x.shape[1], x.shape[2]
+    if H is None or W is None:
+        raise ValueError("MaxPoolMask needs a known input size (the indices are constants)")
+    H, W = int(H), int(W)
+    Ho, Wo = (H + t + b - kh) // sh + 1, (W + l + r - kw) // sw + 1
+    xp = ops.pad(x, [[0, 0], [t, b], [l, r], [0, 0]], constant_values=float("-inf")) \
+        if (t or b or l or r) else x
+    lowest = float(np.finfo(np.float32).min)
+    best = arg = None
+    for i in range(kh):
+        rows = np.arange(Ho) * sh - t + i
+        for j in range(kw):
+            cols = np.arange(Wo) * sw - l + j
+            v = xp[:, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw, :]
+            if best is None:
+                best = ops.full_like(v, lowest)
+                arg = ops.full_like(v, -1.0)
+            idx = (rows[:, None] * W + cols[None, :]).astype(np.float32)[None, :, :, None]
+            upd = ops.greater(v, best)
+            best = ops.where(upd, v, best)
+            arg = ops.where(upd, idx, arg)
+    return arg

@@ -872,8 +872,8 @@ class LRNRule(Rule):
 @register("Normalize")
 class NormalizeRule(Rule):
     name = "Normalize"
-    description = ("UnitNormalization over C (or H, W, C when across_spatial) and a 1x1 "
-                   "DepthwiseConv2D holding the scale.")
+    description = ("UnitNormalization over C (or H, W, C when across_spatial; EpsL2Normalization "
+                   "when eps > 1e-6) and a 1x1 DepthwiseConv2D holding the scale.")
 
     def map(self, node, ctx):
         x = input_shape(node, ctx)
@@ -881,16 +881,20 @@ class NormalizeRule(Rule):
             return unsupported(node, ctx, f"Normalize needs a 4-d input (rank {rank_of(x)})")
         a = node.attrs
         eps = float(a.get("eps", 1e-10))
-        if eps > 1e-6:
-            return unsupported(node, ctx, f"Normalize eps {eps:g} is too large for Keras "
-                                          "UnitNormalization (which has no eps term) to be exact")
         across = bool(a.get("across_spatial", True))
         chain = Chain(node, ctx)
-        chain.add("UnitNormalization", {"axis": [1, 2, 3] if across else -1}, suffix="l2")
-        rows = [ParamRow("norm", "x * rsqrt(sum x^2) over " + ("H, W, C" if across else "C")
-                         + f" (the fork: x / sqrt(sum x^2 + {eps:g}); equal up to a relative "
-                         "eps / (2 sum x^2))", "UnitNormalization",
-                         sources={"across_spatial": across, "eps": eps})]
+        axes = [1, 2, 3] if across else [-1]
+        if eps > 1e-6:      # UnitNormalization has no eps term: the fork's formula as it is
+            chain.add("EpsL2Normalization", {"axis": axes, "epsilon": eps}, suffix="l2")
+            rows = [ParamRow("norm", "x / sqrt(sum x^2 + eps) over " + ("H, W, C" if across else "C")
+                             + " (the fork's formula; EpsL2Normalization: square, sum, add, sqrt, "
+                             "divide)", eps, sources={"across_spatial": across, "eps": eps})]
+        else:
+            chain.add("UnitNormalization", {"axis": axes if across else -1}, suffix="l2")
+            rows = [ParamRow("norm", "x * rsqrt(sum x^2) over " + ("H, W, C" if across else "C")
+                             + f" (the fork: x / sqrt(sum x^2 + {eps:g}); equal up to a relative "
+                             "eps / (2 sum x^2))", "UnitNormalization",
+                             sources={"across_spatial": across, "eps": eps})]
         s = node.p("scale")
         C = x[1]
         if s is not None:

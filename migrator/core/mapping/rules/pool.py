@@ -6,7 +6,7 @@ import numpy as np
 
 from ...ir import Node
 from ...shapes import pool_out_len, spp_levels
-from ..plan import ParamRow
+from ..plan import KerasLayerSpec, ParamRow
 from ..registry import RULES, Rule, keras_layout, rank_of, register
 from .common import Chain, OneDRule, SourceOpRule, input_shape, known_shape, mapping_from_layers, unsupported
 
@@ -96,7 +96,22 @@ class PoolRule(Rule):
                                                        "extra": (eh, ew)}))
         else:
             return unsupported(node, ctx, f"unknown pooling mode {mode!r}")
-        return chain.finish(rows=rows, layout="NHWC")
+        if node.num_outputs == 2 and (mode != "max" or H is None):
+            return unsupported(node, ctx, "the argmax mask (second output) needs MAX pooling and a "
+                                          "known input size")
+        m = chain.finish(rows=rows, layout="NHWC")
+        if node.num_outputs == 2:
+            m.layers.append(KerasLayerSpec(
+                name=ctx.unique_name(f"{node.name}_mask"), class_name="MaxPoolMask",
+                config={"pool_size": [kh, kw], "strides": [sh, sw], "padding": pad},
+                inputs=[node.inputs[0]], output=node.outputs[1]))
+            m.rows.append(ParamRow("mask", "output 1: flat index h*W + w (W = the input width) of "
+                                   "the first strict maximum of each window, row-major, padding "
+                                   "never wins (-1 if nothing beats -FLT_MAX); MaxPoolMask of "
+                                   "strided slices, Greater and Where", (H, W),
+                                   sources={"tops": 2}))
+            m.notes.append(f"2 outputs; output 1 (the mask) is Keras layer '{m.layers[-1].name}'")
+        return m
 
 
 @register("GlobalPool")

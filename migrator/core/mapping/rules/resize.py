@@ -1,4 +1,4 @@
-"""Mapping rules of the resize family: ``Upscale``, ``Interp``, ``Upscale1D``.
+"""Mapping rules of the resize family: ``Upscale``, ``Interp``, ``Upscale1D``, ``MaxUnpool``.
 
 * Upscale: UpSampling2D('nearest') for 'repeat'; a strided Conv2DTranspose with a one-hot
   kernel for 'dilate'.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...shapes import interp_out_len
+from ...shapes import interp_out_len, unpool_out_size
 from ..plan import ParamRow
 from ..registry import Rule, rank_of, register
 from .common import F32, Chain, SourceOpRule, input_shape, unsupported
@@ -93,10 +93,16 @@ class InterpRule(Rule):
         H, W = int(x[2]), int(x[3])
         crop = int(a.get("pad_beg", 0)) + int(a.get("pad_end", 0))
         off = -int(a.get("pad_beg", 0))
-        oh, ow = interp_out_len(H, a, "h"), interp_out_len(W, a, "w")
+        if a.get("mode") == "like":    # the second input only gives the output size
+            ref = input_shape(node, ctx, 1)
+            if ref is None or len(ref) != 4 or ref[2] is None or ref[3] is None:
+                return unsupported(node, ctx, "Interp's size reference needs a known (H, W)")
+            oh, ow = int(ref[2]), int(ref[3])
+        else:
+            oh, ow = interp_out_len(H, a, "h"), interp_out_len(W, a, "w")
         Ah = align_corners_matrix(H + crop, oh, off, H)
         Aw = align_corners_matrix(W + crop, ow, off, W)
-        chain = Chain(node, ctx)
+        chain = Chain(node, ctx, inputs=[node.inputs[0]])
         chain.add("Permute", {"dims": [3, 1, 2]}, suffix="to_chw")                 # N, C, H, W
         chain.add("Dense", {"units": ow, "use_bias": False, "activation": "linear"},
                   suffix="w", weights=[Aw.T.copy()])                              # N, C, H, ow
@@ -107,7 +113,8 @@ class InterpRule(Rule):
         src = {k: a.get(k) for k in ("mode", "zoom_factor", "shrink_factor", "height", "width",
                                      "pad_beg", "pad_end")}
         rows = [ParamRow("output size", "zoom: L + (L-1)(z-1); shrink: (L-1)//s + 1; size: "
-                         "height/width (L after the pad_beg/pad_end crop)", (oh, ow),
+                         "height/width; like: the second input's (H, W) (L after the "
+                         "pad_beg/pad_end crop)", (oh, ow),
                          sources={"input": (H, W), **src}),
                 ParamRow("kernel (W)", "align-corners weights: r = (L-1)/(out-1), src = r*o, "
                          "(1-l, l) at (floor(src), floor(src)+1), float32 as the fork", Aw.T,
@@ -157,3 +164,49 @@ class Upscale3DRule(Rule):
                          "(0, 0, 0), zeros elsewhere -> x at (sd*i, sh*j, sw*k), zeros between (exact)",
                          K, sources={"scale_factor": tuple(sc), "mode": mode})]
         return chain.finish(rows=rows, layout="NDHWC")
+
+
+@register("MaxUnpool")
+class MaxUnpoolRule(Rule):
+    name = "MaxUnpool"
+    description = ("SegNet max-unpooling: MaxUnpool2D (gather the data and the mask at the pooled "
+                   "cells whose window covers each output pixel, keep the value where the mask "
+                   "names that pixel; zeros elsewhere), from the geometry of the pooling that "
+                   "made the mask.")
+
+    def map(self, node, ctx):
+        x = input_shape(node, ctx)
+        if rank_of(x) != 4 or x is None or x[2] is None or x[3] is None:
+            return unsupported(node, ctx, "max-unpooling needs a 4-d input of known size")
+        pool = ctx.producer(node.inputs[1])
+        if pool is None or pool.op != "Pool" or pool.num_outputs != 2 \
+                or node.inputs[1] != pool.outputs[1]:
+            return unsupported(node, ctx, "the mask must be the second output of a MAX Pooling "
+                                          "(its window geometry places the values)")
+        pin = input_shape(pool, ctx)
+        if pin is None or pin[2] is None or pin[3] is None:
+            return unsupported(node, ctx, f"the pooling '{pool.name}' needs a known input size")
+        Hi, Wi = int(pin[2]), int(pin[3])
+        h, w = int(x[2]), int(x[3])
+        H, W = unpool_out_size(h, w, node.attrs)
+        pa = pool.attrs
+        kh, kw = (int(v) for v in pa["kernel"])
+        sh, sw = (int(v) for v in pa.get("stride", (kh, kw)))
+        ph, pw = (int(v) for v in pa.get("pad", (0, 0)))
+        if W != Wi or H < Hi:
+            return unsupported(node, ctx, f"output {H}x{W} vs the pooling input {Hi}x{Wi}: the mask "
+                                          "indices are positions in a plane of width "
+                                          f"{Wi}; the fork reads them in one of width {W}"
+                               if W != Wi else f"output {H}x{W} is smaller than the pooling input "
+                                               f"{Hi}x{Wi} (the fork aborts on such indices)")
+        cfg = {"pool_size": [kh, kw], "strides": [sh, sw], "padding": [ph, pw],
+               "pool_input": [Hi, Wi], "size": [H, W]}
+        chain = Chain(node, ctx)
+        chain.add("MaxUnpool2D", cfg)
+        rows = [ParamRow("output size", "upsample_h/upsample_w, else (h*scale_h - pad_out_h, "
+                         "w*scale_w - pad_out_w)", (H, W),
+                         sources={k: node.attrs.get(k) for k in ("scale", "pad_out", "size")}),
+                ParamRow("placement", f"y[r, c] = x[i] for the last pooled cell i (row-major) of "
+                         f"'{pool.name}' whose window covers (r, c) and whose mask is r*{Wi} + c; "
+                         "0 where none is", cfg, sources={"pooling": pool.name})]
+        return chain.finish(rows=rows, layout="NHWC")

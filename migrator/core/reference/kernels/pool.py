@@ -65,14 +65,45 @@ def pool2d(x: np.ndarray, mode: str, kernel, stride, pad, rounding: str = "floor
     return acc
 
 
+def max_pool_mask(x: np.ndarray, kernel, stride, pad, rounding: str = "caffe_ceil") -> np.ndarray:
+    """Caffe's MAX-pooling argmax mask (the layer's second top): per output cell, the window
+    clipped to the input, visited in row-major order; an element replaces the running maximum
+    (starting at -FLT_MAX) only when strictly greater; the mask holds the flat index
+    ``h * W + w`` of the last replacement, or -1 (float, like Caffe's top blob)."""
+    N, C, H, W = x.shape
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = pad
+    Ho = pool_out_len(H, kh, sh, ph, rounding)
+    Wo = pool_out_len(W, kw, sw, pw, rounding)
+    best = np.full((N, C, Ho, Wo), np.finfo(x.dtype).min, dtype=x.dtype)
+    arg = np.full((N, C, Ho, Wo), -1, dtype=np.int64)
+    hs = np.arange(Ho) * sh - ph
+    ws = np.arange(Wo) * sw - pw
+    for i in range(kh):
+        rows = hs + i
+        rok = (rows >= 0) & (rows < H)
+        for j in range(kw):
+            cols = ws + j
+            cok = (cols >= 0) & (cols < W)
+            v = x[:, :, np.clip(rows, 0, H - 1)][:, :, :, np.clip(cols, 0, W - 1)]
+            upd = (v > best) & (rok[:, None] & cok[None, :])
+            best = np.where(upd, v, best)
+            arg = np.where(upd, (rows[:, None] * W + cols[None, :]), arg)
+    return arg.astype(x.dtype)
+
+
 @kernel("Pool")
 def _pool(node, xs):
     x = nchw_input(node, xs, "the reference pooling supports 2-d")
     a = node.attrs
     k = pair(a["kernel"])
     s = pair(a.get("stride") or k)
-    return [pool2d(x, a.get("mode", "max"), k, s, pair(a.get("pad", 0)), a.get("rounding", "floor"),
-                   a.get("avg_divisor", "caffe"))]
+    y = pool2d(x, a.get("mode", "max"), k, s, pair(a.get("pad", 0)), a.get("rounding", "floor"),
+               a.get("avg_divisor", "caffe"))
+    if node.num_outputs == 2:      # Caffe MAX pooling's second top
+        return [y, max_pool_mask(x, k, s, pair(a.get("pad", 0)), a.get("rounding", "floor"))]
+    return [y]
 
 
 @kernel("GlobalPool")

@@ -1,11 +1,11 @@
 """Reference kernels of the resize family: ``Upscale``, ``Upscale1D``, ``Upscale3D``, ``Interp`` (DeepLab /
-PSPNet, from the forks' definitions).
+PSPNet, from the forks' definitions), ``MaxUnpool`` (SegNet's Upsample with the pooling mask).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ...shapes import interp_out_len
+from ...shapes import interp_out_len, unpool_out_size
 from .registry import err, kernel, nchw_input, pair
 
 
@@ -53,7 +53,10 @@ def _interp(node, xs):
     H, W = x.shape[2:]
     off = -int(a.get("pad_beg", 0))
     crop = int(a.get("pad_beg", 0)) + int(a.get("pad_end", 0))
-    oh, ow = interp_out_len(H, a, "h"), interp_out_len(W, a, "w")
+    if a.get("mode") == "like":    # the second input only gives the output size
+        oh, ow = xs[1].shape[2], xs[1].shape[3]
+    else:
+        oh, ow = interp_out_len(H, a, "h"), interp_out_len(W, a, "w")
     Ah = interp_matrix(H + crop, oh, off, H).astype(x.dtype)
     Aw = interp_matrix(W + crop, ow, off, W).astype(x.dtype)
     # along W first, then H (the order interp2 combines the four neighbours in)
@@ -87,3 +90,26 @@ def _upscale3d(node, xs):
     y = np.zeros(x.shape[:2] + tuple(L * f for L, f in zip(x.shape[2:], sc)), dtype=x.dtype)
     y[:, :, ::sc[0], ::sc[1], ::sc[2]] = x
     return [y]
+
+
+@kernel("MaxUnpool")
+def _max_unpool(node, xs):
+    """SegNet's Upsample: every input value written at the flat output index its mask gives,
+    per (n, c) plane, in row-major input order (a later write wins); zeros elsewhere."""
+    x = nchw_input(node, xs, "the unpooling supports 4-d")
+    mask = np.asarray(xs[1])
+    if mask.shape != x.shape:
+        raise err(node, f"the mask {mask.shape} must have the shape of the data {x.shape}")
+    N, C, h, w = x.shape
+    H, W = unpool_out_size(h, w, node.attrs)
+    idx = mask.reshape(N * C, h * w).astype(np.int64)   # the fork's static_cast<int>: truncation
+    bad = (idx < 0) | (idx >= H * W)
+    if bad.any():
+        v = int(idx[bad][0])
+        raise err(node, f"mask index {v} is outside the {H}x{W} output (the pooling that made the "
+                        "mask had another input size); SegNet's Caffe aborts here")
+    y = np.zeros((N * C, H * W), dtype=x.dtype)
+    rows = np.broadcast_to(np.arange(N * C)[:, None], idx.shape)
+    # numpy fancy assignment keeps the last of repeated indices, as the fork's loop does
+    y[rows.ravel(), idx.ravel()] = x.reshape(N * C, h * w).ravel()
+    return [y.reshape(N, C, H, W)]

@@ -7,10 +7,18 @@ from ..common import hw
 from ..registry import STOCHASTIC_REFUSAL, layer_handler
 
 
-@layer_handler("Pooling", ops=("Pool", "GlobalPool"))
+@layer_handler("Pooling", ops=("Pool", "GlobalPool"), multi_top=True)
 def pooling(b, lp):
     pp = lp.pooling_param
     f, n = b.file, lp.name
+    tops = len(lp.top)
+    if tops not in (1, 2):
+        raise b.err(f"Pooling layer has {tops} tops (one, or two for MAX: output and mask)", n)
+    if tops == 2 and pp.pool != 0:
+        raise b.err("only MAX pooling has a second top (the argmax mask); Caffe refuses it for "
+                    "AVE/STOCHASTIC", n)
+    if tops == 2 and pp.global_pooling:
+        raise b.err("the argmax mask (second top) of a global MAX pooling is not supported", n)
     if pp.pool == 2:   # STOCHASTIC
         parts = b.custom_parts(lp, "stochastic pooling")
         parts[1]["refused"] = STOCHASTIC_REFUSAL
@@ -38,7 +46,7 @@ def pooling(b, lp):
                         "meanings", n)
         rounding = "caffe_ceil" if pp.ceil_mode else "floor"
     return "Pool", {"mode": mode, "kernel": kernel, "stride": stride, "pad": pad,
-                    "rounding": rounding, "avg_divisor": "caffe"}, {}, 1
+                    "rounding": rounding, "avg_divisor": "caffe"}, {}, tops
 
 
 @layer_handler("SPP", ops=("SPP",))
