@@ -556,6 +556,11 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
         why = h5_problem(model, plan)
         if why:
             raise MigratorError(why, file=next(p for p, f in targets if f == "h5"))
+    from .mapping.rules.recurrent import open_length_problem
+    for p, f in targets:
+        why = open_length_problem(plan, f)
+        if why:
+            raise MigratorError(why, file=p)
     needs = migrator_only_layers(plan)
     temps: list[str] = []
     written: list[str] = []

@@ -84,6 +84,8 @@ class Plan:
     input_layout: str = "NHWC"
     #: source tensor id -> the Keras layout tag of its Keras tensor (filled by the planner)
     tensor_layouts: dict[str, str] = field(default_factory=dict)
+    #: source tensor ids whose Keras time axis is open (sequences of any length)
+    open_time: set[str] = field(default_factory=set)
 
     def layout_of(self, source: str) -> str | None:
         """The Keras layout tag of source node ``source``'s output (None when not mapped)."""

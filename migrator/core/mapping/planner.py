@@ -134,7 +134,7 @@ def make_plan(graph: Graph, overrides=None) -> Plan:
     if overrides is not None:
         overrides.check_against(graph)
     plan = Plan(graph=graph, overrides=overrides)
-    ctx = MapContext(graph=graph, options={})
+    ctx = MapContext(graph=graph, options={}, overrides=overrides)
     fused_holder: dict[str, str] = {}   # host node -> node whose output its Keras layer gives
     for node in graph.nodes:
         if node.name in ctx.absorbed:
@@ -183,4 +183,5 @@ def make_plan(graph: Graph, overrides=None) -> Plan:
         _record_tensor_layers(m, node, ctx)
         plan.mappings.append(m)
     plan.tensor_layouts = dict(ctx.tensor_layout)
+    plan.open_time = set(ctx.open_time)
     return plan

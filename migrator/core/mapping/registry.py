@@ -107,6 +107,7 @@ class MapContext:
     # tensor ids whose Keras time axis is open (None): sequences of an input whose source
     # declares no length (see rules/recurrent.py ``open_time_axis``)
     open_time: set[str] = field(default_factory=set)
+    overrides: Any = None          # the user's overrides (a rule may look at another node's)
 
     def layout_of(self, tensor_id: str) -> str | None:
         """The Keras layout tag of a source tensor already mapped (None when unknown)."""

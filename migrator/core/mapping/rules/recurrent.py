@@ -69,7 +69,8 @@ def _keeps_open_time(ctx, tensor_id: str, _depth: int = 0) -> bool:
         return False
     for c in ctx.consumers(tensor_id):
         if c.op == "Recurrent":
-            if c.inputs[0] != tensor_id:
+            forced = ctx.overrides.for_node(c.name, c.op, c.source_type) if ctx.overrides else {}
+            if c.inputs[0] != tensor_id or forced.get("impl") == "unrolled":
                 return False          # a mask (N, T) is fine only as the mask: keep it simple
             if not c.attrs.get("only_return_final") and not _keeps_open_time(ctx, c.outputs[0], _depth + 1):
                 return False
@@ -90,6 +91,42 @@ def open_time_axis(node, ctx) -> bool:
     reading the sequence works at any length."""
     decl = tuple(node.attrs.get("declared_shape") or node.attrs.get("shape") or ())
     return len(decl) == 3 and decl[1] is None and _keeps_open_time(ctx, node.outputs[0])
+
+
+def open_length_problem(plan, fmt: str) -> str | None:
+    """Why format ``fmt`` cannot hold this model at an open sequence length, in one line; None
+    when it can.  '.keras' / '.h5': an open-length loop (``impl='loop'``) needs a Migrator
+    class there.  TFLite: a built-in Keras RNN layer on an open time axis becomes TensorList
+    ops that only TFLite's Flex delegate runs; the loop form runs with TFLite's built-ins."""
+    if fmt == "tflite":
+        names = builtin_open_layers(plan)
+        if not names:
+            return None
+        return ("TFLite runs the built-in Keras RNN layer(s) "
+                f"{', '.join(repr(n) for n in names[:5])} at an open length only with the Flex "
+                'delegate: convert with --mapping FILE holding {"kinds": {"Recurrent": {"impl": '
+                '"loop"}}} (a graph loop TFLite runs at any length), or fix the length with '
+                "--input-shape on a source that declares one; SavedModel keeps any length as it is")
+    names = loop_layers(plan)
+    if not names or fmt not in ("keras", "h5"):
+        return None
+    ext = ".keras" if fmt == "keras" else ".h5"
+    return (f"{ext} cannot hold the open-length loop of recurrent layer(s) "
+            f"{', '.join(repr(n) for n in names[:5])} without a Migrator class: write a SavedModel "
+            "(--format saved_model) or TFLite, which keep any sequence length, or fix the length "
+            '(--mapping FILE with {"kinds": {"Recurrent": {"impl": "unrolled"}}}, and --input-shape)')
+
+
+def builtin_open_layers(plan) -> list[str]:
+    """Source names of the recurrent layers built as a built-in Keras RNN layer on an open
+    time axis."""
+    out = []
+    for m in plan.mappings:
+        for s in m.layers:
+            if s.class_name == "LasagneRNN" and s.config.get("impl") == "builtin" and \
+                    plan.graph.node(m.source).inputs[0] in getattr(plan, "open_time", ()):
+                out.append(m.source)
+    return out
 
 
 def loop_layers(plan) -> list[str]:
@@ -259,9 +296,9 @@ class RecurrentRule(Rule):
         else:
             impl = opt
             why = f"option impl={opt!r}" if kc is not None else why
-        if x_open and impl == "unrolled":
-            impl = "loop"
-            why += "; the sequence length is open (the source declares none)"
+        if x_open and impl == "unrolled":   # not reached: an 'unrolled' override fixes the input length
+            return unsupported(node, ctx, "impl='unrolled' needs a fixed sequence length, but the "
+                                          "Keras time axis is open")
         if impl == "unrolled" and T is None:
             return unsupported(node, ctx, f"{why} needs the recurrence unrolled, which needs a known "
                                           "sequence length (the input's time axis is None)")
