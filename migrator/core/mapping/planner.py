@@ -104,7 +104,7 @@ def adapt_sequence_inputs(m: NodeMapping, node, rule, ctx: MapContext) -> None:
             prev.output = last.output
             m.layers.pop()
             m.keras_output = prev.name if m.keras_output == last.name else m.keras_output
-            m.layout = SEQUENCE_LAYOUT
+            m.layout = ctx.layout_of(seq_in[0]) or SEQUENCE_LAYOUT
 
 
 def _record_tensor_layers(m: NodeMapping, node, ctx: MapContext) -> None:
