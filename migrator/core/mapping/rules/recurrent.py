@@ -105,15 +105,15 @@ def open_length_problem(plan, fmt: str) -> str | None:
         return ("TFLite runs the built-in Keras RNN layer(s) "
                 f"{', '.join(repr(n) for n in names[:5])} at an open length only with the Flex "
                 'delegate: convert with --mapping FILE holding {"kinds": {"Recurrent": {"impl": '
-                '"loop"}}} (a graph loop TFLite runs at any length), or fix the length with '
-                "--input-shape on a source that declares one; SavedModel keeps any length as it is")
+                '"loop"}}} (a graph loop TFLite runs at any length); SavedModel keeps any length as '
+                "it is")
     names = loop_layers(plan)
     if not names or fmt not in ("keras", "h5"):
         return None
     ext = ".keras" if fmt == "keras" else ".h5"
     return (f"{ext} cannot hold the open-length loop of recurrent layer(s) "
             f"{', '.join(repr(n) for n in names[:5])} without a Migrator class: write a SavedModel "
-            "(--format saved_model) or TFLite, which keep any sequence length, or fix the length "
+            "(--format saved_model), which keeps any sequence length, or fix the length "
             '(--mapping FILE with {"kinds": {"Recurrent": {"impl": "unrolled"}}}, and --input-shape)')
 
 
