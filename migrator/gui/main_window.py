@@ -559,6 +559,7 @@ class MainWindow(QMainWindow):
         self.compare.reset_for_model(self.doc.graph)
         self.source_model.refresh()
         self.keras_model.refresh()
+        self._show_keras_io()
         self.results_model.refresh()
         self._fit_trees()
         self._fit_results()
