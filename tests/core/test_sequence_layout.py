@@ -136,3 +136,29 @@ def test_conv1d_data_stays_channels_last(tmp_path):
     assert tuple(model.input.shape) == (None, 10, 4)
     assert io_layout_lines(plan)[0] == (f"input '{g.input_nodes[0].name}': Keras (N, L=10, C=4) — 1-D "
                                         "data, channels-last (source (N, C, L))")
+
+
+OPEN_PEEPHOLE = '''
+from lasagne.layers import InputLayer, LSTMLayer
+
+
+def build_model():
+    return LSTMLayer(InputLayer((None, None, 4), name='chars'), 3, name='lstm')
+'''
+
+
+def test_report_states_layouts_and_the_keras_format_limit(tmp_path):
+    from migrator.core import flow
+    from migrator.core.importers.lasagne import load_lasagne
+    from migrator.core.report import build_report, render_markdown
+
+    b, p, _ = M.write_model(tmp_path, OPEN_PEEPHOLE, "npz", seed=1)
+    g = load_lasagne(b, p)
+    plan = flow.plan_model(g)
+    assert [s.config.get("impl") for s in plan.keras_layers if s.class_name == "LasagneRNN"] == ["loop"]
+    rep = build_report(g, plan, None)
+    assert rep["keras_io"]["lines"][0] == "input 'chars': Keras (N, T=?, F=4) — sequence, same order as Lasagne"
+    note = rep["keras_io"]["keras_format_note"]
+    assert "\n" not in note and "'lstm'" in note and "SavedModel" in note
+    md = render_markdown(rep)
+    assert "## Keras inputs and outputs" in md and "- output 'lstm': Keras (N, T=?, F=3)" in md
