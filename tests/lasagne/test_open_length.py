@@ -146,3 +146,41 @@ def test_char_model_open_length_saved_model_and_tflite_match_real_lasagne(py, tm
                 errs.append(f"keras[{tag}] {n} T={T}: {e:.1e}")
                 assert e <= 1e-5, f"{tag} {n} at T={T}: relative {e:.2e} from real Lasagne"
     print("\n" + "; ".join(errs))
+
+
+def test_every_cell_as_the_loop_matches_real_lasagne(py, tmp_path):
+    """The loop form of every Lasagne cell and option -- masks with fractional values,
+    backwards, learned and layer-given initial states, peepholes, odd gate nonlinearities,
+    CustomRecurrentLayer's Dense sub-layers -- against real Lasagne 0.1 (the character model
+    of test_recurrent.py, every recurrence forced to ``impl='loop'``)."""
+    from migrator.core import flow
+    from migrator.core.importers.lasagne import load_lasagne
+    from migrator.core.keras_build.builder import build_keras
+    from migrator.core.mapping.overrides import Overrides
+    from migrator.core.reference import numpy_ref
+    from tests.envs.theano_env import run_theano
+    from tests.lasagne import keras_outputs_by_source
+    from tests.lasagne.test_recurrent import CHAR_01, FORWARD, _inputs
+
+    b, p, vals = M.write_model(tmp_path, CHAR_01, "pkl_param_values", seed=4)
+    g = load_lasagne(b, p, output_layer="prob", impl="real", python=py, timeout=300)
+    xs = _inputs(g, np.random.default_rng(5))
+    names = [n.name for n in g.nodes if n.op != "Input"]
+    req = {"builder": np.array(b), "roots": np.array(["prob"]), "n_params": np.array(len(vals)),
+           "want": np.array(names), "no_cxx": np.array(1)}
+    req.update({f"param__{i}": v for i, v in enumerate(vals)})
+    req.update({f"input__{k}": v for k, v in xs.items()})
+    real = run_theano(py, FORWARD, req, timeout=900)
+    plan = flow.plan_model(g, Overrides(kinds={"Recurrent": {"impl": "loop"}}))
+    assert not plan.unsupported, [(m.source, m.error) for m in plan.unsupported]
+    loops = [m.source for m in plan.mappings for s in m.layers
+             if s.class_name == "LasagneRNN" and s.config["impl"] == "loop"]
+    assert len(loops) == 7, loops
+    ref = {k: v[0] for k, v in numpy_ref.run_all(g, xs).items()}
+    got = keras_outputs_by_source(flow.build_model(plan), plan, xs, ref)
+    # Migrator's own class (LasagneRNN.call with the same loop), as a model needing Migrator
+    custom = keras_outputs_by_source(build_keras(plan, plain=False), plan, xs, ref)
+    for n in names:
+        e = _rel(got[n], real[n])
+        assert e <= 1e-5, f"loop form, layer {n}: relative {e:.2e} from real Lasagne"
+        assert _rel(custom[n], real[n]) <= 1e-5, f"LasagneRNN class, layer {n}"
