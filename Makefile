@@ -24,12 +24,17 @@ run: $(STAMP)
 
 # Fails when the real-Caffe / real-Theano tiers cannot be built or were skipped; a machine that truly
 # cannot build them opts out explicitly: MIGRATOR_ALLOW_MISSING_TIERS=1 make test (loud summary line).
+# Parallel (pytest-xdist): one worker per core, at most 4; each test file stays on one worker so
+# its module/session fixtures are built once.  JOBS=1 runs everything in one process.
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+PYTEST_PAR = $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadfile)
+
 test: $(STAMP)
 	$(VPY) -m tests.setup_envs
-	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q $(PYTEST_PAR)
 
 test-fast: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q -m "not slow"
+	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q $(PYTEST_PAR) -m "not slow"
 
 bench: $(STAMP)
 	$(VPY) -m benchmarks.run

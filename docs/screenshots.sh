@@ -10,7 +10,7 @@ cat > "$map" <<'JSON'
 {"version": 1, "kinds": {"BatchNorm": {"epsilon": 0.001, "variance": "raw"}}}
 JSON
 if command -v xvfb-run >/dev/null 2>&1; then
-  run() { xvfb-run -a -s "-screen 0 1600x1000x24" "$PY" -m migrator.gui.app --settings build/screenshots.ini "$@"; }
+  run() { xvfb-run -a -s "-screen 0 1600x1200x24" "$PY" -m migrator.gui.app --settings build/screenshots.ini "$@"; }
 else
   run() { QT_QPA_PLATFORM=offscreen "$PY" -m migrator.gui.app --settings build/screenshots.ini "$@"; }
 fi
@@ -34,6 +34,11 @@ rm -f build/screenshots.ini
 run --theme light --screenshot "$OUT/main-window.png"
 run --theme light --mapping "$map" --inspect epsilon --screenshot "$OUT/epsilon-override.png"
 run --theme light --demo lasagne --inspect moving_variance --screenshot "$OUT/lasagne-demo.png"
+# fine-tuning: a momentum override (0.99 where alpha = 0.1) and the drift it causes; a taller window
+mom=build/screenshots-momentum.mapping.json
+echo '{"version": 1, "kinds": {"BatchNorm": {"momentum": 0.99}}}' > "$mom"
+run --theme light --size 1500x1100 --demo lasagne --mapping "$mom" --inspect update_drift \
+  --screenshot "$OUT/bn-training-drift.png"
 run --theme dark --screenshot "$OUT/dark-theme.png"
 run --theme light --size 1024x700 --inspect variance --screenshot "$OUT/small-screen.png"
 # an image folder chosen and a run on it in progress, light and dark, at both sizes (each from

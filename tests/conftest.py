@@ -10,6 +10,12 @@ why -- unless the tier is explicitly opted out (``MIGRATOR_ALLOW_MISSING_TIERS=1
 ``=theano``; ``MIGRATOR_NO_CAFFE_ROOT`` / ``MIGRATOR_NO_THEANO``), which prints a loud
 ``TIER NOT RUN`` line instead.  See ``tests/envs/tiers.py`` and docs/contributing.md.
 
+Parallel runs (pytest-xdist, ``make test`` uses ``-n``): the workers collect and run the tests; the
+controller sees only their reports.  Each test's registered markers and recorded proofs travel in
+the report's ``user_properties``, and each worker writes what it collected (deselected tests
+included) to a file the controller merges before its checks, so the tier verdict and the proof
+check mean the same with and without ``-n``.
+
 Proofs (``tests/proofs.py``): the ``record_proof`` fixture notes which source layer types a test
 compared with a real framework; a passing test's records are written at the end of the session
 (to ``.cache/proofs-session.json`` or ``$MIGRATOR_PROOFS_OUT``; ``make coverage`` merges them into
@@ -18,8 +24,12 @@ again fails the session.  A session without the real-framework tiers checks noth
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -32,6 +42,11 @@ _outcome: dict[str, str] = {}                   # nodeid -> passed / failed / er
 _skip_reason: dict[str, str] = {}
 _collected: set[str] = set()                    # every collected test, deselected ones included
 _verdict: dict[str, list[str]] = {"errors": [], "loud": [], "proofs": [], "note": []}
+
+_MARKERS_KEY = "migrator_markers"
+_PROOF_KEY = "migrator_proof"
+_COLLECT_DIR_KEY = "migrator_collect_dir"
+_state: dict[str, object] = {"collect_dir": None, "worker": False}
 
 _RANK = {"passed": 0, "xpassed": 1, "skipped": 2, "xfailed": 2, "failed": 3, "error": 4}
 
@@ -66,6 +81,20 @@ def _registered(config) -> list[str]:
     return names
 
 
+def pytest_configure(config):
+    winput = getattr(config, "workerinput", None)
+    _state["worker"] = winput is not None
+    _state["collect_dir"] = winput.get(_COLLECT_DIR_KEY) if winput else None
+    if winput is None and config.pluginmanager.hasplugin("xdist"):
+        _state["collect_dir"] = tempfile.mkdtemp(prefix="migrator-collected-")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """(xdist controller) tell each worker where to write what it collected."""
+    node.workerinput[_COLLECT_DIR_KEY] = _state["collect_dir"]
+
+
 def pytest_itemcollected(item):
     _collected.add(item.nodeid)
 
@@ -74,6 +103,27 @@ def pytest_collection_modifyitems(session, config, items):
     known = set(_registered(config))
     for item in items:
         _markers[item.nodeid] = tuple(sorted({m.name for m in item.iter_markers()} & known))
+        item.user_properties.append((_MARKERS_KEY, list(_markers[item.nodeid])))
+
+
+def pytest_collection_finish(session):
+    """(xdist worker) write every collected test id, deselected ones included, for the controller."""
+    d = _state["collect_dir"]
+    if _state["worker"] and d:
+        wid = session.config.workerinput.get("workerid", "w")
+        Path(d, f"{wid}.json").write_text(json.dumps(sorted(_collected)), encoding="utf-8")
+
+
+def _merge_worker_collections() -> None:
+    d = _state["collect_dir"]
+    if _state["worker"] or not d or not os.path.isdir(d):
+        return
+    for f in Path(d).glob("*.json"):
+        try:
+            _collected.update(json.loads(f.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            pass
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _set(nodeid: str, outcome: str) -> None:
@@ -88,11 +138,20 @@ def record_proof(request):
     these source layer types with the real framework ``reference`` (see tests/proofs.py); kept
     only if the test passes."""
     def record(graph_or_types, reference, names=None, framework=None):
-        return proofs.add(request.node.nodeid, graph_or_types, reference, names, framework)
+        types = proofs.add(request.node.nodeid, graph_or_types, reference, names, framework)
+        # travels with the report to an xdist controller (settled there like here)
+        request.node.user_properties.append(
+            (_PROOF_KEY, [list(r) for r in sorted(proofs.pending(request.node.nodeid))]))
+        return types
     return record
 
 
 def pytest_runtest_logreport(report):
+    for key, value in getattr(report, "user_properties", ()) or ():
+        if key == _MARKERS_KEY and report.nodeid not in _markers:
+            _markers[report.nodeid] = tuple(value)
+        elif key == _PROOF_KEY and report.when == "call":
+            proofs.restore(report.nodeid, value)
     if report.when == "call":
         proofs.settle(report.nodeid, report.passed and not hasattr(report, "wasxfail"))
         if hasattr(report, "wasxfail"):
@@ -119,6 +178,9 @@ def _fmt(c: Counter) -> str:
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if _state["worker"]:
+        return          # the controller judges the whole run
+    _merge_worker_collections()
     _verdict["errors"].clear()
     _verdict["loud"].clear()
     _verdict["proofs"].clear()

@@ -94,6 +94,16 @@ def add(nodeid: str, graph_or_types, reference: str, names=None, framework: str 
     return types
 
 
+def pending(nodeid: str) -> set[Record]:
+    """The records of the running test ``nodeid`` so far."""
+    return set(_pending.get(nodeid, set()))
+
+
+def restore(nodeid: str, records) -> None:
+    """Records of test ``nodeid`` that arrived with its report (from an xdist worker)."""
+    _pending.setdefault(nodeid, set()).update(tuple(r) for r in records)
+
+
 def settle(nodeid: str, passed: bool) -> None:
     """The test ended: keep its records if it passed."""
     recs = _pending.pop(nodeid, set())

@@ -105,8 +105,13 @@ def _pytest(project, *args):
                           cwd=project, capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
-def test_a_lost_proof_fails_the_session(project):
-    r = _pytest(project, "-k", "not fails")
+#: the same checks in one process and in a parallel run (the controller sees only reports)
+PARALLEL = pytest.mark.parametrize("jobs", [(), ("-n", "2")], ids=["serial", "xdist"])
+
+
+@PARALLEL
+def test_a_lost_proof_fails_the_session(project, jobs):
+    r = _pytest(project, *jobs, "-k", "not fails")
     assert r.returncode == 1, r.stdout
     assert ("lasagne GRULayer lost its proof: test_rec.py::test_gru passed without comparing it with "
             "real Theano + Lasagne 0.1") in r.stdout
@@ -116,12 +121,13 @@ def test_a_lost_proof_fails_the_session(project):
     assert "test_rec.py::test_fails" not in s["ran"]
 
 
-def test_a_failing_test_records_nothing_and_a_fast_run_checks_nothing(project):
-    r = _pytest(project, "-k", "fails or lstm")
+@PARALLEL
+def test_a_failing_test_records_nothing_and_a_fast_run_checks_nothing(project, jobs):
+    r = _pytest(project, *jobs, "-k", "fails or lstm")
     assert r.returncode == 1 and "lost its proof" not in r.stdout, r.stdout   # gru deselected: not checked
     s = json.loads((project / "session.json").read_text())
     assert set(s["records"]) == {"test_rec.py::test_lstm"}
     (project / "session.json").unlink()
-    r = _pytest(project, "-m", "not theano")
+    r = _pytest(project, *jobs, "-m", "not theano")
     assert r.returncode == 0, r.stdout
     assert not (project / "session.json").exists() and "proofs:" not in r.stdout

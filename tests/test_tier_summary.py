@@ -59,12 +59,12 @@ def project(tmp_path):
     return tmp_path
 
 
-def _run(project, **env_extra) -> subprocess.CompletedProcess:
+def _run(project, *args, **env_extra) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MIGRATOR_", "PYTEST_", "PYTHONPATH"))}
     env.update({"PYTHONPATH": str(REPO), "MIGRATOR_LEGACY_DIR": str(project / "legacy")})
     env.update(env_extra)
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-ra", "-p", "no:cacheprovider"],
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-ra", "-p", "no:cacheprovider", *args],
                           cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -72,8 +72,9 @@ def _lines(r):
     return [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
 
 
-def test_missing_tier_fails_with_one_line_and_counts(project):
-    r = _run(project)
+@pytest.mark.parametrize("jobs", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_missing_tier_fails_with_one_line_and_counts(project, jobs):
+    r = _run(project, *jobs)
     lines = _lines(r)
     assert r.returncode == 1, r.stdout
     errors = [ln for ln in lines if ln.startswith("error:")]

@@ -120,7 +120,8 @@ _DOCS: dict[str, str] = {
     ),
     "Split": "attrs: none. n outputs, each a copy of the input (outputs name:0, name:1, ...).",
     "Dropout": "attrs: ratio. Identity at inference.",
-    "Identity": "attrs: none (Lasagne linear NonlinearityLayer, etc.).",
+    "Identity": ("attrs: none (Lasagne linear NonlinearityLayer, etc.); noise_stddev (Lasagne "
+                 "GaussianNoiseLayer's sigma: noise added in training only)."),
     "Softmax": "attrs: axis (1).",
     "Pad": "attrs: pad (list of (before, after) for each axis after batch_ndim), value, batch_ndim (2).",
     "Transpose": "attrs: pattern (Lasagne DimshuffleLayer pattern: ints and 'x').",

@@ -38,6 +38,7 @@ import numpy as np
 
 from .. import __version__
 from .importers.caffe.fields import unverified_layers
+from .mapping.bn_training import KERAS_UPDATE
 from .report_figures import FIGURE_STEMS, Figure, report_figures
 
 SCHEMA_VERSION = 1
@@ -398,6 +399,7 @@ def render_markdown(rep: dict[str, Any], figures: list[tuple[Figure, str]] | Non
         out.append(f"| {L['source']} | {L['source_type']} | {L.get('keras') or '—'} | {st} | "
                    f"{_fmt(L.get('max_abs'))} | {_fmt(L.get('max_rel'))} | {_fmt(L.get('isolated_max_abs'))} | "
                    f"{_fmt(L.get('drift64'))} | {_fmt(L.get('budget64'))} | {ws} | {notes} |")
+    out += _training_section(rep)
     out += ["", "## Mapping decisions", ""]
     for L in rep["layers"]:
         if not L["mapping"]:
@@ -412,6 +414,35 @@ def render_markdown(rep: dict[str, Any], figures: list[tuple[Figure, str]] | Non
                        f"{'yes' if r['overridden'] else ''} | {rem} |")
         out.append("")
     return "\n".join(out) + "\n"
+
+
+def _training_section(rep: dict[str, Any]) -> list[str]:
+    """Fine-tuning: each batch-norm layer's training update in the source and in Keras, and how
+    far their moving statistics drift apart (the mapping's ``training_update`` /
+    ``update_drift`` rows; see :mod:`migrator.core.mapping.bn_training`)."""
+    found = []
+    for L in rep["layers"]:
+        rows = {r["key"]: r for r in L.get("mapping") or []}
+        if "training_update" in rows and "update_drift" in rows:
+            found.append((L, rows["training_update"], rows["update_drift"]))
+    if not found:
+        return []
+    out = ["", "## Fine-tuning: batch-norm moving statistics", "",
+           ("- Keras (training=True) normalises with the batch's mean and biased variance, then "
+            f"updates `{KERAS_UPDATE}`."),
+           "- Drift between the source's statistics and Keras's after N training steps: "
+           + str(found[0][2]["formula"]) + ".", "",
+           "| layer | source update | Keras momentum | drift after N steps | remarks |",
+           "|---|---|---|---|---|"]
+    last = None
+    for L, u, d in found:
+        src = str(u["formula"]).split("  |  ")[0].removeprefix("source: ")
+        rem = "; ".join((u.get("warnings") or []) + (u.get("caveats") or []))
+        rem, last = ("as above" if rem and rem == last else rem), rem
+        mom = (u.get("sources") or {}).get("momentum")
+        over = " (override)" if (L.get("options") or {}).get("momentum") is not None else ""
+        out.append(f"| {L['source']} | `{src}` | {_fmt(mom)}{over} | {d['value']} | {rem} |")
+    return out
 
 
 def render_html(rep: dict[str, Any], figures: list[Figure] | None = None) -> str:

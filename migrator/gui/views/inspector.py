@@ -41,7 +41,11 @@ FORMULA_ROLE = Qt.ItemDataRole.UserRole + 13  # the formula shown for the curren
 
 # batch-norm parameters first, in this order
 BN_ORDER = ("axis", "epsilon", "momentum", "center", "scale", "gamma", "beta", "moving_mean",
-            "moving_variance", "fuse_scale", "variance")
+            "moving_variance", "fuse_scale", "variance", "training_update", "update_drift")
+
+
+#: the fine-tuning rows (source vs Keras training update, drift): value and notes under the table
+TRAINING_KEYS = ("training_update", "update_drift")
 
 
 def summarize(v: Any) -> str:
@@ -435,7 +439,40 @@ class Inspector(QWidget):
             self.detail.setText("")
             return
         import html
-        self.detail.setText(f"<b>{html.escape(key[1])}</b> = {html.escape(formula)}")
+        # a training update reads "source: ...  |  Keras: ...": one line each
+        text = f"<b>{html.escape(key[1])}</b> = " + "<br>".join(
+            html.escape(part) for part in formula.split("  |  "))
+        if key[1] in TRAINING_KEYS:
+            text = self._training_detail(key[0], key[1], formula)
+        self.detail.setText(text)
+
+    def _training_detail(self, source: str, key: str, formula: str) -> str:
+        """Both fine-tuning rows at once: the source's update next to Keras's, the momentum
+        (marked when overridden), the drift after N steps one line each, and the notes."""
+        import html
+        upd, drift = self._param_row(source, "training_update"), self._param_row(source, "update_drift")
+        muted = theme.colour("muted").name()
+        lines = []
+        if upd is not None:
+            parts = upd.formula.split("  |  ")
+            lines += [f"<b>{html.escape(p.split(': ', 1)[0])} update</b>: "
+                      f"{html.escape(p.split(': ', 1)[-1])}" for p in parts]
+            mom = "momentum (overridden)" if self._momentum_overridden(source) else "momentum"
+            lines.append(f"<b>{mom}</b>: {html.escape(str(upd.value).removeprefix('momentum '))}")
+        if drift is not None:
+            lines.append(f"<b>drift</b> ({html.escape(drift.formula)}):")
+            lines += [f"&nbsp;&nbsp;{html.escape(p)}" for p in str(drift.value).split("; ")]
+        for c in (upd.caveats if upd is not None else []):
+            lines.append(f"<span style='color:{muted}'>{html.escape(c)}</span>")
+        return "<br>".join(lines) if lines else f"<b>{html.escape(key)}</b> = {html.escape(formula)}"
+
+    def _param_row(self, source: str, key: str):
+        m = self.doc.mapping(source)
+        return None if m is None else next((r for r in m.rows if r.key == key), None)
+
+    def _momentum_overridden(self, source: str) -> bool:
+        r = self._param_row(source, "momentum")
+        return bool(r is not None and r.overridden)
 
     def current_edit_info(self) -> dict | None:
         cur = self.view.currentIndex()

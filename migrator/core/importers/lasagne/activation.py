@@ -50,5 +50,6 @@ def dropout(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
 
 @converter("GaussianNoiseLayer", ops=("Identity",))
 def gaussian_noise(L: dict, in_shapes: list) -> tuple[str, dict, dict]:
-    """The identity at inference."""
-    return "Identity", {}, {}
+    """The identity at inference; ``noise_stddev`` (sigma) keeps the noise for training."""
+    sigma = float(L.get("attrs", {}).get("sigma", 0.1))
+    return "Identity", ({"noise_stddev": sigma} if sigma > 0 else {}), {}

@@ -115,10 +115,18 @@ class DropoutRule(Rule):
 @register("Identity")
 class IdentityRule(Rule):
     name = "Identity"
-    description = "No Keras layer: the output is the input."
+    description = ("No Keras layer: the output is the input; a noise layer (noise_stddev) -> "
+                   "keras.layers.GaussianNoise (identity at inference, noise in training).")
 
     def map(self, node, ctx):
-        return alias_mapping(node, ctx, "identity: no Keras layer")
+        sd = node.attrs.get("noise_stddev")
+        if not sd:
+            return alias_mapping(node, ctx, "identity: no Keras layer")
+        chain = Chain(node, ctx)
+        chain.add("GaussianNoise", {"stddev": float(sd)})
+        rows = [ParamRow("stddev", "sigma: x + N(0, sigma^2) in training (identity at inference)",
+                         float(sd), sources={"sigma": float(sd)})]
+        return chain.finish(rows=rows, layout=keras_layout(rank_of(input_shape(node, ctx))))
 
 
 @register("Exp")

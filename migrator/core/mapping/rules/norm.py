@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...ir import Node
+from .. import bn_training as BT
 from .. import transforms as T
 from ..plan import KerasLayerSpec, NodeMapping, ParamRow
 from ..registry import MapContext, Option, Rule, keras_layout, rank_of, register, to_keras_axis
@@ -140,6 +141,48 @@ def _channel_axis(node: Node, rank: int) -> int:
                                  "equivalent")
             return kept[0]
     return int(node.attrs.get("axis", 1))
+
+
+def _values_per_channel(ctx: MapContext, node: Node, axis: int) -> int:
+    """Values per channel in a training batch of BT.SCENARIO_BATCH samples (Caffe's M)."""
+    try:
+        shp = ctx.graph.tensor_shape(node.inputs[0])
+    except (KeyError, ValueError):
+        shp = None
+    n = BT.SCENARIO_BATCH
+    for i, d in enumerate(shp or ()):
+        if i not in (0, axis) and d:
+            n *= int(d)
+    return n
+
+
+def _training_rows(state: BT.SourceState, momentum: float, source_momentum: float, rate_name: str,
+                   eps_k: float, mean, var_k, count: int, caveats=()) -> list[ParamRow]:
+    """The training-update rows of a batch-norm mapping: the source's update next to Keras's,
+    and how far the statistics drift apart in the stated scenario (mapping inspector, report)."""
+    form = state.form
+    urow = ParamRow("training_update", f"source: {BT.SOURCE_UPDATE[form]}  |  Keras: "
+                    f"{BT.KERAS_UPDATE}", f"momentum {momentum:g}",
+                    {rate_name: state.rate, "momentum": float(momentum)},
+                    caveats=list(caveats))
+    if abs(float(momentum) - source_momentum) > 1e-12:
+        urow.caveats.append(f"momentum {momentum:g} differs from the source's rate "
+                            f"({source_momentum:g}): the moving means drift apart too")
+    if form != "gist" and abs(float(eps_k) - state.eps) > 1e-12 * max(1.0, state.eps):
+        urow.caveats.append(f"training mode normalises with Keras epsilon {eps_k:g}, the source "
+                            f"with {state.eps:g}: the batch-normalised outputs differ slightly")
+    batches = BT.scenario_batches(state, count)
+    pts = BT.update_drift(state, mean, var_k, momentum, eps_k, batches, BT.SCENARIO_STEPS)
+    drow = ParamRow("update_drift",
+                    f"max over channels after N steps from the converted statistics; mean: "
+                    "|Keras - source| in source denominators; denominator sqrt(moving_variance + "
+                    "epsilon): relative; scenario: batches of "
+                    f"{BT.SCENARIO_BATCH}, mean shifted by {BT.SCENARIO_SPREAD:g} denominator, "
+                    f"variance x (1 +- {BT.SCENARIO_SPREAD:g}) alternately",
+                    BT.drift_summary(pts),
+                    {f"N={p.step}": f"mean {p.mean_gap:.3g}, denominator {p.denominator_gap:.3g}"
+                     for p in pts})
+    return [urow, drow]
 
 
 @register("BatchNorm")
@@ -369,6 +412,15 @@ class BatchNormRule(Rule):
             vrow.warnings.append(f"Caffe's own var + eps <= 0 in channel(s) {_chan_list(src_neg)}: "
                                  "the source outputs NaN/inf there")
         rows += [mrow, vrow, moderow]
+        count = _values_per_channel(ctx, node, axis)
+        sf_w = 1.0 / (maf * blob2 + 1.0) if maf * blob2 + 1.0 != 0 else float("nan")
+        rows += _training_rows(
+            BT.SourceState("caffe", b0, b1, maf, eps_src, sf=blob2), momentum, maf,
+            "moving_average_fraction", eps_k, mean, var_k, count,
+            [(f"Caffe weighs the next batch by 1/(maf*sf + 1) = {sf_w:.3g} (sf = blob2 = "
+              f"{blob2:g}), Keras by 1 - momentum = {1 - momentum:.3g}: equal once sf = 1/(1 - maf)"),
+             (f"Caffe stores the unbiased variance (x M/(M-1), M = {count} values per channel in a "
+              f"batch of {BT.SCENARIO_BATCH}), Keras the biased one")])
         if node.attrs.get("use_global_stats") is False:
             rows[0].warnings.append("use_global_stats: false -- Caffe normalises with each "
                                     "batch's own statistics; Keras (inference) uses the stored ones")
@@ -495,6 +547,12 @@ class BatchNormRule(Rule):
                                  "beta there; Keras gets moving_variance = inf (same result)")
         vrow.warnings += _nonfinite_warning("inv_std", inv)
         rows += [mrow, vrow, moderow]
+        rows += _training_rows(
+            BT.SourceState("lasagne", mean, inv, alpha, eps_src), momentum, 1.0 - alpha, "alpha",
+            eps_k, mean, var_k, _values_per_channel(ctx, node, axis),
+            [("Lasagne averages inv_std = 1/sqrt(var_b + epsilon), Keras the variance: with "
+              "momentum = 1 - alpha the means follow the same recursion, the denominators "
+              "differ by the spread of the batch variances (update_drift)")])
 
         spec = self._spec(ctx, node, rank, axis, eps_k, momentum, use_center, use_scale, g, bt,
                           mean, var_k, node.outputs[0])
@@ -563,6 +621,11 @@ class BatchNormRule(Rule):
             vrow.warnings.append(f"std + eps = 0 in channel(s) {_chan_list(zero)}: the source "
                                  "divides by zero there")
         rows += [mrow, vrow, moderow]
+        rows += _training_rows(
+            BT.SourceState("gist", mean, std, alpha, eps_src), momentum, 1.0 - alpha, "alpha",
+            eps_k, mean, var_k, _values_per_channel(ctx, node, axis),
+            [("the gist normalises a training batch by std_b + eps, Keras by sqrt(var_b + "
+              "epsilon): training-mode outputs differ; it averages std, Keras the variance")])
 
         act = node.attrs.get("activation")
         try:
