@@ -160,5 +160,8 @@ def test_report_states_layouts_and_the_keras_format_limit(tmp_path):
     assert rep["keras_io"]["lines"][0] == "input 'chars': Keras (N, T=?, F=4) — sequence, same order as Lasagne"
     note = rep["keras_io"]["keras_format_note"]
     assert "\n" not in note and "'lstm'" in note and "SavedModel" in note
+    from migrator.core.mapping.rules.recurrent import open_length_problem
+    assert open_length_problem(plan, "weights") and open_length_problem(plan, "h5")
+    assert open_length_problem(plan, "saved_model") is None and open_length_problem(plan, "tflite") is None
     md = render_markdown(rep)
     assert "## Keras inputs and outputs" in md and "- output 'lstm': Keras (N, T=?, F=3)" in md

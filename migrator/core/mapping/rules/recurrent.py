@@ -95,8 +95,8 @@ def open_time_axis(node, ctx) -> bool:
 
 def open_length_problem(plan, fmt: str) -> str | None:
     """Why format ``fmt`` cannot hold this model at an open sequence length, in one line; None
-    when it can.  '.keras' / '.h5': an open-length loop (``impl='loop'``) needs a Migrator
-    class there.  TFLite: a built-in Keras RNN layer on an open time axis becomes TensorList
+    when it can.  '.keras' / '.h5' / 'weights' (its architecture JSON): an open-length loop
+    (``impl='loop'``) needs a Migrator class there.  TFLite: a built-in Keras RNN layer on an open time axis becomes TensorList
     ops that only TFLite's Flex delegate runs; the loop form runs with TFLite's built-ins."""
     if fmt == "tflite":
         names = builtin_open_layers(plan)
@@ -108,9 +108,9 @@ def open_length_problem(plan, fmt: str) -> str | None:
                 '"loop"}}} (a graph loop TFLite runs at any length); SavedModel keeps any length as '
                 "it is")
     names = loop_layers(plan)
-    if not names or fmt not in ("keras", "h5"):
+    if not names or fmt not in ("keras", "h5", "weights"):
         return None
-    ext = ".keras" if fmt == "keras" else ".h5"
+    ext = {"keras": ".keras", "h5": ".h5", "weights": "a weights file's architecture JSON"}[fmt]
     return (f"{ext} cannot hold the open-length loop of recurrent layer(s) "
             f"{', '.join(repr(n) for n in names[:5])} without a Migrator class: write a SavedModel "
             "(--format saved_model), which keeps any sequence length, or fix the length "
