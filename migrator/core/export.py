@@ -28,6 +28,7 @@ output names; the TFLite model (float32, no quantization) keeps the same signatu
 from __future__ import annotations
 
 import json
+import keyword
 import os
 import re
 import shutil
@@ -145,6 +146,8 @@ def _sig_name(name: str, taken: set[str]) -> str:
     s = re.sub(r"[^A-Za-z0-9_]", "_", str(name)) or "x"
     if not (s[0].isalpha() or s[0] == "_"):
         s = "t_" + s
+    if keyword.iskeyword(s):          # 'in', 'def', ...: not a parameter name of the signature
+        s += "_"
     base, i = s, 1
     while s in taken:
         i += 1

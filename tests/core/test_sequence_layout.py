@@ -165,3 +165,14 @@ def test_report_states_layouts_and_the_keras_format_limit(tmp_path):
     assert open_length_problem(plan, "saved_model") is None and open_length_problem(plan, "tflite") is None
     md = render_markdown(rep)
     assert "## Keras inputs and outputs" in md and "- output 'lstm': Keras (N, T=?, F=3)" in md
+
+
+def test_an_input_named_like_a_python_keyword_gets_a_signature_name(tmp_path):
+    from migrator.core import export as E
+    from migrator.core import flow
+    from migrator.core.importers.lasagne import load_lasagne
+
+    b, p, _ = M.write_model(tmp_path, OPEN_PEEPHOLE.replace("name='chars'", "name='in'"), "npz", seed=1)
+    g = load_lasagne(b, p)
+    ins, _outs = E.signature_names(flow.plan_model(g), g)
+    assert [(src, sig) for src, _k, sig in ins] == [("in", "in_")]
