@@ -365,6 +365,7 @@ def _not_covered_line(plan) -> str:
 
 
 def cmd_inspect(args) -> int:
+    from .core.mapping.io_layouts import io_layout_lines
     flow = _flow(args)
     graph, plan = flow.graph, flow.plan
     rows = []
@@ -391,7 +392,8 @@ def cmd_inspect(args) -> int:
                    "input_shapes": graph.meta.get("input_shapes"),
                    "unknown_types": [{"source": n, "type": t} for n, t in unknown_types],
                    "not_covered": [{"source": m.source, "type": m.source_type, "why": m.error}
-                                   for m in plan.unsupported]},
+                                   for m in plan.unsupported],
+                   "keras_io": io_layout_lines(plan)},
                   sys.stdout, indent=1, default=list)
         print()
         return rc
@@ -430,6 +432,8 @@ def cmd_inspect(args) -> int:
         warn = f" WARNING: {'; '.join(r['warnings'])}" if r["warnings"] else ""
         print(f"{r['source']:<{w}}  {r['type']:<{wt}}  {shape_txt(r['shape']):<{ws}}  "
               f"{params_txt(r['params']):<{wp}}  {keras}{flag}{warn}")
+    for line in io_layout_lines(plan):
+        print(line)
     for wmsg in graph.warnings:
         print(f"note: {wmsg}")
     if unsupported:

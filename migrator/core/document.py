@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .compare.metrics import to_keras_layout, to_source_layout
+from .compare.metrics import inputs_to_keras, to_source_layout
 from .errors import Cancelled, MigratorError, unsupported_layers_error
 from .export import format_of
 from .flow import Flow, FlowOptions, plan_model, scaled
@@ -466,7 +466,7 @@ def layer_outputs(graph, plan, model, x: np.ndarray, source: str, progress=None,
         raise MigratorError("the reference did not produce this layer", layer=source)
     from .keras_build.executor import iter_keras_outputs  # imports keras
     got = None
-    xk = {k: to_keras_layout(v) for k, v in x.items()} if isinstance(x, dict) else to_keras_layout(x)
+    xk = inputs_to_keras(plan, x)
     for kname, arr in iter_keras_outputs(model, plan, xk, want={keras_name},
                                          cancel=cancel):
         if kname == keras_name:
@@ -474,7 +474,7 @@ def layer_outputs(graph, plan, model, x: np.ndarray, source: str, progress=None,
             break
     if got is None:
         raise MigratorError(f"the Keras model did not produce '{keras_name}'", layer=source)
-    return ref, to_source_layout(got, ref.ndim)
+    return ref, to_source_layout(got, ref.ndim, plan.layout_of(source))
 
 
 # --------------------------------------------------------------------------------------

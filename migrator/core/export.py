@@ -28,6 +28,7 @@ output names; the TFLite model (float32, no quantization) keeps the same signatu
 from __future__ import annotations
 
 import json
+import keyword
 import os
 import re
 import shutil
@@ -145,6 +146,8 @@ def _sig_name(name: str, taken: set[str]) -> str:
     s = re.sub(r"[^A-Za-z0-9_]", "_", str(name)) or "x"
     if not (s[0].isalpha() or s[0] == "_"):
         s = "t_" + s
+    if keyword.iskeyword(s):          # 'in', 'def', ...: not a parameter name of the signature
+        s += "_"
     base, i = s, 1
     while s in taken:
         i += 1
@@ -368,7 +371,8 @@ def _keras_inputs(plan, x) -> list[np.ndarray]:
                 raise MigratorError(f"no input array for input '{src}'", layer=src)
         else:
             a = x
-        out.append(np.ascontiguousarray(to_keras_layout(np.asarray(a, dtype=np.float32))))
+        out.append(np.ascontiguousarray(to_keras_layout(np.asarray(a, dtype=np.float32),
+                                                        plan.layout_of(src))))
     return out
 
 
@@ -498,7 +502,7 @@ def run_fresh(artifacts: list[dict], sig_inputs: list[str], sig_outputs: list[st
 
 def _check_outputs(rec: dict, got: list[np.ndarray], keras_outs: list[np.ndarray],
                    refs: list[np.ndarray | None], tol, accept_mismatch: bool,
-                   verified: list[float] | None = None) -> None:
+                   verified: list[float] | None = None, layouts: list | None = None) -> None:
     """Fill ``rec`` with the artifact's errors against the reference and against the
     in-memory Keras model; ``rec['passed']``.
 
@@ -521,7 +525,8 @@ def _check_outputs(rec: dict, got: list[np.ndarray], keras_outs: list[np.ndarray
     ok = True
     missing_ref = False
     verified = list(verified) if verified is not None else [0.0] * len(got)
-    for g, k, r, v in zip(got, keras_outs, refs, verified, strict=True):
+    layouts = list(layouts) if layouts is not None else [None] * len(got)
+    for g, k, r, v, lay in zip(got, keras_outs, refs, verified, layouts, strict=True):
         if g.shape != k.shape:
             rec["passed"] = False
             rec["error"] = f"output shape {g.shape}, the Keras model gives {k.shape}"
@@ -530,7 +535,7 @@ def _check_outputs(rec: dict, got: list[np.ndarray], keras_outs: list[np.ndarray
         scale = float(np.max(np.abs(k))) if k.size else 0.0
         ok_k = bool(np.isfinite(dk)) and dk <= tol.atol + tol.rtol * scale
         vs_keras.append({"max_abs": dk, "rel_to_max": dk / scale if scale else dk, "passed": ok_k})
-        gs = to_source_layout(g, r.ndim) if r is not None else None
+        gs = to_source_layout(g, r.ndim, lay) if r is not None else None
         if r is None or gs.shape != r.shape:
             missing_ref = True
             ok = ok and ok_k
@@ -594,7 +599,8 @@ def verify_artifacts(model, plan, graph, items: list[dict], result=None, *,
         rr, oo = run_fresh(arts, [s for *_, s in ins], [s for _, s in outs], inputs, block_migrator=block)
         for i, r, o in zip(idx, rr, oo):
             r.setdefault("migrator_importable", not block)
-            _check_outputs(r, o, keras_outs, refs, tol, accept_mismatch, verified)
+            _check_outputs(r, o, keras_outs, refs, tol, accept_mismatch, verified,
+                           [plan.tensor_layouts.get(t) for t, _ in outs])
             recs[i] = r
     return [r or {} for r in recs]
 
@@ -644,6 +650,11 @@ def export(model, plan, result, out_path: str, *, fmt: str | None = None, also: 
                "SavedModel or TFLite instead") if baked is not None else h5_problem(model, plan)
         if why:
             raise MigratorError(why, file=next(p for p, f in targets if f == "h5"))
+    from .mapping.rules.recurrent import open_length_problem
+    for p, f in targets:
+        why = open_length_problem(plan, f)
+        if why:
+            raise MigratorError(why, file=p)
     needs = migrator_only_layers(plan)
     temps: list[str] = []
     written: list[str] = []

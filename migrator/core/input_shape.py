@@ -32,6 +32,7 @@ from .errors import MigratorError
 from .importers.caffe.fields import unverified_layers
 from .ir import Graph
 from .mapping.planner import make_plan
+from .mapping.registry import is_source_order
 
 #: sizes tried first when looking for an input size the parameters imply
 COMMON_SIZES = (224, 227, 299, 256, 231, 192, 160, 128, 112, 96, 64, 32, 28, 320, 331, 384,
@@ -307,7 +308,8 @@ def finish_plan(graph: Graph, plan, overrides=None) -> None:
             if spec.class_name == "Input":
                 src = [None if d is None else g for d, g in zip(decl, r["given"])]
                 rank = len(src)
-                body = src[1:] if rank <= 2 else src[2:] + src[1:2]
+                keep = rank <= 2 or is_source_order(m.layout)    # a sequence keeps (N, T, F)
+                body = src[1:] if keep else src[2:] + src[1:2]
                 spec.config["shape"] = body
                 m.notes.append(f"Keras input keeps the open dimensions {format_shape(decl)} (verified at "
                                f"{format_shape(r['given'])})")

@@ -196,6 +196,7 @@ def build_report(graph, plan, result, *, outputs=(), overrides=None, accepted_mi
         "outputs": [os.path.abspath(p) for p in outputs],
         "layers": layers,
     }
+    rep["keras_io"] = keras_io_section(plan)
     if artifacts is not None:
         rep["artifacts"] = jsonable(artifacts)
     if migrator_only is not None:
@@ -286,6 +287,25 @@ def figure_links(rep: dict[str, Any], markdown_path: str) -> list[tuple[Figure, 
     return [(f, os.path.basename(figure_file(markdown_path, f.stem))) for f in report_figures(rep)]
 
 
+def keras_io_section(plan) -> dict[str, Any]:
+    """The Keras layout of each model input and output in words (sequences keep (N, T, F),
+    images are NHWC, Caffe's recurrent blobs stay (T, N, F)), and the one line about formats
+    that cannot hold an open-length recurrent loop."""
+    from .mapping.io_layouts import io_layout_lines
+    from .mapping.rules.recurrent import open_length_problem
+    return {"lines": io_layout_lines(plan), "keras_format_note": open_length_problem(plan, "keras")}
+
+
+def _keras_io_markdown(rep: dict[str, Any]) -> list[str]:
+    io = rep.get("keras_io") or {}
+    if not io.get("lines"):
+        return []
+    out = ["", "## Keras inputs and outputs", ""] + [f"- {x}" for x in io["lines"]]
+    if io.get("keras_format_note"):
+        out.append(f"- Note: {io['keras_format_note']}")
+    return out
+
+
 def render_markdown(rep: dict[str, Any], figures: list[tuple[Figure, str]] | None = None) -> str:
     """The Markdown report; ``figures``: (figure, relative link) pairs to show as images
     (:func:`figure_links`; the caller writes the SVG files beside the report)."""
@@ -350,6 +370,7 @@ def render_markdown(rep: dict[str, Any], figures: list[tuple[Figure, str]] | Non
     if pre.get("baked"):
         out.append(f"- Preprocessing baked into the exported model: `{pre.get('formula')}`; it takes "
                    f"{pre.get('takes')}" + (f" (mean file `{pre['mean_file']}`)" if pre.get("mean_file") else ""))
+    out += _keras_io_markdown(rep)
     arts = rep.get("artifacts") or []
     if arts:
         out += ["", "## Exported artifacts (each reloaded in a fresh process)", "",

@@ -172,15 +172,15 @@ def write_repro(graph, plan, model, result, x, out_dir: str, *, runtime="builtin
     if missing:
         raise MigratorError(f"the reference gave no array for input(s) {', '.join(missing)} of '{name}'")
     src_in = [held[t] for t in ext]
-    k_in = [to_keras_layout(a) for a in src_in]
+    k_in = [to_keras_layout(a, plan.tensor_layouts.get(t)) for t, a in zip(ext, src_in)]
     tol = (tolerances or result.tolerances or Tolerances()).for_layer(name)
 
     part = _standalone(model, specs, ext, k_in)
     got = np.asarray(part(k_in if len(k_in) > 1 else k_in[0], training=False), dtype=np.float32)
-    expected = to_keras_layout(ref) if got.ndim == ref.ndim else ref
+    expected = to_keras_layout(ref, mapping.layout) if got.ndim == ref.ndim else ref
     if expected.shape != got.shape:
         raise MigratorError(f"layer '{name}': Keras gives shape {got.shape}, the reference {ref.shape}")
-    met = compare_arrays(ref, to_source_layout(got, ref.ndim), tol)
+    met = compare_arrays(ref, to_source_layout(got, ref.ndim, mapping.layout), tol)
 
     fused = [m.source for m in plan.mappings if m.fused_into == name]
     names = {s.name for s in specs}

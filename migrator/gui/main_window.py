@@ -559,6 +559,7 @@ class MainWindow(QMainWindow):
         self.compare.reset_for_model(self.doc.graph)
         self.source_model.refresh()
         self.keras_model.refresh()
+        self._show_keras_io()
         self.results_model.refresh()
         self._fit_trees()
         self._fit_results()
@@ -591,6 +592,7 @@ class MainWindow(QMainWindow):
         sel = self.source_tree.selected_names()
         self.source_model.refresh_status()
         self.keras_model.refresh()
+        self._show_keras_io()
         self.inspector.refresh()
         if sel:
             self._sync_keras_selection(sel)
@@ -598,6 +600,15 @@ class MainWindow(QMainWindow):
         if self.doc.result is None:
             self._update_result_status()        # the not-converted line follows the plan
         self.comparing.after_plan()
+
+    def _show_keras_io(self) -> None:
+        """The Keras layout of each input and output under the Keras tree's title."""
+        plan = getattr(self.doc, "plan", None)
+        if plan is None:
+            self.keras_tree.set_note([])
+            return
+        from ..core.mapping.io_layouts import io_layout_lines
+        self.keras_tree.set_note(io_layout_lines(plan))
 
     def _on_plan_error(self, message: str) -> None:
         self.inspector.show_message(f"Re-planning failed: {message}")

@@ -508,12 +508,17 @@ def test_real_caffe_lstm_rnn(tmp_path, record_proof):
     plan = flow.plan_model(g)
     assert all(m.supported for m in plan.mappings), [(m.source, m.error) for m in plan.mappings if not m.supported]
     model = flow.build_model(plan)
-    outs = model([to_keras_layout(xs["x"]), xs["cont"]])
+    # Caffe's (T, N, ...) blobs are fed and returned as they are (layout 'TNF')
+    assert plan.layout_of("x") == "TNF" and tuple(model.inputs[0].shape) == (None, N_, I_)
+    outs = model([to_keras_layout(xs["x"], plan.layout_of("x")), xs["cont"]])
     names = [t.split(":")[0] for t in g.output_tensors]
+    lays = dict(zip(names, [plan.tensor_layouts.get(t) for t in g.output_tensors]))
     got = dict(zip(names, outs))
-    got["lstm"] = got.pop("lstm_copy")
+    got["lstm"], lays["lstm"] = got.pop("lstm_copy"), lays.pop("lstm_copy")
     for name in ("lstm", "rnn", "fc"):
-        assert _rel_err(real[name], to_source_layout(np.asarray(got[name]), real[name].ndim)) <= REL, name
+        assert lays[name] == "TNF", (name, lays[name])
+        assert _rel_err(real[name], to_source_layout(np.asarray(got[name]), real[name].ndim,
+                                                     lays[name])) <= REL, name
     # the whole verification path (convert / compare) on the same model
     res = flow.compare(g, plan, model, xs)
     assert res.passed, [(r.source, r.status, r.note) for r in res.layers if r.status != "pass"]

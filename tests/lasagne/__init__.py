@@ -3,8 +3,9 @@
 
 def keras_outputs_by_source(model, plan, x, ref):
     """Every source layer's Keras output, in the source layout (NCHW), keyed by source name
-    (a fused or aliased source shares its Keras layer's output).  ``ref`` gives the ranks."""
-    from migrator.core.compare.metrics import to_keras_layout, to_source_layout
+    (a fused or aliased source shares its Keras layer's output).  ``ref`` gives the ranks; each
+    layer's Keras layout tag (channels-last, or a sequence's own order) the permutation."""
+    from migrator.core.compare.metrics import inputs_to_keras, to_source_layout
     from migrator.core.keras_build.executor import iter_keras_outputs
 
     k2s: dict[str, list[str]] = {}
@@ -12,9 +13,9 @@ def keras_outputs_by_source(model, plan, x, ref):
         if m.keras_output:
             k2s.setdefault(m.keras_output, []).append(m.source)
     out = {}
-    for kname, arr in iter_keras_outputs(model, plan, to_keras_layout(x)):
+    for kname, arr in iter_keras_outputs(model, plan, inputs_to_keras(plan, x)):
         for s in k2s.get(kname, []):
-            out[s] = to_source_layout(arr, ref[s].ndim)
+            out[s] = to_source_layout(arr, ref[s].ndim, plan.layout_of(s))
     return out
 
 

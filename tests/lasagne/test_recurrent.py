@@ -257,7 +257,7 @@ def _migrate(g, xs):
 
 def _keras_outputs(model, plan, xs: dict, ref):
     """keras_outputs_by_source for several inputs (a dict keyed by source input name)."""
-    from migrator.core.compare.metrics import to_keras_layout, to_source_layout
+    from migrator.core.compare.metrics import inputs_to_keras, to_source_layout
     from migrator.core.keras_build.executor import iter_keras_outputs
 
     k2s: dict[str, list[str]] = {}
@@ -265,9 +265,9 @@ def _keras_outputs(model, plan, xs: dict, ref):
         if m.keras_output:
             k2s.setdefault(m.keras_output, []).append(m.source)
     out = {}
-    for kname, arr in iter_keras_outputs(model, plan, {k: to_keras_layout(v) for k, v in xs.items()}):
+    for kname, arr in iter_keras_outputs(model, plan, inputs_to_keras(plan, xs)):
         for s in k2s.get(kname, []):
-            out[s] = to_source_layout(arr, ref[s].ndim)
+            out[s] = to_source_layout(arr, ref[s].ndim, plan.layout_of(s))
     return out
 
 
@@ -363,7 +363,7 @@ def _check_saved_and_custom(plan, g, xs, want, tmp_path):
     model = build_keras(plan)
     path = str(tmp_path / "char.keras")
     model.save(path)
-    ins = {f"in{i}": to_keras_layout(xs[n.name]) for i, n in enumerate(g.input_nodes)}
+    ins = {f"in{i}": to_keras_layout(xs[n.name], plan.layout_of(n.name)) for i, n in enumerate(g.input_nodes)}
     np.savez(tmp_path / "in.npz", **ins)
     script = tmp_path / "load.py"
     script.write_text(LOAD_PLAIN)

@@ -60,7 +60,7 @@ def test_open_sequence_length_builtin_ok_unrolled_refused(tmp_path):
     for T in (2, 6):     # any sequence length (the numpy kernel is checked against Theano
         x = np.random.default_rng(T).normal(size=(2, T, 3)).astype(np.float32)   # elsewhere)
         want = numpy_ref.run_all(g, x)[g.nodes[-1].name][0]
-        got = np.asarray(model.predict(np.transpose(x, (0, 2, 1)), verbose=0)).transpose(0, 2, 1)
+        got = np.asarray(model.predict(x, verbose=0))     # Keras (N, T, F) = Lasagne's order
         assert got.shape == want.shape == (2, T, 3)
         assert np.abs(got - want).max() <= 1e-6 + 1e-5 * np.abs(want).max()
     from migrator.core.mapping.overrides import Overrides

@@ -23,7 +23,7 @@ from .metrics import (
     LayerResult,
     Tolerances,
     compare_arrays,
-    to_keras_layout,
+    inputs_to_keras,
     to_source_layout,
     topk_agreement,
 )
@@ -84,11 +84,11 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
         raise MigratorError(f"the '{runtime}' reference runtime cannot run this model: {why}")
     if isinstance(x, dict):       # several network inputs, keyed by source input name
         x = {k: np.asarray(v, dtype=np.float32) for k, v in x.items()}
-        x_keras = {k: to_keras_layout(v) for k, v in x.items()}
+        x_keras = inputs_to_keras(plan, x)
         shape_desc = {k: list(v.shape) for k, v in x.items()}
     else:
         x = np.asarray(x, dtype=np.float32)
-        x_keras = to_keras_layout(x)
+        x_keras = inputs_to_keras(plan, x)
         shape_desc = list(x.shape)
     n_nodes = max(1, len(graph.nodes))
 
@@ -182,7 +182,7 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
                 if name in outputs:       # kept for re-checking exported artifacts (export.py)
                     ref_outputs[name] = ref
                 t0 = time.perf_counter()
-                got_src = to_source_layout(got, ref.ndim)
+                got_src = to_source_layout(got, ref.ndim, m.layout)
                 tol = tolerances.for_layer(name)
                 lr.tolerance = tol
                 if got_src.shape != ref.shape:
@@ -206,7 +206,8 @@ def run_comparison(graph, plan, model, x: np.ndarray, *, runtime: str = "builtin
                         final_pairs.append((ref, got_src))
                 timings["metrics_s"] += time.perf_counter() - t0
                 if name in extra:
-                    _compare_further_outputs(lr, extra[name], ref_outs, pull_keras, tol, graph, whole)
+                    _compare_further_outputs(lr, extra[name], ref_outs, pull_keras, tol, graph, whole,
+                                             m.layout)
                     for _i, kname in extra[name]:
                         wanted[kname] -= 1
                         if wanted[kname] <= 0:
@@ -281,7 +282,7 @@ def whole_tensors(graph) -> set[str]:
 
 
 def _compare_further_outputs(lr: LayerResult, pairs, ref_outs, pull_keras, tol, graph=None,
-                             whole=frozenset()) -> None:
+                             whole=frozenset(), layout=None) -> None:
     """Compare output i >= 1 of a multi-output node; the layer fails when any output does (its
     figures stay those of output 0; ``lr.outputs`` lists every output's)."""
     rows = [{"output": 0, "keras": lr.keras, "max_abs": lr.max_abs, "max_rel": lr.max_rel,
@@ -291,7 +292,7 @@ def _compare_further_outputs(lr: LayerResult, pairs, ref_outs, pull_keras, tol, 
         got = pull_keras(kname)
         if got is not None and i < len(ref_outs):
             ref = np.asarray(ref_outs[i])
-            got_src = to_source_layout(got, ref.ndim)
+            got_src = to_source_layout(got, ref.ndim, layout)
             if got_src.shape == ref.shape:
                 met = compare_arrays(ref, got_src, tol, whole=lr.source in whole)
                 row.update(max_abs=met["max_abs"], max_rel=met["max_rel"], passed=bool(met["passed"]))

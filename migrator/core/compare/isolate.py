@@ -31,7 +31,7 @@ from ..mapping.plan import external_inputs
 from ..reference import numpy_ref
 from ..reference.runtimes import BuiltinRuntime, input_dict
 from .feeds import keras_feed
-from .metrics import Tolerances, compare_arrays, to_keras_layout, to_source_layout
+from .metrics import Tolerances, compare_arrays, inputs_to_keras, to_keras_layout, to_source_layout
 
 
 def _chains(plan) -> dict[str, tuple[object, list]]:
@@ -128,8 +128,8 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
                 k_uses[ko] = k_uses.get(ko, 0) + 1
         if it64 is not None and k_uses:
             # the same Keras feed as the chained comparison (compiled when it fits)
-            xk = ({k: to_keras_layout(np.asarray(v, np.float32)) for k, v in x.items()}
-                  if isinstance(x, dict) else to_keras_layout(np.asarray(x, np.float32)))
+            xk = inputs_to_keras(plan, {k: np.asarray(v, np.float32) for k, v in x.items()}
+                                 if isinstance(x, dict) else np.asarray(x, np.float32))
             k_it = keras_feed(model, plan, xk, cancel, dict(k_uses),
                                {"keras_s": 0.0}, graph) if compiled else None
             if k_it is None:
@@ -195,7 +195,7 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
                     if ko in k_uses:
                         got = pullk(ko)
                         if got is not None:
-                            got_src = to_source_layout(got, ref.ndim)
+                            got_src = to_source_layout(got, ref.ndim, plan.layout_of(name))
                             if got_src.shape == r64.shape:
                                 entry["drift64_s"] = _max_abs_diff_per_sample(got_src, r64,
                                                                               name in whole)
@@ -209,14 +209,14 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
             if name in targets and ref is not None:
                 specs, ext = targets[name]
                 if all(t in held for t in ext):
-                    tensors = {t: to_keras_layout(held[t]) for t in ext}
+                    tensors = {t: to_keras_layout(held[t], plan.tensor_layouts.get(t)) for t in ext}
                     out = None
                     for s in specs:
                         ins = [tensors[t] for t in s.inputs]
                         arg = ins if s.class_name in MERGE_LAYERS or len(ins) > 1 else ins[0]
                         out = layers[s.name](arg, training=False)
                         tensors[s.output] = out
-                    got_src = to_source_layout(np.asarray(out), ref.ndim)
+                    got_src = to_source_layout(np.asarray(out), ref.ndim, plan.layout_of(name))
                     if got_src.shape == ref.shape:
                         met = compare_arrays(ref, got_src, tolerances.for_layer(name),
                                              whole=name in whole)

@@ -137,17 +137,24 @@ class LayerResult:
         return d
 
 
-def to_source_layout(keras_out: np.ndarray, source_rank: int) -> np.ndarray:
-    """Channels-last Keras array -> NCHW source layout (rank >= 3 moves the last axis to 1)."""
-    if keras_out.ndim != source_rank or source_rank <= 2:
+#: Keras layout tags of tensors kept in the source's own order: sequences (N, T, F)
+SOURCE_ORDER_LAYOUTS = frozenset({"NTF", "TNF"})
+
+
+def to_source_layout(keras_out: np.ndarray, source_rank: int, layout: str | None = None) -> np.ndarray:
+    """Keras array -> source layout.  Channels-last (rank >= 3 moves the last axis to 1),
+    unless ``layout`` (the mapping's Keras layout tag) says the tensor is in the source order
+    already (a sequence, ``'NTF'``)."""
+    if layout in SOURCE_ORDER_LAYOUTS or keras_out.ndim != source_rank or source_rank <= 2:
         return keras_out
     perm = (0, source_rank - 1) + tuple(range(1, source_rank - 1))
     return np.transpose(keras_out, perm)
 
 
-def to_keras_layout(src: np.ndarray) -> np.ndarray:
-    """NCHW source array -> channels-last."""
-    if src.ndim <= 2:
+def to_keras_layout(src: np.ndarray, layout: str | None = None) -> np.ndarray:
+    """Source array -> the Keras layout: channels-last, unless ``layout`` (the Keras layout tag
+    of that input) keeps the source order (a sequence (N, T, F), ``'NTF'``)."""
+    if src.ndim <= 2 or layout in SOURCE_ORDER_LAYOUTS:
         return src
     perm = (0,) + tuple(range(2, src.ndim)) + (1,)
     return np.ascontiguousarray(np.transpose(src, perm))
@@ -340,3 +347,18 @@ class ComparisonResult:
                 "top1_mismatches": self.top1_mismatches,
                 "counts": {s: sum(1 for r in self.layers if r.status == s)
                            for s in ("pass", "fail", "fused", "not-compared")}}
+
+
+def input_layouts(plan) -> dict[str, str]:
+    """Source input name -> the Keras layout tag of its ``keras.Input``."""
+    return {m.source: m.layout for m in plan.mappings
+            if any(s.class_name == "Input" for s in m.layers)}
+
+
+def inputs_to_keras(plan, x):
+    """The comparison input in the source layout (an array, or a dict keyed by source input
+    name) in each Keras input's layout (channels-last, or the source order for sequences)."""
+    lays = input_layouts(plan)
+    if isinstance(x, dict):
+        return {k: to_keras_layout(v, lays.get(k)) for k, v in x.items()}
+    return to_keras_layout(x, next(iter(lays.values()), None) if len(lays) == 1 else None)

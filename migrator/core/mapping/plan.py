@@ -82,6 +82,17 @@ class Plan:
     mappings: list[NodeMapping] = field(default_factory=list)
     overrides: Any = None                        # migrator.core.mapping.overrides.Overrides
     input_layout: str = "NHWC"
+    #: source tensor id -> the Keras layout tag of its Keras tensor (filled by the planner)
+    tensor_layouts: dict[str, str] = field(default_factory=dict)
+    #: source tensor ids whose Keras time axis is open (sequences of any length)
+    open_time: set[str] = field(default_factory=set)
+
+    def layout_of(self, source: str) -> str | None:
+        """The Keras layout tag of source node ``source``'s output (None when not mapped)."""
+        try:
+            return self.mapping(source).layout
+        except KeyError:
+            return None
 
     def mapping(self, source: str) -> NodeMapping:
         idx = self.__dict__.get("_by_source")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ..errors import MigratorError
 from ..ir import Graph
-from .plan import NodeMapping, Plan
-from .registry import RULES, MapContext
+from .plan import KerasLayerSpec, NodeMapping, Plan
+from .registry import RULES, SEQUENCE_LAYOUT, MapContext, is_source_order
 
 
 def load_rules() -> None:
@@ -38,14 +38,93 @@ def resolve_options(node, rule, overrides) -> tuple[dict, set]:
     return opts, overridden
 
 
+def _is_swap(spec: KerasLayerSpec) -> bool:
+    """A rank-3 ``Permute((2, 1))``: source order <-> channels-last for (N, A, B)."""
+    return spec.class_name == "Permute" and list(spec.config.get("dims") or []) == [2, 1]
+
+
+#: ops whose rank-3 output keeps the meaning of a rank-3 sequence input (time on axis 1)
+_SEQUENCE_KEEPING = frozenset({"Dense", "Activation", "Dropout", "Identity", "Eltwise", "PReLU",
+                               "Power", "Exp", "Log", "Threshold", "Clip", "Swish", "Softmax"})
+
+
+#: ops computed element by element (no axis, no per-channel parameter)
+_ELEMENTWISE = frozenset({"Dropout", "Identity", "Exp", "Log", "Power", "Threshold", "Clip", "Swish"})
+
+
+def is_elementwise(node) -> bool:
+    """True when ``node`` computes each output element from the same element of its inputs
+    (so it works on a tensor in any axis order): activations other than softmax, dropout,
+    eltwise merges of same-shape inputs, ..."""
+    if node.op in _ELEMENTWISE:
+        return True
+    if node.op == "Activation":
+        return (node.attrs.get("kind") or "linear") != "softmax"
+    if node.op == "Eltwise":
+        return not node.attrs.get("coeff_blob")
+    return False
+
+
+def adapt_sequence_inputs(m: NodeMapping, node, rule, ctx: MapContext) -> None:
+    """Sequences ((N, T, F), layout :data:`SEQUENCE_LAYOUT`) stay in the source order on the Keras
+    side, while most rules assume Migrator's channels-last form of a rank-3 tensor ((N, F, T)).
+    For a rule that is not ``sequence_aware``: a rule's own ``Permute((2, 1))`` to the source
+    order on such an input is dropped (the tensor already is in that order); otherwise a
+    ``Permute((2, 1))`` to channels-last is put before the rule's layers.  When the rule ends
+    by permuting a source-order result back to channels-last (Dense over time steps, ...), that
+    last Permute is dropped and the output stays a sequence."""
+    if rule.sequence_aware or not m.supported or not m.layers:
+        return
+    seq_in = [t for t in dict.fromkeys(node.inputs) if is_source_order(ctx.layout_of(t))]
+    if not seq_in:
+        return
+    if is_elementwise(node) and len(seq_in) == len(set(node.inputs)) \
+            and len({ctx.layout_of(t) for t in seq_in}) == 1:
+        m.layout = ctx.layout_of(seq_in[0])     # element by element: any axis order will do
+        return
+    for t in seq_in:
+        users = [s for s in m.layers if t in s.inputs]
+        if users and all(_is_swap(s) and s is not m.layers[-1] for s in users):
+            for u in users:
+                for s in m.layers:
+                    s.inputs = [t if i == u.output else i for i in s.inputs]
+                m.layers.remove(u)
+            continue
+        spec = KerasLayerSpec(name=ctx.unique_name(f"{node.name}_seq_to_ch_last"), class_name="Permute",
+                              config={"dims": [2, 1]}, inputs=[t], output=f"{node.name}/seq_to_ch_last/{t}")
+        for s in m.layers:
+            s.inputs = [spec.output if i == t else i for i in s.inputs]
+        m.layers.insert(0, spec)
+        m.notes.append("its sequence input (N, T, F) is permuted to (N, F, T) for this rule")
+    last = m.layers[-1]
+    if node.op in _SEQUENCE_KEEPING and len(m.layers) >= 2 and _is_swap(last) and len(node.outputs) == 1:
+        prev = next((s for s in m.layers[:-1] if s.output == last.inputs[0]), None)
+        used = sum(last.inputs[0] in s.inputs for s in m.layers)
+        if prev is not None and used == 1:
+            prev.output = last.output
+            m.layers.pop()
+            m.keras_output = prev.name if m.keras_output == last.name else m.keras_output
+            m.layout = ctx.layout_of(seq_in[0]) or SEQUENCE_LAYOUT
+
+
 def _record_tensor_layers(m: NodeMapping, node, ctx: MapContext) -> None:
-    """Remember which Keras layer produces each tensor; a node mapped only by aliases
-    (Split, Identity, ...) gets the Keras layer of its aliased tensor as keras_output."""
+    """Remember which Keras layer produces each tensor (and its layout); a node mapped only by
+    aliases (Split, Identity, ...) gets the Keras layer and layout of its aliased tensor."""
     for spec in m.layers:
         ctx.tensor_layer[spec.output] = spec.name
+    for out in node.outputs:
+        ctx.tensor_layout[out] = m.layout
+        if m.layout == SEQUENCE_LAYOUT and any(t in ctx.open_time for t in node.inputs):
+            ctx.open_time.add(out)
     for out, src in m.aliases.items():
+        if src in ctx.open_time:
+            ctx.open_time.add(out)
         if src in ctx.tensor_layer:
             ctx.tensor_layer[out] = ctx.tensor_layer[src]
+        if src in ctx.tensor_layout:
+            ctx.tensor_layout[out] = ctx.tensor_layout[src]
+            if not m.layers:
+                m.layout = ctx.tensor_layout[src]
     if m.keras_output is None and m.supported and not m.fused_into and node.outputs:
         m.keras_output = ctx.tensor_layer.get(node.outputs[0])
 
@@ -55,7 +134,7 @@ def make_plan(graph: Graph, overrides=None) -> Plan:
     if overrides is not None:
         overrides.check_against(graph)
     plan = Plan(graph=graph, overrides=overrides)
-    ctx = MapContext(graph=graph, options={})
+    ctx = MapContext(graph=graph, options={}, overrides=overrides)
     fused_holder: dict[str, str] = {}   # host node -> node whose output its Keras layer gives
     for node in graph.nodes:
         if node.name in ctx.absorbed:
@@ -74,6 +153,8 @@ def make_plan(graph: Graph, overrides=None) -> Plan:
             holder.fused_into = node.name
             holder.keras_output = None
             fused_holder[into] = node.name
+            for out in node.outputs:
+                ctx.tensor_layout[out] = m.layout
             plan.mappings.append(m)
             continue
         rule = RULES.get(node.op)
@@ -98,6 +179,9 @@ def make_plan(graph: Graph, overrides=None) -> Plan:
         for r in m.rows:
             if r.option and r.option in overridden:
                 r.overridden = True
+        adapt_sequence_inputs(m, node, rule, ctx)
         _record_tensor_layers(m, node, ctx)
         plan.mappings.append(m)
+    plan.tensor_layouts = dict(ctx.tensor_layout)
+    plan.open_time = set(ctx.open_time)
     return plan

@@ -67,6 +67,10 @@ class Rule:
     name: str = ""
     options: ClassVar[dict[str, Option]] = {}
     description: str = ""
+    #: True when the rule reads the Keras layout of its inputs itself (``ctx.layout_of``) and
+    #: takes a sequence in :data:`SEQUENCE_LAYOUT`; the planner adapts the inputs of every other
+    #: rule to Migrator's channels-last convention (see ``planner.adapt_sequence_inputs``)
+    sequence_aware: ClassVar[bool] = False
 
     def map(self, node: Node, ctx: MapContext) -> NodeMapping:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -98,6 +102,16 @@ class MapContext:
     # tensor id -> name of the Keras layer producing it (filled by the planner after each
     # mapping, aliases followed); lets a rule name the Keras layer of an upstream tensor
     tensor_layer: dict[str, str] = field(default_factory=dict)
+    # tensor id -> the Keras layout tag of that tensor (the producing mapping's ``layout``)
+    tensor_layout: dict[str, str] = field(default_factory=dict)
+    # tensor ids whose Keras time axis is open (None): sequences of an input whose source
+    # declares no length (see rules/recurrent.py ``open_time_axis``)
+    open_time: set[str] = field(default_factory=set)
+    overrides: Any = None          # the user's overrides (a rule may look at another node's)
+
+    def layout_of(self, tensor_id: str) -> str | None:
+        """The Keras layout tag of a source tensor already mapped (None when unknown)."""
+        return self.tensor_layout.get(tensor_id)
 
     def consumers(self, tensor_id: str) -> list[Node]:
         return self.graph.consumers(tensor_id)
@@ -125,6 +139,19 @@ class MapContext:
 
 def rank_of(shape) -> int:
     return len(shape) if shape is not None else 4
+
+
+#: the Keras layout of a sequence: (batch, time, features) -- Keras RNNs' order and Lasagne's;
+#: such a tensor is kept in the SOURCE order (no channels-last transposition)
+SEQUENCE_LAYOUT = "NTF"
+#: Caffe's LSTM / RNN blobs (time, batch, features), kept as Caffe has them: the Keras
+#: model's leading axis is Caffe's time axis
+TIME_MAJOR_LAYOUT = "TNF"
+
+
+def is_source_order(layout: str | None) -> bool:
+    """True when a tensor of this Keras layout tag is in the source's own axis order."""
+    return layout in (SEQUENCE_LAYOUT, TIME_MAJOR_LAYOUT)
 
 
 def keras_layout(rank: int) -> str:

@@ -107,10 +107,19 @@ class LayerTree(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(3)
+        self.note = QLabel("")     # e.g. the Keras layout of the model's inputs and outputs
+        self.note.setWordWrap(True)
+        self.note.setVisible(False)
         lay.addWidget(self.title)
+        lay.addWidget(self.note)
         lay.addWidget(self.filter)
         lay.addWidget(self.view)
         self._muted = False
+
+    def set_note(self, lines: list[str]) -> None:
+        """Short lines shown under the title (hidden when there are none)."""
+        self.note.setText("\n".join(lines))
+        self.note.setVisible(bool(lines))
 
     def _set_filter(self, text: str) -> None:
         self.proxy.setFilterFixedString(text)

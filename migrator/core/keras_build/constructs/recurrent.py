@@ -2,11 +2,11 @@
 ``LasagneRNN`` and its construct: built-in layers + ``keras.ops`` only) and Caffe's LSTM / RNN
 (the construct ``CaffeRecurrent``).
 
-``LasagneRNN`` takes ``[x, mask?, hid_init?, cell_init?]`` with ``x`` time-major second,
-``(batch, time, features)`` -- the rule puts ``Permute`` layers around it -- and computes
-one of ``ir.OPS['Recurrent']``'s cells exactly as Lasagne does.  Config::
+``LasagneRNN`` takes ``[x, mask?, hid_init?, cell_init?]`` with ``x`` in Keras's (and
+Lasagne's) order ``(batch, time, features)`` and computes one of ``ir.OPS['Recurrent']``'s
+cells exactly as Lasagne does.  Config::
 
-    cell ('simple'|'lstm'|'gru'), units, impl ('builtin'|'unrolled'), backwards,
+    cell ('simple'|'lstm'|'gru'), units, impl ('builtin'|'unrolled'|'loop'), backwards,
     only_return_final, mask, hid_init/cell_init ('param'|'input'), peepholes,
     outgate_peephole, activations {name: Activation dict or None}, keras (built-in settings)
 
@@ -24,6 +24,9 @@ The plain expression is a nested functional model:
   1 - sigmoid(a); recurrent bias 0), ``initial_state`` from the init inputs or the init
   parameters broadcast over the batch (``zeros_like(x[:, 0, :1]) + h0``), and
   ``ops.flip`` over time for ``backwards`` (Keras returns the reversed order).
+* ``impl='loop'`` -- the Lasagne step in a ``keras.ops.while_loop`` (:func:`looped`): any
+  sequence length; traced into SavedModel / TFLite as a graph loop, but a ``.keras`` file
+  cannot hold the loop's Python body (no Migrator-free way: the export says so).
 * ``impl='unrolled'`` -- the Lasagne step written out for every time step (the sequence
   length must be known): one ``Dense`` for the input projections of all steps, one shared
   ``Dense`` for the recurrent projection called at every step, ``keras.ops`` for gates,
@@ -103,64 +106,116 @@ def _broadcast_init(x, init):
     return ops.zeros_like(x[:, 0, :1]) + init
 
 
+def step(cfg, zt, h, c, ph, w_cell):
+    """One Lasagne time step: ``zt`` the input pre-activations of this step (batch, G*U),
+    biases included; ``ph(h)`` the recurrent projection.  Returns ``(h_new, c_new)``."""
+    U, cell = int(cfg["units"]), cfg["cell"]
+    acts = cfg.get("activations") or {}
+
+    def sl(z, k):
+        return z[:, k * U:(k + 1) * U]
+
+    if cell == "simple":
+        return act_fn(acts.get("activation"))(act_fn(acts.get("hid"))(ph(h)) + zt), None
+    zh = ph(h)
+    if cell == "lstm":
+        zi, zf = sl(zt, 0) + sl(zh, 0), sl(zt, 1) + sl(zh, 1)
+        zc, zo = sl(zt, 2) + sl(zh, 2), sl(zt, 3) + sl(zh, 3)
+        if cfg.get("peepholes"):
+            zi = zi + c * w_cell[0]
+            zf = zf + c * w_cell[1]
+        i = act_fn(acts.get("ingate"))(zi)
+        f = act_fn(acts.get("forgetgate"))(zf)
+        g = act_fn(acts.get("cell"))(zc)
+        c_new = f * c + i * g
+        if cfg.get("peepholes") and cfg.get("outgate_peephole") == "after_nonlinearity":
+            o = act_fn(acts.get("outgate"))(zo) + c_new * w_cell[2]
+        elif cfg.get("peepholes"):
+            o = act_fn(acts.get("outgate"))(zo + c_new * w_cell[2])
+        else:
+            o = act_fn(acts.get("outgate"))(zo)
+        return o * act_fn(acts.get("activation"))(c_new), c_new
+    r = act_fn(acts.get("resetgate"))(sl(zt, 0) + sl(zh, 0))
+    u = act_fn(acts.get("updategate"))(sl(zt, 1) + sl(zh, 1))
+    hu = act_fn(acts.get("hidden_update"))(sl(zt, 2) + r * sl(zh, 2))
+    return (1.0 - u) * h + u * hu, None
+
+
+def _initial(x, h0, c0, cfg, hid_init, cell_init):
+    h = h0 if h0 is not None else _broadcast_init(x, hid_init)
+    c = None
+    if cfg["cell"] == "lstm":
+        c = c0 if c0 is not None else _broadcast_init(x, cell_init)
+    return h, c
+
+
 def unrolled(x, mask, h0, c0, cfg, px, ph, w_cell, hid_init, cell_init):
     """The Lasagne step for every time step.  ``px(x)`` -> input pre-activations of all
     steps (batch, T, G*U), biases included; ``ph(h)`` -> recurrent projection (batch, G*U)."""
-    U, cell = int(cfg["units"]), cfg["cell"]
     T = x.shape[1]
     if T is None:
         raise ValueError("the unrolled recurrent expression needs a known sequence length")
-    acts = cfg.get("activations") or {}
-    h = h0 if h0 is not None else _broadcast_init(x, hid_init)
-    c = None
-    if cell == "lstm":
-        c = c0 if c0 is not None else _broadcast_init(x, cell_init)
+    h, c = _initial(x, h0, c0, cfg, hid_init, cell_init)
     zx = px(x)
-
-    def sl(z, k, t=None):
-        return z[:, k * U:(k + 1) * U] if t is None else z[:, t, k * U:(k + 1) * U]
-
     outs = [None] * T
     order = range(T - 1, -1, -1) if cfg.get("backwards") else range(T)
     for t in order:
-        if cell == "simple":
-            h_new = act_fn(acts.get("activation"))(act_fn(acts.get("hid"))(ph(h)) + zx[:, t, :])
-        elif cell == "lstm":
-            zh = ph(h)
-            zi, zf = sl(zx, 0, t) + sl(zh, 0), sl(zx, 1, t) + sl(zh, 1)
-            zc, zo = sl(zx, 2, t) + sl(zh, 2), sl(zx, 3, t) + sl(zh, 3)
-            if cfg.get("peepholes"):
-                zi = zi + c * w_cell[0]
-                zf = zf + c * w_cell[1]
-            i = act_fn(acts.get("ingate"))(zi)
-            f = act_fn(acts.get("forgetgate"))(zf)
-            g = act_fn(acts.get("cell"))(zc)
-            c_new = f * c + i * g
-            if cfg.get("peepholes") and cfg.get("outgate_peephole") == "after_nonlinearity":
-                o = act_fn(acts.get("outgate"))(zo) + c_new * w_cell[2]
-            elif cfg.get("peepholes"):
-                o = act_fn(acts.get("outgate"))(zo + c_new * w_cell[2])
-            else:
-                o = act_fn(acts.get("outgate"))(zo)
-            h_new = o * act_fn(acts.get("activation"))(c_new)
-        else:
-            zh = ph(h)
-            r = act_fn(acts.get("resetgate"))(sl(zx, 0, t) + sl(zh, 0))
-            u = act_fn(acts.get("updategate"))(sl(zx, 1, t) + sl(zh, 1))
-            hu = act_fn(acts.get("hidden_update"))(sl(zx, 2, t) + r * sl(zh, 2))
-            h_new = (1.0 - u) * h + u * hu
+        h_new, c_new = step(cfg, zx[:, t, :], h, c, ph, w_cell)
         if mask is not None:
             m = mask[:, t:t + 1]
             h_new = h_new * m + h * (1.0 - m)
-            if cell == "lstm":
+            if c is not None:
                 c_new = c_new * m + c * (1.0 - m)
-        h = h_new
-        if cell == "lstm":
-            c = c_new
+        h, c = h_new, c_new
         outs[t] = h
     if cfg.get("only_return_final"):
         return h
     return ops.stack(outs, axis=1)
+
+
+def looped(x, mask, h0, c0, cfg, px, ph, w_cell, hid_init, cell_init):
+    """The Lasagne step in a ``keras.ops.while_loop`` over the (open) time axis: a graph loop
+    (SavedModel / TFLite ``While``), any sequence length.  The loop carries the step counter,
+    the state (h, or [h | c] for the LSTM), the output buffer (time-major, written with
+    ``slice_update``) and the time-major input pre-activations (and mask): every symbolic
+    tensor the body reads is a loop variable.  ``ph`` must use constant weights."""
+    U, lstm = int(cfg["units"]), cfg["cell"] == "lstm"
+    h, c = _initial(x, h0, c0, cfg, hid_init, cell_init)
+    zx = ops.transpose(px(x), (1, 0, 2))                       # (T, N, G*U)
+    st0 = ops.concatenate([h, c], axis=-1) if lstm else h
+    i0 = ops.cast(ops.sum(ops.zeros_like(x[:1, :1, :1])), "int32")
+    buf0 = ops.transpose(ops.zeros_like(x[:, :, :1]) + ops.zeros_like(h)[:, None, :],
+                         (1, 0, 2))                            # (T, N, U) zeros
+    back = bool(cfg.get("backwards"))
+    final = bool(cfg.get("only_return_final"))
+    lv = [i0, st0, zx] + ([] if final else [buf0])
+    if mask is not None:
+        lv.append(ops.transpose(mask, (1, 0)))                 # (T, N)
+
+    def cond(i, *rest):
+        return i < ops.shape(rest[1])[0]
+
+    def body(i, st, z, *rest):
+        t = ops.shape(z)[0] - 1 - i if back else i
+        hp, cp = (st[:, :U], st[:, U:]) if lstm else (st, None)
+        h_new, c_new = step(cfg, ops.take(z, t, axis=0), hp, cp, ph, w_cell)
+        if mask is not None:
+            m = ops.expand_dims(ops.take(rest[-1], t, axis=0), -1)
+            h_new = h_new * m + hp * (1.0 - m)
+            if lstm:
+                c_new = c_new * m + cp * (1.0 - m)
+        st_new = ops.concatenate([h_new, c_new], axis=-1) if lstm else h_new
+        out = [i + 1, st_new, z]
+        if not final:
+            out.append(ops.slice_update(rest[0], (t, 0, 0), ops.expand_dims(h_new, 0)))
+        if mask is not None:
+            out.append(rest[-1])
+        return tuple(out)
+
+    res = ops.while_loop(cond, body, tuple(lv))
+    if final:
+        return res[1][:, :U] if lstm else res[1]
+    return ops.transpose(res[3], (1, 0, 2))
 
 
 @keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
@@ -206,7 +261,8 @@ class LasagneRNN(keras.layers.Layer):
             ph = lambda h: ops.matmul(h, W_hid)
         if mask is not None:
             mask = ops.cast(mask, x.dtype)
-        return unrolled(x, mask, h0, c0, cfg, px, ph, w_cell, hid_init, cell_init)
+        run = looped if cfg.get("impl") == "loop" else unrolled
+        return run(x, mask, h0, c0, cfg, px, ph, w_cell, hid_init, cell_init)
 
     def compute_output_shape(self, input_shape):
         x_shape = input_shape[0] if isinstance(input_shape, (list, tuple)) and \
@@ -302,6 +358,14 @@ def _lasagne_rnn(xs, cfg, weights, name):
         wx, wh = [W_in, b], [W_hid]
     if mask is not None:
         mask = ops.cast(mask, x.dtype)
+    if cfg.get("impl") == "loop":   # constants in the loop body (a layer called there is not tracked)
+        w_h = wh[0]
+        b_h = wh[1] if len(wh) > 1 else None
+        y = looped(x, mask, h0, c0, cfg, px,
+                   lambda h: ops.matmul(h, w_h) if b_h is None else ops.matmul(h, w_h) + b_h,
+                   w_cell, hid_init, cell_init)
+        dx.set_weights(wx)
+        return y
     y = unrolled(x, mask, h0, c0, cfg, px, ph, w_cell, hid_init, cell_init)
     dx.set_weights(wx)
     dh.set_weights(wh)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..plan import ParamRow
-from ..registry import Rule, keras_layout, rank_of, register
+from ..registry import SEQUENCE_LAYOUT, Rule, keras_layout, rank_of, register
 from .common import F32, Chain, chain_to_keras, chain_to_source, f32, input_shape, unsupported
 
 
 @register("Embedding")
 class EmbeddingRule(Rule):
     name = "Embedding"
-    description = "keras.layers.Embedding (weights W as stored); a (N, T) input gives (N, T, E), " \
-                  "kept as (N, E, T) like every rank-3 tensor."
+    description = "keras.layers.Embedding (weights W as stored); a (N, T) input gives the " \
+                  "sequence (N, T, E) in Keras's (and Lasagne's) order."
+    sequence_aware = True
 
     def map(self, node, ctx):
         in_shape = input_shape(node, ctx)
@@ -29,8 +30,8 @@ class EmbeddingRule(Rule):
         rows = [ParamRow("embeddings", "W (input_size, output_size) as stored; y = W[int(x)]",
                          f32(W), sources={"W": W})]
         if len(in_shape) == 2:
-            chain.add("Permute", {"dims": [2, 1]}, suffix="to_keras")
-            return chain.finish(rows=rows, layout=keras_layout(3))
+            rows.append(ParamRow("layout", "sequence (N, T, E): Keras order = Lasagne's", SEQUENCE_LAYOUT))
+            return chain.finish(rows=rows, layout=SEQUENCE_LAYOUT)
         return chain.finish(rows=rows, layout="NC")
 
 
