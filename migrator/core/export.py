@@ -183,7 +183,7 @@ def migrator_only_layers(plan) -> list[dict]:
 def h5_problem(model, plan) -> str | None:
     """Why this model cannot be written as legacy HDF5 (``None`` when it can)."""
     from .keras_build.plain import ops_layers
-    names = ops_layers(model)
+    names = ops_layers(model, plan)
     if not names:
         return None
     by_keras = {s.name: (m.source, s.class_name) for m in plan.mappings for s in m.layers}

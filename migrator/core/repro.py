@@ -3,8 +3,8 @@
 :func:`write_repro` picks the layer to blame (the root cause, else the first divergent
 layer), runs the chosen reference runtime up to it and writes, into a new folder:
 
-* ``layer.keras``: that layer's Keras counterpart alone (the built model's own layer objects
-  on fresh inputs), loadable with plain Keras (``safe_mode=True``) when its layers are
+* ``layer.keras``: that layer's Keras counterpart alone (the built model's own layers and
+  operations between the layer's inputs and its output, on fresh inputs), loadable with plain Keras (``safe_mode=True``) when its layers are
   standard Keras layers;
 * ``inputs.npz`` / ``expected.npz``: the reference's inputs and output of the layer in the
   Keras (channels-last) layout (``in0``, ``in1``, ... / ``out``) and in the source layout
@@ -93,21 +93,19 @@ def _reference(graph, x, name: str, tensors: list[str], runtime, settings) -> tu
     raise MigratorError(f"the reference did not reach layer '{name}'")
 
 
-def _standalone(model, specs, ext: list[str], arrays: list[np.ndarray]):
-    """A keras.Model of ``specs`` alone: the built model's layer objects on fresh inputs."""
+def _standalone(model, plan, specs, ext: list[str], arrays: list[np.ndarray]):
+    """A keras.Model of ``specs`` alone: the part of the built model's graph between the
+    tensors ``ext`` and the last spec's output (the model's own layer objects and operations,
+    on fresh inputs shaped like ``arrays``)."""
     import keras
 
-    from .keras_build.builder import MERGE_LAYERS
+    from .keras_build.plain import graph_tensor
 
-    inputs = [keras.Input(shape=a.shape[1:], dtype="float32", name=f"in{i}") for i, a in enumerate(arrays)]
-    tensors = dict(zip(ext, inputs))
-    out = None
-    for s in specs:
-        ins = [tensors[t] for t in s.inputs]
-        arg = ins if s.class_name in MERGE_LAYERS or len(ins) > 1 else ins[0]
-        out = model.get_layer(s.name)(arg, training=False)
-        tensors[s.output] = out
-    return keras.Model(inputs if len(inputs) > 1 else inputs[0], out, name=f"repro_{specs[-1].name}")
+    ins = [graph_tensor(model, plan, t) for t in ext]
+    out = graph_tensor(model, plan, specs[-1].output)
+    if len(ins) != len(arrays):      # pragma: no cover - ext and arrays come together
+        raise MigratorError("repro: inputs and arrays disagree")
+    return keras.Model(ins if len(ins) > 1 else ins[0], out, name=f"repro_{specs[-1].name}")
 
 
 def _own_classes(layer) -> list[str]:
@@ -175,7 +173,7 @@ def write_repro(graph, plan, model, result, x, out_dir: str, *, runtime="builtin
     k_in = [to_keras_layout(a, plan.tensor_layouts.get(t)) for t, a in zip(ext, src_in)]
     tol = (tolerances or result.tolerances or Tolerances()).for_layer(name)
 
-    part = _standalone(model, specs, ext, k_in)
+    part = _standalone(model, plan, specs, ext, k_in)
     got = np.asarray(part(k_in if len(k_in) > 1 else k_in[0], training=False), dtype=np.float32)
     expected = to_keras_layout(ref, mapping.layout) if got.ndim == ref.ndim else ref
     if expected.shape != got.shape:

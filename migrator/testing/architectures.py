@@ -15,6 +15,13 @@ definition it names:
   BN-Scale-ReLU-conv1x1(128)-BN-Scale-ReLU-conv3x3(32) concatenated onto the running blob,
   transitions BN-Scale-ReLU-conv1x1(C/2)-avg pool 2x2/2, global average ``pool5`` and ``fc6`` as a
   1x1 Convolution with bias.
+* :func:`alexnet` -- BVLC ``models/bvlc_alexnet/deploy.prototxt``: conv1 11x11/4, in-place ReLUs,
+  LRN (size 5, alpha 1e-4, beta 0.75) before the max pools 3x3/2, conv2/conv4/conv5 grouped
+  (group 2), fc6/fc7 with in-place ReLU + Dropout, fc8, Softmax (input 227x227).
+* :func:`googlenet` -- BVLC ``models/bvlc_googlenet/deploy.prototxt``: layer names with ``/``
+  (``conv1/7x7_s2``, ``inception_3a/1x1``, ...), two LRNs, ceil-rule max pools, nine inception
+  modules (1x1 | 3x3 reduce + 3x3 | 5x5 reduce + 5x5 | max pool 3x3/1 + projection, concatenated),
+  average ``pool5/7x7_s1``, Dropout, ``loss3/classifier``, Softmax.
 
 ``width`` divides every channel count (``growth`` too) so a test can run the whole topology --
 every layer, every stride and every pooling rule at the public 224x224 input -- in seconds;
@@ -117,5 +124,81 @@ def densenet121(width: int = 1, size: int = 224, batch: int = 1, seed: int = 0,
     return nb
 
 
+def alexnet(width: int = 1, size: int = 227, batch: int = 1, seed: int = 0) -> NetBuilder:
+    """BVLC AlexNet (see the module docstring)."""
+    nb = NetBuilder("AlexNet", seed=seed)
+    nb.input("data", (batch, 3, size, size))
+    nb.conv("conv1", "data", _c(96, width), 11, stride=4)
+    nb.relu("relu1", "conv1", top="conv1")
+    nb.lrn("norm1", "conv1", local_size=5, alpha=1e-4, beta=0.75)
+    nb.pool("pool1", "norm1", "max", 3, stride=2)
+    nb.conv("conv2", "pool1", _c(256, width), 5, pad=2, group=2)
+    nb.relu("relu2", "conv2", top="conv2")
+    nb.lrn("norm2", "conv2", local_size=5, alpha=1e-4, beta=0.75)
+    nb.pool("pool2", "norm2", "max", 3, stride=2)
+    nb.conv("conv3", "pool2", _c(384, width), 3, pad=1)
+    nb.relu("relu3", "conv3", top="conv3")
+    nb.conv("conv4", "conv3", _c(384, width), 3, pad=1, group=2)
+    nb.relu("relu4", "conv4", top="conv4")
+    nb.conv("conv5", "conv4", _c(256, width), 3, pad=1, group=2)
+    nb.relu("relu5", "conv5", top="conv5")
+    nb.pool("pool5", "conv5", "max", 3, stride=2)
+    for i, n in ((6, _c(4096, width)), (7, _c(4096, width))):
+        nb.ip(f"fc{i}", "pool5" if i == 6 else "fc6", n)
+        nb.relu(f"relu{i}", f"fc{i}", top=f"fc{i}")
+        nb.dropout(f"drop{i}", f"fc{i}", top=f"fc{i}")
+    nb.ip("fc8", "fc7", 1000)
+    nb.softmax("prob", "fc8")
+    return nb
+
+
+#: BVLC GoogLeNet's inception modules: name -> (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj)
+INCEPTIONS = {"3a": (64, 96, 128, 16, 32, 32), "3b": (128, 128, 192, 32, 96, 64),
+              "4a": (192, 96, 208, 16, 48, 64), "4b": (160, 112, 224, 24, 64, 64),
+              "4c": (128, 128, 256, 24, 64, 64), "4d": (112, 144, 288, 32, 64, 64),
+              "4e": (256, 160, 320, 32, 128, 128), "5a": (256, 160, 320, 32, 128, 128),
+              "5b": (384, 192, 384, 48, 128, 128)}
+
+
+def googlenet(width: int = 1, size: int = 224, batch: int = 1, seed: int = 0) -> NetBuilder:
+    """BVLC GoogLeNet (see the module docstring)."""
+    nb = NetBuilder("GoogleNet", seed=seed)
+    nb.input("data", (batch, 3, size, size))
+
+    def conv_relu(name: str, bottom: str, n: int, k: int, stride: int = 1, pad: int = 0) -> str:
+        nb.conv(name, bottom, _c(n, width), k, stride=stride, pad=pad)
+        nb.relu(name.replace("/", "/relu_", 1) if "/" in name else f"{name}_relu", name, top=name)
+        return name
+
+    conv_relu("conv1/7x7_s2", "data", 64, 7, 2, 3)
+    nb.pool("pool1/3x3_s2", "conv1/7x7_s2", "max", 3, stride=2)
+    nb.lrn("pool1/norm1", "pool1/3x3_s2", local_size=5, alpha=1e-4, beta=0.75)
+    conv_relu("conv2/3x3_reduce", "pool1/norm1", 64, 1)
+    conv_relu("conv2/3x3", "conv2/3x3_reduce", 192, 3, pad=1)
+    nb.lrn("conv2/norm2", "conv2/3x3", local_size=5, alpha=1e-4, beta=0.75)
+    nb.pool("pool2/3x3_s2", "conv2/norm2", "max", 3, stride=2)
+    x = "pool2/3x3_s2"
+    for key, (n1, n3r, n3, n5r, n5, pp) in INCEPTIONS.items():
+        p = f"inception_{key}"
+        a = conv_relu(f"{p}/1x1", x, n1, 1)
+        conv_relu(f"{p}/3x3_reduce", x, n3r, 1)
+        b = conv_relu(f"{p}/3x3", f"{p}/3x3_reduce", n3, 3, pad=1)
+        conv_relu(f"{p}/5x5_reduce", x, n5r, 1)
+        c = conv_relu(f"{p}/5x5", f"{p}/5x5_reduce", n5, 5, pad=2)
+        nb.pool(f"{p}/pool", x, "max", 3, stride=1, pad=1)
+        d = conv_relu(f"{p}/pool_proj", f"{p}/pool", pp, 1)
+        nb.concat(f"{p}/output", [a, b, c, d])
+        x = f"{p}/output"
+        if key in ("3b", "4e"):
+            nb.pool(f"pool{key[0]}/3x3_s2", x, "max", 3, stride=2)
+            x = f"pool{key[0]}/3x3_s2"
+    nb.pool("pool5/7x7_s1", x, "avg", 7, stride=1)
+    nb.dropout("pool5/drop_7x7_s1", "pool5/7x7_s1", ratio=0.4)
+    nb.ip("loss3/classifier", "pool5/7x7_s1", 1000)
+    nb.softmax("prob", "loss3/classifier")
+    return nb
+
+
 #: name -> generator, for tests and the measurement notes
-GENERATORS = {"resnet50": resnet50, "densenet121": densenet121}
+GENERATORS = {"resnet50": resnet50, "densenet121": densenet121, "alexnet": alexnet,
+              "googlenet": googlenet}

@@ -339,3 +339,45 @@ def test_lasagne_net_against_real_theano(tmp_path):
     for name in ("c1", "p_inc", "p_exc", "p_max", "wsum", "pad", "lrn", "slice", "dims", "d1",
                  "resh", "dims2", "prob"):
         assert statuses.get(name) == "pass", (name, statuses.get(name))
+
+
+def test_constructs_are_flat_in_the_model_graph(tmp_path):
+    """A construct's layers and keras.ops calls sit in the model's own graph (no nested model),
+    named after the spec and ended by a layer of the spec's name, so the Keras idiom
+    ``keras.Model(model.input, model.get_layer(name).output)`` reads every converted layer; a
+    source layer named like a construct's operation does not collide; the executor, which runs
+    each construct alone (spec_callables), gives what Keras's own graph gives."""
+    from migrator.core import flow
+    from migrator.core.keras_build import plain as PL
+    from migrator.testing.caffe_net import NetBuilder
+
+    nb = NetBuilder("flat", seed=2)
+    nb.input("data", (1, 3, 13, 11))
+    nb.conv("conv1", "data", 6, 3, pad=1)
+    nb.lrn("norm1", "conv1", local_size=5, alpha=0.5, beta=0.75, k=2.0)
+    nb.conv("norm1_square", "norm1", 6, 1)             # the name the LRN's ops.square would take
+    nb.pool("pool1", "norm1_square", "max", 3, stride=2, pad=1)     # padded max: ConstantPadding2D
+    nb.pool("pool2", "pool1", "ave", 3, stride=2, pad=1)            # ExactAveragePooling2D
+    nb.ip("fc", "pool2", 4)
+    g = flow.open_model(nb.save(tmp_path / "flat.prototxt", tmp_path / "flat.caffemodel"))
+    plan = flow.plan_model(g)
+    model = flow.build_model(plan)
+    classes = {s.name: s.class_name for s in plan.keras_layers}
+    constructs = [n for n, c in classes.items() if PL.has_plain(c)]
+    assert "norm1" in constructs and len(constructs) >= 3, classes
+    assert not [op for op in model.operations if isinstance(op, keras.Model)]
+    names = [op.name for op in model.operations]
+    assert len(names) == len(set(names))
+    spec_names = set(classes)
+    for op in model.operations:          # every other operation is named after its spec
+        assert op.name in spec_names or any(op.name.startswith(c + "_") for c in constructs), op.name
+    assert isinstance(model.get_layer("norm1_square"), keras.layers.Conv2D)
+    assert "norm1" in PL.ops_layers(model, plan)
+    x = f32(2, 13, 11, 3)
+    seen = dict(iter_keras_outputs(model, plan, x))
+    for m in plan.mappings:
+        if m.keras_output:
+            sub = keras.Model(model.input, model.get_layer(m.keras_output).output)
+            np.testing.assert_allclose(np.asarray(sub(x)), seen[m.keras_output], rtol=1e-6, atol=1e-6)
+    calls = PL.spec_callables(model, plan)
+    assert calls["conv1"] is model.get_layer("conv1") and calls["norm1"] is not model.get_layer("norm1")

@@ -85,6 +85,7 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
     ``whole``: nodes whose output's axis 0 is not the batch (figures of the whole tensor).
     ``runtime`` is a Runtime object (run again once); ``x`` the source-layout input."""
     from ..keras_build.builder import MERGE_LAYERS
+    from ..keras_build.plain import spec_callables
 
     names = [n for n in names]
     looked = set(names)
@@ -110,7 +111,7 @@ def second_look(graph, plan, model, x, names: Iterable[str], *, runtime, toleran
     for _, ext in targets.values():
         for t in ext:
             uses[t] = uses.get(t, 0) + 1
-    layers = {layer.name: layer for layer in model.layers}
+    layers = spec_callables(model, plan)      # a construct: its part of the model's graph
 
     # float64 reference and chained Keras (only for the float64 budget)
     it64, note = (None, None)

@@ -7,10 +7,11 @@ name, constructor config, weights) wired by tensor ids.  The builder
    :class:`~migrator.core.errors.UnsupportedLayerError`;
 2. creates one ``keras.Input`` per IR Input node (spec class ``'Input'``, shape without
    the batch axis, already channels-last);
-3. creates each layer (``keras.layers.<class_name>``; a spec naming a custom class of
-   :mod:`.custom_layers` becomes its construct (:mod:`.constructs`, built by :mod:`.plain`) -- a
-   nested functional model of built-in layers and ``keras.ops`` named like the spec -- unless ``plain=False``
-   or the class has none), calls it on its input tensors, sets its weights;
+3. creates each layer (``keras.layers.<class_name>``), calls it on its input tensors, sets its
+   weights; a spec naming a custom class of :mod:`.custom_layers` becomes its construct
+   (:mod:`.constructs`, put into the model's own graph by :func:`.plain.apply_plain`: built-in
+   layers and ``keras.ops`` named ``<spec>_...``, ending in a ``keras.layers.Identity`` named like
+   the spec, so the model stays flat) unless ``plain=False`` or the class has none;
 4. follows ``NodeMapping.aliases`` (nodes without a Keras layer);
 5. returns ``keras.Model(inputs, outputs)`` with the graph's output tensors as outputs.
 """
@@ -84,6 +85,7 @@ def build_keras(plan, *, progress: Progress = None, release_weights: bool = Fals
         raise MigratorError("this plan's weights were released by an earlier build; make a new plan",
                             file=file)
     specs_total = max(1, len(plan.keras_layers))
+    used_names = {s.name for s in plan.keras_layers}     # names a construct's operations avoid
     tensors: dict[str, object] = {}
     inputs: list = []
     done = 0
@@ -103,23 +105,33 @@ def build_keras(plan, *, progress: Progress = None, release_weights: bool = Fals
                                     "earlier layer produced", file=file, layer=m.source) from None
             as_plain = plain and plain_exprs.has_plain(spec.class_name)
             if as_plain:
+                if len(ins) != 1 and spec.class_name not in MERGE_LAYERS | LIST_INPUT_CONSTRUCTS:
+                    raise MigratorError(f"Keras {spec.class_name} '{spec.name}' takes one input, the "
+                                        f"plan gives {len(ins)}", file=file, layer=m.source)
                 try:
-                    layer = plain_exprs.build_plain_layer(spec, ins)
+                    out = plain_exprs.apply_plain(spec, ins, used_names)
                 except Exception as e:  # noqa: BLE001 - bad config from a rule / override
                     raise MigratorError(f"cannot create Keras {spec.class_name} '{spec.name}': "
                                         f"{' '.join(str(e).split())}", file=file,
                                         layer=m.source) from None
-            else:
-                try:
-                    cls = layer_class(spec.class_name)
-                except KeyError:
-                    raise MigratorError(f"unknown Keras layer class {spec.class_name!r} in the plan",
-                                        file=file, layer=m.source) from None
-                try:
-                    layer = cls(name=spec.name, **spec.config)
-                except Exception as e:  # noqa: BLE001 - bad config from a rule / override
-                    raise MigratorError(f"cannot create Keras {spec.class_name} '{spec.name}': {e}",
-                                        file=file, layer=m.source) from None
+                if spec.weights is not None and release_weights:
+                    spec.weights = None
+                    spec.released = True
+                tensors[spec.output] = out
+                done += 1
+                if progress is not None:
+                    progress(done / specs_total, f"building {spec.name}")
+                continue
+            try:
+                cls = layer_class(spec.class_name)
+            except KeyError:
+                raise MigratorError(f"unknown Keras layer class {spec.class_name!r} in the plan",
+                                    file=file, layer=m.source) from None
+            try:
+                layer = cls(name=spec.name, **spec.config)
+            except Exception as e:  # noqa: BLE001 - bad config from a rule / override
+                raise MigratorError(f"cannot create Keras {spec.class_name} '{spec.name}': {e}",
+                                    file=file, layer=m.source) from None
             if spec.class_name in MERGE_LAYERS or (spec.class_name in LIST_INPUT_CONSTRUCTS
                                                   and len(ins) > 1):
                 arg = ins
@@ -130,7 +142,7 @@ def build_keras(plan, *, progress: Progress = None, release_weights: bool = Fals
                                     f"gives {len(ins)}", file=file, layer=m.source)
             preset = False
             try:
-                if spec.weights is not None and not as_plain:
+                if spec.weights is not None:
                     out, preset = _call_with_weights(layer, arg, spec.weights)
                 else:
                     out = layer(arg)
@@ -138,11 +150,10 @@ def build_keras(plan, *, progress: Progress = None, release_weights: bool = Fals
                 raise MigratorError(f"Keras {spec.class_name} '{spec.name}' cannot be applied: {e}",
                                     file=file, layer=m.source) from None
             if spec.weights is not None:
-                if not as_plain and not preset:   # a plain expression set its weights itself
+                if not preset:
                     set_layer_weights(layer, spec.weights, file=file, source=m.source)
                 if release_weights:
-                    if not as_plain:
-                        _release_rows(m, spec.weights, layer)
+                    _release_rows(m, spec.weights, layer)
                     spec.weights = None
                     spec.released = True
             tensors[spec.output] = out

@@ -2,9 +2,10 @@
 correspond to source nodes.
 
 ``iter_keras_outputs`` calls each Keras layer eagerly on its input tensors (the wiring
-comes from the plan, not from the model graph), yields ``(keras_layer_name, array)`` for
-every layer that is some node's ``keras_output`` and frees every tensor right after its
-last consumer ran, so memory stays bounded on big models.  It runs wherever TensorFlow
+comes from the plan, not from the model graph; a construct runs as the part of the model's
+graph between its inputs and its final layer, :func:`.plain.spec_callables`), yields
+``(keras_layer_name, array)`` for every layer that is some node's ``keras_output`` and
+frees every tensor right after its last consumer ran, so memory stays bounded on big models.  It runs wherever TensorFlow
 places the ops: on the GPU when TensorFlow sees one.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..errors import Cancelled, MigratorError
 from .builder import MERGE_LAYERS
+from .plain import spec_callables
 
 Progress = Callable[[float, str], None] | None
 Cancel = Callable[[], bool] | None
@@ -94,7 +96,8 @@ def iter_keras_outputs(model, plan, x_channels_last, *, want: Iterable[str] | No
     stop = max((i for i, s in enumerate(specs) if s.name in targets), default=-1)
     arrays = _inputs_by_layer(plan, x_channels_last)
     tensors: dict[str, object] = {}
-    layers = {layer.name: layer for layer in model.layers}   # (model.get_layer is O(n))
+    # each spec's layer, or its construct's Function over the model's graph
+    layers = spec_callables(model, plan)
     n = max(1, stop + 1)
     for i, spec in enumerate(specs[:stop + 1]):
         if cancel is not None and cancel():

@@ -5,9 +5,11 @@ The mapping rules name a few classes that are not built-in Keras layers (the cus
 :mod:`migrator.core.keras_build.custom_layers` such as ``ConstantPadding2D`` or ``LRN``, and
 expression-only names such as ``CaffeLog`` or ``LasagneSourceOp``).  The builder
 *materialises* each such spec as its **construct**: a function registered here that builds
-the spec's computation inside a small nested functional ``keras.Model`` named after the spec
-(:func:`migrator.core.keras_build.plain.build_plain_layer`).  Such a model saves to
-``.keras`` and loads back with plain Keras (``safe_mode=True``, no ``custom_objects``).
+the spec's computation directly in the model's own graph
+(:func:`migrator.core.keras_build.plain.apply_plain` calls it on the model's tensors, names
+the operations it created ``<spec>_<op>`` and ends them with a ``keras.layers.Identity``
+named after the spec -- a flat graph, no nested model).  Such a model saves to ``.keras``
+and loads back with plain Keras (``safe_mode=True``, no ``custom_objects``).
 
 Adding a construct for a new class is one function in the module of its op family::
 
@@ -17,11 +19,11 @@ Adding a construct for a new class is one function in the module of its op famil
         x = xs[0]                       # symbolic inputs (KerasTensors), spec order
         return ops.something(x, cfg["k"])   # built-in layers / keras.ops only
 
-``xs`` are the nested model's inputs, ``cfg`` the spec's config, ``weights`` the spec's
-weight arrays in the custom class's ``get_weights()`` order (or ``None``), ``name`` the
-spec's name (prefix the names of built-in layers you create with it).  The function returns
-the output tensor; weights go into built-in layers (set them inside the function) or into
-numpy constants.
+``xs`` are the spec's input tensors in the model's graph, ``cfg`` the spec's config,
+``weights`` the spec's weight arrays in the custom class's ``get_weights()`` order (or
+``None``), ``name`` the spec's name (prefix the names of built-in layers you create with it).
+The function returns the output tensor (never a nested ``keras.Model``); weights go into
+built-in layers (set them inside the function) or into numpy constants.
 
 ``LasagneSourceOp`` / ``LasagneMergeOp`` are one construct each, dispatching on
 ``cfg['op']`` to the functions registered with :func:`source_op` (one per op, in the module
