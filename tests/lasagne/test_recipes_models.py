@@ -475,6 +475,35 @@ def test_whole_tensor_outputs_fold_over_batches_and_save(tmp_path):
     assert _rel(got, r["keras"]["prob"]) <= TOL
 
 
+def test_compiled_feed_counts_whole_tensors_at_their_real_size(tmp_path):
+    """The compiled Keras feed's memory estimate counts an output whose axis 0 is not the batch
+    at its actual size (the per-pixel (N*H*W, classes) rows), not batch x its dims after axis 0:
+    against the sizes the Keras model really returns, and a naive count of the U-Net idiom."""
+    import keras
+
+    from migrator.core.compare.feeds import CompiledKerasFeed, keras_feed, outputs_bytes
+    from migrator.core.compare.metrics import to_keras_layout
+
+    r = _convert(tmp_path, BATCH_MOVES_01, seed=5, x_shape=(3, 2, 6, 5), output_layer="prob")
+    g, plan, model, x = r["graph"], r["plan"], r["model"], r["x"]
+    names = {s.name for s in plan.keras_layers}
+    wanted = {m.keras_output: 1 for m in plan.mappings if m.keras_output in names}
+    order = sorted(wanted)
+    sub = keras.Model(model.inputs, [model.get_layer(n).output for n in order])
+    outs = sub(to_keras_layout(x), training=False)
+    real = sum(4 * int(np.prod(np.asarray(o).shape)) for o in outs)
+    assert outputs_bytes(g, plan, wanted, 3) == real
+    prob = plan.mapping("prob").keras_output
+    # conv gives 3 x 8 x 8 per sample: 64 pixel rows per sample, 3 + 3 + 3 columns
+    assert outputs_bytes(g, plan, {prob: 1}, 3) == 4 * (3 * 8 * 8) * 9
+    assert outputs_bytes(g, plan, {prob: 1}, 5) == 4 * (5 * 8 * 8) * 9
+    shuffled = plan.mapping("dimshuffle").keras_output          # (3, N, 8, 8): samples on axis 1
+    assert outputs_bytes(g, plan, {shuffled: 1}, 3) == 4 * 3 * 3 * 8 * 8
+    feed = keras_feed(model, plan, to_keras_layout(x), None, wanted, {"keras_s": 0.0}, g)
+    assert isinstance(feed, CompiledKerasFeed)
+    feed.close()
+
+
 def test_padding_of_any_rank_and_batch_ndim_matches_np_pad(tmp_path):
     """PadLayer on a rank-3 tensor (ZeroPadding1D), of the channels with a value, and of the
     batch axis itself (batch_ndim=0: the first axis is then not the batch) vs np.pad."""
