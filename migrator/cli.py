@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(exact: tested against which reference; refused: why)")
     pl.add_argument("--framework", choices=("caffe", "lasagne"), help="only this framework")
     pl.add_argument("--json", action="store_true", help="machine-readable output")
+    pl.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                    help="also list the layer types this plugin adds, marked as the plugin's "
+                         "(repeatable; RUNS its Python code, docs/plugins.md)")
 
     pm = sub.add_parser("compare", help="compare the source semantics with the Keras model, layer by layer")
     _model_args(pm)

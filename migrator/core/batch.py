@@ -10,6 +10,9 @@ Discovery (:func:`discover`):
   ambiguous, or a deploy net without weights, is listed as a bad file (never skipped silently).
 * **Lasagne** — a builder script (``.py`` defining the builder function, ``build_model`` by
   default) beside parameter files (``.pkl``, ``.pickle``, ``.npz``): one model per parameter file.
+  In a folder with no builder script, a ``.pkl`` / ``.pickle`` that holds a whole pickled network
+  (it names ``lasagne.layers`` or ``nolearn.lasagne`` classes; read as bytes, nothing unpickled)
+  is a model of its own, opened without a script.
 * A per-model mapping file ``<weights stem>.mapping.json`` (or ``mapping.json`` in the folder)
   is used for that model; ``--mapping`` applies to the others.
 * A LIST file instead of a folder: one model per line, its files separated by spaces.
@@ -45,6 +48,11 @@ from .errors import MigratorError
 INDEX_SCHEMA = 1
 CAFFE_ARCH = (".prototxt", ".pbtxt")
 LASAGNE_PARAMS = (".pkl", ".pickle", ".npz")
+LASAGNE_NETWORK_PICKLES = (".pkl", ".pickle")
+#: what a whole pickled network names near its start (the class of the object it holds, or of
+#: its first layer), whatever the pickle protocol; a parameter file names none of them
+_NETWORK_MARKS = (b"lasagne.layers", b"nolearn.lasagne")
+_SNIFF_BYTES = 1 << 20
 _NOT_DEPLOY = re.compile(r"(train|solver|val|test_net)", re.IGNORECASE)
 
 STATUSES = ("verified", "verification failed", "refused", "bad file", "timed out", "out of memory",
@@ -116,6 +124,19 @@ def _defines(path: str, function: str) -> bool:
     return re.search(rf"^\s*def\s+{re.escape(function)}\s*\(", text, re.MULTILINE) is not None
 
 
+def is_network_pickle(path: str) -> bool:
+    """Whether ``path`` looks like a whole pickled Lasagne network (or nolearn net) rather than a
+    parameter file: its first MiB names a ``lasagne.layers`` / ``nolearn.lasagne`` class.  The
+    bytes are only searched, never unpickled (the convert process opens it with the allow-list
+    unpickler, which refuses anything else by name)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    return any(m in head for m in _NETWORK_MARKS)
+
+
 def _mapping_for(folder: str, stem: str) -> str | None:
     for cand in (f"{stem}.mapping.json", "mapping.json"):
         p = os.path.join(folder, cand)
@@ -170,6 +191,12 @@ def discover(root: str, *, builder_function: str = "build_model") -> list[ModelE
                                         problem="no .caffemodel beside the deploy prototxt"))
         builders = [p for p in paths if p.endswith(".py") and _defines(p, builder_function)]
         params = [p for p in paths if p.lower().endswith(LASAGNE_PARAMS)]
+        if not builders:     # no script claims them: whole pickled networks are models alone
+            for p in params:
+                if p.lower().endswith(LASAGNE_NETWORK_PICKLES) and is_network_pickle(p):
+                    stem = os.path.splitext(os.path.basename(p))[0]
+                    found.append(ModelEntry(_rel(os.path.join(folder, stem), root), "lasagne", [p],
+                                            mapping=_mapping_for(folder, stem)))
         if builders and params:
             if len(builders) > 1:
                 found.append(ModelEntry(_rel(folder, root) or ".", "lasagne", builders + params,
@@ -533,7 +560,7 @@ def run_batch(root: str, opts: BatchOptions, *, progress: Callable[[int, int, st
     entries = discover(root, builder_function=opts.builder_function)
     if not entries:
         raise MigratorError("no models found (Caffe: .prototxt + .caffemodel; Lasagne: builder .py + "
-                            ".pkl/.npz)", file=root)
+                            ".pkl/.npz, or a whole pickled network .pkl)", file=root)
     os.makedirs(opts.out_dir, exist_ok=True)
     previous = {} if opts.force else load_index(opts.out_dir)
     results: dict[str, dict] = {}

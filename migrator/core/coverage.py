@@ -134,18 +134,27 @@ NO_PROOF = "no proof against the real framework recorded in docs/proofs.json"
 class Entry:
     framework: str          # 'caffe' | 'lasagne'
     type: str               # source layer type / class
-    status: str             # exact | input | dropped | refused | converted | unsupported
+    status: str             # exact | input | dropped | refused | converted | unsupported | plugin
     reference: str = ""     # the independent implementation the tests compare with
     test: str = ""          # the test file that does it
     detail: str = ""        # covered variants, or the reason (refused / dropped)
 
 
+def _plugin_entry(framework: str, type_: str, op: str, path: str) -> Entry:
+    return Entry(framework, type_, "plugin", detail=f"from the plugin {path} (op {op}; runs the "
+                 f"plugin's code, compared with the plugin's own reference kernel)")
+
+
 def caffe_entries(proofs: dict | None = None) -> list[Entry]:
     from .importers import caffe as C
+    from .plugins import source_types
     proofs = load_proofs() if proofs is None else proofs
+    plugged = source_types("caffe")      # types the loaded plugins import ({} without --plugin)
     out = []
     for t in BVLC_CAFFE_TYPES:
-        if t in C.REFUSED_TYPES:
+        if t in plugged:                 # e.g. 'Python', which a plugin may take over
+            out.append(_plugin_entry("caffe", t, *plugged[t]))
+        elif t in C.REFUSED_TYPES:
             out.append(Entry("caffe", t, "refused", detail=C.REFUSED_TYPES[t]))
         elif t in C.DATA_TYPES or t in C.SINK_TYPES or C.is_loss(t):
             out.append(Entry("caffe", t, "dropped", detail="training only: dropped from the deploy "
@@ -160,13 +169,15 @@ def caffe_entries(proofs: dict | None = None) -> list[Entry]:
                 out.append(Entry("caffe", t, "exact", ref[0], ref[1], CAFFE_NOTES.get(t, "")))
         else:
             out.append(Entry("caffe", t, "unsupported", detail="imported as an unknown layer"))
-    for t in sorted(set(C.FORK_TYPES) - set(BVLC_CAFFE_TYPES)):   # SSD, DeepLab, ShuffleNet, ...
+    for t in sorted(set(C.FORK_TYPES) - set(BVLC_CAFFE_TYPES) - set(plugged)):   # SSD, DeepLab, ...
         fork = f"Caffe fork type ({C.LAYER_HANDLERS[t].fork}), not in BVLC"
         ref = proof_of(proofs, "caffe", t)
         if ref is None:
             out.append(Entry("caffe", t, "converted", detail=fork))
         else:
             out.append(Entry("caffe", t, "exact", ref[0], ref[1], fork))
+    for t in sorted(set(plugged) - set(BVLC_CAFFE_TYPES)):        # the user's plugins, last
+        out.append(_plugin_entry("caffe", t, *plugged[t]))
     return out
 
 

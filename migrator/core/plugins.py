@@ -47,6 +47,7 @@ class Plugin:
         self.path = path
         self.ops: list[str] = []
         self.added: list[tuple[Any, str]] = []     # (registry, name)
+        self.caffe_types: dict[str, str] = {}      # Caffe type -> the op it imports as
 
     def __repr__(self) -> str:
         return f"Plugin({self.path!r}, ops={self.ops})"
@@ -134,6 +135,8 @@ class PluginAPI:
             raise
         self._p.added += added
         self._p.ops.append(op)
+        if caffe_type is not None:
+            self._p.caffe_types[caffe_type] = op
 
 
 def _owner(name: str) -> str | None:
@@ -392,10 +395,21 @@ def unload_plugin(path) -> None:
         _undo(plugin)
 
 
+def source_types(framework: str) -> dict[str, tuple[str, str]]:
+    """The source layer types the loaded plugins import (``framework``: 'caffe'; plugins add no
+    Lasagne classes yet): {type: (op, plugin path)} -- what ``migrator layers --plugin`` lists."""
+    out: dict[str, tuple[str, str]] = {}
+    if framework == "caffe":
+        for p in LOADED.values():
+            for t, op in p.caffe_types.items():
+                out[t] = (op, p.path)
+    return out
+
+
 def load_plugins(paths) -> list[Plugin]:
     """:func:`load_plugin` for each path, in order."""
     return [load_plugin(p) for p in paths or ()]
 
 
 __all__ = ["LOADED", "Plugin", "PluginAPI", "load_plugin", "load_plugins", "parse_message",
-           "unload_plugin"]
+           "source_types", "unload_plugin"]

@@ -10,9 +10,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from migrator.core.batch import discover
+from migrator.core.batch import discover, is_network_pickle
 from migrator.testing.lasagne_models import MISC_SCRIPT, write_model
 
+from ..lasagne.test_hostile_network_pickle import dumps, mlp
 from .test_cli import run, small_net
 
 
@@ -113,6 +114,73 @@ def test_batch_over_a_mixed_folder(zoo, tmp_path):
     by2 = {m["name"]: m for m in idx2["models"]}
     assert by2["caffe_good"].get("skipped") and by2["lasagne_misc"].get("skipped")
     assert "broken_by_mapping" not in by2 and "(already done)" in r2.stdout
+
+
+@pytest.fixture(scope="module")
+def pickle_zoo(tmp_path_factory):
+    """A Caffe model, a Lasagne script + .pkl parameters, a whole network pickled alone (written
+    opcode for opcode as Lasagne pickles one), a nolearn-style one in protocol 4, and a stray
+    parameter pickle with no script."""
+    import pickle
+
+    import numpy as np
+    root = tmp_path_factory.mktemp("pickle_zoo")
+    (root / "caffe").mkdir()
+    small_net(root / "caffe", name="deploy")
+    (root / "scripted").mkdir()
+    write_model(root / "scripted", MISC_SCRIPT, flavour="pkl_list", seed=3)
+    (root / "alone").mkdir()
+    fc, W, b = mlp(np.random.default_rng(5))
+    (root / "alone" / "mlp_net.pkl").write_bytes(dumps(fc, 2))
+    (root / "alone4").mkdir()
+    fc4, _, _ = mlp(np.random.default_rng(6))
+    (root / "alone4" / "net.pickle").write_bytes(dumps(fc4, 4))
+    (root / "stray").mkdir()     # a parameter file without its script: not a model
+    (root / "stray" / "params.pkl").write_bytes(pickle.dumps([W, b], protocol=2))
+    return root, W, b
+
+
+def test_discovery_takes_a_lone_network_pickle_as_a_model(pickle_zoo):
+    root, _, _ = pickle_zoo
+    found = {e.name: e for e in discover(str(root))}
+    assert set(found) == {"caffe", "scripted", "alone", "alone4"}, sorted(found)
+    assert found["alone"].framework == "lasagne" and found["alone"].problem is None
+    assert [os.path.basename(p) for p in found["alone"].files] == ["mlp_net.pkl"]
+    assert [os.path.basename(p) for p in found["alone4"].files] == ["net.pickle"]
+    scripted = [os.path.basename(p) for p in found["scripted"].files]
+    assert len(scripted) == 2 and scripted[0].endswith(".py") and scripted[1].endswith(".pkl")
+    assert not is_network_pickle(str(root / "stray" / "params.pkl"))
+
+
+def test_a_network_pickle_beside_a_builder_script_stays_its_parameter_file(tmp_path):
+    write_model(tmp_path, MISC_SCRIPT, flavour="npz", seed=1)
+    import numpy as np
+    fc, _, _ = mlp(np.random.default_rng(0))
+    (tmp_path / "whole.pkl").write_bytes(dumps(fc))
+    found = discover(str(tmp_path))
+    assert len(found) == 2 and all(len(e.files) == 2 and e.files[0].endswith(".py") for e in found)
+
+
+@pytest.mark.slow
+def test_batch_converts_a_lone_network_pickle(pickle_zoo, tmp_path):
+    import numpy as np
+    root, W, b = pickle_zoo
+    out = tmp_path / "out"
+    r = run("batch", root, "-o", out, "--timeout", "600")
+    idx = json.loads((out / "index.json").read_text())
+    by = {m["name"]: m for m in idx["models"]}
+    assert set(by) == {"caffe", "scripted", "alone", "alone4"}, sorted(by)
+    assert all(m["status"] == "verified" for m in by.values()), (by, r.stdout, r.stderr)
+    assert r.returncode == 0, r.stdout + r.stderr
+    import keras
+    keras_file = next(p for p in by["alone"]["outputs"] if p.endswith(".keras"))
+    model = keras.saving.load_model(keras_file, compile=False)
+    x = np.random.default_rng(7).normal(size=(4, 5)).astype(np.float32)
+    want = np.maximum(x.astype(np.float64) @ W + b, 0)           # naive: relu(x W + b)
+    assert np.abs(np.asarray(model.predict(x, verbose=0)) - want).max() < 1e-5
+    page = _Page()
+    page.feed((out / "index.html").read_text())
+    assert {row[0] for row in page.rows} >= {"alone", "alone4"}
 
 
 def test_no_models_is_a_one_line_error(tmp_path):

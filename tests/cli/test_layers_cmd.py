@@ -128,6 +128,45 @@ def test_layers_command_text_and_json():
     assert d["counts"]["caffe"]["exact"] == len(set(coverage.load_proofs()["caffe"]) & _converted("caffe"))
 
 
+PYTHON_PLUGIN = """
+def register(api):
+    api.add_layer_type("MyPyOp", family="activation", doc="x -> x", shape=lambda n, s, c: s,
+                       kernel=lambda n, xs: xs, keras=lambda xs, attrs, name: xs[0],
+                       caffe_type="Python", caffe_params="python_param")
+"""
+
+
+def test_layers_command_lists_plugin_types(tmp_path):
+    """`migrator layers --plugin FILE.py` lists the types the plugin adds, marked with its file;
+    a BVLC type the plugin takes over ('Python', refused without it) is the plugin's too."""
+    prior = REPO / "docs" / "examples" / "priorbox_plugin.py"
+    mine = tmp_path / "python_layer_plugin.py"
+    mine.write_text(PYTHON_PLUGIN)
+    r = run("layers", "--json", "--framework", "caffe")
+    assert r.returncode == 0, r.stderr
+    plain = {x["type"]: x for x in json.loads(r.stdout)["layers"]}
+    assert "PriorBox" not in plain and plain["Python"]["status"] == "refused"
+    r = run("layers", "--json", "--framework", "caffe", "--plugin", prior, "--plugin", mine)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    by = {x["type"]: x for x in d["layers"]}
+    assert by["PriorBox"]["status"] == "plugin" and str(prior) in by["PriorBox"]["detail"]
+    assert "PriorBox" in by["PriorBox"]["detail"]            # the op it imports as
+    assert by["Python"]["status"] == "plugin" and str(mine) in by["Python"]["detail"]
+    assert "MyPyOp" in by["Python"]["detail"]
+    assert d["counts"]["caffe"]["plugin"] == 2
+    assert [x["type"] for x in d["layers"]].count("Python") == 1
+    # everything else is listed as without the plugins
+    assert {t: x["status"] for t, x in by.items() if t not in ("PriorBox", "Python")} == \
+        {t: x["status"] for t, x in plain.items() if t != "Python"}
+    r = run("layers", "--plugin", prior)                        # text: marked, names the file
+    assert r.returncode == 0, r.stderr
+    row = next(ln for ln in r.stdout.splitlines() if ln.split()[:1] == ["PriorBox"])
+    assert row.split()[1] == "plugin" and str(prior) in row
+    r = run("layers", "--plugin", tmp_path / "missing.py")     # a missing plugin: one line
+    assert r.returncode != 0 and "missing.py" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_inspect_says_up_front_what_is_not_covered(tmp_path):
     nb = NetBuilder("nc", seed=0)
     nb.input("data", (1, 3, 8, 8))

@@ -475,6 +475,103 @@ def test_whole_tensor_outputs_fold_over_batches_and_save(tmp_path):
     assert _rel(got, r["keras"]["prob"]) <= TOL
 
 
+def test_compiled_feed_counts_whole_tensors_at_their_real_size(tmp_path):
+    """The compiled Keras feed's memory estimate counts an output whose axis 0 is not the batch
+    at its actual size (the per-pixel (N*H*W, classes) rows), not batch x its dims after axis 0:
+    against the sizes the Keras model really returns, and a naive count of the U-Net idiom."""
+    import keras
+
+    from migrator.core.compare.feeds import CompiledKerasFeed, keras_feed, outputs_bytes
+    from migrator.core.compare.metrics import to_keras_layout
+
+    r = _convert(tmp_path, BATCH_MOVES_01, seed=5, x_shape=(3, 2, 6, 5), output_layer="prob")
+    g, plan, model, x = r["graph"], r["plan"], r["model"], r["x"]
+    names = {s.name for s in plan.keras_layers}
+    wanted = {m.keras_output: 1 for m in plan.mappings if m.keras_output in names}
+    order = sorted(wanted)
+    sub = keras.Model(model.inputs, [model.get_layer(n).output for n in order])
+    outs = sub(to_keras_layout(x), training=False)
+    real = sum(4 * int(np.prod(np.asarray(o).shape)) for o in outs)
+    assert outputs_bytes(g, plan, wanted, 3) == real
+    prob = plan.mapping("prob").keras_output
+    # conv gives 3 x 8 x 8 per sample: 64 pixel rows per sample, 3 + 3 + 3 columns
+    assert outputs_bytes(g, plan, {prob: 1}, 3) == 4 * (3 * 8 * 8) * 9
+    assert outputs_bytes(g, plan, {prob: 1}, 5) == 4 * (5 * 8 * 8) * 9
+    shuffled = plan.mapping("dimshuffle").keras_output          # (3, N, 8, 8): samples on axis 1
+    assert outputs_bytes(g, plan, {shuffled: 1}, 3) == 4 * 3 * 3 * 8 * 8
+    feed = keras_feed(model, plan, to_keras_layout(x), None, wanted, {"keras_s": 0.0}, g)
+    assert isinstance(feed, CompiledKerasFeed)
+    feed.close()
+
+
+#: ConcatLayer along axis 0 of whole tensors: the per-pixel rows of two layouts (samples mixed),
+#: and two channel-major tensors (samples on axis 1); a slice of axis 0 of a whole tensor.
+CONCAT_AXIS0 = '''
+from lasagne.layers import (InputLayer, BiasLayer, DimshuffleLayer, ReshapeLayer, ConcatLayer,
+                            SliceLayer)
+
+
+def build_model():
+    net = {}
+    net['input'] = InputLayer((None, 2, 4, 3))
+    net['biased'] = BiasLayer(net['input'])
+    net['cnhw'] = DimshuffleLayer(net['biased'], (1, 0, 2, 3))
+    net['rows_c'] = DimshuffleLayer(ReshapeLayer(net['cnhw'], (2, -1)), (1, 0))
+    net['rows_n'] = ReshapeLayer(DimshuffleLayer(net['biased'], (0, 2, 3, 1)), (-1, 2))
+    net['rows'] = ConcatLayer([net['rows_c'], net['rows_n']], axis=0, name='rows')
+    net['twice'] = ConcatLayer([net['cnhw'], net['cnhw']], axis=0, name='twice')
+    net['first'] = SliceLayer(net['cnhw'], indices=slice(0, 1), axis=0, name='first')
+    net['cut'] = SliceLayer(net['biased'], indices=slice(0, 1), axis=0, name='cut')
+    return net['OUTPUT']
+'''
+
+
+@pytest.mark.parametrize("out", ["rows", "twice"])
+def test_concat_on_axis_0_of_whole_tensors_matches_numpy(tmp_path, out):
+    """ConcatLayer(axis=0) after a batch-moving dimshuffle / reshape converts (keras.ops on the
+    whole tensors) and computes the naive numpy formula of the Lasagne definition."""
+    r = _convert(tmp_path, CONCAT_AXIS0.replace("OUTPUT", out), seed=1, x_shape=(3, 2, 4, 3))
+    (bias,) = r["values"]
+    assert bias.shape == (2,)
+    x = r["x"].astype(np.float64) + bias.astype(np.float64)[None, :, None, None]
+    if out == "rows":
+        a = x.transpose(1, 0, 2, 3).reshape(2, -1).T            # (N*H*W, C) channel-major rows
+        b = x.transpose(0, 2, 3, 1).reshape(-1, 2)               # (N*H*W, C) pixel-major rows
+        want = np.concatenate([a, b], axis=0)
+    else:
+        c = x.transpose(1, 0, 2, 3)
+        want = np.concatenate([c, c], axis=0)                    # (2C, N, H, W)
+    got = r["keras"][out]
+    assert got.shape == want.shape and _rel(got, want) <= TOL
+    assert _rel(r["ref"][out], want) <= TOL
+    assert r["result"].passed and r["result"].layer(out).whole
+    m = r["plan"].mapping(out)
+    assert m.supported and any("whole tensor" in n for n in m.notes)
+    if out == "rows":              # the saved model loads with plain Keras and computes the same
+        import keras
+
+        from migrator.core.compare.metrics import to_keras_layout
+        path = str(tmp_path / "m.keras")
+        r["model"].save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+        assert _rel(np.asarray(loaded(to_keras_layout(r["x"]))), want) <= TOL
+
+
+def test_axis_0_refusals_say_whether_axis_0_is_the_batch(tmp_path):
+    from migrator.core.importers.lasagne import load_lasagne
+    from migrator.core.mapping.planner import make_plan
+
+    for name, samples in (("first", "the samples are on axis 1"), ("cut", None)):
+        (tmp_path / name).mkdir()
+        b, p, _ = M.write_model(tmp_path / name, CONCAT_AXIS0.replace("OUTPUT", name), "npz", seed=1)
+        plan = make_plan(load_lasagne(b, p))
+        err = {m.source: m.error for m in plan.unsupported}[name]
+        if samples is None:
+            assert err == "slicing the batch axis", err
+        else:
+            assert "axis 0" in err and samples in err and "not the batch axis" in err, err
+
+
 def test_padding_of_any_rank_and_batch_ndim_matches_np_pad(tmp_path):
     """PadLayer on a rank-3 tensor (ZeroPadding1D), of the channels with a value, and of the
     batch axis itself (batch_ndim=0: the first axis is then not the batch) vs np.pad."""

@@ -102,20 +102,45 @@ class CompiledKerasFeed:
         self._items = []
 
 
+def outputs_bytes(graph, plan, wanted, batch: int) -> int | None:
+    """The float32 bytes of the Keras outputs ``wanted`` for a batch of ``batch`` samples (None
+    when a size is unknown): ``batch`` times the per-sample size for tensors with the batch on
+    axis 0; the whole tensor's actual size for those whose axis 0 is not the batch (a Lasagne
+    dimshuffle / reshape moved or mixed it: ``(N*H*W, classes)`` holds H*W rows per sample)."""
+    from ..shapes import sample_axes, shapes_for_batch
+
+    axes = sample_axes(graph)
+    concrete = None
+    total = 0
+    for m in plan.mappings:
+        if m.keras_output not in wanted:
+            continue
+        node = graph.node(m.source)
+        if node.outputs and axes.get(node.outputs[0], 0) != 0:     # a whole tensor
+            if concrete is None:
+                try:
+                    concrete = shapes_for_batch(graph, batch)
+                except Exception:  # noqa: BLE001 - a graph that cannot take this batch: unknown
+                    return None
+            shp = concrete.get(node.outputs[0])
+            if not shp or any(d is None for d in shp):
+                return None
+            total += 4 * int(np.prod([int(d) for d in shp]))
+            continue
+        shp = node.out_shape
+        if not shp or any(d is None for d in shp[1:]):
+            return None
+        total += 4 * batch * int(np.prod([int(d) for d in shp[1:]]))
+    return total
+
+
 def keras_feed(model, plan, x_keras, cancel, wanted, timings, graph):
-    """The compiled feed when every wanted output is known and fits COMPILED_MAX_BYTES,
-    else the eager layer-by-layer feed (bounded memory on big models)."""
+    """The compiled feed when every wanted output is known and fits COMPILED_MAX_BYTES
+    (:func:`outputs_bytes`), else the eager layer-by-layer feed (bounded memory on big models)."""
     order = [s.name for s in plan.keras_layers if s.name in wanted]
     first = next(iter(x_keras.values())) if isinstance(x_keras, dict) else x_keras
     batch = int(first.shape[0])
-    total = 0
-    for m in plan.mappings:
-        if m.keras_output in wanted:
-            shp = graph.node(m.source).out_shape
-            if not shp or any(d is None for d in shp[1:]):
-                total = None
-                break
-            total += 4 * batch * int(np.prod([int(d) for d in shp[1:]]))
+    total = outputs_bytes(graph, plan, wanted, batch)
     if total is not None and total <= COMPILED_MAX_BYTES and len(order) == len(wanted) \
             and len(plan.keras_layers) <= COMPILED_MAX_LAYERS \
             and not isinstance(x_keras, dict) and len(model.inputs) == 1:

@@ -30,7 +30,7 @@ from . import (  # noqa: F401  (importing a family module registers its rules)
 )
 from .conv import conv_out_len, deconv_out_len, locally_connected_taps
 from .embedding import index_inputs
-from .infer import infer_shapes, sample_axes
+from .infer import infer_shapes, sample_axes, shapes_for_batch
 from .layout import crop_bounds, reshape_caffe, slice_bounds
 from .merge import crop_slices
 from .pool import pool_out_len, spp_fast_geometry, spp_levels, spp_regions
@@ -40,6 +40,6 @@ from .resize import interp_out_len, unpool_out_size
 __all__ = [
     "SHAPE_RULES", "Shape", "ShapeContext", "conv_out_len", "crop_bounds", "crop_slices",
     "deconv_out_len", "index_inputs", "infer_shapes", "interp_out_len", "locally_connected_taps",
-    "pool_out_len", "reshape_caffe", "sample_axes", "shape_rule", "slice_bounds", "spp_fast_geometry",
-    "spp_levels", "spp_regions", "unpool_out_size",
+    "pool_out_len", "reshape_caffe", "sample_axes", "shape_rule", "shapes_for_batch", "slice_bounds",
+    "spp_fast_geometry", "spp_levels", "spp_regions", "unpool_out_size",
 ]

@@ -8,6 +8,18 @@ from .registry import SHAPE_RULES, Shape, ShapeContext
 def infer_shapes(graph, file: str | None = None) -> None:
     """Fill ``node.out_shapes`` for every node of ``graph`` (a :class:`migrator.core.ir.Graph`,
     in order; the IR is not imported here since :meth:`Graph.infer_shapes` calls this)."""
+    _walk(graph, file, None, True)
+
+
+def shapes_for_batch(graph, batch: int) -> dict[str, Shape | None]:
+    """tensor id -> its shape when every input holds ``batch`` samples (axis 0 of the inputs
+    set to ``batch``), the graph left as it is.  Exact sizes for tensors whose axis 0 is not
+    the batch (``sample_axes``), e.g. the ``(N*H*W, classes)`` of a Lasagne reshape.  Raises
+    MigratorError when the graph cannot take that batch (a reshape to a fixed batch)."""
+    return _walk(graph, None, int(batch), False)
+
+
+def _walk(graph, file: str | None, batch: int | None, write: bool) -> dict[str, Shape | None]:
     known: dict[str, Shape | None] = {}
     for node in graph.nodes:
         ctx = ShapeContext(node, file)
@@ -32,9 +44,13 @@ def infer_shapes(graph, file: str | None = None) -> None:
                 raise ctx.error(f"invalid attributes for {node.op}: {e}") from None
         if len(outs) != node.num_outputs:
             outs = (list(outs) + [outs[-1]] * node.num_outputs)[:node.num_outputs]
-        node.out_shapes = list(outs)
+        if batch is not None and node.op == "Input":    # an input: the batch of the feed
+            outs = [None if o is None or not len(o) else (batch, *tuple(o)[1:]) for o in outs]
+        if write:
+            node.out_shapes = list(outs)
         for t, s in zip(node.outputs, outs):
             known[t] = s
+    return known
 
 
 def sample_axes(graph) -> dict[str, int | None]:

@@ -1,4 +1,5 @@
-"""Keras constructs of the merge family: ``WeightedSum`` and the Lasagne source op CropMerge."""
+"""Keras constructs of the merge family: ``WeightedSum`` and the Lasagne source ops CropMerge and
+Concat (axis 0 of whole tensors)."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,6 +20,14 @@ def _weighted_sum(xs, cfg, weights, name):
         t = x if c == 1.0 else ops.multiply(x, c)
         y = t if y is None else ops.add(y, t)
     return y
+
+
+@source_op("Concat", channels_first=False)
+def _concat_whole(xs, cfg, weights):
+    """``keras.ops.concatenate`` of the Keras tensors along Keras axis ``cfg['axis']``: the
+    concatenation along axis 0 of whole tensors (a Lasagne dimshuffle / reshape moved the batch
+    off axis 0), which a Concatenate layer, built per sample, does not compute."""
+    return ops.concatenate(list(xs), axis=int(cfg["axis"]))
 
 
 @source_op("CropMerge")

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...ir import Graph, Node
+from ...shapes import sample_axes
 from ..plan import KerasLayerSpec, NodeMapping, ParamRow
 from ..registry import RULES, MapContext, Rule, keras_layout, rank_of, to_keras_axis
 
@@ -54,6 +55,29 @@ def node_mapping(node: Node, ctx: MapContext, **kw) -> NodeMapping:
 def unsupported(node: Node, ctx: MapContext, why: str, rows=None) -> NodeMapping:
     """The mapping of a node the rule cannot convert exactly: ``why`` is the error shown."""
     return node_mapping(node, ctx, supported=False, error=why, rows=list(rows or []), keras_output=None)
+
+
+#: the note of a mapping whose Keras output does not have the batch on its first axis
+WHOLE_NOTE = ("the batch axis is moved or mixed: the Keras tensor's first axis is not the batch "
+              "(the comparison checks it as one whole tensor)")
+
+
+def where_samples(ctx: MapContext, tensor: str) -> int | None:
+    """The axis of ``tensor`` that holds the samples (0 but after a Lasagne dimshuffle/reshape
+    that moved the batch; None when a reshape mixed it with other axes): ``sample_axes``."""
+    return sample_axes(ctx.graph).get(tensor, 0)
+
+
+def axis0_refusal(node: Node, ctx: MapContext, doing: str, tensor: str | None = None) -> NodeMapping:
+    """The unsupported mapping of ``doing`` (e.g. 'slicing') along axis 0 of ``tensor`` (the first
+    input): 'the batch axis' only when axis 0 holds the samples, else where they are."""
+    s = where_samples(ctx, tensor if tensor is not None else node.inputs[0])
+    if s == 0:
+        return unsupported(node, ctx, f"{doing} the batch axis")
+    where = (f"the samples are on axis {s} after a dimshuffle" if s is not None else
+             "a reshape mixed the samples with other axes")
+    return unsupported(node, ctx, f"{doing} axis 0 of a whole tensor ({where}; axis 0 is not the "
+                                  "batch axis here) is not supported")
 
 
 def to_source_perm(rank: int) -> tuple[int, ...]:

@@ -14,8 +14,10 @@ from ..plan import KerasLayerSpec, ParamRow
 from ..registry import Rule, keras_layout, rank_of, register, to_keras_axis
 from .common import (
     F32,
+    WHOLE_NOTE,
     Chain,
     alias_mapping,
+    axis0_refusal,
     input_shape,
     known_shape,
     node_mapping,
@@ -48,7 +50,7 @@ class CropRule(Rule):
             return unsupported(node, ctx, errs[0] if errs else "invalid crop")
         b0, e0 = bounds[0]
         if not (b0 == 0 and (e0 is None or x[0] is None or e0 == x[0])):
-            return unsupported(node, ctx, "cropping the batch axis")
+            return axis0_refusal(node, ctx, "cropping")
         chain = Chain(node, ctx, inputs=[node.inputs[0]])
         rows: list[ParamRow] = []
         spatial_done: set[int] = set()
@@ -78,9 +80,6 @@ class CropRule(Rule):
         return chain.finish(rows=rows, layout=keras_layout(rank))
 
 
-#: the note of a mapping whose Keras output does not have the batch on its first axis
-WHOLE_NOTE = ("the batch axis is moved or mixed: the Keras tensor's first axis is not the batch "
-              "(the comparison checks it as one whole tensor)")
 
 
 def _spec_target(in_shape, spec) -> list[int] | None:
@@ -325,7 +324,7 @@ class SliceRule(Rule):
         axis = axis + rank if axis < 0 else axis
         kax = to_keras_axis(axis, rank)
         if axis == 0:
-            return unsupported(node, ctx, "slicing the batch axis")
+            return axis0_refusal(node, ctx, "slicing")
         points = a.get("slice_points")
         if points is not None or node.num_outputs > 1:
             return self._multi(node, ctx, in_shape, axis, kax, points)
@@ -420,7 +419,7 @@ class TileRule(Rule):
         tiles = int(node.attrs["tiles"])
         kax = to_keras_axis(axis, rank)
         if kax == 0:
-            return unsupported(node, ctx, "tiling the batch axis")
+            return axis0_refusal(node, ctx, "tiling")
         if tiles == 1:
             return alias_mapping(node, ctx, "one tile: identity")
         chain = Chain(node, ctx)

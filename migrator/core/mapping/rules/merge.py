@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..plan import ParamRow
 from ..registry import Rule, keras_layout, rank_of, register, to_keras_axis
-from .common import Chain, SourceOpRule, alias_mapping, input_shape, unsupported
+from .common import WHOLE_NOTE, Chain, SourceOpRule, alias_mapping, input_shape, unsupported, where_samples
 
 
 @register("Eltwise")
@@ -44,14 +44,26 @@ class EltwiseRule(Rule):
 @register("Concat")
 class ConcatRule(Rule):
     name = "Concat"
-    description = "Concatenate on the channels-last axis of the source axis."
+    description = ("Concatenate on the channels-last axis of the source axis; along axis 0 of "
+                   "whole tensors (the batch moved off axis 0), keras.ops.concatenate.")
 
     def map(self, node, ctx):
         rank = rank_of(input_shape(node, ctx))
         axis = int(node.attrs.get("axis", 1))
         kax = to_keras_axis(axis, rank)
         if kax == 0:
-            return unsupported(node, ctx, "concatenation along the batch axis")
+            held = [where_samples(ctx, t) for t in node.inputs]
+            if all(s == 0 for s in held):
+                return unsupported(node, ctx, "concatenation along the batch axis")
+            if len(node.inputs) == 1:
+                return alias_mapping(node, ctx, "concatenation of one input: identity")
+            # axis 0 is not the batch of (some of) the inputs: the whole tensors, one after the other
+            chain = Chain(node, ctx)
+            chain.add("LasagneMergeOp", {"op": "Concat", "axis": 0})
+            rows = [ParamRow("axis", "concatenation along axis 0 of the whole tensors (axis 0 is not "
+                             "the batch axis here): keras.ops.concatenate(xs, axis=0), exact; the "
+                             "output's first axis is not the batch", 0, sources={"axis": axis})]
+            return chain.finish(rows=rows, layout=keras_layout(rank), notes=[WHOLE_NOTE])
         if len(node.inputs) == 1:
             return alias_mapping(node, ctx, "concatenation of one input: identity")
         chain = Chain(node, ctx)
