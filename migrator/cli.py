@@ -620,6 +620,9 @@ def _stop_children() -> None:
     mod = sys.modules.get("migrator.core.batch")
     if mod is not None:
         mod.stop_all()
+    mod = sys.modules.get("migrator.core.export")
+    if mod is not None:
+        mod.stop_check_process()
 
 
 def _run_deep(fn) -> int:
