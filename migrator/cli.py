@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -434,19 +435,68 @@ def _verify(args, flow, *, spec):
     _quiet_tf()
     if not is_set(spec):
         return flow.compare()
-
-    def progress(_f, msg, _state={"last": -1}):  # noqa: B006 - per-call state
-        if not msg.endswith(" samples compared"):
-            return
-        done, total = msg[:-len(" samples compared")].split(" of ")
-        if done != _state["last"] and sys.stderr.isatty():
-            _state["last"] = done
-            print(f"\r{done}/{total} samples compared", end="", file=sys.stderr, flush=True)
-
-    result = flow.compare(progress=progress)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    bar = SetProgressBar() if sys.stderr.isatty() else None
+    _STOP_SET.clear()
+    _SET_RUNNING.set()
+    try:
+        result = flow.compare(progress=bar.update if bar else None, cancel=_STOP_SET.is_set)
+    except Cancelled:
+        if not _STOP_SET.is_set():
+            raise
+        raise _StoppedEmpty() from None
+    finally:
+        _SET_RUNNING.clear()
+        if bar is not None:
+            bar.close()
     return result
+
+
+# A first Ctrl+C during an input-set comparison stops it after the batch under way is dropped
+# and keeps the batches compared so far (a second Ctrl+C stops at once, as anywhere else).
+_SET_RUNNING = threading.Event()
+_STOP_SET = threading.Event()
+
+
+class _StoppedEmpty(Exception):
+    """Ctrl+C before the first batch of an input set was compared."""
+
+
+class SetProgressBar:
+    """The terminal progress of an input-set comparison (rich): bar, images done, rate, time
+    left, the step under way.  Only made when stderr is a terminal."""
+
+    _DONE = re.compile(r"^(\d+) of (\d+) samples compared$")
+    _OF = re.compile(r" of (\d+)\b")
+
+    def __init__(self, file=None):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        self.done, self.total, self.rate = 0, None, ""
+        self.progress = Progress(TextColumn("comparing"), BarColumn(), TextColumn("{task.fields[count]}"),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[rate]}"),
+                                 TextColumn("{task.fields[step]}", style="dim"),
+                                 console=Console(file=file or sys.stderr), transient=False)
+        self.task = self.progress.add_task("compare", total=1.0, count="", rate="", step="")
+        self.progress.start()
+
+    def update(self, f: float, msg: str) -> None:
+        from .core.compare.sets import split_rate
+        head, rate = split_rate(msg)
+        m = self._DONE.match(head)
+        if m:
+            self.done, self.total = int(m.group(1)), int(m.group(2))
+        elif self.total is None:
+            m = self._OF.search(head)
+            if m:
+                self.total = int(m.group(1))
+        self.rate = rate or self.rate
+        step = head.split("): ", 1)[-1] if "): " in head else head
+        count = f"{self.done}/{self.total} images" if self.total else ""
+        self.progress.update(self.task, completed=max(0.0, min(1.0, f)), count=count, rate=self.rate,
+                             step=step[:40])
+
+    def close(self) -> None:
+        self.progress.stop()
 
 
 def _image_spec(args, graph):
@@ -491,7 +541,11 @@ def cmd_compare(args) -> int:
         check_writable(args.report, args.force)
     if args.repro:
         check_repro_target(args.repro, args.force)
-    result = _verify(args, flow, spec=_image_spec(args, flow.graph))
+    try:
+        result = _verify(args, flow, spec=_image_spec(args, flow.graph))
+    except _StoppedEmpty:
+        print("migrator: interrupted before the first batch was compared: no results", file=sys.stderr)
+        return 130
     print_table(result, show_all=args.all)
     if args.repro and not result.passed:
         print(f"repro: {flow.write_repro(args.repro, force=args.force)}")
@@ -499,6 +553,9 @@ def cmd_compare(args) -> int:
         rep = build_report(flow.graph, flow.plan, result, overrides=flow.overrides)
         write_text(args.report, json.dumps(rep, indent=1, allow_nan=False), force=args.force)
         print(f"report: {args.report}")
+    if result.coverage_note:
+        print(f"note: {result.coverage_note}")
+        return 130
     return EXIT_OK if result.passed else EXIT_VERIFY
 
 
@@ -644,7 +701,15 @@ def _run_deep(fn) -> int:
         threading.stack_size(old_stack)
     try:
         while t.is_alive():
-            t.join(0.2)
+            try:
+                t.join(0.2)
+            except (KeyboardInterrupt, _Signalled) as e:
+                if getattr(e, "signum", 2) == 2 and _SET_RUNNING.is_set() and not _STOP_SET.is_set():
+                    _STOP_SET.set()     # the input-set comparison keeps the batches done so far
+                    print("\nmigrator: stopping the comparison; the images compared so far are kept "
+                          "(Ctrl+C again to stop at once)", file=sys.stderr, flush=True)
+                    continue
+                raise
     except (KeyboardInterrupt, _Signalled) as e:
         signum = getattr(e, "signum", 2)
         _stop_children()

@@ -318,7 +318,11 @@ def run_set_comparison(graph, plan, model, iset, *, runtime: str = "builtin",
             folder.add(res, lo, n)
             rate.update(hi)
             if progress:
-                progress(min(0.999, hi / total), f"{hi} of {total} samples compared")
+                try:
+                    progress(min(0.999, hi / total), f"{hi} of {total} samples compared")
+                except Cancelled:          # a progress callback that stops the run (GUI worker)
+                    folder.cancelled = True
+                    break
     finally:
         close = getattr(batches, "close", None)
         if close:
@@ -333,5 +337,8 @@ def run_set_comparison(graph, plan, model, iset, *, runtime: str = "builtin",
     if single is not None and out.n_samples == 1:
         out.sample_names = None
     if progress:
-        progress(1.0, "comparison cancelled" if out.cancelled else "comparison finished")
+        try:
+            progress(1.0, "comparison cancelled" if out.cancelled else "comparison finished")
+        except Cancelled:
+            out.cancelled = True
     return out
