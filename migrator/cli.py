@@ -321,7 +321,11 @@ def print_table(result, *, show_all: bool, out=sys.stdout) -> None:
             shown = ", ".join(f"#{m['index']} {m.get('name') or ''}".strip() for m in mism[:10])
             more = f" (+{len(mism) - 10} more)" if len(mism) > 10 else ""
             print(f"top-1 differs on {len(mism)} sample(s): {shown}{more}", file=out)
-    print("VERIFICATION PASSED" if result.passed else "VERIFICATION FAILED", file=out)
+    if getattr(result, "coverage_note", None) and result.first_divergent is None:
+        # stopped part-way with no failing layer: no verdict for the set
+        print("VERIFICATION INCOMPLETE (stopped before the end of the input set)", file=out)
+    else:
+        print("VERIFICATION PASSED" if result.passed else "VERIFICATION FAILED", file=out)
 
 
 def cmd_layers(args) -> int:
@@ -435,7 +439,8 @@ def _verify(args, flow, *, spec):
     _quiet_tf()
     if not is_set(spec):
         return flow.compare()
-    bar = SetProgressBar() if sys.stderr.isatty() else None
+    term = _TERMINAL or (sys.stderr if sys.stderr.isatty() else None)
+    bar = SetProgressBar(term) if term is not None else None
     _STOP_SET.clear()
     _SET_RUNNING.set()
     try:
@@ -449,6 +454,21 @@ def _verify(args, flow, *, spec):
         if bar is not None:
             bar.close()
     return result
+
+
+# stderr's terminal, opened before descriptor 2 goes through the native-log filter (a pipe,
+# line by line): the progress bar draws on it directly.  None when stderr is no terminal.
+_TERMINAL = None
+
+
+def _open_terminal() -> None:
+    global _TERMINAL
+    if _TERMINAL is None:
+        try:
+            if sys.stderr.isatty():
+                _TERMINAL = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+        except (OSError, ValueError, AttributeError):
+            _TERMINAL = None
 
 
 # A first Ctrl+C during an input-set comparison stops it after the batch under way is dropped
@@ -472,7 +492,8 @@ class SetProgressBar:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
         self.done, self.total, self.rate = 0, None, ""
-        self.progress = Progress(TextColumn("comparing"), BarColumn(), TextColumn("{task.fields[count]}"),
+        self.progress = Progress(TextColumn("comparing"), BarColumn(bar_width=24),
+                                 TextColumn("{task.fields[count]}"),
                                  TimeElapsedColumn(), TextColumn("{task.fields[rate]}"),
                                  TextColumn("{task.fields[step]}", style="dim"),
                                  console=Console(file=file or sys.stderr), transient=False)
@@ -625,6 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_tf()
     _install_signal_handlers()
     _one_line_warnings()
+    _open_terminal()
     if args.verbose:
         return _run_deep(lambda: _dispatch(args))
     quiet_python_loggers()
@@ -688,9 +710,13 @@ def _run_deep(fn) -> int:
     old_stack = threading.stack_size()
     old_limit = sys.getrecursionlimit()
     box: dict = {}
+    done = threading.Event()
 
     def target():
-        box["rc"] = fn()
+        try:
+            box["rc"] = fn()
+        finally:
+            done.set()
 
     try:
         threading.stack_size(512 << 20)
@@ -700,9 +726,11 @@ def _run_deep(fn) -> int:
     finally:
         threading.stack_size(old_stack)
     try:
-        while t.is_alive():
+        # waiting on an Event, not Thread.join: a signal interrupting join() can mark the
+        # thread stopped while it still runs (CPython's bpo-45274 clean-up)
+        while not done.is_set() and t.is_alive():
             try:
-                t.join(0.2)
+                done.wait(0.2)
             except (KeyboardInterrupt, _Signalled) as e:
                 if getattr(e, "signum", 2) == 2 and _SET_RUNNING.is_set() and not _STOP_SET.is_set():
                     _STOP_SET.set()     # the input-set comparison keeps the batches done so far
