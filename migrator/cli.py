@@ -556,6 +556,7 @@ def _image_spec(args, graph):
 
 
 def cmd_compare(args) -> int:
+    _preload_keras()
     flow = _flow(args, release_weights=True)
     _note_output_choice(flow.graph)
     if args.report:
@@ -580,7 +581,23 @@ def cmd_compare(args) -> int:
     return EXIT_OK if result.passed else EXIT_VERIFY
 
 
+def _preload_keras() -> None:
+    """Import TensorFlow and Keras on a background thread while the model files are read and
+    planned (the build needs them; their import is not the model's own work).  A failed
+    import there is left for the build to report."""
+    if "keras" in sys.modules:
+        return
+
+    def load():
+        try:
+            import keras  # noqa: F401
+        except Exception:  # noqa: BLE001 - the build imports it again and says why
+            pass
+    threading.Thread(target=load, name="migrator-tf-import", daemon=True).start()
+
+
 def cmd_convert(args) -> int:
+    _preload_keras()
     flow = _flow(args, output=args.output, fmt=args.format, also=tuple(args.also),
                  report_path=args.report or default_report_path(args.output, args.format),
                  force=args.force, accept_mismatch=args.accept_mismatch, release_weights=True)
