@@ -126,7 +126,7 @@ def _naive(ref, got_src):
             "worst_channel": int(np.argmax(d3.max(axis=(0, 2)))), "flat": flat}
 
 
-@pytest.mark.parametrize("shape", [(5, 7, 6, 9), (4, 3, 11), (6, 16, 1, 1)])
+@pytest.mark.parametrize("shape", [(5, 7, 6, 9), (3, 70, 5, 4), (4, 80, 11), (6, 96, 1, 1)])
 def test_keras_layout_metrics_equal_plain_numpy(shape):
     """The Keras output arrives channels-last and is handed over as its channels-first view:
     the figures (taken in the Keras layout) equal plain numpy on the source-layout arrays."""
