@@ -581,6 +581,9 @@ def cmd_compare(args) -> int:
     return EXIT_OK if result.passed else EXIT_VERIFY
 
 
+_PRELOAD: dict = {}
+
+
 def _preload_keras() -> None:
     """Import TensorFlow and Keras on a background thread while the model files are read and
     planned (the build needs them; their import is not the model's own work).  A failed
@@ -591,8 +594,8 @@ def _preload_keras() -> None:
     def load():
         try:
             import keras  # noqa: F401
-        except Exception:  # noqa: BLE001 - the build imports it again and says why
-            pass
+        except Exception as e:  # noqa: BLE001 - the build imports it again and says why
+            _PRELOAD["error"] = e
     threading.Thread(target=load, name="migrator-tf-import", daemon=True).start()
 
 
