@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -344,7 +345,11 @@ def print_table(result, *, show_all: bool, out=sys.stdout) -> None:
             shown = ", ".join(f"#{m['index']} {m.get('name') or ''}".strip() for m in mism[:10])
             more = f" (+{len(mism) - 10} more)" if len(mism) > 10 else ""
             print(f"top-1 differs on {len(mism)} sample(s): {shown}{more}", file=out)
-    print("VERIFICATION PASSED" if result.passed else "VERIFICATION FAILED", file=out)
+    if getattr(result, "coverage_note", None) and result.first_divergent is None:
+        # stopped part-way with no failing layer: no verdict for the set
+        print("VERIFICATION INCOMPLETE (stopped before the end of the input set)", file=out)
+    else:
+        print("VERIFICATION PASSED" if result.passed else "VERIFICATION FAILED", file=out)
 
 
 def cmd_layers(args) -> int:
@@ -462,18 +467,20 @@ def _verify(args, flow, *, spec):
     _quiet_tf()
     if not is_set(spec):
         return flow.compare()
-
-    def progress(_f, msg, _state={"last": -1}):  # noqa: B006 - per-call state
-        if not msg.endswith(" samples compared"):
-            return
-        done, total = msg[:-len(" samples compared")].split(" of ")
-        if done != _state["last"] and sys.stderr.isatty():
-            _state["last"] = done
-            print(f"\r{done}/{total} samples compared", end="", file=sys.stderr, flush=True)
-
-    result = flow.compare(progress=progress)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    term = _TERMINAL or (sys.stderr if sys.stderr.isatty() else None)
+    bar = SetProgressBar(term) if term is not None else None
+    _STOP_SET.clear()
+    _SET_RUNNING.set()
+    try:
+        result = flow.compare(progress=bar.update if bar else None, cancel=_STOP_SET.is_set)
+    except Cancelled:
+        if not _STOP_SET.is_set():
+            raise
+        raise _StoppedEmpty() from None
+    finally:
+        _SET_RUNNING.clear()
+        if bar is not None:
+            bar.close()
     return result
 
 
@@ -483,6 +490,70 @@ def _preprocessing(args, graph) -> ImagePreprocessing:
     order = args.channel_order or ("BGR" if graph.framework == "caffe" else "RGB")
     return ImagePreprocessing(channel_order=order, mean=mean, scale=args.scale,
                               mean_file=mean_file)
+
+
+# stderr's terminal, opened before descriptor 2 goes through the native-log filter (a pipe,
+# line by line): the progress bar draws on it directly.  None when stderr is no terminal.
+_TERMINAL = None
+
+
+def _open_terminal() -> None:
+    global _TERMINAL
+    if _TERMINAL is None:
+        try:
+            if sys.stderr.isatty():
+                _TERMINAL = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+        except (OSError, ValueError, AttributeError):
+            _TERMINAL = None
+
+
+# A first Ctrl+C during an input-set comparison stops it after the batch under way is dropped
+# and keeps the batches compared so far (a second Ctrl+C stops at once, as anywhere else).
+_SET_RUNNING = threading.Event()
+_STOP_SET = threading.Event()
+
+
+class _StoppedEmpty(Exception):
+    """Ctrl+C before the first batch of an input set was compared."""
+
+
+class SetProgressBar:
+    """The terminal progress of an input-set comparison (rich): bar, images done, rate, time
+    left, the step under way.  Only made when stderr is a terminal."""
+
+    _DONE = re.compile(r"^(\d+) of (\d+) samples compared$")
+    _OF = re.compile(r" of (\d+)\b")
+
+    def __init__(self, file=None):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        self.done, self.total, self.rate = 0, None, ""
+        self.progress = Progress(TextColumn("comparing"), BarColumn(bar_width=24),
+                                 TextColumn("{task.fields[count]}"),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[rate]}"),
+                                 TextColumn("{task.fields[step]}", style="dim"),
+                                 console=Console(file=file or sys.stderr), transient=False)
+        self.task = self.progress.add_task("compare", total=1.0, count="", rate="", step="")
+        self.progress.start()
+
+    def update(self, f: float, msg: str) -> None:
+        from .core.compare.sets import split_rate
+        head, rate = split_rate(msg)
+        m = self._DONE.match(head)
+        if m:
+            self.done, self.total = int(m.group(1)), int(m.group(2))
+        elif self.total is None:
+            m = self._OF.search(head)
+            if m:
+                self.total = int(m.group(1))
+        self.rate = rate or self.rate
+        step = head.split("): ", 1)[-1] if "): " in head else head
+        count = f"{self.done}/{self.total} images" if self.total else ""
+        self.progress.update(self.task, completed=max(0.0, min(1.0, f)), count=count, rate=self.rate,
+                             step=step[:40])
+
+    def close(self) -> None:
+        self.progress.stop()
 
 
 def _image_spec(args, graph):
@@ -513,13 +584,18 @@ def _image_spec(args, graph):
 
 
 def cmd_compare(args) -> int:
+    _preload_keras()
     flow = _flow(args, release_weights=True)
     _note_output_choice(flow.graph)
     if args.report:
         check_writable(args.report, args.force)
     if args.repro:
         check_repro_target(args.repro, args.force)
-    result = _verify(args, flow, spec=_image_spec(args, flow.graph))
+    try:
+        result = _verify(args, flow, spec=_image_spec(args, flow.graph))
+    except _StoppedEmpty:
+        print("migrator: interrupted before the first batch was compared: no results", file=sys.stderr)
+        return 130
     print_table(result, show_all=args.all)
     if args.repro and not result.passed:
         print(f"repro: {flow.write_repro(args.repro, force=args.force)}")
@@ -527,10 +603,32 @@ def cmd_compare(args) -> int:
         rep = build_report(flow.graph, flow.plan, result, overrides=flow.overrides)
         write_text(args.report, json.dumps(rep, indent=1, allow_nan=False), force=args.force)
         print(f"report: {args.report}")
+    if result.coverage_note:
+        print(f"note: {result.coverage_note}")
+        return 130
     return EXIT_OK if result.passed else EXIT_VERIFY
 
 
+_PRELOAD: dict = {}
+
+
+def _preload_keras() -> None:
+    """Import TensorFlow and Keras on a background thread while the model files are read and
+    planned (the build needs them; their import is not the model's own work).  A failed
+    import there is left for the build to report."""
+    if "keras" in sys.modules:
+        return
+
+    def load():
+        try:
+            import keras  # noqa: F401
+        except Exception as e:  # noqa: BLE001 - the build imports it again and says why
+            _PRELOAD["error"] = e
+    threading.Thread(target=load, name="migrator-tf-import", daemon=True).start()
+
+
 def cmd_convert(args) -> int:
+    _preload_keras()
     flow = _flow(args, output=args.output, fmt=args.format, also=tuple(args.also),
                  report_path=args.report or default_report_path(args.output, args.format),
                  force=args.force, accept_mismatch=args.accept_mismatch, release_weights=True)
@@ -602,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_tf()
     _install_signal_handlers()
     _one_line_warnings()
+    _open_terminal()
     if args.verbose:
         return _run_deep(lambda: _dispatch(args))
     quiet_python_loggers()
@@ -654,6 +753,9 @@ def _stop_children() -> None:
     mod = sys.modules.get("migrator.core.batch")
     if mod is not None:
         mod.stop_all()
+    mod = sys.modules.get("migrator.core.export")
+    if mod is not None:
+        mod.stop_check_process()
 
 
 def _run_deep(fn) -> int:
@@ -662,9 +764,13 @@ def _run_deep(fn) -> int:
     old_stack = threading.stack_size()
     old_limit = sys.getrecursionlimit()
     box: dict = {}
+    done = threading.Event()
 
     def target():
-        box["rc"] = fn()
+        try:
+            box["rc"] = fn()
+        finally:
+            done.set()
 
     try:
         threading.stack_size(512 << 20)
@@ -674,8 +780,18 @@ def _run_deep(fn) -> int:
     finally:
         threading.stack_size(old_stack)
     try:
-        while t.is_alive():
-            t.join(0.2)
+        # waiting on an Event, not Thread.join: a signal interrupting join() can mark the
+        # thread stopped while it still runs (CPython's bpo-45274 clean-up)
+        while not done.is_set() and t.is_alive():
+            try:
+                done.wait(0.2)
+            except (KeyboardInterrupt, _Signalled) as e:
+                if getattr(e, "signum", 2) == 2 and _SET_RUNNING.is_set() and not _STOP_SET.is_set():
+                    _STOP_SET.set()     # the input-set comparison keeps the batches done so far
+                    print("\nmigrator: stopping the comparison; the images compared so far are kept "
+                          "(Ctrl+C again to stop at once)", file=sys.stderr, flush=True)
+                    continue
+                raise
     except (KeyboardInterrupt, _Signalled) as e:
         signum = getattr(e, "signum", 2)
         _stop_children()

@@ -530,6 +530,8 @@ def compare_model(graph, plan, model, spec, *, runtime: str = "builtin",
            "x": fl.x, "input_desc": fl.input_desc}
     if fl.input_set is not None:
         out.update(input_set=fl.input_set, sample_index=fl.sample_index)
+        # stopped after some batches: the result covers those (result.coverage_note)
+        out["partial"] = bool(result.cancelled and result.n_samples)
     return out
 
 

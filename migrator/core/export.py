@@ -16,7 +16,9 @@ format           file                    loaded back (fresh process, Migrator un
 Flow (:func:`export`): refuse unless the comparison passed (or the user accepted); check every
 target path first (nothing is overwritten without ``force``); write each artifact under a
 hidden temporary name next to its target; load every temporary artifact in ONE subprocess in
-which ``import migrator`` fails (``sys.modules['migrator'] = None``), run the comparison input
+which ``import migrator`` fails (``sys.modules['migrator'] = None``; started ahead by
+:func:`start_check_process` while the comparison runs, so its TensorFlow start-up is not
+waited for), run the comparison input
 through it and compare its outputs with the reference's (and with the in-memory Keras model);
 only when every artifact passes are they renamed into place and the report written.  A failure
 leaves no file behind.
@@ -27,6 +29,7 @@ output names; the TFLite model (float32, no quantization) keeps the same signatu
 """
 from __future__ import annotations
 
+import atexit
 import json
 import keyword
 import os
@@ -287,7 +290,8 @@ def _remove(p: str) -> None:
 #: run as ``python -c VERIFY_SCRIPT job.json``: Migrator cannot be imported in there
 VERIFY_SCRIPT = r'''
 import json, os, sys, time
-BLOCK = json.load(open(sys.argv[1]))["block_migrator"]
+SERVE = len(sys.argv) > 2 and sys.argv[1] == "--serve"    # started early: the job comes on stdin
+BLOCK = (sys.argv[2] == "block") if SERVE else json.load(open(sys.argv[1]))["block_migrator"]
 if BLOCK:
     sys.modules["migrator"] = None          # the artifact must not need Migrator
 else:
@@ -301,7 +305,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import warnings
 warnings.filterwarnings("ignore")
 import numpy as np
-job = json.load(open(sys.argv[1]))
+if SERVE:
+    import tensorflow, keras  # noqa: F401 - loaded while the parent still verifies
+    JOB = sys.stdin.readline().strip()
+    if not JOB:
+        sys.exit(0)
+else:
+    JOB = sys.argv[1]
+job = json.load(open(JOB))
+if job["block_migrator"] != BLOCK:
+    raise SystemExit("check process started for the other Migrator mode")
 xs = np.load(job["inputs"])
 arrays = [np.asarray(xs[f"in{i}"], dtype=np.float32) for i in range(len(job["sig_inputs"]))]
 res, outs = [], {}
@@ -466,13 +479,87 @@ def _random_inputs(model, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
+class CheckProcess:
+    """A fresh Python process for the export check, started ahead of the job: it imports
+    TensorFlow and Keras (Migrator blocked when ``block_migrator``) while the parent still
+    verifies and writes, then checks every artifact of ONE job it is given on stdin."""
+
+    def __init__(self, block_migrator: bool = True):
+        self.block_migrator = bool(block_migrator)
+        self.work = tempfile.mkdtemp(prefix="migrator-verify-")
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # a neutral working directory: a checkout's migrator/ must not be importable by accident
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", VERIFY_SCRIPT, "--serve", "block" if block_migrator else "load"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=self.work, env=env)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, job_path: str, timeout: float) -> tuple[int, str, str]:
+        """Hand over the job and wait: (exit status, stdout, stderr)."""
+        try:
+            out, err = self.proc.communicate(job_path + "\n", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        except (BrokenPipeError, OSError):      # it died while starting
+            out, err = self.proc.communicate()
+        return self.proc.returncode, out or "", err or ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.communicate(timeout=10)
+        except (subprocess.TimeoutExpired, ValueError, OSError):
+            pass
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+_EARLY: CheckProcess | None = None
+
+
+def start_check_process() -> None:
+    """Start the (Migrator-free) check process now, ahead of :func:`export`, so that its
+    start-up runs while the comparison does; the next export takes it (idempotent)."""
+    global _EARLY
+    if _EARLY is None or not _EARLY.alive():
+        _EARLY = CheckProcess(block_migrator=True)
+
+
+def stop_check_process() -> None:
+    """Stop a check process started ahead and not taken (no export follows)."""
+    global _EARLY
+    p, _EARLY = _EARLY, None
+    if p is not None:
+        p.stop()
+
+
+def _take_check_process(block_migrator: bool) -> CheckProcess | None:
+    global _EARLY
+    p = _EARLY
+    if p is not None and p.block_migrator == block_migrator and p.alive():
+        _EARLY = None
+        return p
+    return None
+
+
+atexit.register(stop_check_process)
+
+
 def run_fresh(artifacts: list[dict], sig_inputs: list[str], sig_outputs: list[str],
               inputs: list[np.ndarray], *, block_migrator: bool = True,
               timeout: float = 1800) -> tuple[list[dict], list[list[np.ndarray]]]:
     """Load and run each artifact (``{'path', 'format', 'arch'?}``) in one fresh Python
-    process (Migrator un-importable when ``block_migrator``).  Returns one record per artifact
-    (``ok``, ``error``, ``load_s``, ``run_s``, ``classes``/``signature_*``) and its outputs."""
-    work = tempfile.mkdtemp(prefix="migrator-verify-")
+    process (Migrator un-importable when ``block_migrator``): the one started ahead by
+    :func:`start_check_process` when there is one, else a new one.  Returns one record per
+    artifact (``ok``, ``error``, ``load_s``, ``run_s``, ``classes``/``signature_*``) and its
+    outputs."""
+    proc = _take_check_process(block_migrator) or CheckProcess(block_migrator)
+    work = proc.work
     try:
         np.savez(os.path.join(work, "x.npz"), **{f"in{i}": a for i, a in enumerate(inputs)})
         job = {"artifacts": artifacts, "sig_inputs": sig_inputs, "sig_outputs": sig_outputs,
@@ -480,16 +567,11 @@ def run_fresh(artifacts: list[dict], sig_inputs: list[str], sig_outputs: list[st
                "result": os.path.join(work, "r.json"), "block_migrator": bool(block_migrator)}
         with open(os.path.join(work, "job.json"), "w", encoding="utf-8") as f:
             json.dump(job, f)
-        env = dict(os.environ)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        # a neutral working directory: a checkout's migrator/ must not be importable by accident
-        p = subprocess.run([sys.executable, "-c", VERIFY_SCRIPT, os.path.join(work, "job.json")],
-                           capture_output=True, text=True, cwd=work, env=env, timeout=timeout,
-                           check=False)
-        if p.returncode != 0 or not os.path.exists(job["result"]):
-            tail = " ".join((p.stderr or p.stdout or "").strip().splitlines()[-3:])
+        rc, out, err = proc.run(os.path.join(work, "job.json"), timeout)
+        if rc != 0 or not os.path.exists(job["result"]):
+            tail = " ".join((err or out or "").strip().splitlines()[-3:])
             raise MigratorError(f"the fresh-process check of the exported model crashed "
-                                f"(exit {p.returncode}): {tail[-500:]}")
+                                f"(exit {rc}): {tail[-500:]}")
         with open(job["result"], encoding="utf-8") as f:
             recs = json.load(f)
         ys = np.load(job["outputs"])
@@ -497,7 +579,7 @@ def run_fresh(artifacts: list[dict], sig_inputs: list[str], sig_outputs: list[st
                 for k, r in enumerate(recs)]
         return recs, outs
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        proc.stop()
 
 
 def _check_outputs(rec: dict, got: list[np.ndarray], keras_outs: list[np.ndarray],

@@ -345,6 +345,9 @@ class Flow:
             iset = None
         lo = self._ensure_model(progress, cancel, 0.2)
         _check_cancel(cancel)
+        if o.output is not None:
+            # an export follows: its fresh check process starts up while this comparison runs
+            export_mod.start_check_process()
         kw = {"runtime": o.runtime, "runtime_settings": o.runtime_settings, "tolerances": o.tolerances,
               "precision": o.precision, "progress": scaled(progress, lo, 1.0), "cancel": cancel}
         if iset is not None:
@@ -357,6 +360,8 @@ class Flow:
             result = compare(graph, plan, self.model, x, input_desc=desc, **kw)
             self.x, self.input_desc = x, desc
         self.result = result
+        if o.output is not None and not result.passed and not o.accept_mismatch:
+            export_mod.stop_check_process()       # no export will take it
         return result
 
     def write_repro(self, out_dir: str, *, force: bool = False) -> str:

@@ -341,6 +341,8 @@ def render_markdown(rep: dict[str, Any], figures: list[tuple[Figure, str]] | Non
                        + (" …" if len(pb) > 8 else ""))
         if v.get("budget_note"):
             out.append(f"- Note: {v['budget_note']}")
+        if v.get("coverage_note"):
+            out.append(f"- Interrupted: {v['coverage_note']}")
         if (v.get("n_samples") or 1) > 1:
             out.append(f"- Input set: {v['n_samples']} samples; per layer the worst over the set")
             mism = v.get("top1_mismatches") or []

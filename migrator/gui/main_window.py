@@ -496,6 +496,7 @@ class MainWindow(QMainWindow):
         self.status_cancel.setVisible(on)
         self.busy.setValue(0)
         if on:
+            self._compare_rate = ""
             self.status_result.setText("comparing…")
             self.status_result.setStyleSheet("")
             self.status_result.setToolTip("A comparison is running")
@@ -503,9 +504,18 @@ class MainWindow(QMainWindow):
             self._update_result_status()
 
     def comparison_progress(self, f: float, msg: str) -> None:
+        """The comparison's progress; on an input set with the rate and the time left (kept
+        from the last message that had them)."""
+        from ..core.compare.sets import split_rate
+        msg, rate = split_rate(msg or "")
+        if f <= 0.0:
+            self._compare_rate = ""
+        if rate:
+            self._compare_rate = rate
         self.compare.set_progress(f, msg)
         self.busy.setValue(int(max(0.0, min(1.0, f)) * 1000))
-        self.status_result.setText(f"comparing… {int(f * 100)}%")
+        rate = getattr(self, "_compare_rate", "")
+        self.status_result.setText(f"comparing… {int(f * 100)}%" + (f" — {rate}" if rate else ""))
         if msg:
             self.statusBar().showMessage(msg)
 
@@ -706,6 +716,8 @@ class MainWindow(QMainWindow):
             txt, st = self.results_outdated, "stale"
         elif self.doc.stale:
             txt, st = "comparison stale (mapping changed)", "stale"
+        elif r.cancelled and getattr(r, "coverage_note", None):
+            txt, st = f"comparison cancelled — {r.coverage_note}", "warning"
         elif r.cancelled:
             txt, st = f"comparison cancelled — partial results ({n} layers compared)", "warning"
         elif r.passed:

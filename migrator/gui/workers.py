@@ -223,7 +223,10 @@ class _Runnable:
                 kw.setdefault("progress", self._progress)
                 kw.setdefault("cancel", job.is_cancel_requested)
             res = self.fn(*self.args, **kw)
-            outcome = ("cancelled",) if job.cancel_requested else ("finished", res)
+            # a result covering the work done before the cancel ({'partial': True, ...}: an
+            # input set stopped after some batches) is delivered as finished
+            partial = isinstance(res, dict) and bool(res.get("partial"))
+            outcome = ("cancelled",) if job.cancel_requested and not partial else ("finished", res)
         except Cancelled:
             outcome = ("cancelled",)
         except MigratorError as e:

@@ -121,3 +121,74 @@ def test_open_nsfw_on_a_generated_image_folder(tmp_path):
     from migrator.core.reference import numpy_ref
     ref = dict(numpy_ref.run(g, x))["prob"][0]
     np.testing.assert_allclose(ref, ocv.reshape(ref.shape), atol=1e-4)
+
+
+_STOP_AFTER_TWO_BATCHES = r'''
+import os, signal, sys, time
+from migrator.core.compare import sets
+orig, seen = sets.run_comparison, {"n": 0}
+def batch_then_ctrl_c(*a, **k):
+    r = orig(*a, **k)
+    seen["n"] += 1
+    if seen["n"] == 2:                       # Ctrl+C while the 2nd batch finishes
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1.0)
+    return r
+sets.run_comparison = batch_then_ctrl_c
+from migrator.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_ctrl_c_keeps_the_images_compared_so_far(tmp_path):
+    """Ctrl+C after 2 batches of 2: the table, the report and the note cover those 4 of 7
+    images; exit status 130; no progress bar when stderr is not a terminal."""
+    p, w = net(tmp_path)
+    d = images(str(tmp_path / "val"), 7)
+    rep = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-c", _STOP_AFTER_TWO_BATCHES, "compare", p, w, "--images", d,
+                        "--batch-size", "2", "--report", str(rep)], check=False, capture_output=True, text=True,
+                       env=ENV, cwd=REPO, timeout=900)
+    assert r.returncode == 130, r.stdout + r.stderr
+    assert "note: stopped after 4 of 7 images; results cover those 4" in r.stdout
+    assert "stopping the comparison; the images compared so far are kept" in r.stderr
+    assert "input set: 4 samples" in r.stdout
+    assert "VERIFICATION INCOMPLETE" in r.stdout and "VERIFICATION PASSED" not in r.stdout
+    v = json.loads(rep.read_text())["verification"]
+    assert v["n_samples"] == 4 and v["set_size"] == 7 and v["cancelled"] and not v["passed"]
+    assert v["sample_names"] == [f"photo_{i:03d}.jpg" for i in range(4)]
+    assert v["coverage_note"] == "stopped after 4 of 7 images; results cover those 4"
+    assert "images/s" not in r.stderr and "comparing" not in r.stderr
+
+
+def test_progress_bar_with_rate_on_a_terminal(tmp_path):
+    """stderr a terminal: the bar shows images done, the rate and the time left."""
+    import pty
+    import threading
+    p, w = net(tmp_path)
+    d = images(str(tmp_path / "val"), 7)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "migrator", "compare", p, w, "--images", d,
+                             "--batch-size", "2"], stdout=subprocess.PIPE, stderr=slave,
+                            env=dict(ENV, COLUMNS="160", TERM="xterm"), cwd=REPO, text=True)
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain():
+        while True:
+            try:
+                b = os.read(master, 65536)
+            except OSError:
+                return
+            if not b:
+                return
+            chunks.append(b)
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    out, _ = proc.communicate(timeout=900)
+    t.join(10)
+    os.close(master)
+    tty = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, tty[-2000:]
+    assert "VERIFICATION PASSED" in out
+    assert "7/7 images" in tty and "images/s" in tty, tty[-2000:]

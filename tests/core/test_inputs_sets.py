@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from migrator.core import flow, inputs
-from migrator.core.errors import Cancelled
+from migrator.core.errors import Cancelled, MigratorError
 from migrator.core.inputs import InputSpec
 from tests.core.test_inputs import make_images, small_net
 
@@ -179,3 +179,103 @@ def test_document_api_for_an_image_folder(setup):
     x, name = iset.sample(out["sample_index"])
     np.testing.assert_array_equal(out["x"], x)
     assert name in res.sample_names
+
+
+def _same_figures(a, b, verdict=True):
+    assert a.n_samples == b.n_samples and (a.passed == b.passed or not verdict)
+    for x, y in zip(a.compared, b.compared):
+        assert x.source == y.source and x.status == y.status
+        assert x.max_abs == y.max_abs and x.worst_sample == y.worst_sample, x.source
+        assert x.mean_abs == y.mean_abs and x.scale == y.scale and x.needed_rtol == y.needed_rtol
+        np.testing.assert_array_equal(x.channel_max_abs, y.channel_max_abs)
+        np.testing.assert_array_equal(x.channel_mean_abs, y.channel_mean_abs)
+    assert a.topk == b.topk and a.top1_mismatches == b.top1_mismatches
+
+
+def test_pipelined_set_equals_the_in_line_loop_and_decodes_ahead(setup, monkeypatch):
+    """Batches read on the background thread (one ahead) give exactly the figures of the
+    same batches read in line; the images are decoded on that thread."""
+    from migrator.core.compare.sets import run_set_comparison
+    d, g, plan, model, files = setup
+    spec = InputSpec(kind="images", path=str(d / "im"), batch_size=4)
+    threads = set()
+    orig = inputs.preprocess_image
+
+    def spy(*a, **k):
+        import threading
+        threads.add(threading.current_thread().name)
+        return orig(*a, **k)
+    monkeypatch.setattr(inputs, "preprocess_image", spy)
+    piped = run_set_comparison(g, plan, model, inputs.open_input_set(g, spec))
+    assert threads == {"migrator-decode"}
+    threads.clear()
+    in_line = run_set_comparison(g, plan, model, inputs.open_input_set(g, spec), prefetch=0)
+    assert threads and "migrator-decode" not in threads
+    _same_figures(piped, in_line)
+    assert piped.n_samples == 11 and piped.set_size == 11 and piped.coverage_note is None
+    assert "decode_wait_s" in piped.timings
+
+
+def test_one_trace_of_the_compiled_keras_call_for_every_batch_size(setup):
+    """11 images in batches of 4 (the last one 3): the compiled Keras call is traced once."""
+    from migrator.core.compare.feeds import compiled_trace_count
+    d, g, plan, model, _files = setup
+    flow.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=4),
+                     precision="off")
+    flow.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=5),
+                     precision="off")
+    assert compiled_trace_count(model) == 1
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_a_stopped_set_keeps_the_batches_done(setup, inside):
+    """Stopped after 2 batches of 4 (between batches, or inside the 3rd, which is dropped):
+    the result covers 8 of the 11 images, with the figures of a run on those 8 alone."""
+    d, g, plan, model, _files = setup
+    state = {"stop": False}
+
+    def progress(f, m):
+        if (not inside and m == "8 of 11 samples compared") or (inside and m.startswith("samples 9-11")
+                                                                 and "comparing" in m):
+            state["stop"] = True
+
+    res = flow.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=4),
+                           progress=progress, cancel=lambda: state["stop"])
+    assert res.cancelled and not res.passed
+    assert res.n_samples == 8 and res.set_size == 11 and len(res.sample_names) == 8
+    assert res.coverage_note == "stopped after 8 of 11 images; results cover those 8"
+    assert res.to_dict()["coverage_note"] == res.coverage_note
+    eight = flow.compare_set(g, plan, model, InputSpec(kind="images", path=str(d / "im"), batch_size=4,
+                                                       limit=8))
+    assert eight.passed           # the stopped run's layers pass as these do; no verdict for the set
+    _same_figures(res, eight, verdict=False)
+    assert all(r.shape[0] == 8 for r in res.compared)
+
+
+def test_an_unreadable_image_stops_the_pipelined_set_with_its_name(setup, tmp_path):
+    import threading
+    d, g, plan, model, _files = setup
+    folder = tmp_path / "bad"
+    make_images(str(folder), 9)
+    (folder / "img006.png").write_bytes(b"not an image")
+    with pytest.raises(MigratorError) as e:
+        flow.compare_set(g, plan, model, InputSpec(kind="images", path=str(folder), batch_size=2))
+    assert "img006.png" in str(e.value)
+    assert not any(t.name == "migrator-decode" and t.is_alive() for t in threading.enumerate())
+
+
+def test_rate_and_time_left():
+    from migrator.core.compare.sets import RATE_SEP, Rate, split_rate
+    now = {"t": 100.0}
+    r = Rate(1000, "images", clock=lambda: now["t"])
+    assert r.text() == "" and r.eta_s is None
+    now["t"] = 110.0
+    r.update(40)                      # 40 images in 10 s: 4/s, 960 left: 240 s
+    assert r.rate == 4.0 and r.eta_s == 240.0
+    assert r.text() == "4.00 images/s, about 4 min left"
+    now["t"] = 345.0
+    r.update(980)
+    assert r.text() == "4.00 images/s, about 5 s left"      # 980 in 245 s, 20 left
+    assert split_rate("samples 1-4 of 9 (a … d): comparing c1" + RATE_SEP + "2.00 images/s") == \
+        ("samples 1-4 of 9 (a … d): comparing c1", "2.00 images/s")
+    assert split_rate("3 of 9 samples compared") == ("3 of 9 samples compared", "")

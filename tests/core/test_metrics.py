@@ -112,3 +112,88 @@ def test_float32_budget_rule_by_hand():
     assert judge(lr(3.9e-3, 1e-3, anchor=9e-3), FLOAT32_FACTOR, t, anchor_factor=10.0) == ("pass", "float32")
     assert judge(lr(3.9e-3, 1e-3, anchor=float("nan")), FLOAT32_FACTOR, t) == ("fail", "unconfirmed")
     assert judge(lr(4.2e-3, 1e-3, anchor=9e-3), FLOAT32_FACTOR, t) == ("fail", "drift")
+
+
+def _naive(ref, got_src):
+    """The figures by plain numpy on whole arrays (float64 throughout)."""
+    d = np.abs(got_src.astype(np.float64) - ref.astype(np.float64))
+    n, c = ref.shape[:2]
+    d3 = d.reshape(n, c, -1)
+    flat = int(np.argmax(np.moveaxis(d, 1, 0)[int(np.argmax(d3.max(axis=(0, 2))))]))
+    return {"max_abs": d.max(), "mean_abs": d.mean(), "channel_max_abs": d3.max(axis=(0, 2)),
+            "channel_mean_abs": d3.mean(axis=(0, 2)),
+            "channel_ref_absmax": np.abs(ref.astype(np.float64)).reshape(n, c, -1).max(axis=(0, 2)),
+            "worst_channel": int(np.argmax(d3.max(axis=(0, 2)))), "flat": flat}
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 6, 9), (3, 70, 5, 4), (4, 80, 11), (6, 96, 1, 1)])
+def test_keras_layout_metrics_equal_plain_numpy(shape):
+    """The Keras output arrives channels-last and is handed over as its channels-first view:
+    the figures (taken in the Keras layout) equal plain numpy on the source-layout arrays."""
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal(shape).astype(np.float32)
+    got_k = to_keras_layout(ref + rng.normal(0, 1e-3, shape).astype(np.float32))
+    got = to_source_layout(got_k, ref.ndim)
+    # the strided view, as the engine passes it (contiguous anyway when spatially 1x1)
+    assert got.flags.c_contiguous == (int(np.prod(shape[2:])) == 1)
+    m = compare_arrays(ref, got, Tolerance(atol=1e-2, rtol=0.0))
+    want = _naive(ref, np.ascontiguousarray(got))
+    assert m["max_abs"] == pytest.approx(want["max_abs"], rel=1e-6)
+    assert m["mean_abs"] == pytest.approx(want["mean_abs"], rel=1e-9)
+    np.testing.assert_allclose(m["channel_max_abs"], want["channel_max_abs"], rtol=1e-6)
+    np.testing.assert_allclose(m["channel_mean_abs"], want["channel_mean_abs"], rtol=1e-9)
+    np.testing.assert_allclose(m["channel_ref_absmax"], want["channel_ref_absmax"], rtol=0)
+    c = want["worst_channel"]
+    assert m["worst_channel"] == c and m["worst_index"][1] == c
+    sub = np.abs(np.ascontiguousarray(got)[:, c].astype(np.float64) - ref[:, c])
+    assert m["worst_index"] == (np.unravel_index(int(np.argmax(sub)), sub.shape)[0], c) + \
+        tuple(int(i) for i in np.unravel_index(int(np.argmax(sub)), sub.shape)[1:])
+    # the same arrays handed over contiguous: the same figures
+    m2 = compare_arrays(ref, np.ascontiguousarray(got), Tolerance(atol=1e-2, rtol=0.0))
+    assert m2["max_abs"] == m["max_abs"] and m2["worst_index"] == m["worst_index"]
+    np.testing.assert_array_equal(m2["channel_max_abs"], m["channel_max_abs"])
+    # non-finite values in the channels-last path fail and count as infinite
+    bad = got_k.copy()
+    bad.reshape(-1)[5] = np.nan
+    m3 = compare_arrays(ref, to_source_layout(bad, ref.ndim), Tolerance())
+    assert m3["nonfinite"] and not m3["passed"] and m3["max_abs"] == np.inf
+
+
+def test_batch_by_batch_fold_equals_the_whole_set_by_plain_numpy():
+    """An input set compared in batches of 4 and folded (SetFolder) gives the figures plain
+    numpy computes on the whole concatenated arrays: worst, which sample, per channel,
+    means, per-sample verdicts."""
+    from migrator.core.compare.metrics import ComparisonResult, LayerResult, Tolerances
+    from migrator.core.compare.sets import SetFolder
+    rng = np.random.default_rng(7)
+    n, shape = 11, (5, 4, 6)
+    ref = rng.standard_normal((n,) + shape).astype(np.float32) * 3
+    got = ref + rng.normal(0, 1e-4, ref.shape).astype(np.float32)
+    got[6, 2, 1, 3] += 0.5                      # the worst element: sample 6, channel 2
+    tol = Tolerance(atol=1e-3, rtol=0.0)
+    names = [f"s{i}" for i in range(n)]
+    folder = SetFolder(names)
+    for lo in range(0, n, 4):
+        hi = min(n, lo + 4)
+        m = compare_arrays(ref[lo:hi], to_source_layout(to_keras_layout(got[lo:hi]), 4), tol)
+        lr = LayerResult(source="conv", source_type="Convolution", keras="conv", layout="NHWC",
+                         shape=(hi - lo,) + shape, status="pass" if m["passed"] else "fail",
+                         max_abs=m["max_abs"], mean_abs=m["mean_abs"], max_rel=m["max_rel"],
+                         scale=m["scale"], needed_rtol=m["needed_rtol"],
+                         channel_max_abs=m["channel_max_abs"], channel_mean_abs=m["channel_mean_abs"],
+                         channel_ref_absmax=m["channel_ref_absmax"], worst_channel=m["worst_channel"],
+                         worst_index=m["worst_index"], tolerance=tol)
+        folder.add(ComparisonResult(layers=[lr], runtime={}, device="cpu", input={},
+                                    tolerances=Tolerances()), lo, hi - lo)
+    r = folder.result().layer("conv")
+    want = _naive(ref, got)
+    assert r.max_abs == pytest.approx(want["max_abs"], rel=1e-6)
+    assert r.worst_sample == 6 and r.sample_name == "s6" and r.worst_index[:2] == (6, 2)
+    assert r.mean_abs == pytest.approx(want["mean_abs"], rel=1e-9)
+    np.testing.assert_allclose(r.channel_max_abs, want["channel_max_abs"], rtol=1e-6)
+    np.testing.assert_allclose(r.channel_mean_abs, want["channel_mean_abs"], rtol=1e-9)
+    np.testing.assert_array_equal(r.channel_ref_absmax, want["channel_ref_absmax"])
+    scale = np.abs(ref.astype(np.float64)).reshape(n, -1).max(axis=1)
+    smax = np.abs(got.astype(np.float64) - ref).reshape(n, -1).max(axis=1)
+    assert r.max_rel == pytest.approx((smax / scale).max(), rel=1e-6)
+    assert r.status == "fail" and r.shape == (n,) + shape

@@ -221,3 +221,39 @@ def test_screenshot_of_a_run_in_progress_on_an_image_folder(tmp_path, demos):
     assert log.count("comparison started") == 2
     # shot before the run on the folder ended: its end is a cancel at exit, not a finish
     assert "comparison finished" not in log.rsplit("comparison started", 1)[1]
+
+
+def test_cancel_on_an_image_folder_keeps_the_images_compared(qtbot, window, demos, tmp_path, monkeypatch):
+    """An image folder, batch 1: while it runs the status shows the rate and the time left;
+    Cancel keeps the images compared so far and says how many they are."""
+    import numpy as np
+    from PIL import Image
+
+    from migrator.core.inputs import InputSpec
+    from migrator.gui.flows import compare_flow
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(imgs / f"{i:02d}.png")
+    real = compare_flow.docmod.compare_model
+
+    def on_the_folder(graph, plan, model, spec, progress=None, **kw):
+        def slow(f, m):               # slow enough to cancel mid-set
+            progress(f, m)
+            time.sleep(0.01)
+        return real(graph, plan, model, InputSpec(kind="images", path=str(imgs), batch_size=1),
+                    progress=slow, **kw)
+    win = window
+    open_model(qtbot, win, demos["caffe"])
+    monkeypatch.setattr(compare_flow.docmod, "compare_model", on_the_folder)
+    win.run_comparison()
+    qtbot.waitUntil(lambda: "images/s" in win.status_result.text(), timeout=60_000)
+    assert "left" in win.status_result.text()
+    with qtbot.waitSignal(win.comparison_done, timeout=60_000):
+        win.act_cancel.trigger()
+    r = win.doc.result
+    assert r is not None and r.cancelled and 1 <= r.n_samples < 60 and r.set_size == 60
+    want = f"stopped after {r.n_samples} of 60 images; results cover "
+    assert want in win.status_result.text() and "cancelled" in win.status_result.text()
+    assert "PASS" not in win.status_result.text()

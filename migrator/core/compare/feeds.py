@@ -64,10 +64,22 @@ def _compiled_outputs(model, names: tuple[str, ...]):
     import keras
     import tensorflow as tf
     sub = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
-    fn = tf.function(lambda x: sub(x, training=False), jit_compile=False, reduce_retracing=True)
+    # one trace for every batch size (an input set's last, smaller batch included)
+    shape = [None] + [d if d is None else int(d) for d in model.inputs[0].shape[1:]]
+    fn = tf.function(lambda x: sub(x, training=False), jit_compile=False, reduce_retracing=True,
+                     input_signature=[tf.TensorSpec(shape, tf.float32)])
     _COMPILED.clear()
     _COMPILED[id(model)] = (model, names, fn)
     return fn, names
+
+
+def compiled_trace_count(model) -> int | None:
+    """How many times the cached compiled Keras call of ``model`` was traced (None: none
+    cached)."""
+    hit = _COMPILED.get(id(model))
+    if hit is None or hit[0] is not model:
+        return None
+    return int(hit[2].experimental_get_tracing_count())
 
 
 class CompiledKerasFeed:

@@ -10,6 +10,9 @@ the same result as comparing the set (tests/core/test_inputs_sets.py).
 """
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -160,22 +163,134 @@ class SetFolder:
             sample_names=list(self.names[:self.n]) if self.names else None, top1_mismatches=mism)
 
 
+class Prefetcher:
+    """Iterates ``batches`` on a background thread, at most ``depth`` batches ahead: the next
+    batch is decoded and preprocessed while the current one is compared (image decoding
+    and numpy release the GIL).  An error raised while reading a batch is raised where that
+    batch is taken, after the batches before it; :meth:`close` stops the thread."""
+
+    def __init__(self, batches, depth: int = 1):
+        self._it = iter(batches)
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self.wait_s = 0.0
+        self._t = threading.Thread(target=self._run, name="migrator-decode", daemon=True)
+        self._t.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for b in self._it:
+                if not self._put(("batch", b)):
+                    return
+            self._put(("end", None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            self._put(("error", e))
+        finally:
+            close = getattr(self._it, "close", None)
+            if close:
+                close()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        t0 = time.perf_counter()
+        kind, val = self._q.get()
+        self.wait_s += time.perf_counter() - t0
+        if kind == "end":
+            self._q.put(("end", None))
+            raise StopIteration
+        if kind == "error":
+            self._q.put(("end", None))
+            raise val
+        return val
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            while True:
+                self._q.get_nowait()
+        except queue.Empty:
+            pass
+        self._t.join(timeout=5.0)
+
+
+class Rate:
+    """Samples per second over the set so far and the time left at that rate."""
+
+    def __init__(self, total: int, unit: str = "samples", clock: Callable[[], float] = time.monotonic):
+        self.total = total
+        self.unit = unit
+        self.clock = clock
+        self.t0 = clock()
+        self.done = 0
+
+    def update(self, done: int) -> None:
+        self.done = done
+
+    @property
+    def rate(self) -> float:
+        dt = self.clock() - self.t0
+        return self.done / dt if dt > 0 and self.done else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        r = self.rate
+        return (self.total - self.done) / r if r > 0 else None
+
+    def text(self) -> str:
+        """'3.20 images/s, about 25 s left' ('' before the first batch is done)."""
+        r = self.rate
+        if r <= 0:
+            return ""
+        eta = self.eta_s or 0.0
+        left = (f"about {eta:.0f} s left" if eta < 120 else f"about {eta / 60:.0f} min left")
+        return f"{r:.2f} {self.unit}/s, {left}" if self.done < self.total else f"{r:.2f} {self.unit}/s"
+
+
+#: separates a set comparison's progress message from its rate and time-left text
+RATE_SEP = " · "
+
+
+def split_rate(msg: str) -> tuple[str, str]:
+    """(message, 'N images/s, about T s left') of a set comparison's progress message."""
+    head, _sep, rate = msg.partition(RATE_SEP)
+    return head, rate
+
+
 def run_set_comparison(graph, plan, model, iset, *, runtime: str = "builtin",
                        runtime_settings: dict | None = None, tolerances=None,
                        batch_size: int | None = None,
                        progress: Callable[[float, str], None] | None = None,
                        cancel: Callable[[], bool] | None = None,
-                       precision: str = "failing") -> ComparisonResult:
-    """Compare on the :class:`~migrator.core.inputs.InputSet` ``iset`` batch by batch.
-    ``progress(fraction, message)`` names the images being compared; ``cancel()`` stops
-    between layers (the result then says ``cancelled``)."""
+                       precision: str = "failing", prefetch: int = 1) -> ComparisonResult:
+    """Compare on the :class:`~migrator.core.inputs.InputSet` ``iset`` batch by batch, the
+    next batch read on a background thread (``prefetch`` batches ahead; 0: in line) while
+    the current one is compared.  ``progress(fraction, message)`` names the images being
+    compared, with the rate and the time left after :data:`RATE_SEP` (from the second
+    batch on), and says ``'K of N samples compared'`` after each batch; ``cancel()`` stops
+    between layers: the batch under way is dropped and the result (``cancelled``) covers
+    the batches compared before it (``n_samples`` of ``set_size``); cancelled before the
+    first batch is done raises :class:`Cancelled`."""
 
     rt = get_runtime(runtime, **(runtime_settings or {}))
     names = iset.names()
     total = max(1, len(iset))
     folder = SetFolder(names)
     single = None
+    rate = Rate(len(iset), "images" if getattr(iset.spec, "kind", None) == "images" else "samples")
     batches = iset.batches(batch_size)
+    if prefetch and len(iset) > 1:
+        batches = Prefetcher(batches, prefetch)
     try:
         for batch in batches:
             if cancel is not None and cancel():
@@ -188,7 +303,9 @@ def run_set_comparison(graph, plan, model, iset, *, runtime: str = "builtin",
 
             def p(f, msg="", lo=lo, n=n, what=what, label=label):
                 if progress:
-                    progress(min(0.999, (lo + f * n) / total), f"{what} ({label}): {msg}")
+                    rt_text = rate.text()
+                    progress(min(0.999, (lo + f * n) / total), f"{what} ({label}): {msg}"
+                             + (RATE_SEP + rt_text if rt_text else ""))
 
             try:
                 res = run_comparison(graph, plan, model, batch.x, runtime=rt, tolerances=tolerances,
@@ -197,13 +314,19 @@ def run_set_comparison(graph, plan, model, iset, *, runtime: str = "builtin",
             except Cancelled:
                 folder.cancelled = True
                 break
+            if res.cancelled:          # stopped inside the batch: its figures are partial, dropped
+                folder.cancelled = True
+                break
             if len(iset) == n and single is None:
                 single = res
             folder.add(res, lo, n)
-            if res.cancelled:
-                break
+            rate.update(hi)
             if progress:
-                progress(min(0.999, hi / total), f"{hi} of {total} samples compared")
+                try:
+                    progress(min(0.999, hi / total), f"{hi} of {total} samples compared")
+                except Cancelled:          # a progress callback that stops the run (GUI worker)
+                    folder.cancelled = True
+                    break
     finally:
         close = getattr(batches, "close", None)
         if close:
@@ -211,9 +334,15 @@ def run_set_comparison(graph, plan, model, iset, *, runtime: str = "builtin",
     if folder.first is None:
         raise Cancelled("cancelled before the first batch")
     out = folder.result()
+    if isinstance(batches, Prefetcher):
+        out.timings["decode_wait_s"] = batches.wait_s
     out.input = iset.describe()
+    out.set_size = len(iset)
     if single is not None and out.n_samples == 1:
         out.sample_names = None
     if progress:
-        progress(1.0, "comparison cancelled" if out.cancelled else "comparison finished")
+        try:
+            progress(1.0, "comparison cancelled" if out.cancelled else "comparison finished")
+        except Cancelled:
+            out.cancelled = True
     return out

@@ -82,8 +82,11 @@ class CompareFlow:
         w.doc.set_result(res["result"], res["fingerprint"], model=res["model"],
                          model_fp=res["fingerprint"], x=res["x"], input_desc=res["input_desc"])
         fd = r.first_divergent
-        log.info("comparison finished: %s%s", "PASS" if r.passed else "FAIL",
-                 f" (first divergent layer '{fd.source}')" if fd else "")
+        if getattr(r, "cancelled", False):
+            log.info("comparison cancelled: %s", getattr(r, "coverage_note", None) or "partial results")
+        else:
+            log.info("comparison finished: %s%s", "PASS" if r.passed else "FAIL",
+                     f" (first divergent layer '{fd.source}')" if fd else "")
         if self.input_changed_while_running:
             w.mark_results_outdated("input changed during the run — results below are from "
                                     "the earlier input")
