@@ -10,14 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 from ...shapes import deconv_out_len, locally_connected_taps
-from ..workers import gemm_pieces, parallel, pieces_for, split, ufunc_tiles
+from ..workers import gemm_pieces, parallel, pieces_for, split
 from .activation import activation
 from .registry import kernel, nchw_input, one_d, pair, param, scratch, windows3d
 
 IM2COL_MAX_ELEMENTS = 64 * 1024 * 1024
-#: a 1x1 stride-1 convolution multiplies each image in place (no copies) from this many output
-#: positions per image; smaller images are gathered into one whole-batch GEMM
-PER_IMAGE_MIN_POSITIONS = 1024
+#: a 1x1 stride-1 convolution multiplies each image's (C, H*W) matrix in place (no copies) from
+#: this many output positions per image; smaller images are gathered into one whole-batch GEMM
+PER_IMAGE_MIN_POSITIONS = 128
+#: after im2col, images with at least this many output positions get one GEMM each, written
+#: straight into the NCHW output; smaller ones share one GEMM and a pass back to NCHW
+PER_IMAGE_GATHERED_MIN_POSITIONS = 2048
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(1, 1), group: int = 1,
@@ -25,12 +28,14 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(1,
     """NCHW cross-correlation (``flip=True``: true convolution) of ``x`` with OIHW ``w``, plus
     ``bias`` (``(O,)`` or untied ``(O, Ho, Wo)``) when given: ``conv(x, w) + bias``.
 
-    One GEMM over the whole batch: the input is viewed channel-major ``(C, N, H, W)``, the
-    im2col matrix ``(C*kh*kw, N*Ho*Wo)`` is built with one strided copy per kernel offset
-    (into a reused work buffer), ``(group, O/group, K) @ (group, K, N*Ho*Wo)`` runs as one
-    BLAS call per group, and a single pass writes the ``(O, N, Ho*Wo)`` product back to
-    NCHW with the bias added.  A 1x1 unpadded kernel on large images skips im2col and
-    multiplies each image in place."""
+    GEMM over the whole batch: the input is viewed channel-major ``(C, N, H, W)`` and the
+    im2col matrix ``(C*kh*kw, N*Ho*Wo)`` built with one strided copy per kernel offset (into
+    a reused work buffer); ``(group, O/group, K) @ (group, K, columns)`` then runs per block
+    of images (one BLAS call per group each), the blocks shared out to the worker threads
+    (:mod:`migrator.core.reference.workers`).  Large images write their product straight into
+    the NCHW output; small ones go through one ``(O, n, Ho*Wo)`` product and a pass back to
+    NCHW.  A 1x1 unpadded stride-1 kernel skips im2col (each image is its own column matrix).
+    The bias is added to the finished product (the same float operations as ``y += b``)."""
     N, C, H, W = x.shape
     O, Cg, kh, kw = w.shape
     sh, sw = stride
@@ -52,19 +57,14 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(1,
     b = None
     if bias is not None:
         b = bias.reshape(1, O, 1, 1) if bias.ndim == 1 else bias.reshape((1,) + bias.shape)
-    pointwise = kh == kw == 1 and ph == pw == 0
-    if pointwise and (sh, sw) == (1, 1) and (N == 1 or P >= PER_IMAGE_MIN_POSITIONS):
-        # x[n] is already the (C, H*W) column matrix of image n: no copy at all
-        xs, os_ = x.reshape(N, group, K, P), out.reshape(N, group, Og, P)
+    bg = None if b is None else b.reshape((O, -1)).reshape(group, Og, -1)   # (group, Og, 1 or P)
+    og = out.reshape(N, group, Og, P)
+    if kh == kw == 1 and ph == pw == 0 and (sh, sw) == (1, 1) and (N == 1 or P >= PER_IMAGE_MIN_POSITIONS):
+        xg = x.reshape(N, group, K, P)          # image n's (C, H*W) is its column matrix
         if N == 1:
-            _gemm_rows(wm, xs[0], os_[0], b if b is None else b.reshape((O, -1)).reshape(group, Og, -1))
-            return out
-
-        def images(ns):
-            np.matmul(wm, xs[ns], out=os_[ns])
-            if b is not None:
-                out[ns] += b
-        parallel(images, split(N, gemm_pieces(N)))
+            _gemm_rows(wm, xg[0], og[0], bg)
+        else:
+            parallel(lambda ns: _gemm_images(wm, lambda k: xg[k], og, bg, ns), split(N, gemm_pieces(N)))
         return out
     xt = x.transpose(1, 0, 2, 3)                          # (C, N, H, W) view
     if ph or pw:
@@ -94,44 +94,47 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(1,
                     c0 = j * dw
                     cols[cs, i, j, ns] = v[:, :, r0:r0 + sh * (Ho - 1) + 1:sh, c0:c0 + sw * (Wo - 1) + 1:sw]
         parallel(gather, _gather_parts(C, n, cols.nbytes))
-        if N == 1:   # (O, 1, P) is already NCHW
-            _gemm_rows(wm, cols.reshape(group, K, P), out.reshape(group, Og, P),
-                       b if b is None else b.reshape((O, -1)).reshape(group, Og, -1))
-            continue
-        y = scratch("conv_gemm", (group, Og, n * P), x.dtype)
         cm = cols.reshape(group, K, n * P)
-
-        def images(ns, n0=n0, y=y, cm=cm):
-            """GEMM of the column block of images ``ns`` of this chunk (a strided 2-d block:
-            still one BLAS call per group), then its (O, n, P) -> NCHW pass (+ bias)."""
-            yv = y[:, :, ns.start * P:ns.stop * P]
-            np.matmul(wm, cm[:, :, ns.start * P:ns.stop * P], out=yv)
-            yt = yv.reshape(O, ns.stop - ns.start, Ho, Wo).transpose(1, 0, 2, 3)
-            o = out[n0 + ns.start:n0 + ns.stop]
-            if b is None:
-                np.copyto(o, yt)
-            else:
-                np.add(yt, b, out=o)
-        pieces = split(n, gemm_pieces(n))
-        if len(pieces) == 1:
-            np.matmul(wm, cm, out=y)
-            yt = y.reshape(O, n, Ho, Wo).transpose(1, 0, 2, 3)
-            if b is None:
-                ufunc_tiles(np.positive, out[n0:n1], yt)
-            else:
-                ufunc_tiles(np.add, out[n0:n1], yt, b)
+        if N == 1:                                         # (O, 1, P) is already NCHW
+            _gemm_rows(wm, cm, og[0], bg)
+        elif P >= PER_IMAGE_GATHERED_MIN_POSITIONS:
+            parallel(lambda ns, cm=cm, n0=n0: _gemm_images(wm, lambda k: cm[:, :, k * P:(k + 1) * P],
+                                                           og[n0:], bg, ns),
+                     split(n, gemm_pieces(n)))
         else:
-            parallel(images, pieces)
+            y = scratch("conv_gemm", (group, Og, n * P), x.dtype)
+
+            def images(ns, n0=n0, y=y, cm=cm):
+                """GEMM of the column block of images ``ns`` (a strided 2-d block: one BLAS call
+                per group), then its (O, n, P) -> NCHW pass with the bias."""
+                cs = slice(ns.start * P, ns.stop * P)
+                np.matmul(wm, cm[:, :, cs], out=y[:, :, cs])
+                yt = y[:, :, cs].reshape(O, ns.stop - ns.start, Ho, Wo).transpose(1, 0, 2, 3)
+                o = out[n0 + ns.start:n0 + ns.stop]
+                if b is None:
+                    np.copyto(o, yt)
+                else:
+                    np.add(yt, b, out=o)
+            parallel(images, split(n, max(gemm_pieces(n), pieces_for(y.nbytes))))
     return out
 
 
-def _gemm_rows(wm: np.ndarray, cols: np.ndarray, out: np.ndarray, b) -> None:
-    """``out[g] = wm[g] @ cols[g] (+ b[g])`` for one image ((group, Og, K) weights, (group, K, P)
+def _gemm_images(wm: np.ndarray, cols_of, og: np.ndarray, bg, ns: slice) -> None:
+    """``og[k, g] = wm[g] @ cols_of(k)[g] (+ bg[g])`` for the images ``k`` in ``ns``: one GEMM
+    per image straight into the output, the bias added while it is still in cache."""
+    for k in range(ns.start, ns.stop):
+        np.matmul(wm, cols_of(k), out=og[k])
+        if bg is not None:
+            og[k] += bg
+
+
+def _gemm_rows(wm: np.ndarray, cols: np.ndarray, out: np.ndarray, bg) -> None:
+    """``out[g] = wm[g] @ cols[g] (+ bg[g])`` for one image ((group, Og, K) weights, (group, K, P)
     columns), cut into blocks of output channels for the worker threads."""
     def rows(os_):
         np.matmul(wm[:, os_], cols, out=out[:, os_])
-        if b is not None:
-            out[:, os_] += b[:, os_]
+        if bg is not None:
+            out[:, os_] += bg[:, os_]
     parallel(rows, split(wm.shape[1], gemm_pieces(wm.shape[1] // 16)))
 
 

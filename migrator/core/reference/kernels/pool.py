@@ -56,13 +56,9 @@ def pool2d(x: np.ndarray, mode: str, kernel, stride, pad, rounding: str = "floor
     def piece(idx):
         xi, o = x[idx], y[idx]
         if is_max:
-            o.fill(-np.inf)
-            if out_r:
-                o[..., out_r, :] = np.finfo(x.dtype).min
-            if out_c:
-                o[..., :, out_c] = np.finfo(x.dtype).min
-        else:
-            o.fill(0)
+            _max_separable(xi, o, rows, cols, out_r, out_c, sh, sw)
+            return
+        o.fill(0)
         for r0, r1, a in rows:
             if r1 <= r0:
                 continue
@@ -71,14 +67,31 @@ def pool2d(x: np.ndarray, mode: str, kernel, stride, pad, rounding: str = "floor
                     continue
                 v = xi[..., a:a + sh * (r1 - r0 - 1) + 1:sh, b:b + sw * (c1 - c0 - 1) + 1:sw]
                 t = o[..., r0:r1, c0:c1]
-                if is_max:
-                    np.maximum(t, v, out=t)
-                else:
-                    t += v
-        if not is_max:
-            o /= div
+                t += v
+        o /= div
     parallel(piece, tiles(x.shape, x.dtype.itemsize))
     return y
+
+
+def _max_separable(xi, o, rows, cols, out_r, out_c, sh: int, sw: int) -> None:
+    """Max pooling of ``xi`` (..., H, W) into ``o`` (..., Ho, Wo) as a max over the window's
+    columns (..., H, Wo), then over its rows (max is exact, so the order does not matter);
+    a window reaching outside the input also gets -FLT_MAX, as Caffe's padded max pooling."""
+    lo = np.finfo(o.dtype).min
+    m = np.full(xi.shape[:-1] + (o.shape[-1],), -np.inf, o.dtype)
+    if out_c:
+        m[..., out_c] = lo
+    for c0, c1, b in cols:
+        if c1 > c0:
+            t = m[..., c0:c1]
+            np.maximum(t, xi[..., b:b + sw * (c1 - c0 - 1) + 1:sw], out=t)
+    o.fill(-np.inf)
+    if out_r:
+        o[..., out_r, :] = lo
+    for r0, r1, a in rows:
+        if r1 > r0:
+            t = o[..., r0:r1, :]
+            np.maximum(t, m[..., a:a + sh * (r1 - r0 - 1) + 1:sh, :], out=t)
 
 
 def _taps(i: int, L: int, out: int, s: int, p: int) -> tuple[int, int, int]:
