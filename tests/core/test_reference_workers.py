@@ -202,7 +202,9 @@ def test_kernel_threads_restore_blas_threads():
     assert not errors and workers.blas_info()["threads"] == before
 
 
-def test_scratch_sessions_reuse_and_release():
+def test_scratch_sessions_reuse_and_release(monkeypatch):
+    from migrator.core.reference.kernels import registry
+    monkeypatch.setattr(registry, "SCRATCH_KEEP_MIN_BYTES", 0)
     a = scratch("t", (4, 5), np.float32)
     b = scratch("t", (4, 5), np.float32)
     assert not np.shares_memory(a, b)                   # outside a session: fresh arrays

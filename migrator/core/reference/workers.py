@@ -93,44 +93,52 @@ def tile_of(p, idx: tuple, ndim: int):
 
 def parallel(fn: Callable, items: list) -> list:
     """``[fn(item) for item in items]``, the items shared out to the worker threads as they
-    come free.  The calling thread works too and waits only for pieces already taken.  The
-    first exception is raised once every piece taken has finished."""
+    come free.  The calling thread works too and waits only for pieces already taken; a worker
+    that starts late finds nothing left and holds no reference to ``fn`` or the items (their
+    arrays are freed when the caller is done with them).  The first exception is raised once
+    every piece taken has finished."""
     items = list(items)
     if len(items) <= 1 or threads() <= 1 or getattr(_WORKER, "busy", False):
         return [fn(it) for it in items]
     results: list = [None] * len(items)
-    state = {"next": 0, "running": 0, "error": None}
-    cond = threading.Condition()
-
-    def work():
-        while True:
-            with cond:
-                k = state["next"]
-                if k >= len(items) or state["error"] is not None:
-                    return
-                state["next"] = k + 1
-                state["running"] += 1
-            try:
-                results[k] = fn(items[k])
-            except BaseException as e:  # noqa: BLE001  (re-raised in the calling thread)
-                with cond:
-                    state["error"] = state["error"] or e
-            finally:
-                with cond:
-                    state["running"] -= 1
-                    cond.notify_all()
-
+    job = {"fn": fn, "items": items, "results": results, "next": 0, "running": 0, "error": None,
+           "cond": threading.Condition()}
     pool = _pool()
     for _ in range(min(threads() - 1, len(items) - 1)):
-        pool.submit(_in_worker, work)
-    work()
+        pool.submit(_in_worker, job)
+    _work(job)
+    cond = job["cond"]
     with cond:
-        while state["running"]:
+        while job["running"]:
             cond.wait()
-        state["next"] = len(items)               # a late worker finds nothing left to do
-    if state["error"] is not None:
-        raise state["error"]
+        error = job["error"]
+        job.update(fn=None, items=None, results=None, error=None)   # a late worker finds nothing
+    if error is not None:
+        raise error
     return results
+
+
+def _work(job: dict) -> None:
+    """Take pieces of ``job`` until none is left (or one failed)."""
+    cond = job["cond"]
+    while True:
+        with cond:
+            items, k = job["items"], job["next"]
+            if items is None or k >= len(items) or job["error"] is not None:
+                return
+            fn, results = job["fn"], job["results"]
+            job["next"] = k + 1
+            job["running"] += 1
+        try:
+            results[k] = fn(items[k])
+        except BaseException as e:  # noqa: BLE001  (re-raised in the calling thread)
+            with cond:
+                job["error"] = job["error"] or e
+        finally:
+            del fn, items, results
+            with cond:
+                job["running"] -= 1
+                cond.notify_all()
 
 
 def ufunc_tiles(f, out: np.ndarray, *args) -> np.ndarray:
@@ -144,9 +152,9 @@ def ufunc_tiles(f, out: np.ndarray, *args) -> np.ndarray:
     return out
 
 
-def _in_worker(work):
+def _in_worker(job: dict) -> None:
     _WORKER.busy = True
-    work()
+    _work(job)
 
 
 def _pool():

@@ -116,17 +116,23 @@ def scratch_session() -> Iterator[None]:
             state.bufs = {}
 
 
+#: work arrays from this size on are kept for the run; smaller ones are allocated afresh (the C
+#: allocator recycles those without new page faults, and a small run's peak memory stays as it was)
+SCRATCH_KEEP_MIN_BYTES = 32 << 20
+
+
 def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
-    """An uninitialised work array of ``shape``: inside a :func:`scratch_session`, a view of a
-    buffer reused by every later ``scratch(name, ...)`` call of the same dtype in this thread;
-    outside one, a fresh array.  A kernel must never return it (or a view of it)."""
+    """An uninitialised work array of ``shape``: inside a :func:`scratch_session` and from
+    :data:`SCRATCH_KEEP_MIN_BYTES` on, a view of a buffer reused by every later
+    ``scratch(name, ...)`` call of the same dtype in this thread; else a fresh array.  A kernel
+    must never return it (or a view of it)."""
     dtype = np.dtype(dtype)
     state = _SCRATCH
-    if not state.depth:
-        return np.empty(shape, dtype)
     size = 1
     for d in shape:
         size *= int(d)
+    if not state.depth or size * dtype.itemsize < SCRATCH_KEEP_MIN_BYTES:
+        return np.empty(shape, dtype)
     key = (name, dtype)
     buf = state.bufs.get(key)
     if buf is None or buf.size < size:
