@@ -21,6 +21,10 @@ PER_IMAGE_MIN_POSITIONS = 128
 #: after im2col, images with at least this many output positions get one GEMM each, written
 #: straight into the NCHW output; smaller ones share one GEMM and a pass back to NCHW
 PER_IMAGE_GATHERED_MIN_POSITIONS = 2048
+#: OpenBLAS multiplies matrices with M*N*K up to about 1e6 with a separate "small matrix" kernel
+#: that rounds differently: a GEMM is cut into blocks (or images joined into one) only where
+#: every product stays above this size, so the sums are the ones one GEMM per image gives
+SMALL_GEMM_MNK = 1_100_000
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(1, 1), group: int = 1,
@@ -106,9 +110,14 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(1,
 
             def images(ns, n0=n0, y=y, cm=cm):
                 """GEMM of the column block of images ``ns`` (a strided 2-d block: one BLAS call
-                per group), then its (O, n, P) -> NCHW pass with the bias."""
+                per group; one per image where an image's product is small), then its
+                (O, n, P) -> NCHW pass with the bias."""
                 cs = slice(ns.start * P, ns.stop * P)
-                np.matmul(wm, cm[:, :, cs], out=y[:, :, cs])
+                if Og * P * K > SMALL_GEMM_MNK:
+                    np.matmul(wm, cm[:, :, cs], out=y[:, :, cs])
+                else:
+                    for k in range(ns.start, ns.stop):
+                        np.matmul(wm, cm[:, :, k * P:(k + 1) * P], out=y[:, :, k * P:(k + 1) * P])
                 yt = y[:, :, cs].reshape(O, ns.stop - ns.start, Ho, Wo).transpose(1, 0, 2, 3)
                 o = out[n0 + ns.start:n0 + ns.stop]
                 if b is None:
@@ -135,7 +144,9 @@ def _gemm_rows(wm: np.ndarray, cols: np.ndarray, out: np.ndarray, bg) -> None:
         np.matmul(wm[:, os_], cols, out=out[:, os_])
         if bg is not None:
             out[:, os_] += bg[:, os_]
-    parallel(rows, split(wm.shape[1], gemm_pieces(wm.shape[1] // 16)))
+    m, k = wm.shape[1:]
+    most = (m * cols.shape[-1] * k) // SMALL_GEMM_MNK          # blocks that stay large products
+    parallel(rows, split(m, min(gemm_pieces(m // 16), max(most, 1))))
 
 
 def _gather_parts(C: int, n: int, nbytes: int) -> list[tuple[slice, slice]]:
