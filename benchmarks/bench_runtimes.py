@@ -130,15 +130,19 @@ def reference_vs_opencv(g, batches: tuple[int, ...] = (16, 1)) -> dict:
     import cv2
     import numpy as np
 
-    from migrator.core.reference import numpy_ref, workers
+    from migrator.core.reference import numpy_ref
+    try:
+        from migrator.core.reference import workers
+        blas, ref_threads = workers.blas_info(), workers.threads()
+    except ImportError:                     # an older Migrator (a before/after measurement)
+        blas, ref_threads = {"library": "?", "control": None}, "?"
     proto, model = nsfw_files()
     net = cv2.dnn.readNetFromCaffe(proto, model)
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-    blas = workers.blas_info()
     print(f"numpy reference vs OpenCV DNN forward ({_load()}; numpy {np.__version__}, BLAS "
           f"{blas['library']} ({blas['control'] or 'thread count not controllable'}), reference threads "
-          f"{workers.threads()}; OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads); medians of "
+          f"{ref_threads}; OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads); medians of "
           f"{REF_REPEAT} interleaved repeats", flush=True)
     out: dict = {}
     for batch in batches:
