@@ -27,11 +27,12 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 #: arrays smaller than this many bytes are processed in one piece on the calling thread
-PARALLEL_MIN_BYTES = 1 << 20
+PARALLEL_MIN_BYTES = 4 << 20
 #: element-wise work is cut into up to this many pieces per thread (balance on a busy machine)
 PIECES_PER_THREAD = 4
 
 _POOL: dict = {}
+_CPUS: dict = {}
 _WORKER = threading.local()
 
 
@@ -41,10 +42,12 @@ def threads() -> int:
     env = os.environ.get("MIGRATOR_REFERENCE_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    if "cpus" not in _CPUS:
+        try:
+            _CPUS["cpus"] = max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            _CPUS["cpus"] = max(1, os.cpu_count() or 1)
+    return _CPUS["cpus"]
 
 
 def pieces_for(nbytes: int) -> int:
@@ -211,6 +214,24 @@ def kernel_threads() -> Iterator[None]:
             if _HELD["count"] == 0 and _HELD["held"]:
                 _set_blas_threads(_HELD["before"])
                 _HELD["held"] = False
+
+
+@contextlib.contextmanager
+def blas_own_threads() -> Iterator[None]:
+    """Inside :func:`kernel_threads`, for one GEMM that cannot be cut into independent blocks
+    (one image): BLAS gets its own threads back meanwhile (its result does not depend on
+    them)."""
+    with _BLAS_LOCK:
+        held = _HELD["held"] and getattr(_KERNEL_DEPTH, "blas_held", False)
+        if held:
+            _set_blas_threads(_HELD["before"])
+    try:
+        yield
+    finally:
+        if held:
+            with _BLAS_LOCK:
+                if _HELD["held"]:
+                    _set_blas_threads(1)
 
 
 def blas_info() -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...shapes import deconv_out_len, locally_connected_taps
-from ..workers import gemm_pieces, parallel, pieces_for, split
+from ..workers import blas_own_threads, gemm_pieces, parallel, pieces_for, split, ufunc_tiles
 from .activation import activation
 from .registry import kernel, nchw_input, one_d, pair, param, scratch, windows3d
 
@@ -139,14 +139,11 @@ def _gemm_images(wm: np.ndarray, cols_of, og: np.ndarray, bg, ns: slice) -> None
 
 def _gemm_rows(wm: np.ndarray, cols: np.ndarray, out: np.ndarray, bg) -> None:
     """``out[g] = wm[g] @ cols[g] (+ bg[g])`` for one image ((group, Og, K) weights, (group, K, P)
-    columns), cut into blocks of output channels for the worker threads."""
-    def rows(os_):
-        np.matmul(wm[:, os_], cols, out=out[:, os_])
-        if bg is not None:
-            out[:, os_] += bg[:, os_]
-    m, k = wm.shape[1:]
-    most = (m * cols.shape[-1] * k) // SMALL_GEMM_MNK          # blocks that stay large products
-    parallel(rows, split(m, min(gemm_pieces(m // 16), max(most, 1))))
+    columns): one GEMM, threaded by BLAS itself (its threads share the packed columns)."""
+    with blas_own_threads():
+        np.matmul(wm, cols, out=out)
+    if bg is not None:
+        ufunc_tiles(np.add, out, out, bg)
 
 
 def _gather_parts(C: int, n: int, nbytes: int) -> list[tuple[slice, slice]]:
