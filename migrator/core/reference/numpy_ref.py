@@ -22,6 +22,8 @@ import numpy as np
 from ..errors import Cancelled, MigratorError
 from ..ir import Graph, Node
 from .kernels import KERNELS, activation, conv2d, pool2d, softmax  # noqa: F401  (re-exported)
+from .kernels.registry import scratch_session
+from .workers import kernel_threads, parallel, tiles
 
 __all__ = ["KERNELS", "run", "run_all"]
 
@@ -61,7 +63,11 @@ def run(graph: Graph, inputs: dict[str, np.ndarray] | np.ndarray, *, keep: Itera
     """Execute ``graph`` on ``inputs``; yield ``(node_name, [outputs])`` node by node."""
     bound = _bind_inputs(graph, inputs, dtype)
     inputs = None
-    keep = set(keep or ())
+    with scratch_session():       # im2col & co. reuse their work buffers for the whole run
+        yield from _run(graph, bound, set(keep or ()), progress, cancel)
+
+
+def _run(graph, bound, keep, progress, cancel):
     last = graph.last_use()
     store: dict[str, np.ndarray] = {}
     total = max(len(graph.nodes), 1)
@@ -92,7 +98,7 @@ def _execute(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
         raise MigratorError(f"no reference kernel for op {node.op}", file=node.provenance.file,
                             layer=node.provenance.layer or node.name)
     try:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), kernel_threads():
             outs = fn(node, xs)
         _check_overflow(node, xs, outs)
     except MigratorError:
@@ -113,9 +119,9 @@ def _check_overflow(node: Node, xs: list[np.ndarray], outs: list[np.ndarray]) ->
     if not node.params:
         return
     with np.errstate(all="ignore"):
-        if all(np.isfinite(o).all() for o in outs if isinstance(o, np.ndarray) and o.dtype.kind == "f"):
+        if all(_all_finite(o) for o in outs if isinstance(o, np.ndarray) and o.dtype.kind == "f"):
             return
-        if not all(np.isfinite(x).all() for x in xs if isinstance(x, np.ndarray) and x.dtype.kind == "f"):
+        if not all(_all_finite(x) for x in xs if isinstance(x, np.ndarray) and x.dtype.kind == "f"):
             return
         big = max((float(np.max(np.abs(p.value))) for p in node.params.values()
                    if p.value is not None and np.size(p.value)), default=0.0)
@@ -123,6 +129,14 @@ def _check_overflow(node: Node, xs: list[np.ndarray], outs: list[np.ndarray]) ->
                         f"inf/NaN on a finite input (largest |parameter| {big:.3g}): corrupt or "
                         "bit-flipped weights?", file=node.provenance.weights_file or node.provenance.file,
                         layer=node.provenance.layer or node.name)
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """Every element of ``a`` is finite.  One summing pass, no temporary: a sum is finite only
+    if every term is (inf and NaN propagate); only a non-finite sum (or an overflowing one)
+    needs the element-wise test."""
+    sums = parallel(lambda idx: np.sum(a[idx]), tiles(a.shape, a.dtype.itemsize))
+    return all(np.isfinite(v) for v in sums) or bool(np.isfinite(a).all())
 
 
 def run_all(graph: Graph, inputs: dict[str, np.ndarray] | np.ndarray, **kw) -> dict[str, list]:

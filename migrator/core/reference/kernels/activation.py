@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..workers import ufunc_tiles
 from .registry import bshape, kernel, param
 
 
@@ -23,7 +24,9 @@ def activation(x: np.ndarray, spec: dict | None, *, inplace: bool = False) -> np
     if kind == "relu":
         slope = float(spec.get("negative_slope", 0.0) or 0.0)
         if slope == 0.0:
-            return np.maximum(x, 0, out=out)
+            if not isinstance(x, np.ndarray) or x.ndim == 0:
+                return np.maximum(x, 0, out=out)
+            return ufunc_tiles(np.maximum, np.empty(x.shape, x.dtype) if out is None else out, x, 0)
         # Caffe: max(x, 0) + slope * min(x, 0)
         neg = np.minimum(x, 0) * x.dtype.type(slope)
         y = np.maximum(x, 0, out=out)

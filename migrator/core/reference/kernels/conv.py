@@ -2,23 +2,44 @@
 ``LocallyConnected``.
 
 * Conv: cross-correlation (``flip=True``: kernel rotated 180deg first = true convolution),
-  symmetric zero padding, stride, dilation, groups; im2col built with one strided copy per
-  kernel offset, then one batched float BLAS matmul over the groups.
+  symmetric zero padding, stride, dilation, groups; im2col of the whole batch built with one
+  strided copy per kernel offset (into a reused work buffer), then one BLAS GEMM per group.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ...shapes import deconv_out_len, locally_connected_taps
+from ..workers import blas_own_threads, gemm_pieces, parallel, pieces_for, split, ufunc_tiles
 from .activation import activation
-from .registry import kernel, nchw_input, one_d, pair, param, windows3d
+from .registry import kernel, nchw_input, one_d, pair, param, scratch, windows3d
 
 IM2COL_MAX_ELEMENTS = 64 * 1024 * 1024
+#: a 1x1 stride-1 convolution multiplies each image's (C, H*W) matrix in place (no copies) from
+#: this many output positions per image; smaller images are gathered into one whole-batch GEMM
+PER_IMAGE_MIN_POSITIONS = 128
+#: after im2col, images with at least this many output positions get one GEMM each, written
+#: straight into the NCHW output; smaller ones share one GEMM and a pass back to NCHW
+PER_IMAGE_GATHERED_MIN_POSITIONS = 2048
+#: OpenBLAS multiplies matrices with M*N*K up to about 1e6 with a separate "small matrix" kernel
+#: that rounds differently: a GEMM is cut into blocks (or images joined into one) only where
+#: every product stays above this size, so the sums are the ones one GEMM per image gives
+SMALL_GEMM_MNK = 1_100_000
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(1, 1), group: int = 1,
-           flip: bool = False) -> np.ndarray:
-    """NCHW cross-correlation (``flip=True``: true convolution) of ``x`` with OIHW ``w``."""
+           flip: bool = False, bias: np.ndarray | None = None) -> np.ndarray:
+    """NCHW cross-correlation (``flip=True``: true convolution) of ``x`` with OIHW ``w``, plus
+    ``bias`` (``(O,)`` or untied ``(O, Ho, Wo)``) when given: ``conv(x, w) + bias``.
+
+    GEMM over the whole batch: the input is viewed channel-major ``(C, N, H, W)`` and the
+    im2col matrix ``(C*kh*kw, N*Ho*Wo)`` built with one strided copy per kernel offset (into
+    a reused work buffer); ``(group, O/group, K) @ (group, K, columns)`` then runs per block
+    of images (one BLAS call per group each), the blocks shared out to the worker threads
+    (:mod:`migrator.core.reference.workers`).  Large images write their product straight into
+    the NCHW output; small ones go through one ``(O, n, Ho*Wo)`` product and a pass back to
+    NCHW.  A 1x1 unpadded stride-1 kernel skips im2col (each image is its own column matrix).
+    The bias is added to the finished product (the same float operations as ``y += b``)."""
     N, C, H, W = x.shape
     O, Cg, kh, kw = w.shape
     sh, sw = stride
@@ -34,33 +55,117 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(1,
         raise ValueError(f"input {x.shape} too small for kernel {(kh, kw)}")
     K = Cg * kh * kw
     Og = O // group
-    wm = np.ascontiguousarray(w).reshape(group, Og, K)
-    out = np.empty((N, O, Ho * Wo), dtype=x.dtype)
-    if kh == kw == 1 and ph == pw == 0:
-        xs = x[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else x
-        xs = xs[:, :, :Ho, :Wo]
-        cols = xs.reshape(N, group, K, Ho * Wo)
-        np.matmul(wm, cols, out=out.reshape(N, group, Og, Ho * Wo))
-        return out.reshape(N, O, Ho, Wo)
+    P = Ho * Wo
+    wm = np.ascontiguousarray(w, dtype=x.dtype).reshape(group, Og, K)
+    out = np.empty((N, O, Ho, Wo), dtype=x.dtype)
+    b = None
+    if bias is not None:
+        b = bias.reshape(1, O, 1, 1) if bias.ndim == 1 else bias.reshape((1,) + bias.shape)
+    bg = None if b is None else b.reshape((O, -1)).reshape(group, Og, -1)   # (group, Og, 1 or P)
+    og = out.reshape(N, group, Og, P)
+    if kh == kw == 1 and ph == pw == 0 and (sh, sw) == (1, 1) and (N == 1 or P >= PER_IMAGE_MIN_POSITIONS):
+        xg = x.reshape(N, group, K, P)          # image n's (C, H*W) is its column matrix
+        if N == 1:
+            _gemm_rows(wm, xg[0], og[0], bg)
+        else:
+            parallel(lambda ns: _gemm_images(wm, lambda k: xg[k], og, bg, ns), split(N, gemm_pieces(N)))
+        return out
+    xt = x.transpose(1, 0, 2, 3)                          # (C, N, H, W) view
     if ph or pw:
-        xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
-        xp[:, :, ph:ph + H, pw:pw + W] = x
+        xp = scratch("conv_pad", (C, N, H + 2 * ph, W + 2 * pw), x.dtype)
+
+        def pad_part(part):
+            cs, ns = part
+            p = xp[cs, ns]
+            _zero_border(p, ph, pw)
+            p[:, :, ph:ph + H, pw:pw + W] = xt[cs, ns]
+        parallel(pad_part, _gather_parts(C, N, xp.nbytes))
     else:
-        xp = x
-    per_sample = C * kh * kw * Ho * Wo
+        xp = xt
+    per_sample = C * kh * kw * P
     chunk = max(1, min(N, IM2COL_MAX_ELEMENTS // max(per_sample, 1)))
-    cols = np.empty((chunk, C, kh, kw, Ho, Wo), dtype=x.dtype)
     for n0 in range(0, N, chunk):
         n1 = min(N, n0 + chunk)
-        c = cols[: n1 - n0]
-        for i in range(kh):
-            r0 = i * dh
-            for j in range(kw):
-                c0 = j * dw
-                c[:, :, i, j] = xp[n0:n1, :, r0:r0 + sh * (Ho - 1) + 1:sh, c0:c0 + sw * (Wo - 1) + 1:sw]
-        np.matmul(wm, c.reshape(n1 - n0, group, K, Ho * Wo),
-                  out=out[n0:n1].reshape(n1 - n0, group, Og, Ho * Wo))
-    return out.reshape(N, O, Ho, Wo)
+        n = n1 - n0
+        cols = scratch("conv_cols", (C, kh, kw, n, Ho, Wo), x.dtype)
+
+        def gather(part, src=xp[:, n0:n1], cols=cols):
+            cs, ns = part                                  # channels, images of this piece
+            v = src[cs, ns]
+            for i in range(kh):
+                r0 = i * dh
+                for j in range(kw):
+                    c0 = j * dw
+                    cols[cs, i, j, ns] = v[:, :, r0:r0 + sh * (Ho - 1) + 1:sh, c0:c0 + sw * (Wo - 1) + 1:sw]
+        parallel(gather, _gather_parts(C, n, cols.nbytes))
+        cm = cols.reshape(group, K, n * P)
+        if N == 1:                                         # (O, 1, P) is already NCHW
+            _gemm_rows(wm, cm, og[0], bg)
+        elif P >= PER_IMAGE_GATHERED_MIN_POSITIONS:
+            parallel(lambda ns, cm=cm, n0=n0: _gemm_images(wm, lambda k: cm[:, :, k * P:(k + 1) * P],
+                                                           og[n0:], bg, ns),
+                     split(n, gemm_pieces(n)))
+        else:
+            y = scratch("conv_gemm", (group, Og, n * P), x.dtype)
+
+            def images(ns, n0=n0, y=y, cm=cm):
+                """GEMM of the column block of images ``ns`` (a strided 2-d block: one BLAS call
+                per group; one per image where an image's product is small), then its
+                (O, n, P) -> NCHW pass with the bias."""
+                cs = slice(ns.start * P, ns.stop * P)
+                if Og * P * K > SMALL_GEMM_MNK:
+                    np.matmul(wm, cm[:, :, cs], out=y[:, :, cs])
+                else:
+                    for k in range(ns.start, ns.stop):
+                        np.matmul(wm, cm[:, :, k * P:(k + 1) * P], out=y[:, :, k * P:(k + 1) * P])
+                yt = y[:, :, cs].reshape(O, ns.stop - ns.start, Ho, Wo).transpose(1, 0, 2, 3)
+                o = out[n0 + ns.start:n0 + ns.stop]
+                if b is None:
+                    np.copyto(o, yt)
+                else:
+                    np.add(yt, b, out=o)
+            parallel(images, split(n, max(gemm_pieces(n), pieces_for(y.nbytes))))
+    return out
+
+
+def _gemm_images(wm: np.ndarray, cols_of, og: np.ndarray, bg, ns: slice) -> None:
+    """``og[k, g] = wm[g] @ cols_of(k)[g] (+ bg[g])`` for the images ``k`` in ``ns``: one GEMM
+    per image straight into the output, the bias added while it is still in cache."""
+    for k in range(ns.start, ns.stop):
+        np.matmul(wm, cols_of(k), out=og[k])
+        if bg is not None:
+            og[k] += bg
+
+
+def _gemm_rows(wm: np.ndarray, cols: np.ndarray, out: np.ndarray, bg) -> None:
+    """``out[g] = wm[g] @ cols[g] (+ bg[g])`` for one image ((group, Og, K) weights, (group, K, P)
+    columns): one GEMM, threaded by BLAS itself (its threads share the packed columns)."""
+    with blas_own_threads():
+        np.matmul(wm, cols, out=out)
+    if bg is not None:
+        ufunc_tiles(np.add, out, out, bg)
+
+
+def _gather_parts(C: int, n: int, nbytes: int) -> list[tuple[slice, slice]]:
+    """(channels, images) pieces of an im2col over ``C`` channels and ``n`` images, one per
+    thread: split the channels when there are enough of them, else the images."""
+    parts = pieces_for(nbytes)
+    if parts <= 1:
+        return [(slice(None), slice(None))]
+    if C >= 2 * parts or n < parts:
+        return [(slice(a * C // parts, (a + 1) * C // parts), slice(None)) for a in range(parts)
+                if a * C // parts < (a + 1) * C // parts]
+    return [(slice(None), slice(a * n // parts, (a + 1) * n // parts)) for a in range(parts)]
+
+
+def _zero_border(xp: np.ndarray, ph: int, pw: int) -> None:
+    """Zero the ``ph`` top/bottom rows and ``pw`` left/right columns of ``xp`` (..., Hp, Wp)."""
+    if ph:
+        xp[..., :ph, :] = 0
+        xp[..., -ph:, :] = 0
+    if pw:
+        xp[..., :, :pw] = 0
+        xp[..., :, -pw:] = 0
 
 
 @kernel("Conv")
@@ -69,13 +174,8 @@ def _conv(node, xs):
     a = node.attrs
     w = param(node, "weight", x.dtype)
     y = conv2d(x, w, pair(a.get("stride", 1)), pair(a.get("pad", 0)), pair(a.get("dilation", 1)),
-               int(a.get("group", 1) or 1), bool(a.get("flip", False)))
-    b = param(node, "bias", x.dtype)
-    if b is not None:
-        if b.ndim == 1:
-            y += b.reshape(1, -1, 1, 1)
-        else:   # untied biases (O, H, W)
-            y += b.reshape((1,) + b.shape)
+               int(a.get("group", 1) or 1), bool(a.get("flip", False)),
+               bias=param(node, "bias", x.dtype))      # (O,) or untied (O, H, W)
     return [activation(y, a.get("activation"), inplace=True)]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...shapes import crop_slices
+from ..workers import ufunc_tiles
 from .registry import err, kernel
 
 
@@ -20,10 +21,13 @@ def _eltwise(node, xs):
             y = xs[0] * t(coeffs[0])
             for c, v in zip(coeffs[1:], xs[1:]):
                 y += v * t(c)
-        else:
-            y = xs[0] + xs[1] if len(xs) > 1 else xs[0].copy()
+        elif len(xs) > 1:
+            y = np.empty(np.broadcast_shapes(*(np.shape(v) for v in xs)), np.result_type(xs[0], xs[1]))
+            ufunc_tiles(np.add, y, xs[0], xs[1])
             for v in xs[2:]:
-                y += v
+                ufunc_tiles(np.add, y, y, v)
+        else:
+            y = xs[0].copy()
         return [y]
     if op == "prod":
         y = xs[0].copy()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..workers import parallel, tile_of, tiles
 from .activation import activation
 from .registry import bshape, err, kernel, norm_axis, param
 
@@ -73,8 +74,14 @@ def _batchnorm(node, xs):
             s = 0.0 if sf.size == 0 or sf[0] == 0 else 1.0 / sf[0]
             mean = (np.asarray(node.p("mean"), np.float64) * s).astype(t).reshape(bs)
             var = (np.asarray(node.p("variance"), np.float64) * s).astype(t).reshape(bs)
-        y = x - mean
-        y /= np.sqrt(var + t.type(eps))
+        std = np.sqrt(var + t.type(eps))
+        y = np.empty(x.shape, t)
+
+        def piece(idx):                             # (x - mean) / std
+            o = y[idx]
+            np.subtract(x[idx], tile_of(mean, idx, x.ndim), out=o)
+            o /= tile_of(std, idx, x.ndim)
+        parallel(piece, tiles(x.shape, t.itemsize))
         return [y]
     if form == "lasagne":
         axes = a.get("axes", "auto")
@@ -92,9 +99,15 @@ def _batchnorm(node, xs):
 
         mean, inv_std = prm("mean", 0.0), prm("inv_std", 1.0)
         gamma, beta = prm("gamma", 1.0), prm("beta", 0.0)
-        y = x - mean
-        y *= gamma * inv_std
-        y += beta
+        g = gamma * inv_std
+        y = np.empty(np.broadcast_shapes(x.shape, np.shape(mean), np.shape(g), np.shape(beta)), t)
+
+        def piece(idx):                             # (x - mean) * (gamma * inv_std) + beta
+            o = y[idx]
+            np.subtract(tile_of(x, idx, y.ndim), tile_of(mean, idx, y.ndim), out=o)
+            o *= tile_of(g, idx, y.ndim)
+            o += tile_of(beta, idx, y.ndim)
+        parallel(piece, tiles(y.shape, t.itemsize))
         return [y]
     if form == "gist":
         axis = norm_axis(int(a.get("axis", 1)), x.ndim)
@@ -139,10 +152,17 @@ def _scale(node, xs):
         s = s.reshape(bshape(x.ndim, axis, s.shape))
     else:
         s = _scale_like(node, x, param(node, "scale", x.dtype))
-    y = x * s
     b = param(node, "bias", x.dtype)
     if b is not None:
-        y += _scale_like(node, x, b)
+        b = _scale_like(node, x, b)
+    y = np.empty(np.broadcast_shapes(x.shape, np.shape(s), np.shape(b) if b is not None else ()), x.dtype)
+
+    def piece(idx):                                  # x * scale + bias
+        o = y[idx]
+        np.multiply(tile_of(x, idx, y.ndim), tile_of(s, idx, y.ndim), out=o)
+        if b is not None:
+            o += tile_of(b, idx, y.ndim)
+    parallel(piece, tiles(y.shape, x.dtype.itemsize))
     return [y]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...shapes import pool_out_len, spp_levels, spp_regions
+from ..workers import parallel, tiles
 from .reduce import REDUCERS
 from .registry import kernel, nchw_input, one_d, pair, windows3d
 
@@ -28,6 +29,10 @@ def _avg_counts(L: int, out: int, k: int, s: int, p: int, divisor: str) -> np.nd
 
 def pool2d(x: np.ndarray, mode: str, kernel, stride, pad, rounding: str = "floor",
            avg_divisor: str = "caffe") -> np.ndarray:
+    """2-D pooling of NCHW ``x``.  Padding and overhang are never materialised: each kernel
+    offset updates the output positions whose window cell lies inside the input (a strided
+    view of ``x``).  MAX: cells outside the input count as -FLT_MAX (Caffe's empty window);
+    AVE: as zeros, summed in kernel-offset order, then divided by the divisor."""
     N, C, H, W = x.shape
     kh, kw = kernel
     sh, sw = stride
@@ -36,33 +41,66 @@ def pool2d(x: np.ndarray, mode: str, kernel, stride, pad, rounding: str = "floor
     Wo = pool_out_len(W, kw, sw, pw, rounding)
     if Ho <= 0 or Wo <= 0:
         raise ValueError(f"input {x.shape} too small for pooling kernel {(kh, kw)}")
-    # extent needed in padded coordinates; beyond L + p on the right is "overhang"
-    eh = max(H + 2 * ph, (Ho - 1) * sh + kh)
-    ew = max(W + 2 * pw, (Wo - 1) * sw + kw)
     is_max = mode == "max"
-    if (eh, ew) != (H, W):
-        # MAX ignores padding/overhang; an empty window (Caffe ceil, p=0, s>k) gives -FLT_MAX as in Caffe
-        fill = np.finfo(x.dtype).min if is_max else 0
-        xp = np.full((N, C, eh, ew), fill, dtype=x.dtype)
-        xp[:, :, ph:ph + H, pw:pw + W] = x
-    else:
-        xp = x
-    acc = None
-    for i in range(kh):
-        for j in range(kw):
-            v = xp[:, :, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
-            if acc is None:
-                acc = v.copy()
-            elif is_max:
-                np.maximum(acc, v, out=acc)
-            else:
-                acc += v
+    rows = [_taps(i, H, Ho, sh, ph) for i in range(kh)]
+    cols = [_taps(j, W, Wo, sw, pw) for j in range(kw)]
+    # output rows / columns whose window reaches past the input (padding or overhang)
+    out_r = [o for o in range(Ho) if o * sh - ph < 0 or o * sh - ph + kh > H]
+    out_c = [o for o in range(Wo) if o * sw - pw < 0 or o * sw - pw + kw > W]
+    y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     if not is_max:
         ch = _avg_counts(H, Ho, kh, sh, ph, avg_divisor)
         cw = _avg_counts(W, Wo, kw, sw, pw, avg_divisor)
         div = np.maximum(np.outer(ch, cw), 1).astype(x.dtype)
-        acc /= div
-    return acc
+
+    def piece(idx):
+        xi, o = x[idx], y[idx]
+        if is_max:
+            _max_separable(xi, o, rows, cols, out_r, out_c, sh, sw)
+            return
+        o.fill(0)
+        for r0, r1, a in rows:
+            if r1 <= r0:
+                continue
+            for c0, c1, b in cols:
+                if c1 <= c0:
+                    continue
+                v = xi[..., a:a + sh * (r1 - r0 - 1) + 1:sh, b:b + sw * (c1 - c0 - 1) + 1:sw]
+                t = o[..., r0:r1, c0:c1]
+                t += v
+        o /= div
+    parallel(piece, tiles(x.shape, x.dtype.itemsize))
+    return y
+
+
+def _max_separable(xi, o, rows, cols, out_r, out_c, sh: int, sw: int) -> None:
+    """Max pooling of ``xi`` (..., H, W) into ``o`` (..., Ho, Wo) as a max over the window's
+    columns (..., H, Wo), then over its rows (max is exact, so the order does not matter);
+    a window reaching outside the input also gets -FLT_MAX, as Caffe's padded max pooling."""
+    lo = np.finfo(o.dtype).min
+    m = np.full(xi.shape[:-1] + (o.shape[-1],), -np.inf, o.dtype)
+    if out_c:
+        m[..., out_c] = lo
+    for c0, c1, b in cols:
+        if c1 > c0:
+            t = m[..., c0:c1]
+            np.maximum(t, xi[..., b:b + sw * (c1 - c0 - 1) + 1:sw], out=t)
+    o.fill(-np.inf)
+    if out_r:
+        o[..., out_r, :] = lo
+    for r0, r1, a in rows:
+        if r1 > r0:
+            t = o[..., r0:r1, :]
+            np.maximum(t, m[..., a:a + sh * (r1 - r0 - 1) + 1:sh, :], out=t)
+
+
+def _taps(i: int, L: int, out: int, s: int, p: int) -> tuple[int, int, int]:
+    """``(o0, o1, first)``: the output positions ``o0 <= o < o1`` whose window cell at kernel
+    offset ``i`` (input index ``o*s - p + i``) lies inside ``[0, L)``, and that input index
+    for ``o0``."""
+    o0 = max(0, -((i - p) // s)) if i < p else 0
+    o1 = min(out, (L - 1 - i + p) // s + 1) if L - 1 - i + p >= 0 else 0
+    return o0, max(o0, o1), o0 * s - p + i
 
 
 def max_pool_mask(x: np.ndarray, kernel, stride, pad, rounding: str = "caffe_ceil") -> np.ndarray:

@@ -7,7 +7,9 @@ A kernel is ``fn(node, inputs: list[np.ndarray]) -> list[np.ndarray]``, register
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -85,3 +87,55 @@ def one_d(node: Node, xs: list, kernel_2d: Kernel) -> list:
         raise err(node, f"1-D layer input of shape {x.shape} is not (N, C, L)")
     y = kernel_2d(node, [x[:, :, None, :]])[0]
     return [y[:, :, 0, :]]
+
+
+# -- reusable work buffers ------------------------------------------------------------------
+class _ScratchState(threading.local):
+    def __init__(self):
+        self.depth = 0
+        self.bufs: dict = {}
+
+
+_SCRATCH = _ScratchState()
+
+
+@contextlib.contextmanager
+def scratch_session() -> Iterator[None]:
+    """While at least one session is open in this thread, :func:`scratch` hands out reusable
+    buffers (so a forward pass does not fault in fresh pages for every im2col matrix); the
+    buffers are freed when the thread's last session closes.  Sessions nest and may
+    interleave (several reference runs streamed side by side)."""
+    state = _SCRATCH          # this thread's state, even if a generator is closed elsewhere
+    state.depth += 1
+    try:
+        yield
+    finally:
+        state.depth -= 1
+        if state.depth <= 0:
+            state.depth = 0
+            state.bufs = {}
+
+
+#: work arrays from this size on are kept for the run; smaller ones are allocated afresh (the C
+#: allocator recycles those without new page faults, and a small run's peak memory stays as it was)
+SCRATCH_KEEP_MIN_BYTES = 32 << 20
+
+
+def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised work array of ``shape``: inside a :func:`scratch_session` and from
+    :data:`SCRATCH_KEEP_MIN_BYTES` on, a view of a buffer reused by every later
+    ``scratch(name, ...)`` call of the same dtype in this thread; else a fresh array.  A kernel
+    must never return it (or a view of it)."""
+    dtype = np.dtype(dtype)
+    state = _SCRATCH
+    size = 1
+    for d in shape:
+        size *= int(d)
+    if not state.depth or size * dtype.itemsize < SCRATCH_KEEP_MIN_BYTES:
+        return np.empty(shape, dtype)
+    key = (name, dtype)
+    buf = state.bufs.get(key)
+    if buf is None or buf.size < size:
+        state.bufs[key] = None                 # the old buffer is freed before the bigger one
+        state.bufs[key] = buf = np.empty(max(size, 1), dtype)
+    return buf[:size].reshape(shape)
