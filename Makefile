@@ -25,16 +25,21 @@ run: $(STAMP)
 # Fails when the real-Caffe / real-Theano tiers cannot be built or were skipped; a machine that truly
 # cannot build them opts out explicitly: MIGRATOR_ALLOW_MISSING_TIERS=1 make test (loud summary line).
 # Parallel (pytest-xdist): one worker per core, at most 4; each test file stays on one worker so
-# its module/session fixtures are built once.  JOBS=1 runs everything in one process.
+# its module/session fixtures are built once; a crashed worker fails the run (no restart, no hang).
+# The desktop-app tests run in a session of their own: Qt windows are not mixed into processes
+# that ran hundreds of TensorFlow models (their proofs go to their own session file).
+# JOBS=1 runs each session in one process.
 JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
-PYTEST_PAR = $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadfile)
+PYTEST_PAR = $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadfile --max-worker-restart=0)
 
 test: $(STAMP)
 	$(VPY) -m tests.setup_envs
-	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q $(PYTEST_PAR)
+	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q $(PYTEST_PAR) --ignore=tests/gui
+	QT_QPA_PLATFORM=offscreen MIGRATOR_PROOFS_OUT=.cache/proofs-session-gui.json $(VPY) -m pytest -q $(PYTEST_PAR) tests/gui
 
 test-fast: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q $(PYTEST_PAR) -m "not slow"
+	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q $(PYTEST_PAR) -m "not slow" --ignore=tests/gui
+	QT_QPA_PLATFORM=offscreen MIGRATOR_PROOFS_OUT=.cache/proofs-session-gui.json $(VPY) -m pytest -q $(PYTEST_PAR) -m "not slow" tests/gui
 
 bench: $(STAMP)
 	$(VPY) -m benchmarks.run

@@ -584,7 +584,6 @@ def _image_spec(args, graph):
 
 
 def cmd_compare(args) -> int:
-    _preload_keras()
     flow = _flow(args, release_weights=True)
     _note_output_choice(flow.graph)
     if args.report:
@@ -609,26 +608,7 @@ def cmd_compare(args) -> int:
     return EXIT_OK if result.passed else EXIT_VERIFY
 
 
-_PRELOAD: dict = {}
-
-
-def _preload_keras() -> None:
-    """Import TensorFlow and Keras on a background thread while the model files are read and
-    planned (the build needs them; their import is not the model's own work).  A failed
-    import there is left for the build to report."""
-    if "keras" in sys.modules:
-        return
-
-    def load():
-        try:
-            import keras  # noqa: F401
-        except Exception as e:  # noqa: BLE001 - the build imports it again and says why
-            _PRELOAD["error"] = e
-    threading.Thread(target=load, name="migrator-tf-import", daemon=True).start()
-
-
 def cmd_convert(args) -> int:
-    _preload_keras()
     flow = _flow(args, output=args.output, fmt=args.format, also=tuple(args.also),
                  report_path=args.report or default_report_path(args.output, args.format),
                  force=args.force, accept_mismatch=args.accept_mismatch, release_weights=True)
@@ -794,6 +774,7 @@ def _run_deep(fn) -> int:
                 raise
     except (KeyboardInterrupt, _Signalled) as e:
         signum = getattr(e, "signum", 2)
+        _STOPPING.set()     # what the worker hits as its children die is not news: say one line
         _stop_children()
         t.join(3.0)   # let the worker remove its temp files once the child is gone
         print("migrator: interrupted" if signum == 2 else f"migrator: stopped by signal {signum}",
@@ -804,6 +785,10 @@ def _run_deep(fn) -> int:
     return box.get("rc", EXIT_INTERNAL)
 
 
+#: set when a signal stops the CLI: the worker thread then reports nothing of its own
+_STOPPING = threading.Event()
+
+
 def _dispatch(args) -> int:
     try:
         if getattr(args, "plugin", None):
@@ -812,13 +797,15 @@ def _dispatch(args) -> int:
         return {"inspect": cmd_inspect, "convert": cmd_convert, "compare": cmd_compare,
                 "layers": cmd_layers, "batch": cmd_batch}[args.cmd](args)
     except MigratorError as e:
-        print(f"migrator: error: {e}", file=sys.stderr)
+        if not _STOPPING.is_set():
+            print(f"migrator: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except VerificationFailed as e:
         print(f"migrator: verification failed: {e}", file=sys.stderr)
         return EXIT_VERIFY
     except Cancelled:
-        print("migrator: cancelled", file=sys.stderr)
+        if not _STOPPING.is_set():
+            print("migrator: cancelled", file=sys.stderr)
         return EXIT_INTERNAL
     except KeyboardInterrupt:
         print("migrator: interrupted", file=sys.stderr)

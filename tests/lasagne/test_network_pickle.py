@@ -28,24 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-
-def keras_outputs_by_source(model, plan, x, ref):
-    """Every source layer's Keras output in the source layout (NCHW), keyed by source name;
-    ``x`` an array or {input name: array}."""
-    from migrator.core.compare.metrics import to_keras_layout, to_source_layout
-    from migrator.core.keras_build.executor import iter_keras_outputs
-
-    k2s: dict[str, list[str]] = {}
-    for m in plan.mappings:
-        if m.keras_output:
-            k2s.setdefault(m.keras_output, []).append(m.source)
-    xk = ({k: to_keras_layout(v) for k, v in x.items()} if isinstance(x, dict)
-          else to_keras_layout(x))
-    out = {}
-    for kname, arr in iter_keras_outputs(model, plan, xk):
-        for src in k2s.get(kname, []):
-            out[src] = to_source_layout(arr, ref[src].ndim)
-    return out
+from tests.lasagne import keras_outputs_by_source
 
 pytestmark = [pytest.mark.theano, pytest.mark.slow]
 

@@ -214,6 +214,8 @@ def _run_child(cmd: list[str], cwd: str, env: dict, timeout: float, builder_path
         finally:
             with _LIVE_LOCK:
                 _LIVE.discard(p)
+        if _ABORT.is_set():      # killed by kill_builder_processes as it ended: not the script's doing
+            raise Cancelled()
         if os.name == "posix":   # grandchildren the builder may have started
             try:
                 os.killpg(p.pid, signal.SIGKILL)
