@@ -228,3 +228,17 @@ def test_finite_check_survives_an_overflowing_sum():
                              params={"scale": Param("scale", np.ones(2, np.float32))})])
     out = numpy_ref.run_all(g, big)["sc"][0]
     np.testing.assert_array_equal(out, big)
+
+
+def test_pieces_run_under_the_callers_numpy_error_state():
+    """A piece on a worker thread follows the caller's np.errstate (a kernel's "ignore
+    overflow" holds in every thread: no RuntimeWarning from a worker)."""
+    import warnings
+    x = np.full((64, 1 << 15), 3e38, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="ignore"):
+            outs = workers.parallel(lambda s: float(np.sum(x[s] * np.float32(10))), workers.split(64, 8))
+    assert all(np.isinf(v) for v in outs)
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        workers.parallel(lambda s: x[s] * np.float32(10), workers.split(64, 8))

@@ -105,7 +105,7 @@ def parallel(fn: Callable, items: list) -> list:
         return [fn(it) for it in items]
     results: list = [None] * len(items)
     job = {"fn": fn, "items": items, "results": results, "next": 0, "running": 0, "error": None,
-           "cond": threading.Condition()}
+           "cond": threading.Condition(), "errstate": np.geterr()}   # the caller's, in every thread
     pool = _pool()
     for _ in range(min(threads() - 1, len(items) - 1)):
         pool.submit(_in_worker, job)
@@ -129,11 +129,12 @@ def _work(job: dict) -> None:
             items, k = job["items"], job["next"]
             if items is None or k >= len(items) or job["error"] is not None:
                 return
-            fn, results = job["fn"], job["results"]
+            fn, results, errstate = job["fn"], job["results"], job["errstate"]
             job["next"] = k + 1
             job["running"] += 1
         try:
-            results[k] = fn(items[k])
+            with np.errstate(**errstate):
+                results[k] = fn(items[k])
         except BaseException as e:  # noqa: BLE001  (re-raised in the calling thread)
             with cond:
                 job["error"] = job["error"] or e
