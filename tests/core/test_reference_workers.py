@@ -242,3 +242,20 @@ def test_pieces_run_under_the_callers_numpy_error_state():
     assert all(np.isinf(v) for v in outs)
     with np.errstate(over="raise"), pytest.raises(FloatingPointError):
         workers.parallel(lambda s: x[s] * np.float32(10), workers.split(64, 8))
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, 2e19, -3e38])
+def test_finite_check_finds_every_non_finite_value(threaded, bad):
+    """The overflow check's one-pass test (a sum of squares per piece) on large arrays: an inf,
+    -inf or NaN anywhere is found; huge finite values (whose squares overflow) are not an
+    overflow; non-contiguous arrays are tested too."""
+    from migrator.core.reference.numpy_ref import all_finite
+    rng = np.random.default_rng(2)
+    for dtype in (np.float32, np.float64):
+        a = rng.standard_normal((6, 5, 64, 70)).astype(dtype)
+        assert all_finite(a) and all_finite(a[:, ::2])
+        for where in [(0, 0, 0, 0), (5, 4, 63, 69), (3, 2, 17, 9)]:
+            b = a.copy()
+            b[where] = bad
+            assert all_finite(b) == bool(np.isfinite(b).all()), (dtype, where)
+            assert all_finite(b[:, ::-1]) == bool(np.isfinite(b).all())
