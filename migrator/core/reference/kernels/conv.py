@@ -166,7 +166,9 @@ def _im2col_blocks(x, wm, out, b, kernel, stride, pad, dilation, group) -> None:
     else:
         xp = x
     per = 1 if P >= PER_IMAGE_GATHERED_MIN_POSITIONS else -(-PER_IMAGE_GATHERED_MIN_POSITIONS // P)
-    per = max(1, min(per, N, IM2COL_MAX_ELEMENTS // max(C * kh * kw * P, 1)))
+    # at least gemm_pieces() blocks, so that every thread has work (small images: a 7x7 map
+    # would otherwise put a whole batch of 16 into one block, on one thread)
+    per = max(1, min(per, N // gemm_pieces(N) or 1, IM2COL_MAX_ELEMENTS // max(C * kh * kw * P, 1)))
     og = out.reshape(N, group, Og, P)
     bg = None if b is None else b.reshape((O, -1)).reshape(group, Og, -1)
 
