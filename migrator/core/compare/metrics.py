@@ -160,6 +160,19 @@ def to_keras_layout(src: np.ndarray, layout: str | None = None) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(src, perm))
 
 
+#: an array pair of at least this many bytes (each) is reduced on the worker threads
+#: (:func:`migrator.core.reference.workers.parallel`); smaller ones on the calling thread
+PARALLEL_MIN_BYTES = 1 << 20
+#: elements of |got - ref| held at once per thread (a 256 KB float32 tile: it and the inputs'
+#: pieces it is made of stay in the core's cache)
+TILE_ELEMS = 1 << 16
+#: the difference is taken in the Keras layout (N, S, C) from this many channels on when the
+#: Keras array is channels-last (fewer channels reduce slowly along a strided axis)
+LAST_MIN_CHANNELS = 64
+#: take OpenCV's transpose and row sums when cv2 is installed (False: numpy only)
+USE_OPENCV = True
+
+
 def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Tolerance,
                    whole: bool = False) -> dict[str, Any]:
     """Metrics of ``got`` against ``ref``, both in source layout (channel axis 1).
@@ -167,52 +180,44 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
     are those of the whole tensor, one "sample".
 
     Differences are taken in float32 (the difference of two nearby float32 values is exact,
-    Sterbenz); sums for the means are accumulated in float64.  One pass per statistic, the
-    per-channel reductions on an (N, C, -1) view -- or (N, -1, C) when ``got`` is the
-    channels-first view of a channels-last Keras array -- without copies."""
+    Sterbenz); sums for the means are accumulated in float64.  The arrays are read once, tile
+    by tile (:func:`_reduce_tiles`): each tile's |got - ref| stays in the cache and is reduced
+    there to per-(sample, channel) maxima and sums; large arrays' tiles are shared out to the
+    worker threads.  The worst element is then searched for in one channel of one sample."""
     if ref.shape != got_source_layout.shape:
         raise ValueError(f"shape mismatch: reference {ref.shape} vs Keras {got_source_layout.shape}")
     ref32 = np.asarray(ref, dtype=np.float32)
     got32 = np.asarray(got_source_layout, dtype=np.float32)
-    # The Keras output is channels-last; given as its channels-first view, the difference is
-    # taken in the Keras layout (reading the reference strided costs a third of reading the
-    # Keras array strided) and reduced per (sample, channel) there.
-    # Few channels (an image input's 3) reduce slowly along a strided axis: those stay
-    # channels-first (measured: the Keras layout pays from about 64 channels on).
-    last = ref.ndim >= 3 and ref.shape[1] >= 64 and np.moveaxis(got32, 1, -1).flags.c_contiguous \
-        and not got32.flags.c_contiguous
-    if last:
-        diff = np.subtract(np.moveaxis(got32, 1, -1), np.moveaxis(ref32, 1, -1))
-    else:
-        diff = np.subtract(got32, ref32)
-    np.abs(diff, out=diff)
-    if diff.size == 0:
+    if ref32.size == 0:
         c = ref.shape[1] if ref.ndim >= 2 else 1
         z = np.zeros(c)
         return {"max_abs": 0.0, "mean_abs": 0.0, "max_rel": 0.0, "scale": 0.0, "channel_max_abs": z,
                 "channel_mean_abs": z, "channel_ref_absmax": z, "worst_index": None,
                 "worst_channel": None, "passed": True, "needed_rtol": 0.0, "nonfinite": False}
     if ref.ndim >= 2:
-        n, c = ref.shape[0], ref.shape[1]
-        d3 = diff.reshape(n, -1, c) if last else diff.reshape(n, c, -1)
-        ax = 1 if last else 2
-        nc_max = d3.max(axis=ax)                      # (N, C); NaN propagates through max
+        c = ref.shape[1]
+        nc_max, nc_sum, nc_ref = _reduce_tiles(ref32, got32)
         nonfinite = not bool(np.isfinite(nc_max).all())
-        if nonfinite:
-            diff[~np.isfinite(diff)] = np.inf
-            nc_max = d3.max(axis=ax)
         nc_max = nc_max.astype(np.float64)
         ch_max = nc_max.max(axis=0)
         s_max = nc_max.max(axis=1)
-        ch_mean = d3.sum(axis=ax, dtype=np.float64).sum(axis=0) / (n * d3.shape[ax])
-        r3 = ref32.reshape(n, c, -1)       # max |ref| = max(max ref, -min ref): no temporary
-        nc_ref = np.maximum(r3.max(axis=2), -r3.min(axis=2)).astype(np.float64)
+        ch_mean = nc_sum.sum(axis=0) / (ref32.size // c)
         ch_ref = nc_ref.max(axis=0)
         s_scale = nc_ref.max(axis=1)
         max_abs = float(ch_max.max())
         mean_abs = float(ch_mean.mean())
         scale = float(ch_ref.max())
+        # the worst element: first in (sample, position) order inside the worst channel, found
+        # in the first sample that holds that channel's maximum
+        worst_channel = int(np.argmax(ch_max))
+        i = int(np.argmax(nc_max[:, worst_channel] == ch_max[worst_channel]))
+        sub = np.abs(np.subtract(got32[i, worst_channel], ref32[i, worst_channel]))
+        if nonfinite:
+            sub[np.isnan(sub)] = np.inf
+        rest = np.unravel_index(int(np.argmax(sub)), sub.shape)
+        worst_index = (i, worst_channel) + tuple(int(k) for k in rest)
     else:
+        diff = np.abs(np.subtract(got32, ref32))
         nonfinite = not bool(np.isfinite(diff).all())
         if nonfinite:
             diff[~np.isfinite(diff)] = np.inf
@@ -221,13 +226,7 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
         scale = float(np.abs(ref32).max())
         ch_max, ch_mean, ch_ref = np.array([max_abs]), np.array([mean_abs]), np.array([scale])
         s_max, s_scale = np.array([max_abs]), np.array([scale])
-    if ref.ndim >= 2:   # argmax only inside the worst channel
-        worst_channel = int(np.argmax(ch_max))
-        sub = diff[..., worst_channel] if last else diff[:, worst_channel]
-        rest = np.unravel_index(int(np.argmax(sub)), sub.shape)
-        worst_index = (int(rest[0]), worst_channel) + tuple(int(i) for i in rest[1:])
-    else:
-        worst_index = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
+        worst_index = tuple(int(k) for k in np.unravel_index(int(np.argmax(diff)), diff.shape))
         worst_channel = 0
     # the verdict is per sample (each judged against its own scale): a batch or an input set
     # gives the same verdict as comparing its samples one by one
@@ -246,6 +245,148 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
             "needed_rtol": needed, "nonfinite": nonfinite,
             "sample_max_abs": s_max, "sample_scale": s_scale, "sample_passed": s_passed,
             "sample_max_rel": s_rel, "sample_needed_rtol": s_needed}
+
+
+
+_CV2: dict = {}
+
+
+def _opencv():
+    """cv2 when installed and :data:`USE_OPENCV` (its transpose and float64 row sums are
+    several times faster than numpy's; the figures are the same), else None."""
+    if not USE_OPENCV:
+        return None
+    if "cv2" not in _CV2:
+        try:
+            import cv2
+            _CV2["cv2"] = cv2 if hasattr(cv2, "transpose") and hasattr(cv2, "reduce") else None
+        except Exception:  # noqa: BLE001  (not installed, or a broken build: numpy does it)
+            _CV2["cv2"] = None
+    return _CV2["cv2"]
+
+
+def _transpose(src: np.ndarray, dst: np.ndarray, cv) -> None:
+    """``dst[...] = src.T`` for 2-D arrays (``dst`` C-contiguous)."""
+    if cv is not None:
+        got = cv.transpose(src, dst)
+        if got is not dst:            # OpenCV allocated its own (it should not): keep ours
+            np.copyto(dst, got)
+    else:
+        np.copyto(dst, src.T)
+
+
+def _absdiff(x: np.ndarray, y: np.ndarray, out: np.ndarray, cv) -> np.ndarray:
+    """``out[...] = |x - y|`` in float32 (OpenCV's absdiff is the same |x - y|, NaN and
+    infinities included, in one pass)."""
+    if cv is not None and x.flags.c_contiguous and y.flags.c_contiguous:
+        o2 = out.reshape(-1, out.shape[-1])
+        got = cv.absdiff(x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1]), o2)
+        if got is not o2:             # OpenCV allocated its own (it should not): keep ours
+            np.copyto(o2, got)
+        return out
+    np.subtract(x, y, out=out)
+    return np.abs(out, out=out)
+
+
+def _sums(d: np.ndarray, axis: int, cv) -> np.ndarray:
+    """Float64 sums of the C-contiguous float32 ``d`` (2-D or 3-D) along ``axis`` (1 or 2,
+    the last for a 2-D ``d``): every term added in float64."""
+    if cv is None:
+        return d.sum(axis=axis, dtype=np.float64)
+    if axis == d.ndim - 1:
+        rows = d.reshape(-1, d.shape[-1])
+        return cv.reduce(rows, 1, cv.REDUCE_SUM, dtype=cv.CV_64F).reshape(d.shape[:-1])
+    return np.concatenate([cv.reduce(x, 0, cv.REDUCE_SUM, dtype=cv.CV_64F) for x in d])
+
+
+def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (sample, channel) of two float32 arrays in source layout (channel axis 1): max
+    |got - ref| (float32; infinite where a NaN was met), the sum of |got - ref| (float64;
+    infinite there too) and max |ref| (float64; NaN where the reference has one).
+
+    ``ref`` and ``got`` are viewed as (N, C, S); ``got``, when it is the channels-first view of
+    a channels-last array, as (N, S, C).  They are cut into tiles of about
+    :data:`TILE_ELEMS` elements (spatial blocks of one sample, or groups of whole samples).
+    A tile's strided operand is transposed into a buffer first (OpenCV's blocked transpose
+    when installed), then |got - ref| is taken between contiguous pieces into a reused buffer
+    and reduced at once: each input is read from memory once and no array-sized temporary
+    is made.  With many channels the tile is laid out as the Keras array (S, C), with few as
+    the source (C, S): the reductions run along rows of the longer axis.  Large arrays'
+    tiles are shared out to the worker threads, a run of consecutive tiles per piece; each
+    piece returns its partial figures, combined here in order (the float64 sums thus
+    depend on the tiling, in their last bits)."""
+    from ..reference.workers import PIECES_PER_THREAD, parallel, split, threads
+
+    n, c = ref.shape[0], ref.shape[1]
+    s = ref.size // (n * c)
+    r3 = ref.reshape(n, c, s)                  # a view when ref is C-contiguous (else a copy)
+    gk = np.moveaxis(got, 1, -1)
+    channels_last = got.ndim >= 3 and gk.flags.c_contiguous and not got.flags.c_contiguous
+    g3 = gk.reshape(n, s, c) if channels_last else got.reshape(n, c, s)
+    keras_layout = channels_last and c >= LAST_MIN_CHANNELS
+    cv = _opencv()
+    per = c * s
+    if per > TILE_ELEMS:
+        tiles = [(i, i + 1, b.start, b.stop) for i in range(n) for b in split(s, -(-per // TILE_ELEMS))]
+    else:
+        k = max(1, TILE_ELEMS // per)
+        tiles = [(i, min(n, i + k), 0, s) for i in range(0, n, k)]
+    parts = 1
+    if ref.size * ref.itemsize >= PARALLEL_MIN_BYTES and threads() > 1:
+        parts = threads() * PIECES_PER_THREAD
+    pieces = [tiles[p] for p in split(len(tiles), parts)]
+
+    def run(piece):
+        i0, i1 = piece[0][0], piece[-1][1]
+        m = np.zeros((i1 - i0, c), np.float32)
+        sm = np.zeros((i1 - i0, c))
+        ra = np.zeros((i1 - i0, c), np.float32)
+        size = max((b - a) * (t1 - t0) * c for a, b, t0, t1 in piece)
+        dbuf, tbuf = np.empty(size, np.float32), np.empty(size, np.float32)
+        for a, b, t0, t1 in piece:
+            ni, sb = b - a, t1 - t0
+            if keras_layout:               # (ni, sb, c): the reference's tile transposed
+                t = tbuf[:ni * sb * c].reshape(ni, sb, c)
+                for j in range(ni):
+                    _transpose(r3[a + j, :, t0:t1], t[j], cv)
+                d = _absdiff(g3[a:b, t0:t1], t, dbuf[:ni * sb * c].reshape(ni, sb, c), cv)
+                np.abs(t, out=t)
+                ax = 1
+            else:                          # (ni, c, sb): the Keras tile transposed if need be
+                t = tbuf[:ni * sb * c].reshape(ni, c, sb)
+                if channels_last:
+                    for j in range(ni):
+                        _transpose(g3[a + j, t0:t1], t[j], cv)
+                    gt = t
+                else:
+                    gt = g3[a:b, :, t0:t1]
+                d = _absdiff(gt, r3[a:b, :, t0:t1], dbuf[:ni * sb * c].reshape(ni, c, sb), cv)
+                np.abs(r3[a:b, :, t0:t1], out=t)
+                ax = 2
+            rows = slice(a - i0, b - i0)
+            np.maximum(m[rows], d.max(axis=ax), out=m[rows])       # NaN propagates through max
+            sm[rows] += _sums(d, ax, cv)
+            np.maximum(ra[rows], t.max(axis=ax), out=ra[rows])
+        return i0, m, sm, ra
+
+    results = parallel(run, pieces) if len(pieces) > 1 else [run(pieces[0])]
+    if len(results) == 1:
+        _, nc_max, nc_sum, nc_ref = results[0]
+    else:
+        nc_max = np.zeros((n, c), np.float32)
+        nc_sum = np.zeros((n, c))
+        nc_ref = np.zeros((n, c), np.float32)
+        for i0, m, sm, ra in results:
+            rows = slice(i0, i0 + len(m))
+            np.maximum(nc_max[rows], m, out=nc_max[rows])
+            nc_sum[rows] += sm
+            np.maximum(nc_ref[rows], ra, out=nc_ref[rows])
+    # a NaN difference counts as an infinite one (its sum too: the other terms are finite or inf)
+    bad = np.isnan(nc_max)
+    if bad.any():
+        nc_max[bad] = np.inf
+        nc_sum[bad] = np.inf
+    return nc_max, nc_sum, nc_ref.astype(np.float64)
 
 
 def topk_agreement(ref: np.ndarray, got: np.ndarray, k: int = 5) -> dict[str, Any]:
