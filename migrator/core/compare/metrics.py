@@ -211,9 +211,9 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
         # in the first sample that holds that channel's maximum
         worst_channel = int(np.argmax(ch_max))
         i = int(np.argmax(nc_max[:, worst_channel] == ch_max[worst_channel]))
-        sub = np.abs(np.subtract(got32[i, worst_channel], ref32[i, worst_channel]))
+        sub = np.asarray(np.abs(np.subtract(got32[i, worst_channel, ...], ref32[i, worst_channel, ...])))
         if nonfinite:
-            sub[np.isnan(sub)] = np.inf
+            np.copyto(sub, np.inf, where=np.isnan(sub))
         rest = np.unravel_index(int(np.argmax(sub)), sub.shape)
         worst_index = (i, worst_channel) + tuple(int(k) for k in rest)
     else:
