@@ -357,3 +357,18 @@ def test_one_dimensional_and_other_dtypes():
     got4 = ref4 + 1e-3
     tol = Tolerance()
     _assert_figures(compare_arrays(ref4, got4, tol), _plain(ref4.astype(np.float32), got4.astype(np.float32), tol))
+
+
+@pytest.mark.parametrize("keras_view", [True, False])
+def test_nan_after_inf_in_the_worst_channel(kernels, keras_view):
+    """A NaN counts as infinite: with an inf before it (C order) in the same channel, the worst
+    element is the inf, as the plain formula says; NaN before inf: the NaN."""
+    rng = np.random.default_rng(9)
+    for first, second in ((np.inf, np.nan), (np.nan, -np.inf)):
+        ref, got = _pair(rng, (3, 70, 4, 5), keras_view)
+        got = np.array(got, copy=True)
+        got[1, 7, 1, 2], got[1, 7, 3, 0] = first, second
+        got[2, 7, 0, 0] = np.nan
+        m = compare_arrays(ref, got, Tolerance())
+        assert m["worst_index"] == (1, 7, 1, 2)
+        _assert_figures(m, _plain(ref, got, Tolerance()))
