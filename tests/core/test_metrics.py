@@ -261,18 +261,22 @@ _SHAPES = [(4, 7, 6, 9), (3, 70, 5, 4), (2, 130, 3, 5), (4, 80, 11), (6, 96, 1, 
            (3, 3, 10, 12), (2, 64, 2, 3, 4), (3, 5, 2, 3, 4), (7, 13), (1, 200), (9, 1), (2, 66, 33)]
 
 
-@pytest.fixture(params=["opencv", "numpy"])
+@pytest.fixture(params=[("opencv", 1), ("opencv", 10**9), ("numpy", 1), ("numpy", 10**9)],
+                ids=["opencv-keras-tiles", "opencv-source-tiles", "numpy-keras-tiles", "numpy-source-tiles"])
 def kernels(request, monkeypatch):
-    """Both kernels (OpenCV's transpose/absdiff/row sums, numpy's), tiles small enough that
-    these small arrays are cut up (spatial blocks and groups of samples), shared out over
+    """Both kernels (OpenCV's transpose/absdiff/row sums, numpy's), both tile layouts (the
+    Keras array's (S, C) for a channels-last view, the source's (C, S)), tiles small enough
+    that these small arrays are cut up (spatial blocks and groups of samples), shared out over
     threads."""
     from migrator.core.compare import metrics
-    if request.param == "opencv":
+    kernel, last_min = request.param
+    if kernel == "opencv":
         pytest.importorskip("cv2")
-    monkeypatch.setattr(metrics, "USE_OPENCV", request.param == "opencv")
+    monkeypatch.setattr(metrics, "USE_OPENCV", kernel == "opencv")
+    monkeypatch.setattr(metrics, "LAST_MIN_CHANNELS", last_min)
     monkeypatch.setattr(metrics, "TILE_ELEMS", 37)
     monkeypatch.setattr(metrics, "PARALLEL_MIN_BYTES", 0)
-    return request.param
+    return kernel
 
 
 @pytest.mark.parametrize("shape", _SHAPES)

@@ -23,6 +23,7 @@ Keras drifts no more than a float32 implementation of the source itself does.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,14 +162,18 @@ def to_keras_layout(src: np.ndarray, layout: str | None = None) -> np.ndarray:
 
 
 #: an array pair of at least this many bytes (each) is reduced on the worker threads
-#: (:func:`migrator.core.reference.workers.parallel`); smaller ones on the calling thread
-PARALLEL_MIN_BYTES = 1 << 20
-#: elements of |got - ref| held at once per thread (a 256 KB float32 tile: it and the inputs'
-#: pieces it is made of stay in the core's cache)
-TILE_ELEMS = 1 << 16
+#: (:func:`migrator.core.reference.workers.parallel`), in tiles twice as large (fewer Python
+#: steps contending for the GIL); smaller ones on the calling thread (measured on 2 cores:
+#: threads lose below about 4 MB)
+PARALLEL_MIN_BYTES = 4 << 20
+#: elements of |got - ref| held at once (a 512 KB float32 tile: it and the inputs' pieces it
+#: is made of stay in the core's cache)
+TILE_ELEMS = 1 << 17
+#: runs of consecutive tiles per worker thread
+PIECES_PER_THREAD = 2
 #: the difference is taken in the Keras layout (N, S, C) from this many channels on when the
 #: Keras array is channels-last (fewer channels reduce slowly along a strided axis)
-LAST_MIN_CHANNELS = 64
+LAST_MIN_CHANNELS = 128
 #: take OpenCV's transpose and row sums when cv2 is installed (False: numpy only)
 USE_OPENCV = True
 
@@ -299,6 +304,18 @@ def _sums(d: np.ndarray, axis: int, cv) -> np.ndarray:
     return np.concatenate([cv.reduce(x, 0, cv.REDUCE_SUM, dtype=cv.CV_64F) for x in d])
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two float32 work buffers of at least ``size`` elements, kept per thread (a fresh
+    allocation of a tile-sized buffer costs page faults each time)."""
+    bufs = getattr(_SCRATCH, "bufs", None)
+    if bufs is None or bufs[0].size < size:
+        bufs = _SCRATCH.bufs = (np.empty(size, np.float32), np.empty(size, np.float32))
+    return bufs
+
+
 def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per (sample, channel) of two float32 arrays in source layout (channel axis 1): max
     |got - ref| (float32; infinite where a NaN was met), the sum of |got - ref| (float64;
@@ -315,7 +332,7 @@ def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndar
     tiles are shared out to the worker threads, a run of consecutive tiles per piece; each
     piece returns its partial figures, combined here in order (the float64 sums thus
     depend on the tiling, in their last bits)."""
-    from ..reference.workers import PIECES_PER_THREAD, parallel, split, threads
+    from ..reference.workers import parallel, split, threads
 
     n, c = ref.shape[0], ref.shape[1]
     s = ref.size // (n * c)
@@ -325,24 +342,22 @@ def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndar
     g3 = gk.reshape(n, s, c) if channels_last else got.reshape(n, c, s)
     keras_layout = channels_last and c >= LAST_MIN_CHANNELS
     cv = _opencv()
+    threaded = ref.size * ref.itemsize >= PARALLEL_MIN_BYTES and threads() > 1
+    tile = TILE_ELEMS * (2 if threaded else 1)
     per = c * s
-    if per > TILE_ELEMS:
-        tiles = [(i, i + 1, b.start, b.stop) for i in range(n) for b in split(s, -(-per // TILE_ELEMS))]
+    if per > tile:
+        tiles = [(i, i + 1, b.start, b.stop) for i in range(n) for b in split(s, -(-per // tile))]
     else:
-        k = max(1, TILE_ELEMS // per)
+        k = max(1, tile // per)
         tiles = [(i, min(n, i + k), 0, s) for i in range(0, n, k)]
-    parts = 1
-    if ref.size * ref.itemsize >= PARALLEL_MIN_BYTES and threads() > 1:
-        parts = threads() * PIECES_PER_THREAD
-    pieces = [tiles[p] for p in split(len(tiles), parts)]
+    pieces = [tiles[p] for p in split(len(tiles), threads() * PIECES_PER_THREAD if threaded else 1)]
 
     def run(piece):
         i0, i1 = piece[0][0], piece[-1][1]
         m = np.zeros((i1 - i0, c), np.float32)
         sm = np.zeros((i1 - i0, c))
         ra = np.zeros((i1 - i0, c), np.float32)
-        size = max((b - a) * (t1 - t0) * c for a, b, t0, t1 in piece)
-        dbuf, tbuf = np.empty(size, np.float32), np.empty(size, np.float32)
+        dbuf, tbuf = _scratch(max((b - a) * (t1 - t0) * c for a, b, t0, t1 in piece))
         for a, b, t0, t1 in piece:
             ni, sb = b - a, t1 - t0
             if keras_layout:               # (ni, sb, c): the reference's tile transposed
