@@ -127,7 +127,7 @@ def metrics_speed(repeat: int = REPEAT) -> dict[str, Any]:
     from migrator.core.reference.workers import threads
     tol = metrics.Tolerance()
     rng = np.random.default_rng(0)
-    cv = metrics._opencv() is not None if hasattr(metrics, "_opencv") else False
+    cv = metrics.opencv_module() is not None
     print(f"compare_arrays per layer output, open-nsfw shapes, batch 16; median of {repeat}; "
           f"{threads()} threads; OpenCV transpose/sums: {'yes' if cv else 'no (numpy)'}", flush=True)
     print(f"{'shape':<22} {'count':>5} {'before ms':>10} {'now ms':>9} {'ratio':>7}", flush=True)

@@ -376,3 +376,17 @@ def test_nan_after_inf_in_the_worst_channel(kernels, keras_view):
         m = compare_arrays(ref, got, Tolerance())
         assert m["worst_index"] == (1, 7, 1, 2)
         _assert_figures(m, _plain(ref, got, Tolerance()))
+
+
+def test_numpy_kernel_without_opencv(monkeypatch):
+    """cv2 missing (import fails): numpy's transpose and sums, the same figures."""
+    import sys
+
+    from migrator.core.compare import metrics
+    monkeypatch.setattr(metrics, "_CV2", {})
+    monkeypatch.setitem(sys.modules, "cv2", None)               # import cv2 -> ImportError
+    assert metrics.opencv_module() is None
+    rng = np.random.default_rng(11)
+    ref, got = _pair(rng, (3, 130, 7, 9), keras_view=True)
+    tol = Tolerance(atol=1e-3, rtol=0.0)
+    _assert_figures(compare_arrays(ref, got, tol), _plain(ref, got, tol))

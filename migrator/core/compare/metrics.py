@@ -252,11 +252,10 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
             "sample_max_rel": s_rel, "sample_needed_rtol": s_needed}
 
 
-
 _CV2: dict = {}
 
 
-def _opencv():
+def opencv_module():
     """cv2 when installed and :data:`USE_OPENCV` (its transpose and float64 row sums are
     several times faster than numpy's; the figures are the same), else None."""
     if not USE_OPENCV:
@@ -309,10 +308,13 @@ _SCRATCH = threading.local()
 
 def _scratch(size: int) -> tuple[np.ndarray, np.ndarray]:
     """Two float32 work buffers of at least ``size`` elements, kept per thread (a fresh
-    allocation of a tile-sized buffer costs page faults each time)."""
+    allocation of a tile-sized buffer costs page faults each time) up to a few tiles' size
+    (one huge sample, a tile of its own, gets buffers of its own)."""
     bufs = getattr(_SCRATCH, "bufs", None)
     if bufs is None or bufs[0].size < size:
-        bufs = _SCRATCH.bufs = (np.empty(size, np.float32), np.empty(size, np.float32))
+        bufs = (np.empty(size, np.float32), np.empty(size, np.float32))
+        if size <= 4 * TILE_ELEMS:
+            _SCRATCH.bufs = bufs
     return bufs
 
 
@@ -341,7 +343,7 @@ def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndar
     channels_last = got.ndim >= 3 and gk.flags.c_contiguous and not got.flags.c_contiguous
     g3 = gk.reshape(n, s, c) if channels_last else got.reshape(n, c, s)
     keras_layout = channels_last and c >= LAST_MIN_CHANNELS
-    cv = _opencv()
+    cv = opencv_module()
     threaded = ref.size * ref.itemsize >= PARALLEL_MIN_BYTES and threads() > 1
     tile = TILE_ELEMS * (2 if threaded else 1)
     per = c * s
