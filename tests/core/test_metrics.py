@@ -274,6 +274,7 @@ def kernels(request, monkeypatch):
         pytest.importorskip("cv2")
     monkeypatch.setattr(metrics, "USE_OPENCV", kernel == "opencv")
     monkeypatch.setattr(metrics, "LAST_MIN_CHANNELS", last_min)
+    monkeypatch.setattr(metrics, "KERAS_LAYOUT_MIN_BYTES", 0)
     monkeypatch.setattr(metrics, "TILE_ELEMS", 37)
     monkeypatch.setattr(metrics, "PARALLEL_MIN_BYTES", 0)
     return kernel
