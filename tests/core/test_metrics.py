@@ -261,17 +261,19 @@ _SHAPES = [(4, 7, 6, 9), (3, 70, 5, 4), (2, 130, 3, 5), (4, 80, 11), (6, 96, 1, 
            (3, 3, 10, 12), (2, 64, 2, 3, 4), (3, 5, 2, 3, 4), (7, 13), (1, 200), (9, 1), (2, 66, 33)]
 
 
-@pytest.fixture(params=[("opencv", 1), ("opencv", 10**9), ("numpy", 1), ("numpy", 10**9)],
-                ids=["opencv-keras-tiles", "opencv-source-tiles", "numpy-keras-tiles", "numpy-source-tiles"])
+@pytest.fixture(params=[("opencv", 1), ("opencv", 10**9), ("numpy", 1), ("numpy", 10**9), ("whole", 1)],
+                ids=["opencv-keras-tiles", "opencv-source-tiles", "numpy-keras-tiles", "numpy-source-tiles",
+                     "whole-arrays"])
 def kernels(request, monkeypatch):
     """Both kernels (OpenCV's transpose/absdiff/row sums, numpy's), both tile layouts (the
     Keras array's (S, C) for a channels-last view, the source's (C, S)), tiles small enough
     that these small arrays are cut up (spatial blocks and groups of samples), shared out over
-    threads."""
+    threads; and the whole-array path of small arrays."""
     from migrator.core.compare import metrics
     kernel, last_min = request.param
     if kernel == "opencv":
         pytest.importorskip("cv2")
+    monkeypatch.setattr(metrics, "WHOLE_MAX_BYTES", 2**62 if kernel == "whole" else 0)
     monkeypatch.setattr(metrics, "USE_OPENCV", kernel == "opencv")
     monkeypatch.setattr(metrics, "LAST_MIN_CHANNELS", last_min)
     monkeypatch.setattr(metrics, "KERAS_LAYOUT_MIN_BYTES", 0)
@@ -337,7 +339,8 @@ def test_empty_arrays(kernels, shape):
 
 @pytest.mark.parametrize("shape,keras_view", [((16, 128, 20, 24), True), ((3, 40, 70, 60), True),
                                               ((16, 32, 40, 28), True), ((4, 200, 30, 30), False),
-                                              ((2, 5000, 300), False), ((3, 300, 900), True)])
+                                              ((2, 5000, 300), False), ((3, 300, 900), True),
+                                              ((64, 5000), False)])
 def test_large_arrays_on_the_default_tiles(shape, keras_view):
     """Arrays of several MB (several tiles per sample or several samples per tile, shared out
     to the worker threads) with the module's own tile size; NaN in one sample's last tile."""
@@ -346,7 +349,7 @@ def test_large_arrays_on_the_default_tiles(shape, keras_view):
     tol = Tolerance(atol=1e-3, rtol=1e-4)
     _assert_figures(compare_arrays(ref, got, tol), _plain(ref, got, tol))
     got = np.array(got, copy=True)
-    got[-1, 1, ..., -1] = np.nan
+    got[(-1, 1) + (-1,) * (got.ndim - 2)] = np.nan
     _assert_figures(compare_arrays(ref, got, tol), _plain(ref, got, tol))
 
 
@@ -385,6 +388,7 @@ def test_numpy_kernel_without_opencv(monkeypatch):
 
     from migrator.core.compare import metrics
     monkeypatch.setattr(metrics, "_CV2", {})
+    monkeypatch.setattr(metrics, "WHOLE_MAX_BYTES", 0)
     monkeypatch.setitem(sys.modules, "cv2", None)               # import cv2 -> ImportError
     assert metrics.opencv_module() is None
     rng = np.random.default_rng(11)

@@ -161,6 +161,9 @@ def to_keras_layout(src: np.ndarray, layout: str | None = None) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(src, perm))
 
 
+#: arrays smaller than this many bytes are reduced whole, in a few numpy passes (they stay in
+#: the cache; tiles would only add steps)
+WHOLE_MAX_BYTES = 1 << 20
 #: an array pair of at least this many bytes (each) is reduced on the worker threads
 #: (:func:`migrator.core.reference.workers.parallel`), in tiles twice as large (fewer Python
 #: steps contending for the GIL); smaller ones on the calling thread (measured on 2 cores:
@@ -205,7 +208,10 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
                 "worst_channel": None, "passed": True, "needed_rtol": 0.0, "nonfinite": False}
     if ref.ndim >= 2:
         c = ref.shape[1]
-        nc_max, nc_sum, nc_ref = _reduce_tiles(ref32, got32)
+        if ref32.size * ref32.itemsize < WHOLE_MAX_BYTES:
+            nc_max, nc_sum, nc_ref = _reduce_whole(ref32, got32)
+        else:
+            nc_max, nc_sum, nc_ref = _reduce_tiles(ref32, got32)
         nonfinite = not bool(np.isfinite(nc_max).all())
         nc_max = nc_max.astype(np.float64)
         ch_max = nc_max.max(axis=0)
@@ -300,6 +306,8 @@ def _maxima(d: np.ndarray, axis: int, cv) -> np.ndarray:
     """Maxima of the C-contiguous float32 ``d`` (3-D) along ``axis`` (1 or 2).  Along rows
     (axis 2) by OpenCV when installed (several times faster on short rows); its NaN handling
     is not numpy's, so a NaN must be found otherwise (:func:`_reduce_tiles`: by the sums)."""
+    if d.shape[axis] == 1:
+        return d.take(0, axis=axis)
     if cv is None or axis != d.ndim - 1:
         return d.max(axis=axis)                        # NaN propagates
     rows = d.reshape(-1, d.shape[-1])
@@ -309,12 +317,39 @@ def _maxima(d: np.ndarray, axis: int, cv) -> np.ndarray:
 def _sums(d: np.ndarray, axis: int, cv) -> np.ndarray:
     """Float64 sums of the C-contiguous float32 ``d`` (2-D or 3-D) along ``axis`` (1 or 2,
     the last for a 2-D ``d``): every term added in float64."""
+    if d.shape[axis] == 1:
+        return d.take(0, axis=axis).astype(np.float64)
     if cv is None:
         return d.sum(axis=axis, dtype=np.float64)
     if axis == d.ndim - 1:
         rows = d.reshape(-1, d.shape[-1])
         return cv.reduce(rows, 1, cv.REDUCE_SUM, dtype=cv.CV_64F).reshape(d.shape[:-1])
     return np.concatenate([cv.reduce(x, 0, cv.REDUCE_SUM, dtype=cv.CV_64F) for x in d])
+
+
+def _reduce_whole(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_reduce_tiles`'s figures for a small array pair: |got - ref| in one temporary
+    (source layout), numpy's reductions along its rows."""
+    n, c = ref.shape[0], ref.shape[1]
+    d = np.empty(ref.shape, np.float32)
+    np.subtract(got, ref, out=d)
+    d3 = np.abs(d, out=d).reshape(n, c, -1)
+    nc_max = d3.max(axis=2)                            # NaN propagates
+    nc_sum = d3.sum(axis=2, dtype=np.float64)
+    nc_ref = np.abs(ref).reshape(n, c, -1).max(axis=2)
+    return _nan_as_inf(nc_max, nc_sum, nc_ref, ref.reshape(n, c, -1))
+
+
+def _nan_as_inf(nc_max, nc_sum, nc_ref, r3):
+    """A NaN difference counts as an infinite one (its sum too: the other terms are finite or
+    inf).  Where one is, the sum is NaN (OpenCV's maxima need not say so), and only there can
+    the reference hold a NaN: its max |ref| is taken again by numpy (NaN propagates)."""
+    bad = np.isnan(nc_sum) | np.isnan(nc_max)
+    if bad.any():
+        nc_max[bad] = np.inf
+        nc_sum[bad] = np.inf
+        nc_ref[bad] = np.abs(r3[bad]).max(axis=-1)
+    return nc_max, nc_sum, nc_ref.astype(np.float64)
 
 
 _SCRATCH = threading.local()
@@ -412,15 +447,7 @@ def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndar
             np.maximum(nc_max[rows], m, out=nc_max[rows])
             nc_sum[rows] += sm
             np.maximum(nc_ref[rows], ra, out=nc_ref[rows])
-    # A NaN difference counts as an infinite one (its sum too: the other terms are finite or
-    # inf).  Where one is, the sum is NaN (OpenCV's maxima need not say so), and only there can
-    # the reference hold a NaN: its max |ref| is taken again by numpy (NaN propagates).
-    bad = np.isnan(nc_sum) | np.isnan(nc_max)
-    if bad.any():
-        nc_max[bad] = np.inf
-        nc_sum[bad] = np.inf
-        nc_ref[bad] = np.abs(r3[bad]).max(axis=-1)
-    return nc_max, nc_sum, nc_ref.astype(np.float64)
+    return _nan_as_inf(nc_max, nc_sum, nc_ref, r3)
 
 
 def topk_agreement(ref: np.ndarray, got: np.ndarray, k: int = 5) -> dict[str, Any]:
