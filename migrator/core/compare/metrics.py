@@ -161,9 +161,9 @@ def to_keras_layout(src: np.ndarray, layout: str | None = None) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(src, perm))
 
 
-#: arrays smaller than this many bytes are reduced whole, in a few numpy passes (they stay in
-#: the cache; tiles would only add steps)
-WHOLE_MAX_BYTES = 1 << 20
+#: arrays of at most this many bytes are reduced whole, in a few numpy passes (they stay in
+#: the cache; tiles would only add steps -- measured: tiles win from about 256 KB on)
+WHOLE_MAX_BYTES = 1 << 18
 #: an array pair of at least this many bytes (each) is reduced on the worker threads
 #: (:func:`migrator.core.reference.workers.parallel`), in tiles twice as large (fewer Python
 #: steps contending for the GIL); smaller ones on the calling thread (measured on 2 cores:
@@ -208,7 +208,7 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
                 "worst_channel": None, "passed": True, "needed_rtol": 0.0, "nonfinite": False}
     if ref.ndim >= 2:
         c = ref.shape[1]
-        if ref32.size * ref32.itemsize < WHOLE_MAX_BYTES:
+        if ref32.size * ref32.itemsize <= WHOLE_MAX_BYTES:
             nc_max, nc_sum, nc_ref = _reduce_whole(ref32, got32)
         else:
             nc_max, nc_sum, nc_ref = _reduce_tiles(ref32, got32)
@@ -293,8 +293,8 @@ def _absdiff(x: np.ndarray, y: np.ndarray, out: np.ndarray, cv) -> np.ndarray:
     """``out[...] = |x - y|`` in float32 (OpenCV's absdiff is the same |x - y|, NaN and
     infinities included, in one pass)."""
     if cv is not None and x.flags.c_contiguous and y.flags.c_contiguous:
-        o2 = out.reshape(-1, out.shape[-1])
-        got = cv.absdiff(x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1]), o2)
+        o2 = out.reshape(1, -1)       # all three C-contiguous: one row (OpenCV works by rows)
+        got = cv.absdiff(x.reshape(1, -1), y.reshape(1, -1), o2)
         if got is not o2:             # OpenCV allocated its own (it should not): keep ours
             np.copyto(o2, got)
         return out
@@ -331,11 +331,22 @@ def _reduce_whole(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndar
     """:func:`_reduce_tiles`'s figures for a small array pair: |got - ref| in one temporary
     (source layout), numpy's reductions along its rows."""
     n, c = ref.shape[0], ref.shape[1]
-    d = np.empty(ref.shape, np.float32)
-    np.subtract(got, ref, out=d)
-    d3 = np.abs(d, out=d).reshape(n, c, -1)
-    nc_max = d3.max(axis=2)                            # NaN propagates
-    nc_sum = d3.sum(axis=2, dtype=np.float64)
+    if ref.size == n * c:                              # (N, C): nothing to reduce per channel
+        d = np.abs(np.subtract(got.reshape(n, c), ref.reshape(n, c)))
+        return _nan_as_inf(d, d.astype(np.float64), np.abs(ref.reshape(n, c)), ref.reshape(n, c, 1))
+    # the channels-first view of a channels-last Keras array with many channels: the
+    # difference in the Keras layout, reduced along its rows of channels
+    last = ref.ndim >= 3 and c >= LAST_MIN_CHANNELS and np.moveaxis(got, 1, -1).flags.c_contiguous \
+        and not got.flags.c_contiguous
+    if last:
+        d = np.subtract(np.moveaxis(got, 1, -1), np.moveaxis(ref, 1, -1))
+        d3, ax = np.abs(d, out=d).reshape(n, -1, c), 1
+    else:
+        d = np.empty(ref.shape, np.float32)
+        np.subtract(got, ref, out=d)
+        d3, ax = np.abs(d, out=d).reshape(n, c, -1), 2
+    nc_max = d3.max(axis=ax)                           # NaN propagates
+    nc_sum = d3.sum(axis=ax, dtype=np.float64)
     nc_ref = np.abs(ref).reshape(n, c, -1).max(axis=2)
     return _nan_as_inf(nc_max, nc_sum, nc_ref, ref.reshape(n, c, -1))
 
