@@ -261,22 +261,19 @@ _SHAPES = [(4, 7, 6, 9), (3, 70, 5, 4), (2, 130, 3, 5), (4, 80, 11), (6, 96, 1, 
            (3, 3, 10, 12), (2, 64, 2, 3, 4), (3, 5, 2, 3, 4), (7, 13), (1, 200), (9, 1), (2, 66, 33)]
 
 
-@pytest.fixture(params=[("opencv", 1), ("opencv", 10**9), ("numpy", 1), ("numpy", 10**9), ("whole", 1)],
-                ids=["opencv-keras-tiles", "opencv-source-tiles", "numpy-keras-tiles", "numpy-source-tiles",
-                     "whole-arrays"])
+@pytest.fixture(params=[("opencv", 16), ("opencv", 3), ("numpy", 16), ("numpy", 3), ("whole", 16)],
+                ids=["opencv-tiles", "opencv-narrow-tiles", "numpy-tiles", "numpy-narrow-tiles", "whole-arrays"])
 def kernels(request, monkeypatch):
-    """Both kernels (OpenCV's transpose/absdiff/row sums, numpy's), both tile layouts (the
-    Keras array's (S, C) for a channels-last view, the source's (C, S)), tiles small enough
-    that these small arrays are cut up (spatial blocks and groups of samples), shared out over
-    threads; and the whole-array path of small arrays."""
+    """Both kernels (OpenCV's transpose/absdiff/row reductions, numpy's), tiles small enough
+    that these small arrays are cut up (blocks of channels, spatial blocks, groups of
+    samples), shared out over threads; and the whole-array path of small arrays."""
     from migrator.core.compare import metrics
-    kernel, last_min = request.param
+    kernel, block = request.param
     if kernel == "opencv":
         pytest.importorskip("cv2")
     monkeypatch.setattr(metrics, "WHOLE_MAX_BYTES", 2**62 if kernel == "whole" else 0)
     monkeypatch.setattr(metrics, "USE_OPENCV", kernel == "opencv")
-    monkeypatch.setattr(metrics, "LAST_MIN_CHANNELS", last_min)
-    monkeypatch.setattr(metrics, "KERAS_LAYOUT_MIN_BYTES", 0)
+    monkeypatch.setattr(metrics, "CHANNEL_BLOCK", block)
     monkeypatch.setattr(metrics, "TILE_ELEMS", 37)
     monkeypatch.setattr(metrics, "PARALLEL_MIN_BYTES", 0)
     return kernel

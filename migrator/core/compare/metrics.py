@@ -174,13 +174,8 @@ PARALLEL_MIN_BYTES = 4 << 20
 TILE_ELEMS = 1 << 17
 #: runs of consecutive tiles per worker thread
 PIECES_PER_THREAD = 2
-#: the difference is taken in the Keras layout (N, S, C) -- the reference's tiles transposed --
-#: when the Keras array is channels-last with at least this many channels and the arrays are
-#: at least KERAS_LAYOUT_MIN_BYTES large; else in the source layout (N, C, S), the Keras
-#: tiles transposed, reduced along rows (measured on open-nsfw's shapes and others: the Keras
-#: layout wins by about 10 % from 16 MB on, loses by up to 25 % below)
-LAST_MIN_CHANNELS = 64
-KERAS_LAYOUT_MIN_BYTES = 16 << 20
+#: channels per tile at least (a 64-byte cache line of a channels-last float32 array)
+CHANNEL_BLOCK = 64
 #: take OpenCV's transpose and row sums when cv2 is installed (False: numpy only)
 USE_OPENCV = True
 
@@ -302,29 +297,27 @@ def _absdiff(x: np.ndarray, y: np.ndarray, out: np.ndarray, cv) -> np.ndarray:
     return np.abs(out, out=out)
 
 
-def _maxima(d: np.ndarray, axis: int, cv) -> np.ndarray:
-    """Maxima of the C-contiguous float32 ``d`` (3-D) along ``axis`` (1 or 2).  Along rows
-    (axis 2) by OpenCV when installed (several times faster on short rows); its NaN handling
-    is not numpy's, so a NaN must be found otherwise (:func:`_reduce_tiles`: by the sums)."""
-    if d.shape[axis] == 1:
-        return d.take(0, axis=axis)
-    if cv is None or axis != d.ndim - 1:
-        return d.max(axis=axis)                        # NaN propagates
+def _maxima(d: np.ndarray, cv) -> np.ndarray:
+    """Maxima along the rows (last axis) of the C-contiguous float32 3-D ``d``: by OpenCV when
+    installed (several times faster on short rows); its NaN handling is not numpy's, so a
+    NaN must be found otherwise (:func:`_nan_as_inf`: by the sums)."""
+    if d.shape[-1] == 1:
+        return d[..., 0].copy()
+    if cv is None:
+        return d.max(axis=-1)                          # NaN propagates
     rows = d.reshape(-1, d.shape[-1])
     return cv.reduce(rows, 1, cv.REDUCE_MAX).reshape(d.shape[:-1])
 
 
-def _sums(d: np.ndarray, axis: int, cv) -> np.ndarray:
-    """Float64 sums of the C-contiguous float32 ``d`` (2-D or 3-D) along ``axis`` (1 or 2,
-    the last for a 2-D ``d``): every term added in float64."""
-    if d.shape[axis] == 1:
-        return d.take(0, axis=axis).astype(np.float64)
+def _sums(d: np.ndarray, cv) -> np.ndarray:
+    """Float64 sums along the rows (last axis) of the C-contiguous float32 3-D ``d``: every
+    term added in float64."""
+    if d.shape[-1] == 1:
+        return d[..., 0].astype(np.float64)
     if cv is None:
-        return d.sum(axis=axis, dtype=np.float64)
-    if axis == d.ndim - 1:
-        rows = d.reshape(-1, d.shape[-1])
-        return cv.reduce(rows, 1, cv.REDUCE_SUM, dtype=cv.CV_64F).reshape(d.shape[:-1])
-    return np.concatenate([cv.reduce(x, 0, cv.REDUCE_SUM, dtype=cv.CV_64F) for x in d])
+        return d.sum(axis=-1, dtype=np.float64)
+    rows = d.reshape(-1, d.shape[-1])
+    return cv.reduce(rows, 1, cv.REDUCE_SUM, dtype=cv.CV_64F).reshape(d.shape[:-1])
 
 
 def _reduce_whole(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -334,9 +327,9 @@ def _reduce_whole(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndar
     if ref.size == n * c:                              # (N, C): nothing to reduce per channel
         d = np.abs(np.subtract(got.reshape(n, c), ref.reshape(n, c)))
         return _nan_as_inf(d, d.astype(np.float64), np.abs(ref.reshape(n, c)), ref.reshape(n, c, 1))
-    # the channels-first view of a channels-last Keras array with many channels: the
-    # difference in the Keras layout, reduced along its rows of channels
-    last = ref.ndim >= 3 and c >= LAST_MIN_CHANNELS and np.moveaxis(got, 1, -1).flags.c_contiguous \
+    # the channels-first view of a channels-last Keras array with many channels (from 64:
+    # measured): the difference in the Keras layout, reduced along its rows of channels
+    last = ref.ndim >= 3 and c >= 64 and np.moveaxis(got, 1, -1).flags.c_contiguous \
         and not got.flags.c_contiguous
     if last:
         d = np.subtract(np.moveaxis(got, 1, -1), np.moveaxis(ref, 1, -1))
@@ -385,15 +378,15 @@ def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndar
 
     ``ref`` and ``got`` are viewed as (N, C, S); ``got``, when it is the channels-first view of
     a channels-last array, as (N, S, C).  They are cut into tiles of about
-    :data:`TILE_ELEMS` elements (spatial blocks of one sample, or groups of whole samples).
-    A tile's strided operand is transposed into a buffer first (OpenCV's blocked transpose
-    when installed), then |got - ref| is taken between contiguous pieces into a reused buffer
-    and reduced at once: each input is read from memory once and no array-sized temporary
-    is made.  With many channels the tile is laid out as the Keras array (S, C), with few as
-    the source (C, S): the reductions run along rows of the longer axis.  Large arrays'
-    tiles are shared out to the worker threads, a run of consecutive tiles per piece; each
-    piece returns its partial figures, combined here in order (the float64 sums thus
-    depend on the tiling, in their last bits)."""
+    :data:`TILE_ELEMS` elements: a block of channels of one sample over all its positions
+    (one contiguous run of the reference, a strided run of whole cache lines of the Keras
+    array: few memory streams), or groups of whole samples when those are small; a huge
+    spatial extent is cut too.  The Keras tile is transposed into a buffer (OpenCV's blocked
+    transpose when installed), |got - ref| taken into a reused buffer and reduced along its
+    rows at once: each input is read from memory once, no array-sized temporary is made.
+    Large arrays' tiles are shared out to the worker threads, a run of consecutive tiles per
+    piece; each piece returns its partial figures, combined here in order (the float64 sums
+    thus depend on the tiling, in their last bits)."""
     from ..reference.workers import parallel, split, threads
 
     n, c = ref.shape[0], ref.shape[1]
@@ -402,16 +395,17 @@ def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndar
     gk = np.moveaxis(got, 1, -1)
     channels_last = got.ndim >= 3 and gk.flags.c_contiguous and not got.flags.c_contiguous
     g3 = gk.reshape(n, s, c) if channels_last else got.reshape(n, c, s)
-    keras_layout = channels_last and c >= LAST_MIN_CHANNELS and ref.size * ref.itemsize >= KERAS_LAYOUT_MIN_BYTES
     cv = opencv_module()
     threaded = ref.size * ref.itemsize >= PARALLEL_MIN_BYTES and threads() > 1
     tile = TILE_ELEMS * (2 if threaded else 1)
-    per = c * s
-    if per > tile:
-        tiles = [(i, i + 1, b.start, b.stop) for i in range(n) for b in split(s, -(-per // tile))]
-    else:
-        k = max(1, tile // per)
-        tiles = [(i, min(n, i + k), 0, s) for i in range(0, n, k)]
+    if c * s <= tile:                          # whole samples, several a tile
+        k = max(1, tile // (c * s))
+        tiles = [(i, min(n, i + k), 0, c, 0, s) for i in range(0, n, k)]
+    else:                                      # blocks of channels (16 at least) x positions
+        w = min(c, max(CHANNEL_BLOCK, tile // s // CHANNEL_BLOCK * CHANNEL_BLOCK))
+        blocks = split(s, -(-w * s // (8 * tile)))
+        tiles = [(i, i + 1, c0, min(c, c0 + w), b.start, b.stop)
+                 for i in range(n) for c0 in range(0, c, w) for b in blocks]
     pieces = [tiles[p] for p in split(len(tiles), threads() * PIECES_PER_THREAD if threaded else 1)]
 
     def run(piece):
@@ -419,31 +413,24 @@ def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndar
         m = np.zeros((i1 - i0, c), np.float32)
         sm = np.zeros((i1 - i0, c))
         ra = np.zeros((i1 - i0, c), np.float32)
-        dbuf, tbuf = _scratch(max((b - a) * (t1 - t0) * c for a, b, t0, t1 in piece))
-        for a, b, t0, t1 in piece:
-            ni, sb = b - a, t1 - t0
-            if keras_layout:               # (ni, sb, c): the reference's tile transposed
-                t = tbuf[:ni * sb * c].reshape(ni, sb, c)
-                for j in range(ni):
-                    _transpose(r3[a + j, :, t0:t1], t[j], cv)
-                d = _absdiff(g3[a:b, t0:t1], t, dbuf[:ni * sb * c].reshape(ni, sb, c), cv)
-                np.abs(t, out=t)
-                ax = 1
-            else:                          # (ni, c, sb): the Keras tile transposed if need be
-                t = tbuf[:ni * sb * c].reshape(ni, c, sb)
-                if channels_last:
-                    for j in range(ni):
-                        _transpose(g3[a + j, t0:t1], t[j], cv)
-                    gt = t
-                else:
-                    gt = g3[a:b, :, t0:t1]
-                d = _absdiff(gt, r3[a:b, :, t0:t1], dbuf[:ni * sb * c].reshape(ni, c, sb), cv)
-                np.abs(r3[a:b, :, t0:t1], out=t)
-                ax = 2
-            rows = slice(a - i0, b - i0)
-            np.maximum(m[rows], _maxima(d, ax, cv), out=m[rows])
-            sm[rows] += _sums(d, ax, cv)
-            np.maximum(ra[rows], _maxima(t, ax, cv), out=ra[rows])
+        dbuf, tbuf = _scratch(max((b - a) * (c1 - c0) * (t1 - t0) for a, b, c0, c1, t0, t1 in piece))
+        for a, b, c0, c1, t0, t1 in piece:
+            shape = (b - a, c1 - c0, t1 - t0)
+            size = shape[0] * shape[1] * shape[2]
+            t = tbuf[:size].reshape(shape)
+            rt = r3[a:b, c0:c1, t0:t1]
+            if channels_last:              # the Keras tile (positions, channels) transposed
+                for j in range(b - a):
+                    _transpose(g3[a + j, t0:t1, c0:c1], t[j], cv)
+                gt = t
+            else:
+                gt = g3[a:b, c0:c1, t0:t1]
+            d = _absdiff(gt, rt, dbuf[:size].reshape(shape), cv)
+            np.abs(rt, out=t)
+            rows, cols = slice(a - i0, b - i0), slice(c0, c1)
+            np.maximum(m[rows, cols], _maxima(d, cv), out=m[rows, cols])
+            sm[rows, cols] += _sums(d, cv)
+            np.maximum(ra[rows, cols], _maxima(t, cv), out=ra[rows, cols])
         return i0, m, sm, ra
 
     results = parallel(run, pieces) if len(pieces) > 1 else [run(pieces[0])]
