@@ -258,7 +258,8 @@ def _pair(rng, shape, keras_view, ties=False):
 
 
 _SHAPES = [(4, 7, 6, 9), (3, 70, 5, 4), (2, 130, 3, 5), (4, 80, 11), (6, 96, 1, 1), (5, 1, 6, 7),
-           (3, 3, 10, 12), (2, 64, 2, 3, 4), (3, 5, 2, 3, 4), (7, 13), (1, 200), (9, 1), (2, 66, 33)]
+           (3, 3, 10, 12), (2, 64, 2, 3, 4), (3, 5, 2, 3, 4), (7, 13), (1, 200), (9, 1), (2, 66, 33),
+           (2, 5, 20, 12), (3, 7, 300), (2, 20, 15, 16)]      # the last three: spatial blocks too
 
 
 @pytest.fixture(params=[("opencv", 16), ("opencv", 3), ("numpy", 16), ("numpy", 3), ("whole", 16)],
@@ -302,7 +303,8 @@ def test_ties_pick_the_first_worst_element(kernels, shape, seed):
     _assert_figures(compare_arrays(ref, got, tol), _plain(ref, got, tol))
 
 
-@pytest.mark.parametrize("shape", [(4, 70, 5, 4), (3, 5, 6, 7), (2, 66, 33), (3, 64, 2, 3, 4), (5, 9), (2, 1, 4, 4)])
+@pytest.mark.parametrize("shape", [(4, 70, 5, 4), (3, 5, 6, 7), (2, 66, 33), (3, 64, 2, 3, 4), (5, 9), (2, 1, 4, 4),
+                                   (2, 20, 15, 16)])
 @pytest.mark.parametrize("seed", range(6))
 def test_nan_and_inf_anywhere(kernels, shape, seed):
     """NaN and inf in either array, at random places and in the channel that would otherwise
