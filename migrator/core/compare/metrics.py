@@ -174,9 +174,14 @@ PARALLEL_MIN_BYTES = 4 << 20
 TILE_ELEMS = 1 << 17
 #: runs of consecutive tiles per worker thread
 PIECES_PER_THREAD = 2
-#: channels per tile at least (a 64-byte cache line of a channels-last float32 array)
+#: channels per tile at least: 256 bytes of each position of a channels-last float32 array,
+#: whole cache lines read (measured: 32 to 64 channels read fastest, 16 and fewer slower)
 CHANNEL_BLOCK = 64
-#: take OpenCV's transpose and row sums when cv2 is installed (False: numpy only)
+#: a tile over all positions of a channel block holds at most this many tiles' elements
+#: (larger: the positions are cut into blocks too)
+SPATIAL_MAX_TILES = 8
+#: take OpenCV's transpose, absdiff and row reductions when cv2 is installed (False: numpy
+#: only; the same figures)
 USE_OPENCV = True
 
 
@@ -261,8 +266,8 @@ _CV2: dict = {}
 
 
 def opencv_module():
-    """cv2 when installed and :data:`USE_OPENCV` (its transpose and float64 row sums are
-    several times faster than numpy's; the figures are the same), else None."""
+    """cv2 when installed and :data:`USE_OPENCV` (its transpose, absdiff and row reductions
+    are several times faster than numpy's; the figures are the same), else None."""
     if not USE_OPENCV:
         return None
     if "cv2" not in _CV2:
@@ -361,12 +366,12 @@ _SCRATCH = threading.local()
 
 def _scratch(size: int) -> tuple[np.ndarray, np.ndarray]:
     """Two float32 work buffers of at least ``size`` elements, kept per thread (a fresh
-    allocation of a tile-sized buffer costs page faults each time) up to a few tiles' size
-    (one huge sample, a tile of its own, gets buffers of its own)."""
+    allocation of a tile-sized buffer costs page faults each time) up to the largest tile's
+    size (one huge (N, C) sample, a tile of its own, gets buffers of its own)."""
     bufs = getattr(_SCRATCH, "bufs", None)
     if bufs is None or bufs[0].size < size:
         bufs = (np.empty(size, np.float32), np.empty(size, np.float32))
-        if size <= 4 * TILE_ELEMS:
+        if size <= (SPATIAL_MAX_TILES + 1) * TILE_ELEMS:
             _SCRATCH.bufs = bufs
     return bufs
 
@@ -401,9 +406,9 @@ def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndar
     if c * s <= tile:                          # whole samples, several a tile
         k = max(1, tile // (c * s))
         tiles = [(i, min(n, i + k), 0, c, 0, s) for i in range(0, n, k)]
-    else:                                      # blocks of channels (16 at least) x positions
+    else:                                      # blocks of channels x positions
         w = min(c, max(CHANNEL_BLOCK, tile // s // CHANNEL_BLOCK * CHANNEL_BLOCK))
-        blocks = split(s, -(-w * s // (8 * tile)))
+        blocks = split(s, -(-w * s // (SPATIAL_MAX_TILES * TILE_ELEMS)))
         tiles = [(i, i + 1, c0, min(c, c0 + w), b.start, b.stop)
                  for i in range(n) for c0 in range(0, c, w) for b in blocks]
     pieces = [tiles[p] for p in split(len(tiles), threads() * PIECES_PER_THREAD if threaded else 1)]
