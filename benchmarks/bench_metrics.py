@@ -130,8 +130,9 @@ def metrics_speed(repeat: int = REPEAT) -> dict[str, Any]:
     cv = metrics.opencv_module() is not None
     print(f"compare_arrays per layer output, open-nsfw shapes, batch 16; median of {repeat}; "
           f"{threads()} threads; OpenCV transpose/sums: {'yes' if cv else 'no (numpy)'}", flush=True)
-    print(f"{'shape':<22} {'count':>5} {'before ms':>10} {'now ms':>9} {'ratio':>7}", flush=True)
-    rows, tot_b, tot_n = [], 0.0, 0.0
+    print(f"{'shape':<22} {'count':>5} {'before ms':>10} {'now ms':>9} {'ratio':>7} {'numpy-only ms':>14}",
+          flush=True)
+    rows, tot_b, tot_n, tot_p = [], 0.0, 0.0, 0.0
     for shape, count in SHAPES:
         ref, got = _pair(shape, rng)
         a = compare_arrays_before(ref, got, tol)
@@ -139,23 +140,35 @@ def metrics_speed(repeat: int = REPEAT) -> dict[str, Any]:
         same = (a["max_abs"] == b["max_abs"] and a["worst_index"] == b["worst_index"]
                 and np.array_equal(a["channel_max_abs"], b["channel_max_abs"])
                 and a["passed"] == b["passed"])
-        tb, tn = [], []
-        for _ in range(repeat):                     # interleaved: both see the same machine
-            t = time.perf_counter()
-            compare_arrays_before(ref, got, tol)
-            tb.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            metrics.compare_arrays(ref, got, tol)
-            tn.append(time.perf_counter() - t)
-        mb, mn = statistics.median(tb) * 1e3, statistics.median(tn) * 1e3
+        tb, tn, tp = [], [], []
+        use = metrics.USE_OPENCV
+        try:
+            for _ in range(repeat):                 # interleaved: all see the same machine
+                t = time.perf_counter()
+                compare_arrays_before(ref, got, tol)
+                tb.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                metrics.compare_arrays(ref, got, tol)
+                tn.append(time.perf_counter() - t)
+                metrics.USE_OPENCV = False          # the numpy kernel (cv2 not installed)
+                t = time.perf_counter()
+                metrics.compare_arrays(ref, got, tol)
+                tp.append(time.perf_counter() - t)
+                metrics.USE_OPENCV = use
+        finally:
+            metrics.USE_OPENCV = use
+        mb, mn, mp = (statistics.median(x) * 1e3 for x in (tb, tn, tp))
         tot_b += mb * count
         tot_n += mn * count
-        rows.append({"shape": list(shape), "count": count, "before_ms": mb, "now_ms": mn, "same": same})
-        print(f"{shape!s:<22} {count:>5} {mb:>10.2f} {mn:>9.2f} {mb / mn:>6.2f}x"
+        tot_p += mp * count
+        rows.append({"shape": list(shape), "count": count, "before_ms": mb, "now_ms": mn,
+                     "numpy_only_ms": mp, "same": same})
+        print(f"{shape!s:<22} {count:>5} {mb:>10.2f} {mn:>9.2f} {mb / mn:>6.2f}x {mp:>14.2f}"
               f"{'' if same else '  FIGURES DIFFER'}", flush=True)
-    print(f"{'one batch (weighted)':<22} {'':>5} {tot_b:>10.1f} {tot_n:>9.1f} {tot_b / tot_n:>6.2f}x", flush=True)
+    print(f"{'one batch (weighted)':<22} {'':>5} {tot_b:>10.1f} {tot_n:>9.1f} {tot_b / tot_n:>6.2f}x "
+          f"{tot_p:>14.1f}", flush=True)
     return {"rows": rows, "batch_before_ms": tot_b, "batch_now_ms": tot_n, "ratio": tot_b / tot_n,
-            "opencv": cv, "threads": threads()}
+            "batch_numpy_only_ms": tot_p, "opencv": cv, "threads": threads()}
 
 
 def main() -> dict:
