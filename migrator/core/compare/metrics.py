@@ -424,10 +424,12 @@ def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndar
             size = shape[0] * shape[1] * shape[2]
             t = tbuf[:size].reshape(shape)
             rt = r3[a:b, c0:c1, t0:t1]
-            if channels_last:              # the Keras tile (positions, channels) transposed
+            if channels_last and cv is not None:   # the Keras tile (positions, channels) transposed
                 for j in range(b - a):
                     _transpose(g3[a + j, t0:t1, c0:c1], t[j], cv)
                 gt = t
+            elif channels_last:            # numpy: the strided view read once, by the subtraction
+                gt = g3[a:b, t0:t1, c0:c1].transpose(0, 2, 1)
             else:
                 gt = g3[a:b, c0:c1, t0:t1]
             d = _absdiff(gt, rt, dbuf[:size].reshape(shape), cv)
