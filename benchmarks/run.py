@@ -12,6 +12,7 @@ import sys
 
 SUITES = [("core (open-nsfw ResNet-50)", "benchmarks.bench_core"),
           ("reference runtimes", "benchmarks.bench_runtimes"),
+          ("per-layer comparison metrics", "benchmarks.bench_metrics"),
           ("GUI responsiveness", "benchmarks.bench_gui"),
           ("image-set throughput and conversion steps", "benchmarks.bench_pipeline"),
           ("conversion memory (AlexNet-size, 244 MB)", "benchmarks.bench_memory")]

@@ -197,3 +197,200 @@ def test_batch_by_batch_fold_equals_the_whole_set_by_plain_numpy():
     smax = np.abs(got.astype(np.float64) - ref).reshape(n, -1).max(axis=1)
     assert r.max_rel == pytest.approx((smax / scale).max(), rel=1e-6)
     assert r.status == "fail" and r.shape == (n,) + shape
+
+
+# -- compare_arrays against a plain formula on whole arrays, every figure -----------------------
+
+def _plain(ref, got, tol, whole=False):
+    """Every figure of compare_arrays written out on whole arrays: |got - ref| in float32 (the
+    stated precision of a difference), everything after it in float64; a non-finite difference
+    counts as infinite; the worst element is the first (C order over sample and position)
+    holding the worst channel's maximum."""
+    d = np.abs(np.ascontiguousarray(got, dtype=np.float32) - np.ascontiguousarray(ref, dtype=np.float32))
+    nonfinite = not np.isfinite(d).all()
+    d = d.astype(np.float64)
+    d[~np.isfinite(d)] = np.inf
+    a = np.abs(ref.astype(np.float64))
+    n, c = ref.shape[0], ref.shape[1]
+    dnc, anc = d.reshape(n, c, -1), a.reshape(n, c, -1)
+    ch_max, s_max = dnc.max(axis=(0, 2)), dnc.max(axis=(1, 2))
+    ch_ref, s_scale = anc.max(axis=(0, 2)), anc.max(axis=(1, 2))
+    wc = int(np.argmax(ch_max))
+    first = np.argwhere(np.moveaxis(d, 1, 0)[wc] == ch_max[wc])[0]
+    if whole:
+        s_max, s_scale = np.array([d.max()]), np.array([a.max()])
+    denom = np.maximum(s_scale, 1e-30)
+    s_passed = np.isfinite(s_max) & (s_max <= tol.atol + tol.rtol * s_scale)
+    needed = np.maximum(0.0, (s_max - tol.atol) / denom)
+    return {"max_abs": d.max(), "mean_abs": d.mean(), "scale": a.max(), "channel_max_abs": ch_max,
+            "channel_mean_abs": dnc.mean(axis=(0, 2)), "channel_ref_absmax": ch_ref,
+            "worst_channel": wc, "worst_index": (int(first[0]), wc) + tuple(int(i) for i in first[1:]),
+            "nonfinite": nonfinite, "passed": (not nonfinite) and bool(s_passed.all()),
+            "sample_max_abs": s_max, "sample_scale": s_scale, "sample_passed": s_passed,
+            "sample_max_rel": s_max / denom, "max_rel": (s_max / denom).max(),
+            "sample_needed_rtol": needed, "needed_rtol": needed.max()}
+
+
+def _assert_figures(m, want):
+    for k, v in want.items():
+        if k in ("mean_abs", "channel_mean_abs"):      # float64 sums in another order
+            np.testing.assert_allclose(m[k], v, rtol=1e-9, atol=0, err_msg=k)
+        elif isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(np.asarray(m[k]), v, err_msg=k)
+        elif isinstance(v, float) and np.isnan(v):
+            assert np.isnan(m[k]), k
+        else:
+            assert m[k] == v, (k, m[k], v)
+
+
+def _pair(rng, shape, keras_view, ties=False):
+    """A reference and a Keras-like output near it: the channels-first view of a channels-last
+    array (as the engine hands it over) or a contiguous array."""
+    if ties:       # multiples of 1/4: exact differences, many equal maxima
+        ref = rng.integers(-8, 9, shape).astype(np.float32) / 4
+        got = ref + rng.integers(-2, 3, shape).astype(np.float32) / 4
+    else:
+        ref = (rng.standard_normal(shape) * rng.uniform(0.1, 10.0)).astype(np.float32)
+        got = ref + rng.normal(0, 1e-3, shape).astype(np.float32)
+    if keras_view and len(shape) >= 3:
+        got = to_source_layout(np.ascontiguousarray(np.moveaxis(got, 1, -1)), len(shape))
+    return ref, got
+
+
+_SHAPES = [(4, 7, 6, 9), (3, 70, 5, 4), (2, 130, 3, 5), (4, 80, 11), (6, 96, 1, 1), (5, 1, 6, 7),
+           (3, 3, 10, 12), (2, 64, 2, 3, 4), (3, 5, 2, 3, 4), (7, 13), (1, 200), (9, 1), (2, 66, 33),
+           (2, 5, 20, 12), (3, 7, 300), (2, 20, 15, 16)]      # the last three: spatial blocks too
+
+
+@pytest.fixture(params=[("opencv", 16), ("opencv", 3), ("numpy", 16), ("numpy", 3), ("whole", 16)],
+                ids=["opencv-tiles", "opencv-narrow-tiles", "numpy-tiles", "numpy-narrow-tiles", "whole-arrays"])
+def kernels(request, monkeypatch):
+    """Both kernels (OpenCV's transpose/absdiff/row reductions, numpy's), tiles small enough
+    that these small arrays are cut up (blocks of channels, spatial blocks, groups of
+    samples), shared out over threads; and the whole-array path of small arrays."""
+    from migrator.core.compare import metrics
+    kernel, block = request.param
+    if kernel == "opencv":
+        pytest.importorskip("cv2")
+    monkeypatch.setattr(metrics, "WHOLE_MAX_BYTES", 2**62 if kernel == "whole" else 0)
+    monkeypatch.setattr(metrics, "USE_OPENCV", kernel == "opencv")
+    monkeypatch.setattr(metrics, "CHANNEL_BLOCK", block)
+    monkeypatch.setattr(metrics, "TILE_ELEMS", 37)
+    monkeypatch.setattr(metrics, "PARALLEL_MIN_BYTES", 0)
+    return kernel
+
+
+@pytest.mark.parametrize("shape", _SHAPES)
+@pytest.mark.parametrize("keras_view", [True, False])
+def test_every_figure_equals_the_plain_formula(kernels, shape, keras_view):
+    rng = np.random.default_rng(sum(shape) + keras_view)
+    ref, got = _pair(rng, shape, keras_view)
+    tol = Tolerance(atol=1e-3, rtol=1e-4)
+    for whole in (False, True):
+        _assert_figures(compare_arrays(ref, got, tol, whole=whole), _plain(ref, got, tol, whole))
+    tight = Tolerance(atol=0.0, rtol=1e-7)             # the verdicts fail too
+    _assert_figures(compare_arrays(ref, got, tight), _plain(ref, got, tight))
+
+
+@pytest.mark.parametrize("shape", [(4, 70, 5, 4), (5, 3, 6, 7), (3, 9, 8), (2, 64, 2, 3, 4), (6, 11)])
+@pytest.mark.parametrize("seed", range(4))
+def test_ties_pick_the_first_worst_element(kernels, shape, seed):
+    """Many equal maxima (in several samples and channels): the first channel holding the
+    largest and, in it, the first element in C order, as the plain formula."""
+    rng = np.random.default_rng(seed)
+    ref, got = _pair(rng, shape, keras_view=seed % 2 == 0, ties=True)
+    tol = Tolerance(atol=0.1, rtol=0.0)
+    _assert_figures(compare_arrays(ref, got, tol), _plain(ref, got, tol))
+
+
+@pytest.mark.parametrize("shape", [(4, 70, 5, 4), (3, 5, 6, 7), (2, 66, 33), (3, 64, 2, 3, 4), (5, 9), (2, 1, 4, 4),
+                                   (2, 20, 15, 16)])
+@pytest.mark.parametrize("seed", range(6))
+def test_nan_and_inf_anywhere(kernels, shape, seed):
+    """NaN and inf in either array, at random places and in the channel that would otherwise
+    be the worst: non-finite, max_abs inf, failed, the sums infinite, NaN in the reference's
+    scale where the reference has one; every figure as the plain formula."""
+    rng = np.random.default_rng(100 + seed)
+    ref, got = _pair(rng, shape, keras_view=seed % 2 == 0)
+    got = np.array(got, copy=True) if seed % 3 else got            # a contiguous copy or the view
+    worst = int(np.argmax(np.abs(got - ref).reshape(shape[0], shape[1], -1).max(axis=(0, 2))))
+    target = [(got, np.nan), (got, np.inf), (ref, np.nan), (got, -np.inf), (ref, np.inf), (got, np.nan)][seed]
+    arr, val = target
+    idx = tuple(int(rng.integers(0, k)) for k in shape)
+    arr[idx] = val
+    if seed % 2:                                                    # also inside the worst channel
+        arr[(int(rng.integers(0, shape[0])), worst) + idx[2:]] = val
+    tol = Tolerance(atol=1e9, rtol=1e9)
+    m = compare_arrays(ref, got, tol)
+    assert m["nonfinite"] and not m["passed"] and m["max_abs"] == np.inf
+    _assert_figures(m, _plain(ref, got, tol))
+    _assert_figures(compare_arrays(ref, got, tol, whole=True), _plain(ref, got, tol, whole=True))
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 3), (2, 3, 0, 4), (0, 5)])
+def test_empty_arrays(kernels, shape):
+    ref = np.zeros(shape, np.float32)
+    got = to_source_layout(to_keras_layout(ref), len(shape))
+    m = compare_arrays(ref, got, Tolerance())
+    assert m["passed"] and not m["nonfinite"] and m["max_abs"] == 0.0 and m["worst_index"] is None
+    assert m["channel_max_abs"].shape == (shape[1],)
+
+
+@pytest.mark.parametrize("shape,keras_view", [((16, 128, 20, 24), True), ((3, 40, 70, 60), True),
+                                              ((16, 32, 40, 28), True), ((4, 200, 30, 30), False),
+                                              ((2, 5000, 300), False), ((3, 300, 900), True),
+                                              ((64, 5000), False)])
+def test_large_arrays_on_the_default_tiles(shape, keras_view):
+    """Arrays of several MB (several tiles per sample or several samples per tile, shared out
+    to the worker threads) with the module's own tile size; NaN in one sample's last tile."""
+    rng = np.random.default_rng(len(shape) + shape[1])
+    ref, got = _pair(rng, shape, keras_view)
+    tol = Tolerance(atol=1e-3, rtol=1e-4)
+    _assert_figures(compare_arrays(ref, got, tol), _plain(ref, got, tol))
+    got = np.array(got, copy=True)
+    got[(-1, 1) + (-1,) * (got.ndim - 2)] = np.nan
+    _assert_figures(compare_arrays(ref, got, tol), _plain(ref, got, tol))
+
+
+def test_one_dimensional_and_other_dtypes():
+    rng = np.random.default_rng(5)
+    ref = rng.standard_normal(50).astype(np.float32)
+    got = ref + rng.normal(0, 1e-3, 50).astype(np.float32)
+    m = compare_arrays(ref, got, Tolerance(atol=1e-3, rtol=0.0))
+    d = np.abs(got - ref).astype(np.float64)
+    assert m["max_abs"] == d.max() and m["worst_index"] == (int(np.argmax(d)),)
+    assert m["scale"] == np.abs(ref).max() and m["mean_abs"] == pytest.approx(d.mean(), rel=1e-12)
+    ref4 = rng.standard_normal((2, 70, 3, 3))                    # float64 in: compared in float32
+    got4 = ref4 + 1e-3
+    tol = Tolerance()
+    _assert_figures(compare_arrays(ref4, got4, tol), _plain(ref4.astype(np.float32), got4.astype(np.float32), tol))
+
+
+@pytest.mark.parametrize("keras_view", [True, False])
+def test_nan_after_inf_in_the_worst_channel(kernels, keras_view):
+    """A NaN counts as infinite: with an inf before it (C order) in the same channel, the worst
+    element is the inf, as the plain formula says; NaN before inf: the NaN."""
+    rng = np.random.default_rng(9)
+    for first, second in ((np.inf, np.nan), (np.nan, -np.inf)):
+        ref, got = _pair(rng, (3, 70, 4, 5), keras_view)
+        got = np.array(got, copy=True)
+        got[1, 7, 1, 2], got[1, 7, 3, 0] = first, second
+        got[2, 7, 0, 0] = np.nan
+        m = compare_arrays(ref, got, Tolerance())
+        assert m["worst_index"] == (1, 7, 1, 2)
+        _assert_figures(m, _plain(ref, got, Tolerance()))
+
+
+def test_numpy_kernel_without_opencv(monkeypatch):
+    """cv2 missing (import fails): numpy's transpose and sums, the same figures."""
+    import sys
+
+    from migrator.core.compare import metrics
+    monkeypatch.setattr(metrics, "_CV2", {})
+    monkeypatch.setattr(metrics, "WHOLE_MAX_BYTES", 0)
+    monkeypatch.setitem(sys.modules, "cv2", None)               # import cv2 -> ImportError
+    assert metrics.opencv_module() is None
+    rng = np.random.default_rng(11)
+    ref, got = _pair(rng, (3, 130, 7, 9), keras_view=True)
+    tol = Tolerance(atol=1e-3, rtol=0.0)
+    _assert_figures(compare_arrays(ref, got, tol), _plain(ref, got, tol))

@@ -23,6 +23,7 @@ Keras drifts no more than a float32 implementation of the source itself does.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,6 +161,30 @@ def to_keras_layout(src: np.ndarray, layout: str | None = None) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(src, perm))
 
 
+#: arrays of at most this many bytes are reduced whole, in a few numpy passes (they stay in
+#: the cache; tiles would only add steps -- measured: tiles win from about 256 KB on)
+WHOLE_MAX_BYTES = 1 << 18
+#: an array pair of at least this many bytes (each) is reduced on the worker threads
+#: (:func:`migrator.core.reference.workers.parallel`), in tiles twice as large (fewer Python
+#: steps contending for the GIL); smaller ones on the calling thread (measured on 2 cores:
+#: threads lose below about 4 MB)
+PARALLEL_MIN_BYTES = 4 << 20
+#: elements of |got - ref| held at once (a 512 KB float32 tile: it and the inputs' pieces it
+#: is made of stay in the core's cache)
+TILE_ELEMS = 1 << 17
+#: runs of consecutive tiles per worker thread
+PIECES_PER_THREAD = 2
+#: channels per tile at least: 256 bytes of each position of a channels-last float32 array,
+#: whole cache lines read (measured: 32 to 64 channels read fastest, 16 and fewer slower)
+CHANNEL_BLOCK = 64
+#: a tile over all positions of a channel block holds at most this many tiles' elements
+#: (larger: the positions are cut into blocks too)
+SPATIAL_MAX_TILES = 8
+#: take OpenCV's transpose, absdiff and row reductions when cv2 is installed (False: numpy
+#: only; the same figures)
+USE_OPENCV = True
+
+
 def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Tolerance,
                    whole: bool = False) -> dict[str, Any]:
     """Metrics of ``got`` against ``ref``, both in source layout (channel axis 1).
@@ -167,52 +192,47 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
     are those of the whole tensor, one "sample".
 
     Differences are taken in float32 (the difference of two nearby float32 values is exact,
-    Sterbenz); sums for the means are accumulated in float64.  One pass per statistic, the
-    per-channel reductions on an (N, C, -1) view -- or (N, -1, C) when ``got`` is the
-    channels-first view of a channels-last Keras array -- without copies."""
+    Sterbenz); sums for the means are accumulated in float64.  The arrays are read once, tile
+    by tile (:func:`_reduce_tiles`): each tile's |got - ref| stays in the cache and is reduced
+    there to per-(sample, channel) maxima and sums; large arrays' tiles are shared out to the
+    worker threads.  The worst element is then searched for in one channel of one sample."""
     if ref.shape != got_source_layout.shape:
         raise ValueError(f"shape mismatch: reference {ref.shape} vs Keras {got_source_layout.shape}")
     ref32 = np.asarray(ref, dtype=np.float32)
     got32 = np.asarray(got_source_layout, dtype=np.float32)
-    # The Keras output is channels-last; given as its channels-first view, the difference is
-    # taken in the Keras layout (reading the reference strided costs a third of reading the
-    # Keras array strided) and reduced per (sample, channel) there.
-    # Few channels (an image input's 3) reduce slowly along a strided axis: those stay
-    # channels-first (measured: the Keras layout pays from about 64 channels on).
-    last = ref.ndim >= 3 and ref.shape[1] >= 64 and np.moveaxis(got32, 1, -1).flags.c_contiguous \
-        and not got32.flags.c_contiguous
-    if last:
-        diff = np.subtract(np.moveaxis(got32, 1, -1), np.moveaxis(ref32, 1, -1))
-    else:
-        diff = np.subtract(got32, ref32)
-    np.abs(diff, out=diff)
-    if diff.size == 0:
+    if ref32.size == 0:
         c = ref.shape[1] if ref.ndim >= 2 else 1
         z = np.zeros(c)
         return {"max_abs": 0.0, "mean_abs": 0.0, "max_rel": 0.0, "scale": 0.0, "channel_max_abs": z,
                 "channel_mean_abs": z, "channel_ref_absmax": z, "worst_index": None,
                 "worst_channel": None, "passed": True, "needed_rtol": 0.0, "nonfinite": False}
     if ref.ndim >= 2:
-        n, c = ref.shape[0], ref.shape[1]
-        d3 = diff.reshape(n, -1, c) if last else diff.reshape(n, c, -1)
-        ax = 1 if last else 2
-        nc_max = d3.max(axis=ax)                      # (N, C); NaN propagates through max
+        c = ref.shape[1]
+        if ref32.size * ref32.itemsize <= WHOLE_MAX_BYTES:
+            nc_max, nc_sum, nc_ref = _reduce_whole(ref32, got32)
+        else:
+            nc_max, nc_sum, nc_ref = _reduce_tiles(ref32, got32)
         nonfinite = not bool(np.isfinite(nc_max).all())
-        if nonfinite:
-            diff[~np.isfinite(diff)] = np.inf
-            nc_max = d3.max(axis=ax)
         nc_max = nc_max.astype(np.float64)
         ch_max = nc_max.max(axis=0)
         s_max = nc_max.max(axis=1)
-        ch_mean = d3.sum(axis=ax, dtype=np.float64).sum(axis=0) / (n * d3.shape[ax])
-        r3 = ref32.reshape(n, c, -1)       # max |ref| = max(max ref, -min ref): no temporary
-        nc_ref = np.maximum(r3.max(axis=2), -r3.min(axis=2)).astype(np.float64)
+        ch_mean = nc_sum.sum(axis=0) / (ref32.size // c)
         ch_ref = nc_ref.max(axis=0)
         s_scale = nc_ref.max(axis=1)
         max_abs = float(ch_max.max())
         mean_abs = float(ch_mean.mean())
         scale = float(ch_ref.max())
+        # the worst element: first in (sample, position) order inside the worst channel, found
+        # in the first sample that holds that channel's maximum
+        worst_channel = int(np.argmax(ch_max))
+        i = int(np.argmax(nc_max[:, worst_channel] == ch_max[worst_channel]))
+        sub = np.asarray(np.abs(np.subtract(got32[i, worst_channel, ...], ref32[i, worst_channel, ...])))
+        if nonfinite:
+            np.copyto(sub, np.inf, where=np.isnan(sub))
+        rest = np.unravel_index(int(np.argmax(sub)), sub.shape)
+        worst_index = (i, worst_channel) + tuple(int(k) for k in rest)
     else:
+        diff = np.abs(np.subtract(got32, ref32))
         nonfinite = not bool(np.isfinite(diff).all())
         if nonfinite:
             diff[~np.isfinite(diff)] = np.inf
@@ -221,13 +241,7 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
         scale = float(np.abs(ref32).max())
         ch_max, ch_mean, ch_ref = np.array([max_abs]), np.array([mean_abs]), np.array([scale])
         s_max, s_scale = np.array([max_abs]), np.array([scale])
-    if ref.ndim >= 2:   # argmax only inside the worst channel
-        worst_channel = int(np.argmax(ch_max))
-        sub = diff[..., worst_channel] if last else diff[:, worst_channel]
-        rest = np.unravel_index(int(np.argmax(sub)), sub.shape)
-        worst_index = (int(rest[0]), worst_channel) + tuple(int(i) for i in rest[1:])
-    else:
-        worst_index = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
+        worst_index = tuple(int(k) for k in np.unravel_index(int(np.argmax(diff)), diff.shape))
         worst_channel = 0
     # the verdict is per sample (each judged against its own scale): a batch or an input set
     # gives the same verdict as comparing its samples one by one
@@ -246,6 +260,199 @@ def compare_arrays(ref: np.ndarray, got_source_layout: np.ndarray, tol: Toleranc
             "needed_rtol": needed, "nonfinite": nonfinite,
             "sample_max_abs": s_max, "sample_scale": s_scale, "sample_passed": s_passed,
             "sample_max_rel": s_rel, "sample_needed_rtol": s_needed}
+
+
+_CV2: dict = {}
+
+
+def opencv_module():
+    """cv2 when installed and :data:`USE_OPENCV` (its transpose, absdiff and row reductions
+    are several times faster than numpy's; the figures are the same), else None."""
+    if not USE_OPENCV:
+        return None
+    if "cv2" not in _CV2:
+        try:
+            import cv2
+            _CV2["cv2"] = cv2 if hasattr(cv2, "transpose") and hasattr(cv2, "reduce") else None
+        except Exception:  # noqa: BLE001  (not installed, or a broken build: numpy does it)
+            _CV2["cv2"] = None
+    return _CV2["cv2"]
+
+
+def _transpose(src: np.ndarray, dst: np.ndarray, cv) -> None:
+    """``dst[...] = src.T`` for 2-D arrays (``dst`` C-contiguous)."""
+    if cv is not None:
+        got = cv.transpose(src, dst)
+        if got is not dst:            # OpenCV allocated its own (it should not): keep ours
+            np.copyto(dst, got)
+    else:
+        np.copyto(dst, src.T)
+
+
+def _absdiff(x: np.ndarray, y: np.ndarray, out: np.ndarray, cv) -> np.ndarray:
+    """``out[...] = |x - y|`` in float32 (OpenCV's absdiff is the same |x - y|, NaN and
+    infinities included, in one pass)."""
+    if cv is not None and x.flags.c_contiguous and y.flags.c_contiguous:
+        o2 = out.reshape(1, -1)       # all three C-contiguous: one row (OpenCV works by rows)
+        got = cv.absdiff(x.reshape(1, -1), y.reshape(1, -1), o2)
+        if got is not o2:             # OpenCV allocated its own (it should not): keep ours
+            np.copyto(o2, got)
+        return out
+    np.subtract(x, y, out=out)
+    return np.abs(out, out=out)
+
+
+def _maxima(d: np.ndarray, cv) -> np.ndarray:
+    """Maxima along the rows (last axis) of the C-contiguous float32 3-D ``d``: by OpenCV when
+    installed (several times faster on short rows); its NaN handling is not numpy's, so a
+    NaN must be found otherwise (:func:`_nan_as_inf`: by the sums)."""
+    if d.shape[-1] == 1:
+        return d[..., 0].copy()
+    if cv is None:
+        return d.max(axis=-1)                          # NaN propagates
+    rows = d.reshape(-1, d.shape[-1])
+    return cv.reduce(rows, 1, cv.REDUCE_MAX).reshape(d.shape[:-1])
+
+
+def _sums(d: np.ndarray, cv) -> np.ndarray:
+    """Float64 sums along the rows (last axis) of the C-contiguous float32 3-D ``d``: every
+    term added in float64."""
+    if d.shape[-1] == 1:
+        return d[..., 0].astype(np.float64)
+    if cv is None:
+        return d.sum(axis=-1, dtype=np.float64)
+    rows = d.reshape(-1, d.shape[-1])
+    return cv.reduce(rows, 1, cv.REDUCE_SUM, dtype=cv.CV_64F).reshape(d.shape[:-1])
+
+
+def _reduce_whole(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_reduce_tiles`'s figures for a small array pair: |got - ref| in one temporary
+    (source layout), numpy's reductions along its rows."""
+    n, c = ref.shape[0], ref.shape[1]
+    if ref.size == n * c:                              # (N, C): nothing to reduce per channel
+        d = np.abs(np.subtract(got.reshape(n, c), ref.reshape(n, c)))
+        return _nan_as_inf(d, d.astype(np.float64), np.abs(ref.reshape(n, c)), ref.reshape(n, c, 1))
+    # the channels-first view of a channels-last Keras array with many channels (from 64:
+    # measured): the difference in the Keras layout, reduced along its rows of channels
+    last = ref.ndim >= 3 and c >= 64 and np.moveaxis(got, 1, -1).flags.c_contiguous \
+        and not got.flags.c_contiguous
+    if last:
+        d = np.subtract(np.moveaxis(got, 1, -1), np.moveaxis(ref, 1, -1))
+        d3, ax = np.abs(d, out=d).reshape(n, -1, c), 1
+    else:
+        d = np.empty(ref.shape, np.float32)
+        np.subtract(got, ref, out=d)
+        d3, ax = np.abs(d, out=d).reshape(n, c, -1), 2
+    nc_max = d3.max(axis=ax)                           # NaN propagates
+    nc_sum = d3.sum(axis=ax, dtype=np.float64)
+    nc_ref = np.abs(ref).reshape(n, c, -1).max(axis=2)
+    return _nan_as_inf(nc_max, nc_sum, nc_ref, ref.reshape(n, c, -1))
+
+
+def _nan_as_inf(nc_max, nc_sum, nc_ref, r3):
+    """A NaN difference counts as an infinite one (its sum too: the other terms are finite or
+    inf).  Where one is, the sum is NaN (OpenCV's maxima need not say so), and only there can
+    the reference hold a NaN: its max |ref| is taken again by numpy (NaN propagates)."""
+    bad = np.isnan(nc_sum) | np.isnan(nc_max)
+    if bad.any():
+        nc_max[bad] = np.inf
+        nc_sum[bad] = np.inf
+        nc_ref[bad] = np.abs(r3[bad]).max(axis=-1)
+    return nc_max, nc_sum, nc_ref.astype(np.float64)
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two float32 work buffers of at least ``size`` elements, kept per thread (a fresh
+    allocation of a tile-sized buffer costs page faults each time) up to the largest tile's
+    size (one huge (N, C) sample, a tile of its own, gets buffers of its own)."""
+    bufs = getattr(_SCRATCH, "bufs", None)
+    if bufs is None or bufs[0].size < size:
+        bufs = (np.empty(size, np.float32), np.empty(size, np.float32))
+        if size <= (SPATIAL_MAX_TILES + 1) * TILE_ELEMS:
+            _SCRATCH.bufs = bufs
+    return bufs
+
+
+def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (sample, channel) of two float32 arrays in source layout (channel axis 1): max
+    |got - ref| (float32; infinite where a NaN was met), the sum of |got - ref| (float64;
+    infinite there too) and max |ref| (float64; NaN where the reference has one).
+
+    ``ref`` and ``got`` are viewed as (N, C, S); ``got``, when it is the channels-first view of
+    a channels-last array, as (N, S, C).  They are cut into tiles of about
+    :data:`TILE_ELEMS` elements: a block of channels of one sample over all its positions
+    (one contiguous run of the reference, a strided run of whole cache lines of the Keras
+    array: few memory streams), or groups of whole samples when those are small; a huge
+    spatial extent is cut too.  The Keras tile is transposed into a buffer (OpenCV's blocked
+    transpose when installed), |got - ref| taken into a reused buffer and reduced along its
+    rows at once: each input is read from memory once, no array-sized temporary is made.
+    Large arrays' tiles are shared out to the worker threads, a run of consecutive tiles per
+    piece; each piece returns its partial figures, combined here in order (the float64 sums
+    thus depend on the tiling, in their last bits)."""
+    from ..reference.workers import parallel, split, threads
+
+    n, c = ref.shape[0], ref.shape[1]
+    s = ref.size // (n * c)
+    r3 = ref.reshape(n, c, s)                  # a view when ref is C-contiguous (else a copy)
+    gk = np.moveaxis(got, 1, -1)
+    channels_last = got.ndim >= 3 and gk.flags.c_contiguous and not got.flags.c_contiguous
+    g3 = gk.reshape(n, s, c) if channels_last else got.reshape(n, c, s)
+    cv = opencv_module()
+    threaded = ref.size * ref.itemsize >= PARALLEL_MIN_BYTES and threads() > 1
+    tile = TILE_ELEMS * (2 if threaded else 1)
+    if c * s <= tile:                          # whole samples, several a tile
+        k = max(1, tile // (c * s))
+        tiles = [(i, min(n, i + k), 0, c, 0, s) for i in range(0, n, k)]
+    else:                                      # blocks of channels x positions
+        w = min(c, max(CHANNEL_BLOCK, tile // s // CHANNEL_BLOCK * CHANNEL_BLOCK))
+        blocks = split(s, -(-w * s // (SPATIAL_MAX_TILES * TILE_ELEMS)))
+        tiles = [(i, i + 1, c0, min(c, c0 + w), b.start, b.stop)
+                 for i in range(n) for c0 in range(0, c, w) for b in blocks]
+    pieces = [tiles[p] for p in split(len(tiles), threads() * PIECES_PER_THREAD if threaded else 1)]
+
+    def run(piece):
+        i0, i1 = piece[0][0], piece[-1][1]
+        m = np.zeros((i1 - i0, c), np.float32)
+        sm = np.zeros((i1 - i0, c))
+        ra = np.zeros((i1 - i0, c), np.float32)
+        dbuf, tbuf = _scratch(max((b - a) * (c1 - c0) * (t1 - t0) for a, b, c0, c1, t0, t1 in piece))
+        for a, b, c0, c1, t0, t1 in piece:
+            shape = (b - a, c1 - c0, t1 - t0)
+            size = shape[0] * shape[1] * shape[2]
+            t = tbuf[:size].reshape(shape)
+            rt = r3[a:b, c0:c1, t0:t1]
+            if channels_last and cv is not None:   # the Keras tile (positions, channels) transposed
+                for j in range(b - a):
+                    _transpose(g3[a + j, t0:t1, c0:c1], t[j], cv)
+                gt = t
+            elif channels_last:            # numpy: the strided view read once, by the subtraction
+                gt = g3[a:b, t0:t1, c0:c1].transpose(0, 2, 1)
+            else:
+                gt = g3[a:b, c0:c1, t0:t1]
+            d = _absdiff(gt, rt, dbuf[:size].reshape(shape), cv)
+            np.abs(rt, out=t)
+            rows, cols = slice(a - i0, b - i0), slice(c0, c1)
+            np.maximum(m[rows, cols], _maxima(d, cv), out=m[rows, cols])
+            sm[rows, cols] += _sums(d, cv)
+            np.maximum(ra[rows, cols], _maxima(t, cv), out=ra[rows, cols])
+        return i0, m, sm, ra
+
+    results = parallel(run, pieces) if len(pieces) > 1 else [run(pieces[0])]
+    if len(results) == 1:
+        _, nc_max, nc_sum, nc_ref = results[0]
+    else:
+        nc_max = np.zeros((n, c), np.float32)
+        nc_sum = np.zeros((n, c))
+        nc_ref = np.zeros((n, c), np.float32)
+        for i0, m, sm, ra in results:
+            rows = slice(i0, i0 + len(m))
+            np.maximum(nc_max[rows], m, out=nc_max[rows])
+            nc_sum[rows] += sm
+            np.maximum(nc_ref[rows], ra, out=nc_ref[rows])
+    return _nan_as_inf(nc_max, nc_sum, nc_ref, r3)
 
 
 def topk_agreement(ref: np.ndarray, got: np.ndarray, k: int = 5) -> dict[str, Any]:
