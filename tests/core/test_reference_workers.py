@@ -126,12 +126,14 @@ def test_max_pool_empty_window_and_non_finite(threaded):
     assert np.isnan(y[0, 1, 0, 0]) and y[0, 1, 1, 1] == 0
 
 
-def test_element_wise_kernels_in_pieces(threaded):
+@pytest.mark.parametrize("n", [3, 5])
+def test_element_wise_kernels_in_pieces(threaded, n):
     """BatchNorm (Caffe and Lasagne forms), Scale, ReLU and Eltwise cut into pieces give the
-    formulas' float32 values exactly (the same operations, element by element)."""
+    formulas' float32 values exactly (the same operations, element by element); with 5 samples
+    the per-channel parameters are spread over a sample first (workers.sample_plane)."""
     from migrator.core.ir import Node, Param
     rng = np.random.default_rng(11)
-    x = rng.standard_normal((3, 6, 5, 7)).astype(np.float32)
+    x = rng.standard_normal((n, 6, 5, 7)).astype(np.float32)
     m, v = rng.standard_normal(6).astype(np.float32), rng.uniform(0.5, 2, 6).astype(np.float32)
     bn = Node("bn", "BatchNorm", inputs=["x"], attrs={"form": "caffe", "eps": 1e-5},
               params={"mean": Param("m", m), "variance": Param("v", v), "scale_factor": Param("scale_factor", np.ones(1, np.float32))})
@@ -259,3 +261,15 @@ def test_finite_check_finds_every_non_finite_value(threaded, bad):
             b[where] = bad
             assert all_finite(b) == bool(np.isfinite(b).all()), (dtype, where)
             assert all_finite(b[:, ::-1]) == bool(np.isfinite(b).all())
+
+
+def test_sample_plane_spreads_only_per_channel_parameters():
+    p = np.arange(6, dtype=np.float32).reshape(1, 6, 1, 1)
+    plane = workers.sample_plane(p, (5, 6, 4, 3))
+    assert plane.shape == (1, 6, 4, 3) and plane.flags.c_contiguous
+    np.testing.assert_array_equal(plane, np.broadcast_to(p, (1, 6, 4, 3)))
+    assert workers.sample_plane(p, (2, 6, 4, 3)) is p                   # few samples: not worth it
+    assert workers.sample_plane(p, (5, 6, 100, 100)).shape == (1, 6, 1, 1)   # many positions
+    q = np.ones((5, 6, 1, 1), np.float32)                                # varies along the batch
+    assert workers.sample_plane(q, (5, 6, 4, 3)) is q
+    assert workers.sample_plane(np.float32(2), (5, 6, 4, 3)) == 2

@@ -94,6 +94,31 @@ def tile_of(p, idx: tuple, ndim: int):
                    for k, i in enumerate(idx))]
 
 
+#: per-channel parameters are spread over a whole sample (see :func:`sample_plane`) when a sample
+#: has at most this many positions per channel
+PLANE_MAX_POSITIONS = 4096
+
+
+def sample_plane(p, shape: tuple):
+    """``p`` (a scalar, or an array broadcast against ``shape``, e.g. ``(1, C, 1, 1)``) spread
+    over one sample: a contiguous ``(1,) + shape[1:]`` array when ``p`` varies along axis 1 only
+    and a sample has few positions per channel, else ``p`` itself.  Same values; numpy's
+    element-wise loops run about 1.5-3x faster over a contiguous operand than over a short
+    stride-0 one (measured on (C, 784) float32: subtract 33 vs 21 us), and the plane costs one
+    sample's worth of work for a whole batch (open-nsfw at batch 16: 2-6 % less CPU time)."""
+    if np.ndim(p) == 0 or len(shape) < 3:
+        return p
+    p = np.asarray(p)
+    if p.ndim != len(shape) or p.shape[0] != 1 or any(d != 1 for d in p.shape[2:]):
+        return p
+    positions = 1
+    for d in shape[2:]:
+        positions *= int(d)
+    if positions > PLANE_MAX_POSITIONS or shape[0] < 4:
+        return p
+    return np.ascontiguousarray(np.broadcast_to(p, (1,) + tuple(shape[1:])))
+
+
 def parallel(fn: Callable, items: list) -> list:
     """``[fn(item) for item in items]``, the items shared out to the worker threads as they
     come free.  The calling thread works too and waits only for pieces already taken; a worker

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..workers import parallel, tile_of, tiles
+from ..workers import parallel, sample_plane, tile_of, tiles
 from .activation import activation
 from .registry import bshape, err, kernel, norm_axis, param
 
@@ -75,6 +75,7 @@ def _batchnorm(node, xs):
             mean = (np.asarray(node.p("mean"), np.float64) * s).astype(t).reshape(bs)
             var = (np.asarray(node.p("variance"), np.float64) * s).astype(t).reshape(bs)
         std = np.sqrt(var + t.type(eps))
+        mean, std = sample_plane(mean, x.shape), sample_plane(std, x.shape)
         y = np.empty(x.shape, t)
 
         def piece(idx):                             # (x - mean) / std
@@ -101,6 +102,7 @@ def _batchnorm(node, xs):
         gamma, beta = prm("gamma", 1.0), prm("beta", 0.0)
         g = gamma * inv_std
         y = np.empty(np.broadcast_shapes(x.shape, np.shape(mean), np.shape(g), np.shape(beta)), t)
+        mean, g, beta = (sample_plane(v, y.shape) for v in (mean, g, beta))
 
         def piece(idx):                             # (x - mean) * (gamma * inv_std) + beta
             o = y[idx]
@@ -156,6 +158,9 @@ def _scale(node, xs):
     if b is not None:
         b = _scale_like(node, x, b)
     y = np.empty(np.broadcast_shapes(x.shape, np.shape(s), np.shape(b) if b is not None else ()), x.dtype)
+    s = sample_plane(s, y.shape)
+    if b is not None:
+        b = sample_plane(b, y.shape)
 
     def piece(idx):                                  # x * scale + bias
         o = y[idx]
