@@ -105,7 +105,11 @@ def pool(kind: str = "heavy") -> _Executor:
 # collection on the worker thread finalized Qt objects of a closed window there, deadlocking with
 # the GUI thread (QObject's mutex held by the worker waiting for the GIL held by the GUI thread).
 # So while a window is open, automatic collection is off and the GUI thread collects from a timer
-# -- only when no worker job runs.
+# -- only when no worker job runs.  Libraries also call gc.collect() themselves (TensorFlow's
+# TFLite converter after loading the SavedModel, Keras when a variable is deleted): on a worker
+# thread that is the same collection, and it segfaulted the GUI thread during a TFLite export.
+# While a window is open, gc.collect() called on any other thread than the GUI thread is skipped
+# (the GUI thread's timer collects that garbage between jobs).
 _JOBS_LOCK = threading.Lock()
 _JOBS_RUNNING = 0
 
@@ -155,7 +159,7 @@ class GuiThreadCollector(QObject):
         if c0 <= t0:
             return 0
         gen = 2 if (c1 > t1 and c2 > t2) else 1 if c1 > t1 else 0
-        return gc.collect(gen)
+        return _REAL_COLLECT(gen)
 
     def stop(self) -> None:
         self.timer.stop()
@@ -163,31 +167,50 @@ class GuiThreadCollector(QObject):
             gc.enable()
 
 
+_REAL_COLLECT = gc.collect
+
+
+def _collect_on_gui_thread_only(generation: int = 2) -> int:
+    """``gc.collect`` while a window is open: a collection asked for on another thread (a
+    library's own, on a worker) is skipped -- 0 objects -- and left to the GUI thread's timer."""
+    if threading.current_thread() is threading.main_thread():
+        return _REAL_COLLECT(generation)
+    return 0
+
+
 _COLLECTOR: list[GuiThreadCollector] = []
 _COLLECTOR_USERS = [0]
 
 
 def acquire_collector() -> GuiThreadCollector:
-    """A window opens: automatic collection off, the GUI-thread collector on (one for all)."""
+    """A window opens: automatic collection off, the GUI-thread collector on (one for all), and
+    gc.collect() on other threads skipped (see above)."""
     _COLLECTOR_USERS[0] += 1
     if not _COLLECTOR:
         from PySide6.QtCore import QCoreApplication
         _COLLECTOR.append(GuiThreadCollector(parent=QCoreApplication.instance()))
+        gc.collect = _collect_on_gui_thread_only
     return _COLLECTOR[0]
+
+
+def _stop_collector() -> None:
+    _COLLECTOR.pop().stop()
+    if not _COLLECTOR:
+        gc.collect = _REAL_COLLECT
 
 
 def reset_collector() -> None:
     """Tests: give automatic collection back whatever windows remain."""
     _COLLECTOR_USERS[0] = 0
     while _COLLECTOR:
-        _COLLECTOR.pop().stop()
+        _stop_collector()
 
 
 def release_collector() -> None:
     """A window closed; the last one gives automatic collection back."""
     _COLLECTOR_USERS[0] = max(0, _COLLECTOR_USERS[0] - 1)
     if _COLLECTOR_USERS[0] == 0 and _COLLECTOR:
-        _COLLECTOR.pop().stop()
+        _stop_collector()
 
 
 class _Runnable:

@@ -86,3 +86,35 @@ def test_the_timer_collects_on_the_gui_thread(qtbot):
         gc.callbacks.pop()
         workers.release_collector()
     assert threads and set(threads) == {threading.main_thread().name}
+
+
+def test_a_library_collection_on_a_worker_is_left_to_the_gui_thread(qtbot):
+    """TensorFlow's TFLite converter calls gc.collect() itself (after loading the SavedModel):
+    on the export worker that finalized objects concurrently with the GUI thread and segfaulted
+    it. While a window is open such a call on a worker thread collects nothing; the GUI
+    thread's collections (its timer, or gc.collect() there) still work; the last window closing
+    gives gc.collect back."""
+    from migrator.gui import workers
+    real = gc.collect
+    col = workers.acquire_collector()
+    try:
+        seen = {}
+
+        def work(progress=None, cancel=None):
+            for _ in range(500):
+                _Cycle()
+            seen["worker collected"] = gc.collect()
+            return 1
+
+        job = workers.run_job(work, name="gc-library", on_error=lambda m, d: None)
+        with qtbot.waitSignal(job.done, timeout=30_000):
+            pass
+        assert workers.wait_idle(30_000)
+        assert seen == {"worker collected": 0}
+        assert gc.collect() >= 500 - 10             # on the GUI thread it collects
+        for _ in range(2000):
+            _Cycle()
+        assert col.check() >= 2000 - 10
+    finally:
+        workers.release_collector()
+    assert gc.collect is real and gc.isenabled()
