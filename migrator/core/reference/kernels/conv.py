@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from ...shapes import deconv_out_len, locally_connected_taps
-from ..workers import blas_own_threads, gemm_pieces, parallel, pieces_for, split, threads, ufunc_tiles
+from ..workers import blas_own_threads, gemm_pieces, parallel, pieces_for, split, ufunc_tiles
 from .activation import activation
 from .registry import kernel, nchw_input, one_d, pair, param, scratch, windows3d
 
+#: the im2col matrix of a block of images holds at most this many elements
 IM2COL_MAX_ELEMENTS = 64 * 1024 * 1024
 #: a 1x1 stride-1 convolution multiplies each image's (C, H*W) matrix in place (no copies) from
 #: this many output positions per image; smaller images are gathered into one whole-batch GEMM
@@ -34,17 +35,14 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(1,
     """NCHW cross-correlation (``flip=True``: true convolution) of ``x`` with OIHW ``w``, plus
     ``bias`` (``(O,)`` or untied ``(O, Ho, Wo)``) when given: ``conv(x, w) + bias``.
 
-    Several images on several threads: :func:`_im2col_blocks` (each worker thread builds the
-    im2col matrix of its block of images, multiplies and writes it out; measured on open-nsfw
-    at batch 16: 15 % less CPU time than building the whole batch's columns first).  Else
-    (one image, or one thread) the input is viewed channel-major ``(C, N, H, W)`` and the
-    im2col matrix ``(C*kh*kw, N*Ho*Wo)`` built with one strided copy per kernel offset (into
-    a reused work buffer); ``(group, O/group, K) @ (group, K, columns)`` then runs per block
-    of images (one BLAS call per group each), the blocks shared out to the worker threads
-    (:mod:`migrator.core.reference.workers`).  Large images write their product straight into
-    the NCHW output; small ones go through one ``(O, n, Ho*Wo)`` product and a pass back to
-    NCHW.  A 1x1 unpadded stride-1 kernel skips im2col (each image is its own column matrix).
-    The bias is added to the finished product (the same float operations as ``y += b``)."""
+    Several images: :func:`_im2col_blocks` (each worker thread builds the im2col matrix of its
+    block of images, multiplies and writes it out while they are in its core's cache; measured
+    on open-nsfw at batch 16: 15 % less CPU time than building the whole batch's columns
+    first).  One image: its im2col matrix ``(C*kh*kw, Ho*Wo)`` built with one strided copy
+    per kernel offset (channels shared out to the worker threads, into a reused work buffer),
+    then ``(group, O/group, K) @ (group, K, Ho*Wo)`` threaded by BLAS itself.  A 1x1 unpadded
+    stride-1 kernel skips im2col (each image is its own column matrix).  The bias is added to
+    the finished product (the same float operations as ``y += b``)."""
     N, C, H, W = x.shape
     O, Cg, kh, kw = w.shape
     sh, sw = stride
@@ -75,76 +73,43 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), pad=(0, 0), dilation=(1,
         else:
             parallel(lambda ns: _gemm_images(wm, lambda k: xg[k], og, bg, ns), split(N, gemm_pieces(N)))
         return out
-    if N > 1 and threads() > 1:
-        _im2col_blocks(x, wm, out, b, (kh, kw), stride, pad, dilation, group)
+    if N > 1:
+        _im2col_blocks(x, wm, out, og, b, bg, (kh, kw), stride, pad, dilation)
         return out
-    xt = x.transpose(1, 0, 2, 3)                          # (C, N, H, W) view
+    x0 = x[0]
     if ph or pw:
-        xp = scratch("conv_pad", (C, N, H + 2 * ph, W + 2 * pw), x.dtype)
+        xp = scratch("conv_pad", (C, H + 2 * ph, W + 2 * pw), x.dtype)
 
-        def pad_part(part):
-            cs, ns = part
-            p = xp[cs, ns]
+        def pad_part(cs):
+            p = xp[cs]
             _zero_border(p, ph, pw)
-            p[:, :, ph:ph + H, pw:pw + W] = xt[cs, ns]
-        parallel(pad_part, _gather_parts(C, N, xp.nbytes))
+            p[:, ph:ph + H, pw:pw + W] = x0[cs]
+        parallel(pad_part, split(C, pieces_for(xp.nbytes)))
     else:
-        xp = xt
-    per_sample = C * kh * kw * P
-    chunk = max(1, min(N, IM2COL_MAX_ELEMENTS // max(per_sample, 1)))
-    for n0 in range(0, N, chunk):
-        n1 = min(N, n0 + chunk)
-        n = n1 - n0
-        cols = scratch("conv_cols", (C, kh, kw, n, Ho, Wo), x.dtype)
+        xp = x0
+    cols = scratch("conv_cols", (C, kh, kw, Ho, Wo), x.dtype)
 
-        def gather(part, src=xp[:, n0:n1], cols=cols):
-            cs, ns = part                                  # channels, images of this piece
-            v = src[cs, ns]
-            for i in range(kh):
-                r0 = i * dh
-                for j in range(kw):
-                    c0 = j * dw
-                    cols[cs, i, j, ns] = v[:, :, r0:r0 + sh * (Ho - 1) + 1:sh, c0:c0 + sw * (Wo - 1) + 1:sw]
-        parallel(gather, _gather_parts(C, n, cols.nbytes))
-        cm = cols.reshape(group, K, n * P)
-        if N == 1:                                         # (O, 1, P) is already NCHW
-            _gemm_rows(wm, cm, og[0], bg)
-        elif P >= PER_IMAGE_GATHERED_MIN_POSITIONS:
-            parallel(lambda ns, cm=cm, n0=n0: _gemm_images(wm, lambda k: cm[:, :, k * P:(k + 1) * P],
-                                                           og[n0:], bg, ns),
-                     split(n, gemm_pieces(n)))
-        else:
-            y = scratch("conv_gemm", (group, Og, n * P), x.dtype)
-
-            def images(ns, n0=n0, y=y, cm=cm):
-                """GEMM of the column block of images ``ns`` (a strided 2-d block: one BLAS call
-                per group; one per image where an image's product is small), then its
-                (O, n, P) -> NCHW pass with the bias."""
-                cs = slice(ns.start * P, ns.stop * P)
-                if Og * P * K > SMALL_GEMM_MNK:
-                    np.matmul(wm, cm[:, :, cs], out=y[:, :, cs])
-                else:
-                    for k in range(ns.start, ns.stop):
-                        np.matmul(wm, cm[:, :, k * P:(k + 1) * P], out=y[:, :, k * P:(k + 1) * P])
-                yt = y[:, :, cs].reshape(O, ns.stop - ns.start, Ho, Wo).transpose(1, 0, 2, 3)
-                o = out[n0 + ns.start:n0 + ns.stop]
-                if b is None:
-                    np.copyto(o, yt)
-                else:
-                    np.add(yt, b, out=o)
-            parallel(images, split(n, max(gemm_pieces(n), pieces_for(y.nbytes))))
+    def gather(cs):
+        v = xp[cs]
+        for i in range(kh):
+            r0 = i * dh
+            for j in range(kw):
+                c0 = j * dw
+                cols[cs, i, j] = v[:, r0:r0 + sh * (Ho - 1) + 1:sh, c0:c0 + sw * (Wo - 1) + 1:sw]
+    parallel(gather, split(C, pieces_for(cols.nbytes)))
+    _gemm_rows(wm, cols.reshape(group, K, P), og[0], bg)       # (O, 1, P) is already NCHW
     return out
 
 
-def _im2col_blocks(x, wm, out, b, kernel, stride, pad, dilation, group) -> None:
+def _im2col_blocks(x, wm, out, og, b, bg, kernel, stride, pad, dilation) -> None:
     """The im2col convolution of a batch, block by block of images, each block on one worker
     thread from its columns to its output: the block's im2col matrix is built, multiplied and
     written out while it is still in that core's cache, instead of the whole batch's columns
     going to memory and back.  A block is one image when it has
     :data:`PER_IMAGE_GATHERED_MIN_POSITIONS` output positions (one GEMM straight into the NCHW
     output), else enough images to reach that many columns (one GEMM, or one per image where
-    the product is smaller than :data:`SMALL_GEMM_MNK`, then a pass back to NCHW with the bias)
-    -- the same GEMMs per image as the whole-batch path, so the same sums."""
+    the product is smaller than :data:`SMALL_GEMM_MNK`, then a pass back to NCHW with the bias),
+    and at least one block per worker piece; an image's sums do not depend on its block."""
     N, C, H, W = x.shape
     O = out.shape[1]
     kh, kw = kernel
@@ -153,8 +118,7 @@ def _im2col_blocks(x, wm, out, b, kernel, stride, pad, dilation, group) -> None:
     dh, dw = dilation
     Ho, Wo = out.shape[2:]
     P = Ho * Wo
-    Og = O // group
-    K = wm.shape[2]
+    group, Og, K = wm.shape
     if ph or pw:                                       # padded NCHW copy, images shared out
         xp = scratch("conv_pad", (N, C, H + 2 * ph, W + 2 * pw), x.dtype)
 
@@ -169,8 +133,6 @@ def _im2col_blocks(x, wm, out, b, kernel, stride, pad, dilation, group) -> None:
     # at least gemm_pieces() blocks, so that every thread has work (small images: a 7x7 map
     # would otherwise put a whole batch of 16 into one block, on one thread)
     per = max(1, min(per, N // gemm_pieces(N) or 1, IM2COL_MAX_ELEMENTS // max(C * kh * kw * P, 1)))
-    og = out.reshape(N, group, Og, P)
-    bg = None if b is None else b.reshape((O, -1)).reshape(group, Og, -1)
 
     def block(ns: slice) -> None:
         n = ns.stop - ns.start
@@ -217,18 +179,6 @@ def _gemm_rows(wm: np.ndarray, cols: np.ndarray, out: np.ndarray, bg) -> None:
         np.matmul(wm, cols, out=out)
     if bg is not None:
         ufunc_tiles(np.add, out, out, bg)
-
-
-def _gather_parts(C: int, n: int, nbytes: int) -> list[tuple[slice, slice]]:
-    """(channels, images) pieces of an im2col over ``C`` channels and ``n`` images, one per
-    thread: split the channels when there are enough of them, else the images."""
-    parts = pieces_for(nbytes)
-    if parts <= 1:
-        return [(slice(None), slice(None))]
-    if C >= 2 * parts or n < parts:
-        return [(slice(a * C // parts, (a + 1) * C // parts), slice(None)) for a in range(parts)
-                if a * C // parts < (a + 1) * C // parts]
-    return [(slice(None), slice(a * n // parts, (a + 1) * n // parts)) for a in range(parts)]
 
 
 def _zero_border(xp: np.ndarray, ph: int, pw: int) -> None:
