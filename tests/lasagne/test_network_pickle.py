@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 from tests.lasagne import keras_outputs_by_source
+from tests.lasagne.lasagne_master import BATCH_NORM
 
 pytestmark = [pytest.mark.theano, pytest.mark.slow]
 
@@ -41,7 +42,7 @@ import collections, pickle, sys, textwrap, types
 import numpy as np
 import theano, theano.tensor as T
 import lasagne
-from lasagne import init
+from lasagne import init, nonlinearities
 from lasagne.layers import (InputLayer, Conv2DLayer, MaxPool2DLayer, DenseLayer, DropoutLayer,
                             NonlinearityLayer, LSTMLayer, SliceLayer, Layer, get_all_layers,
                             get_all_params, get_output)
@@ -49,36 +50,7 @@ from lasagne.nonlinearities import rectify, softmax, tanh, LeakyRectify
 import lasagne.layers.normalization as NORM
 
 
-class BatchNormLayer(Layer):
-    """Lasagne master's BatchNormLayer (its attributes and deterministic output)."""
-    def __init__(self, incoming, axes='auto', epsilon=1e-4, alpha=0.1, beta=init.Constant(0),
-                 gamma=init.Constant(1), mean=init.Constant(0), inv_std=init.Constant(1),
-                 **kwargs):
-        super(BatchNormLayer, self).__init__(incoming, **kwargs)
-        if axes == 'auto':
-            axes = (0,) + tuple(range(2, len(self.input_shape)))
-        elif isinstance(axes, int):
-            axes = (axes,)
-        self.axes = axes
-        self.epsilon = epsilon
-        self.alpha = alpha
-        shape = [size for axis, size in enumerate(self.input_shape) if axis not in self.axes]
-        self.beta = self.add_param(beta, shape, 'beta', trainable=True, regularizable=False)
-        self.gamma = self.add_param(gamma, shape, 'gamma', trainable=True, regularizable=True)
-        self.mean = self.add_param(mean, shape, 'mean', trainable=False, regularizable=False)
-        self.inv_std = self.add_param(inv_std, shape, 'inv_std', trainable=False,
-                                      regularizable=False)
-
-    def get_output_for(self, input, deterministic=False, **kwargs):
-        param_axes = iter(range(input.ndim - len(self.axes)))
-        pattern = ['x' if input_axis in self.axes else next(param_axes)
-                   for input_axis in range(input.ndim)]
-        beta = self.beta.dimshuffle(pattern)
-        gamma = self.gamma.dimshuffle(pattern)
-        mean = self.mean.dimshuffle(pattern)
-        inv_std = self.inv_std.dimshuffle(pattern)
-        return (input - mean) * (gamma * inv_std) + beta
-
+''' + BATCH_NORM + r'''
 
 BatchNormLayer.__module__ = 'lasagne.layers.normalization'
 NORM.BatchNormLayer = BatchNormLayer
