@@ -440,7 +440,7 @@ def _reduce_tiles(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndar
             np.maximum(ra[rows, cols], _maxima(t, cv), out=ra[rows, cols])
         return i0, m, sm, ra
 
-    results = parallel(run, pieces) if len(pieces) > 1 else [run(pieces[0])]
+    results = parallel(run, pieces)             # one piece: run on this thread
     if len(results) == 1:
         _, nc_max, nc_sum, nc_ref = results[0]
     else:

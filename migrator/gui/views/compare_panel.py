@@ -42,6 +42,21 @@ def parse_mean(text: str):
     return core_parse_mean(text)[0]
 
 
+def _with_browse(field: QWidget, tip: str, browse) -> QWidget:
+    """``field`` with a "…" button after it that calls ``browse``."""
+    button = QToolButton()
+    button.setText("…")
+    button.setToolTip(tip)
+    button.clicked.connect(browse)
+    row = QHBoxLayout()
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(field, 1)
+    row.addWidget(button)
+    w = QWidget()
+    w.setLayout(row)
+    return w
+
+
 def _section_toggle(title: str, body: QWidget) -> QToolButton:
     """A flat arrow button that shows or hides ``body`` (a collapsible section)."""
     t = QToolButton()
@@ -93,16 +108,7 @@ class ComparePanel(QWidget):
         self.batch_size.setRange(1, 4096)
         self.batch_size.setValue(8)
         self.batch_size.setToolTip("Images per batch: memory grows with the batch, not the folder")
-        browse = QToolButton()
-        browse.setText("…")
-        browse.setToolTip("Choose the input file")
-        browse.clicked.connect(self._browse)
-        path_row = QHBoxLayout()
-        path_row.setContentsMargins(0, 0, 0, 0)
-        path_row.addWidget(self.path, 1)
-        path_row.addWidget(browse)
-        self.path_w = QWidget()
-        self.path_w.setLayout(path_row)
+        self.path_w = _with_browse(self.path, "Choose the input file", self._browse)
         self.order = QComboBox()
         self.order.addItems(["BGR", "RGB"])
         self.order.setToolTip("Channel order fed to the network (Caffe models usually expect BGR)")
@@ -111,16 +117,8 @@ class ComparePanel(QWidget):
                              "a mean file (Caffe's mean.binaryproto, .npy) whose image is "
                              "centre-cropped like the input; empty = the model's stored mean when "
                              "it has one")
-        mean_browse = QToolButton()
-        mean_browse.setText("…")
-        mean_browse.setToolTip("Choose a mean file (Caffe's mean.binaryproto, or .npy)")
-        mean_browse.clicked.connect(self._browse_mean)
-        mean_row = QHBoxLayout()
-        mean_row.setContentsMargins(0, 0, 0, 0)
-        mean_row.addWidget(self.mean, 1)
-        mean_row.addWidget(mean_browse)
-        mean_w = QWidget()
-        mean_w.setLayout(mean_row)
+        mean_w = _with_browse(self.mean, "Choose a mean file (Caffe's mean.binaryproto, or .npy)",
+                              self._browse_mean)
         self.bake = QCheckBox("bake into the exported model")
         self.bake.setToolTip("Export puts the channel order, mean and scale at the model's front: "
                              "the saved model then takes RGB pixels in [0, 255] (resized and "
